@@ -1,0 +1,65 @@
+/* config: the daemon's settings, from built-in defaults, the key file and
+ * command-line flags, in that order of precedence (last wins). */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/rtcsignald/rtcsignald.conf"
+
+struct listen_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[64]; /* as the operator wrote it, normalised */
+};
+
+struct config {
+	char *path; /* the file read, or NULL for built-in defaults */
+
+	/* [server] */
+	GArray *listen; /* of struct listen_addr */
+	bool allow_anonymous;
+	unsigned app_ping_interval;
+	unsigned ws_ping_interval;
+	unsigned ws_ping_timeout;
+	unsigned drain_timeout;
+
+	/* [limits] */
+	uint64_t max_message_bytes;
+	uint64_t max_metadata_bytes;
+	uint64_t max_queued_bytes;
+	unsigned max_sessions;
+	unsigned max_peers_per_room;
+	unsigned max_json_depth;
+
+	/* [turn] */
+	char **stun_uris;
+	char **turn_uris;
+	char *turn_secret;
+	char *turn_secret_file;
+	unsigned turn_credential_ttl;
+
+	/* [log] */
+	int log_level;
+};
+
+/* What the command line may override; NULL/0 means "not given". */
+struct config_overrides {
+	const char *listen;
+	const char *log_level;
+};
+
+/* Loads PATH (or the default path when PATH is NULL; a missing default
+ * file means built-in defaults), then applies OV.  On failure returns a
+ * negative errno and sets ERR to a message naming the file, key and
+ * reason. */
+int config_load(const char *path, const struct config_overrides *ov,
+		struct config **out, GError **err);
+struct config *config_new_defaults(void);
+void config_free(struct config *cfg);
+
+/* Parses "ADDR:PORT", "[V6ADDR]:PORT"; numeric only. */
+int config_parse_listen(const char *text, struct listen_addr *out);

@@ -1,0 +1,58 @@
+/* log: the one logging API of rtcsignald.
+ *
+ * Every line is an event: a priority, an optional event type (stable, one
+ * per kind of thing that happened) and a few structured fields.  The
+ * fields carry identifiers only; payloads, SDPs, tokens and keys are never
+ * passed here. */
+#pragma once
+
+#include <stdbool.h>
+#include <syslog.h>
+
+enum log_event {
+	LOG_EVENT_NONE = 0,
+	LOG_EVENT_STARTED,
+	LOG_EVENT_LISTENING,
+	LOG_EVENT_READY,
+	LOG_EVENT_RELOADED,
+	LOG_EVENT_RELOAD_FAILED,
+	LOG_EVENT_STOPPING,
+	LOG_EVENT_STOPPED,
+	LOG_EVENT_PEER_REGISTERED,
+	LOG_EVENT_PEER_LEFT,
+	LOG_EVENT_REGISTRATION_REFUSED,
+	LOG_EVENT_SESSION_REPLACED,
+	LOG_EVENT_CONNECTION_REFUSED,
+	LOG_EVENT_LIMIT_HIT,
+	LOG_EVENT_SESSION_CLOSED,
+	LOG_EVENT__COUNT
+};
+
+/* Structured fields; NULL (or 0 for close_code) means absent. */
+struct log_fields {
+	const char *room;
+	const char *peer;
+	const char *role;
+	const char *remote;
+	const char *code;
+	int close_code;
+};
+
+const char *log_event_name(enum log_event ev);
+
+/* LOG_ERR .. LOG_DEBUG; "err", "warning", "notice", "info", "debug". */
+int log_level_parse(const char *name, int *prio);
+void log_set_level(int prio);
+bool log_enabled(int prio);
+
+void log_full(int prio, enum log_event ev, const struct log_fields *f,
+	      const char *file, int line, const char *func,
+	      const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
+#define log_event(prio, ev, fields, ...) \
+	log_full(prio, ev, fields, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_err(...)     log_event(LOG_ERR, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_warning(...) log_event(LOG_WARNING, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_notice(...)  log_event(LOG_NOTICE, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_info(...)    log_event(LOG_INFO, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+#define log_debug(...)   log_event(LOG_DEBUG, LOG_EVENT_NONE, NULL, __VA_ARGS__)

@@ -1,0 +1,479 @@
+#include "protocol.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const type_names[MSG__COUNT] = {
+	[MSG_UNKNOWN] = "unknown",
+	[MSG_REGISTER] = "register",
+	[MSG_DISCOVER_PEERS] = "discover_peers",
+	[MSG_UPDATE_METADATA] = "update_metadata",
+	[MSG_PEER_MESSAGE] = "peer_message",
+	[MSG_OFFER] = "offer",
+	[MSG_ANSWER] = "answer",
+	[MSG_CANDIDATE] = "candidate",
+	[MSG_MESH_CONNECT] = "mesh_connect",
+	[MSG_MESH_ANSWER] = "mesh_answer",
+	[MSG_ICE_CANDIDATE] = "ice_candidate",
+	[MSG_PING] = "ping",
+	[MSG_PONG] = "pong",
+};
+
+static const char *const code_names[ERR__COUNT] = {
+	[ERR_INVALID_JSON] = "INVALID_JSON",
+	[ERR_UNKNOWN_MESSAGE_TYPE] = "UNKNOWN_MESSAGE_TYPE",
+	[ERR_INVALID_MESSAGE] = "INVALID_MESSAGE",
+	[ERR_INVALID_FILTER] = "INVALID_FILTER",
+	[ERR_AUTH_REQUIRED] = "AUTH_REQUIRED",
+	[ERR_AUTH_FAILED] = "AUTH_FAILED",
+	[ERR_FORBIDDEN] = "FORBIDDEN",
+	[ERR_NOT_IN_ROOM] = "NOT_IN_ROOM",
+	[ERR_ROOM_NOT_FOUND] = "ROOM_NOT_FOUND",
+	[ERR_ROOM_EXPIRED] = "ROOM_EXPIRED",
+	[ERR_ROOM_FULL] = "ROOM_FULL",
+	[ERR_PEER_ID_TAKEN] = "PEER_ID_TAKEN",
+	[ERR_PEER_NOT_IN_ROOM] = "PEER_NOT_IN_ROOM",
+	[ERR_PEER_NOT_FOUND] = "PEER_NOT_FOUND",
+	[ERR_DELIVERY_FAILED] = "DELIVERY_FAILED",
+	[ERR_RATE_LIMITED] = "RATE_LIMITED",
+	[ERR_SESSION_REPLACED] = "SESSION_REPLACED",
+	[ERR_SERVER_SHUTTING_DOWN] = "SERVER_SHUTTING_DOWN",
+};
+
+const char *protocol_type_name(enum msg_type t)
+{
+	return t < MSG__COUNT ? type_names[t] : "unknown";
+}
+
+const char *protocol_code_name(enum err_code c)
+{
+	return c < ERR__COUNT ? code_names[c] : "UNKNOWN";
+}
+
+static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
+{
+	va_list ap;
+	err->code = code;
+	err->field = err->field_value = NULL;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof err->message, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+bool protocol_valid_room_id(const char *id, size_t len)
+{
+	if (len == 0 || len > REGISTRY_ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!g_ascii_isalnum(id[i]) && id[i] != '.' && id[i] != '_' && id[i] != '-')
+			return false;
+	return true;
+}
+
+/* A string of 1..128 bytes without NUL; *OUT points into the JSON tree. */
+static bool get_string(json_object *v, const char **out)
+{
+	int len;
+	if (!json_object_is_type(v, json_type_string))
+		return false;
+	*out = json_object_get_string(v);
+	len = json_object_get_string_len(v);
+	return len > 0 && len <= REGISTRY_ID_MAX && strlen(*out) == (size_t)len;
+}
+
+/* A peer id field: a string, or a number turned into its decimal text.
+ * Absent or null leaves *OUT NULL, which is an error when REQUIRED. */
+static int get_id(struct msg *m, int slot, const char *key, bool required, const char **out,
+		  struct msg_error *err)
+{
+	json_object *v = NULL;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(m->root, key, &v) || !v) {
+		if (required)
+			return fail(err, ERR_INVALID_MESSAGE, "Missing field: %s", key);
+		return 0;
+	}
+	if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+		const char *text = json_object_to_json_string_ext(v, JSON_FLAGS);
+		if (strlen(text) >= PROTOCOL_ID_BUF)
+			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s", key);
+		strcpy(m->idbuf[slot], text);
+		*out = m->idbuf[slot];
+		return 0;
+	}
+	if (!get_string(v, out))
+		return fail(err, ERR_INVALID_MESSAGE,
+			    "Invalid field: %s must be a string of 1 to %d bytes", key, REGISTRY_ID_MAX);
+	return 0;
+}
+
+/* An optional string field of any length (credentials). */
+static int get_opt_string(json_object *root, const char *key, const char **out,
+			  struct msg_error *err)
+{
+	json_object *v;
+	*out = NULL;
+	if (!json_object_object_get_ex(root, key, &v) || !v)
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s must be a string", key);
+	*out = json_object_get_string(v);
+	return 0;
+}
+
+static int decode_register(struct msg *m, struct msg_error *err)
+{
+	struct msg_register *r = &m->reg;
+	json_object *v;
+	int rc;
+
+	if ((rc = get_id(m, 0, "peer_id", false, &r->peer_id, err)) < 0)
+		return rc;
+	if (json_object_object_get_ex(m->root, "room_id", &v) && v) {
+		if (!json_object_is_type(v, json_type_string) ||
+		    !protocol_valid_room_id(json_object_get_string(v),
+					    (size_t)json_object_get_string_len(v)))
+			return fail(err, ERR_INVALID_MESSAGE,
+				    "Invalid field: room_id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
+				    REGISTRY_ID_MAX);
+		r->room_id = json_object_get_string(v);
+	}
+	if (json_object_object_get_ex(m->root, "token", &v) && v) {
+		if (!json_object_is_type(v, json_type_string))
+			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: token must be a string");
+		r->token = v;
+	}
+	if ((rc = get_opt_string(m->root, "jwt", &r->jwt, err)) < 0 ||
+	    (!r->jwt && (rc = get_opt_string(m->root, "id_token", &r->jwt, err)) < 0) ||
+	    (rc = get_opt_string(m->root, "api_key", &r->api_key, err)) < 0)
+		return rc;
+	r->role = "peer";
+	if (json_object_object_get_ex(m->root, "role", &v) && v && !get_string(v, &r->role))
+		return fail(err, ERR_INVALID_MESSAGE,
+			    "Invalid field: role must be a string of 1 to %d bytes", REGISTRY_ID_MAX);
+	if (json_object_object_get_ex(m->root, "metadata", &v) && v) {
+		if (!json_object_is_type(v, json_type_object))
+			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: metadata must be an object");
+		r->metadata = v;
+	}
+	if (json_object_object_get_ex(m->root, "is_admin", &v) && v) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: is_admin must be a boolean");
+		r->is_admin = json_object_get_boolean(v);
+	}
+	return 0;
+}
+
+static int decode_discover(struct msg *m, struct msg_error *err)
+{
+	struct msg_discover *d = &m->discover;
+	json_object *v;
+	int rc;
+
+	if ((rc = get_id(m, 0, "from_peer_id", false, &d->from, err)) < 0)
+		return rc;
+	if (json_object_object_get_ex(m->root, "filters", &v) && v) {
+		if (!json_object_is_type(v, json_type_object))
+			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: filters must be an object");
+		d->filters = v;
+	}
+	d->limit = PROTOCOL_DISCOVER_LIMIT;
+	if (json_object_object_get_ex(m->root, "limit", &v) && v) {
+		int64_t n = json_object_get_int64(v);
+		if (!json_object_is_type(v, json_type_int) || n < 1)
+			return fail(err, ERR_INVALID_MESSAGE,
+				    "Invalid field: limit must be a positive integer");
+		d->limit = n < PROTOCOL_DISCOVER_LIMIT ? (unsigned)n : PROTOCOL_DISCOVER_LIMIT;
+	}
+	return 0;
+}
+
+static int decode_update(struct msg *m, struct msg_error *err)
+{
+	json_object *v;
+	int rc;
+
+	if ((rc = get_id(m, 0, "peer_id", false, &m->update.peer_id, err)) < 0)
+		return rc;
+	if (!json_object_object_get_ex(m->root, "metadata", &v) || !v)
+		return fail(err, ERR_INVALID_MESSAGE, "Missing field: metadata");
+	if (!json_object_is_type(v, json_type_object))
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: metadata must be an object");
+	m->update.metadata = v;
+	return 0;
+}
+
+static int decode_route(struct msg *m, const char *to_field, const char *body_field,
+			struct msg_error *err)
+{
+	struct msg_route *r = &m->route;
+	int rc;
+
+	r->to_field = to_field;
+	if ((rc = get_id(m, 0, "from_peer_id", false, &r->from, err)) < 0 ||
+	    (rc = get_id(m, 1, to_field, true, &r->to, err)) < 0)
+		return rc;
+	/* The body may be any JSON value, null included, but must be there. */
+	if (!json_object_object_get_ex(m->root, body_field, &r->body))
+		return fail(err, ERR_INVALID_MESSAGE, "Missing field: %s", body_field);
+	return 0;
+}
+
+static int decode_signal(struct msg *m, struct msg_error *err)
+{
+	int rc;
+	if ((rc = get_id(m, 0, "sender", false, &m->signal.sender, err)) < 0)
+		return rc;
+	return get_id(m, 1, "target", true, &m->signal.target, err);
+}
+
+int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
+		    struct msg_error *err)
+{
+	json_object *type;
+
+	memset(m, 0, offsetof(struct msg, idbuf));
+	json_tokener_reset(tok);
+	m->root = json_tokener_parse_ex(tok, text, (int)len);
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len ||
+	    !json_object_is_type(m->root, json_type_object))
+		return fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+
+	if (!json_object_object_get_ex(m->root, "type", &type) ||
+	    !json_object_is_type(type, json_type_string))
+		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %s",
+			    type ? json_object_to_json_string_ext(type, JSON_FLAGS) : "None");
+	m->type_text = json_object_get_string(type);
+	for (int t = MSG_UNKNOWN + 1; t < MSG__COUNT; t++)
+		if (strcmp(type_names[t], m->type_text) == 0)
+			m->type = (enum msg_type)t;
+
+	switch (m->type) {
+	case MSG_UNKNOWN:
+		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.64s", m->type_text);
+	case MSG_REGISTER:
+		return decode_register(m, err);
+	case MSG_DISCOVER_PEERS:
+		return decode_discover(m, err);
+	case MSG_UPDATE_METADATA:
+		return decode_update(m, err);
+	case MSG_PEER_MESSAGE:
+		return decode_route(m, "to_peer_id", "payload", err);
+	case MSG_MESH_CONNECT:
+		return decode_route(m, "target_peer_id", "offer", err);
+	case MSG_MESH_ANSWER:
+		return decode_route(m, "target_peer_id", "answer", err);
+	case MSG_ICE_CANDIDATE:
+		return decode_route(m, "target_peer_id", "candidate", err);
+	case MSG_OFFER:
+	case MSG_ANSWER:
+	case MSG_CANDIDATE:
+		return decode_signal(m, err);
+	default:
+		return 0;
+	}
+}
+
+void msg_clear(struct msg *m)
+{
+	json_object_put(m->root);
+	m->root = NULL;
+}
+
+struct msgbuf *protocol_error(enum err_code code, const char *message, bool with_reason,
+			      const char *field, const char *field_value)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string("error"));
+	json_object_object_add(o, "code", json_object_new_string(protocol_code_name(code)));
+	json_object_object_add(o, "message", json_object_new_string(message));
+	if (with_reason)
+		json_object_object_add(o, "reason", json_object_new_string(message));
+	if (field && field_value)
+		json_object_object_add(o, field, json_object_new_string(field_value));
+	struct msgbuf *m = msgbuf_from_json(o);
+	json_object_put(o);
+	return m;
+}
+
+struct msgbuf *protocol_error_from(const struct msg_error *e, bool with_reason)
+{
+	return protocol_error(e->code, e->message, with_reason, e->field, e->field_value);
+}
+
+static struct msgbuf *finish(GString *s)
+{
+	return msgbuf_new(s->str, s->len);
+}
+
+static void append_room_id(GString *s, const struct room *room)
+{
+	/* Room ids are [A-Za-z0-9._-]: nothing to escape. */
+	g_string_append_c(s, '"');
+	g_string_append(s, room->id);
+	g_string_append_c(s, '"');
+}
+
+struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_object *token,
+				   const char *ice_servers_json)
+{
+	const struct room *room = self->room;
+	bool first = true;
+
+	g_string_assign(s, "{\"type\":\"registered_auth\",\"room_id\":");
+	append_room_id(s, room);
+	g_string_append(s, ",\"token\":");
+	if (token)
+		json_append_value(s, token);
+	else
+		g_string_append(s, "null");
+	g_string_append(s, ",\"peer_id\":");
+	g_string_append_len(s, self->id_json, (gssize)self->id_json_len);
+	g_string_append(s, ",\"admin_peer_id\":");
+	if (room->admin)
+		g_string_append_len(s, room->admin->id_json, (gssize)room->admin->id_json_len);
+	else
+		g_string_append(s, "null");
+	g_string_append(s, ",\"peer_list\":[");
+	for (GList *l = room->peers.head; l; l = l->next) {
+		const struct peer *p = l->data;
+		if (p == self)
+			continue;
+		if (!first)
+			g_string_append_c(s, ',');
+		first = false;
+		g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
+	}
+	g_string_append(s, "],\"peer_metadata\":{");
+	first = true;
+	for (GList *l = room->peers.head; l; l = l->next) {
+		const struct peer *p = l->data;
+		if (p == self)
+			continue;
+		if (!first)
+			g_string_append_c(s, ',');
+		first = false;
+		g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
+		g_string_append_c(s, ':');
+		g_string_append_len(s, p->meta->public_json, (gssize)p->meta->public_len);
+	}
+	g_string_append(s, "},\"ice_servers\":");
+	g_string_append(s, ice_servers_json);
+	g_string_append(s, ",\"mesh_ice_servers\":");
+	g_string_append(s, ice_servers_json);
+	g_string_append_c(s, '}');
+	return finish(s);
+}
+
+struct msgbuf *protocol_admin_conflict(const struct room *room)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string("admin_conflict"));
+	json_object_object_add(o, "room_id", json_object_new_string(room->id));
+	json_object_object_add(o, "current_admin",
+			       room->admin ? json_object_new_string(room->admin->id) : NULL);
+	struct msgbuf *m = msgbuf_from_json(o);
+	json_object_put(o);
+	return m;
+}
+
+static void append_peer(GString *s, const struct peer *p)
+{
+	g_string_append(s, "{\"peer_id\":");
+	g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
+	g_string_append(s, ",\"role\":");
+	g_string_append_len(s, p->role_json, (gssize)p->role_json_len);
+	g_string_append(s, ",\"metadata\":");
+	g_string_append_len(s, p->meta->public_json, (gssize)p->meta->public_len);
+	/* Integer formatting: independent of LC_NUMERIC. */
+	g_string_append_printf(s, ",\"connected_at\":%" G_GINT64_FORMAT ".%03d}",
+			       p->connected_at / G_USEC_PER_SEC,
+			       (int)(p->connected_at % G_USEC_PER_SEC / 1000));
+}
+
+struct msgbuf *protocol_peer_list(GString *s, const struct peer *self, unsigned limit,
+				  protocol_peer_pred match, void *data)
+{
+	unsigned count = 0;
+
+	g_string_assign(s, "{\"type\":\"peer_list\",\"to_peer_id\":");
+	g_string_append_len(s, self->id_json, (gssize)self->id_json_len);
+	g_string_append(s, ",\"peers\":[");
+	for (GList *l = self->room->peers.head; l && count < limit; l = l->next) {
+		const struct peer *p = l->data;
+		if (p == self || !match(p, data))
+			continue;
+		if (count++)
+			g_string_append_c(s, ',');
+		append_peer(s, p);
+	}
+	g_string_append_printf(s, "],\"count\":%u}", count);
+	return finish(s);
+}
+
+struct msgbuf *protocol_metadata_updated(GString *s, const struct peer *self)
+{
+	g_string_assign(s, "{\"type\":\"metadata_updated\",\"peer_id\":");
+	g_string_append_len(s, self->id_json, (gssize)self->id_json_len);
+	g_string_append(s, ",\"metadata\":");
+	g_string_append_len(s, self->meta->full_json, (gssize)self->meta->full_len);
+	g_string_append_c(s, '}');
+	return finish(s);
+}
+
+struct msgbuf *protocol_routed(GString *s, enum msg_type type, const struct peer *from,
+			       const struct peer *to, json_object *body)
+{
+	const char *out_type, *body_key;
+
+	switch (type) {
+	case MSG_MESH_CONNECT:
+		out_type = "mesh_offer", body_key = "offer";
+		break;
+	case MSG_MESH_ANSWER:
+		out_type = "mesh_answer", body_key = "answer";
+		break;
+	case MSG_ICE_CANDIDATE:
+		out_type = "ice_candidate", body_key = "candidate";
+		break;
+	default:
+		out_type = "peer_message", body_key = "payload";
+		break;
+	}
+	g_string_printf(s, "{\"type\":\"%s\",\"from_peer_id\":", out_type);
+	g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+	if (type == MSG_PEER_MESSAGE) {
+		g_string_append(s, ",\"to_peer_id\":");
+		g_string_append_len(s, to->id_json, (gssize)to->id_json_len);
+	}
+	g_string_append_printf(s, ",\"%s\":", body_key);
+	if (body)
+		json_append_value(s, body);
+	else
+		g_string_append(s, "null");
+	g_string_append_c(s, '}');
+	return finish(s);
+}
+
+struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len,
+			       const struct peer *from)
+{
+	if (m->signal.sender)
+		return msgbuf_new(text, len);
+	json_object_object_add(m->root, "sender", json_object_new_string(from->id));
+	return msgbuf_from_json(m->root);
+}
+
+struct msgbuf *protocol_simple(const char *type)
+{
+	char buf[64];
+	int n = snprintf(buf, sizeof buf, "{\"type\":\"%s\"}", type);
+	return msgbuf_new(buf, (size_t)n);
+}

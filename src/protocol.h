@@ -1,0 +1,149 @@
+/* protocol: the v2 wire format.  Decodes a client's JSON text into a typed,
+ * validated message, and builds every reply and error the server sends.
+ * No I/O and no policy. */
+#pragma once
+
+#include "msgbuf.h"
+#include "registry.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum msg_type {
+	MSG_UNKNOWN = 0,
+	MSG_REGISTER,
+	MSG_DISCOVER_PEERS,
+	MSG_UPDATE_METADATA,
+	MSG_PEER_MESSAGE,
+	MSG_OFFER,
+	MSG_ANSWER,
+	MSG_CANDIDATE,
+	MSG_MESH_CONNECT,
+	MSG_MESH_ANSWER,
+	MSG_ICE_CANDIDATE,
+	MSG_PING,
+	MSG_PONG,
+	MSG__COUNT
+};
+
+enum err_code {
+	ERR_INVALID_JSON,
+	ERR_UNKNOWN_MESSAGE_TYPE,
+	ERR_INVALID_MESSAGE,
+	ERR_INVALID_FILTER,
+	ERR_AUTH_REQUIRED,
+	ERR_AUTH_FAILED,
+	ERR_FORBIDDEN,
+	ERR_NOT_IN_ROOM,
+	ERR_ROOM_NOT_FOUND,
+	ERR_ROOM_EXPIRED,
+	ERR_ROOM_FULL,
+	ERR_PEER_ID_TAKEN,
+	ERR_PEER_NOT_IN_ROOM,
+	ERR_PEER_NOT_FOUND,
+	ERR_DELIVERY_FAILED,
+	ERR_RATE_LIMITED,
+	ERR_SESSION_REPLACED,
+	ERR_SERVER_SHUTTING_DOWN,
+	ERR__COUNT
+};
+
+const char *protocol_type_name(enum msg_type t);
+const char *protocol_code_name(enum err_code c);
+
+#define PROTOCOL_DISCOVER_LIMIT 1000
+/* A peer id given as a JSON number is turned into its decimal text. */
+#define PROTOCOL_ID_BUF 32
+
+struct msg_register {
+	const char *peer_id; /* NULL: the server generates one */
+	const char *room_id;
+	json_object *token;  /* echoed back; may be NULL */
+	const char *jwt;     /* "jwt" or "id_token" */
+	const char *api_key;
+	const char *role;
+	json_object *metadata; /* NULL means {} */
+	bool is_admin;
+};
+
+struct msg_discover {
+	const char *from;
+	json_object *filters; /* NULL: every peer */
+	unsigned limit;
+};
+
+struct msg_update {
+	const char *peer_id;
+	json_object *metadata;
+};
+
+/* peer_message and the mesh messages: routed to one peer, rebuilt. */
+struct msg_route {
+	const char *from;
+	const char *to;
+	const char *to_field; /* "to_peer_id" or "target_peer_id" */
+	json_object *body;    /* payload, offer, answer or candidate */
+};
+
+/* offer, answer, candidate: forwarded whole. */
+struct msg_signal {
+	const char *sender; /* NULL: the server fills it in */
+	const char *target;
+};
+
+struct msg {
+	enum msg_type type;
+	json_object *root;
+	const char *type_text; /* for UNKNOWN_MESSAGE_TYPE; may be NULL */
+	union {
+		struct msg_register reg;
+		struct msg_discover discover;
+		struct msg_update update;
+		struct msg_route route;
+		struct msg_signal signal;
+	};
+	char idbuf[2][PROTOCOL_ID_BUF];
+};
+
+struct msg_error {
+	enum err_code code;
+	char message[200];
+	const char *field;      /* the field the error concerns, if any */
+	const char *field_value;
+};
+
+/* Parses and validates one message.  On failure returns -EINVAL and fills
+ * ERR (INVALID_JSON, UNKNOWN_MESSAGE_TYPE or INVALID_MESSAGE; FORBIDDEN
+ * and the rest are the router's).  M->root must be released with
+ * msg_clear() either way. */
+int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
+		    struct msg_error *err);
+void msg_clear(struct msg *m);
+
+/* Peer and room id rules of PROTOCOL.md section 2. */
+bool protocol_valid_room_id(const char *id, size_t len);
+
+/* --- builders; every result has one reference --- */
+
+/* {"type":"error","code":C,"message":M[,"reason":M][,FIELD:VALUE]} */
+struct msgbuf *protocol_error(enum err_code code, const char *message, bool with_reason,
+			      const char *field, const char *field_value);
+struct msgbuf *protocol_error_from(const struct msg_error *e, bool with_reason);
+
+struct msgbuf *protocol_registered(GString *scratch, const struct peer *self, json_object *token,
+				   const char *ice_servers_json);
+struct msgbuf *protocol_admin_conflict(const struct room *room);
+
+/* peer_list: the peers of SELF's room accepted by MATCH, at most LIMIT. */
+typedef bool (*protocol_peer_pred)(const struct peer *p, void *data);
+struct msgbuf *protocol_peer_list(GString *scratch, const struct peer *self, unsigned limit,
+				  protocol_peer_pred match, void *data);
+
+struct msgbuf *protocol_metadata_updated(GString *scratch, const struct peer *self);
+struct msgbuf *protocol_routed(GString *scratch, enum msg_type type, const struct peer *from,
+			       const struct peer *to, json_object *body);
+/* The whole signal object, with "sender" filled in when it was missing. */
+struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len,
+			       const struct peer *from);
+struct msgbuf *protocol_simple(const char *type); /* {"type":T} */

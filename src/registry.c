@@ -1,0 +1,169 @@
+#include "registry.h"
+
+#include "msgbuf.h"
+
+#include <string.h>
+
+struct registry {
+	GHashTable *rooms; /* id -> struct room */
+	GHashTable *ids;   /* peer id -> number of rooms it is registered in */
+	unsigned n_peers;
+};
+
+static void room_free(struct room *room)
+{
+	g_hash_table_unref(room->by_id);
+	g_free(room->id);
+	g_free(room);
+}
+
+struct registry *registry_new(void)
+{
+	struct registry *reg = g_new0(struct registry, 1);
+	reg->rooms = g_hash_table_new(g_str_hash, g_str_equal);
+	reg->ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	return reg;
+}
+
+static void peer_free(struct peer *peer)
+{
+	meta_free(peer->meta);
+	g_free(peer->principal);
+	g_free(peer);
+}
+
+void registry_free(struct registry *reg)
+{
+	GHashTableIter it;
+	gpointer value;
+
+	if (!reg)
+		return;
+	g_hash_table_iter_init(&it, reg->rooms);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		struct room *room = value;
+		struct peer *peer;
+		while ((peer = g_queue_pop_head(&room->peers)))
+			peer_free(peer);
+		room_free(room);
+	}
+	g_hash_table_unref(reg->rooms);
+	g_hash_table_unref(reg->ids);
+	g_free(reg);
+}
+
+struct room *registry_find_room(struct registry *reg, const char *room_id)
+{
+	return g_hash_table_lookup(reg->rooms, room_id);
+}
+
+struct room *registry_ensure_room(struct registry *reg, const char *room_id)
+{
+	struct room *room = registry_find_room(reg, room_id);
+	if (room)
+		return room;
+	room = g_new0(struct room, 1);
+	room->id = g_strdup(room_id);
+	g_queue_init(&room->peers);
+	room->by_id = g_hash_table_new(g_str_hash, g_str_equal);
+	g_hash_table_insert(reg->rooms, room->id, room);
+	return room;
+}
+
+struct peer *room_find_peer(struct room *room, const char *peer_id)
+{
+	return g_hash_table_lookup(room->by_id, peer_id);
+}
+
+struct peer *registry_add(struct registry *reg, struct room *room, const char *peer_id,
+			  const char *role, struct meta *meta, char *principal, void *owner,
+			  gint64 now)
+{
+	g_autoptr(GString) id_json = g_string_new(NULL);
+	g_autoptr(GString) role_json = g_string_new(NULL);
+	size_t id_len = strlen(peer_id), role_len = strlen(role);
+
+	json_append_string(id_json, peer_id, id_len);
+	json_append_string(role_json, role, role_len);
+
+	/* One block: the struct, then id, id_json, role, role_json. */
+	struct peer *peer = g_malloc0(sizeof *peer + id_len + 1 + id_json->len + 1 + role_len + 1 +
+				      role_json->len + 1);
+	char *p = peer->data;
+	peer->id = memcpy(p, peer_id, id_len + 1), p += id_len + 1;
+	peer->id_json = memcpy(p, id_json->str, id_json->len + 1), p += id_json->len + 1;
+	peer->role = memcpy(p, role, role_len + 1), p += role_len + 1;
+	peer->role_json = memcpy(p, role_json->str, role_json->len + 1);
+	peer->id_json_len = id_json->len;
+	peer->role_json_len = role_json->len;
+	peer->room = room;
+	peer->meta = meta;
+	peer->principal = principal;
+	peer->owner = owner;
+	peer->connected_at = now;
+	peer->link.data = peer;
+
+	g_queue_push_tail_link(&room->peers, &peer->link);
+	g_hash_table_insert(room->by_id, (gpointer)peer->id, peer);
+
+	gpointer key, count;
+	if (g_hash_table_lookup_extended(reg->ids, peer_id, &key, &count))
+		g_hash_table_insert(reg->ids, g_strdup(peer_id), GUINT_TO_POINTER(GPOINTER_TO_UINT(count) + 1));
+	else
+		g_hash_table_insert(reg->ids, g_strdup(peer_id), GUINT_TO_POINTER(1));
+	reg->n_peers++;
+	return peer;
+}
+
+void registry_remove(struct registry *reg, struct peer *peer)
+{
+	struct room *room = peer->room;
+	gpointer count = g_hash_table_lookup(reg->ids, peer->id);
+
+	if (GPOINTER_TO_UINT(count) > 1)
+		g_hash_table_insert(reg->ids, g_strdup(peer->id), GUINT_TO_POINTER(GPOINTER_TO_UINT(count) - 1));
+	else
+		g_hash_table_remove(reg->ids, peer->id);
+	g_hash_table_remove(room->by_id, peer->id);
+	g_queue_unlink(&room->peers, &peer->link);
+	if (room->admin == peer)
+		room->admin = NULL;
+	reg->n_peers--;
+	peer_free(peer);
+
+	if (room_size(room) == 0) {
+		g_hash_table_remove(reg->rooms, room->id);
+		room_free(room);
+	}
+}
+
+void peer_set_meta(struct peer *peer, struct meta *meta)
+{
+	meta_free(peer->meta);
+	peer->meta = meta;
+}
+
+bool registry_id_exists(struct registry *reg, const char *peer_id)
+{
+	return g_hash_table_contains(reg->ids, peer_id);
+}
+
+unsigned registry_n_rooms(const struct registry *reg)
+{
+	return g_hash_table_size(reg->rooms);
+}
+
+unsigned registry_n_peers(const struct registry *reg)
+{
+	return reg->n_peers;
+}
+
+void registry_foreach_room(struct registry *reg, registry_room_fn fn, void *data)
+{
+	GHashTableIter it;
+	gpointer value;
+
+	g_hash_table_iter_init(&it, reg->rooms);
+	while (g_hash_table_iter_next(&it, NULL, &value))
+		fn(value, data);
+}

@@ -1,0 +1,66 @@
+/* registry: rooms and the peers registered in them.  Pure data; policy
+ * (limits, who may replace whom) lives in the router. */
+#pragma once
+
+#include "meta.h"
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define REGISTRY_ID_MAX 128
+
+struct room;
+
+struct peer {
+	struct room *room;
+	GList link;      /* in room->peers, registration order */
+	void *owner;     /* the connection that holds this registration */
+	struct meta *meta;
+	char *principal; /* who registered it; NULL when auth is off */
+	gint64 connected_at; /* microseconds since the epoch */
+	const char *id;
+	const char *id_json; /* id as a JSON string, for building replies */
+	const char *role;
+	const char *role_json;
+	size_t id_json_len, role_json_len;
+	char data[];
+};
+
+struct room {
+	char *id;
+	GQueue peers;      /* of struct peer, registration order */
+	GHashTable *by_id; /* id -> struct peer */
+	struct peer *admin;
+};
+
+struct registry;
+
+struct registry *registry_new(void);
+void registry_free(struct registry *reg);
+
+struct room *registry_find_room(struct registry *reg, const char *room_id);
+/* The room, created empty when it does not exist yet. */
+struct room *registry_ensure_room(struct registry *reg, const char *room_id);
+struct peer *room_find_peer(struct room *room, const char *peer_id);
+static inline unsigned room_size(const struct room *room)
+{
+	return room->peers.length;
+}
+
+/* Adds a peer to ROOM; the peer takes ownership of META and PRINCIPAL.
+ * The id must not be registered in the room already. */
+struct peer *registry_add(struct registry *reg, struct room *room, const char *peer_id,
+			  const char *role, struct meta *meta, char *principal, void *owner,
+			  gint64 now);
+/* Removes the peer (and frees it); an empty room is freed too. */
+void registry_remove(struct registry *reg, struct peer *peer);
+void peer_set_meta(struct peer *peer, struct meta *meta);
+
+/* True when a peer with this id is registered in any room. */
+bool registry_id_exists(struct registry *reg, const char *peer_id);
+
+unsigned registry_n_rooms(const struct registry *reg);
+unsigned registry_n_peers(const struct registry *reg);
+typedef void (*registry_room_fn)(struct room *room, void *data);
+void registry_foreach_room(struct registry *reg, registry_room_fn fn, void *data);

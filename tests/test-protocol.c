@@ -1,0 +1,201 @@
+/* Unit tests: decoding client messages and building server messages. */
+#include "protocol.h"
+
+#include <glib.h>
+#include <string.h>
+
+static json_tokener *tok;
+
+static int decode(const char *text, struct msg *m, struct msg_error *e)
+{
+	return protocol_decode(tok, text, strlen(text), m, e);
+}
+
+static void expect_error(const char *text, enum err_code code, const char *message)
+{
+	struct msg m;
+	struct msg_error e;
+	g_assert_cmpint(decode(text, &m, &e), <, 0);
+	g_assert_cmpstr(protocol_code_name(e.code), ==, protocol_code_name(code));
+	if (message)
+		g_assert_cmpstr(e.message, ==, message);
+	msg_clear(&m);
+}
+
+static void test_invalid_json(void)
+{
+	expect_error("not json", ERR_INVALID_JSON, "Invalid JSON format");
+	expect_error("", ERR_INVALID_JSON, NULL);
+	expect_error("[1,2]", ERR_INVALID_JSON, NULL);
+	expect_error("\"type\"", ERR_INVALID_JSON, NULL);
+	expect_error("null", ERR_INVALID_JSON, NULL);
+	expect_error("{\"type\":\"ping\"} trailing", ERR_INVALID_JSON, NULL);
+	expect_error("{\"type\":\"ping\"", ERR_INVALID_JSON, NULL);
+	expect_error("{'type':'ping'}", ERR_INVALID_JSON, NULL);
+	expect_error("{\"type\":\"ping\",}", ERR_INVALID_JSON, NULL);
+	/* Invalid UTF-8 (a binary frame may carry anything). */
+	expect_error("{\"type\":\"ping\",\"x\":\"\xff\xfe\"}", ERR_INVALID_JSON, NULL);
+	/* Deeper than the tokener allows. */
+	GString *deep = g_string_new("{\"type\":\"ping\",\"x\":");
+	for (int i = 0; i < 100; i++)
+		g_string_append_c(deep, '[');
+	for (int i = 0; i < 100; i++)
+		g_string_append_c(deep, ']');
+	g_string_append_c(deep, '}');
+	expect_error(deep->str, ERR_INVALID_JSON, NULL);
+	g_string_free(deep, TRUE);
+}
+
+static void test_unknown_type(void)
+{
+	expect_error("{\"type\":\"dance\"}", ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: dance");
+	expect_error("{\"no_type\":1}", ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: None");
+	expect_error("{\"type\":5}", ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: 5");
+}
+
+static void test_register(void)
+{
+	struct msg m;
+	struct msg_error e;
+
+	g_assert_cmpint(decode("{\"type\":\"register\",\"peer_id\":\"w1\",\"room_id\":\"r.1_x-Y\","
+			       "\"token\":\"t\",\"role\":\"worker\",\"is_admin\":true,"
+			       "\"metadata\":{\"tags\":[]},\"id_token\":\"jwt\"}",
+			       &m, &e), ==, 0);
+	g_assert_cmpint(m.type, ==, MSG_REGISTER);
+	g_assert_cmpstr(m.reg.peer_id, ==, "w1");
+	g_assert_cmpstr(m.reg.room_id, ==, "r.1_x-Y");
+	g_assert_cmpstr(m.reg.role, ==, "worker");
+	g_assert_cmpstr(m.reg.jwt, ==, "jwt");
+	g_assert_true(m.reg.is_admin);
+	g_assert_nonnull(m.reg.metadata);
+	msg_clear(&m);
+
+	/* v1: no role, no metadata, numeric peer id */
+	g_assert_cmpint(decode("{\"type\":\"register\",\"peer_id\":3108,\"room_id\":\"abc\"}", &m, &e), ==, 0);
+	g_assert_cmpstr(m.reg.peer_id, ==, "3108");
+	g_assert_cmpstr(m.reg.role, ==, "peer");
+	g_assert_null(m.reg.metadata);
+	g_assert_false(m.reg.is_admin);
+	g_assert_null(m.reg.token);
+	msg_clear(&m);
+
+	/* no peer id: the server generates one */
+	g_assert_cmpint(decode("{\"type\":\"register\",\"room_id\":\"abc\"}", &m, &e), ==, 0);
+	g_assert_null(m.reg.peer_id);
+	msg_clear(&m);
+
+	expect_error("{\"type\":\"register\",\"room_id\":\"a b\"}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"register\",\"room_id\":\"\"}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"register\",\"room_id\":5}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"\"}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":[1]}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"role\":7}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"metadata\":[]}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"is_admin\":\"yes\"}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"token\":12}", ERR_INVALID_MESSAGE, NULL);
+
+	GString *long_id = g_string_new("{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"");
+	for (int i = 0; i < 129; i++)
+		g_string_append_c(long_id, 'p');
+	g_string_append(long_id, "\"}");
+	expect_error(long_id->str, ERR_INVALID_MESSAGE, NULL);
+	g_string_free(long_id, TRUE);
+}
+
+static void test_routing_fields(void)
+{
+	struct msg m;
+	struct msg_error e;
+
+	g_assert_cmpint(decode("{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":null}", &m, &e), ==, 0);
+	g_assert_cmpstr(m.route.to, ==, "b");
+	g_assert_null(m.route.from);
+	msg_clear(&m);
+	expect_error("{\"type\":\"peer_message\",\"payload\":{}}", ERR_INVALID_MESSAGE,
+		     "Missing field: to_peer_id");
+	expect_error("{\"type\":\"peer_message\",\"to_peer_id\":\"b\"}", ERR_INVALID_MESSAGE,
+		     "Missing field: payload");
+	expect_error("{\"type\":\"mesh_connect\",\"target_peer_id\":\"b\"}", ERR_INVALID_MESSAGE,
+		     "Missing field: offer");
+	expect_error("{\"type\":\"mesh_answer\",\"offer\":{}}", ERR_INVALID_MESSAGE,
+		     "Missing field: target_peer_id");
+	expect_error("{\"type\":\"ice_candidate\",\"target_peer_id\":\"b\"}", ERR_INVALID_MESSAGE,
+		     "Missing field: candidate");
+	expect_error("{\"type\":\"offer\",\"sdp\":\"v=0\"}", ERR_INVALID_MESSAGE, "Missing field: target");
+	expect_error("{\"type\":\"discover_peers\",\"filters\":[]}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"discover_peers\",\"limit\":0}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"discover_peers\",\"limit\":\"5\"}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"update_metadata\"}", ERR_INVALID_MESSAGE, NULL);
+	expect_error("{\"type\":\"update_metadata\",\"metadata\":5}", ERR_INVALID_MESSAGE, NULL);
+
+	g_assert_cmpint(decode("{\"type\":\"discover_peers\",\"limit\":5000}", &m, &e), ==, 0);
+	g_assert_cmpuint(m.discover.limit, ==, PROTOCOL_DISCOVER_LIMIT);
+	msg_clear(&m);
+	g_assert_cmpint(decode("{\"type\":\"discover_peers\",\"limit\":3}", &m, &e), ==, 0);
+	g_assert_cmpuint(m.discover.limit, ==, 3);
+	msg_clear(&m);
+}
+
+static json_object *parse_buf(struct msgbuf *b)
+{
+	json_object *o = json_tokener_parse(msgbuf_text(b));
+	g_assert_nonnull(o);
+	g_assert_cmpuint(strlen(msgbuf_text(b)), ==, b->len);
+	msgbuf_unref(b);
+	return o;
+}
+
+static const char *field(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
+}
+
+static void test_error_builders(void)
+{
+	for (int c = 0; c < ERR__COUNT; c++) {
+		json_object *o = parse_buf(protocol_error(c, "something happened", false, NULL, NULL));
+		g_assert_cmpstr(field(o, "type"), ==, "error");
+		g_assert_cmpstr(field(o, "code"), ==, protocol_code_name(c));
+		g_assert_cmpstr(field(o, "message"), ==, "something happened");
+		g_assert_null(field(o, "reason"));
+		g_assert_cmpint(json_object_object_length(o), ==, 3);
+		json_object_put(o);
+	}
+	/* register errors carry reason, routing errors the field concerned */
+	json_object *o = parse_buf(protocol_error(ERR_ROOM_FULL, "Room is full", true, NULL, NULL));
+	g_assert_cmpstr(field(o, "reason"), ==, "Room is full");
+	json_object_put(o);
+	o = parse_buf(protocol_error(ERR_PEER_NOT_FOUND, "Target peer \"x\" not found", false,
+				     "to_peer_id", "\"x\""));
+	g_assert_cmpstr(field(o, "to_peer_id"), ==, "\"x\"");
+	g_assert_cmpstr(field(o, "message"), ==, "Target peer \"x\" not found");
+	json_object_put(o);
+	/* the stable code list */
+	g_assert_cmpstr(protocol_code_name(ERR_SERVER_SHUTTING_DOWN), ==, "SERVER_SHUTTING_DOWN");
+	g_assert_cmpstr(protocol_code_name(ERR_INVALID_JSON), ==, "INVALID_JSON");
+}
+
+static void test_simple(void)
+{
+	json_object *o = parse_buf(protocol_simple("pong"));
+	g_assert_cmpstr(json_object_to_json_string_ext(o, JSON_FLAGS), ==, "{\"type\":\"pong\"}");
+	json_object_put(o);
+}
+
+int main(int argc, char *argv[])
+{
+	g_test_init(&argc, &argv, NULL);
+	tok = json_tokener_new_ex(32);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	g_test_add_func("/protocol/invalid-json", test_invalid_json);
+	g_test_add_func("/protocol/unknown-type", test_unknown_type);
+	g_test_add_func("/protocol/register", test_register);
+	g_test_add_func("/protocol/routing-fields", test_routing_fields);
+	g_test_add_func("/protocol/error-builders", test_error_builders);
+	g_test_add_func("/protocol/simple", test_simple);
+	int r = g_test_run();
+	json_tokener_free(tok);
+	return r;
+}
