@@ -1,0 +1,59 @@
+/* rtcsignald: WebRTC signaling and peer-discovery daemon. */
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+
+#include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+
+int main(int argc, char *argv[])
+{
+	g_autofree char *config_path = NULL;
+	struct config_overrides ov = { 0 };
+	gboolean check_config = FALSE, version = FALSE;
+	g_autoptr(GError) err = NULL;
+	struct config *cfg;
+	struct daemon *d;
+	const GOptionEntry entries[] = {
+		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
+		  "Configuration file (default " CONFIG_DEFAULT_PATH ")", "PATH" },
+		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &ov.listen,
+		  "WebSocket address(es), ADDR:PORT[;ADDR:PORT...]", "ADDR:PORT" },
+		{ "log-level", 0, 0, G_OPTION_ARG_STRING, &ov.log_level,
+		  "debug, info, notice, warning or err", "LEVEL" },
+		{ "check-config", 't', 0, G_OPTION_ARG_NONE, &check_config,
+		  "Validate the configuration and exit (0 valid, 78 invalid)", NULL },
+		{ "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
+		{ NULL },
+	};
+	g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
+
+	g_option_context_set_summary(ctx, "WebRTC signaling and peer-discovery server.");
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+		fprintf(stderr, "rtcsignald: %s\n", err->message);
+		return EXIT_USAGE;
+	}
+	if (version) {
+		printf("rtcsignald %s\n", PACKAGE_VERSION);
+		return EXIT_SUCCESS;
+	}
+	if (config_load(config_path, &ov, &cfg, &err) < 0) {
+		fprintf(stderr, "rtcsignald: invalid configuration: %s\n", err->message);
+		return EXIT_CONFIG;
+	}
+	if (check_config) {
+		printf("%s: configuration is valid\n", cfg->path ? cfg->path : "built-in defaults");
+		config_free(cfg);
+		return EXIT_SUCCESS;
+	}
+	if (daemon_new(cfg, config_path, &ov, &d) < 0)
+		return EXIT_FAILURE;
+	int status = daemon_run(d);
+	daemon_free(d);
+	return status;
+}

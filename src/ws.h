@@ -1,0 +1,27 @@
+/* ws: the WebSocket transport.  libwebsockets on the daemon's libuv loop;
+ * sockets come from the listener and are adopted into one vhost.  Each
+ * session has a bounded outbound queue; complete messages go to the
+ * router. */
+#pragma once
+
+#include "config.h"
+#include "registry.h"
+
+#include <uv.h>
+
+struct ws_server;
+
+int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *reg,
+		  struct ws_server **out);
+/* Takes ownership of an accepted socket. */
+void ws_server_adopt(struct ws_server *ws, int fd);
+void ws_server_set_config(struct ws_server *ws, const struct config *cfg);
+unsigned ws_server_sessions(const struct ws_server *ws);
+
+/* Graceful shutdown: every session gets SERVER_SHUTTING_DOWN and a 1001
+ * close; DONE runs once the last one is gone. */
+void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data);
+/* Destroys the lws context (inside the loop; completes asynchronously). */
+void ws_server_stop(struct ws_server *ws);
+/* Frees what is left, after the loop has returned. */
+void ws_server_free(struct ws_server *ws);
