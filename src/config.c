@@ -282,6 +282,12 @@ static int validate(const struct config *cfg, const char *where, GError **err)
 			    "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
 		return -EINVAL;
 	}
+	if (cfg->turn_uris && cfg->turn_uris[0] && !cfg->turn_secret && !cfg->turn_secret_file) {
+		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+			    "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
+			    where);
+		return -EINVAL;
+	}
 	if (cfg->turn_secret && cfg->turn_secret_file) {
 		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
 			    "%s: [turn] secret and secret_file are mutually exclusive", where);

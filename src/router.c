@@ -40,7 +40,8 @@ void router_set_config(struct router *r, const struct config *cfg)
 	r->turn = turn_new(cfg);
 	if (r->tok)
 		json_tokener_free(r->tok);
-	r->tok = json_tokener_new_ex((int)cfg->max_json_depth);
+	/* json-c counts the innermost value as a level of its own. */
+	r->tok = json_tokener_new_ex((int)cfg->max_json_depth + 1);
 	json_tokener_set_flags(r->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 }
 
@@ -100,6 +101,8 @@ static void leave(struct router *r, struct client *c, const char *why)
 
 	log_peer(LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
 	c->peer = NULL;
+	if (last)
+		log_debug("room %s freed", room->id);
 	registry_remove(r->reg, p);
 	metrics_set(peers, registry_n_peers(r->reg));
 	if (last)

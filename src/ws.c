@@ -2,13 +2,12 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "protocol.h"
 #include "router.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <libwebsockets.h>
-#include <netinet/in.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -87,7 +86,7 @@ static int session_send(void *ctx, struct client *c, struct msgbuf *m)
 		s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
 		s->close_reason = "outbound queue overflow";
 		want_write(s);
-		lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_GRACE_SECS);
+		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
 		return -ENOBUFS;
 	}
 	if (g_queue_is_empty(&s->outq))
@@ -107,7 +106,7 @@ static void session_close(void *ctx, struct client *c, int code, const char *rea
 	s->close_code = code;
 	s->close_reason = reason;
 	want_write(s);
-	lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_GRACE_SECS);
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
 }
 
 static const struct router_ops ws_router_ops = {
@@ -115,37 +114,30 @@ static const struct router_ops ws_router_ops = {
 	.close = session_close,
 };
 
-static bool is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-	if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-		if (IN6_IS_ADDR_LOOPBACK(a))
-			return true;
-		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
-	}
-	return ss->ss_family == AF_UNIX;
-}
-
 /* Open mode (no authentication configured) serves loopback clients only,
- * unless the operator said allow_anonymous. */
+ * unless the operator said allow_anonymous.  A refusal is answered with an
+ * HTTP status, so the client can tell why. */
 static bool admit(struct ws_server *ws, struct lws *wsi)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 
-	if (ws->draining)
+	if (ws->draining) {
+		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
 		return false;
+	}
 	if (ws->cfg->allow_anonymous)
 		return true;
-	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) == 0 && is_loopback(&ss))
+	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) == 0 &&
+	    netaddr_is_loopback((struct sockaddr *)&ss))
 		return true;
 	char remote[48] = "";
 	lws_get_peer_simple(wsi, remote, sizeof remote);
 	struct log_fields f = { .remote = remote, .code = "not_loopback" };
 	log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f,
 		  "non-loopback client refused: authentication is off and allow_anonymous is false");
+	lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
+			       "authentication is off: only loopback clients are served");
 	return false;
 }
 
@@ -198,16 +190,25 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 	return 0;
 }
 
+/* Closes with a close frame carrying our code.  lws 4.1 treats a nonzero
+ * return from SERVER_WRITEABLE as a dead socket and sends no close frame;
+ * its idle-timeout close is the path that goes through the WebSocket
+ * closing handshake, so we schedule that, at once. */
+static void close_politely(struct session *s)
+{
+	lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+			 (unsigned char *)s->close_reason, strlen(s->close_reason));
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
+}
+
 static int on_writeable(struct session *s)
 {
 	struct msgbuf *m = g_queue_pop_head(&s->outq);
 
 	if (!m) {
-		if (!s->close_code)
-			return 0;
-		lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
-				 (unsigned char *)s->close_reason, strlen(s->close_reason));
-		return -1;
+		if (s->close_code)
+			close_politely(s);
+		return 0;
 	}
 	s->queued -= m->len;
 	int n = lws_write(s->wsi, (unsigned char *)msgbuf_text(m), m->len, LWS_WRITE_TEXT);
@@ -283,7 +284,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return on_http(s, wsi);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return on_http_writeable(s, wsi);
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		/* >0: refused, with the HTTP answer already written */
 		return admit(ws, wsi) ? 0 : 1;
 	case LWS_CALLBACK_ESTABLISHED:
 		on_established(ws, s, wsi);
@@ -298,8 +300,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		on_closed(ws, s);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
-		if (ws && ws->n_conns > 0 && lws_get_socket_fd(wsi) >= 0)
+		/* Only the connections we adopted carry this mark. */
+		if (ws && lws_get_opaque_user_data(wsi) == ws) {
 			ws->n_conns--;
+			log_debug("connection released, %u open", ws->n_conns);
+		}
 		return 0;
 	default:
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -341,6 +346,14 @@ static void apply_timers(struct ws_server *ws)
 	uv_timer_start(&ws->ping_timer, on_ping_timer, ms, ms);
 }
 
+static void apply_keepalive(struct ws_server *ws)
+{
+	/* lws keeps a pointer to this policy: a change applies to each
+	 * connection from its next check. */
+	ws->retry.secs_since_valid_ping = (uint16_t)ws->cfg->ws_ping_interval;
+	ws->retry.secs_since_valid_hangup = (uint16_t)ws->cfg->ws_ping_timeout;
+}
+
 int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *reg,
 		  struct ws_server **out)
 {
@@ -351,8 +364,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	ws->loop = loop;
 	ws->cfg = cfg;
 	g_queue_init(&ws->sessions);
-	ws->retry.secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval;
-	ws->retry.secs_since_valid_hangup = (uint16_t)cfg->ws_ping_timeout;
+	apply_keepalive(ws);
 	ws->ping_msg = protocol_simple("ping");
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
@@ -388,6 +400,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 void ws_server_set_config(struct ws_server *ws, const struct config *cfg)
 {
 	ws->cfg = cfg;
+	apply_keepalive(ws);
 	router_set_config(ws->router, cfg);
 	apply_timers(ws);
 }
@@ -411,10 +424,12 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 		close(fd);
 		return;
 	}
-	if (!lws_adopt_socket_vhost(ws->vh, fd)) {
+	struct lws *wsi = lws_adopt_socket_vhost(ws->vh, fd);
+	if (!wsi) {
 		log_warning("could not adopt an accepted connection");
 		return; /* lws closed it */
 	}
+	lws_set_opaque_user_data(wsi, ws);
 	ws->n_conns++;
 }
 
@@ -441,6 +456,8 @@ void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 
 void ws_server_stop(struct ws_server *ws)
 {
+	/* The sessions lws closes now must not report a drain again. */
+	ws->drained = NULL;
 	uv_timer_stop(&ws->ping_timer);
 	uv_close((uv_handle_t *)&ws->ping_timer, NULL);
 	if (ws->ctx)

@@ -1,0 +1,434 @@
+/* Integration tests: start-up, command line and configuration, shutdown,
+ * reload, addresses and the open-mode admission rule. */
+#include "netaddr.h"
+#include "testd.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *str(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+}
+
+/* Runs rtcsignald with ARGS to completion: exit status, and its output. */
+static int run(const char *const *args, char **out, char **err)
+{
+	g_autoptr(GPtrArray) argv = g_ptr_array_new();
+	int status = -1;
+	g_ptr_array_add(argv, (gpointer)g_getenv("RTCSIGNALD"));
+	for (const char *const *a = args; *a; a++)
+		g_ptr_array_add(argv, (gpointer)*a);
+	g_ptr_array_add(argv, NULL);
+	g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, out,
+				   err, &status, NULL));
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static char *write_tmp(const char *name, const char *text)
+{
+	char *path = g_build_filename(g_get_tmp_dir(), name, NULL);
+	g_assert_true(g_file_set_contents(path, text, -1, NULL));
+	return path;
+}
+
+static void test_cli(void)
+{
+	g_autofree char *out = NULL, *err = NULL;
+	g_autofree char *good = write_tmp("good.conf", "[server]\nlisten = 127.0.0.1:9999;[::1]:9999\n"
+						      "[limits]\nmax_sessions = 10\n[log]\nlevel = debug\n");
+	g_autofree char *bad_value = write_tmp("bad-value.conf", "[limits]\nmax_sessions = lots\n");
+	g_autofree char *bad_range = write_tmp("bad-range.conf", "[limits]\nmax_message_bytes = 5\n");
+	g_autofree char *unknown = write_tmp("unknown.conf", "[limits]\nmax_sesions = 10\n");
+	g_autofree char *bad_listen = write_tmp("bad-listen.conf", "[server]\nlisten = localhost:80\n");
+	g_autofree char *syntax = write_tmp("syntax.conf", "[limits\nmax_sessions = 10\n");
+
+	g_assert_cmpint(run((const char *[]){ "--version", NULL }, &out, &err), ==, 0);
+	g_assert_true(g_str_has_prefix(out, "rtcsignald " PACKAGE_VERSION));
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(run((const char *[]){ "--help", NULL }, &out, &err), ==, 0);
+	g_assert_nonnull(strstr(out, "--check-config"));
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(run((const char *[]){ "--no-such-flag", NULL }, &out, &err), ==, 64);
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+
+	g_assert_cmpint(run((const char *[]){ "--check-config", "--config", good, NULL }, &out, &err), ==, 0);
+	g_assert_nonnull(strstr(out, "valid"));
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+
+	struct {
+		const char *path, *needle;
+	} cases[] = {
+		{ bad_value, "[limits] max_sessions: \"lots\" is not a valid non-negative integer" },
+		{ bad_range, "max_message_bytes: 5 is out of range" },
+		{ unknown, "[limits] max_sesions: unknown key" },
+		{ bad_listen, "[server] listen" },
+		{ syntax, "syntax.conf" },
+		{ "/nonexistent/rtcsignald.conf", "/nonexistent/rtcsignald.conf" },
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_assert_cmpint(run((const char *[]){ "--check-config", "--config", cases[i].path, NULL },
+				    &out, &err), ==, 78);
+		if (!strstr(err, cases[i].needle))
+			g_error("expected \"%s\" in: %s", cases[i].needle, err);
+		g_clear_pointer(&out, g_free);
+		g_clear_pointer(&err, g_free);
+	}
+	/* A bad value on the command line is a config error too. */
+	g_assert_cmpint(run((const char *[]){ "--check-config", "--config", good, "--log-level", "loud", NULL },
+			    &out, &err), ==, 78);
+	g_assert_nonnull(strstr(err, "--log-level"));
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	/* Without the daemon starting, a bad config exits 78 too. */
+	g_assert_cmpint(run((const char *[]){ "--config", bad_value, NULL }, &out, &err), ==, 78);
+	/* A port in use: a runtime failure, exit 1. */
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof sin;
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&sin, sizeof sin), ==, 0);
+	g_assert_cmpint(listen(fd, 1), ==, 0);
+	getsockname(fd, (struct sockaddr *)&sin, &sl);
+	g_autofree char *taken = g_strdup_printf("127.0.0.1:%u", ntohs(sin.sin_port));
+	g_assert_cmpint(run((const char *[]){ "--config", good, "--listen", taken, NULL }, &out, &err), ==, 1);
+	g_assert_nonnull(strstr(err, "cannot listen on"));
+	close(fd);
+}
+
+static void test_sigterm_drain(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	struct wsc *a = testd_register(d, "bye", "a", NULL);
+	struct wsc *b = testd_register(d, "bye", "b", NULL);
+	struct wsc *anon = testd_connect(d);
+
+	testd_signal(d, SIGTERM);
+	struct wsc *all[] = { a, b, anon };
+	for (size_t i = 0; i < G_N_ELEMENTS(all); i++) {
+		json_object *o = wsc_expect_error(all[i], "SERVER_SHUTTING_DOWN");
+		json_object_put(o);
+		g_assert_cmpint(wsc_wait_close(all[i], WSC_TIMEOUT_MS), ==, 1001);
+		wsc_free(all[i]);
+	}
+	g_assert_cmpint(testd_wait_exit(d, 10000), ==, 0);
+	g_assert_true(testd_wait_log(d, "event=stopping", 0));
+	g_assert_true(testd_wait_log(d, "event=stopped", 0));
+	testd_free(d);
+}
+
+static void test_drain_is_bounded(void)
+{
+	struct testd *d = testd_start("[server]\ndrain_timeout = 1\n", NULL);
+	const struct wsc_opts small = { .rcvbuf = 4096 };
+	g_autoptr(GError) err = NULL;
+	/* A client that never reads, with megabytes waiting for it: its
+	 * session cannot finish, so only drain_timeout ends the drain. */
+	struct wsc *stuck = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
+	g_assert_no_error(err);
+	wsc_send_text(stuck, "{\"type\":\"register\",\"peer_id\":\"stuck\",\"room_id\":\"s\"}");
+	json_object_put(wsc_expect(stuck, "registered_auth"));
+	struct wsc *sender = testd_register(d, "s", "sender", NULL);
+	GString *msg = g_string_new("{\"type\":\"peer_message\",\"to_peer_id\":\"stuck\",\"payload\":\"");
+	while (msg->len < 60000)
+		g_string_append_c(msg, 'q');
+	g_string_append(msg, "\"}");
+	for (int i = 0; i < 100; i++) /* 6 MB: kernel buffers plus a queue */
+		wsc_send_text(sender, msg->str);
+	g_string_free(msg, TRUE);
+	wsc_free(sender);
+	g_assert_true(testd_wait_log(d, "event=peer_left room=s peer=sender", 10000));
+
+	gint64 t0 = g_get_monotonic_time();
+	testd_signal(d, SIGTERM);
+	g_assert_cmpint(testd_wait_exit(d, 10000), ==, 0);
+	double took = (g_get_monotonic_time() - t0) / 1e6;
+	g_test_message("exited %.2f s after SIGTERM with drain_timeout = 1", took);
+	g_assert_true(testd_wait_log(d, "drain timeout", 0));
+	g_assert_cmpfloat(took, >=, 0.9);
+	g_assert_cmpfloat(took, <, 4.0);
+	wsc_free(stuck);
+	testd_free(d);
+}
+
+static void test_http_426(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d->port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	char buf[1024] = "";
+	size_t got = 0;
+	const char *req = "GET /any/path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+
+	g_assert_cmpint(connect(fd, (struct sockaddr *)&sin, sizeof sin), ==, 0);
+	g_assert_cmpint(write(fd, req, strlen(req)), ==, (ssize_t)strlen(req));
+	for (ssize_t n; got < sizeof buf - 1 && (n = read(fd, buf + got, sizeof buf - 1 - got)) > 0;)
+		got += (size_t)n;
+	close(fd);
+	g_assert_true(g_str_has_prefix(buf, "HTTP/1.1 426"));
+	g_assert_nonnull(strstr(buf, "WebSocket endpoint"));
+	/* The port still upgrades afterwards, on any path. */
+	g_autoptr(GError) err = NULL;
+	struct wsc *c = wsc_connect("127.0.0.1", d->port, "/some/where?x=1", &err);
+	g_assert_no_error(err);
+	wsc_expect_quiet(c);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_reload(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_message_bytes = 65536\n", NULL);
+	struct wsc *c = testd_register(d, "rl", "r", NULL);
+	GString *msg = g_string_new("{\"type\":\"ping\",\"pad\":\"");
+	while (msg->len < 4000)
+		g_string_append_c(msg, 'x');
+	g_string_append(msg, "\"}");
+	wsc_send_text(c, msg->str);
+	json_object_put(wsc_expect(c, "pong"));
+
+	/* A bad file is refused; the daemon keeps its configuration. */
+	testd_write_conf(d, "[limits]\nmax_message_bytes = tiny\n");
+	testd_signal(d, SIGHUP);
+	g_assert_true(testd_wait_log(d, "event=reload_failed", 5000));
+	g_assert_true(testd_wait_log(d, "max_message_bytes", 0));
+	wsc_send_text(c, msg->str);
+	json_object_put(wsc_expect(c, "pong"));
+
+	/* A good one applies: the lower limit now closes with 1009. */
+	testd_write_conf(d, "[limits]\nmax_message_bytes = 2048\n");
+	testd_signal(d, SIGHUP);
+	g_assert_true(testd_wait_log(d, "event=reloaded", 5000));
+	wsc_send_text(c, msg->str);
+	g_assert_cmpint(wsc_wait_close(c, WSC_TIMEOUT_MS), ==, 1009);
+	g_string_free(msg, TRUE);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static bool have_ipv6_loopback(void)
+{
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&s6, sizeof s6) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static void test_ipv6_and_several_listeners(void)
+{
+	if (!have_ipv6_loopback()) {
+		g_test_skip("no IPv6 loopback on this machine");
+		return;
+	}
+	struct testd *d = testd_start(NULL, (const char *[]){ "--listen", "[::1]:0;127.0.0.1:0", NULL });
+	g_assert_true(testd_wait_log(d, "listening on [::1]:", 0));
+	g_autofree char *log = testd_log_copy(d);
+	int port6 = atoi(strstr(log, "listening on [::1]:") + strlen("listening on [::1]:"));
+	g_autoptr(GError) err = NULL;
+	struct wsc *v6 = wsc_connect("::1", port6, "/", &err);
+	g_assert_no_error(err);
+	wsc_send_text(v6, "{\"type\":\"register\",\"peer_id\":\"six\",\"room_id\":\"dual\"}");
+	json_object_put(wsc_expect(v6, "registered_auth"));
+	struct wsc *v4 = testd_register(d, "dual", "four", NULL);
+	wsc_send_text(v4, "{\"type\":\"peer_message\",\"to_peer_id\":\"six\",\"payload\":\"over v6\"}");
+	json_object *o = wsc_expect(v6, "peer_message");
+	g_assert_cmpstr(str(o, "payload"), ==, "over v6");
+	json_object_put(o);
+	wsc_free(v6);
+	wsc_free(v4);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_turn_credentials(void)
+{
+	const char *secret = "coturn-shared-secret";
+	g_autofree char *conf = g_strdup_printf(
+		"[turn]\nstun_uris = stun:stun.example.org:3478\n"
+		"turn_uris = turn:turn.example.org:3478?transport=udp;turns:turn.example.org:5349\n"
+		"secret = %s\ncredential_ttl = 600\n", secret);
+	struct testd *d = testd_start(conf, NULL);
+	struct wsc *c = testd_connect(d);
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"w\",\"room_id\":\"turn\"}");
+	json_object *o = wsc_expect(c, "registered_auth");
+	json_object *ice = json_object_object_get(o, "ice_servers");
+	g_assert_cmpint(json_object_array_length(ice), ==, 2);
+	json_object *stun = json_object_array_get_idx(ice, 0), *turn = json_object_array_get_idx(ice, 1);
+	g_assert_cmpstr(json_object_get_string(json_object_array_get_idx(json_object_object_get(stun, "urls"), 0)), ==,
+			"stun:stun.example.org:3478");
+	g_assert_cmpint(json_object_array_length(json_object_object_get(turn, "urls")), ==, 2);
+	const char *user = str(turn, "username");
+	g_assert_nonnull(user);
+	long long expiry = g_ascii_strtoll(user, NULL, 10);
+	g_assert_cmpint(expiry, >=, now + 600 - 5);
+	g_assert_cmpint(expiry, <=, now + 600 + 5);
+	g_assert_cmpstr(strchr(user, ':'), ==, ":w");
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned mac_len;
+	HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)user, strlen(user), mac, &mac_len);
+	g_autofree char *want = g_base64_encode(mac, mac_len);
+	g_assert_cmpstr(str(turn, "credential"), ==, want);
+	g_assert_cmpstr(json_object_to_json_string(json_object_object_get(o, "mesh_ice_servers")), ==,
+			json_object_to_json_string(ice));
+	json_object_put(o);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	g_autofree char *log = testd_log_copy(d);
+	g_assert_null(strstr(log, secret));
+	testd_free(d);
+}
+
+static void test_loopback_rule_unit(void)
+{
+	struct sockaddr_in v4 = { .sin_family = AF_INET };
+	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6 };
+
+	inet_pton(AF_INET, "127.0.0.1", &v4.sin_addr);
+	g_assert_true(netaddr_is_loopback((struct sockaddr *)&v4));
+	inet_pton(AF_INET, "127.200.3.4", &v4.sin_addr);
+	g_assert_true(netaddr_is_loopback((struct sockaddr *)&v4));
+	inet_pton(AF_INET, "10.0.0.1", &v4.sin_addr);
+	g_assert_false(netaddr_is_loopback((struct sockaddr *)&v4));
+	inet_pton(AF_INET, "128.0.0.1", &v4.sin_addr);
+	g_assert_false(netaddr_is_loopback((struct sockaddr *)&v4));
+	inet_pton(AF_INET6, "::1", &v6.sin6_addr);
+	g_assert_true(netaddr_is_loopback((struct sockaddr *)&v6));
+	inet_pton(AF_INET6, "::ffff:127.0.0.9", &v6.sin6_addr);
+	g_assert_true(netaddr_is_loopback((struct sockaddr *)&v6));
+	inet_pton(AF_INET6, "::ffff:192.0.2.1", &v6.sin6_addr);
+	g_assert_false(netaddr_is_loopback((struct sockaddr *)&v6));
+	inet_pton(AF_INET6, "fe80::1", &v6.sin6_addr);
+	g_assert_false(netaddr_is_loopback((struct sockaddr *)&v6));
+}
+
+/* A test host: a network namespace joined to ours by a veth pair. */
+static char netns[32];
+
+static int sh(const char *cmd)
+{
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	int status;
+	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+			  NULL, NULL, NULL, NULL, &status, NULL))
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static bool netns_up(void)
+{
+	/* Namespaces of earlier runs that died before cleaning up. */
+	sh("for n in $(ip netns list 2>/dev/null | sed -n 's/^\\(rtcsig[0-9]*\\).*/\\1/p'); do "
+	   "kill -0 ${n#rtcsig} 2>/dev/null || { ip link del ${n}h; ip netns del $n; }; done");
+	g_snprintf(netns, sizeof netns, "rtcsig%d", (int)getpid());
+	g_autofree char *cmds[] = {
+		g_strdup_printf("ip netns add %s", netns),
+		g_strdup_printf("ip link add %sh type veth peer name %sn", netns, netns),
+		g_strdup_printf("ip link set %sn netns %s", netns, netns),
+		g_strdup_printf("ip addr add 10.213.77.1/24 dev %sh", netns),
+		g_strdup_printf("ip link set %sh up", netns),
+		g_strdup_printf("ip netns exec %s ip addr add 10.213.77.2/24 dev %sn", netns, netns),
+		g_strdup_printf("ip netns exec %s ip link set %sn up", netns, netns),
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(cmds); i++)
+		if (sh(cmds[i]) != 0)
+			return false;
+	return true;
+}
+
+static void netns_down(void)
+{
+	g_autofree char *a = g_strdup_printf("ip link del %sh", netns);
+	g_autofree char *b = g_strdup_printf("ip netns del %s", netns);
+	sh(a);
+	sh(b);
+}
+
+/* Connects from inside the test host; the outcome as an exit code:
+ * 0 upgraded and registered, 2 refused with 403. */
+static int connect_from_netns(int port)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		g_autofree char *path = g_strdup_printf("/var/run/netns/%s", netns);
+		int nsfd = open(path, O_RDONLY);
+		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0)
+			_exit(3);
+		GError *err = NULL;
+		struct wsc *c = wsc_connect("10.213.77.1", port, "/", &err);
+		if (!c) /* refused with an HTTP status, or something else went wrong */
+			_exit(strstr(err->message, " 403 ") ? 2 : 5);
+		wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"remote\",\"room_id\":\"far\"}");
+		GBytes *b = NULL;
+		_exit(wsc_recv(c, WSC_TIMEOUT_MS, &b, NULL) == 0 &&
+			      strstr(g_bytes_get_data(b, NULL), "registered_auth") ? 0 : 4);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_open_mode_non_loopback(void)
+{
+	if (getuid() != 0 || !netns_up()) {
+		netns_down();
+		g_test_skip("cannot create a network namespace here (needs root and iproute2); "
+			    "the rule itself is covered by /lifecycle/loopback-rule-unit");
+		return;
+	}
+	const char *listen[] = { "--listen", "10.213.77.1:0", NULL };
+	struct testd *d = testd_start(NULL, listen);
+	g_autofree char *log = testd_log_copy(d);
+	int port = atoi(strstr(log, "listening on 10.213.77.1:") + strlen("listening on 10.213.77.1:"));
+	g_assert_cmpint(connect_from_netns(port), ==, 2);
+	g_assert_true(testd_wait_log(d, "code=not_loopback", 5000));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	/* allow_anonymous lets the same client in. */
+	d = testd_start("[server]\nallow_anonymous = true\n", listen);
+	log = (g_free(log), testd_log_copy(d));
+	port = atoi(strstr(log, "listening on 10.213.77.1:") + strlen("listening on 10.213.77.1:"));
+	g_assert_cmpint(connect_from_netns(port), ==, 0);
+	g_assert_true(testd_wait_log(d, "remote=10.213.77.2", 5000));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	netns_down();
+}
+
+int main(int argc, char *argv[])
+{
+	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+	g_test_add_func("/lifecycle/cli", test_cli);
+	g_test_add_func("/lifecycle/sigterm-drain", test_sigterm_drain);
+	g_test_add_func("/lifecycle/drain-is-bounded", test_drain_is_bounded);
+	g_test_add_func("/lifecycle/http-426", test_http_426);
+	g_test_add_func("/lifecycle/reload", test_reload);
+	g_test_add_func("/lifecycle/ipv6-and-several-listeners", test_ipv6_and_several_listeners);
+	g_test_add_func("/lifecycle/turn-credentials", test_turn_credentials);
+	g_test_add_func("/lifecycle/loopback-rule-unit", test_loopback_rule_unit);
+	g_test_add_func("/lifecycle/open-mode-non-loopback", test_open_mode_non_loopback);
+	return g_test_run();
+}

@@ -1,0 +1,289 @@
+/* Integration tests: every bound, and bad input that must leave the daemon
+ * and the other peers unharmed. */
+#include "testd.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+static const char *str(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+}
+
+/* Two peers that keep talking: proof that the others were not harmed. */
+static void assert_bystanders_fine(struct testd *d, const char *room)
+{
+	struct wsc *a = testd_register(d, room, "bystander-a", NULL);
+	struct wsc *b = testd_register(d, room, "bystander-b", NULL);
+	for (int i = 0; i < 3; i++) {
+		wsc_sendf(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"bystander-b\",\"payload\":%d}", i);
+		json_object *o = wsc_expect(b, "peer_message");
+		g_assert_cmpint(json_object_get_int(json_object_object_get(o, "payload")), ==, i);
+		json_object_put(o);
+	}
+	wsc_free(a);
+	wsc_free(b);
+}
+
+static void test_message_too_large(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	struct wsc *c = testd_register(d, "big", "sender", NULL);
+	size_t n = 2 << 20; /* 2 MiB against the 1 MiB default */
+	char *blob = g_malloc(n);
+
+	memset(blob, 'x', n);
+	wsc_send_frame(c, WSC_TEXT, true, blob, n);
+	g_assert_cmpint(wsc_wait_close(c, WSC_TIMEOUT_MS), ==, 1009);
+	g_assert_true(testd_wait_log(d, "event=peer_left room=big peer=sender", 5000));
+	wsc_free(c);
+
+	/* Split over frames, each small: the total still counts. */
+	c = testd_connect(d);
+	size_t chunk = 256 << 10;
+	for (size_t sent = 0; sent < n && wsc_send_frame(c, sent ? 0 : WSC_TEXT, sent + chunk >= n,
+							 blob, chunk) == 0;
+	     sent += chunk)
+		;
+	g_assert_cmpint(wsc_wait_close(c, WSC_TIMEOUT_MS), ==, 1009);
+	wsc_free(c);
+	g_free(blob);
+	g_assert_true(testd_wait_log(d, "max_message_bytes", 1000));
+	assert_bystanders_fine(d, "big");
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_configured_message_limit(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_message_bytes = 2048\nmax_queued_bytes = 65536\n", NULL);
+	struct wsc *a = testd_register(d, "lim", "a", NULL);
+	struct wsc *b = testd_register(d, "lim", "b", NULL);
+	GString *s = g_string_new("{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":\"");
+	while (s->len < 1900)
+		g_string_append_c(s, 'y');
+	g_string_append(s, "\"}");
+	wsc_send_text(a, s->str); /* under the limit */
+	json_object_put(wsc_expect(b, "peer_message"));
+	while (s->len < 2100)
+		g_string_insert_c(s, s->len - 2, 'z');
+	wsc_send_text(a, s->str); /* over it */
+	g_assert_cmpint(wsc_wait_close(a, WSC_TIMEOUT_MS), ==, 1009);
+	g_string_free(s, TRUE);
+	wsc_expect_quiet(b);
+	wsc_free(a);
+	wsc_free(b);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_invalid_utf8(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	struct wsc *c = testd_connect(d);
+	const char bad[] = "{\"type\":\"ping\",\"x\":\"\xc3\x28\"}";
+	wsc_send_frame(c, WSC_TEXT, true, bad, sizeof bad - 1);
+	g_assert_cmpint(wsc_wait_close(c, WSC_TIMEOUT_MS), ==, 1007);
+	wsc_free(c);
+	/* In a binary frame it is merely invalid JSON. */
+	c = testd_connect(d);
+	wsc_send_frame(c, WSC_BINARY, true, bad, sizeof bad - 1);
+	json_object_put(wsc_expect_error(c, "INVALID_JSON"));
+	wsc_expect_quiet(c);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_slow_reader(void)
+{
+	/* A small queue bound makes the test quick; kernel buffers take the
+	 * first few MiB, so the flood is well past them. */
+	struct testd *d = testd_start("[limits]\nmax_message_bytes = 16384\nmax_queued_bytes = 262144\n", NULL);
+	const struct wsc_opts small = { .rcvbuf = 4096 };
+	g_autoptr(GError) err = NULL;
+	struct wsc *slow = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
+	g_assert_no_error(err);
+	wsc_send_text(slow, "{\"type\":\"register\",\"peer_id\":\"slow\",\"room_id\":\"flood\"}");
+	json_object_put(wsc_expect(slow, "registered_auth"));
+	struct wsc *fast = testd_register(d, "flood", "fast", NULL);
+	long rss_before = testd_rss_kib(d);
+
+	GString *msg = g_string_new("{\"type\":\"peer_message\",\"to_peer_id\":\"slow\",\"payload\":\"");
+	while (msg->len < 8000)
+		g_string_append_c(msg, 'p');
+	g_string_append(msg, "\"}");
+
+	/* Send up to 40 MiB; the server must refuse long before. */
+	json_object *failed = NULL;
+	for (int i = 0; i < 5000 && !failed; i++) {
+		wsc_send_text(fast, msg->str);
+		struct pollfd p = { .fd = fast->fd, .events = POLLIN };
+		if (poll(&p, 1, 0) == 1)
+			failed = wsc_expect_error(fast, "DELIVERY_FAILED");
+	}
+	if (!failed)
+		failed = wsc_expect_error(fast, "DELIVERY_FAILED");
+	g_assert_cmpstr(str(failed, "to_peer_id"), ==, "slow");
+	json_object_put(failed);
+	g_string_free(msg, TRUE);
+
+	long rss_after = testd_rss_kib(d);
+	g_test_message("daemon RSS before %ld KiB, after the flood %ld KiB", rss_before, rss_after);
+	g_assert_cmpint(rss_after - rss_before, <, 16 * 1024);
+	g_assert_true(testd_wait_log(d, "event=limit_hit room=flood peer=slow", 5000));
+
+	/* The slow peer, once it reads, finds a 1008 close after what the
+	 * kernel already held. */
+	slow->auto_pong = true;
+	g_assert_cmpint(wsc_wait_close(slow, 10000), ==, 1008);
+	wsc_free(slow);
+	g_assert_true(testd_wait_log(d, "event=peer_left room=flood peer=slow", 10000));
+
+	/* The sender is still served (after the DELIVERY_FAILED answers to
+	 * what it had in flight), and so is everyone else. */
+	wsc_send_text(fast, "{\"type\":\"peer_message\",\"to_peer_id\":\"slow\",\"payload\":1}");
+	for (int i = 0; i <= 5000; i++) {
+		json_object *o = wsc_expect(fast, "error");
+		bool done = g_strcmp0(str(o, "code"), "PEER_NOT_FOUND") == 0;
+		if (!done)
+			g_assert_cmpstr(str(o, "code"), ==, "DELIVERY_FAILED");
+		json_object_put(o);
+		if (done)
+			break;
+	}
+	assert_bystanders_fine(d, "flood");
+	wsc_free(fast);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_room_full(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_peers_per_room = 2\n", NULL);
+	struct wsc *a = testd_register(d, "small", "a", NULL);
+	struct wsc *b = testd_register(d, "small", "b", NULL);
+	struct wsc *c = testd_connect(d);
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"c\",\"room_id\":\"small\"}");
+	json_object *o = wsc_expect_error(c, "ROOM_FULL");
+	g_assert_cmpstr(str(o, "reason"), ==, "Room is full");
+	json_object_put(o);
+	/* Replacing a member is not joining. */
+	struct wsc *b2 = testd_register(d, "small", "b", NULL);
+	json_object_put(wsc_expect_error(b, "SESSION_REPLACED"));
+	/* Another room is fine; a seat that frees up can be taken. */
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"c\",\"room_id\":\"other\"}");
+	json_object_put(wsc_expect(c, "registered_auth"));
+	wsc_free(a);
+	g_assert_true(testd_wait_log(d, "event=peer_left room=small peer=a", 5000));
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"c\",\"room_id\":\"small\"}");
+	json_object_put(wsc_expect(c, "registered_auth"));
+	wsc_free(b);
+	wsc_free(b2);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_max_sessions(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_sessions = 3\n", NULL);
+	struct wsc *c[3];
+	g_autoptr(GError) err = NULL;
+
+	for (int i = 0; i < 3; i++)
+		c[i] = testd_connect(d);
+	struct wsc *extra = wsc_connect("127.0.0.1", d->port, "/", &err);
+	g_assert_null(extra);
+	g_assert_nonnull(err);
+	g_clear_error(&err);
+	g_assert_true(testd_wait_log(d, "code=max_sessions", 5000));
+	/* The three are still served. */
+	for (int i = 0; i < 3; i++)
+		wsc_expect_quiet(c[i]);
+	wsc_free(c[0]);
+	/* A freed slot is available again. */
+	g_assert_true(testd_wait_log(d, "connection released, 2 open", 5000));
+	struct wsc *again = testd_connect(d);
+	wsc_free(again);
+	wsc_free(c[1]);
+	wsc_free(c[2]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_metadata_and_depth_limits(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_metadata_bytes = 100\nmax_json_depth = 5\n", NULL);
+	struct wsc *c = testd_connect(d);
+
+	wsc_send_text(c, "{\"type\":\"register\",\"room_id\":\"m\",\"metadata\":{\"properties\":"
+			 "{\"x\":\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"}}}");
+	json_object_put(wsc_expect_error(c, "INVALID_MESSAGE"));
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"m1\",\"room_id\":\"m\",\"metadata\":{\"properties\":{\"x\":1}}}");
+	json_object_put(wsc_expect(c, "registered_auth"));
+	wsc_send_text(c, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"y\":"
+			 "\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"}}}");
+	json_object_put(wsc_expect_error(c, "INVALID_MESSAGE"));
+	wsc_send_text(c, "{\"type\":\"ping\",\"a\":[[[[1]]]]}"); /* depth 5 */
+	json_object_put(wsc_expect(c, "pong"));
+	wsc_send_text(c, "{\"type\":\"ping\",\"a\":[[[[[1]]]]]}"); /* depth 6 */
+	json_object_put(wsc_expect_error(c, "INVALID_JSON"));
+	wsc_expect_quiet(c);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_keepalive(void)
+{
+	struct testd *d = testd_start("[server]\napp_ping_interval = 1\nws_ping_interval = 1\nws_ping_timeout = 3\n", NULL);
+	struct wsc *registered = testd_register(d, "ka", "alive", NULL);
+	struct wsc *unregistered = testd_connect(d);
+	struct wsc *deaf = testd_connect(d);
+	gint64 end = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
+	int app_pings = 0, deaf_code = -1;
+
+	/* Serve the two live clients (reading is what answers WebSocket
+	 * pings) until the server hangs up on the one that never answers. */
+	deaf->auto_pong = false;
+	while (deaf_code < 0 && g_get_monotonic_time() < end) {
+		GBytes *b = NULL;
+		if (wsc_recv(registered, 100, &b, NULL) == 0) {
+			g_assert_cmpmem(g_bytes_get_data(b, NULL), g_bytes_get_size(b), "{\"type\":\"ping\"}", 15);
+			app_pings++;
+			g_bytes_unref(b);
+		}
+		/* The application ping goes to registered peers only. */
+		g_assert_cmpint(wsc_recv(unregistered, 100, &b, NULL), ==, -ETIMEDOUT);
+		deaf_code = wsc_wait_close(deaf, 100);
+	}
+	g_assert_cmpint(deaf_code, >, 0);
+	g_assert_cmpint(app_pings, >=, 2);
+	/* Those that answered are still there. */
+	g_assert_cmpint(registered->close_code, ==, -1);
+	wsc_send_text(registered, "{\"type\":\"pong\"}");
+	wsc_expect_quiet(registered);
+	wsc_expect_quiet(unregistered);
+	wsc_free(deaf);
+	wsc_free(registered);
+	wsc_free(unregistered);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+int main(int argc, char *argv[])
+{
+	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+	g_test_add_func("/limits/message-too-large", test_message_too_large);
+	g_test_add_func("/limits/configured-message-limit", test_configured_message_limit);
+	g_test_add_func("/limits/invalid-utf8", test_invalid_utf8);
+	g_test_add_func("/limits/slow-reader", test_slow_reader);
+	g_test_add_func("/limits/room-full", test_room_full);
+	g_test_add_func("/limits/max-sessions", test_max_sessions);
+	g_test_add_func("/limits/metadata-and-depth", test_metadata_and_depth_limits);
+	g_test_add_func("/limits/keepalive", test_keepalive);
+	return g_test_run();
+}

@@ -1,0 +1,205 @@
+#include "testd.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static gpointer reader_main(gpointer data)
+{
+	struct testd *d = data;
+	char buf[4096];
+
+	for (;;) {
+		ssize_t n = read(d->err_fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		g_mutex_lock(&d->lock);
+		if (n <= 0) {
+			int status = 0;
+			waitpid(d->pid, &status, 0);
+			d->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			d->exited = true;
+			g_cond_broadcast(&d->cond);
+			g_mutex_unlock(&d->lock);
+			return NULL;
+		}
+		g_string_append_len(d->log, buf, n);
+		if (g_getenv("TESTD_VERBOSE"))
+			fwrite(buf, 1, (size_t)n, stderr);
+		g_cond_broadcast(&d->cond);
+		g_mutex_unlock(&d->lock);
+	}
+}
+
+void testd_write_conf(struct testd *d, const char *conf_text)
+{
+	g_assert_true(g_file_set_contents(d->conf, conf_text ? conf_text : "", -1, NULL));
+}
+
+struct testd *testd_start(const char *conf_text, const char *const *args)
+{
+	struct testd *d = g_new0(struct testd, 1);
+	const char *bin = g_getenv("RTCSIGNALD");
+	const char *wrapper = g_getenv("RTCSIGNALD_WRAPPER");
+	g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GError) err = NULL;
+
+	g_mutex_init(&d->lock);
+	g_cond_init(&d->cond);
+	d->log = g_string_new(NULL);
+	d->dir = g_dir_make_tmp("rtcsignald-test-XXXXXX", NULL);
+	d->conf = g_build_filename(d->dir, "rtcsignald.conf", NULL);
+	testd_write_conf(d, conf_text);
+
+	if (wrapper && *wrapper) {
+		g_auto(GStrv) w = NULL;
+		g_assert_true(g_shell_parse_argv(wrapper, NULL, &w, NULL));
+		for (char **p = w; *p; p++)
+			g_ptr_array_add(argv, g_strdup(*p));
+	}
+	g_ptr_array_add(argv, g_strdup(bin ? bin : "src/rtcsignald"));
+	g_ptr_array_add(argv, g_strdup("--config"));
+	g_ptr_array_add(argv, g_strdup(d->conf));
+	g_ptr_array_add(argv, g_strdup("--listen"));
+	g_ptr_array_add(argv, g_strdup("127.0.0.1:0"));
+	g_ptr_array_add(argv, g_strdup("--log-level"));
+	g_ptr_array_add(argv, g_strdup("debug"));
+	for (const char *const *a = args; a && *a; a++)
+		g_ptr_array_add(argv, g_strdup(*a));
+	g_ptr_array_add(argv, NULL);
+
+	if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
+				      G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
+				      NULL, NULL, &d->pid, NULL, NULL, &d->err_fd, &err))
+		g_error("cannot start rtcsignald: %s", err->message);
+	d->reader = g_thread_new("testd-stderr", reader_main, d);
+
+	/* Ready means every listener is up. */
+	if (!testd_wait_log(d, "event=ready", 20000)) {
+		g_autofree char *log = testd_log_copy(d);
+		g_error("rtcsignald did not start:\n%s", log);
+	}
+	g_mutex_lock(&d->lock);
+	const char *at = strstr(d->log->str, "listening on 127.0.0.1:");
+	d->port = at ? atoi(at + strlen("listening on 127.0.0.1:")) : 0;
+	g_mutex_unlock(&d->lock);
+	return d;
+}
+
+bool testd_wait_log(struct testd *d, const char *needle, int timeout_ms)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	bool found;
+
+	g_mutex_lock(&d->lock);
+	while (!(found = strstr(d->log->str, needle) != NULL) && !d->exited)
+		if (!g_cond_wait_until(&d->cond, &d->lock, deadline))
+			break;
+	if (!found)
+		found = strstr(d->log->str, needle) != NULL;
+	g_mutex_unlock(&d->lock);
+	return found;
+}
+
+unsigned testd_log_count(struct testd *d, const char *needle)
+{
+	unsigned n = 0;
+	g_mutex_lock(&d->lock);
+	for (const char *p = d->log->str; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	g_mutex_unlock(&d->lock);
+	return n;
+}
+
+char *testd_log_copy(struct testd *d)
+{
+	g_mutex_lock(&d->lock);
+	char *copy = g_strdup(d->log->str);
+	g_mutex_unlock(&d->lock);
+	return copy;
+}
+
+void testd_signal(struct testd *d, int sig)
+{
+	kill(d->pid, sig);
+}
+
+int testd_wait_exit(struct testd *d, int timeout_ms)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	int status = -1;
+
+	g_mutex_lock(&d->lock);
+	while (!d->exited)
+		if (!g_cond_wait_until(&d->cond, &d->lock, deadline))
+			break;
+	if (d->exited)
+		status = d->status;
+	g_mutex_unlock(&d->lock);
+	return status;
+}
+
+int testd_stop(struct testd *d)
+{
+	testd_signal(d, SIGTERM);
+	return testd_wait_exit(d, 30000);
+}
+
+long testd_rss_kib(struct testd *d)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/status", d->pid);
+	g_autofree char *status = NULL;
+	const char *at;
+
+	if (!g_file_get_contents(path, &status, NULL, NULL) || !(at = strstr(status, "VmRSS:")))
+		return -1;
+	return atol(at + strlen("VmRSS:"));
+}
+
+void testd_free(struct testd *d)
+{
+	if (!d)
+		return;
+	if (testd_wait_exit(d, 0) < 0) {
+		kill(d->pid, SIGKILL);
+		testd_wait_exit(d, 30000);
+	}
+	g_thread_join(d->reader);
+	close(d->err_fd);
+	g_spawn_close_pid(d->pid);
+	unlink(d->conf);
+	rmdir(d->dir);
+	g_free(d->conf);
+	g_free(d->dir);
+	g_string_free(d->log, TRUE);
+	g_mutex_clear(&d->lock);
+	g_cond_clear(&d->cond);
+	g_free(d);
+}
+
+struct wsc *testd_connect(struct testd *d)
+{
+	g_autoptr(GError) err = NULL;
+	struct wsc *c = wsc_connect("127.0.0.1", d->port, "/", &err);
+	g_assert_no_error(err);
+	return c;
+}
+
+struct wsc *testd_register(struct testd *d, const char *room, const char *peer_id,
+			   const char *extra)
+{
+	struct wsc *c = testd_connect(d);
+	json_object *o, *v;
+
+	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\"%s}", peer_id, room,
+		  extra ? extra : "");
+	o = wsc_expect(c, "registered_auth");
+	g_assert_true(json_object_object_get_ex(o, "peer_id", &v));
+	g_assert_cmpstr(json_object_get_string(v), ==, peer_id);
+	json_object_put(o);
+	return c;
+}

@@ -1,0 +1,50 @@
+/* Runs the real rtcsignald for a test: on a free loopback port, with its
+ * stderr captured so a test can await a log event instead of sleeping. */
+#pragma once
+
+#include "wsclient.h"
+
+#include <glib.h>
+#include <stdbool.h>
+
+struct testd {
+	GPid pid;
+	int port;
+	int err_fd;
+	GThread *reader;
+	GMutex lock;
+	GCond cond;
+	GString *log;
+	bool exited;
+	int status;
+	char *dir;
+	char *conf;
+};
+
+/* Starts the daemon with CONF_TEXT as its config file (NULL: an empty
+ * file) and ARGS (NULL-terminated, may be NULL) after the defaults
+ * (--listen 127.0.0.1:0 --log-level debug).  Fails the test when the
+ * daemon does not come up. */
+struct testd *testd_start(const char *conf_text, const char *const *args);
+/* Waits until the log holds NEEDLE (counting from the start); false on
+ * timeout or exit. */
+bool testd_wait_log(struct testd *d, const char *needle, int timeout_ms);
+/* How often NEEDLE occurs in the log so far. */
+unsigned testd_log_count(struct testd *d, const char *needle);
+char *testd_log_copy(struct testd *d);
+void testd_signal(struct testd *d, int sig);
+/* Waits for the daemon to exit: its exit status, or -1 on timeout. */
+int testd_wait_exit(struct testd *d, int timeout_ms);
+/* SIGTERM and wait; the exit status. */
+int testd_stop(struct testd *d);
+long testd_rss_kib(struct testd *d);
+void testd_free(struct testd *d);
+/* Rewrites the config file (for reload tests). */
+void testd_write_conf(struct testd *d, const char *conf_text);
+
+struct wsc *testd_connect(struct testd *d);
+/* Connects and registers PEER_ID in ROOM; EXTRA is appended inside the
+ * register object (e.g. ",\"role\":\"worker\""), may be NULL.  Returns a
+ * client whose registered_auth has been received and checked. */
+struct wsc *testd_register(struct testd *d, const char *room, const char *peer_id,
+			   const char *extra);
