@@ -12,8 +12,7 @@
 
 int main(int argc, char *argv[])
 {
-	g_autofree char *config_path = NULL;
-	struct config_overrides ov = { 0 };
+	g_autofree char *config_path = NULL, *listen = NULL, *log_level = NULL;
 	gboolean check_config = FALSE, version = FALSE;
 	g_autoptr(GError) err = NULL;
 	struct config *cfg;
@@ -21,9 +20,9 @@ int main(int argc, char *argv[])
 	const GOptionEntry entries[] = {
 		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
 		  "Configuration file (default " CONFIG_DEFAULT_PATH ")", "PATH" },
-		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &ov.listen,
+		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
 		  "WebSocket address(es), ADDR:PORT[;ADDR:PORT...]", "ADDR:PORT" },
-		{ "log-level", 0, 0, G_OPTION_ARG_STRING, &ov.log_level,
+		{ "log-level", 0, 0, G_OPTION_ARG_STRING, &log_level,
 		  "debug, info, notice, warning or err", "LEVEL" },
 		{ "check-config", 't', 0, G_OPTION_ARG_NONE, &check_config,
 		  "Validate the configuration and exit (0 valid, 78 invalid)", NULL },
@@ -38,6 +37,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "rtcsignald: %s\n", err->message);
 		return EXIT_USAGE;
 	}
+	const struct config_overrides ov = { .listen = listen, .log_level = log_level };
 	if (version) {
 		printf("rtcsignald %s\n", PACKAGE_VERSION);
 		return EXIT_SUCCESS;

@@ -468,6 +468,14 @@ void ws_server_free(struct ws_server *ws)
 {
 	if (!ws)
 		return;
+	/* With a foreign loop, lws finishes destroying its context in a
+	 * second call once its libuv handles have closed; pcontext tells. */
+	if (ws->ctx) {
+		lws_context_destroy(ws->ctx);
+		uv_run(ws->loop, UV_RUN_DEFAULT);
+	}
+	if (ws->ctx)
+		log_warning("libwebsockets context not fully destroyed");
 	router_free(ws->router);
 	msgbuf_unref(ws->ping_msg);
 	g_free(ws);

@@ -343,7 +343,8 @@ static bool netns_up(void)
 	sh("for n in $(ip netns list 2>/dev/null | sed -n 's/^\\(rtcsig[0-9]*\\).*/\\1/p'); do "
 	   "kill -0 ${n#rtcsig} 2>/dev/null || { ip link del ${n}h; ip netns del $n; }; done");
 	g_snprintf(netns, sizeof netns, "rtcsig%d", (int)getpid());
-	g_autofree char *cmds[] = {
+	g_auto(GStrv) cmds = g_new0(char *, 8);
+	char *list[] = {
 		g_strdup_printf("ip netns add %s", netns),
 		g_strdup_printf("ip link add %sh type veth peer name %sn", netns, netns),
 		g_strdup_printf("ip link set %sn netns %s", netns, netns),
@@ -352,7 +353,8 @@ static bool netns_up(void)
 		g_strdup_printf("ip netns exec %s ip addr add 10.213.77.2/24 dev %sn", netns, netns),
 		g_strdup_printf("ip netns exec %s ip link set %sn up", netns, netns),
 	};
-	for (size_t i = 0; i < G_N_ELEMENTS(cmds); i++)
+	memcpy(cmds, list, sizeof list);
+	for (size_t i = 0; cmds[i]; i++)
 		if (sh(cmds[i]) != 0)
 			return false;
 	return true;

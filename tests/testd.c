@@ -73,7 +73,7 @@ struct testd *testd_start(const char *conf_text, const char *const *args)
 	g_ptr_array_add(argv, NULL);
 
 	if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
-				      G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
+				      G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_SEARCH_PATH,
 				      NULL, NULL, &d->pid, NULL, NULL, &d->err_fd, &err))
 		g_error("cannot start rtcsignald: %s", err->message);
 	d->reader = g_thread_new("testd-stderr", reader_main, d);
