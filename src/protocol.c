@@ -113,18 +113,31 @@ static int get_id(struct msg *m, int slot, const char *key, bool required, const
 	return 0;
 }
 
-/* An optional string field of any length (credentials). */
+/* An optional field of type T: absent or null leaves *OUT NULL, any other
+ * type is INVALID_MESSAGE. */
+static int get_opt(json_object *root, const char *key, enum json_type t, json_object **out,
+		   struct msg_error *err)
+{
+	json_object *v;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(root, key, &v) || !v)
+		return 0;
+	if (!json_object_is_type(v, t))
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s must be %s", key,
+			    t == json_type_object ? "an object" : t == json_type_boolean ? "a boolean" : "a string");
+	*out = v;
+	return 0;
+}
+
+/* An optional string of any length (credentials). */
 static int get_opt_string(json_object *root, const char *key, const char **out,
 			  struct msg_error *err)
 {
 	json_object *v;
-	*out = NULL;
-	if (!json_object_object_get_ex(root, key, &v) || !v)
-		return 0;
-	if (!json_object_is_type(v, json_type_string))
-		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s must be a string", key);
-	*out = json_object_get_string(v);
-	return 0;
+	int rc = get_opt(root, key, json_type_string, &v, err);
+	*out = v ? json_object_get_string(v) : NULL;
+	return rc;
 }
 
 static int decode_register(struct msg *m, struct msg_error *err)
@@ -133,40 +146,25 @@ static int decode_register(struct msg *m, struct msg_error *err)
 	json_object *v;
 	int rc;
 
-	if ((rc = get_id(m, 0, "peer_id", false, &r->peer_id, err)) < 0)
+	if ((rc = get_id(m, 0, "peer_id", false, &r->peer_id, err)) < 0 ||
+	    (rc = get_opt_string(m->root, "room_id", &r->room_id, err)) < 0)
 		return rc;
-	if (json_object_object_get_ex(m->root, "room_id", &v) && v) {
-		if (!json_object_is_type(v, json_type_string) ||
-		    !protocol_valid_room_id(json_object_get_string(v),
-					    (size_t)json_object_get_string_len(v)))
-			return fail(err, ERR_INVALID_MESSAGE,
-				    "Invalid field: room_id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
-				    REGISTRY_ID_MAX);
-		r->room_id = json_object_get_string(v);
-	}
-	if (json_object_object_get_ex(m->root, "token", &v) && v) {
-		if (!json_object_is_type(v, json_type_string))
-			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: token must be a string");
-		r->token = v;
-	}
-	if ((rc = get_opt_string(m->root, "jwt", &r->jwt, err)) < 0 ||
+	if (r->room_id && !protocol_valid_room_id(r->room_id, strlen(r->room_id)))
+		return fail(err, ERR_INVALID_MESSAGE,
+			    "Invalid field: room_id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
+			    REGISTRY_ID_MAX);
+	if ((rc = get_opt(m->root, "token", json_type_string, &r->token, err)) < 0 ||
+	    (rc = get_opt_string(m->root, "jwt", &r->jwt, err)) < 0 ||
 	    (!r->jwt && (rc = get_opt_string(m->root, "id_token", &r->jwt, err)) < 0) ||
-	    (rc = get_opt_string(m->root, "api_key", &r->api_key, err)) < 0)
+	    (rc = get_opt_string(m->root, "api_key", &r->api_key, err)) < 0 ||
+	    (rc = get_opt(m->root, "metadata", json_type_object, &r->metadata, err)) < 0 ||
+	    (rc = get_opt(m->root, "is_admin", json_type_boolean, &v, err)) < 0)
 		return rc;
+	r->is_admin = v && json_object_get_boolean(v);
 	r->role = "peer";
 	if (json_object_object_get_ex(m->root, "role", &v) && v && !get_string(v, &r->role))
 		return fail(err, ERR_INVALID_MESSAGE,
 			    "Invalid field: role must be a string of 1 to %d bytes", REGISTRY_ID_MAX);
-	if (json_object_object_get_ex(m->root, "metadata", &v) && v) {
-		if (!json_object_is_type(v, json_type_object))
-			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: metadata must be an object");
-		r->metadata = v;
-	}
-	if (json_object_object_get_ex(m->root, "is_admin", &v) && v) {
-		if (!json_object_is_type(v, json_type_boolean))
-			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: is_admin must be a boolean");
-		r->is_admin = json_object_get_boolean(v);
-	}
 	return 0;
 }
 
@@ -176,13 +174,9 @@ static int decode_discover(struct msg *m, struct msg_error *err)
 	json_object *v;
 	int rc;
 
-	if ((rc = get_id(m, 0, "from_peer_id", false, &d->from, err)) < 0)
+	if ((rc = get_id(m, 0, "from_peer_id", false, &d->from, err)) < 0 ||
+	    (rc = get_opt(m->root, "filters", json_type_object, &d->filters, err)) < 0)
 		return rc;
-	if (json_object_object_get_ex(m->root, "filters", &v) && v) {
-		if (!json_object_is_type(v, json_type_object))
-			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: filters must be an object");
-		d->filters = v;
-	}
 	d->limit = PROTOCOL_DISCOVER_LIMIT;
 	if (json_object_object_get_ex(m->root, "limit", &v) && v) {
 		int64_t n = json_object_get_int64(v);
@@ -196,16 +190,13 @@ static int decode_discover(struct msg *m, struct msg_error *err)
 
 static int decode_update(struct msg *m, struct msg_error *err)
 {
-	json_object *v;
 	int rc;
 
-	if ((rc = get_id(m, 0, "peer_id", false, &m->update.peer_id, err)) < 0)
+	if ((rc = get_id(m, 0, "peer_id", false, &m->update.peer_id, err)) < 0 ||
+	    (rc = get_opt(m->root, "metadata", json_type_object, &m->update.metadata, err)) < 0)
 		return rc;
-	if (!json_object_object_get_ex(m->root, "metadata", &v) || !v)
+	if (!m->update.metadata)
 		return fail(err, ERR_INVALID_MESSAGE, "Missing field: metadata");
-	if (!json_object_is_type(v, json_type_object))
-		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: metadata must be an object");
-	m->update.metadata = v;
 	return 0;
 }
 
@@ -321,11 +312,33 @@ static void append_room_id(GString *s, const struct room *room)
 	g_string_append_c(s, '"');
 }
 
+/* The other peers of SELF's room in registration order: their ids as an
+ * array, or with their public metadata as an object. */
+static void append_room_mates(GString *s, const struct peer *self, bool with_metadata)
+{
+	bool first = true;
+
+	g_string_append_c(s, with_metadata ? '{' : '[');
+	for (GList *l = self->room->peers.head; l; l = l->next) {
+		const struct peer *p = l->data;
+		if (p == self)
+			continue;
+		if (!first)
+			g_string_append_c(s, ',');
+		first = false;
+		g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
+		if (with_metadata) {
+			g_string_append_c(s, ':');
+			g_string_append_len(s, p->meta->public_json, (gssize)p->meta->public_len);
+		}
+	}
+	g_string_append_c(s, with_metadata ? '}' : ']');
+}
+
 struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_object *token,
 				   const char *ice_servers_json)
 {
 	const struct room *room = self->room;
-	bool first = true;
 
 	g_string_assign(s, "{\"type\":\"registered_auth\",\"room_id\":");
 	append_room_id(s, room);
@@ -341,30 +354,11 @@ struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_obj
 		g_string_append_len(s, room->admin->id_json, (gssize)room->admin->id_json_len);
 	else
 		g_string_append(s, "null");
-	g_string_append(s, ",\"peer_list\":[");
-	for (GList *l = room->peers.head; l; l = l->next) {
-		const struct peer *p = l->data;
-		if (p == self)
-			continue;
-		if (!first)
-			g_string_append_c(s, ',');
-		first = false;
-		g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
-	}
-	g_string_append(s, "],\"peer_metadata\":{");
-	first = true;
-	for (GList *l = room->peers.head; l; l = l->next) {
-		const struct peer *p = l->data;
-		if (p == self)
-			continue;
-		if (!first)
-			g_string_append_c(s, ',');
-		first = false;
-		g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
-		g_string_append_c(s, ':');
-		g_string_append_len(s, p->meta->public_json, (gssize)p->meta->public_len);
-	}
-	g_string_append(s, "},\"ice_servers\":");
+	g_string_append(s, ",\"peer_list\":");
+	append_room_mates(s, self, false);
+	g_string_append(s, ",\"peer_metadata\":");
+	append_room_mates(s, self, true);
+	g_string_append(s, ",\"ice_servers\":");
 	g_string_append(s, ice_servers_json);
 	g_string_append(s, ",\"mesh_ice_servers\":");
 	g_string_append(s, ice_servers_json);

@@ -85,15 +85,17 @@ static void test_register(void)
 	g_assert_null(m.reg.peer_id);
 	msg_clear(&m);
 
-	expect_error("{\"type\":\"register\",\"room_id\":\"a b\"}", ERR_INVALID_MESSAGE, NULL);
-	expect_error("{\"type\":\"register\",\"room_id\":\"\"}", ERR_INVALID_MESSAGE, NULL);
-	expect_error("{\"type\":\"register\",\"room_id\":5}", ERR_INVALID_MESSAGE, NULL);
-	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"\"}", ERR_INVALID_MESSAGE, NULL);
-	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":[1]}", ERR_INVALID_MESSAGE, NULL);
-	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"role\":7}", ERR_INVALID_MESSAGE, NULL);
-	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"metadata\":[]}", ERR_INVALID_MESSAGE, NULL);
-	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"is_admin\":\"yes\"}", ERR_INVALID_MESSAGE, NULL);
-	expect_error("{\"type\":\"register\",\"room_id\":\"r\",\"token\":12}", ERR_INVALID_MESSAGE, NULL);
+	static const char *const bad[] = {
+		"\"room_id\":\"a b\"", "\"room_id\":\"\"", "\"room_id\":5",
+		"\"room_id\":\"r\",\"peer_id\":\"\"", "\"room_id\":\"r\",\"peer_id\":[1]",
+		"\"room_id\":\"r\",\"role\":7", "\"room_id\":\"r\",\"metadata\":[]",
+		"\"room_id\":\"r\",\"is_admin\":\"yes\"", "\"room_id\":\"r\",\"token\":12",
+		"\"room_id\":\"r\",\"jwt\":{}", "\"room_id\":\"r\",\"api_key\":1",
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+		g_autofree char *text = g_strdup_printf("{\"type\":\"register\",%s}", bad[i]);
+		expect_error(text, ERR_INVALID_MESSAGE, NULL);
+	}
 
 	GString *long_id = g_string_new("{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"");
 	for (int i = 0; i < 129; i++)
