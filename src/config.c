@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum key_type { KEY_BOOL, KEY_UINT, KEY_U64, KEY_STRING, KEY_STRLIST, KEY_LISTEN, KEY_LOGLEVEL };
+enum key_type { KEY_BOOL, KEY_UINT, KEY_U64, KEY_STRING, KEY_STRLIST, KEY_LISTEN, KEY_ADDR, KEY_LOGLEVEL };
 
 struct key_spec {
 	const char *group;
@@ -29,6 +29,10 @@ static const struct key_spec keys[] = {
 	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, 1, 3600),
 	K("server", "ws_ping_timeout", KEY_UINT, ws_ping_timeout, 1, 3600),
 	K("server", "drain_timeout", KEY_UINT, drain_timeout, 0, 3600),
+	K("admin", "listen", KEY_ADDR, admin_listen, 0, 0),
+	K("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
+	K("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
+	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
@@ -53,6 +57,10 @@ struct config *config_new_defaults(void)
 	cfg->listen = g_array_new(FALSE, TRUE, sizeof(struct listen_addr));
 	if (config_parse_listen("0.0.0.0:8080", &def) == 0)
 		g_array_append_val(cfg->listen, def);
+	config_parse_listen("127.0.0.1:8001", &cfg->admin_listen);
+	cfg->admin_max_connections = 64;
+	cfg->admin_connection_timeout = 10;
+	cfg->metrics_top_roles = 10;
 	cfg->allow_anonymous = false;
 	cfg->app_ping_interval = 30;
 	cfg->ws_ping_interval = 20;
@@ -221,6 +229,19 @@ static int set_key(struct config *cfg, const struct key_spec *k, const char *val
 		*FIELD(cfg, k, GArray *) = list;
 		return 0;
 	}
+	case KEY_ADDR: {
+		struct listen_addr *a = FIELD(cfg, k, struct listen_addr);
+		if (!*value) { /* empty: disabled */
+			memset(a, 0, sizeof *a);
+			return 0;
+		}
+		if (config_parse_listen(value, a) == 0)
+			return 0;
+		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+			    "%s: [%s] %s: \"%s\" is not a numeric ADDRESS:PORT (IPv6 as [ADDRESS]:PORT), "
+			    "or empty for none", where, k->group, k->name, value);
+		return -EINVAL;
+	}
 	case KEY_LOGLEVEL:
 		if (log_level_parse(value, FIELD(cfg, k, int)) < 0) {
 			g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
@@ -335,6 +356,9 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
 
 	if (ov && ov->listen &&
 	    (r = set_key(cfg, find_key("server", "listen"), ov->listen, "--listen", err)) < 0)
+		goto fail;
+	if (ov && ov->admin_listen &&
+	    (r = set_key(cfg, find_key("admin", "listen"), ov->admin_listen, "--admin-listen", err)) < 0)
 		goto fail;
 	if (ov && ov->log_level &&
 	    (r = set_key(cfg, find_key("log", "level"), ov->log_level, "--log-level", err)) < 0)

@@ -27,6 +27,12 @@ struct config {
 	unsigned ws_ping_timeout;
 	unsigned drain_timeout;
 
+	/* [admin] */
+	struct listen_addr admin_listen; /* ss_family AF_UNSPEC: no admin port */
+	unsigned admin_max_connections;
+	unsigned admin_connection_timeout;
+	unsigned metrics_top_roles;
+
 	/* [limits] */
 	uint64_t max_message_bytes;
 	uint64_t max_metadata_bytes;
@@ -49,6 +55,7 @@ struct config {
 /* What the command line may override; NULL/0 means "not given". */
 struct config_overrides {
 	const char *listen;
+	const char *admin_listen;
 	const char *log_level;
 };
 

@@ -1,7 +1,10 @@
 #include "daemon.h"
 
+#include "admin.h"
 #include "listener.h"
 #include "log.h"
+#include "loopcall.h"
+#include "metrics.h"
 #include "registry.h"
 #include "ws.h"
 
@@ -11,16 +14,21 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* The loop's heartbeat, read by /health. */
+#define TICK_MS 1000
+
 struct daemon {
 	uv_loop_t loop;
 	struct config *cfg;
-	char *reload_path;
-	char *ov_listen, *ov_log_level;
+	const char *reload_path;
+	struct config_overrides ov;
 	struct registry *reg;
 	struct ws_server *ws;
+	struct loopcall *loopcall;
+	struct admin *admin;
 	GPtrArray *listeners;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t drain_timer;
+	uv_timer_t tick, drain_timer;
 	bool stopping;
 };
 
@@ -29,27 +37,36 @@ static void on_accept(void *data, int fd)
 	ws_server_adopt(data, fd);
 }
 
+/* Binds ADDR; logs the address actually bound (port 0 picks one). */
+static int bind_logged(const struct listen_addr *a, const char *what)
+{
+	char where[80];
+	int fd = listener_bind(a);
+
+	if (fd < 0) {
+		log_err("cannot listen on %s: %s", a->text, g_strerror(-fd));
+		return fd;
+	}
+	listener_describe(fd, where, sizeof where);
+	log_event(LOG_INFO, LOG_EVENT_LISTENING, NULL, "%s listening on %s", what, where);
+	return fd;
+}
+
 static int open_listeners(struct daemon *d)
 {
 	for (guint i = 0; i < d->cfg->listen->len; i++) {
 		const struct listen_addr *a = &g_array_index(d->cfg->listen, struct listen_addr, i);
 		struct listener *l;
-		char where[80];
-		int fd = listener_bind(a);
+		int fd = bind_logged(a, "WebSocket");
 
-		if (fd < 0) {
-			log_err("cannot listen on %s: %s", a->text, g_strerror(-fd));
+		if (fd < 0)
 			return fd;
-		}
 		int r = listener_new(&d->loop, fd, on_accept, d->ws, &l);
 		if (r < 0) {
 			close(fd);
 			return r;
 		}
 		g_ptr_array_add(d->listeners, l);
-		listener_describe(fd, where, sizeof where);
-		struct log_fields f = { .remote = NULL };
-		log_event(LOG_INFO, LOG_EVENT_LISTENING, &f, "listening on %s", where);
 	}
 	return 0;
 }
@@ -61,15 +78,51 @@ static void close_listeners(struct daemon *d)
 	g_ptr_array_set_size(d->listeners, 0);
 }
 
+static void roles_on_loop(void *data, struct metrics_roles *out)
+{
+	struct daemon *d = data;
+	registry_role_counts(d->reg, d->cfg->metrics_top_roles, out);
+}
+
+static int start_admin(struct daemon *d)
+{
+	if (d->cfg->admin_listen.ss.ss_family == AF_UNSPEC)
+		return 0;
+	int fd = bind_logged(&d->cfg->admin_listen, "admin");
+	if (fd < 0)
+		return fd;
+	struct admin_options o = {
+		.listen_fd = fd,
+		.max_connections = d->cfg->admin_max_connections,
+		.connection_timeout = d->cfg->admin_connection_timeout,
+		.loopcall = d->loopcall,
+		.roles = roles_on_loop,
+		.data = d,
+	};
+	int r = admin_start(&o, &d->admin);
+	if (r < 0) {
+		log_err("cannot start the admin port");
+		close(fd);
+	}
+	return r;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	metrics_heartbeat();
+}
+
 static void finish(void *data)
 {
 	struct daemon *d = data;
 
 	uv_timer_stop(&d->drain_timer);
 	uv_close((uv_handle_t *)&d->drain_timer, NULL);
+	uv_close((uv_handle_t *)&d->tick, NULL);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	loopcall_close(d->loopcall);
 	ws_server_stop(d->ws);
 }
 
@@ -85,6 +138,7 @@ static void stop(struct daemon *d, int signum)
 	if (d->stopping)
 		return;
 	d->stopping = true;
+	metrics_set(draining, true);
 	log_event(LOG_NOTICE, LOG_EVENT_STOPPING, NULL, "stopping on %s, draining %u sessions",
 		  strsignal(signum), ws_server_sessions(d->ws));
 	close_listeners(d);
@@ -94,11 +148,10 @@ static void stop(struct daemon *d, int signum)
 
 static void reload(struct daemon *d)
 {
-	struct config_overrides ov = { .listen = d->ov_listen, .log_level = d->ov_log_level };
 	g_autoptr(GError) err = NULL;
 	struct config *cfg;
 
-	if (config_load(d->reload_path, &ov, &cfg, &err) < 0) {
+	if (config_load(d->reload_path, &d->ov, &cfg, &err) < 0) {
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);
 		return;
@@ -133,23 +186,28 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	int r;
 
 	d->cfg = cfg;
-	d->reload_path = g_strdup(reload_path);
-	d->ov_listen = g_strdup(ov ? ov->listen : NULL);
-	d->ov_log_level = g_strdup(ov ? ov->log_level : NULL);
+	d->reload_path = reload_path;
+	if (ov)
+		d->ov = *ov;
 	d->listeners = g_ptr_array_new();
 	uv_loop_init(&d->loop);
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(cfg->log_level);
+	metrics.start_time = g_get_real_time() / G_USEC_PER_SEC;
+	metrics_heartbeat();
 
 	d->reg = registry_new();
+	if ((r = loopcall_new(&d->loop, &d->loopcall)) < 0)
+		goto fail;
 	r = ws_server_new(&d->loop, cfg, d->reg, &d->ws);
 	if (r < 0) {
 		log_err("cannot create the WebSocket server");
 		goto fail;
 	}
-	r = open_listeners(d);
-	if (r < 0)
+	if ((r = open_listeners(d)) < 0 || (r = start_admin(d)) < 0)
 		goto fail;
+	uv_timer_init(&d->loop, &d->tick);
+	uv_timer_start(&d->tick, on_tick, TICK_MS, TICK_MS);
 	uv_timer_init(&d->loop, &d->drain_timer);
 	d->drain_timer.data = d;
 	start_signal(d, &d->sig_term, SIGTERM);
@@ -159,16 +217,18 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	return 0;
 fail:
 	close_listeners(d);
-	if (d->ws) {
+	if (d->loopcall)
+		loopcall_close(d->loopcall);
+	if (d->ws)
 		ws_server_stop(d->ws);
-		uv_run(&d->loop, UV_RUN_DEFAULT);
-	}
+	uv_run(&d->loop, UV_RUN_DEFAULT);
 	daemon_free(d);
 	return r;
 }
 
 int daemon_run(struct daemon *d)
 {
+	metrics_set(ready, true);
 	log_event(LOG_NOTICE, LOG_EVENT_READY, NULL, "rtcsignald %s ready", PACKAGE_VERSION);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	log_event(LOG_NOTICE, LOG_EVENT_STOPPED, NULL, "stopped");
@@ -179,13 +239,13 @@ void daemon_free(struct daemon *d)
 {
 	if (!d)
 		return;
+	/* The admin thread may be waiting on the loop: stop it first. */
+	admin_stop(d->admin);
 	ws_server_free(d->ws);
+	loopcall_free(d->loopcall);
 	registry_free(d->reg);
 	uv_loop_close(&d->loop);
 	g_ptr_array_unref(d->listeners);
 	config_free(d->cfg);
-	g_free(d->reload_path);
-	g_free(d->ov_listen);
-	g_free(d->ov_log_level);
 	g_free(d);
 }

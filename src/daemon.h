@@ -6,7 +6,8 @@
 
 struct daemon;
 
-/* Takes ownership of CFG.  RELOAD_PATH and OV are what SIGHUP re-reads. */
+/* Takes ownership of CFG.  RELOAD_PATH and OV (which must outlive the
+ * daemon) are what SIGHUP re-reads. */
 int daemon_new(struct config *cfg, const char *reload_path, const struct config_overrides *ov,
 	       struct daemon **out);
 /* Runs until SIGTERM/SIGINT and the drain that follows; returns the exit

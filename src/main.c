@@ -12,7 +12,7 @@
 
 int main(int argc, char *argv[])
 {
-	g_autofree char *config_path = NULL, *listen = NULL, *log_level = NULL;
+	g_autofree char *config_path = NULL, *listen = NULL, *admin_listen = NULL, *log_level = NULL;
 	gboolean check_config = FALSE, version = FALSE;
 	g_autoptr(GError) err = NULL;
 	struct config *cfg;
@@ -22,6 +22,8 @@ int main(int argc, char *argv[])
 		  "Configuration file (default " CONFIG_DEFAULT_PATH ")", "PATH" },
 		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
 		  "WebSocket address(es), ADDR:PORT[;ADDR:PORT...]", "ADDR:PORT" },
+		{ "admin-listen", 0, 0, G_OPTION_ARG_STRING, &admin_listen,
+		  "Admin port address (health, metrics), ADDR:PORT; empty for none", "ADDR:PORT" },
 		{ "log-level", 0, 0, G_OPTION_ARG_STRING, &log_level,
 		  "debug, info, notice, warning or err", "LEVEL" },
 		{ "check-config", 't', 0, G_OPTION_ARG_NONE, &check_config,
@@ -37,7 +39,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "rtcsignald: %s\n", err->message);
 		return EXIT_USAGE;
 	}
-	const struct config_overrides ov = { .listen = listen, .log_level = log_level };
+	const struct config_overrides ov = { .listen = listen, .admin_listen = admin_listen,
+					     .log_level = log_level };
 	if (version) {
 		printf("rtcsignald %s\n", PACKAGE_VERSION);
 		return EXIT_SUCCESS;

@@ -1,10 +1,13 @@
-/* metrics: counters and gauges written by the event loop with relaxed
- * atomics, read by the admin thread without locks. */
+/* metrics: counters, gauges and histograms written by the event loop with
+ * relaxed atomics and read by the admin thread without locks, plus the
+ * Prometheus and JSON renderings of them. */
 #pragma once
 
 #include "protocol.h"
 
+#include <glib.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Every configured bound, counted each time it is hit. */
@@ -16,6 +19,21 @@ enum metrics_limit {
 	LIMIT_SESSIONS,
 	LIMIT_PEERS_PER_ROOM,
 	LIMIT__COUNT
+};
+
+/* Why a connection was refused before it became a session. */
+enum metrics_refusal {
+	REFUSED_MAX_SESSIONS,
+	REFUSED_NOT_LOOPBACK,
+	REFUSED_DRAINING,
+	REFUSED__COUNT
+};
+
+/* Latency histograms: bucket upper bounds in seconds, and +Inf. */
+#define METRICS_BUCKETS 14
+struct metrics_histogram {
+	atomic_uint_fast64_t counts[METRICS_BUCKETS + 1]; /* not cumulative */
+	atomic_uint_fast64_t sum_ns;
 };
 
 struct metrics {
@@ -33,6 +51,15 @@ struct metrics {
 	atomic_uint_fast64_t bytes_received;
 	atomic_uint_fast64_t bytes_sent;
 	atomic_uint_fast64_t limit_hits[LIMIT__COUNT];
+	atomic_uint_fast64_t sessions_refused[REFUSED__COUNT];
+	struct metrics_histogram route_latency;
+	struct metrics_histogram discovery_duration;
+	/* the loop's liveness and the daemon's state, for /health and /ready */
+	atomic_int_fast64_t heartbeat_ms; /* CLOCK_MONOTONIC */
+	atomic_bool ready;
+	atomic_bool draining;
+	atomic_uint_fast64_t max_sessions; /* configured, for alerts near it */
+	gint64 start_time; /* seconds since the epoch; set once before threads */
 };
 
 extern struct metrics metrics;
@@ -43,3 +70,29 @@ extern struct metrics metrics;
 #define metrics_get(field) atomic_load_explicit(&metrics.field, memory_order_relaxed)
 
 const char *metrics_limit_name(enum metrics_limit l);
+uint64_t metrics_now_ns(void); /* CLOCK_MONOTONIC */
+void metrics_observe(struct metrics_histogram *h, uint64_t ns);
+void metrics_heartbeat(void);
+
+/* Registered peers by role as the loop saw them: the most populous roles
+ * by name, the rest folded into "other" so labels stay few. */
+struct metrics_roles {
+	unsigned n;
+	struct {
+		char *role;
+		gint64 peers;
+	} *items;
+};
+void metrics_roles_clear(struct metrics_roles *r);
+
+enum metrics_health { HEALTH_OK, HEALTH_UNHEALTHY, HEALTH_DRAINING };
+#define METRICS_STALL_MS 5000
+/* Draining wins; a loop that has not ticked for METRICS_STALL_MS is
+ * unhealthy. */
+enum metrics_health metrics_health(gint64 now_ms);
+
+/* Prometheus text format 0.0.4: every family with HELP and TYPE. */
+void metrics_render_prometheus(GString *out, const struct metrics_roles *roles);
+/* {"timestamp","active_rooms","active_connections","peers_by_role",
+ *  "total_connections","total_messages","rooms_created"} */
+void metrics_render_json(GString *out, const struct metrics_roles *roles);

@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include "metrics.h"
 #include "msgbuf.h"
 
 #include <string.h>
@@ -7,6 +8,7 @@
 struct registry {
 	GHashTable *rooms; /* id -> struct room */
 	GHashTable *ids;   /* peer id -> number of rooms it is registered in */
+	GHashTable *roles; /* role -> number of peers */
 	unsigned n_peers;
 };
 
@@ -22,6 +24,7 @@ struct registry *registry_new(void)
 	struct registry *reg = g_new0(struct registry, 1);
 	reg->rooms = g_hash_table_new(g_str_hash, g_str_equal);
 	reg->ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	reg->roles = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	return reg;
 }
 
@@ -42,13 +45,15 @@ void registry_free(struct registry *reg)
 	g_hash_table_iter_init(&it, reg->rooms);
 	while (g_hash_table_iter_next(&it, NULL, &value)) {
 		struct room *room = value;
-		struct peer *peer;
-		while ((peer = g_queue_pop_head(&room->peers)))
-			peer_free(peer);
+		GList *l;
+		/* the links live inside the peers: pop links, not data */
+		while ((l = g_queue_pop_head_link(&room->peers)))
+			peer_free(l->data);
 		room_free(room);
 	}
 	g_hash_table_unref(reg->rooms);
 	g_hash_table_unref(reg->ids);
+	g_hash_table_unref(reg->roles);
 	g_free(reg);
 }
 
@@ -73,6 +78,22 @@ struct room *registry_ensure_room(struct registry *reg, const char *room_id)
 struct peer *room_find_peer(struct room *room, const char *peer_id)
 {
 	return g_hash_table_lookup(room->by_id, peer_id);
+}
+
+/* A count per string key; the key is copied in and dropped at zero. */
+static void count_up(GHashTable *counts, const char *key)
+{
+	guint n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, key));
+	g_hash_table_insert(counts, g_strdup(key), GUINT_TO_POINTER(n + 1));
+}
+
+static void count_down(GHashTable *counts, const char *key)
+{
+	guint n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, key));
+	if (n > 1)
+		g_hash_table_insert(counts, g_strdup(key), GUINT_TO_POINTER(n - 1));
+	else
+		g_hash_table_remove(counts, key);
 }
 
 struct peer *registry_add(struct registry *reg, struct room *room, const char *peer_id,
@@ -106,11 +127,8 @@ struct peer *registry_add(struct registry *reg, struct room *room, const char *p
 	g_queue_push_tail_link(&room->peers, &peer->link);
 	g_hash_table_insert(room->by_id, (gpointer)peer->id, peer);
 
-	gpointer key, count;
-	if (g_hash_table_lookup_extended(reg->ids, peer_id, &key, &count))
-		g_hash_table_insert(reg->ids, g_strdup(peer_id), GUINT_TO_POINTER(GPOINTER_TO_UINT(count) + 1));
-	else
-		g_hash_table_insert(reg->ids, g_strdup(peer_id), GUINT_TO_POINTER(1));
+	count_up(reg->ids, peer_id);
+	count_up(reg->roles, role);
 	reg->n_peers++;
 	return peer;
 }
@@ -118,12 +136,9 @@ struct peer *registry_add(struct registry *reg, struct room *room, const char *p
 void registry_remove(struct registry *reg, struct peer *peer)
 {
 	struct room *room = peer->room;
-	gpointer count = g_hash_table_lookup(reg->ids, peer->id);
 
-	if (GPOINTER_TO_UINT(count) > 1)
-		g_hash_table_insert(reg->ids, g_strdup(peer->id), GUINT_TO_POINTER(GPOINTER_TO_UINT(count) - 1));
-	else
-		g_hash_table_remove(reg->ids, peer->id);
+	count_down(reg->ids, peer->id);
+	count_down(reg->roles, peer->role);
 	g_hash_table_remove(room->by_id, peer->id);
 	g_queue_unlink(&room->peers, &peer->link);
 	if (room->admin == peer)
@@ -146,6 +161,40 @@ void peer_set_meta(struct peer *peer, struct meta *meta)
 bool registry_id_exists(struct registry *reg, const char *peer_id)
 {
 	return g_hash_table_contains(reg->ids, peer_id);
+}
+
+static gint by_count_then_name(gconstpointer a, gconstpointer b, gpointer counts)
+{
+	guint ca = GPOINTER_TO_UINT(g_hash_table_lookup(counts, *(char *const *)a));
+	guint cb = GPOINTER_TO_UINT(g_hash_table_lookup(counts, *(char *const *)b));
+	if (ca != cb)
+		return ca > cb ? -1 : 1;
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void registry_role_counts(struct registry *reg, unsigned top, struct metrics_roles *out)
+{
+	guint n;
+	gpointer *names = g_hash_table_get_keys_as_array(reg->roles, &n);
+	gint64 other = 0;
+
+	g_qsort_with_data(names, (gint)n, sizeof *names, by_count_then_name, reg->roles);
+	out->n = 0;
+	out->items = g_malloc0_n(MIN(n, top) + 1, sizeof *out->items);
+	for (guint i = 0; i < n; i++) {
+		gint64 count = GPOINTER_TO_UINT(g_hash_table_lookup(reg->roles, names[i]));
+		if (i < top && strcmp(names[i], "other") != 0) {
+			out->items[out->n].role = g_strdup(names[i]);
+			out->items[out->n++].peers = count;
+		} else {
+			other += count;
+		}
+	}
+	if (other) {
+		out->items[out->n].role = g_strdup("other");
+		out->items[out->n++].peers = other;
+	}
+	g_free(names);
 }
 
 unsigned registry_n_rooms(const struct registry *reg)

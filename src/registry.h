@@ -11,6 +11,7 @@
 #define REGISTRY_ID_MAX 128
 
 struct room;
+struct metrics_roles;
 
 struct peer {
 	struct room *room;
@@ -59,6 +60,10 @@ void peer_set_meta(struct peer *peer, struct meta *meta);
 
 /* True when a peer with this id is registered in any room. */
 bool registry_id_exists(struct registry *reg, const char *peer_id);
+
+/* Peers per role: the TOP most numerous roles by name, the rest summed as
+ * "other", so metric labels stay few whatever roles clients invent. */
+void registry_role_counts(struct registry *reg, unsigned top, struct metrics_roles *out);
 
 unsigned registry_n_rooms(const struct registry *reg);
 unsigned registry_n_peers(const struct registry *reg);

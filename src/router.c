@@ -19,6 +19,7 @@ struct router {
 	void *ctx;
 	json_tokener *tok;
 	GString *scratch;
+	uint64_t received_ns; /* when the message being handled arrived */
 };
 
 struct router *router_new(const struct config *cfg, struct registry *reg,
@@ -239,6 +240,7 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 	}
 	send_owned(r, c, protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f));
 	filter_free(f);
+	metrics_observe(&metrics.discovery_duration, metrics_now_ns() - r->received_ns);
 }
 
 static void handle_update(struct router *r, struct client *c, struct msg *m)
@@ -270,6 +272,7 @@ static void deliver(struct router *r, struct client *c, const struct msg *m, str
 		return;
 	}
 	metrics_inc(messages_routed);
+	metrics_observe(&metrics.route_latency, metrics_now_ns() - r->received_ns);
 }
 
 /* The target in C's room, or an error to C and NULL. */
@@ -324,6 +327,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 
 	if (c->closing)
 		return;
+	r->received_ns = metrics_now_ns();
 	rc = protocol_decode(r->tok, text, len, &m, &err);
 	metrics_inc(messages_received[m.type]);
 	if (needs_registration(m.type) && !c->peer) {

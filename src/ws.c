@@ -123,6 +123,7 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 	socklen_t len = sizeof ss;
 
 	if (ws->draining) {
+		metrics_inc(sessions_refused[REFUSED_DRAINING]);
 		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
 		return false;
 	}
@@ -134,6 +135,7 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 	char remote[48] = "";
 	lws_get_peer_simple(wsi, remote, sizeof remote);
 	struct log_fields f = { .remote = remote, .code = "not_loopback" };
+	metrics_inc(sessions_refused[REFUSED_NOT_LOOPBACK]);
 	log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f,
 		  "non-loopback client refused: authentication is off and allow_anonymous is false");
 	lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
@@ -346,10 +348,11 @@ static void apply_timers(struct ws_server *ws)
 	uv_timer_start(&ws->ping_timer, on_ping_timer, ms, ms);
 }
 
-static void apply_keepalive(struct ws_server *ws)
+static void apply_limits(struct ws_server *ws)
 {
-	/* lws keeps a pointer to this policy: a change applies to each
-	 * connection from its next check. */
+	metrics_set(max_sessions, ws->cfg->max_sessions);
+	/* lws keeps a pointer to the keepalive policy: a change applies to
+	 * each connection from its next check. */
 	ws->retry.secs_since_valid_ping = (uint16_t)ws->cfg->ws_ping_interval;
 	ws->retry.secs_since_valid_hangup = (uint16_t)ws->cfg->ws_ping_timeout;
 }
@@ -364,7 +367,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	ws->loop = loop;
 	ws->cfg = cfg;
 	g_queue_init(&ws->sessions);
-	apply_keepalive(ws);
+	apply_limits(ws);
 	ws->ping_msg = protocol_simple("ping");
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
@@ -400,7 +403,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 void ws_server_set_config(struct ws_server *ws, const struct config *cfg)
 {
 	ws->cfg = cfg;
-	apply_keepalive(ws);
+	apply_limits(ws);
 	router_set_config(ws->router, cfg);
 	apply_timers(ws);
 }
@@ -418,6 +421,7 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 	}
 	if (ws->n_conns >= ws->cfg->max_sessions) {
 		metrics_inc(limit_hits[LIMIT_SESSIONS]);
+		metrics_inc(sessions_refused[REFUSED_MAX_SESSIONS]);
 		struct log_fields f = { .code = "max_sessions" };
 		log_event(LOG_WARNING, LOG_EVENT_CONNECTION_REFUSED, &f,
 			  "connection refused: max_sessions (%u) reached", ws->cfg->max_sessions);

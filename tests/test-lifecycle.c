@@ -243,8 +243,7 @@ static void test_ipv6_and_several_listeners(void)
 	}
 	struct testd *d = testd_start(NULL, (const char *[]){ "--listen", "[::1]:0;127.0.0.1:0", NULL });
 	g_assert_true(testd_wait_log(d, "listening on [::1]:", 0));
-	g_autofree char *log = testd_log_copy(d);
-	int port6 = atoi(strstr(log, "listening on [::1]:") + strlen("listening on [::1]:"));
+	int port6 = testd_logged_port(d, "listening on [::1]:");
 	g_autoptr(GError) err = NULL;
 	struct wsc *v6 = wsc_connect("::1", port6, "/", &err);
 	g_assert_no_error(err);
@@ -402,8 +401,7 @@ static void test_open_mode_non_loopback(void)
 	}
 	const char *listen[] = { "--listen", "10.213.77.1:0", NULL };
 	struct testd *d = testd_start(NULL, listen);
-	g_autofree char *log = testd_log_copy(d);
-	int port = atoi(strstr(log, "listening on 10.213.77.1:") + strlen("listening on 10.213.77.1:"));
+	int port = testd_logged_port(d, "listening on 10.213.77.1:");
 	g_assert_cmpint(connect_from_netns(port), ==, 2);
 	g_assert_true(testd_wait_log(d, "code=not_loopback", 5000));
 	g_assert_cmpint(testd_stop(d), ==, 0);
@@ -411,8 +409,7 @@ static void test_open_mode_non_loopback(void)
 
 	/* allow_anonymous lets the same client in. */
 	d = testd_start("[server]\nallow_anonymous = true\n", listen);
-	log = (g_free(log), testd_log_copy(d));
-	port = atoi(strstr(log, "listening on 10.213.77.1:") + strlen("listening on 10.213.77.1:"));
+	port = testd_logged_port(d, "listening on 10.213.77.1:");
 	g_assert_cmpint(connect_from_netns(port), ==, 0);
 	g_assert_true(testd_wait_log(d, "remote=10.213.77.2", 5000));
 	g_assert_cmpint(testd_stop(d), ==, 0);

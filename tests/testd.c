@@ -66,6 +66,8 @@ struct testd *testd_start(const char *conf_text, const char *const *args)
 	g_ptr_array_add(argv, g_strdup(d->conf));
 	g_ptr_array_add(argv, g_strdup("--listen"));
 	g_ptr_array_add(argv, g_strdup("127.0.0.1:0"));
+	g_ptr_array_add(argv, g_strdup("--admin-listen"));
+	g_ptr_array_add(argv, g_strdup("127.0.0.1:0"));
 	g_ptr_array_add(argv, g_strdup("--log-level"));
 	g_ptr_array_add(argv, g_strdup("debug"));
 	for (const char *const *a = args; a && *a; a++)
@@ -83,11 +85,18 @@ struct testd *testd_start(const char *conf_text, const char *const *args)
 		g_autofree char *log = testd_log_copy(d);
 		g_error("rtcsignald did not start:\n%s", log);
 	}
-	g_mutex_lock(&d->lock);
-	const char *at = strstr(d->log->str, "listening on 127.0.0.1:");
-	d->port = at ? atoi(at + strlen("listening on 127.0.0.1:")) : 0;
-	g_mutex_unlock(&d->lock);
+	d->port = testd_logged_port(d, "WebSocket listening on 127.0.0.1:");
+	d->admin_port = testd_logged_port(d, "admin listening on 127.0.0.1:");
 	return d;
+}
+
+int testd_logged_port(struct testd *d, const char *prefix)
+{
+	g_mutex_lock(&d->lock);
+	const char *at = strstr(d->log->str, prefix);
+	int port = at ? atoi(at + strlen(prefix)) : 0;
+	g_mutex_unlock(&d->lock);
+	return port;
 }
 
 bool testd_wait_log(struct testd *d, const char *needle, int timeout_ms)

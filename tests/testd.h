@@ -9,7 +9,8 @@
 
 struct testd {
 	GPid pid;
-	int port;
+	int port;       /* WebSocket on 127.0.0.1, 0 if not listening there */
+	int admin_port; /* admin on 127.0.0.1, 0 if none */
 	int err_fd;
 	GThread *reader;
 	GMutex lock;
@@ -23,12 +24,15 @@ struct testd {
 
 /* Starts the daemon with CONF_TEXT as its config file (NULL: an empty
  * file) and ARGS (NULL-terminated, may be NULL) after the defaults
- * (--listen 127.0.0.1:0 --log-level debug).  Fails the test when the
+ * (--listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-level debug).  Fails the test when the
  * daemon does not come up. */
 struct testd *testd_start(const char *conf_text, const char *const *args);
 /* Waits until the log holds NEEDLE (counting from the start); false on
  * timeout or exit. */
 bool testd_wait_log(struct testd *d, const char *needle, int timeout_ms);
+/* The port logged right after PREFIX ("admin listening on 127.0.0.1:"),
+ * or 0. */
+int testd_logged_port(struct testd *d, const char *prefix);
 /* How often NEEDLE occurs in the log so far. */
 unsigned testd_log_count(struct testd *d, const char *needle);
 char *testd_log_copy(struct testd *d);

@@ -1,0 +1,123 @@
+#include "loopcall.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
+
+/* pthread rather than GMutex/GCond: the same thing, and ThreadSanitizer
+ * understands it (GLib's futex-based locks are invisible to it). */
+struct loopcall {
+	uv_async_t async;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* on CLOCK_MONOTONIC */
+	GQueue pending;      /* of struct request, on the callers' stacks */
+	bool closing;
+};
+
+struct request {
+	GList link;
+	loopcall_fn fn;
+	void *data;
+	bool started, done;
+};
+
+static void on_async(uv_async_t *h)
+{
+	struct loopcall *lc = h->data;
+	GList *l;
+
+	pthread_mutex_lock(&lc->lock);
+	while ((l = g_queue_pop_head_link(&lc->pending))) {
+		struct request *r = l->data;
+		r->started = true;
+		pthread_mutex_unlock(&lc->lock);
+		r->fn(r->data);
+		pthread_mutex_lock(&lc->lock);
+		r->done = true;
+	}
+	pthread_cond_broadcast(&lc->cond);
+	pthread_mutex_unlock(&lc->lock);
+}
+
+int loopcall_new(uv_loop_t *loop, struct loopcall **out)
+{
+	struct loopcall *lc = g_new0(struct loopcall, 1);
+	int r = uv_async_init(loop, &lc->async, on_async);
+	if (r < 0) {
+		g_free(lc);
+		return r;
+	}
+	lc->async.data = lc;
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&lc->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_mutex_init(&lc->lock, NULL);
+	g_queue_init(&lc->pending);
+	*out = lc;
+	return 0;
+}
+
+int loopcall_run(struct loopcall *lc, loopcall_fn fn, void *data, int timeout_ms)
+{
+	struct request r = { .fn = fn, .data = data };
+	struct timespec deadline;
+	int rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+
+	r.link.data = &r;
+	pthread_mutex_lock(&lc->lock);
+	if (lc->closing) {
+		pthread_mutex_unlock(&lc->lock);
+		return -ESHUTDOWN;
+	}
+	g_queue_push_tail_link(&lc->pending, &r.link);
+	uv_async_send(&lc->async);
+	while (!r.done && !lc->closing) {
+		if (pthread_cond_timedwait(&lc->cond, &lc->lock, &deadline) == ETIMEDOUT && !r.started) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+	}
+	/* Not started: take it back, so the loop never sees a dead request.
+	 * Started: it is running now and finishes soon; wait for it. */
+	if (!r.started) {
+		g_queue_unlink(&lc->pending, &r.link);
+		if (rc == 0)
+			rc = -ESHUTDOWN;
+	} else {
+		while (!r.done)
+			pthread_cond_wait(&lc->cond, &lc->lock);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&lc->lock);
+	return rc;
+}
+
+void loopcall_close(struct loopcall *lc)
+{
+	pthread_mutex_lock(&lc->lock);
+	lc->closing = true;
+	pthread_cond_broadcast(&lc->cond);
+	pthread_mutex_unlock(&lc->lock);
+	uv_close((uv_handle_t *)&lc->async, NULL);
+}
+
+void loopcall_free(struct loopcall *lc)
+{
+	if (!lc)
+		return;
+	pthread_mutex_destroy(&lc->lock);
+	pthread_cond_destroy(&lc->cond);
+	g_free(lc);
+}

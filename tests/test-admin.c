@@ -1,0 +1,381 @@
+/* Integration tests: the admin port (health, readiness, metrics) of the
+ * real daemon, scraped over real HTTP. */
+#include "http.h"
+#include "testd.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static double series(const char *text, const char *name)
+{
+	g_autofree char *needle = g_strdup_printf("\n%s ", name);
+	const char *at = strstr(text, needle);
+	return at ? g_ascii_strtod(at + strlen(needle), NULL) : NAN;
+}
+
+static char *scrape(struct testd *d, const char *path, const char *headers)
+{
+	struct http_reply r;
+	g_assert_cmpint(http_request(d->admin_port, "GET", path, headers, NULL, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, 200);
+	char *body = g_strdup(r.body->str);
+	http_reply_clear(&r);
+	return body;
+}
+
+static json_object *scrape_json(struct testd *d)
+{
+	g_autofree char *body = scrape(d, "/metrics?format=json", NULL);
+	json_object *o = json_tokener_parse(body);
+	g_assert_nonnull(o);
+	return o;
+}
+
+static gint64 jint(json_object *o, const char *path)
+{
+	g_auto(GStrv) parts = g_strsplit(path, ".", -1);
+	for (char **p = parts; *p && o; p++)
+		o = json_object_object_get(o, *p);
+	return o ? json_object_get_int64(o) : -1;
+}
+
+/* promtool on TEXT (a scrape) or on ARGS; skipped where promtool is not
+ * installed (CI installs it). */
+static bool promtool(const char *args, const char *text)
+{
+	g_autofree char *tool = g_find_program_in_path("promtool");
+	if (!tool)
+		return false;
+	g_autofree char *path = g_build_filename(g_get_tmp_dir(), "scrape.txt", NULL);
+	g_autofree char *cmd = NULL;
+	if (text) {
+		g_assert_true(g_file_set_contents(path, text, -1, NULL));
+		cmd = g_strdup_printf("/bin/sh -c 'promtool check metrics < %s'", path);
+	} else {
+		cmd = g_strdup_printf("promtool %s", args);
+	}
+	g_autofree char *out = NULL, *err = NULL;
+	int status = -1;
+	g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
+	if (!g_spawn_check_wait_status(status, NULL))
+		g_error("%s failed:\n%s%s", cmd, out, err);
+	return true;
+}
+
+static void test_promtool(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	struct wsc *a = testd_register(d, "p", "a", ",\"role\":\"worker\"");
+	struct wsc *b = testd_register(d, "p", "b", NULL);
+	wsc_send_text(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":1}");
+	json_object_put(wsc_expect(b, "peer_message"));
+	wsc_send_text(b, "{\"type\":\"discover_peers\"}");
+	json_object_put(wsc_expect(b, "peer_list"));
+	g_autofree char *text = scrape(d, "/metrics", NULL);
+	if (!promtool(NULL, text)) {
+		g_test_skip("promtool not installed (package prometheus)");
+	} else {
+		g_autofree char *rules = g_test_build_filename(G_TEST_DIST, "..", "data", "rtcsignald-alerts.yml", NULL);
+		g_autofree char *unit = g_test_build_filename(G_TEST_DIST, "alerts-test.yml", NULL);
+		g_autofree char *check = g_strdup_printf("check rules %s", rules);
+		g_autofree char *test = g_strdup_printf("test rules %s", unit);
+		promtool(check, NULL);
+		promtool(test, NULL);
+	}
+	wsc_free(a);
+	wsc_free(b);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_content_types_and_errors(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	struct http_reply r;
+
+	g_assert_cmpint(http_request(d->admin_port, "GET", "/metrics", NULL, NULL, &r), ==, 0);
+	g_autofree char *ct = http_header(&r, "content-type");
+	g_assert_cmpstr(ct, ==, "text/plain; version=0.0.4; charset=utf-8");
+	g_assert_true(g_str_has_prefix(r.body->str, "# HELP "));
+	http_reply_clear(&r);
+	g_assert_cmpint(http_request(d->admin_port, "GET", "/metrics", "Accept: application/json\r\n", NULL, &r), ==, 0);
+	g_autofree char *ct2 = http_header(&r, "content-type");
+	g_assert_cmpstr(ct2, ==, "application/json");
+	g_assert_true(g_str_has_prefix(r.body->str, "{\"timestamp\":"));
+	http_reply_clear(&r);
+	g_assert_cmpint(http_request(d->admin_port, "GET", "/nothing-here", NULL, NULL, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, 404);
+	http_reply_clear(&r);
+	g_assert_cmpint(http_request(d->admin_port, "POST", "/metrics", NULL, "x=1", &r), ==, 0);
+	g_assert_cmpint(r.status, ==, 405);
+	g_autofree char *allow = http_header(&r, "allow");
+	g_assert_cmpstr(allow, ==, "get, head");
+	http_reply_clear(&r);
+	g_assert_cmpint(http_request(d->admin_port, "DELETE", "/health", NULL, NULL, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, 405);
+	http_reply_clear(&r);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void assert_counts(struct testd *d, const char *step, double conns, double workers,
+			  double clients, double rooms)
+{
+	g_autofree char *t = scrape(d, "/metrics", NULL);
+	json_object *j = scrape_json(d);
+	g_test_message("%s", step);
+	g_assert_cmpfloat(series(t, "rtcsignald_connections"), ==, conns);
+	g_assert_cmpint(jint(j, "active_connections"), ==, (gint64)conns);
+	g_assert_cmpfloat(series(t, "rtcsignald_rooms"), ==, rooms);
+	g_assert_cmpint(jint(j, "active_rooms"), ==, (gint64)rooms);
+	if (workers) {
+		g_assert_cmpfloat(series(t, "rtcsignald_peers{role=\"worker\"}"), ==, workers);
+		g_assert_cmpint(jint(j, "peers_by_role.worker"), ==, (gint64)workers);
+	} else {
+		g_assert_true(isnan(series(t, "rtcsignald_peers{role=\"worker\"}")));
+	}
+	if (clients) {
+		g_assert_cmpfloat(series(t, "rtcsignald_peers{role=\"client\"}"), ==, clients);
+		g_assert_cmpint(jint(j, "peers_by_role.client"), ==, (gint64)clients);
+	}
+	json_object_put(j);
+}
+
+static void test_values_move(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	g_autofree char *t0 = scrape(d, "/metrics", NULL);
+	json_object *j0 = scrape_json(d);
+	g_assert_cmpfloat(series(t0, "rtcsignald_connections_total"), ==, 0);
+	g_assert_cmpint(jint(j0, "total_connections"), ==, 0);
+	json_object_put(j0);
+	assert_counts(d, "nothing yet", 0, 0, 0, 0);
+
+	struct wsc *w1 = testd_register(d, "mv", "w1", ",\"role\":\"worker\"");
+	struct wsc *w2 = testd_register(d, "mv", "w2", ",\"role\":\"worker\"");
+	struct wsc *c1 = testd_register(d, "mv-2", "c1", ",\"role\":\"client\"");
+	assert_counts(d, "three registered", 3, 2, 1, 2);
+	g_autofree char *t1 = scrape(d, "/metrics", NULL);
+	g_assert_cmpfloat(series(t1, "rtcsignald_registrations_total{result=\"ok\"}"), ==, 3);
+	g_assert_cmpfloat(series(t1, "rtcsignald_connections_total"), ==, 3);
+	g_assert_cmpfloat(series(t1, "rtcsignald_rooms_created_total"), ==, 2);
+	g_assert_cmpfloat(series(t1, "rtcsignald_messages_received_total{type=\"register\"}"), ==, 3);
+
+	for (int i = 0; i < 5; i++) {
+		wsc_sendf(w1, "{\"type\":\"peer_message\",\"to_peer_id\":\"w2\",\"payload\":%d}", i);
+		json_object_put(wsc_expect(w2, "peer_message"));
+	}
+	wsc_send_text(w1, "{\"type\":\"peer_message\",\"to_peer_id\":\"c1\",\"payload\":0}");
+	json_object_put(wsc_expect_error(w1, "PEER_NOT_IN_ROOM"));
+	wsc_send_text(c1, "not json");
+	json_object_put(wsc_expect_error(c1, "INVALID_JSON"));
+	wsc_send_text(c1, "{\"type\":\"discover_peers\"}");
+	json_object_put(wsc_expect(c1, "peer_list"));
+	g_autofree char *t2 = scrape(d, "/metrics", NULL);
+	json_object *j2 = scrape_json(d);
+	g_assert_cmpfloat(series(t2, "rtcsignald_messages_routed_total"), ==, 5);
+	g_assert_cmpfloat(series(t2, "rtcsignald_messages_received_total{type=\"peer_message\"}"), ==, 6);
+	g_assert_cmpfloat(series(t2, "rtcsignald_messages_received_total{type=\"unknown\"}"), ==, 1);
+	g_assert_cmpfloat(series(t2, "rtcsignald_errors_sent_total{code=\"PEER_NOT_IN_ROOM\"}"), ==, 1);
+	g_assert_cmpfloat(series(t2, "rtcsignald_errors_sent_total{code=\"INVALID_JSON\"}"), ==, 1);
+	g_assert_cmpfloat(series(t2, "rtcsignald_route_latency_seconds_count"), ==, 5);
+	g_assert_cmpfloat(series(t2, "rtcsignald_discovery_duration_seconds_count"), ==, 1);
+	g_assert_cmpfloat(series(t2, "rtcsignald_received_bytes_total"), >, 0);
+	g_assert_cmpint(jint(j2, "total_messages"), ==, 3 + 6 + 1 + 1);
+	g_assert_cmpint(jint(j2, "rooms_created"), ==, 2);
+	json_object_put(j2);
+
+	wsc_free(w2);
+	g_assert_true(testd_wait_log(d, "event=peer_left room=mv peer=w2", 5000));
+	assert_counts(d, "w2 gone", 2, 1, 1, 2);
+	wsc_free(c1);
+	g_assert_true(testd_wait_log(d, "event=peer_left room=mv-2 peer=c1", 5000));
+	assert_counts(d, "c1 gone, its room freed", 1, 1, 0, 1);
+	wsc_free(w1);
+	g_assert_true(testd_wait_log(d, "event=peer_left room=mv peer=w1", 5000));
+	assert_counts(d, "all gone", 0, 0, 0, 0);
+	g_autofree char *t3 = scrape(d, "/metrics", NULL);
+	g_assert_cmpfloat(series(t3, "rtcsignald_connections_total"), ==, 3); /* counters stay */
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static json_object *get_json(int port, const char *path, int want_status)
+{
+	struct http_reply r;
+	g_assert_cmpint(http_request(port, "GET", path, NULL, NULL, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, want_status);
+	json_object *o = json_tokener_parse(r.body->str);
+	g_assert_nonnull(o);
+	http_reply_clear(&r);
+	return o;
+}
+
+static const char *jstr(json_object *o, const char *k)
+{
+	json_object *v = json_object_object_get(o, k);
+	return v ? json_object_get_string(v) : NULL;
+}
+
+static void test_health_and_ready(void)
+{
+	struct testd *d = testd_start("[server]\ndrain_timeout = 60\n", NULL);
+	json_object *h = get_json(d->admin_port, "/health", 200);
+	g_assert_cmpstr(jstr(h, "status"), ==, "healthy");
+	g_assert_cmpstr(jstr(h, "version"), ==, PACKAGE_VERSION);
+	GDateTime *ts = g_date_time_new_from_iso8601(jstr(h, "timestamp"), NULL);
+	g_assert_nonnull(ts);
+	g_assert_cmpint(g_date_time_to_unix(ts), >, 1700000000);
+	g_date_time_unref(ts);
+	json_object_put(h);
+	json_object *rdy = get_json(d->admin_port, "/ready", 200);
+	g_assert_cmpstr(jstr(rdy, "status"), ==, "ready");
+	json_object_put(rdy);
+
+	/* A reader that never reads keeps the drain going. */
+	const struct wsc_opts small = { .rcvbuf = 4096 };
+	g_autoptr(GError) err = NULL;
+	struct wsc *stuck = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
+	g_assert_no_error(err);
+	wsc_send_text(stuck, "{\"type\":\"register\",\"peer_id\":\"stuck\",\"room_id\":\"s\"}");
+	json_object_put(wsc_expect(stuck, "registered_auth"));
+	struct wsc *sender = testd_register(d, "s", "sender", NULL);
+	GString *msg = g_string_new("{\"type\":\"peer_message\",\"to_peer_id\":\"stuck\",\"payload\":\"");
+	while (msg->len < 60000)
+		g_string_append_c(msg, 'q');
+	g_string_append(msg, "\"}");
+	for (int i = 0; i < 60; i++)
+		wsc_send_text(sender, msg->str);
+	g_string_free(msg, TRUE);
+	wsc_expect_quiet(sender); /* everything above has been handled */
+	wsc_free(sender);
+
+	testd_signal(d, SIGTERM);
+	g_assert_true(testd_wait_log(d, "event=stopping", 5000));
+	h = get_json(d->admin_port, "/health", 503);
+	g_assert_cmpstr(jstr(h, "status"), ==, "draining");
+	json_object_put(h);
+	rdy = get_json(d->admin_port, "/ready", 503);
+	g_assert_cmpstr(jstr(rdy, "status"), ==, "not ready");
+	g_assert_cmpstr(jstr(rdy, "reason"), ==, "draining");
+	json_object_put(rdy);
+	g_autofree char *t = scrape(d, "/metrics", NULL);
+	g_assert_cmpfloat(series(t, "rtcsignald_draining"), ==, 1);
+
+	wsc_free(stuck); /* the last session goes: the drain completes */
+	g_assert_cmpint(testd_wait_exit(d, 10000), ==, 0);
+	testd_free(d);
+}
+
+struct churn {
+	struct testd *d;
+	gint stop;
+	unsigned rounds;
+	GMutex lock;
+	GCond progressed;
+	unsigned ops; /* registrations and disconnections done */
+};
+
+static void churn_progress(struct churn *c)
+{
+	g_mutex_lock(&c->lock);
+	c->ops++;
+	g_cond_broadcast(&c->progressed);
+	g_mutex_unlock(&c->lock);
+}
+
+/* Waits until the churn has moved on since OPS; returns the new count. */
+static unsigned churn_wait(struct churn *c, unsigned ops)
+{
+	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+	g_mutex_lock(&c->lock);
+	while (c->ops == ops && g_cond_wait_until(&c->progressed, &c->lock, deadline))
+		;
+	g_assert_cmpuint(c->ops, >, ops);
+	ops = c->ops;
+	g_mutex_unlock(&c->lock);
+	return ops;
+}
+
+static gpointer churn_main(gpointer data)
+{
+	struct churn *c = data;
+	struct wsc *peers[50];
+
+	while (!g_atomic_int_get(&c->stop)) {
+		for (int i = 0; i < 50; i++) {
+			g_autofree char *id = g_strdup_printf("churn-%d", i);
+			peers[i] = testd_register(c->d, i % 2 ? "churn-a" : "churn-b", id,
+						  i % 3 ? ",\"role\":\"worker\"" : ",\"role\":\"client\"");
+			churn_progress(c);
+		}
+		wsc_send_text(peers[0], "{\"type\":\"discover_peers\",\"filters\":{\"role\":\"worker\"}}");
+		json_object_put(wsc_expect(peers[0], "peer_list"));
+		for (int i = 0; i < 50; i++) {
+			wsc_free(peers[i]);
+			churn_progress(c);
+		}
+		c->rounds++;
+	}
+	return NULL;
+}
+
+static void test_churn_while_scraped(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	struct churn c = { .d = d };
+	unsigned ops = 0;
+	g_mutex_init(&c.lock);
+	g_cond_init(&c.progressed);
+	GThread *t = g_thread_new("churn", churn_main, &c);
+
+	/* Each scrape after the churn has moved on: 200 scrapes interleaved
+	 * with at least 200 registrations and disconnections. */
+	for (int i = 0; i < 200; i++) {
+		ops = churn_wait(&c, ops);
+		if (i % 2) {
+			json_object *j = scrape_json(d);
+			g_assert_cmpint(jint(j, "active_connections"), >=, 0);
+			g_assert_cmpint(jint(j, "active_connections"), <=, 50);
+			g_assert_cmpint(jint(j, "active_rooms"), >=, 0);
+			g_assert_cmpint(jint(j, "active_rooms"), <=, 2);
+			json_object_put(j);
+			continue;
+		}
+		g_autofree char *text = scrape(d, "/metrics", NULL);
+		double conns = series(text, "rtcsignald_connections");
+		double rooms = series(text, "rtcsignald_rooms");
+		double workers = series(text, "rtcsignald_peers{role=\"worker\"}");
+		g_assert_cmpfloat(conns, >=, 0);
+		g_assert_cmpfloat(conns, <=, 50);
+		g_assert_cmpfloat(rooms, >=, 0);
+		g_assert_cmpfloat(rooms, <=, 2);
+		g_assert_true(isnan(workers) || (workers >= 0 && workers <= 33));
+		g_assert_cmpfloat(series(text, "rtcsignald_route_latency_seconds_count"), >=, 0);
+		if (i == 100)
+			promtool(NULL, text); /* a scrape taken mid-churn is still valid */
+	}
+	g_atomic_int_set(&c.stop, 1);
+	g_thread_join(t);
+	g_mutex_clear(&c.lock);
+	g_cond_clear(&c.progressed);
+	g_test_message("%u churn rounds of 50 peers during 200 scrapes", c.rounds);
+	g_assert_cmpuint(c.rounds, >, 0);
+	json_object *h = get_json(d->admin_port, "/health", 200);
+	json_object_put(h);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+int main(int argc, char *argv[])
+{
+	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+	g_test_add_func("/admin/promtool", test_promtool);
+	g_test_add_func("/admin/content-types-and-errors", test_content_types_and_errors);
+	g_test_add_func("/admin/values-move", test_values_move);
+	g_test_add_func("/admin/health-and-ready", test_health_and_ready);
+	g_test_add_func("/admin/churn-while-scraped", test_churn_while_scraped);
+	return g_test_run();
+}
