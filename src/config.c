@@ -18,20 +18,23 @@ struct key_spec {
 	enum key_type type;
 	size_t offset;
 	uint64_t min, max; /* for KEY_UINT and KEY_U64 */
+	bool restart;      /* SIGHUP cannot apply it */
 };
 
-#define K(g, n, t, field, lo, hi) { g, n, t, offsetof(struct config, field), lo, hi }
+#define K(g, n, t, field, lo, hi) { g, n, t, offsetof(struct config, field), lo, hi, false }
+/* Only a restart applies these: they are bound at start-up. */
+#define KR(g, n, t, field, lo, hi) { g, n, t, offsetof(struct config, field), lo, hi, true }
 
 static const struct key_spec keys[] = {
-	K("server", "listen", KEY_LISTEN, listen, 0, 0),
+	KR("server", "listen", KEY_LISTEN, listen, 0, 0),
 	K("server", "allow_anonymous", KEY_BOOL, allow_anonymous, 0, 0),
 	K("server", "app_ping_interval", KEY_UINT, app_ping_interval, 1, 3600),
 	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, 1, 3600),
 	K("server", "ws_ping_timeout", KEY_UINT, ws_ping_timeout, 1, 3600),
 	K("server", "drain_timeout", KEY_UINT, drain_timeout, 0, 3600),
-	K("admin", "listen", KEY_ADDR, admin_listen, 0, 0),
-	K("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
-	K("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
+	KR("admin", "listen", KEY_ADDR, admin_listen, 0, 0),
+	KR("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
+	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
@@ -371,4 +374,74 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
 fail:
 	config_free(cfg);
 	return r;
+}
+
+static bool listen_equal(const GArray *a, const GArray *b)
+{
+	if (a->len != b->len)
+		return false;
+	for (guint i = 0; i < a->len; i++) {
+		const struct listen_addr *x = &g_array_index(a, struct listen_addr, i);
+		const struct listen_addr *y = &g_array_index(b, struct listen_addr, i);
+		if (x->len != y->len || memcmp(&x->ss, &y->ss, x->len) != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool key_equal(const struct config *a, const struct config *b, const struct key_spec *k)
+{
+	switch (k->type) {
+	case KEY_BOOL:
+		return *FIELD(a, k, bool) == *FIELD(b, k, bool);
+	case KEY_UINT:
+		return *FIELD(a, k, unsigned) == *FIELD(b, k, unsigned);
+	case KEY_U64:
+		return *FIELD(a, k, uint64_t) == *FIELD(b, k, uint64_t);
+	case KEY_LOGLEVEL:
+		return *FIELD(a, k, int) == *FIELD(b, k, int);
+	case KEY_STRING:
+		return g_strcmp0(*FIELD(a, k, char *), *FIELD(b, k, char *)) == 0;
+	case KEY_STRLIST: {
+		char **x = *FIELD(a, k, char **), **y = *FIELD(b, k, char **);
+		return (!x && !y) || (x && y && g_strv_equal((const char *const *)x, (const char *const *)y));
+	}
+	case KEY_LISTEN:
+		return listen_equal(*FIELD(a, k, GArray *), *FIELD(b, k, GArray *));
+	case KEY_ADDR:
+		return memcmp(FIELD(a, k, struct listen_addr), FIELD(b, k, struct listen_addr),
+			      sizeof(struct listen_addr)) == 0;
+	}
+	return false;
+}
+
+/* Swaps one key's value between two configurations. */
+static void key_swap(struct config *a, struct config *b, const struct key_spec *k)
+{
+	static const size_t sizes[] = {
+		[KEY_BOOL] = sizeof(bool),	   [KEY_UINT] = sizeof(unsigned),
+		[KEY_U64] = sizeof(uint64_t),	   [KEY_STRING] = sizeof(char *),
+		[KEY_STRLIST] = sizeof(char **),   [KEY_LISTEN] = sizeof(GArray *),
+		[KEY_ADDR] = sizeof(struct listen_addr), [KEY_LOGLEVEL] = sizeof(int),
+	};
+	struct listen_addr tmp;
+	void *x = (char *)a + k->offset, *y = (char *)b + k->offset;
+
+	memcpy(&tmp, x, sizes[k->type]);
+	memcpy(x, y, sizes[k->type]);
+	memcpy(y, &tmp, sizes[k->type]);
+}
+
+void config_carry_over(struct config *next, struct config *running,
+		       void (*changed)(const char *group, const char *key, bool applied, void *data),
+		       void *data)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+		const struct key_spec *k = &keys[i];
+		if (key_equal(next, running, k))
+			continue;
+		if (k->restart)
+			key_swap(next, running, k); /* keep what runs */
+		changed(k->group, k->name, !k->restart, data);
+	}
 }

@@ -68,5 +68,12 @@ int config_load(const char *path, const struct config_overrides *ov,
 struct config *config_new_defaults(void);
 void config_free(struct config *cfg);
 
+/* For a reload: reports through CHANGED each key whose value differs
+ * between NEXT and RUNNING, and keeps in NEXT the running value of each
+ * one only a restart can apply (APPLIED false). */
+void config_carry_over(struct config *next, struct config *running,
+		       void (*changed)(const char *group, const char *key, bool applied, void *data),
+		       void *data);
+
 /* Parses "ADDR:PORT", "[V6ADDR]:PORT"; numeric only. */
 int config_parse_listen(const char *text, struct listen_addr *out);

@@ -6,6 +6,7 @@
 #include "loopcall.h"
 #include "metrics.h"
 #include "registry.h"
+#include "systemd.h"
 #include "ws.h"
 
 #include <errno.h>
@@ -27,8 +28,11 @@ struct daemon {
 	struct loopcall *loopcall;
 	struct admin *admin;
 	GPtrArray *listeners;
+	struct systemd_fds activated;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t tick, drain_timer;
+	uv_timer_t tick, watchdog, drain_timer;
+	char *status;           /* last STATUS= sent */
+	uint64_t last_messages; /* for the msg/s in STATUS */
 	bool stopping;
 };
 
@@ -52,21 +56,39 @@ static int bind_logged(const struct listen_addr *a, const char *what)
 	return fd;
 }
 
+static int add_listener(struct daemon *d, int fd)
+{
+	struct listener *l;
+	int r = listener_new(&d->loop, fd, on_accept, d->ws, &l);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	g_ptr_array_add(d->listeners, l);
+	return 0;
+}
+
+/* The sockets systemd passed, or else the configured addresses. */
 static int open_listeners(struct daemon *d)
 {
-	for (guint i = 0; i < d->cfg->listen->len; i++) {
-		const struct listen_addr *a = &g_array_index(d->cfg->listen, struct listen_addr, i);
-		struct listener *l;
-		int fd = bind_logged(a, "WebSocket");
+	int r;
 
+	for (unsigned i = 0; i < d->activated.n_ws; i++) {
+		char where[80];
+		listener_describe(d->activated.ws[i], where, sizeof where);
+		log_event(LOG_INFO, LOG_EVENT_LISTENING, NULL,
+			  "WebSocket listening on %s (socket activation; [server] listen ignored)", where);
+		if ((r = add_listener(d, d->activated.ws[i])) < 0)
+			return r;
+	}
+	if (d->activated.n_ws)
+		return 0;
+	for (guint i = 0; i < d->cfg->listen->len; i++) {
+		int fd = bind_logged(&g_array_index(d->cfg->listen, struct listen_addr, i), "WebSocket");
 		if (fd < 0)
 			return fd;
-		int r = listener_new(&d->loop, fd, on_accept, d->ws, &l);
-		if (r < 0) {
-			close(fd);
+		if ((r = add_listener(d, fd)) < 0)
 			return r;
-		}
-		g_ptr_array_add(d->listeners, l);
 	}
 	return 0;
 }
@@ -86,11 +108,18 @@ static void roles_on_loop(void *data, struct metrics_roles *out)
 
 static int start_admin(struct daemon *d)
 {
-	if (d->cfg->admin_listen.ss.ss_family == AF_UNSPEC)
+	int fd = d->activated.admin;
+
+	if (fd >= 0) {
+		char where[80];
+		listener_describe(fd, where, sizeof where);
+		log_event(LOG_INFO, LOG_EVENT_LISTENING, NULL,
+			  "admin listening on %s (socket activation)", where);
+	} else if (d->cfg->admin_listen.ss.ss_family == AF_UNSPEC) {
 		return 0;
-	int fd = bind_logged(&d->cfg->admin_listen, "admin");
-	if (fd < 0)
+	} else if ((fd = bind_logged(&d->cfg->admin_listen, "admin")) < 0) {
 		return fd;
+	}
 	struct admin_options o = {
 		.listen_fd = fd,
 		.max_connections = d->cfg->admin_max_connections,
@@ -107,9 +136,36 @@ static int start_admin(struct daemon *d)
 	return r;
 }
 
+/* "1204 peers in 37 rooms, 812 msg/s" */
+static char *status_line(struct daemon *d)
+{
+	uint64_t total = 0;
+	for (int t = 0; t < MSG__COUNT; t++)
+		total += metrics_get(messages_received[t]);
+	uint64_t rate = (total - d->last_messages) * 1000 / TICK_MS;
+	d->last_messages = total;
+	return g_strdup_printf("%" G_GINT64_FORMAT " peers in %" G_GINT64_FORMAT " rooms, %" G_GUINT64_FORMAT
+			       " msg/s", (gint64)metrics_get(peers), (gint64)metrics_get(rooms), rate);
+}
+
 static void on_tick(uv_timer_t *t)
 {
+	struct daemon *d = t->data;
+	g_autofree char *status = status_line(d);
+
 	metrics_heartbeat();
+	if (!d->stopping && g_strcmp0(status, d->status) != 0) {
+		systemd_notify_status(status);
+		g_free(d->status);
+		d->status = g_steal_pointer(&status);
+	}
+}
+
+/* From the loop itself, so a hung loop stops the pings and systemd
+ * restarts the service. */
+static void on_watchdog(uv_timer_t *t)
+{
+	systemd_notify_watchdog();
 }
 
 static void finish(void *data)
@@ -119,6 +175,7 @@ static void finish(void *data)
 	uv_timer_stop(&d->drain_timer);
 	uv_close((uv_handle_t *)&d->drain_timer, NULL);
 	uv_close((uv_handle_t *)&d->tick, NULL);
+	uv_close((uv_handle_t *)&d->watchdog, NULL);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -139,6 +196,9 @@ static void stop(struct daemon *d, int signum)
 		return;
 	d->stopping = true;
 	metrics_set(draining, true);
+	g_autofree char *status = g_strdup_printf("Stopping: draining %u sessions",
+						  ws_server_sessions(d->ws));
+	systemd_notify_stopping(status);
 	log_event(LOG_NOTICE, LOG_EVENT_STOPPING, NULL, "stopping on %s, draining %u sessions",
 		  strsignal(signum), ws_server_sessions(d->ws));
 	close_listeners(d);
@@ -146,21 +206,40 @@ static void stop(struct daemon *d, int signum)
 	ws_server_drain(d->ws, finish, d);
 }
 
+static void log_change(const char *group, const char *key, bool applied, void *data)
+{
+	unsigned *restart = data;
+	if (applied) {
+		log_info("reload: [%s] %s changed, applied", group, key);
+	} else {
+		log_warning("reload: [%s] %s changed, needs a restart; keeping the running value",
+			    group, key);
+		(*restart)++;
+	}
+}
+
+/* SIGHUP: the new file wholly, or nothing of it. */
 static void reload(struct daemon *d)
 {
 	g_autoptr(GError) err = NULL;
 	struct config *cfg;
+	unsigned restart = 0;
 
+	systemd_notify_reloading();
 	if (config_load(d->reload_path, &d->ov, &cfg, &err) < 0) {
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);
-		return;
+	} else {
+		config_carry_over(cfg, d->cfg, log_change, &restart);
+		log_set_level(cfg->log_level);
+		ws_server_set_config(d->ws, cfg);
+		config_free(d->cfg);
+		d->cfg = cfg;
+		log_event(LOG_NOTICE, LOG_EVENT_RELOADED, NULL, "configuration reloaded%s",
+			  restart ? "; some changes need a restart" : "");
 	}
-	log_set_level(cfg->log_level);
-	ws_server_set_config(d->ws, cfg);
-	config_free(d->cfg);
-	d->cfg = cfg;
-	log_event(LOG_NOTICE, LOG_EVENT_RELOADED, NULL, "configuration reloaded");
+	g_autofree char *status = status_line(d);
+	systemd_notify_ready(status);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -193,8 +272,11 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	uv_loop_init(&d->loop);
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(cfg->log_level);
+	log_event(LOG_INFO, LOG_EVENT_STARTED, NULL, "rtcsignald %s starting", PACKAGE_VERSION);
 	metrics.start_time = g_get_real_time() / G_USEC_PER_SEC;
 	metrics_heartbeat();
+	if ((r = systemd_listen_fds(&d->activated)) < 0)
+		goto fail;
 
 	d->reg = registry_new();
 	if ((r = loopcall_new(&d->loop, &d->loopcall)) < 0)
@@ -207,7 +289,12 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	if ((r = open_listeners(d)) < 0 || (r = start_admin(d)) < 0)
 		goto fail;
 	uv_timer_init(&d->loop, &d->tick);
+	d->tick.data = d;
 	uv_timer_start(&d->tick, on_tick, TICK_MS, TICK_MS);
+	uv_timer_init(&d->loop, &d->watchdog);
+	uint64_t wd = systemd_watchdog_usec();
+	if (wd)
+		uv_timer_start(&d->watchdog, on_watchdog, 0, MAX(wd / 2000, 1));
 	uv_timer_init(&d->loop, &d->drain_timer);
 	d->drain_timer.data = d;
 	start_signal(d, &d->sig_term, SIGTERM);
@@ -229,6 +316,8 @@ fail:
 int daemon_run(struct daemon *d)
 {
 	metrics_set(ready, true);
+	d->status = status_line(d);
+	systemd_notify_ready(d->status);
 	log_event(LOG_NOTICE, LOG_EVENT_READY, NULL, "rtcsignald %s ready", PACKAGE_VERSION);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	log_event(LOG_NOTICE, LOG_EVENT_STOPPED, NULL, "stopped");
@@ -247,5 +336,6 @@ void daemon_free(struct daemon *d)
 	uv_loop_close(&d->loop);
 	g_ptr_array_unref(d->listeners);
 	config_free(d->cfg);
+	g_free(d->status);
 	g_free(d);
 }

@@ -25,6 +25,8 @@ enum log_event {
 	LOG_EVENT_CONNECTION_REFUSED,
 	LOG_EVENT_LIMIT_HIT,
 	LOG_EVENT_SESSION_CLOSED,
+	LOG_EVENT_BACKEND_LOST,
+	LOG_EVENT_BACKEND_RESTORED,
 	LOG_EVENT__COUNT
 };
 
@@ -39,6 +41,13 @@ struct log_fields {
 };
 
 const char *log_event_name(enum log_event ev);
+/* The journal MESSAGE_ID of an event type (see data/rtcsignald.catalog). */
+const char *log_event_message_id(enum log_event ev);
+
+/* Chooses the journal when stderr is the journal stream systemd set up
+ * ($JOURNAL_STREAM), else logfmt lines on stderr. */
+void log_init(void);
+bool log_to_journal(void);
 
 /* LOG_ERR .. LOG_DEBUG; "err", "warning", "notice", "info", "debug". */
 int log_level_parse(const char *name, int *prio);

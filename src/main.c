@@ -33,6 +33,7 @@ int main(int argc, char *argv[])
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
 
+	log_init();
 	g_option_context_set_summary(ctx, "WebRTC signaling and peer-discovery server.");
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {

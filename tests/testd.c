@@ -1,10 +1,12 @@
 #include "testd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,43 +44,75 @@ void testd_write_conf(struct testd *d, const char *conf_text)
 
 struct testd *testd_start(const char *conf_text, const char *const *args)
 {
+	const struct testd_opts o = { .conf = conf_text, .args = args };
+	return testd_start_opts(&o);
+}
+
+static void add_argv(GPtrArray *argv, const char *const *list)
+{
+	for (const char *const *a = list; a && *a; a++)
+		g_ptr_array_add(argv, g_strdup(*a));
+}
+
+struct testd *testd_start_opts(const struct testd_opts *o)
+{
 	struct testd *d = g_new0(struct testd, 1);
 	const char *bin = g_getenv("RTCSIGNALD");
 	const char *wrapper = g_getenv("RTCSIGNALD_WRAPPER");
 	g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+	g_auto(GStrv) envp = g_get_environ();
 	g_autoptr(GError) err = NULL;
+	int err_pipe[2] = { -1, -1 };
+	int targets[8];
 
 	g_mutex_init(&d->lock);
 	g_cond_init(&d->cond);
 	d->log = g_string_new(NULL);
 	d->dir = g_dir_make_tmp("rtcsignald-test-XXXXXX", NULL);
 	d->conf = g_build_filename(d->dir, "rtcsignald.conf", NULL);
-	testd_write_conf(d, conf_text);
+	testd_write_conf(d, o->conf);
 
+	add_argv(argv, o->prefix);
 	if (wrapper && *wrapper) {
 		g_auto(GStrv) w = NULL;
 		g_assert_true(g_shell_parse_argv(wrapper, NULL, &w, NULL));
-		for (char **p = w; *p; p++)
-			g_ptr_array_add(argv, g_strdup(*p));
+		add_argv(argv, (const char *const *)w);
 	}
 	g_ptr_array_add(argv, g_strdup(bin ? bin : "src/rtcsignald"));
-	g_ptr_array_add(argv, g_strdup("--config"));
-	g_ptr_array_add(argv, g_strdup(d->conf));
-	g_ptr_array_add(argv, g_strdup("--listen"));
-	g_ptr_array_add(argv, g_strdup("127.0.0.1:0"));
-	g_ptr_array_add(argv, g_strdup("--admin-listen"));
-	g_ptr_array_add(argv, g_strdup("127.0.0.1:0"));
-	g_ptr_array_add(argv, g_strdup("--log-level"));
-	g_ptr_array_add(argv, g_strdup("debug"));
-	for (const char *const *a = args; a && *a; a++)
-		g_ptr_array_add(argv, g_strdup(*a));
+	add_argv(argv, (const char *[]){ "--config", d->conf, "--log-level", "debug", NULL });
+	if (!o->no_listen_defaults)
+		add_argv(argv, (const char *[]){ "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", NULL });
+	add_argv(argv, o->args);
 	g_ptr_array_add(argv, NULL);
 
-	if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
-				      G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_SEARCH_PATH,
-				      NULL, NULL, &d->pid, NULL, NULL, &d->err_fd, &err))
+	for (const char *const *e = o->env; e && *e; e++) {
+		g_auto(GStrv) kv = g_strsplit(*e, "=", 2);
+		envp = g_environ_setenv(envp, kv[0], kv[1], TRUE);
+	}
+	/* Our own pipe for stderr, so its identity can go in JOURNAL_STREAM. */
+	g_assert_cmpint(pipe2(err_pipe, O_CLOEXEC), ==, 0);
+	if (o->journal_stream) {
+		struct stat st;
+		g_assert_cmpint(fstat(err_pipe[1], &st), ==, 0);
+		g_autofree char *stream = g_strdup_printf("%lu:%lu", (unsigned long)st.st_dev,
+							  (unsigned long)st.st_ino);
+		envp = g_environ_setenv(envp, "JOURNAL_STREAM", stream, TRUE);
+	}
+	g_assert_cmpuint(o->n_fds, <=, G_N_ELEMENTS(targets));
+	for (unsigned i = 0; i < o->n_fds; i++)
+		targets[i] = 3 + (int)i;
+	if (!g_spawn_async_with_pipes_and_fds(NULL, (const char *const *)argv->pdata,
+					      (const char *const *)envp,
+					      G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL |
+						      G_SPAWN_SEARCH_PATH,
+					      NULL, NULL, -1, -1, err_pipe[1], o->fds, targets, o->n_fds,
+					      &d->pid, NULL, NULL, NULL, &err))
 		g_error("cannot start rtcsignald: %s", err->message);
+	close(err_pipe[1]);
+	d->err_fd = err_pipe[0];
 	d->reader = g_thread_new("testd-stderr", reader_main, d);
+	if (o->no_wait)
+		return d;
 
 	/* Ready means every listener is up. */
 	if (!testd_wait_log(d, "event=ready", 20000)) {

@@ -27,6 +27,19 @@ struct testd {
  * (--listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-level debug).  Fails the test when the
  * daemon does not come up. */
 struct testd *testd_start(const char *conf_text, const char *const *args);
+
+struct testd_opts {
+	const char *conf;
+	const char *const *args;   /* after the defaults */
+	const char *const *prefix; /* argv in front of the daemon, e.g. systemd-socket-activate */
+	const char *const *env;    /* extra NAME=VALUE */
+	const int *fds;            /* become descriptors 3, 4, ... of the daemon */
+	unsigned n_fds;
+	bool no_listen_defaults;   /* leave out --listen and --admin-listen */
+	bool no_wait;              /* return at once, do not await "event=ready" */
+	bool journal_stream;       /* JOURNAL_STREAM names the daemon's stderr */
+};
+struct testd *testd_start_opts(const struct testd_opts *o);
 /* Waits until the log holds NEEDLE (counting from the start); false on
  * timeout or exit. */
 bool testd_wait_log(struct testd *d, const char *needle, int timeout_ms);

@@ -102,12 +102,15 @@ static int tcp_connect(const struct wsc_opts *o, const char *host, int port, GEr
 struct wsc *wsc_connect_opts(const struct wsc_opts *o, const char *host, int port,
 			     const char *path, GError **err)
 {
+	int fd = tcp_connect(o, host, port, err);
+	return fd < 0 ? NULL : wsc_adopt(fd, host, port, path, err);
+}
+
+struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, GError **err)
+{
 	guint8 nonce[16];
 	unsigned char sha[SHA_DIGEST_LENGTH];
-	int fd = tcp_connect(o, host, port, err);
 
-	if (fd < 0)
-		return NULL;
 	RAND_bytes(nonce, sizeof nonce);
 	g_autofree char *key = g_base64_encode(nonce, sizeof nonce);
 	g_autofree char *req = g_strdup_printf("GET %s HTTP/1.1\r\nHost: %s%s%s:%d\r\nUpgrade: websocket\r\n"

@@ -33,6 +33,8 @@ struct wsc_opts {
 };
 struct wsc *wsc_connect_opts(const struct wsc_opts *o, const char *host, int port,
 			     const char *path, GError **err);
+/* Upgrades FD, already connected to HOST:PORT; takes it, even on error. */
+struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, GError **err);
 void wsc_free(struct wsc *c);
 
 int wsc_send_frame(struct wsc *c, int opcode, bool fin, const void *data, size_t len);
