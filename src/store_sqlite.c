@@ -341,55 +341,54 @@ static bool column_hash(sqlite3_stmt *stmt, int col, uint8_t out[SECRET_HASH_LEN
 	return true;
 }
 
-static int load_rooms(struct sq *s, GPtrArray *rooms, GError **err)
-{
-	sqlite3_stmt *stmt = s->stmt[ST_LOAD_ROOMS];
-	int rc, r = 0;
+/* Decodes the current row into a record appended to OUT, and sets *ID
+ * to its id; false when the row is malformed. */
+typedef bool (*row_fn)(sqlite3_stmt *stmt, GPtrArray *out, const char **id);
 
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		struct store_room *room = g_new0(struct store_room, 1);
-		room->id = column_strdup(stmt, 0);
-		room->name = column_strdup(stmt, 1);
-		room->created_by = column_strdup(stmt, 3);
-		room->created_at = sqlite3_column_int64(stmt, 4);
-		room->expires_at = sqlite3_column_int64(stmt, 5);
-		room->max_peers = (unsigned)CLAMP(sqlite3_column_int64(stmt, 6), 0, G_MAXUINT);
-		room->open_to_issuer = sqlite3_column_int(stmt, 7) != 0;
-		g_ptr_array_add(rooms, room);
-		if (!room->id || !room->created_by || !column_hash(stmt, 2, room->token_hash)) {
-			r = fail_with(s, -EBADMSG, err, "room \"%s\" is malformed",
-				      room->id ? room->id : "");
-			break;
-		}
-	}
-	if (!r && rc != SQLITE_DONE)
-		r = fail(s, rc, "cannot read rooms", err);
-	sqlite3_reset(stmt);
-	return r;
+static bool room_row(sqlite3_stmt *stmt, GPtrArray *rooms, const char **id)
+{
+	struct store_room *room = g_new0(struct store_room, 1);
+
+	g_ptr_array_add(rooms, room);
+	*id = room->id = column_strdup(stmt, 0);
+	room->name = column_strdup(stmt, 1);
+	room->created_by = column_strdup(stmt, 3);
+	room->created_at = sqlite3_column_int64(stmt, 4);
+	room->expires_at = sqlite3_column_int64(stmt, 5);
+	room->max_peers = (unsigned)CLAMP(sqlite3_column_int64(stmt, 6), 0, G_MAXUINT);
+	room->open_to_issuer = sqlite3_column_int(stmt, 7) != 0;
+	return room->id && room->created_by && column_hash(stmt, 2, room->token_hash);
 }
 
-static int load_keys(struct sq *s, GPtrArray *keys, GError **err)
+static bool key_row(sqlite3_stmt *stmt, GPtrArray *keys, const char **id)
 {
-	sqlite3_stmt *stmt = s->stmt[ST_LOAD_KEYS];
+	struct store_key *key = g_new0(struct store_key, 1);
+
+	g_ptr_array_add(keys, key);
+	*id = key->key_id = column_strdup(stmt, 0);
+	key->room_id = column_strdup(stmt, 2);
+	key->name = column_strdup(stmt, 3);
+	key->created_at = sqlite3_column_int64(stmt, 4);
+	key->expires_at = sqlite3_column_int64(stmt, 5);
+	key->revoked_at = sqlite3_column_int64(stmt, 6);
+	return key->key_id && key->room_id && column_hash(stmt, 1, key->key_hash);
+}
+
+/* Every row of the query ST, decoded by ROW into OUT; WHAT names a row. */
+static int load_all(struct sq *s, enum stmt st, row_fn row, GPtrArray *out, const char *what,
+		    GError **err)
+{
+	sqlite3_stmt *stmt = s->stmt[st];
+	const char *id;
 	int rc, r = 0;
 
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		struct store_key *key = g_new0(struct store_key, 1);
-		key->key_id = column_strdup(stmt, 0);
-		key->room_id = column_strdup(stmt, 2);
-		key->name = column_strdup(stmt, 3);
-		key->created_at = sqlite3_column_int64(stmt, 4);
-		key->expires_at = sqlite3_column_int64(stmt, 5);
-		key->revoked_at = sqlite3_column_int64(stmt, 6);
-		g_ptr_array_add(keys, key);
-		if (!key->key_id || !key->room_id || !column_hash(stmt, 1, key->key_hash)) {
-			r = fail_with(s, -EBADMSG, err, "API key \"%s\" is malformed",
-				      key->key_id ? key->key_id : "");
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		if (!row(stmt, out, &id)) {
+			r = fail_with(s, -EBADMSG, err, "%s \"%s\" is malformed", what, id ? id : "");
 			break;
 		}
-	}
 	if (!r && rc != SQLITE_DONE)
-		r = fail(s, rc, "cannot read API keys", err);
+		r = fail(s, rc, "cannot read", err);
 	sqlite3_reset(stmt);
 	return r;
 }
@@ -402,8 +401,8 @@ static int sq_load(void *be, GPtrArray *rooms, GPtrArray *keys, GError **err)
 	/* One read transaction: rooms and keys from the same snapshot. */
 	if ((rc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
 		return fail(s, rc, "cannot read", err);
-	if ((r = load_rooms(s, rooms, err)) == 0)
-		r = load_keys(s, keys, err);
+	if ((r = load_all(s, ST_LOAD_ROOMS, room_row, rooms, "room", err)) == 0)
+		r = load_all(s, ST_LOAD_KEYS, key_row, keys, "API key", err);
 	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	return r;
 }
