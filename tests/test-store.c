@@ -657,6 +657,25 @@ static void test_corrupt(struct fx *fx, gconstpointer unused)
 	memset(data + 4096 + 100, 0x5a, size - 4096 - 200);
 	g_assert_true(g_file_set_contents(fx->db, data, (gssize)size, NULL));
 	assert_open_fails(fx, -EBADMSG, fx->db);
+	g_unlink(fx->db);
+
+	/* A row that breaks the schema's rules (edited by hand). */
+	fx_open(fx);
+	fx_close(fx);
+	sqlite3 *db = NULL;
+	g_assert_cmpint(sqlite3_open(fx->db, &db), ==, SQLITE_OK);
+	g_assert_cmpint(sqlite3_exec(db, "PRAGMA ignore_check_constraints = 1;"
+				     "INSERT INTO rooms (id, token_hash, created_by, created_at)"
+				     " VALUES ('short', x'0102', 'me', 1)", NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_close(db);
+	g_autoptr(GError) err = NULL;
+	GPtrArray *rooms = NULL, *keys = NULL;
+	int r = store_open(&fx->loop, "sqlite", fx->dir, &fx->st, &err);
+	if (r == 0)
+		r = store_load(fx->st, &rooms, &keys, &err);
+	g_assert_cmpint(r, ==, -EBADMSG);
+	g_test_message("open or load: %s", err->message);
+	g_assert_nonnull(strstr(err->message, fx->db));
 	done_clear(&d);
 	store_room_free(room);
 }
