@@ -680,6 +680,32 @@ static void test_corrupt(struct fx *fx, gconstpointer unused)
 	store_room_free(room);
 }
 
+static void test_newer_schema(struct fx *fx, gconstpointer unused)
+{
+	g_autoptr(GHashTable) rooms = NULL, keys = NULL;
+	struct store_room *room = new_room("kept", 0);
+	struct done d = { 0 };
+	sqlite3 *db = NULL;
+
+	fx_open(fx);
+	g_assert_cmpint(store_put_room(fx->st, room, on_done, &d), ==, 0);
+	wait_done(fx, &d, 1);
+	fx_close(fx);
+	/* Written by a later release: refused, and left as it is. */
+	g_assert_cmpint(sqlite3_open(fx->db, &db), ==, SQLITE_OK);
+	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL, NULL),
+			==, SQLITE_OK);
+	assert_open_fails(fx, -EPROTO, "schema version 99 is newer");
+	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 1", NULL, NULL, NULL),
+			==, SQLITE_OK);
+	sqlite3_close(db);
+	fx_open(fx);
+	load(fx, &rooms, &keys);
+	assert_room_eq(g_hash_table_lookup(rooms, "kept"), room);
+	done_clear(&d);
+	store_room_free(room);
+}
+
 static void test_many(struct fx *fx, gconstpointer unused)
 {
 	g_autoptr(GHashTable) rooms = NULL, keys = NULL;
@@ -742,6 +768,7 @@ int main(int argc, char *argv[])
 	ADD("/store/bad-dir", test_bad_dir);
 	ADD("/store/readonly-dir", test_readonly_dir);
 	ADD("/store/corrupt", test_corrupt);
+	ADD("/store/newer-schema", test_newer_schema);
 	ADD("/store/many", test_many);
 	return g_test_run();
 }
