@@ -112,9 +112,11 @@ int store_revoke_key(struct store *st, const char *key_id, int64_t when, store_d
 int store_purge_expired(struct store *st, int64_t now, store_done_fn done, void *data);
 
 /* 0 while the backend answers (the last write reached it), else the
- * negative errno of the last backend failure.  Any thread may call it. */
+ * negative errno of the last backend failure; a write naming a missing
+ * room or key is the caller's error and does not count.  Any thread may
+ * call it while the store is open. */
 int store_ping(struct store *st);
-/* Writes queued or in progress.  Any thread may call it. */
+/* Writes queued or in progress.  Any thread, while the store is open. */
 unsigned store_pending(struct store *st);
 
 /* Stops taking writes, waits up to TIMEOUT_MS for the queued ones, joins
