@@ -1,7 +1,10 @@
 #include "secret.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <string.h>
 
 int secret_random_hex(char *out, size_t nbytes)
 {
@@ -18,4 +21,19 @@ int secret_random_hex(char *out, size_t nbytes)
 	}
 	out[2 * nbytes] = '\0';
 	return 0;
+}
+
+int secret_hash(const char *secret, uint8_t out[SECRET_HASH_LEN])
+{
+	unsigned int len = 0;
+
+	if (EVP_Digest(secret, strlen(secret), out, &len, EVP_sha256(), NULL) != 1 ||
+	    len != SECRET_HASH_LEN)
+		return -EIO;
+	return 0;
+}
+
+bool secret_hash_equal(const uint8_t a[SECRET_HASH_LEN], const uint8_t b[SECRET_HASH_LEN])
+{
+	return CRYPTO_memcmp(a, b, SECRET_HASH_LEN) == 0;
 }

@@ -1,0 +1,457 @@
+/* store: the queue between the loop and the backend's thread.
+ *
+ * The loop thread copies each write into a job and appends it to `queue`
+ * under `lock`; the worker takes jobs one at a time, runs them against the
+ * backend without the lock, appends them to `done` and wakes the loop
+ * with uv_async_send; on_async then calls the completions on the loop.
+ * Only the worker touches the backend, except store_load, which holds
+ * `backend_lock` to read it from the caller's thread. */
+#include "store.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+
+enum job_op { JOB_PUT_ROOM, JOB_DELETE_ROOM, JOB_PUT_KEY, JOB_REVOKE_KEY, JOB_PURGE };
+
+struct job {
+	enum job_op op;
+	struct store_room *room;
+	struct store_key *key;
+	char *id;     /* delete_room, revoke_key */
+	int64_t when; /* revoke_key, purge_expired */
+	store_done_fn done;
+	void *data;
+	int status;
+	GError *error;
+};
+
+struct store {
+	uv_async_t async;
+	const struct store_backend_ops *ops;
+	void *be;
+	GThread *thread;
+	GMutex backend_lock;
+
+	GMutex lock; /* guards what follows */
+	GCond wake;  /* for the worker: a job, or closing */
+	GCond idle;  /* for store_close: the queue emptied */
+	GQueue queue; /* of struct job, waiting */
+	GQueue done;  /* of struct job, completed */
+	bool closing;
+	unsigned limit;
+
+	atomic_int health;
+	atomic_uint pending;
+};
+
+static const struct store_backend_ops *const backends[] = { &store_sqlite_ops };
+
+struct store_room *store_room_copy(const struct store_room *room)
+{
+	struct store_room *c = g_new(struct store_room, 1);
+	*c = *room;
+	c->id = g_strdup(room->id);
+	c->name = g_strdup(room->name);
+	c->created_by = g_strdup(room->created_by);
+	return c;
+}
+
+void store_room_free(struct store_room *room)
+{
+	if (!room)
+		return;
+	g_free(room->id);
+	g_free(room->name);
+	g_free(room->created_by);
+	g_free(room);
+}
+
+struct store_key *store_key_copy(const struct store_key *key)
+{
+	struct store_key *c = g_new(struct store_key, 1);
+	*c = *key;
+	c->key_id = g_strdup(key->key_id);
+	c->room_id = g_strdup(key->room_id);
+	c->name = g_strdup(key->name);
+	return c;
+}
+
+void store_key_free(struct store_key *key)
+{
+	if (!key)
+		return;
+	g_free(key->key_id);
+	g_free(key->room_id);
+	g_free(key->name);
+	g_free(key);
+}
+
+/* A fresh id into *ID when it has none, and a fresh credential into
+ * SECRET with its hash into HASH. */
+static int mint(char **id, char secret[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)],
+		uint8_t hash[SECRET_HASH_LEN])
+{
+	char buf[SECRET_HEX_SIZE(SECRET_ID_BYTES)];
+	int r;
+
+	if ((r = secret_random_hex(secret, SECRET_TOKEN_BYTES)) < 0 ||
+	    (r = secret_hash(secret, hash)) < 0)
+		return r;
+	if (!*id) {
+		if ((r = secret_random_hex(buf, SECRET_ID_BYTES)) < 0)
+			return r;
+		*id = g_strdup(buf);
+	}
+	return 0;
+}
+
+int store_room_mint(struct store_room *room, char token[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)])
+{
+	return mint(&room->id, token, room->token_hash);
+}
+
+int store_key_mint(struct store_key *key, char secret[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)])
+{
+	return mint(&key->key_id, secret, key->key_hash);
+}
+
+static void job_free(struct job *job)
+{
+	store_room_free(job->room);
+	store_key_free(job->key);
+	g_free(job->id);
+	g_clear_error(&job->error);
+	g_free(job);
+}
+
+/* Errors that say the backend is unwell, as opposed to a write that
+ * named something missing or was malformed. */
+static bool backend_failure(int r)
+{
+	return r < 0 && r != -ENOENT && r != -EEXIST && r != -EINVAL;
+}
+
+static void run_job(struct store *st, struct job *job)
+{
+	int r = -EINVAL;
+
+	g_mutex_lock(&st->backend_lock);
+	switch (job->op) {
+	case JOB_PUT_ROOM:
+		r = st->ops->put_room(st->be, job->room, &job->error);
+		break;
+	case JOB_DELETE_ROOM:
+		r = st->ops->delete_room(st->be, job->id, &job->error);
+		break;
+	case JOB_PUT_KEY:
+		r = st->ops->put_key(st->be, job->key, &job->error);
+		break;
+	case JOB_REVOKE_KEY:
+		r = st->ops->revoke_key(st->be, job->id, job->when, &job->error);
+		break;
+	case JOB_PURGE:
+		r = st->ops->purge_expired(st->be, job->when, &job->error);
+		break;
+	}
+	g_mutex_unlock(&st->backend_lock);
+	job->status = r;
+	if (r >= 0)
+		atomic_store(&st->health, 0);
+	else if (backend_failure(r))
+		atomic_store(&st->health, r);
+}
+
+static gpointer worker(gpointer data)
+{
+	struct store *st = data;
+	struct job *job;
+
+	g_mutex_lock(&st->lock);
+	for (;;) {
+		while (!st->queue.length && !st->closing)
+			g_cond_wait(&st->wake, &st->lock);
+		if (!(job = g_queue_pop_head(&st->queue)))
+			break; /* closing, and nothing left */
+		g_mutex_unlock(&st->lock);
+
+		run_job(st, job);
+
+		g_mutex_lock(&st->lock);
+		g_queue_push_tail(&st->done, job);
+		atomic_fetch_sub(&st->pending, 1);
+		if (!st->queue.length)
+			g_cond_broadcast(&st->idle);
+		/* Coalesced by libuv: one on_async for many jobs. */
+		uv_async_send(&st->async);
+	}
+	g_mutex_unlock(&st->lock);
+	return NULL;
+}
+
+/* Calls the completions of the jobs in LIST, on the loop thread, without
+ * the lock: a completion may queue the next write. */
+static void complete(GQueue *list)
+{
+	struct job *job;
+
+	while ((job = g_queue_pop_head(list))) {
+		if (job->done)
+			job->done(job->status, job->error, job->data);
+		job_free(job);
+	}
+}
+
+static void on_async(uv_async_t *async)
+{
+	struct store *st = async->data;
+	GQueue list = G_QUEUE_INIT;
+
+	g_mutex_lock(&st->lock);
+	list = st->done;
+	g_queue_init(&st->done);
+	g_mutex_unlock(&st->lock);
+	complete(&list);
+}
+
+static const struct store_backend_ops *find_backend(const char *name)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(backends); i++)
+		if (strcmp(backends[i]->name, name) == 0)
+			return backends[i];
+	return NULL;
+}
+
+static void store_free(struct store *st)
+{
+	g_mutex_clear(&st->backend_lock);
+	g_mutex_clear(&st->lock);
+	g_cond_clear(&st->wake);
+	g_cond_clear(&st->idle);
+	g_free(st);
+}
+
+/* Stops the worker once the queue is empty and waits for it. */
+static void stop_worker(struct store *st)
+{
+	g_mutex_lock(&st->lock);
+	st->closing = true;
+	g_cond_signal(&st->wake);
+	g_mutex_unlock(&st->lock);
+	g_thread_join(st->thread);
+	st->thread = NULL;
+}
+
+int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, struct store **out,
+	       GError **err)
+{
+	const struct store_backend_ops *ops = find_backend(backend);
+	g_autoptr(GError) local = NULL;
+	struct store *st;
+	int r;
+
+	if (!ops) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "unknown room store \"%s\" (known: sqlite)", backend);
+		return -EINVAL;
+	}
+	st = g_new0(struct store, 1);
+	st->ops = ops;
+	st->limit = STORE_QUEUE_DEFAULT;
+	g_mutex_init(&st->backend_lock);
+	g_mutex_init(&st->lock);
+	g_cond_init(&st->wake);
+	g_cond_init(&st->idle);
+	g_queue_init(&st->queue);
+	g_queue_init(&st->done);
+
+	if ((r = ops->open(state_dir, &st->be, err)) < 0)
+		goto fail;
+	/* The worker sends to the async handle only after a job, and jobs
+	 * come after the handle is set up below. */
+	st->thread = g_thread_try_new("store", worker, st, &local);
+	if (!st->thread) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+			    "room store: cannot start its thread: %s", local->message);
+		r = -EAGAIN;
+		goto fail_backend;
+	}
+	if ((r = uv_async_init(loop, &st->async, on_async)) < 0) {
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-r),
+			    "room store: uv_async_init: %s", uv_strerror(r));
+		stop_worker(st);
+		goto fail_backend;
+	}
+	st->async.data = st;
+	*out = st;
+	return 0;
+
+fail_backend:
+	ops->close(st->be);
+fail:
+	store_free(st);
+	return r;
+}
+
+void store_set_queue_limit(struct store *st, unsigned max)
+{
+	g_mutex_lock(&st->lock);
+	st->limit = max ? max : 1;
+	g_mutex_unlock(&st->lock);
+}
+
+int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **err)
+{
+	g_autoptr(GPtrArray) r_list = g_ptr_array_new_with_free_func((GDestroyNotify)store_room_free);
+	g_autoptr(GPtrArray) k_list = g_ptr_array_new_with_free_func((GDestroyNotify)store_key_free);
+	int r;
+
+	g_mutex_lock(&st->backend_lock);
+	r = st->ops->load(st->be, r_list, k_list, err);
+	g_mutex_unlock(&st->backend_lock);
+	atomic_store(&st->health, r < 0 && backend_failure(r) ? r : 0);
+	if (r < 0)
+		return r;
+	*rooms = g_steal_pointer(&r_list);
+	*keys = g_steal_pointer(&k_list);
+	return 0;
+}
+
+/* Takes JOB (freeing it when it cannot be queued). */
+static int submit(struct store *st, struct job *job, store_done_fn done, void *data)
+{
+	int r = 0;
+
+	job->done = done;
+	job->data = data;
+	g_mutex_lock(&st->lock);
+	if (st->closing)
+		r = -ESHUTDOWN;
+	else if (st->queue.length >= st->limit)
+		r = -EAGAIN; /* fail fast: the caller decides, memory does not grow */
+	else {
+		g_queue_push_tail(&st->queue, job);
+		atomic_fetch_add(&st->pending, 1);
+		g_cond_signal(&st->wake);
+	}
+	g_mutex_unlock(&st->lock);
+	if (r < 0)
+		job_free(job);
+	return r;
+}
+
+static struct job *job_new(enum job_op op)
+{
+	struct job *job = g_new0(struct job, 1);
+	job->op = op;
+	return job;
+}
+
+int store_put_room(struct store *st, const struct store_room *room, store_done_fn done,
+		   void *data)
+{
+	struct job *job;
+
+	if (!room->id || !*room->id || !room->created_by)
+		return -EINVAL;
+	job = job_new(JOB_PUT_ROOM);
+	job->room = store_room_copy(room);
+	return submit(st, job, done, data);
+}
+
+int store_delete_room(struct store *st, const char *room_id, store_done_fn done, void *data)
+{
+	struct job *job;
+
+	if (!room_id || !*room_id)
+		return -EINVAL;
+	job = job_new(JOB_DELETE_ROOM);
+	job->id = g_strdup(room_id);
+	return submit(st, job, done, data);
+}
+
+int store_put_key(struct store *st, const struct store_key *key, store_done_fn done, void *data)
+{
+	struct job *job;
+
+	if (!key->key_id || !*key->key_id || !key->room_id || !*key->room_id)
+		return -EINVAL;
+	job = job_new(JOB_PUT_KEY);
+	job->key = store_key_copy(key);
+	return submit(st, job, done, data);
+}
+
+int store_revoke_key(struct store *st, const char *key_id, int64_t when, store_done_fn done,
+		     void *data)
+{
+	struct job *job;
+
+	if (!key_id || !*key_id || when <= 0)
+		return -EINVAL;
+	job = job_new(JOB_REVOKE_KEY);
+	job->id = g_strdup(key_id);
+	job->when = when;
+	return submit(st, job, done, data);
+}
+
+int store_purge_expired(struct store *st, int64_t now, store_done_fn done, void *data)
+{
+	struct job *job = job_new(JOB_PURGE);
+	job->when = now;
+	return submit(st, job, done, data);
+}
+
+int store_ping(struct store *st)
+{
+	return atomic_load(&st->health);
+}
+
+unsigned store_pending(struct store *st)
+{
+	return atomic_load(&st->pending);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	store_free(h->data);
+}
+
+int store_close(struct store *st, unsigned timeout_ms)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	GQueue list = G_QUEUE_INIT, cancelled = G_QUEUE_INIT;
+	struct job *job;
+
+	if (!st)
+		return 0;
+	g_mutex_lock(&st->lock);
+	st->closing = true;
+	g_cond_signal(&st->wake);
+	while (st->queue.length && g_cond_wait_until(&st->idle, &st->lock, deadline))
+		;
+	/* Out of time: what has not started will not be written.  The job
+	 * in progress finishes (bounded by the backend's busy timeout). */
+	while ((job = g_queue_pop_head(&st->queue))) {
+		job->status = -ECANCELED;
+		g_set_error(&job->error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+			    "room store: not written, gave up after %u ms at shutdown", timeout_ms);
+		g_queue_push_tail(&cancelled, job);
+		atomic_fetch_sub(&st->pending, 1);
+	}
+	g_mutex_unlock(&st->lock);
+
+	stop_worker(st);
+	st->ops->close(st->be);
+	st->be = NULL;
+
+	/* The worker is gone: no more async sends, the done list is ours.
+	 * Completions keep the order of submission: the cancelled jobs were
+	 * queued after every job done. */
+	list = st->done;
+	g_queue_init(&st->done);
+	complete(&list);
+	int r = cancelled.length ? -ETIMEDOUT : 0;
+	complete(&cancelled);
+	uv_close((uv_handle_t *)&st->async, on_closed);
+	return r;
+}
