@@ -1,17 +1,38 @@
 #include "admin.h"
 
 #include "log.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #define ROLES_WAIT_MS 1000
+#define API_BODY_MAX 65536
 
 struct admin {
 	struct MHD_Daemon *mhd;
 	struct admin_options o;
+	/* The loop sets these; the admin thread reads them (pthread: seen by
+	 * ThreadSanitizer). */
+	pthread_mutex_t lock;
+	bool has_api_token, has_metrics_token;
+	uint8_t api_token[SECRET_HASH_LEN], metrics_token[SECRET_HASH_LEN];
+	GQueue suspended; /* of struct admin_request, waiting for the loop */
+};
+
+/* One HTTP request; MHD keeps it as the connection's context. */
+struct admin_request {
+	struct admin *a;
+	struct MHD_Connection *conn;
+	GList link; /* in a->suspended */
+	char *method, *path;
+	GString *body;
+	bool too_large, suspended;
+	unsigned status; /* set with answer */
+	char *answer;
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
@@ -87,7 +108,7 @@ struct roles_call {
 static void roles_on_loop(void *data)
 {
 	struct roles_call *rc = data;
-	rc->a->o.roles(rc->a->o.data, &rc->roles);
+	rc->a->o.roles(rc->a->o.roles_data, &rc->roles);
 }
 
 static bool wants_json(struct MHD_Connection *c)
@@ -121,13 +142,141 @@ static enum MHD_Result on_metrics(struct admin *a, struct MHD_Connection *c)
 	return ret;
 }
 
+/* Constant time, whatever the length of what was sent. */
+static bool bearer_ok(struct admin *a, struct MHD_Connection *c, bool api)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	uint8_t got[SECRET_HASH_LEN];
+	bool ok;
+
+	if (!h || g_ascii_strncasecmp(h, "Bearer ", 7) != 0 || secret_hash(h + 7, got) < 0)
+		return false;
+	pthread_mutex_lock(&a->lock);
+	ok = secret_hash_equal(got, api ? a->api_token : a->metrics_token);
+	pthread_mutex_unlock(&a->lock);
+	return ok;
+}
+
+static enum MHD_Result unauthorized(struct MHD_Connection *c)
+{
+	g_autoptr(GString) s = g_string_new("{\"error\":\"unauthorized\"}");
+	struct MHD_Response *r = MHD_create_response_from_buffer(s->len, s->str, MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static bool metrics_open(struct admin *a)
+{
+	pthread_mutex_lock(&a->lock);
+	bool open = !a->has_metrics_token;
+	pthread_mutex_unlock(&a->lock);
+	return open;
+}
+
+static enum MHD_Result on_metrics_guarded(struct admin *a, struct MHD_Connection *c)
+{
+	if (!metrics_open(a) && !bearer_ok(a, c, false))
+		return unauthorized(c);
+	return on_metrics(a, c);
+}
+
+static void api_on_loop(void *data)
+{
+	struct admin_request *req = data;
+	req->a->o.api(req->a->o.api_data, req);
+}
+
+/* /api/...: authorized, body complete; the loop answers. */
+static enum MHD_Result api(struct admin *a, struct admin_request *req)
+{
+	g_autoptr(GString) s = g_string_new(NULL);
+	bool enabled;
+
+	if (req->answer) { /* resumed: the loop has answered */
+		g_string_assign(s, req->answer);
+		return reply_json(req->conn, req->status, s);
+	}
+	pthread_mutex_lock(&a->lock);
+	enabled = a->has_api_token;
+	pthread_mutex_unlock(&a->lock);
+	if (!enabled) {
+		g_string_assign(s, "{\"error\":\"admin API disabled: no [admin] token configured\"}");
+		return reply_json(req->conn, MHD_HTTP_FORBIDDEN, s);
+	}
+	if (!bearer_ok(a, req->conn, true))
+		return unauthorized(req->conn);
+	if (req->too_large) {
+		g_string_assign(s, "{\"error\":\"body too large\"}");
+		return reply_json(req->conn, MHD_HTTP_CONTENT_TOO_LARGE, s);
+	}
+	pthread_mutex_lock(&a->lock);
+	MHD_suspend_connection(req->conn);
+	req->suspended = true;
+	g_queue_push_tail_link(&a->suspended, &req->link);
+	pthread_mutex_unlock(&a->lock);
+	if (loopcall_post(a->o.loopcall, api_on_loop, req) < 0)
+		admin_request_answer(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+				     g_strdup("{\"error\":\"shutting down\"}"));
+	return MHD_YES;
+}
+
+void admin_request_answer(struct admin_request *req, unsigned status, char *json)
+{
+	struct admin *a = req->a;
+
+	pthread_mutex_lock(&a->lock);
+	req->status = status;
+	req->answer = json;
+	if (req->suspended) {
+		req->suspended = false;
+		g_queue_unlink(&a->suspended, &req->link);
+		MHD_resume_connection(req->conn);
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+const char *admin_request_method(const struct admin_request *r)
+{
+	return r->method;
+}
+
+const char *admin_request_path(const struct admin_request *r)
+{
+	return r->path + strlen("/api/");
+}
+
+const char *admin_request_body(const struct admin_request *r, size_t *len)
+{
+	*len = r->body->len;
+	return r->body->str;
+}
+
+static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct admin_request *req = *con_cls;
+
+	(void)cls, (void)c, (void)toe;
+	if (!req)
+		return;
+	g_free(req->method);
+	g_free(req->path);
+	g_string_free(req->body, TRUE);
+	g_free(req->answer);
+	g_free(req);
+	*con_cls = NULL;
+}
+
 static const struct {
 	const char *path;
 	enum MHD_Result (*fn)(struct admin *a, struct MHD_Connection *c);
 } routes[] = {
 	{ "/health", on_health },
 	{ "/ready", on_ready },
-	{ "/metrics", on_metrics },
+	{ "/metrics", on_metrics_guarded },
 };
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -138,8 +287,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	g_autoptr(GString) s = g_string_new(NULL);
 
 	(void)version;
-	(void)upload_data;
-	(void)con_cls;
+	if (g_str_has_prefix(url, "/api/")) {
+		struct admin_request *req = *con_cls;
+		if (!req) { /* the first call: headers only */
+			req = g_new0(struct admin_request, 1);
+			req->a = a;
+			req->conn = c;
+			req->link.data = req;
+			req->method = g_strdup(method);
+			req->path = g_strdup(url);
+			req->body = g_string_new(NULL);
+			*con_cls = req;
+			return MHD_YES;
+		}
+		if (*upload_data_size) {
+			if (req->body->len + *upload_data_size > API_BODY_MAX)
+				req->too_large = true;
+			else
+				g_string_append_len(req->body, upload_data, (gssize)*upload_data_size);
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+		return api(a, req);
+	}
 	for (size_t i = 0; i < G_N_ELEMENTS(routes); i++) {
 		if (strcmp(url, routes[i].path) != 0)
 			continue;
@@ -177,12 +347,17 @@ int admin_start(const struct admin_options *o, struct admin **out)
 	a->o = *o;
 	/* epoll, never select(): select fails past descriptor 1024, and the
 	 * WebSocket side holds tens of thousands. */
-	a->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-				  on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	pthread_mutex_init(&a->lock, NULL);
+	g_queue_init(&a->suspended);
+	a->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+					  MHD_ALLOW_SUSPEND_RESUME,
+				  0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				  MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
 				  MHD_OPTION_LISTEN_SOCKET, o->listen_fd,
 				  MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
 				  MHD_OPTION_CONNECTION_TIMEOUT, o->connection_timeout, MHD_OPTION_END);
 	if (!a->mhd) {
+		pthread_mutex_destroy(&a->lock);
 		g_free(a);
 		return -EIO;
 	}
@@ -190,10 +365,32 @@ int admin_start(const struct admin_options *o, struct admin **out)
 	return 0;
 }
 
+static void set_token(const char *token, bool *has, uint8_t hash[SECRET_HASH_LEN])
+{
+	*has = token && *token && secret_hash(token, hash) == 0;
+	if (!*has)
+		memset(hash, 0, SECRET_HASH_LEN);
+}
+
+void admin_set_tokens(struct admin *a, const char *api_token, const char *metrics_token)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	set_token(api_token, &a->has_api_token, a->api_token);
+	set_token(metrics_token, &a->has_metrics_token, a->metrics_token);
+	pthread_mutex_unlock(&a->lock);
+}
+
 void admin_stop(struct admin *a)
 {
 	if (!a)
 		return;
+	/* The loop has ended: nothing will answer what still waits for it. */
+	while (!g_queue_is_empty(&a->suspended))
+		admin_request_answer(g_queue_peek_head(&a->suspended), MHD_HTTP_SERVICE_UNAVAILABLE,
+				     g_strdup("{\"error\":\"shutting down\"}"));
 	MHD_stop_daemon(a->mhd); /* closes the listening socket too */
+	pthread_mutex_destroy(&a->lock);
 	g_free(a);
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 struct admin;
+struct admin_request;
 
 /* A readiness condition beyond "serving": true when fine, else false with
  * a short reason.  Called on the admin thread: it must only read atomics. */
@@ -23,7 +24,11 @@ struct admin_options {
 	struct loopcall *loopcall;
 	/* Run on the loop: the registered peers by role. */
 	void (*roles)(void *data, struct metrics_roles *out);
-	void *data;
+	void *roles_data;
+	/* Run on the loop: an authorized /api/ request, answered through
+	 * admin_request_answer (now or later). */
+	void (*api)(void *data, struct admin_request *req);
+	void *api_data;
 	/* backends /ready waits for (room store, Redis) */
 	struct {
 		admin_ready_fn fn;
@@ -32,5 +37,15 @@ struct admin_options {
 };
 
 int admin_start(const struct admin_options *o, struct admin **out);
+/* The bearer tokens for /api/ and /metrics (NULL: /api/ disabled, /metrics
+ * open).  From the loop, at start and on reload. */
+void admin_set_tokens(struct admin *a, const char *api_token, const char *metrics_token);
+
+const char *admin_request_method(const struct admin_request *r);
+/* The path after "/api/", e.g. "rooms/3f2a". */
+const char *admin_request_path(const struct admin_request *r);
+const char *admin_request_body(const struct admin_request *r, size_t *len);
+/* On the loop: STATUS and a JSON body (taken); the request completes. */
+void admin_request_answer(struct admin_request *r, unsigned status, char *json);
 /* Joins the admin thread and closes its socket. */
 void admin_stop(struct admin *a);

@@ -2,10 +2,12 @@
  * parsing, validation and "unknown key" errors come from one place. */
 #include "config.h"
 
+#include "jwt.h"
 #include "log.h"
 
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +30,7 @@ struct key_spec {
 static const struct key_spec keys[] = {
 	KR("server", "listen", KEY_LISTEN, listen, 0, 0),
 	K("server", "allow_anonymous", KEY_BOOL, allow_anonymous, 0, 0),
+	K("server", "trusted_proxies", KEY_STRLIST, trusted_proxies, 0, 0),
 	K("server", "app_ping_interval", KEY_UINT, app_ping_interval, 1, 3600),
 	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, 1, 3600),
 	K("server", "ws_ping_timeout", KEY_UINT, ws_ping_timeout, 1, 3600),
@@ -36,12 +39,23 @@ static const struct key_spec keys[] = {
 	KR("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
+	K("admin", "token", KEY_STRING, admin_token, 0, 0),
+	K("admin", "token_file", KEY_STRING, admin_token_file, 0, 0),
+	K("admin", "metrics_token", KEY_STRING, metrics_token, 0, 0),
+	KR("rooms", "store", KEY_STRING, rooms_store, 0, 0),
+	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, 0, 10u * 365 * 86400),
+	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, 0, 10u * 365 * 86400),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
 	K("limits", "max_sessions", KEY_UINT, max_sessions, 1, 10000000),
 	K("limits", "max_peers_per_room", KEY_UINT, max_peers_per_room, 1, 10000000),
 	K("limits", "max_json_depth", KEY_UINT, max_json_depth, 2, 1000),
+	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 1, 1000000),
+	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
+	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
+	K("limits", "registrations_per_address_per_minute", KEY_UINT,
+	  registrations_per_address_per_minute, 1, 1000000),
 	K("turn", "stun_uris", KEY_STRLIST, stun_uris, 0, 0),
 	K("turn", "turn_uris", KEY_STRLIST, turn_uris, 0, 0),
 	K("turn", "secret", KEY_STRING, turn_secret, 0, 0),
@@ -50,7 +64,48 @@ static const struct key_spec keys[] = {
 	K("log", "level", KEY_LOGLEVEL, log_level, 0, 0),
 };
 
-#define FIELD(cfg, spec, type) ((type *)((char *)(cfg) + (spec)->offset))
+#define FIELD(base, spec, type) ((type *)((char *)(base) + (spec)->offset))
+
+/* The keys of an [issuer NAME] group, into struct config_issuer. */
+#define I(n, t, field, lo, hi) { "issuer", n, t, offsetof(struct config_issuer, field), lo, hi, false }
+static const struct key_spec issuer_keys[] = {
+	I("issuer", KEY_STRING, issuer, 0, 0),
+	I("audience", KEY_STRING, audience, 0, 0),
+	I("jwks_url", KEY_STRING, jwks_url, 0, 0),
+	I("jwks_file", KEY_STRING, jwks_file, 0, 0),
+	I("jwks_ca_file", KEY_STRING, jwks_ca_file, 0, 0),
+	I("jwks_refresh", KEY_UINT, jwks_refresh, 60, 7 * 86400),
+	I("token_use", KEY_STRING, token_use, 0, 0),
+	I("algorithms", KEY_STRING, algorithms, 0, 0),
+	I("cognito_region", KEY_STRING, cognito_region, 0, 0),
+	I("cognito_user_pool_id", KEY_STRING, cognito_user_pool_id, 0, 0),
+	I("cognito_app_client_id", KEY_STRING, cognito_app_client_id, 0, 0),
+};
+#define ISSUER_GROUP "issuer "
+
+static void issuer_free(gpointer p)
+{
+	struct config_issuer *is = p;
+	g_free(is->name);
+	g_free(is->issuer);
+	g_free(is->audience);
+	g_free(is->jwks_url);
+	g_free(is->jwks_file);
+	g_free(is->jwks_ca_file);
+	g_free(is->token_use);
+	g_free(is->algorithms);
+	g_free(is->cognito_region);
+	g_free(is->cognito_user_pool_id);
+	g_free(is->cognito_app_client_id);
+	g_free(is);
+}
+
+static void free_secret(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	g_free(s);
+}
 
 struct config *config_new_defaults(void)
 {
@@ -75,6 +130,14 @@ struct config *config_new_defaults(void)
 	cfg->max_sessions = 100000;
 	cfg->max_peers_per_room = 1000;
 	cfg->max_json_depth = 32;
+	cfg->messages_per_second = 50;
+	cfg->messages_burst = 200;
+	cfg->connections_per_address = 100;
+	cfg->registrations_per_address_per_minute = 60;
+	cfg->rooms_store = g_strdup("sqlite");
+	cfg->rooms_default_ttl = 7200;
+	cfg->rooms_max_ttl = 2592000;
+	cfg->issuers = g_ptr_array_new_with_free_func(issuer_free);
 	cfg->turn_credential_ttl = 86400;
 	cfg->log_level = LOG_INFO;
 	return cfg;
@@ -85,13 +148,19 @@ void config_free(struct config *cfg)
 	if (!cfg)
 		return;
 	g_free(cfg->path);
+	g_free(cfg->state_dir);
 	if (cfg->listen)
 		g_array_unref(cfg->listen);
+	g_strfreev(cfg->trusted_proxies);
+	free_secret(cfg->admin_token);
+	g_free(cfg->admin_token_file);
+	free_secret(cfg->metrics_token);
+	g_free(cfg->rooms_store);
+	if (cfg->issuers)
+		g_ptr_array_unref(cfg->issuers);
 	g_strfreev(cfg->stun_uris);
 	g_strfreev(cfg->turn_uris);
-	if (cfg->turn_secret)
-		explicit_bzero(cfg->turn_secret, strlen(cfg->turn_secret));
-	g_free(cfg->turn_secret);
+	free_secret(cfg->turn_secret);
 	g_free(cfg->turn_secret_file);
 	g_free(cfg);
 }
@@ -170,6 +239,14 @@ static char **parse_strlist(const char *value)
 	return (char **)g_ptr_array_free(list, FALSE);
 }
 
+static const struct key_spec *find_issuer_key(const char *name)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(issuer_keys); i++)
+		if (strcmp(issuer_keys[i].name, name) == 0)
+			return &issuer_keys[i];
+	return NULL;
+}
+
 static const struct key_spec *find_key(const char *group, const char *name)
 {
 	for (size_t i = 0; i < G_N_ELEMENTS(keys); i++)
@@ -179,7 +256,9 @@ static const struct key_spec *find_key(const char *group, const char *name)
 }
 
 /* Sets one key from its text form; on failure ERR names the key. */
-static int set_key(struct config *cfg, const struct key_spec *k, const char *value,
+/* BASE is the struct the key's offset is in: struct config, or struct
+ * config_issuer for an [issuer NAME] group. */
+static int set_key(void *cfg, const struct key_spec *k, const char *group, const char *value,
 		   const char *where, GError **err)
 {
 	char *end = NULL;
@@ -203,7 +282,7 @@ static int set_key(struct config *cfg, const struct key_spec *k, const char *val
 		if (errno || u < k->min || u > k->max) {
 			g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
 				    "%s: [%s] %s: %s is out of range (%" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ")",
-				    where, k->group, k->name, value, (guint64)k->min, (guint64)k->max);
+				    where, group, k->name, value, (guint64)k->min, (guint64)k->max);
 			return -ERANGE;
 		}
 		if (k->type == KEY_UINT)
@@ -225,7 +304,7 @@ static int set_key(struct config *cfg, const struct key_spec *k, const char *val
 			g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
 				    "%s: [%s] %s: \"%s\" is not a list of numeric ADDRESS:PORT "
 				    "(IPv6 as [ADDRESS]:PORT, several separated by ';')",
-				    where, k->group, k->name, value);
+				    where, group, k->name, value);
 			return -EINVAL;
 		}
 		g_array_unref(*FIELD(cfg, k, GArray *));
@@ -242,21 +321,21 @@ static int set_key(struct config *cfg, const struct key_spec *k, const char *val
 			return 0;
 		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
 			    "%s: [%s] %s: \"%s\" is not a numeric ADDRESS:PORT (IPv6 as [ADDRESS]:PORT), "
-			    "or empty for none", where, k->group, k->name, value);
+			    "or empty for none", where, group, k->name, value);
 		return -EINVAL;
 	}
 	case KEY_LOGLEVEL:
 		if (log_level_parse(value, FIELD(cfg, k, int)) < 0) {
 			g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
 				    "%s: [%s] %s: \"%s\" is not one of debug, info, notice, warning, err",
-				    where, k->group, k->name, value);
+				    where, group, k->name, value);
 			return -EINVAL;
 		}
 		return 0;
 	}
 invalid:
 	g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-		    "%s: [%s] %s: \"%s\" is not a valid %s", where, k->group, k->name, value,
+		    "%s: [%s] %s: \"%s\" is not a valid %s", where, group, k->name, value,
 		    k->type == KEY_BOOL ? "boolean (true or false)" : "non-negative integer");
 	return -EINVAL;
 }
@@ -274,8 +353,16 @@ static int load_file(struct config *cfg, const char *path, GError **err)
 	g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
 	for (char **g = groups; *g; g++) {
 		g_auto(GStrv) names = g_key_file_get_keys(kf, *g, NULL, NULL);
+		void *base = cfg;
+		if (g_str_has_prefix(*g, ISSUER_GROUP)) {
+			struct config_issuer *is = g_new0(struct config_issuer, 1);
+			is->name = g_strstrip(g_strdup(*g + strlen(ISSUER_GROUP)));
+			is->jwks_refresh = 3600;
+			g_ptr_array_add(cfg->issuers, is);
+			base = is;
+		}
 		for (char **n = names; n && *n; n++) {
-			const struct key_spec *k = find_key(*g, *n);
+			const struct key_spec *k = base == cfg ? find_key(*g, *n) : find_issuer_key(*n);
 			if (!k) {
 				g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
 					    "%s: [%s] %s: unknown key", path, *g, *n);
@@ -285,7 +372,7 @@ static int load_file(struct config *cfg, const char *path, GError **err)
 			 * lists of URIs, and comments were already stripped. */
 			g_autofree char *raw = g_key_file_get_value(kf, *g, *n, NULL);
 			g_strstrip(raw);
-			int r = set_key(cfg, k, raw, path, err);
+			int r = set_key(base, k, *g, raw, path, err);
 			if (r < 0)
 				return r;
 		}
@@ -293,53 +380,141 @@ static int load_file(struct config *cfg, const char *path, GError **err)
 	return 0;
 }
 
-static int validate(const struct config *cfg, const char *where, GError **err)
+static int invalid(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static int invalid(GError **err, const char *fmt, ...)
 {
-	if (cfg->ws_ping_timeout <= cfg->ws_ping_interval) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "%s: [server] ws_ping_timeout (%u) must be greater than ws_ping_interval (%u)",
-			    where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
-		return -EINVAL;
+	va_list ap;
+	va_start(ap, fmt);
+	g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error_literal(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, msg);
+	return -EINVAL;
+}
+
+/* Fills in a Cognito shorthand and checks what an issuer needs. */
+static int validate_issuer(struct config_issuer *is, const char *where, GError **err)
+{
+	const char *why = NULL;
+	unsigned algs;
+
+	if (is->cognito_region || is->cognito_user_pool_id || is->cognito_app_client_id) {
+		struct jwt_issuer_spec spec = { 0 };
+		if (jwt_issuer_cognito(is->cognito_region, is->cognito_user_pool_id,
+				       is->cognito_app_client_id, &spec, &why) < 0)
+			return invalid(err, "%s: [issuer %s] cognito_*: %s", where, is->name, why);
+#define FILL(f) if (!is->f) is->f = g_steal_pointer(&spec.f)
+		FILL(issuer);
+		FILL(audience);
+		FILL(token_use);
+		if (!is->jwks_file)
+			FILL(jwks_url);
+#undef FILL
+		jwt_issuer_spec_clear(&spec);
 	}
-	if (cfg->max_queued_bytes < cfg->max_message_bytes) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
-		return -EINVAL;
-	}
-	if (cfg->turn_uris && cfg->turn_uris[0] && !cfg->turn_secret && !cfg->turn_secret_file) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
-			    where);
-		return -EINVAL;
-	}
-	if (cfg->turn_secret && cfg->turn_secret_file) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "%s: [turn] secret and secret_file are mutually exclusive", where);
-		return -EINVAL;
+	if (!*is->name)
+		return invalid(err, "%s: [issuer ] needs a name: [issuer NAME]", where);
+	if (!is->issuer || !is->audience)
+		return invalid(err, "%s: [issuer %s] needs issuer and audience (or the cognito_* keys)",
+			       where, is->name);
+	if (!is->jwks_url == !is->jwks_file)
+		return invalid(err, "%s: [issuer %s] needs exactly one of jwks_url and jwks_file", where,
+			       is->name);
+	if (is->jwks_url && !g_str_has_prefix(is->jwks_url, "https://") &&
+	    !g_str_has_prefix(is->jwks_url, "http://127.") && !g_str_has_prefix(is->jwks_url, "http://[::1]"))
+		return invalid(err, "%s: [issuer %s] jwks_url must be https:// (http:// only on loopback)",
+			       where, is->name);
+	if (is->algorithms && (jwt_algorithms_parse(is->algorithms, &algs) < 0 || !algs))
+		return invalid(err, "%s: [issuer %s] algorithms: \"%s\" is not a list of RS256, ES256",
+			       where, is->name, is->algorithms);
+	return 0;
+}
+
+static int validate(struct config *cfg, const char *where, GError **err)
+{
+	int r;
+
+	if (cfg->ws_ping_timeout <= cfg->ws_ping_interval)
+		return invalid(err, "%s: [server] ws_ping_timeout (%u) must be greater than ws_ping_interval (%u)",
+			       where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
+	if (cfg->max_queued_bytes < cfg->max_message_bytes)
+		return invalid(err, "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
+	if (cfg->turn_uris && cfg->turn_uris[0] && !cfg->turn_secret && !cfg->turn_secret_file)
+		return invalid(err, "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
+			       where);
+	if (cfg->turn_secret && cfg->turn_secret_file)
+		return invalid(err, "%s: [turn] secret and secret_file are mutually exclusive", where);
+	if (cfg->admin_token && cfg->admin_token_file)
+		return invalid(err, "%s: [admin] token and token_file are mutually exclusive", where);
+	if (strcmp(cfg->rooms_store, "sqlite") != 0)
+		return invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite)", where,
+			       cfg->rooms_store);
+	if (cfg->rooms_max_ttl && (!cfg->rooms_default_ttl || cfg->rooms_default_ttl > cfg->rooms_max_ttl))
+		return invalid(err, "%s: [rooms] default_ttl (%u) must be between 1 and max_ttl (%u); "
+				    "0 (no expiry) needs max_ttl = 0",
+			       where, cfg->rooms_default_ttl, cfg->rooms_max_ttl);
+	for (guint i = 0; i < cfg->issuers->len; i++) {
+		struct config_issuer *is = g_ptr_array_index(cfg->issuers, i);
+		if ((r = validate_issuer(is, where, err)) < 0)
+			return r;
+		for (guint j = 0; j < i; j++) {
+			const struct config_issuer *o = g_ptr_array_index(cfg->issuers, j);
+			if (strcmp(o->issuer, is->issuer) == 0)
+				return invalid(err, "%s: [issuer %s] and [issuer %s] name the same issuer %s",
+					       where, o->name, is->name, is->issuer);
+		}
 	}
 	return 0;
 }
 
-static int load_secret_file(struct config *cfg, GError **err)
+int config_read_secret(const char *path, char **out, GError **err)
 {
+	const char *creds = g_getenv("CREDENTIALS_DIRECTORY");
+	g_autofree char *full = g_path_is_absolute(path) || !creds ? g_strdup(path)
+								    : g_build_filename(creds, path, NULL);
 	g_autofree char *contents = NULL;
 	g_autoptr(GError) local = NULL;
 
-	if (!cfg->turn_secret_file)
-		return 0;
-	if (!g_file_get_contents(cfg->turn_secret_file, &contents, NULL, &local)) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "[turn] secret_file: %s", local->message);
+	if (!g_file_get_contents(full, &contents, NULL, &local)) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT, "%s", local->message);
 		return -ENOENT;
 	}
 	g_strstrip(contents);
 	if (!*contents) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "[turn] secret_file: %s is empty", cfg->turn_secret_file);
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s is empty", full);
 		return -EINVAL;
 	}
-	cfg->turn_secret = g_steal_pointer(&contents);
+	*out = g_steal_pointer(&contents);
 	return 0;
+}
+
+/* Secrets named by *_file keys are read now, so a missing one is a
+ * configuration error, caught by --check-config. */
+static int load_secrets(struct config *cfg, GError **err)
+{
+	struct {
+		const char *what, *file;
+		char **value;
+	} files[] = {
+		{ "[turn] secret_file", cfg->turn_secret_file, &cfg->turn_secret },
+		{ "[admin] token_file", cfg->admin_token_file, &cfg->admin_token },
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
+		g_autoptr(GError) local = NULL;
+		if (!files[i].file)
+			continue;
+		int r = config_read_secret(files[i].file, files[i].value, &local);
+		if (r < 0)
+			return invalid(err, "%s: %s", files[i].what, local->message);
+	}
+	return 0;
+}
+
+static char *default_state_dir(void)
+{
+	const char *sd = g_getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */
+	if (sd && *sd)
+		return g_strndup(sd, strcspn(sd, ":"));
+	return g_strdup(LOCALSTATEDIR "/lib/rtcsignald");
 }
 
 int config_load(const char *path, const struct config_overrides *ov, struct config **out,
@@ -358,16 +533,17 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
 	}
 
 	if (ov && ov->listen &&
-	    (r = set_key(cfg, find_key("server", "listen"), ov->listen, "--listen", err)) < 0)
+	    (r = set_key(cfg, find_key("server", "listen"), "server", ov->listen, "--listen", err)) < 0)
 		goto fail;
 	if (ov && ov->admin_listen &&
-	    (r = set_key(cfg, find_key("admin", "listen"), ov->admin_listen, "--admin-listen", err)) < 0)
+	    (r = set_key(cfg, find_key("admin", "listen"), "admin", ov->admin_listen, "--admin-listen", err)) < 0)
 		goto fail;
 	if (ov && ov->log_level &&
-	    (r = set_key(cfg, find_key("log", "level"), ov->log_level, "--log-level", err)) < 0)
+	    (r = set_key(cfg, find_key("log", "level"), "log", ov->log_level, "--log-level", err)) < 0)
 		goto fail;
+	cfg->state_dir = ov && ov->state_dir ? g_strdup(ov->state_dir) : default_state_dir();
 	if ((r = validate(cfg, cfg->path ? cfg->path : "built-in defaults", err)) < 0 ||
-	    (r = load_secret_file(cfg, err)) < 0)
+	    (r = load_secrets(cfg, err)) < 0)
 		goto fail;
 	*out = cfg;
 	return 0;

@@ -16,12 +16,30 @@ struct listen_addr {
 	char text[64]; /* as the operator wrote it, normalised */
 };
 
+/* One [issuer NAME] group: a JWT issuer whose tokens are accepted. */
+struct config_issuer {
+	char *name;
+	char *issuer;
+	char *audience;
+	char *jwks_url;
+	char *jwks_file;
+	char *jwks_ca_file; /* CA bundle for jwks_url; NULL: the system's */
+	unsigned jwks_refresh;
+	char *token_use;
+	char *algorithms; /* "RS256;ES256" */
+	char *cognito_region;
+	char *cognito_user_pool_id;
+	char *cognito_app_client_id;
+};
+
 struct config {
 	char *path; /* the file read, or NULL for built-in defaults */
+	char *state_dir;
 
 	/* [server] */
 	GArray *listen; /* of struct listen_addr */
 	bool allow_anonymous;
+	char **trusted_proxies; /* CIDRs */
 	unsigned app_ping_interval;
 	unsigned ws_ping_interval;
 	unsigned ws_ping_timeout;
@@ -32,6 +50,17 @@ struct config {
 	unsigned admin_max_connections;
 	unsigned admin_connection_timeout;
 	unsigned metrics_top_roles;
+	char *admin_token;
+	char *admin_token_file;
+	char *metrics_token;
+
+	/* [rooms] */
+	char *rooms_store; /* "sqlite" */
+	unsigned rooms_default_ttl;
+	unsigned rooms_max_ttl;
+
+	/* [issuer NAME] */
+	GPtrArray *issuers; /* of struct config_issuer */
 
 	/* [limits] */
 	uint64_t max_message_bytes;
@@ -40,6 +69,10 @@ struct config {
 	unsigned max_sessions;
 	unsigned max_peers_per_room;
 	unsigned max_json_depth;
+	unsigned messages_per_second;
+	unsigned messages_burst;
+	unsigned connections_per_address;
+	unsigned registrations_per_address_per_minute;
 
 	/* [turn] */
 	char **stun_uris;
@@ -56,6 +89,7 @@ struct config {
 struct config_overrides {
 	const char *listen;
 	const char *admin_listen;
+	const char *state_dir;
 	const char *log_level;
 };
 
@@ -74,6 +108,11 @@ void config_free(struct config *cfg);
 void config_carry_over(struct config *next, struct config *running,
 		       void (*changed)(const char *group, const char *key, bool applied, void *data),
 		       void *data);
+
+/* A secret from a file: a relative PATH resolves in $CREDENTIALS_DIRECTORY
+ * (systemd's LoadCredential=) when set; surrounding whitespace is
+ * stripped; an empty file is an error. */
+int config_read_secret(const char *path, char **out, GError **err);
 
 /* Parses "ADDR:PORT", "[V6ADDR]:PORT"; numeric only. */
 int config_parse_listen(const char *text, struct listen_addr *out);

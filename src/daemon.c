@@ -1,11 +1,15 @@
 #include "daemon.h"
 
 #include "admin.h"
+#include "adminapi.h"
+#include "auth.h"
 #include "listener.h"
 #include "log.h"
 #include "loopcall.h"
 #include "metrics.h"
 #include "registry.h"
+#include "rooms.h"
+#include "store.h"
 #include "systemd.h"
 #include "ws.h"
 
@@ -24,9 +28,13 @@ struct daemon {
 	const char *reload_path;
 	struct config_overrides ov;
 	struct registry *reg;
+	struct store *store;
+	struct rooms *rooms;
+	struct auth *auth;
 	struct ws_server *ws;
 	struct loopcall *loopcall;
 	struct admin *admin;
+	struct adminapi api;
 	GPtrArray *listeners;
 	struct systemd_fds activated;
 	uv_signal_t sig_term, sig_int, sig_hup;
@@ -106,6 +114,14 @@ static void roles_on_loop(void *data, struct metrics_roles *out)
 	registry_role_counts(d->reg, d->cfg->metrics_top_roles, out);
 }
 
+static bool store_ready(void *data, const char **reason)
+{
+	if (store_ping(data) == 0)
+		return true;
+	*reason = "room store unavailable";
+	return false;
+}
+
 static int start_admin(struct daemon *d)
 {
 	int fd = d->activated.admin;
@@ -126,14 +142,21 @@ static int start_admin(struct daemon *d)
 		.connection_timeout = d->cfg->admin_connection_timeout,
 		.loopcall = d->loopcall,
 		.roles = roles_on_loop,
-		.data = d,
+		.roles_data = d,
+		.api = adminapi_handle,
+		.api_data = &d->api,
+		.ready = { { store_ready, d->store } },
 	};
+	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
+				    .reg = d->reg, .router = ws_server_router(d->ws) };
 	int r = admin_start(&o, &d->admin);
 	if (r < 0) {
 		log_err("cannot start the admin port");
 		close(fd);
+		return r;
 	}
-	return r;
+	admin_set_tokens(d->admin, d->cfg->admin_token, d->cfg->metrics_token);
+	return 0;
 }
 
 /* "1204 peers in 37 rooms, 812 msg/s" */
@@ -148,12 +171,29 @@ static char *status_line(struct daemon *d)
 			       " msg/s", (gint64)metrics_get(peers), (gint64)metrics_get(rooms), rate);
 }
 
+/* Peers of expired rooms get room_closed and are disconnected. */
+static void expire_rooms(struct daemon *d)
+{
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC, next = rooms_next_expiry(d->rooms);
+
+	if (!next || next > now)
+		return;
+	g_autoptr(GPtrArray) expired = rooms_take_expired(d->rooms, now);
+	for (guint i = 0; i < expired->len; i++) {
+		const char *id = g_ptr_array_index(expired, i);
+		unsigned n = router_close_room(ws_server_router(d->ws), id, "expired");
+		struct log_fields f = { .room = id };
+		log_event(LOG_INFO, LOG_EVENT_NONE, &f, "room expired, %u peers closed", n);
+	}
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 	g_autofree char *status = status_line(d);
 
 	metrics_heartbeat();
+	expire_rooms(d);
 	if (!d->stopping && g_strcmp0(status, d->status) != 0) {
 		systemd_notify_status(status);
 		g_free(d->status);
@@ -180,6 +220,9 @@ static void finish(void *data)
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	loopcall_close(d->loopcall);
+	if (store_close(d->store, STORE_CLOSE_TIMEOUT_MS) < 0)
+		log_err("room store: gave up on writes still pending at shutdown");
+	d->store = NULL; /* released by the loop */
 	ws_server_stop(d->ws);
 }
 
@@ -222,17 +265,20 @@ static void log_change(const char *group, const char *key, bool applied, void *d
 static void reload(struct daemon *d)
 {
 	g_autoptr(GError) err = NULL;
-	struct config *cfg;
+	struct config *cfg = NULL;
 	unsigned restart = 0;
 
 	systemd_notify_reloading();
-	if (config_load(d->reload_path, &d->ov, &cfg, &err) < 0) {
+	if (config_load(d->reload_path, &d->ov, &cfg, &err) < 0 ||
+	    auth_configure(d->auth, cfg, &err) < 0) {
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);
+		config_free(cfg);
 	} else {
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
 		ws_server_set_config(d->ws, cfg);
+		admin_set_tokens(d->admin, cfg->admin_token, cfg->metrics_token);
 		config_free(d->cfg);
 		d->cfg = cfg;
 		log_event(LOG_NOTICE, LOG_EVENT_RELOADED, NULL, "configuration reloaded%s",
@@ -258,6 +304,36 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 	uv_signal_start(h, on_signal, signum);
 }
 
+/* Persistent rooms: the store opened and read before anything serves. */
+static int open_rooms(struct daemon *d)
+{
+	g_autoptr(GError) err = NULL;
+	g_autoptr(GPtrArray) rooms = NULL, keys = NULL;
+	int r;
+
+	if ((r = store_open(&d->loop, d->cfg->rooms_store, d->cfg->state_dir, &d->store, &err)) < 0 ||
+	    (r = store_load(d->store, &rooms, &keys, &err)) < 0) {
+		log_err("room store: %s", err->message);
+		return r;
+	}
+	d->rooms = rooms_new(d->store);
+	log_info("room store %s: %u rooms, %u API keys", d->cfg->state_dir, rooms->len, keys->len);
+	rooms_load(d->rooms, rooms, keys);
+	return 0;
+}
+
+static void warn_if_open(struct daemon *d)
+{
+	if (auth_n_issuers(d->auth) || rooms_active_keys(d->rooms, g_get_real_time() / G_USEC_PER_SEC))
+		return;
+	if (d->cfg->allow_anonymous)
+		log_warning("authentication is off and allow_anonymous is true: anyone who can reach the "
+			    "port can join any room");
+	else
+		log_warning("authentication is off: only loopback clients are served "
+			    "(configure an [issuer] or API keys, or set allow_anonymous)");
+}
+
 int daemon_new(struct config *cfg, const char *reload_path, const struct config_overrides *ov,
 	       struct daemon **out)
 {
@@ -279,9 +355,17 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 		goto fail;
 
 	d->reg = registry_new();
-	if ((r = loopcall_new(&d->loop, &d->loopcall)) < 0)
+	if ((r = loopcall_new(&d->loop, &d->loopcall)) < 0 || (r = open_rooms(d)) < 0)
 		goto fail;
-	r = ws_server_new(&d->loop, cfg, d->reg, &d->ws);
+	d->auth = auth_new();
+	g_autoptr(GError) err = NULL;
+	if ((r = auth_configure(d->auth, cfg, &err)) < 0) {
+		log_err("%s", err->message);
+		goto fail;
+	}
+	warn_if_open(d);
+	const struct router_env env = { .rooms = d->rooms, .auth = d->auth };
+	r = ws_server_new(&d->loop, cfg, d->reg, &env, &d->ws);
 	if (r < 0) {
 		log_err("cannot create the WebSocket server");
 		goto fail;
@@ -306,6 +390,8 @@ fail:
 	close_listeners(d);
 	if (d->loopcall)
 		loopcall_close(d->loopcall);
+	if (d->store)
+		store_close(d->store, STORE_CLOSE_TIMEOUT_MS);
 	if (d->ws)
 		ws_server_stop(d->ws);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -332,6 +418,8 @@ void daemon_free(struct daemon *d)
 	admin_stop(d->admin);
 	ws_server_free(d->ws);
 	loopcall_free(d->loopcall);
+	rooms_free(d->rooms);
+	auth_free(d->auth);
 	registry_free(d->reg);
 	uv_loop_close(&d->loop);
 	g_ptr_array_unref(d->listeners);

@@ -21,6 +21,7 @@ struct request {
 	loopcall_fn fn;
 	void *data;
 	bool started, done;
+	bool posted; /* on the heap, nobody waits: freed once run */
 };
 
 static void on_async(uv_async_t *h)
@@ -31,11 +32,15 @@ static void on_async(uv_async_t *h)
 	pthread_mutex_lock(&lc->lock);
 	while ((l = g_queue_pop_head_link(&lc->pending))) {
 		struct request *r = l->data;
+		bool posted = r->posted;
 		r->started = true;
 		pthread_mutex_unlock(&lc->lock);
 		r->fn(r->data);
+		if (posted)
+			g_free(r);
 		pthread_mutex_lock(&lc->lock);
-		r->done = true;
+		if (!posted)
+			r->done = true;
 	}
 	pthread_cond_broadcast(&lc->cond);
 	pthread_mutex_unlock(&lc->lock);
@@ -104,10 +109,43 @@ int loopcall_run(struct loopcall *lc, loopcall_fn fn, void *data, int timeout_ms
 	return rc;
 }
 
+int loopcall_post(struct loopcall *lc, loopcall_fn fn, void *data)
+{
+	struct request *r = g_new0(struct request, 1);
+
+	r->fn = fn;
+	r->data = data;
+	r->posted = true;
+	r->link.data = r;
+	pthread_mutex_lock(&lc->lock);
+	if (lc->closing) {
+		pthread_mutex_unlock(&lc->lock);
+		g_free(r);
+		return -ESHUTDOWN;
+	}
+	g_queue_push_tail_link(&lc->pending, &r->link);
+	pthread_mutex_unlock(&lc->lock);
+	uv_async_send(&lc->async);
+	return 0;
+}
+
 void loopcall_close(struct loopcall *lc)
 {
+	GList *l;
+
 	pthread_mutex_lock(&lc->lock);
 	lc->closing = true;
+	/* Posted requests nobody will run: drop them.  Their owners learn of
+	 * it through their own shutdown. */
+	for (l = lc->pending.head; l;) {
+		GList *next = l->next;
+		struct request *r = l->data;
+		if (r->posted) {
+			g_queue_unlink(&lc->pending, l);
+			g_free(r);
+		}
+		l = next;
+	}
 	pthread_cond_broadcast(&lc->cond);
 	pthread_mutex_unlock(&lc->lock);
 	uv_close((uv_handle_t *)&lc->async, NULL);

@@ -14,6 +14,9 @@ int loopcall_new(uv_loop_t *loop, struct loopcall **out);
  * the loop did not start it within TIMEOUT_MS (it then never runs);
  * -ESHUTDOWN once the loop is closing. */
 int loopcall_run(struct loopcall *lc, loopcall_fn fn, void *data, int timeout_ms);
+/* Runs FN(DATA) on the loop later, without waiting: 0, or -ESHUTDOWN once
+ * the loop is closing (FN then never runs). */
+int loopcall_post(struct loopcall *lc, loopcall_fn fn, void *data);
 /* On the loop, before it ends: waiting callers get -ESHUTDOWN. */
 void loopcall_close(struct loopcall *lc);
 /* After the loop has ended and no other thread can call in. */

@@ -1,4 +1,5 @@
 /* rtcsignald: WebRTC signaling and peer-discovery daemon. */
+#include "auth.h"
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
@@ -13,6 +14,7 @@
 int main(int argc, char *argv[])
 {
 	g_autofree char *config_path = NULL, *listen = NULL, *admin_listen = NULL, *log_level = NULL;
+	g_autofree char *state_dir = NULL;
 	gboolean check_config = FALSE, version = FALSE;
 	g_autoptr(GError) err = NULL;
 	struct config *cfg;
@@ -24,6 +26,9 @@ int main(int argc, char *argv[])
 		  "WebSocket address(es), ADDR:PORT[;ADDR:PORT...]", "ADDR:PORT" },
 		{ "admin-listen", 0, 0, G_OPTION_ARG_STRING, &admin_listen,
 		  "Admin port address (health, metrics), ADDR:PORT; empty for none", "ADDR:PORT" },
+		{ "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
+		  "Directory for persistent rooms (default " LOCALSTATEDIR "/lib/rtcsignald or $STATE_DIRECTORY)",
+		  "DIR" },
 		{ "log-level", 0, 0, G_OPTION_ARG_STRING, &log_level,
 		  "debug, info, notice, warning or err", "LEVEL" },
 		{ "check-config", 't', 0, G_OPTION_ARG_NONE, &check_config,
@@ -41,7 +46,7 @@ int main(int argc, char *argv[])
 		return EXIT_USAGE;
 	}
 	const struct config_overrides ov = { .listen = listen, .admin_listen = admin_listen,
-					     .log_level = log_level };
+					     .state_dir = state_dir, .log_level = log_level };
 	if (version) {
 		printf("rtcsignald %s\n", PACKAGE_VERSION);
 		return EXIT_SUCCESS;
@@ -51,6 +56,15 @@ int main(int argc, char *argv[])
 		return EXIT_CONFIG;
 	}
 	if (check_config) {
+		/* The key sets named by jwks_file are part of the configuration. */
+		struct auth *auth = auth_new();
+		int r = auth_configure(auth, cfg, &err);
+		auth_free(auth);
+		if (r < 0) {
+			fprintf(stderr, "rtcsignald: invalid configuration: %s\n", err->message);
+			config_free(cfg);
+			return EXIT_CONFIG;
+		}
 		printf("%s: configuration is valid\n", cfg->path ? cfg->path : "built-in defaults");
 		config_free(cfg);
 		return EXIT_SUCCESS;

@@ -19,6 +19,7 @@ static const char *const type_names[MSG__COUNT] = {
 	[MSG_ICE_CANDIDATE] = "ice_candidate",
 	[MSG_PING] = "ping",
 	[MSG_PONG] = "pong",
+	[MSG_CREATE_ROOM] = "create_room",
 };
 
 static const char *const code_names[ERR__COUNT] = {
@@ -40,6 +41,7 @@ static const char *const code_names[ERR__COUNT] = {
 	[ERR_RATE_LIMITED] = "RATE_LIMITED",
 	[ERR_SESSION_REPLACED] = "SESSION_REPLACED",
 	[ERR_SERVER_SHUTTING_DOWN] = "SERVER_SHUTTING_DOWN",
+	[ERR_SERVICE_UNAVAILABLE] = "SERVICE_UNAVAILABLE",
 };
 
 const char *protocol_type_name(enum msg_type t)
@@ -125,7 +127,10 @@ static int get_opt(json_object *root, const char *key, enum json_type t, json_ob
 		return 0;
 	if (!json_object_is_type(v, t))
 		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s must be %s", key,
-			    t == json_type_object ? "an object" : t == json_type_boolean ? "a boolean" : "a string");
+			    t == json_type_object    ? "an object"
+			    : t == json_type_boolean ? "a boolean"
+			    : t == json_type_int     ? "an integer"
+						     : "a string");
 	*out = v;
 	return 0;
 }
@@ -216,6 +221,40 @@ static int decode_route(struct msg *m, const char *to_field, const char *body_fi
 	return 0;
 }
 
+int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
+				struct msg_error *err)
+{
+	json_object *v;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	out->expires_in = -1;
+	if ((rc = get_opt(obj, "expires_in", json_type_int, &v, err)) < 0)
+		return rc;
+	if (v) {
+		out->expires_in = json_object_get_int64(v);
+		if (out->expires_in < 0)
+			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: expires_in must be 0 or more");
+	}
+	if ((rc = get_opt(obj, "max_peers", json_type_int, &v, err)) < 0)
+		return rc;
+	if (v) {
+		int64_t n = json_object_get_int64(v);
+		if (n < 1 || n > 10000000)
+			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: max_peers must be at least 1");
+		out->max_peers = (unsigned)n;
+	}
+	if ((rc = get_opt(obj, "name", json_type_string, &v, err)) < 0)
+		return rc;
+	if (v && !get_string(v, &out->name))
+		return fail(err, ERR_INVALID_MESSAGE,
+			    "Invalid field: name must be a string of 1 to %d bytes", REGISTRY_ID_MAX);
+	if ((rc = get_opt(obj, "open_to_issuer", json_type_boolean, &v, err)) < 0)
+		return rc;
+	out->open_to_issuer = v && json_object_get_boolean(v);
+	return 0;
+}
+
 static int decode_signal(struct msg *m, struct msg_error *err)
 {
 	int rc;
@@ -267,6 +306,8 @@ int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg 
 	case MSG_ANSWER:
 	case MSG_CANDIDATE:
 		return decode_signal(m, err);
+	case MSG_CREATE_ROOM:
+		return protocol_decode_create_room(m->root, &m->create, err);
 	default:
 		return 0;
 	}
@@ -470,4 +511,29 @@ struct msgbuf *protocol_simple(const char *type)
 	char buf[64];
 	int n = snprintf(buf, sizeof buf, "{\"type\":\"%s\"}", type);
 	return msgbuf_new(buf, (size_t)n);
+}
+
+char *protocol_room_created(const char *type, const char *room_id, const char *token,
+			    gint64 expires_at)
+{
+	json_object *o = json_object_new_object();
+	if (type)
+		json_object_object_add(o, "type", json_object_new_string(type));
+	json_object_object_add(o, "room_id", json_object_new_string(room_id));
+	json_object_object_add(o, "token", json_object_new_string(token));
+	json_object_object_add(o, "expires_at", expires_at ? json_object_new_int64(expires_at) : NULL);
+	char *text = g_strdup(json_object_to_json_string_ext(o, JSON_FLAGS));
+	json_object_put(o);
+	return text;
+}
+
+struct msgbuf *protocol_room_closed(const char *room_id, const char *reason)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string("room_closed"));
+	json_object_object_add(o, "room_id", json_object_new_string(room_id));
+	json_object_object_add(o, "reason", json_object_new_string(reason));
+	struct msgbuf *m = msgbuf_from_json(o);
+	json_object_put(o);
+	return m;
 }

@@ -24,6 +24,7 @@ enum msg_type {
 	MSG_ICE_CANDIDATE,
 	MSG_PING,
 	MSG_PONG,
+	MSG_CREATE_ROOM,
 	MSG__COUNT
 };
 
@@ -46,6 +47,7 @@ enum err_code {
 	ERR_RATE_LIMITED,
 	ERR_SESSION_REPLACED,
 	ERR_SERVER_SHUTTING_DOWN,
+	ERR_SERVICE_UNAVAILABLE, /* ext: the room store cannot take a write now */
 	ERR__COUNT
 };
 
@@ -86,6 +88,14 @@ struct msg_route {
 	json_object *body;    /* payload, offer, answer or candidate */
 };
 
+/* create_room (and the body of POST /create-room). */
+struct msg_create_room {
+	gint64 expires_in; /* -1: the configured default */
+	unsigned max_peers; /* 0: the global limit */
+	const char *name;
+	bool open_to_issuer;
+};
+
 /* offer, answer, candidate: forwarded whole. */
 struct msg_signal {
 	const char *sender; /* NULL: the server fills it in */
@@ -102,6 +112,7 @@ struct msg {
 		struct msg_update update;
 		struct msg_route route;
 		struct msg_signal signal;
+		struct msg_create_room create;
 	};
 	char idbuf[2][PROTOCOL_ID_BUF];
 };
@@ -120,6 +131,10 @@ struct msg_error {
 int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
 		    struct msg_error *err);
 void msg_clear(struct msg *m);
+
+/* The fields of a create_room request in OBJ (a message or an HTTP body). */
+int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
+				struct msg_error *err);
 
 /* Peer and room id rules of PROTOCOL.md section 2. */
 bool protocol_valid_room_id(const char *id, size_t len);
@@ -147,3 +162,9 @@ struct msgbuf *protocol_routed(GString *scratch, enum msg_type type, const struc
 struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len,
 			       const struct peer *from);
 struct msgbuf *protocol_simple(const char *type); /* {"type":T} */
+/* {"room_id","token","expires_at"} as a JSON text; with TYPE first when
+ * given ("room_created").  EXPIRES_AT 0 is null.  g_free. */
+char *protocol_room_created(const char *type, const char *room_id, const char *token,
+			    gint64 expires_at);
+/* {"type":"room_closed","room_id","reason"} */
+struct msgbuf *protocol_room_closed(const char *room_id, const char *reason);

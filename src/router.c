@@ -14,6 +14,7 @@
 struct router {
 	const struct config *cfg;
 	struct registry *reg;
+	struct router_env env;
 	struct turn *turn;
 	const struct router_ops *ops;
 	void *ctx;
@@ -23,10 +24,11 @@ struct router {
 };
 
 struct router *router_new(const struct config *cfg, struct registry *reg,
-			  const struct router_ops *ops, void *ctx)
+			  const struct router_env *env, const struct router_ops *ops, void *ctx)
 {
 	struct router *r = g_new0(struct router, 1);
 	r->reg = reg;
+	r->env = *env;
 	r->ops = ops;
 	r->ctx = ctx;
 	r->scratch = g_string_sized_new(4096);
@@ -120,36 +122,125 @@ static void refuse_register(struct router *r, struct client *c, const struct msg
 	error_to(r, c, m, code, NULL, NULL, "%s", message);
 }
 
+static gint64 now_seconds(void)
+{
+	return g_get_real_time() / G_USEC_PER_SEC;
+}
+
+bool router_open_mode(struct router *r)
+{
+	return !auth_n_issuers(r->env.auth) && !rooms_active_keys(r->env.rooms, now_seconds());
+}
+
+/* Who a registration is and where it may go. */
+struct admission {
+	const char *room_id;
+	char *principal;                 /* NULL: open mode, any caller */
+	const struct store_room *proom;  /* the persistent room, if any */
+};
+
+/* PROTOCOL.md 3.1 and 6: api_key, else a JWT with the room's token, else
+ * (authentication off) just a room id.  False when refused (and told). */
+static bool admit(struct router *r, struct client *c, struct msg *m, struct admission *a)
+{
+	const struct msg_register *reg = &m->reg;
+	const char *token = reg->token ? json_object_get_string(reg->token) : NULL;
+	gint64 now = now_seconds();
+
+	a->room_id = reg->room_id;
+	if (reg->api_key) {
+		const struct store_key *key = NULL;
+		switch (rooms_check_key(r->env.rooms, reg->api_key, now, &key)) {
+		case 0:
+			break;
+		case -EKEYREVOKED:
+			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Token revoked");
+			return false;
+		case -EKEYEXPIRED:
+			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Token expired");
+			return false;
+		default:
+			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Invalid API key");
+			return false;
+		}
+		a->room_id = key->room_id; /* the key names the room */
+		a->principal = g_strconcat("key:", key->key_id, NULL);
+	} else if (reg->jwt) {
+		struct jwt_claims claims = { 0 };
+		enum jwt_error why;
+		const char *issuer = NULL;
+		if (auth_verify(r->env.auth, reg->jwt, now, &claims, &why, &issuer) < 0) {
+			struct log_fields f = { .remote = c->remote, .room = reg->room_id,
+						.peer = reg->peer_id, .code = jwt_error_name(why) };
+			log_event(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, &f, "JWT refused");
+			metrics_inc(registrations[ERR_AUTH_FAILED]);
+			error_to(r, c, m, ERR_AUTH_FAILED, NULL, NULL, "%s", jwt_error_reason(why));
+			return false;
+		}
+		a->principal = auth_principal(issuer, &claims);
+		jwt_claims_clear(&claims);
+	} else if (!router_open_mode(r)) {
+		refuse_register(r, c, m, ERR_AUTH_REQUIRED, reg->room_id, reg->peer_id,
+				"Authentication required");
+		return false;
+	}
+
+	if (!a->room_id) {
+		refuse_register(r, c, m, ERR_INVALID_MESSAGE, NULL, reg->peer_id, "Missing field: room_id");
+		return false;
+	}
+	a->proom = rooms_find(r->env.rooms, a->room_id);
+	/* With credentials, rooms are those created through an API. */
+	if (!a->proom && (reg->api_key || reg->jwt)) {
+		refuse_register(r, c, m, ERR_ROOM_NOT_FOUND, a->room_id, reg->peer_id, "Room not found");
+		return false;
+	}
+	if (a->proom && rooms_expired(a->proom, now)) {
+		refuse_register(r, c, m, ERR_ROOM_EXPIRED, a->room_id, reg->peer_id, "Room expired");
+		return false;
+	}
+	/* A persistent room wants its token, unless an API key brought the
+	 * caller, or the room is open to every valid token of its issuer. */
+	if (a->proom && !reg->api_key && !rooms_token_ok(a->proom, token)) {
+		g_autofree char *creator = auth_principal_issuer(a->proom->created_by);
+		g_autofree char *mine = auth_principal_issuer(a->principal);
+		if (!a->proom->open_to_issuer || !mine || (creator && strcmp(creator, mine) != 0)) {
+			refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id, "Invalid token");
+			return false;
+		}
+	}
+	return true;
+}
+
 static void handle_register(struct router *r, struct client *c, struct msg *m)
 {
 	const struct msg_register *reg = &m->reg;
+	struct admission adm = { 0 };
 	const char *why = NULL;
 	struct meta *meta = NULL;
 	char generated[5 + 12 + 1] = "peer-";
 	const char *peer_id = reg->peer_id;
-	const char *principal = NULL; /* auth off: every caller is one principal */
 	struct room *room;
 	struct peer *existing, *peer;
+	unsigned max_peers;
+	char *ice = NULL;
 	int rc;
-
-	if (!reg->room_id) {
-		refuse_register(r, c, m, ERR_INVALID_MESSAGE, NULL, peer_id, "Missing field: room_id");
-		return;
-	}
 
 	/* A registered socket moves: its old registration ends first. */
 	if (c->peer)
 		leave(r, c, "moved to another registration");
+	if (!admit(r, c, m, &adm))
+		goto out;
 
 	rc = meta_new(reg->metadata, r->cfg->max_metadata_bytes, &meta, &why);
 	if (rc < 0) {
 		if (rc == -EMSGSIZE)
 			metrics_inc(limit_hits[LIMIT_METADATA_BYTES]);
-		refuse_register(r, c, m, ERR_INVALID_MESSAGE, reg->room_id, peer_id, why);
-		return;
+		refuse_register(r, c, m, ERR_INVALID_MESSAGE, adm.room_id, peer_id, why);
+		goto out;
 	}
 
-	room = registry_find_room(r->reg, reg->room_id);
+	room = registry_find_room(r->reg, adm.room_id);
 	if (!peer_id) {
 		/* 48 random bits; a clash within one room is retried. */
 		do {
@@ -161,12 +252,12 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 
 	existing = room ? room_find_peer(room, peer_id) : NULL;
 	if (existing) {
-		/* Same principal (any caller while auth is off) replaces. */
-		if (g_strcmp0(existing->principal, principal) != 0) {
+		/* The same principal (any caller while auth is off) replaces. */
+		if (g_strcmp0(existing->principal, adm.principal) != 0) {
 			meta_free(meta);
-			refuse_register(r, c, m, ERR_PEER_ID_TAKEN, reg->room_id, peer_id,
+			refuse_register(r, c, m, ERR_PEER_ID_TAKEN, adm.room_id, peer_id,
 					"Peer id is already registered in this room");
-			return;
+			goto out;
 		}
 		struct client *old = existing->owner;
 		log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, room->id, existing->id,
@@ -178,22 +269,26 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 		leave(r, old, "replaced");
 		old->closing = true;
 		r->ops->close(r->ctx, old, ROUTER_CLOSE_REPLACED, "session replaced");
-		room = registry_find_room(r->reg, reg->room_id);
+		room = registry_find_room(r->reg, adm.room_id);
 	}
 
-	if (room && room_size(room) >= r->cfg->max_peers_per_room) {
+	max_peers = r->cfg->max_peers_per_room;
+	if (adm.proom && adm.proom->max_peers)
+		max_peers = MIN(max_peers, adm.proom->max_peers);
+	if (room && room_size(room) >= max_peers) {
 		meta_free(meta);
 		metrics_inc(limit_hits[LIMIT_PEERS_PER_ROOM]);
-		refuse_register(r, c, m, ERR_ROOM_FULL, reg->room_id, peer_id, "Room is full");
-		return;
+		refuse_register(r, c, m, ERR_ROOM_FULL, adm.room_id, peer_id, "Room is full");
+		goto out;
 	}
 	if (!room) {
-		room = registry_ensure_room(r->reg, reg->room_id);
+		room = registry_ensure_room(r->reg, adm.room_id);
 		metrics_inc(rooms_created_total);
 		metrics_set(rooms, registry_n_rooms(r->reg));
 	}
 
-	peer = registry_add(r->reg, room, peer_id, reg->role, meta, NULL, c, g_get_real_time());
+	peer = registry_add(r->reg, room, peer_id, reg->role, meta, g_steal_pointer(&adm.principal), c,
+			    g_get_real_time());
 	c->peer = peer;
 	metrics_set(peers, registry_n_peers(r->reg));
 	metrics_inc(registrations[ERR__COUNT]);
@@ -205,10 +300,214 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 			send_owned(r, c, protocol_admin_conflict(room));
 	}
 
-	g_autofree char *ice = turn_ice_servers(r->turn, peer->id, g_get_real_time() / G_USEC_PER_SEC);
+	ice = turn_ice_servers(r->turn, peer->id, now_seconds());
 	send_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice));
 	log_peer(LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
 		 "peer registered");
+out:
+	g_free(ice);
+	g_free(adm.principal);
+}
+
+/* --- room creation (create_room and POST /create-room) --- */
+
+struct router_pending {
+	struct router *r;
+	struct client *c;  /* create_room: the asker, NULL once gone */
+	router_http_done_fn http_done;
+	void *http_data;
+	bool cancelled, finished, in_call;
+};
+
+static void room_created(int status, const struct store_room *room, const char *token,
+			 const char *why, void *data)
+{
+	struct router_pending *p = data;
+	struct router *r = p->r;
+
+	if (p->c) {
+		p->c->pending = NULL;
+		if (status == 0) {
+			g_autofree char *text = protocol_room_created("room_created", room->id, token,
+								      room->expires_at);
+			send_owned(r, p->c, msgbuf_new(text, strlen(text)));
+		} else {
+			struct msg none = { .type = MSG_CREATE_ROOM };
+			error_to(r, p->c, &none, ERR_SERVICE_UNAVAILABLE, NULL, NULL, "%s", why);
+		}
+	} else if (p->http_done && !p->cancelled) {
+		if (status == 0)
+			p->http_done(201, protocol_room_created(NULL, room->id, token, room->expires_at),
+				     p->http_data);
+		else
+			p->http_done(503, g_strdup_printf("{\"error\":\"%s\"}", why), p->http_data);
+	}
+	if (status == 0) {
+		struct log_fields f = { .room = room->id };
+		log_event(LOG_INFO, LOG_EVENT_NONE, &f, "room created by %s", room->created_by);
+	}
+	p->finished = true;
+	if (!p->in_call)
+		g_free(p);
+}
+
+/* Starts the creation; false (with *WHY) when the request is invalid. */
+static bool create_room(struct router *r, struct router_pending *p, const char *principal,
+			const struct msg_create_room *req, const char **why)
+{
+	struct rooms_spec spec = { .max_peers = req->max_peers, .name = req->name,
+				   .open_to_issuer = req->open_to_issuer };
+	gint64 now = now_seconds();
+
+	if (rooms_expiry(r->cfg->rooms_default_ttl, r->cfg->rooms_max_ttl, req->expires_in, now,
+			 &spec.expires_at, why) < 0)
+		return false;
+	p->r = r;
+	p->in_call = true;
+	rooms_create(r->env.rooms, &spec, principal, now, room_created, p);
+	p->in_call = false;
+	return true;
+}
+
+static void handle_create_room(struct router *r, struct client *c, struct msg *m)
+{
+	const char *principal = c->peer->principal;
+	const char *why = NULL;
+
+	/* Open mode lets any registered peer create; otherwise a JWT does. */
+	if (principal ? !g_str_has_prefix(principal, "jwt:") : !router_open_mode(r)) {
+		error_to(r, c, m, ERR_AUTH_REQUIRED, NULL, NULL,
+			 "create_room needs a session registered with a JWT");
+		return;
+	}
+	if (c->pending) {
+		error_to(r, c, m, ERR_INVALID_MESSAGE, NULL, NULL, "a create_room is already in progress");
+		return;
+	}
+	struct router_pending *p = g_new0(struct router_pending, 1);
+	p->c = c;
+	c->pending = p;
+	if (!create_room(r, p, principal ? principal : "anonymous", &m->create, &why)) {
+		c->pending = NULL;
+		g_free(p);
+		error_to(r, c, m, ERR_INVALID_MESSAGE, NULL, NULL, "%s", why);
+	} else if (p->finished) {
+		g_free(p);
+	}
+}
+
+struct router_pending *router_http_create_room(struct router *r, const char *bearer,
+					       const char *body, size_t len,
+					       router_http_done_fn done, void *data)
+{
+	struct jwt_claims claims = { 0 };
+	struct msg_create_room req;
+	struct msg_error err;
+	enum jwt_error jwt_why;
+	const char *issuer = NULL, *why = NULL;
+	json_object *obj = NULL;
+
+	if (!bearer || auth_verify(r->env.auth, bearer, now_seconds(), &claims, &jwt_why, &issuer) < 0) {
+		done(401, g_strdup_printf("{\"error\":\"%s\"}",
+					  bearer ? jwt_error_reason(jwt_why) : "Authentication required"),
+		     data);
+		return NULL;
+	}
+	g_autofree char *principal = auth_principal(issuer, &claims);
+	jwt_claims_clear(&claims);
+	if (len) {
+		json_tokener_reset(r->tok);
+		obj = json_tokener_parse_ex(r->tok, body, (int)len);
+		if (json_tokener_get_error(r->tok) != json_tokener_success ||
+		    !json_object_is_type(obj, json_type_object)) {
+			json_object_put(obj);
+			done(400, g_strdup("{\"error\":\"the body must be a JSON object\"}"), data);
+			return NULL;
+		}
+	}
+	if (protocol_decode_create_room(obj, &req, &err) < 0) {
+		json_object_put(obj);
+		g_autoptr(GString) s = g_string_new("{\"error\":");
+		json_append_string(s, err.message, strlen(err.message));
+		g_string_append_c(s, '}');
+		done(400, g_string_free(g_steal_pointer(&s), FALSE), data);
+		return NULL;
+	}
+	struct router_pending *p = g_new0(struct router_pending, 1);
+	p->http_done = done;
+	p->http_data = data;
+	bool started = create_room(r, p, principal, &req, &why);
+	json_object_put(obj);
+	if (!started) {
+		g_autoptr(GString) s = g_string_new("{\"error\":");
+		json_append_string(s, why, strlen(why));
+		g_string_append_c(s, '}');
+		done(400, g_string_free(g_steal_pointer(&s), FALSE), data);
+		g_free(p);
+		return NULL;
+	}
+	if (p->finished) {
+		g_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void router_http_cancel(struct router_pending *p)
+{
+	if (p)
+		p->cancelled = true;
+}
+
+/* Tells each client M (one reference taken here), ends its registration
+ * and closes it with CODE. */
+static unsigned dismiss(struct router *r, GPtrArray *clients, struct msgbuf *m, int code,
+			const char *why)
+{
+	for (guint i = 0; i < clients->len; i++) {
+		struct client *c = g_ptr_array_index(clients, i);
+		r->ops->send(r->ctx, c, m);
+		leave(r, c, why);
+		c->closing = true;
+		r->ops->close(r->ctx, c, code, why);
+	}
+	msgbuf_unref(m);
+	return clients->len;
+}
+
+unsigned router_close_room(struct router *r, const char *room_id, const char *reason)
+{
+	struct room *room = registry_find_room(r->reg, room_id);
+	g_autoptr(GPtrArray) clients = g_ptr_array_new();
+
+	for (GList *l = room ? room->peers.head : NULL; l; l = l->next)
+		g_ptr_array_add(clients, ((struct peer *)l->data)->owner);
+	return dismiss(r, clients, protocol_room_closed(room_id, reason), 1000, "room closed");
+}
+
+struct by_principal {
+	const char *principal;
+	GPtrArray *clients;
+};
+
+static void collect_principal(struct room *room, void *data)
+{
+	struct by_principal *b = data;
+	for (GList *l = room->peers.head; l; l = l->next) {
+		struct peer *p = l->data;
+		if (g_strcmp0(p->principal, b->principal) == 0)
+			g_ptr_array_add(b->clients, p->owner);
+	}
+}
+
+unsigned router_close_principal(struct router *r, const char *principal, const char *reason)
+{
+	g_autoptr(GPtrArray) clients = g_ptr_array_new();
+	struct by_principal b = { principal, clients };
+
+	registry_foreach_room(r->reg, collect_principal, &b);
+	metrics_add(errors_sent[ERR_AUTH_FAILED], clients->len);
+	return dismiss(r, clients, protocol_error(ERR_AUTH_FAILED, reason, false, NULL, NULL), 1008, reason);
 }
 
 /* The sender field, when given, must name the socket's own peer. */
@@ -365,6 +664,9 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 	case MSG_CANDIDATE:
 		handle_signal(r, c, &m, text, len);
 		break;
+	case MSG_CREATE_ROOM:
+		handle_create_room(r, c, &m);
+		break;
 	case MSG_PING:
 		send_owned(r, c, protocol_simple("pong"));
 		break;
@@ -377,6 +679,9 @@ out:
 
 void router_disconnect(struct router *r, struct client *c)
 {
+	if (c->pending) /* the store still completes it; nobody to tell */
+		c->pending->c = NULL;
+	c->pending = NULL;
 	if (c->peer)
 		leave(r, c, "connection closed");
 }

@@ -3,19 +3,25 @@
  * implements; tests implement it too. */
 #pragma once
 
+#include "auth.h"
 #include "config.h"
 #include "msgbuf.h"
 #include "registry.h"
+#include "rooms.h"
 #include "turn.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
 /* A connection as the core sees it; the transport embeds it. */
+struct router_pending;
+
+/* A connection as the core sees it; the transport embeds it. */
 struct client {
 	struct peer *peer; /* NULL until registered */
 	bool closing;      /* being closed: its input is ignored */
 	char remote[48];   /* address for logs */
+	struct router_pending *pending; /* a create_room awaiting the store */
 };
 
 struct router_ops {
@@ -30,13 +36,39 @@ struct router_ops {
 
 struct router;
 
+/* Persistent rooms and authentication; both outlive the router. */
+struct router_env {
+	struct rooms *rooms;
+	struct auth *auth;
+};
+
 struct router *router_new(const struct config *cfg, struct registry *reg,
-			  const struct router_ops *ops, void *ctx);
+			  const struct router_env *env, const struct router_ops *ops, void *ctx);
 void router_free(struct router *r);
 /* Applies a reloaded configuration (limits, TURN). */
 void router_set_config(struct router *r, const struct config *cfg);
+
+/* Open mode: no issuer and no API key configured, so no authentication. */
+bool router_open_mode(struct router *r);
 
 /* One complete message from C. */
 void router_receive(struct router *r, struct client *c, const char *text, size_t len);
 /* C's connection is gone: its registration (if it still owns one) ends. */
 void router_disconnect(struct router *r, struct client *c);
+
+/* The peers of ROOM_ID get {"type":"room_closed",...,"reason":REASON} and
+ * are disconnected; returns how many. */
+unsigned router_close_room(struct router *r, const char *room_id, const char *reason);
+/* The sessions registered as PRINCIPAL (a revoked API key) get AUTH_FAILED
+ * with REASON and are disconnected; returns how many. */
+unsigned router_close_principal(struct router *r, const char *principal, const char *reason);
+
+/* POST /create-room: BEARER is the Authorization header's token, BODY the
+ * request body (may be empty).  DONE gets the HTTP status and a JSON body
+ * (g_free), now or once the room is durable; router_http_cancel() stops a
+ * pending one (the connection went away). */
+typedef void (*router_http_done_fn)(unsigned status, char *json, void *data);
+struct router_pending *router_http_create_room(struct router *r, const char *bearer,
+					       const char *body, size_t len,
+					       router_http_done_fn done, void *data);
+void router_http_cancel(struct router_pending *p);

@@ -4,6 +4,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "protocol.h"
+#include "jwt.h"
 #include "router.h"
 
 #include <errno.h>
@@ -32,7 +33,19 @@ struct session {
 	size_t rx_len, rx_cap;
 	int close_code; /* nonzero: close once outq is empty */
 	const char *close_reason;
-	bool http_body_pending;
+	struct http_req *http; /* a plain HTTP request on this connection */
+};
+
+/* Bodies of POST /create-room are small JSON objects. */
+#define HTTP_BODY_MAX 65536
+
+struct http_req {
+	GString *body;           /* what the client sent */
+	struct router_pending *pending;
+	unsigned status;         /* the answer, once known */
+	const char *type;
+	char *answer;
+	bool headers_sent;
 };
 
 struct ws_server {
@@ -115,7 +128,8 @@ static const struct router_ops ws_router_ops = {
 };
 
 /* Open mode (no authentication configured) serves loopback clients only,
- * unless the operator said allow_anonymous.  A refusal is answered with an
+ * unless the operator said allow_anonymous; with authentication on,
+ * registration is where callers prove who they are.  A refusal is answered with an
  * HTTP status, so the client can tell why. */
 static bool admit(struct ws_server *ws, struct lws *wsi)
 {
@@ -127,7 +141,7 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
 		return false;
 	}
-	if (ws->cfg->allow_anonymous)
+	if (ws->cfg->allow_anonymous || !router_open_mode(ws->router))
 		return true;
 	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) == 0 &&
 	    netaddr_is_loopback((struct sockaddr *)&ss))
@@ -249,29 +263,106 @@ static void on_closed(struct ws_server *ws, struct session *s)
 	maybe_drained(ws);
 }
 
-static int on_http(struct session *s, struct lws *wsi)
+static void http_free(struct session *s)
 {
-	unsigned char buf[LWS_PRE + 256], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf;
+	struct http_req *h = s->http;
+	if (!h)
+		return;
+	router_http_cancel(h->pending);
+	if (h->body)
+		g_string_free(h->body, TRUE);
+	g_free(h->answer);
+	g_free(h);
+	s->http = NULL;
+}
 
-	if (lws_add_http_common_headers(wsi, 426, "text/plain", sizeof http_426_body - 1, &p, end) ||
-	    lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (unsigned char *)"websocket", 9, &p, end) ||
-	    lws_finalize_write_http_header(wsi, start, &p, end))
-		return 1;
-	s->http_body_pending = true;
+/* The answer is known: write it when the socket can take it. */
+static void http_answer(struct session *s, struct lws *wsi, unsigned status, const char *type,
+			char *text)
+{
+	s->http->pending = NULL;
+	s->http->status = status;
+	s->http->type = type;
+	s->http->answer = text;
 	lws_callback_on_writable(wsi);
+}
+
+static void created(unsigned status, char *json, void *data)
+{
+	struct session *s = data;
+	http_answer(s, s->wsi, status, "application/json", json);
+}
+
+/* Anything but POST /create-room is answered 426: this port speaks
+ * WebSocket. */
+static int on_http(struct session *s, struct lws *wsi, const char *uri)
+{
+	s->wsi = wsi;
+	s->http = g_new0(struct http_req, 1);
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) && strcmp(uri, "/create-room") == 0) {
+		s->http->body = g_string_new(NULL);
+		return 0; /* the body comes next */
+	}
+	http_answer(s, wsi, 426, "text/plain", g_strdup(http_426_body));
+	return 0;
+}
+
+static int on_http_body(struct session *s, const char *in, size_t len)
+{
+	if (!s->http || !s->http->body)
+		return 1;
+	if (s->http->body->len + len > HTTP_BODY_MAX) {
+		http_answer(s, s->wsi, 413, "application/json", g_strdup("{\"error\":\"body too large\"}"));
+		return 0;
+	}
+	g_string_append_len(s->http->body, in, (gssize)len);
+	return 0;
+}
+
+static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws *wsi)
+{
+	char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
+	const char *bearer = NULL;
+
+	if (!s->http || !s->http->body || s->http->answer)
+		return 0;
+	if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+	    g_ascii_strncasecmp(auth, "Bearer ", 7) == 0)
+		bearer = auth + 7;
+	s->http->pending = router_http_create_room(ws->router, bearer, s->http->body->str,
+						   s->http->body->len, created, s);
+	explicit_bzero(auth, sizeof auth);
 	return 0;
 }
 
 static int on_http_writeable(struct session *s, struct lws *wsi)
 {
-	unsigned char buf[LWS_PRE + sizeof http_426_body];
+	struct http_req *h = s->http;
+	size_t len;
 
-	if (!s->http_body_pending)
+	if (!h || !h->answer)
 		return 0;
-	s->http_body_pending = false;
-	memcpy(buf + LWS_PRE, http_426_body, sizeof http_426_body - 1);
-	if (lws_write(wsi, buf + LWS_PRE, sizeof http_426_body - 1, LWS_WRITE_HTTP_FINAL) < 0)
+	len = strlen(h->answer);
+	if (!h->headers_sent) {
+		unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf;
+		if (lws_add_http_common_headers(wsi, h->status, h->type, len, &p, end) ||
+		    (h->status == 426 &&
+		     lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (unsigned char *)"websocket", 9, &p, end)) ||
+		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store", 8,
+						 &p, end) ||
+		    lws_finalize_write_http_header(wsi, start, &p, end))
+			return 1;
+		h->headers_sent = true;
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
+	g_autofree unsigned char *buf = g_malloc(LWS_PRE + len);
+	memcpy(buf + LWS_PRE, h->answer, len);
+	explicit_bzero(h->answer, len); /* it may hold a room token */
+	if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < 0)
 		return 1;
+	explicit_bzero(buf + LWS_PRE, len);
+	http_free(s);
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -283,9 +374,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		return on_http(s, wsi);
+		return on_http(s, wsi, in);
+	case LWS_CALLBACK_HTTP_BODY:
+		return on_http_body(s, in, len);
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		return on_http_body_done(ws, s, wsi);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return on_http_writeable(s, wsi);
+	case LWS_CALLBACK_CLOSED_HTTP:
+		http_free(s);
+		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 		/* >0: refused, with the HTTP answer already written */
 		return admit(ws, wsi) ? 0 : 1;
@@ -302,6 +400,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		on_closed(ws, s);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
+		if (s)
+			http_free(s);
 		/* Only the connections we adopted carry this mark. */
 		if (ws && lws_get_opaque_user_data(wsi) == ws) {
 			ws->n_conns--;
@@ -358,7 +458,7 @@ static void apply_limits(struct ws_server *ws)
 }
 
 int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *reg,
-		  struct ws_server **out)
+		  const struct router_env *env, struct ws_server **out)
 {
 	struct ws_server *ws = g_new0(struct ws_server, 1);
 	struct lws_context_creation_info info;
@@ -381,6 +481,8 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	info.retry_and_idle_policy = &ws->retry;
 	info.pcontext = &ws->ctx;
 	info.max_http_header_pool = 256;
+	/* JWTs from OIDC providers are large (POST /create-room). */
+	info.max_http_header_data = 16384;
 	info.timeout_secs = 10;
 	info.uid = (uid_t)-1;
 	info.gid = (gid_t)-1;
@@ -392,7 +494,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 		return -EIO;
 	}
 	ws->vh = lws_get_vhost_by_name(ws->ctx, "default");
-	ws->router = router_new(cfg, reg, &ws_router_ops, ws);
+	ws->router = router_new(cfg, reg, env, &ws_router_ops, ws);
 	uv_timer_init(loop, &ws->ping_timer);
 	ws->ping_timer.data = ws;
 	apply_timers(ws);
@@ -406,6 +508,11 @@ void ws_server_set_config(struct ws_server *ws, const struct config *cfg)
 	apply_limits(ws);
 	router_set_config(ws->router, cfg);
 	apply_timers(ws);
+}
+
+struct router *ws_server_router(struct ws_server *ws)
+{
+	return ws->router;
 }
 
 unsigned ws_server_sessions(const struct ws_server *ws)

@@ -6,13 +6,15 @@
 
 #include "config.h"
 #include "registry.h"
+#include "router.h"
 
 #include <uv.h>
 
 struct ws_server;
 
 int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *reg,
-		  struct ws_server **out);
+		  const struct router_env *env, struct ws_server **out);
+struct router *ws_server_router(struct ws_server *ws);
 /* Takes ownership of an accepted socket. */
 void ws_server_adopt(struct ws_server *ws, int fd);
 void ws_server_set_config(struct ws_server *ws, const struct config *cfg);

@@ -107,7 +107,9 @@ static void test_cli(void)
 	g_assert_cmpint(listen(fd, 1), ==, 0);
 	getsockname(fd, (struct sockaddr *)&sin, &sl);
 	g_autofree char *taken = g_strdup_printf("127.0.0.1:%u", ntohs(sin.sin_port));
-	g_assert_cmpint(run((const char *[]){ "--config", good, "--listen", taken, NULL }, &out, &err), ==, 1);
+	g_autofree char *state = g_build_filename(g_get_tmp_dir(), "state", NULL);
+	g_assert_cmpint(run((const char *[]){ "--config", good, "--listen", taken, "--state-dir", state, NULL },
+			    &out, &err), ==, 1);
 	g_assert_nonnull(strstr(err, "cannot listen on"));
 	close(fd);
 }

@@ -79,7 +79,9 @@ struct testd *testd_start_opts(const struct testd_opts *o)
 		add_argv(argv, (const char *const *)w);
 	}
 	g_ptr_array_add(argv, g_strdup(bin ? bin : "src/rtcsignald"));
-	add_argv(argv, (const char *[]){ "--config", d->conf, "--log-level", "debug", NULL });
+	g_autofree char *state = g_build_filename(d->dir, "state", NULL);
+	add_argv(argv, (const char *[]){ "--config", d->conf, "--log-level", "debug", "--state-dir", state,
+					 NULL });
 	if (!o->no_listen_defaults)
 		add_argv(argv, (const char *[]){ "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", NULL });
 	add_argv(argv, o->args);
@@ -214,8 +216,8 @@ void testd_free(struct testd *d)
 	g_thread_join(d->reader);
 	close(d->err_fd);
 	g_spawn_close_pid(d->pid);
-	unlink(d->conf);
-	rmdir(d->dir);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", d->dir);
+	g_spawn_command_line_sync(rm, NULL, NULL, NULL, NULL);
 	g_free(d->conf);
 	g_free(d->dir);
 	g_string_free(d->log, TRUE);

@@ -1,0 +1,272 @@
+#include "adminapi.h"
+
+#include "log.h"
+#include "msgbuf.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <string.h>
+
+static gint64 now_seconds(void)
+{
+	return g_get_real_time() / G_USEC_PER_SEC;
+}
+
+static void answer(struct admin_request *req, unsigned status, json_object *o)
+{
+	admin_request_answer(req, status, g_strdup(json_object_to_json_string_ext(o, JSON_FLAGS)));
+	json_object_put(o);
+}
+
+static void answer_error(struct admin_request *req, unsigned status, const char *message)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "error", json_object_new_string(message));
+	answer(req, status, o);
+}
+
+static json_object *time_or_null(gint64 t)
+{
+	return t ? json_object_new_int64(t) : NULL;
+}
+
+/* Peers by role of a live room (counts only: no ids, no metadata). */
+static json_object *room_peers(struct registry *reg, const char *room_id, unsigned *total)
+{
+	json_object *by_role = json_object_new_object();
+	struct room *room = registry_find_room(reg, room_id);
+
+	*total = 0;
+	for (GList *l = room ? room->peers.head : NULL; l; l = l->next) {
+		const struct peer *p = l->data;
+		json_object *n;
+		if (json_object_object_get_ex(by_role, p->role, &n))
+			json_object_int_inc(n, 1);
+		else
+			json_object_object_add(by_role, p->role, json_object_new_int(1));
+		(*total)++;
+	}
+	return by_role;
+}
+
+static void list_rooms(struct adminapi *api, struct admin_request *req)
+{
+	g_autoptr(GPtrArray) rooms = rooms_list(api->rooms);
+	json_object *list = json_object_new_array();
+
+	for (guint i = 0; i < rooms->len; i++) {
+		const struct store_room *r = g_ptr_array_index(rooms, i);
+		json_object *o = json_object_new_object();
+		unsigned peers;
+		json_object *by_role = room_peers(api->reg, r->id, &peers);
+		json_object_object_add(o, "room_id", json_object_new_string(r->id));
+		json_object_object_add(o, "name", r->name ? json_object_new_string(r->name) : NULL);
+		json_object_object_add(o, "created_by", json_object_new_string(r->created_by));
+		json_object_object_add(o, "created_at", json_object_new_int64(r->created_at));
+		json_object_object_add(o, "expires_at", time_or_null(r->expires_at));
+		json_object_object_add(o, "max_peers", r->max_peers ? json_object_new_int64(r->max_peers) : NULL);
+		json_object_object_add(o, "open_to_issuer", json_object_new_boolean(r->open_to_issuer));
+		json_object_object_add(o, "peers", json_object_new_int64(peers));
+		json_object_object_add(o, "peers_by_role", by_role);
+		json_object_array_add(list, o);
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "rooms", list);
+	answer(req, MHD_HTTP_OK, o);
+}
+
+static void room_created(int status, const struct store_room *room, const char *token,
+			 const char *why, void *data)
+{
+	struct admin_request *req = data;
+	if (status < 0) {
+		answer_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+		return;
+	}
+	struct log_fields f = { .room = room->id };
+	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "room created through the admin API");
+	admin_request_answer(req, MHD_HTTP_CREATED,
+			     protocol_room_created(NULL, room->id, token, room->expires_at));
+}
+
+/* The request body as a JSON object; an empty body is {}. */
+static json_object *body_object(struct admin_request *req)
+{
+	size_t len;
+	const char *body = admin_request_body(req, &len);
+	json_tokener *tok;
+	json_object *o;
+
+	if (!len)
+		return json_object_new_object();
+	tok = json_tokener_new_ex(16);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, body, (int)len);
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+static void create_room(struct adminapi *api, struct admin_request *req)
+{
+	const struct config *cfg = *api->cfg;
+	json_object *body = body_object(req);
+	struct msg_create_room spec;
+	struct msg_error err;
+	const char *why = NULL;
+	gint64 now = now_seconds();
+	struct rooms_spec rs = { 0 };
+
+	if (!body) {
+		answer_error(req, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object");
+		return;
+	}
+	if (protocol_decode_create_room(body, &spec, &err) < 0) {
+		answer_error(req, MHD_HTTP_BAD_REQUEST, err.message);
+	} else if (rooms_expiry(cfg->rooms_default_ttl, cfg->rooms_max_ttl, spec.expires_in, now,
+				&rs.expires_at, &why) < 0) {
+		answer_error(req, MHD_HTTP_BAD_REQUEST, why);
+	} else {
+		rs.max_peers = spec.max_peers;
+		rs.name = spec.name;
+		rs.open_to_issuer = spec.open_to_issuer;
+		rooms_create(api->rooms, &rs, "admin", now, room_created, req);
+	}
+	json_object_put(body);
+}
+
+static void delete_room(struct adminapi *api, struct admin_request *req, const char *id)
+{
+	if (rooms_delete(api->rooms, id) < 0) {
+		answer_error(req, MHD_HTTP_NOT_FOUND, "room not found");
+		return;
+	}
+	unsigned closed = router_close_room(api->router, id, "deleted");
+	struct log_fields f = { .room = id };
+	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "room deleted through the admin API, %u peers closed",
+		  closed);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "room_id", json_object_new_string(id));
+	json_object_object_add(o, "deleted", json_object_new_boolean(true));
+	json_object_object_add(o, "peers_closed", json_object_new_int64(closed));
+	answer(req, MHD_HTTP_OK, o);
+}
+
+static void list_keys(struct adminapi *api, struct admin_request *req)
+{
+	g_autoptr(GPtrArray) keys = rooms_list_keys(api->rooms);
+	json_object *list = json_object_new_array();
+
+	for (guint i = 0; i < keys->len; i++) {
+		const struct store_key *k = g_ptr_array_index(keys, i);
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "key_id", json_object_new_string(k->key_id));
+		json_object_object_add(o, "room_id", json_object_new_string(k->room_id));
+		json_object_object_add(o, "name", k->name ? json_object_new_string(k->name) : NULL);
+		json_object_object_add(o, "created_at", json_object_new_int64(k->created_at));
+		json_object_object_add(o, "expires_at", time_or_null(k->expires_at));
+		json_object_object_add(o, "revoked_at", time_or_null(k->revoked_at));
+		json_object_array_add(list, o);
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "keys", list);
+	answer(req, MHD_HTTP_OK, o);
+}
+
+static void key_created(int status, const struct store_key *key, const char *api_key,
+			const char *why, void *data)
+{
+	struct admin_request *req = data;
+	if (status < 0) {
+		answer_error(req, status == -ENOENT ? MHD_HTTP_NOT_FOUND : MHD_HTTP_SERVICE_UNAVAILABLE, why);
+		return;
+	}
+	struct log_fields f = { .room = key->room_id };
+	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "API key %s created through the admin API", key->key_id);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "key_id", json_object_new_string(key->key_id));
+	json_object_object_add(o, "api_key", json_object_new_string(api_key));
+	json_object_object_add(o, "room_id", json_object_new_string(key->room_id));
+	json_object_object_add(o, "expires_at", time_or_null(key->expires_at));
+	answer(req, MHD_HTTP_CREATED, o);
+}
+
+static void create_key(struct adminapi *api, struct admin_request *req)
+{
+	json_object *body = body_object(req), *v;
+	const char *room_id = NULL, *name = NULL;
+	gint64 expires_in = 0, now = now_seconds();
+
+	if (!body) {
+		answer_error(req, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object");
+		return;
+	}
+	if (json_object_object_get_ex(body, "room_id", &v) && json_object_is_type(v, json_type_string))
+		room_id = json_object_get_string(v);
+	if (json_object_object_get_ex(body, "name", &v) && v) {
+		if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) > REGISTRY_ID_MAX)
+			goto bad;
+		name = json_object_get_string(v);
+	}
+	if (json_object_object_get_ex(body, "expires_in", &v) && v) {
+		if (!json_object_is_type(v, json_type_int) || (expires_in = json_object_get_int64(v)) < 0)
+			goto bad;
+	}
+	if (!room_id) {
+		answer_error(req, MHD_HTTP_BAD_REQUEST, "room_id is required");
+	} else {
+		rooms_create_key(api->rooms, room_id, name, expires_in ? now + expires_in : 0, now,
+				 key_created, req);
+	}
+	json_object_put(body);
+	return;
+bad:
+	answer_error(req, MHD_HTTP_BAD_REQUEST,
+		     "name must be a string of up to 128 bytes and expires_in a non-negative integer");
+	json_object_put(body);
+}
+
+static void revoke_key(struct adminapi *api, struct admin_request *req, const char *key_id)
+{
+	g_autofree char *principal = g_strconcat("key:", key_id, NULL);
+
+	if (rooms_revoke_key(api->rooms, key_id, now_seconds()) < 0) {
+		answer_error(req, MHD_HTTP_NOT_FOUND, "key not found");
+		return;
+	}
+	/* Sessions that came in with the key end with it. */
+	unsigned closed = router_close_principal(api->router, principal, "Token revoked");
+	log_notice("API key %s revoked through the admin API, %u sessions closed", key_id, closed);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "key_id", json_object_new_string(key_id));
+	json_object_object_add(o, "revoked", json_object_new_boolean(true));
+	answer(req, MHD_HTTP_OK, o);
+}
+
+void adminapi_handle(void *data, struct admin_request *req)
+{
+	struct adminapi *api = data;
+	const char *method = admin_request_method(req), *path = admin_request_path(req);
+	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+	bool del = strcmp(method, "DELETE") == 0;
+
+	if (strcmp(path, "rooms") == 0 && (get || post)) {
+		get ? list_rooms(api, req) : create_room(api, req);
+	} else if (strcmp(path, "keys") == 0 && (get || post)) {
+		get ? list_keys(api, req) : create_key(api, req);
+	} else if (g_str_has_prefix(path, "rooms/") && del && path[6]) {
+		delete_room(api, req, path + 6);
+	} else if (g_str_has_prefix(path, "keys/") && del && path[5]) {
+		revoke_key(api, req, path + 5);
+	} else if (strcmp(path, "rooms") == 0 || strcmp(path, "keys") == 0 ||
+		   g_str_has_prefix(path, "rooms/") || g_str_has_prefix(path, "keys/")) {
+		answer_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+	} else {
+		answer_error(req, MHD_HTTP_NOT_FOUND, "not found");
+	}
+}

@@ -1,0 +1,382 @@
+#include "rooms.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "secret.h"
+
+#include <errno.h>
+#include <string.h>
+
+struct rooms {
+	struct store *st;
+	GHashTable *rooms; /* id -> struct store_room */
+	GHashTable *keys;  /* key_id -> struct store_key */
+	GHashTable *announced; /* ids of expired rooms already reported */
+};
+
+struct rooms *rooms_new(struct store *st)
+{
+	struct rooms *r = g_new0(struct rooms, 1);
+	r->st = st;
+	r->rooms = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)store_room_free);
+	r->keys = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)store_key_free);
+	r->announced = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	return r;
+}
+
+void rooms_free(struct rooms *r)
+{
+	if (!r)
+		return;
+	g_hash_table_unref(r->announced);
+	g_hash_table_unref(r->keys);
+	g_hash_table_unref(r->rooms);
+	g_free(r);
+}
+
+void rooms_load(struct rooms *r, GPtrArray *rooms, GPtrArray *keys)
+{
+	while (rooms->len) {
+		struct store_room *room = g_ptr_array_steal_index_fast(rooms, rooms->len - 1);
+		g_hash_table_replace(r->rooms, room->id, room);
+	}
+	while (keys->len) {
+		struct store_key *key = g_ptr_array_steal_index_fast(keys, keys->len - 1);
+		g_hash_table_replace(r->keys, key->key_id, key);
+	}
+}
+
+const struct store_room *rooms_find(struct rooms *r, const char *room_id)
+{
+	return g_hash_table_lookup(r->rooms, room_id);
+}
+
+bool rooms_expired(const struct store_room *room, gint64 now)
+{
+	return room->expires_at && room->expires_at <= now;
+}
+
+bool rooms_token_ok(const struct store_room *room, const char *token)
+{
+	uint8_t hash[SECRET_HASH_LEN];
+	return token && secret_hash(token, hash) == 0 && secret_hash_equal(hash, room->token_hash);
+}
+
+int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const struct store_key **out)
+{
+	const char *dot = strchr(api_key, '.');
+	uint8_t hash[SECRET_HASH_LEN];
+
+	if (!dot || dot == api_key || (size_t)(dot - api_key) > 64)
+		return -ENOENT;
+	g_autofree char *key_id = g_strndup(api_key, (gsize)(dot - api_key));
+	const struct store_key *key = g_hash_table_lookup(r->keys, key_id);
+	/* Hash even for an unknown id, so timing does not tell ids apart. */
+	if (secret_hash(dot + 1, hash) < 0 || !key || !secret_hash_equal(hash, key->key_hash))
+		return -ENOENT;
+	if (key->revoked_at)
+		return -EKEYREVOKED;
+	if (key->expires_at && key->expires_at <= now)
+		return -EKEYEXPIRED;
+	*out = key;
+	return 0;
+}
+
+unsigned rooms_active_keys(struct rooms *r, gint64 now)
+{
+	GHashTableIter it;
+	gpointer v;
+	unsigned n = 0;
+
+	g_hash_table_iter_init(&it, r->keys);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		const struct store_key *k = v;
+		n += !k->revoked_at && (!k->expires_at || k->expires_at > now);
+	}
+	return n;
+}
+
+/* --- writes --- */
+
+static void store_failed(const char *what, const GError *err)
+{
+	struct log_fields f = { .code = "store" };
+	log_event(LOG_ERR, LOG_EVENT_BACKEND_LOST, &f, "room store: %s: %s", what,
+		  err ? err->message : "unknown error");
+}
+
+struct pending_room {
+	struct rooms *r;
+	struct store_room *room;
+	char token[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)];
+	rooms_created_fn done;
+	void *data;
+};
+
+static void room_written(int status, const GError *err, void *data)
+{
+	struct pending_room *p = data;
+
+	if (status < 0) {
+		store_failed("cannot create a room", err);
+		p->done(status, NULL, NULL, "the room store is unavailable", p->data);
+		store_room_free(p->room);
+	} else {
+		g_hash_table_replace(p->r->rooms, p->room->id, p->room);
+		p->done(0, p->room, p->token, NULL, p->data);
+	}
+	explicit_bzero(p->token, sizeof p->token);
+	g_free(p);
+}
+
+void rooms_create(struct rooms *r, const struct rooms_spec *spec, const char *created_by,
+		  gint64 now, rooms_created_fn done, void *data)
+{
+	struct pending_room *p = g_new0(struct pending_room, 1);
+	struct store_room *room = g_new0(struct store_room, 1);
+	int rc;
+
+	room->name = g_strdup(spec->name);
+	room->created_by = g_strdup(created_by);
+	room->created_at = now;
+	room->expires_at = spec->expires_at;
+	room->max_peers = spec->max_peers;
+	room->open_to_issuer = spec->open_to_issuer;
+	p->r = r;
+	p->room = room;
+	p->done = done;
+	p->data = data;
+	/* A fresh random id can only clash by a miracle; mint again if so. */
+	do {
+		g_clear_pointer(&room->id, g_free);
+		rc = store_room_mint(room, p->token);
+	} while (rc == 0 && g_hash_table_contains(r->rooms, room->id));
+	if (rc == 0 && r->st)
+		rc = store_put_room(r->st, room, room_written, p);
+	else if (rc == 0)
+		room_written(0, NULL, p);
+	if (rc < 0) {
+		done(rc, NULL, NULL, rc == -EAGAIN ? "the room store is busy" : "cannot create a room", data);
+		store_room_free(room);
+		g_free(p);
+	}
+}
+
+struct pending_key {
+	struct rooms *r;
+	struct store_key *key;
+	char api_key[SECRET_HEX_SIZE(SECRET_ID_BYTES) + 1 + SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)];
+	rooms_key_created_fn done;
+	void *data;
+};
+
+static void key_written(int status, const GError *err, void *data)
+{
+	struct pending_key *p = data;
+
+	if (status < 0) {
+		store_failed("cannot create an API key", err);
+		p->done(status, NULL, NULL,
+			status == -ENOENT ? "room not found" : "the room store is unavailable", p->data);
+		store_key_free(p->key);
+	} else {
+		g_hash_table_replace(p->r->keys, p->key->key_id, p->key);
+		p->done(0, p->key, p->api_key, NULL, p->data);
+	}
+	explicit_bzero(p->api_key, sizeof p->api_key);
+	g_free(p);
+}
+
+void rooms_create_key(struct rooms *r, const char *room_id, const char *name, gint64 expires_at,
+		      gint64 now, rooms_key_created_fn done, void *data)
+{
+	char secret[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)];
+	struct pending_key *p;
+	struct store_key *key;
+	int rc;
+
+	if (!rooms_find(r, room_id)) {
+		done(-ENOENT, NULL, NULL, "room not found", data);
+		return;
+	}
+	key = g_new0(struct store_key, 1);
+	key->room_id = g_strdup(room_id);
+	key->name = g_strdup(name);
+	key->created_at = now;
+	key->expires_at = expires_at;
+	do {
+		g_clear_pointer(&key->key_id, g_free);
+		rc = store_key_mint(key, secret);
+	} while (rc == 0 && g_hash_table_contains(r->keys, key->key_id));
+	if (rc < 0) {
+		done(rc, NULL, NULL, "cannot create an API key", data);
+		store_key_free(key);
+		return;
+	}
+	p = g_new0(struct pending_key, 1);
+	p->r = r;
+	p->key = key;
+	p->done = done;
+	p->data = data;
+	/* The key carries its id, so a check finds it without a scan. */
+	g_snprintf(p->api_key, sizeof p->api_key, "%s.%s", key->key_id, secret);
+	explicit_bzero(secret, sizeof secret);
+	if (r->st)
+		rc = store_put_key(r->st, key, key_written, p);
+	else
+		key_written(0, NULL, p);
+	if (rc < 0) {
+		done(rc, NULL, NULL, rc == -EAGAIN ? "the room store is busy" : "cannot create an API key",
+		     data);
+		explicit_bzero(p->api_key, sizeof p->api_key);
+		store_key_free(key);
+		g_free(p);
+	}
+}
+
+static void written(int status, const GError *err, void *data)
+{
+	if (status < 0)
+		store_failed(data, err);
+}
+
+/* Keys go with their room, in the store as here. */
+static void drop_keys_of(struct rooms *r, const char *room_id)
+{
+	GHashTableIter it;
+	gpointer v;
+
+	g_hash_table_iter_init(&it, r->keys);
+	while (g_hash_table_iter_next(&it, NULL, &v))
+		if (strcmp(((struct store_key *)v)->room_id, room_id) == 0)
+			g_hash_table_iter_remove(&it);
+}
+
+int rooms_delete(struct rooms *r, const char *room_id)
+{
+	if (!g_hash_table_contains(r->rooms, room_id))
+		return -ENOENT;
+	if (r->st)
+		store_delete_room(r->st, room_id, written, "cannot delete a room");
+	drop_keys_of(r, room_id);
+	g_hash_table_remove(r->announced, room_id);
+	g_hash_table_remove(r->rooms, room_id);
+	return 0;
+}
+
+int rooms_revoke_key(struct rooms *r, const char *key_id, gint64 now)
+{
+	struct store_key *key = g_hash_table_lookup(r->keys, key_id);
+	if (!key)
+		return -ENOENT;
+	if (!key->revoked_at)
+		key->revoked_at = now;
+	if (r->st)
+		store_revoke_key(r->st, key_id, key->revoked_at, written, "cannot revoke a key");
+	return 0;
+}
+
+GPtrArray *rooms_take_expired(struct rooms *r, gint64 now)
+{
+	GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GPtrArray) purge = g_ptr_array_new_with_free_func(g_free);
+	GHashTableIter it;
+	gpointer v;
+
+	g_hash_table_iter_init(&it, r->rooms);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		const struct store_room *room = v;
+		if (!rooms_expired(room, now))
+			continue;
+		if (room->expires_at <= now - ROOMS_EXPIRED_RETENTION)
+			g_ptr_array_add(purge, g_strdup(room->id));
+		else if (!g_hash_table_contains(r->announced, room->id))
+			g_ptr_array_add(ids, g_strdup(room->id));
+	}
+	for (guint i = 0; i < ids->len; i++)
+		g_hash_table_add(r->announced, g_strdup(g_ptr_array_index(ids, i)));
+	for (guint i = 0; i < purge->len; i++) {
+		const char *id = g_ptr_array_index(purge, i);
+		/* A room may expire and be purged in one call: report it too. */
+		if (!g_hash_table_remove(r->announced, id))
+			g_ptr_array_add(ids, g_strdup(id));
+		drop_keys_of(r, id);
+		g_hash_table_remove(r->rooms, id);
+	}
+	if (purge->len && r->st)
+		store_purge_expired(r->st, now - ROOMS_EXPIRED_RETENTION, written,
+				    "cannot purge expired rooms");
+	return ids;
+}
+
+gint64 rooms_next_expiry(struct rooms *r)
+{
+	GHashTableIter it;
+	gpointer k, v;
+	gint64 next = 0;
+
+	g_hash_table_iter_init(&it, r->rooms);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		gint64 e = ((struct store_room *)v)->expires_at;
+		if (e && g_hash_table_contains(r->announced, k))
+			e += ROOMS_EXPIRED_RETENTION;
+		if (e && (!next || e < next))
+			next = e;
+	}
+	return next;
+}
+
+int rooms_expiry(unsigned default_ttl, unsigned max_ttl, gint64 requested, gint64 now,
+		 gint64 *expires_at, const char **why)
+{
+	gint64 ttl = requested < 0 ? default_ttl : requested;
+
+	if (max_ttl && (ttl == 0 || ttl > max_ttl)) {
+		*why = ttl ? "expires_in is over the configured maximum ([rooms] max_ttl)"
+			   : "rooms must expire: [rooms] max_ttl is set";
+		return -EINVAL;
+	}
+	*expires_at = ttl ? now + ttl : 0;
+	return 0;
+}
+
+static gint by_created(gconstpointer a, gconstpointer b)
+{
+	const struct store_room *x = *(const struct store_room *const *)a;
+	const struct store_room *y = *(const struct store_room *const *)b;
+	if (x->created_at != y->created_at)
+		return x->created_at < y->created_at ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+static gint key_by_created(gconstpointer a, gconstpointer b)
+{
+	const struct store_key *x = *(const struct store_key *const *)a;
+	const struct store_key *y = *(const struct store_key *const *)b;
+	if (x->created_at != y->created_at)
+		return x->created_at < y->created_at ? -1 : 1;
+	return strcmp(x->key_id, y->key_id);
+}
+
+static GPtrArray *sorted_values(GHashTable *t, GCompareFunc cmp)
+{
+	GPtrArray *a = g_ptr_array_sized_new(g_hash_table_size(t));
+	GHashTableIter it;
+	gpointer v;
+
+	g_hash_table_iter_init(&it, t);
+	while (g_hash_table_iter_next(&it, NULL, &v))
+		g_ptr_array_add(a, v);
+	g_ptr_array_sort(a, cmp);
+	return a;
+}
+
+GPtrArray *rooms_list(struct rooms *r)
+{
+	return sorted_values(r->rooms, by_created);
+}
+
+GPtrArray *rooms_list_keys(struct rooms *r)
+{
+	return sorted_values(r->keys, key_by_created);
+}

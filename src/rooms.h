@@ -1,0 +1,72 @@
+/* rooms: persistent rooms and API keys (PROTOCOL.md 5 and 6), kept in
+ * memory and answered from there; every change is written behind to the
+ * store.  Creations are visible once durable: their callbacks run after
+ * the store's completion. */
+#pragma once
+
+#include "store.h"
+
+#include <glib.h>
+#include <stdbool.h>
+
+struct rooms;
+
+/* ST may be NULL: memory only (tests). */
+struct rooms *rooms_new(struct store *st);
+void rooms_free(struct rooms *r);
+/* Takes the records of store_load()'s arrays. */
+void rooms_load(struct rooms *r, GPtrArray *rooms, GPtrArray *keys);
+
+const struct store_room *rooms_find(struct rooms *r, const char *room_id);
+bool rooms_expired(const struct store_room *room, gint64 now);
+/* Constant time; a room always has a token. */
+bool rooms_token_ok(const struct store_room *room, const char *token);
+/* API keys present "KEY_ID.SECRET".  0 and *OUT; -ENOENT (not a key of
+ * ours, or a wrong secret), -EKEYREVOKED, -EKEYEXPIRED. */
+int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const struct store_key **out);
+/* Keys neither revoked nor expired. */
+unsigned rooms_active_keys(struct rooms *r, gint64 now);
+
+struct rooms_spec {
+	gint64 expires_at; /* 0: never */
+	unsigned max_peers; /* 0: the global limit */
+	const char *name;
+	bool open_to_issuer;
+};
+
+/* STATUS 0 with the room and its token (shown this once), or a negative
+ * errno with WHY. */
+typedef void (*rooms_created_fn)(int status, const struct store_room *room, const char *token,
+				 const char *why, void *data);
+typedef void (*rooms_key_created_fn)(int status, const struct store_key *key, const char *api_key,
+				     const char *why, void *data);
+
+/* Every creation completes through DONE, exactly once; it may already
+ * have run when the call returns. */
+void rooms_create(struct rooms *r, const struct rooms_spec *spec, const char *created_by,
+		  gint64 now, rooms_created_fn done, void *data);
+void rooms_create_key(struct rooms *r, const char *room_id, const char *name, gint64 expires_at,
+		      gint64 now, rooms_key_created_fn done, void *data);
+/* Gone from memory at once (new registrations fail); -ENOENT if unknown. */
+int rooms_delete(struct rooms *r, const char *room_id);
+int rooms_revoke_key(struct rooms *r, const char *key_id, gint64 now);
+
+/* An expired room is kept this long, so registrations are told
+ * ROOM_EXPIRED rather than ROOM_NOT_FOUND; then it is purged. */
+#define ROOMS_EXPIRED_RETENTION 3600
+
+/* The ids of the rooms that expired by NOW and were not reported yet (the
+ * caller closes their peers); rooms expired over ROOMS_EXPIRED_RETENTION
+ * ago are purged, here and in the store.  g_ptr_array_unref. */
+GPtrArray *rooms_take_expired(struct rooms *r, gint64 now);
+/* When rooms_take_expired has something to do next, or 0. */
+gint64 rooms_next_expiry(struct rooms *r);
+
+/* The expiry of a room created at NOW: REQUESTED seconds (-1: DEFAULT_TTL;
+ * 0: never), within MAX_TTL (0: unbounded).  -EINVAL with *WHY. */
+int rooms_expiry(unsigned default_ttl, unsigned max_ttl, gint64 requested, gint64 now,
+		 gint64 *expires_at, const char **why);
+
+/* In creation order (created_at, then id). */
+GPtrArray *rooms_list(struct rooms *r); /* of const struct store_room *, container only */
+GPtrArray *rooms_list_keys(struct rooms *r); /* of const struct store_key * */
