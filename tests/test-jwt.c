@@ -3,6 +3,7 @@
  * directly, so that the tests can also make malformed and hostile ones. */
 #include "jwks.h"
 #include "jwt.h"
+#include "jwtmint.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -24,14 +25,7 @@ static EVP_PKEY *rsa_key, *rsa_key2, *ec_key, *ec_key2;
 
 static char *b64url(const void *data, size_t len)
 {
-	char *s = g_base64_encode(data, len);
-	char *eq = strchr(s, '=');
-
-	if (eq)
-		*eq = '\0';
-	g_strdelimit(s, "+", '-');
-	g_strdelimit(s, "/", '_');
-	return s;
+	return jwtmint_b64url(data, len);
 }
 
 static char *b64url_str(const char *text)
@@ -39,33 +33,9 @@ static char *b64url_str(const char *text)
 	return b64url(text, strlen(text));
 }
 
-/* A big-endian key parameter, left-padded to PAD bytes (0: minimal). */
-static char *param_b64url(EVP_PKEY *k, const char *name, int pad)
-{
-	BIGNUM *bn = NULL;
-	g_assert_true(EVP_PKEY_get_bn_param(k, name, &bn));
-	int n = pad ? pad : BN_num_bytes(bn);
-	g_autofree guint8 *buf = g_malloc(n);
-	g_assert_cmpint(BN_bn2binpad(bn, buf, n), ==, n);
-	BN_free(bn);
-	return b64url(buf, n);
-}
-
-/* The public JWK of K; EXTRA adds members (",\"use\":\"sig\""). */
 static char *jwk_of(EVP_PKEY *k, const char *kid, const char *extra)
 {
-	g_autofree char *kid_member = kid ? g_strdup_printf("\"kid\":\"%s\",", kid) : g_strdup("");
-
-	if (EVP_PKEY_is_a(k, "RSA")) {
-		g_autofree char *n = param_b64url(k, OSSL_PKEY_PARAM_RSA_N, 0);
-		g_autofree char *e = param_b64url(k, OSSL_PKEY_PARAM_RSA_E, 0);
-		return g_strdup_printf("{%s\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"%s\"%s}", kid_member, n,
-				       e, extra);
-	}
-	g_autofree char *x = param_b64url(k, OSSL_PKEY_PARAM_EC_PUB_X, 32);
-	g_autofree char *y = param_b64url(k, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
-	return g_strdup_printf("{%s\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"%s}",
-			       kid_member, x, y, extra);
+	return jwtmint_jwk(k, kid, extra);
 }
 
 static int jwks_try(const char *doc, struct jwks **set, GError **err)
@@ -85,35 +55,9 @@ static struct jwks *jwks_of(const char *doc)
 	return set;
 }
 
-/* HEADER.PAYLOAD signed with K and MD as JWS does it: PKCS#1 v1.5 for
- * RSA, the raw R||S pair for ECDSA. */
 static char *sign_raw(EVP_PKEY *k, const EVP_MD *md, const char *header, const char *payload)
 {
-	g_autofree char *h = b64url_str(header), *p = b64url_str(payload);
-	g_autofree char *input = g_strdup_printf("%s.%s", h, p);
-	g_autofree char *sig_text = NULL;
-	g_autofree guint8 *sig = NULL;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	size_t len = 0;
-
-	g_assert_cmpint(EVP_DigestSignInit(ctx, NULL, md, NULL, k), ==, 1);
-	g_assert_cmpint(EVP_DigestSign(ctx, NULL, &len, (guint8 *)input, strlen(input)), ==, 1);
-	sig = g_malloc(len);
-	g_assert_cmpint(EVP_DigestSign(ctx, sig, &len, (guint8 *)input, strlen(input)), ==, 1);
-	EVP_MD_CTX_free(ctx);
-	if (EVP_PKEY_is_a(k, "EC")) {
-		const guint8 *der = sig;
-		ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &der, (long)len);
-		guint8 rs[64];
-		g_assert_nonnull(es);
-		g_assert_cmpint(BN_bn2binpad(ECDSA_SIG_get0_r(es), rs, 32), ==, 32);
-		g_assert_cmpint(BN_bn2binpad(ECDSA_SIG_get0_s(es), rs + 32, 32), ==, 32);
-		ECDSA_SIG_free(es);
-		sig_text = b64url(rs, sizeof rs);
-	} else {
-		sig_text = b64url(sig, len);
-	}
-	return g_strdup_printf("%s.%s", input, sig_text);
+	return jwtmint_sign(k, md, header, payload);
 }
 
 /* A token of HEADER.PAYLOAD with SIG as its third part, or two parts. */
@@ -149,17 +93,12 @@ static json_object *with(json_object *o, const char *key, json_object *val)
 
 static char *mint_alg(EVP_PKEY *k, const char *alg, const char *kid, json_object *payload)
 {
-	g_autofree char *header = kid ? g_strdup_printf("{\"alg\":\"%s\",\"kid\":\"%s\",\"typ\":\"JWT\"}", alg, kid)
-				      : g_strdup_printf("{\"alg\":\"%s\"}", alg);
-	char *t = sign_raw(k, EVP_sha256(), header, json_object_to_json_string(payload));
-	json_object_put(payload);
-	return t;
+	return jwtmint_token_alg(k, alg, kid, payload);
 }
 
-/* A token signed by K with the algorithm its type calls for; takes PAYLOAD. */
 static char *mint(EVP_PKEY *k, const char *kid, json_object *payload)
 {
-	return mint_alg(k, EVP_PKEY_is_a(k, "EC") ? "ES256" : "RS256", kid, payload);
+	return jwtmint_token(k, kid, payload);
 }
 
 /* Shorthands: the "lab" issuer's RSA key r1, and good claims but one. */
@@ -662,8 +601,8 @@ static void test_jwks_skipped(void)
 	g_autofree char *rs512 = jwk_of(rsa_key2, "rs512", ",\"alg\":\"RS512\"");
 	g_autofree char *ec_rs = jwk_of(ec_key, "ec-rs", ",\"alg\":\"RS256\"");
 	g_autofree char *weak = jwk_of(small, "weak", "");
-	g_autofree char *x = param_b64url(p384, OSSL_PKEY_PARAM_EC_PUB_X, 48);
-	g_autofree char *y = param_b64url(p384, OSSL_PKEY_PARAM_EC_PUB_Y, 48);
+	g_autofree char *x = jwtmint_param(p384, OSSL_PKEY_PARAM_EC_PUB_X, 48);
+	g_autofree char *y = jwtmint_param(p384, OSSL_PKEY_PARAM_EC_PUB_Y, 48);
 	g_autofree char *doc = g_strdup_printf(
 		"{\"keys\":[{\"kty\":\"oct\",\"kid\":\"hmac\",\"k\":\"c2VjcmV0\"},%s,%s,%s,%s,%s,"
 		"{\"kty\":\"EC\",\"kid\":\"p384\",\"crv\":\"P-384\",\"x\":\"%s\",\"y\":\"%s\"},"
