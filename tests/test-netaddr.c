@@ -1,4 +1,6 @@
-/* Unit tests: addresses, CIDR lists, X-Forwarded-For. */
+/* Unit tests: addresses, CIDR lists, X-Forwarded-For, and per-address
+ * accounting (connections and registrations). */
+#include "addrlimit.h"
 #include "netaddr.h"
 
 #include <arpa/inet.h>
@@ -7,6 +9,9 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/un.h>
+
+#define SEC INT64_C(1000000)
+#define T0 (1000 * SEC)
 
 static struct netaddr addr(const char *text)
 {
@@ -289,6 +294,322 @@ static void test_xff_long(void)
 	netaddr_cidrs_free(t);
 }
 
+static struct addrlimit *limiter(unsigned max_addresses, unsigned conns, unsigned regs)
+{
+	struct addrlimit_limits l = { max_addresses, conns, regs };
+	struct addrlimit *al = NULL;
+	g_assert_cmpint(addrlimit_new(&l, &al), ==, 0);
+	return al;
+}
+
+static struct addrlimit_stats stats(const struct addrlimit *al)
+{
+	struct addrlimit_stats s;
+	addrlimit_get_stats(al, &s);
+	return s;
+}
+
+static void test_conns_limit(void)
+{
+	struct addrlimit *al = limiter(100, 3, 60);
+	struct netaddr a = addr("198.51.100.7"), b = addr("198.51.100.8");
+
+	for (int i = 0; i < 3; i++)
+		g_assert_cmpint(addrlimit_conn_open(al, &a), ==, 0);
+	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, -EDQUOT);
+	g_assert_cmpuint(addrlimit_conn_count(al, &a), ==, 3);
+	/* Other addresses are independent. */
+	g_assert_cmpint(addrlimit_conn_open(al, &b), ==, 0);
+	g_assert_cmpuint(addrlimit_conn_count(al, &b), ==, 1);
+	/* A close makes room again. */
+	addrlimit_conn_close(al, &a);
+	g_assert_cmpuint(addrlimit_conn_count(al, &a), ==, 2);
+	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, 0);
+	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, -EDQUOT);
+	g_assert_cmpuint(stats(al).conn_addresses, ==, 2);
+	addrlimit_free(al);
+}
+
+static void test_conns_v6_prefix(void)
+{
+	struct addrlimit *al = limiter(100, 2, 60);
+	struct netaddr a1 = addr("2001:db8:1:2::1"), a2 = addr("2001:db8:1:2:ffff::9"),
+		       other = addr("2001:db8:1:3::1");
+
+	/* One /64 is one address. */
+	g_assert_cmpint(addrlimit_conn_open(al, &a1), ==, 0);
+	g_assert_cmpint(addrlimit_conn_open(al, &a2), ==, 0);
+	g_assert_cmpint(addrlimit_conn_open(al, &a1), ==, -EDQUOT);
+	g_assert_cmpuint(addrlimit_conn_count(al, &a2), ==, 2);
+	g_assert_cmpint(addrlimit_conn_open(al, &other), ==, 0);
+	/* IPv4 is never grouped. */
+	struct netaddr v4a = addr("198.51.100.7"), v4b = addr("198.51.100.6");
+	g_assert_cmpint(addrlimit_conn_open(al, &v4a), ==, 0);
+	g_assert_cmpint(addrlimit_conn_open(al, &v4a), ==, 0);
+	g_assert_cmpint(addrlimit_conn_open(al, &v4b), ==, 0);
+	g_assert_cmpuint(stats(al).conn_addresses, ==, 4);
+	addrlimit_free(al);
+}
+
+static void test_conns_drop_at_zero(void)
+{
+	struct addrlimit *al = limiter(100, 0, 60); /* 0: no limit, still counted */
+	struct netaddr a = addr("198.51.100.7"), b = addr("198.51.100.8");
+
+	for (int i = 0; i < 1000; i++)
+		g_assert_cmpint(addrlimit_conn_open(al, &a), ==, 0);
+	g_assert_cmpuint(addrlimit_conn_count(al, &a), ==, 1000);
+	for (int i = 0; i < 1000; i++)
+		addrlimit_conn_close(al, &a);
+	g_assert_cmpuint(stats(al).conn_addresses, ==, 0);
+	/* A close that was never counted changes nothing. */
+	addrlimit_conn_close(al, &b);
+	addrlimit_conn_close(al, &a);
+	g_assert_cmpuint(addrlimit_conn_count(al, &a), ==, 0);
+	g_assert_cmpuint(stats(al).conn_addresses, ==, 0);
+	addrlimit_free(al);
+}
+
+static void test_conns_table_full(void)
+{
+	struct addrlimit *al = limiter(2, 10, 60);
+	struct netaddr a = addr("198.51.100.1"), b = addr("198.51.100.2"), c = addr("198.51.100.3");
+
+	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, 0);
+	g_assert_cmpint(addrlimit_conn_open(al, &b), ==, 0);
+	/* Full: a new address is refused, known ones still served. */
+	g_assert_cmpint(addrlimit_conn_open(al, &c), ==, -ENOSPC);
+	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, 0);
+	g_assert_cmpuint(stats(al).conn_table_full, ==, 1);
+	g_assert_cmpuint(stats(al).conn_addresses, ==, 2);
+	/* Once an address leaves, there is room. */
+	addrlimit_conn_close(al, &b);
+	g_assert_cmpint(addrlimit_conn_open(al, &c), ==, 0);
+	addrlimit_free(al);
+}
+
+/* Attempts N registrations from A at NOW; how many were allowed. */
+static unsigned regs(struct addrlimit *al, const struct netaddr *a, int64_t now, unsigned n)
+{
+	unsigned ok = 0;
+	for (unsigned i = 0; i < n; i++)
+		ok += addrlimit_register(al, a, now) == 0;
+	return ok;
+}
+
+static void test_regs_limit(void)
+{
+	struct addrlimit *al = limiter(100, 100, 60);
+	struct netaddr a = addr("198.51.100.7"), b = addr("2001:db8::1");
+
+	/* 60 at once, then one a second. */
+	g_assert_cmpuint(regs(al, &a, T0, 100), ==, 60);
+	g_assert_cmpint(addrlimit_register(al, &a, T0 + SEC - 1), ==, -EAGAIN);
+	g_assert_cmpint(addrlimit_register(al, &a, T0 + SEC), ==, 0);
+	g_assert_cmpint(addrlimit_register(al, &a, T0 + SEC), ==, -EAGAIN);
+	/* Independent addresses. */
+	g_assert_cmpuint(regs(al, &b, T0 + SEC, 100), ==, 60);
+	/* Trying every 100 ms for a minute, both ends included: the 60 at
+	 * once and the 60 regained, the worst case of any 60 s. */
+	struct netaddr d = addr("198.51.100.10");
+	unsigned ok = 0;
+	for (int64_t t = T0; t <= T0 + 60 * SEC; t += SEC / 10)
+		ok += regs(al, &d, t, 1);
+	g_assert_cmpuint(ok, ==, 120);
+	/* After a quiet minute, the whole burst again. */
+	g_assert_cmpuint(regs(al, &a, T0 + 200 * SEC, 100), ==, 60);
+
+	/* A low rate: 6 a minute is one every 10 s. */
+	struct addrlimit_limits l = { 100, 100, 6 };
+	g_assert_cmpint(addrlimit_set_limits(al, &l), ==, 0);
+	struct netaddr c = addr("198.51.100.9");
+	g_assert_cmpuint(regs(al, &c, T0, 10), ==, 6);
+	g_assert_cmpuint(regs(al, &c, T0 + 9 * SEC, 10), ==, 0);
+	g_assert_cmpuint(regs(al, &c, T0 + 10 * SEC, 10), ==, 1);
+	addrlimit_free(al);
+}
+
+static void test_regs_sweep(void)
+{
+	struct addrlimit *al = limiter(100000, 100, 60);
+	struct netaddr a;
+
+	for (unsigned i = 0; i < 1000; i++) {
+		struct in_addr in = { htonl(0xc6336400u + i) }; /* 198.51.100.0 + i */
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = in };
+		netaddr_from_sockaddr((struct sockaddr *)&sin, &a);
+		g_assert_cmpint(addrlimit_register(al, &a, T0), ==, 0);
+	}
+	struct netaddr heavy = addr("203.0.113.1");
+	g_assert_cmpuint(regs(al, &heavy, T0, 60), ==, 60);
+	g_assert_cmpuint(stats(al).reg_addresses, ==, 1001);
+	/* Nothing is full again before a token's time (1 s). */
+	g_assert_cmpuint(addrlimit_sweep(al, T0 + SEC - 1), ==, 0);
+	/* One attempt each: full again after 1 s and forgotten. */
+	g_assert_cmpuint(addrlimit_sweep(al, T0 + SEC), ==, 1000);
+	g_assert_cmpuint(stats(al).reg_addresses, ==, 1);
+	/* The drained one is remembered until its bucket is full: 60 s. */
+	g_assert_cmpuint(addrlimit_sweep(al, T0 + 60 * SEC - 1), ==, 0);
+	g_assert_cmpint(addrlimit_register(al, &heavy, T0 + 30 * SEC), ==, 0);
+	g_assert_cmpuint(regs(al, &heavy, T0 + 30 * SEC, 100), ==, 29);
+	g_assert_cmpuint(addrlimit_sweep(al, T0 + 90 * SEC), ==, 1);
+	g_assert_cmpuint(stats(al).reg_addresses, ==, 0);
+	g_assert_cmpuint(stats(al).reg_evictions, ==, 0);
+	addrlimit_free(al);
+}
+
+static void test_regs_table_full(void)
+{
+	struct addrlimit *al = limiter(3, 100, 60);
+	struct netaddr a = addr("198.51.100.1"), b = addr("198.51.100.2"), c = addr("198.51.100.3"),
+		       d = addr("198.51.100.4"), e = addr("198.51.100.5");
+
+	g_assert_cmpuint(regs(al, &a, T0, 100), ==, 60);
+	regs(al, &b, T0 + 1, 1);
+	regs(al, &c, T0 + 2, 1);
+	/* Full: the least recently used (a) is forgotten, never refused. */
+	g_assert_cmpint(addrlimit_register(al, &d, T0 + 3), ==, 0);
+	g_assert_cmpuint(stats(al).reg_addresses, ==, 3);
+	g_assert_cmpuint(stats(al).reg_evictions, ==, 1);
+	/* a comes back with a full bucket (evicting b). */
+	g_assert_cmpuint(regs(al, &a, T0 + 4, 100), ==, 60);
+	/* Using c makes d the oldest: e evicts d. */
+	regs(al, &c, T0 + 5, 1);
+	regs(al, &e, T0 + 6, 1);
+	g_assert_cmpuint(stats(al).reg_evictions, ==, 3);
+	g_assert_cmpuint(regs(al, &a, T0 + 7, 1), ==, 0); /* a is still remembered */
+	/* A lower cap on reload forgets the oldest at once. */
+	struct addrlimit_limits l = { 1, 100, 60 };
+	g_assert_cmpint(addrlimit_set_limits(al, &l), ==, 0);
+	g_assert_cmpuint(stats(al).reg_addresses, ==, 1);
+	g_assert_cmpuint(regs(al, &a, T0 + 8, 1), ==, 0); /* the one kept: the latest */
+	addrlimit_free(al);
+}
+
+static void test_reload(void)
+{
+	struct addrlimit *al = limiter(100, 3, 60);
+	struct netaddr a = addr("198.51.100.7");
+
+	for (int i = 0; i < 3; i++)
+		g_assert_cmpint(addrlimit_conn_open(al, &a), ==, 0);
+	/* A lower limit keeps the open connections, refuses new ones. */
+	struct addrlimit_limits l = { 100, 2, 0 };
+	g_assert_cmpint(addrlimit_set_limits(al, &l), ==, 0);
+	g_assert_cmpuint(addrlimit_conn_count(al, &a), ==, 3);
+	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, -EDQUOT);
+	addrlimit_conn_close(al, &a);
+	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, -EDQUOT);
+	addrlimit_conn_close(al, &a);
+	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, 0);
+	/* No registration limit: nothing tracked. */
+	g_assert_cmpuint(regs(al, &a, T0, 1000), ==, 1000);
+	g_assert_cmpuint(stats(al).reg_addresses, ==, 0);
+	/* Back on: a fresh burst. */
+	l.regs_per_minute = 10;
+	g_assert_cmpint(addrlimit_set_limits(al, &l), ==, 0);
+	g_assert_cmpuint(regs(al, &a, T0, 1000), ==, 10);
+	/* Out of range: refused, the old limits stay. */
+	struct addrlimit_limits bad = { 0, 2, 10 };
+	g_assert_cmpint(addrlimit_set_limits(al, &bad), ==, -EINVAL);
+	bad = (struct addrlimit_limits){ 100, 2, 60 * RATELIMIT_MAX + 1 };
+	g_assert_cmpint(addrlimit_set_limits(al, &bad), ==, -EINVAL);
+	struct addrlimit *none = NULL;
+	g_assert_cmpint(addrlimit_new(&bad, &none), ==, -EINVAL);
+	g_assert_null(none);
+	g_assert_cmpuint(regs(al, &a, T0 + 6 * SEC, 1000), ==, 1);
+	addrlimit_free(al);
+}
+
+static void fill_addresses(struct netaddr *v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		/* 2001:db8:IIII:IIII::1, a /64 each */
+		memset(v[i].b, 0, sizeof v[i].b);
+		v[i].b[0] = 0x20, v[i].b[1] = 0x01, v[i].b[2] = 0x0d, v[i].b[3] = 0xb8;
+		memcpy(v[i].b + 4, &i, sizeof i);
+		v[i].b[15] = 1;
+	}
+}
+
+static void test_bench(void)
+{
+	const unsigned n = 100000;
+	struct addrlimit *al = limiter(n, 100, 60);
+	struct netaddr *v = g_new(struct netaddr, n);
+	gint64 start, took;
+
+	fill_addresses(v, n);
+	start = g_get_monotonic_time();
+	for (unsigned i = 0; i < n; i++)
+		g_assert_cmpint(addrlimit_conn_open(al, &v[i]), ==, 0);
+	took = g_get_monotonic_time() - start;
+	g_test_message("addrlimit_conn_open, new address: %.0f ns (%u addresses)",
+		       (double)took * 1000 / n, n);
+
+	/* A thousand addresses, as a typical table: in cache. */
+	unsigned total = 0;
+	start = g_get_monotonic_time();
+	for (unsigned r = 0; r < 1000; r++)
+		for (unsigned i = 0; i < 1000; i++)
+			total += addrlimit_conn_count(al, &v[i]);
+	took = g_get_monotonic_time() - start;
+	g_assert_cmpuint(total, ==, 1000 * 1000);
+	g_test_message("addrlimit_conn_count, 1000 addresses looked up again and again: %.0f ns",
+		       (double)took / 1000);
+
+	total = 0;
+	start = g_get_monotonic_time();
+	for (unsigned r = 0; r < 10; r++)
+		for (unsigned i = 0; i < n; i++)
+			total += addrlimit_conn_count(al, &v[(i * 7919u) % n]);
+	took = g_get_monotonic_time() - start;
+	g_assert_cmpuint(total, ==, 10 * n);
+	g_test_message("addrlimit_conn_count, lookup in %u: %.0f ns", n, (double)took * 1000 / (10 * n));
+
+	start = g_get_monotonic_time();
+	for (unsigned i = 0; i < n; i++)
+		addrlimit_register(al, &v[i], T0);
+	took = g_get_monotonic_time() - start;
+	g_test_message("addrlimit_register, new address: %.0f ns", (double)took * 1000 / n);
+	start = g_get_monotonic_time();
+	for (unsigned i = 0; i < n; i++)
+		addrlimit_register(al, &v[(i * 7919u) % n], T0 + SEC / 2);
+	took = g_get_monotonic_time() - start;
+	g_test_message("addrlimit_register, known address: %.0f ns", (double)took * 1000 / n);
+
+	start = g_get_monotonic_time();
+	g_assert_cmpuint(addrlimit_sweep(al, T0 + SEC), ==, 0); /* none full yet */
+	took = g_get_monotonic_time() - start;
+	g_test_message("addrlimit_sweep over %u entries, none idle: %" G_GINT64_FORMAT " us", n, took);
+	start = g_get_monotonic_time();
+	g_assert_cmpuint(addrlimit_sweep(al, T0 + 2 * SEC), ==, ADDRLIMIT_SWEEP_MAX);
+	took = g_get_monotonic_time() - start;
+	g_test_message("addrlimit_sweep dropping %u entries: %" G_GINT64_FORMAT " us",
+		       ADDRLIMIT_SWEEP_MAX, took);
+	/* The rest goes over the next sweeps. */
+	unsigned left = n - ADDRLIMIT_SWEEP_MAX, sweeps = 0;
+	while (addrlimit_sweep(al, T0 + 3 * SEC))
+		sweeps++;
+	g_assert_cmpuint(sweeps, ==, (left + ADDRLIMIT_SWEEP_MAX - 1) / ADDRLIMIT_SWEEP_MAX);
+	g_assert_cmpuint(stats(al).reg_addresses, ==, 0);
+
+	/* The worst sweep: every entry drained, none full again. */
+	for (unsigned i = 0; i < n; i++)
+		regs(al, &v[i], T0 + 10 * SEC, 60);
+	start = g_get_monotonic_time();
+	g_assert_cmpuint(addrlimit_sweep(al, T0 + 12 * SEC), ==, 0);
+	took = g_get_monotonic_time() - start;
+	g_test_message("addrlimit_sweep over %u entries, all examined, none idle: %" G_GINT64_FORMAT
+		       " us", n, took);
+
+	for (unsigned i = 0; i < n; i++)
+		addrlimit_conn_close(al, &v[i]);
+	g_assert_cmpuint(stats(al).conn_addresses, ==, 0);
+	g_free(v);
+	addrlimit_free(al);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -297,5 +618,14 @@ int main(int argc, char *argv[])
 	g_test_add_func("/netaddr/cidrs/bad", test_cidrs_bad);
 	g_test_add_func("/netaddr/xff", test_xff);
 	g_test_add_func("/netaddr/xff/long", test_xff_long);
+	g_test_add_func("/addrlimit/conns/limit", test_conns_limit);
+	g_test_add_func("/addrlimit/conns/v6-prefix", test_conns_v6_prefix);
+	g_test_add_func("/addrlimit/conns/drop-at-zero", test_conns_drop_at_zero);
+	g_test_add_func("/addrlimit/conns/table-full", test_conns_table_full);
+	g_test_add_func("/addrlimit/regs/limit", test_regs_limit);
+	g_test_add_func("/addrlimit/regs/sweep", test_regs_sweep);
+	g_test_add_func("/addrlimit/regs/table-full", test_regs_table_full);
+	g_test_add_func("/addrlimit/reload", test_reload);
+	g_test_add_func("/addrlimit/bench", test_bench);
 	return g_test_run();
 }
