@@ -7,7 +7,8 @@
 
 static int rate_init(struct ratelimit_rate *r, uint64_t per_minute, uint32_t burst)
 {
-	if (per_minute > 60ull * RATELIMIT_MAX || (per_minute && (burst < 1 || burst > RATELIMIT_MAX)))
+	if (per_minute > 60ull * RATELIMIT_MAX ||
+	    (per_minute && (burst < 1 || burst > RATELIMIT_MAX)))
 		return -EINVAL;
 	/* No limit: a bottomless bucket, kept full (fill_us 0).  Should a
 	 * reload set a limit, it is clamped to that burst: it starts full. */
@@ -45,7 +46,8 @@ int ratelimit_policy_per_minute(struct ratelimit_policy *p, uint32_t per_minute,
 	return policy_init(p, per_minute, burst);
 }
 
-int ratelimit_policy_set_abuse(struct ratelimit_policy *p, uint32_t refusals, uint32_t regain_per_second)
+int ratelimit_policy_set_abuse(struct ratelimit_policy *p, uint32_t refusals,
+			       uint32_t regain_per_second)
 {
 	if (regain_per_second < 1)
 		return -EINVAL;

@@ -10,8 +10,8 @@
  * RATELIMIT_ABUSE_REGAIN_PER_SECOND.  A refusal with that allowance empty
  * is abuse.  So a burst a little over the limit gets RATE_LIMITED answers
  * only, while a client that keeps sending more than 10 messages a second
- * over its rate is cut off within seconds (at twice the default rate, 50
- * refused a second: after 100 / (50 - 10) = 2.5 s). */
+ * over its rate is cut off within seconds of spending its burst (at twice
+ * the default rate, 50 refused a second: after 100 / (50 - 10) = 2.5 s). */
 #pragma once
 
 #include <stdbool.h>
@@ -56,7 +56,8 @@ int ratelimit_policy_per_second(struct ratelimit_policy *p, uint32_t per_second,
 int ratelimit_policy_per_minute(struct ratelimit_policy *p, uint32_t per_minute, uint32_t burst);
 /* Turns the abuse rule on: REFUSALS refusals (1..RATELIMIT_MAX), regained
  * at REGAIN_PER_SECOND (1..RATELIMIT_MAX). */
-int ratelimit_policy_set_abuse(struct ratelimit_policy *p, uint32_t refusals, uint32_t regain_per_second);
+int ratelimit_policy_set_abuse(struct ratelimit_policy *p, uint32_t refusals,
+			       uint32_t regain_per_second);
 
 /* A full bucket with its whole refusal allowance. */
 void ratelimit_init(struct ratelimit *b, const struct ratelimit_policy *p, int64_t now_us);

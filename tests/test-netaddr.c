@@ -553,7 +553,8 @@ static void test_bench(void)
 			total += addrlimit_conn_count(al, &v[(i * 7919u) % n]);
 	took = g_get_monotonic_time() - start;
 	g_assert_cmpuint(total, ==, 10 * n);
-	g_test_message("addrlimit_conn_count, lookup in %u: %.0f ns", n, (double)took * 1000 / (10 * n));
+	g_test_message("addrlimit_conn_count, lookup in %u: %.0f ns", n,
+		       (double)took * 1000 / (10 * n));
 
 	start = g_get_monotonic_time();
 	for (unsigned i = 0; i < n; i++)
@@ -569,7 +570,8 @@ static void test_bench(void)
 	start = g_get_monotonic_time();
 	g_assert_cmpuint(addrlimit_sweep(al, T0 + SEC), ==, 0); /* none full yet */
 	took = g_get_monotonic_time() - start;
-	g_test_message("addrlimit_sweep over %u entries, none idle: %" G_GINT64_FORMAT " us", n, took);
+	g_test_message("addrlimit_sweep over %u entries, none idle: %" G_GINT64_FORMAT " us", n,
+		       took);
 	start = g_get_monotonic_time();
 	g_assert_cmpuint(addrlimit_sweep(al, T0 + 2 * SEC), ==, ADDRLIMIT_SWEEP_MAX);
 	took = g_get_monotonic_time() - start;
