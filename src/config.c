@@ -4,6 +4,7 @@
 
 #include "jwt.h"
 #include "log.h"
+#include "netaddr.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -51,11 +52,11 @@ static const struct key_spec keys[] = {
 	K("limits", "max_sessions", KEY_UINT, max_sessions, 1, 10000000),
 	K("limits", "max_peers_per_room", KEY_UINT, max_peers_per_room, 1, 10000000),
 	K("limits", "max_json_depth", KEY_UINT, max_json_depth, 2, 1000),
-	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 1, 1000000),
+	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 0, 1000000),
 	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
 	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
 	K("limits", "registrations_per_address_per_minute", KEY_UINT,
-	  registrations_per_address_per_minute, 1, 1000000),
+	  registrations_per_address_per_minute, 0, 1000000),
 	K("turn", "stun_uris", KEY_STRLIST, stun_uris, 0, 0),
 	K("turn", "turn_uris", KEY_STRLIST, turn_uris, 0, 0),
 	K("turn", "secret", KEY_STRING, turn_secret, 0, 0),
@@ -152,6 +153,7 @@ void config_free(struct config *cfg)
 	if (cfg->listen)
 		g_array_unref(cfg->listen);
 	g_strfreev(cfg->trusted_proxies);
+	netaddr_cidrs_free(cfg->trusted);
 	free_secret(cfg->admin_token);
 	g_free(cfg->admin_token_file);
 	free_secret(cfg->metrics_token);
@@ -452,6 +454,12 @@ static int validate(struct config *cfg, const char *where, GError **err)
 		return invalid(err, "%s: [rooms] default_ttl (%u) must be between 1 and max_ttl (%u); "
 				    "0 (no expiry) needs max_ttl = 0",
 			       where, cfg->rooms_default_ttl, cfg->rooms_max_ttl);
+	if (cfg->trusted_proxies && cfg->trusted_proxies[0]) {
+		g_autofree char *list = g_strjoinv(";", cfg->trusted_proxies);
+		g_autoptr(GError) local = NULL;
+		if (netaddr_cidrs_parse(list, &cfg->trusted, &local) < 0)
+			return invalid(err, "%s: [server] trusted_proxies: %s", where, local->message);
+	}
 	for (guint i = 0; i < cfg->issuers->len; i++) {
 		struct config_issuer *is = g_ptr_array_index(cfg->issuers, i);
 		if ((r = validate_issuer(is, where, err)) < 0)

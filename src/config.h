@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+struct netaddr_cidrs;
+
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/rtcsignald/rtcsignald.conf"
 
 struct listen_addr {
@@ -39,7 +41,8 @@ struct config {
 	/* [server] */
 	GArray *listen; /* of struct listen_addr */
 	bool allow_anonymous;
-	char **trusted_proxies; /* CIDRs */
+	char **trusted_proxies; /* CIDRs, as written */
+	struct netaddr_cidrs *trusted; /* parsed; NULL: none */
 	unsigned app_ping_interval;
 	unsigned ws_ping_interval;
 	unsigned ws_ping_timeout;

@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include "addrlimit.h"
 #include "admin.h"
 #include "adminapi.h"
 #include "auth.h"
@@ -31,6 +32,7 @@ struct daemon {
 	struct store *store;
 	struct rooms *rooms;
 	struct auth *auth;
+	struct addrlimit *addrlimit;
 	struct ws_server *ws;
 	struct loopcall *loopcall;
 	struct admin *admin;
@@ -194,6 +196,7 @@ static void on_tick(uv_timer_t *t)
 
 	metrics_heartbeat();
 	expire_rooms(d);
+	addrlimit_sweep(d->addrlimit, g_get_monotonic_time());
 	if (!d->stopping && g_strcmp0(status, d->status) != 0) {
 		systemd_notify_status(status);
 		g_free(d->status);
@@ -261,6 +264,17 @@ static void log_change(const char *group, const char *key, bool applied, void *d
 	}
 }
 
+static int set_addrlimits(struct daemon *d, const struct config *cfg)
+{
+	/* A table as large as the session limit is never full. */
+	const struct addrlimit_limits l = {
+		.max_addresses = cfg->max_sessions,
+		.conns_per_address = cfg->connections_per_address,
+		.regs_per_minute = cfg->registrations_per_address_per_minute,
+	};
+	return d->addrlimit ? addrlimit_set_limits(d->addrlimit, &l) : addrlimit_new(&l, &d->addrlimit);
+}
+
 /* SIGHUP: the new file wholly, or nothing of it. */
 static void reload(struct daemon *d)
 {
@@ -278,6 +292,7 @@ static void reload(struct daemon *d)
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
 		ws_server_set_config(d->ws, cfg);
+		set_addrlimits(d, cfg);
 		admin_set_tokens(d->admin, cfg->admin_token, cfg->metrics_token);
 		config_free(d->cfg);
 		d->cfg = cfg;
@@ -364,7 +379,9 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 		goto fail;
 	}
 	warn_if_open(d);
-	const struct router_env env = { .rooms = d->rooms, .auth = d->auth };
+	if ((r = set_addrlimits(d, cfg)) < 0)
+		goto fail;
+	const struct router_env env = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit };
 	r = ws_server_new(&d->loop, cfg, d->reg, &env, &d->ws);
 	if (r < 0) {
 		log_err("cannot create the WebSocket server");
@@ -420,6 +437,7 @@ void daemon_free(struct daemon *d)
 	loopcall_free(d->loopcall);
 	rooms_free(d->rooms);
 	auth_free(d->auth);
+	addrlimit_free(d->addrlimit);
 	registry_free(d->reg);
 	uv_loop_close(&d->loop);
 	g_ptr_array_unref(d->listeners);

@@ -23,12 +23,16 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_QUEUED_BYTES] = "max_queued_bytes",
 	[LIMIT_SESSIONS] = "max_sessions",
 	[LIMIT_PEERS_PER_ROOM] = "max_peers_per_room",
+	[LIMIT_MESSAGES_PER_SECOND] = "messages_per_second",
+	[LIMIT_CONNECTIONS_PER_ADDRESS] = "connections_per_address",
+	[LIMIT_REGISTRATIONS_PER_ADDRESS] = "registrations_per_address_per_minute",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {
 	[REFUSED_MAX_SESSIONS] = "max_sessions",
 	[REFUSED_NOT_LOOPBACK] = "not_loopback",
 	[REFUSED_DRAINING] = "draining",
+	[REFUSED_PER_ADDRESS] = "connections_per_address",
 };
 
 const char *metrics_limit_name(enum metrics_limit l)

@@ -269,3 +269,11 @@ int netaddr_client(const struct netaddr_cidrs *trusted, const struct sockaddr *p
 	}
 	return 0;
 }
+
+bool netaddr_is_loopback_addr(const struct netaddr *a)
+{
+	static const uint8_t v6_loopback[16] = { [15] = 1 };
+	if (netaddr_is_v4(a))
+		return a->b[12] == 127;
+	return memcmp(a->b, v6_loopback, sizeof v6_loopback) == 0;
+}

@@ -26,6 +26,8 @@ int netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out);
  * "::ffff:10.1.2.3"); no port, no brackets, no zone.  -EINVAL otherwise. */
 int netaddr_parse(const char *text, size_t len, struct netaddr *out);
 bool netaddr_is_v4(const struct netaddr *a);
+/* 127.0.0.0/8 or ::1. */
+bool netaddr_is_loopback_addr(const struct netaddr *a);
 /* Dotted quad for IPv4 (mapped or not), RFC 5952 text for IPv6. */
 void netaddr_to_string(const struct netaddr *a, char out[NETADDR_STRLEN]);
 

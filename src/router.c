@@ -127,6 +127,12 @@ static gint64 now_seconds(void)
 	return g_get_real_time() / G_USEC_PER_SEC;
 }
 
+void router_rate_limited(struct router *r, struct client *c)
+{
+	struct msg none = { .type = MSG_UNKNOWN };
+	error_to(r, c, &none, ERR_RATE_LIMITED, NULL, NULL, "Too many messages: slow down");
+}
+
 bool router_open_mode(struct router *r)
 {
 	return !auth_n_issuers(r->env.auth) && !rooms_active_keys(r->env.rooms, now_seconds());
@@ -148,6 +154,14 @@ static bool admit(struct router *r, struct client *c, struct msg *m, struct admi
 	gint64 now = now_seconds();
 
 	a->room_id = reg->room_id;
+	/* Every attempt counts, so room tokens and keys cannot be guessed
+	 * at speed. */
+	if (addrlimit_register(r->env.addrlimit, &c->addr, g_get_monotonic_time()) < 0) {
+		metrics_inc(limit_hits[LIMIT_REGISTRATIONS_PER_ADDRESS]);
+		refuse_register(r, c, m, ERR_RATE_LIMITED, reg->room_id, reg->peer_id,
+				"Too many registration attempts: try again later");
+		return false;
+	}
 	if (reg->api_key) {
 		const struct store_key *key = NULL;
 		switch (rooms_check_key(r->env.rooms, reg->api_key, now, &key)) {

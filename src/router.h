@@ -3,6 +3,7 @@
  * implements; tests implement it too. */
 #pragma once
 
+#include "addrlimit.h"
 #include "auth.h"
 #include "config.h"
 #include "msgbuf.h"
@@ -21,6 +22,7 @@ struct client {
 	struct peer *peer; /* NULL until registered */
 	bool closing;      /* being closed: its input is ignored */
 	char remote[48];   /* address for logs */
+	struct netaddr addr; /* the client (behind trusted proxies: theirs) */
 	struct router_pending *pending; /* a create_room awaiting the store */
 };
 
@@ -40,6 +42,7 @@ struct router;
 struct router_env {
 	struct rooms *rooms;
 	struct auth *auth;
+	struct addrlimit *addrlimit; /* per-address limits */
 };
 
 struct router *router_new(const struct config *cfg, struct registry *reg,
@@ -50,6 +53,9 @@ void router_set_config(struct router *r, const struct config *cfg);
 
 /* Open mode: no issuer and no API key configured, so no authentication. */
 bool router_open_mode(struct router *r);
+
+/* Tells C it is over its message rate. */
+void router_rate_limited(struct router *r, struct client *c);
 
 /* One complete message from C. */
 void router_receive(struct router *r, struct client *c, const char *text, size_t len);

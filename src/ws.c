@@ -3,6 +3,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "ratelimit.h"
 #include "protocol.h"
 #include "jwt.h"
 #include "router.h"
@@ -31,6 +32,8 @@ struct session {
 	size_t queued; /* bytes in outq */
 	char *rx;
 	size_t rx_len, rx_cap;
+	struct ratelimit rl;
+	bool addr_counted; /* holds a count in the per-address table */
 	int close_code; /* nonzero: close once outq is empty */
 	const char *close_reason;
 	struct http_req *http; /* a plain HTTP request on this connection */
@@ -54,6 +57,8 @@ struct ws_server {
 	struct lws_context *ctx;
 	struct lws_vhost *vh;
 	struct router *router;
+	struct router_env env;
+	struct ratelimit_policy msg_policy;
 	GQueue sessions;   /* established */
 	unsigned n_conns;  /* adopted sockets not yet destroyed */
 	uv_timer_t ping_timer;
@@ -127,34 +132,66 @@ static const struct router_ops ws_router_ops = {
 	.close = session_close,
 };
 
-/* Open mode (no authentication configured) serves loopback clients only,
- * unless the operator said allow_anonymous; with authentication on,
- * registration is where callers prove who they are.  A refusal is answered with an
- * HTTP status, so the client can tell why. */
-static bool admit(struct ws_server *ws, struct lws *wsi)
+/* The client: the TCP peer, or behind trusted proxies the address their
+ * X-Forwarded-For names.  Headers are readable up to ESTABLISHED. */
+static int client_addr(struct ws_server *ws, struct lws *wsi, struct netaddr *out)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
+	char xff[1024];
+	int n = 0;
+
+	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (ws->cfg->trusted && lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) > 0)
+		n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
+	return netaddr_client(ws->cfg->trusted, (struct sockaddr *)&ss, n > 0 ? xff : NULL,
+			      n > 0 ? (size_t)n : 0, out);
+}
+
+static void refuse(struct lws *wsi, const char *remote, enum metrics_refusal why,
+		   unsigned status, const char *text)
+{
+	static const char *const codes[] = { [REFUSED_NOT_LOOPBACK] = "not_loopback",
+					     [REFUSED_PER_ADDRESS] = "connections_per_address" };
+	struct log_fields f = { .remote = remote, .code = codes[why] };
+	metrics_inc(sessions_refused[why]);
+	log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f, "connection refused: %s", text);
+	lws_return_http_status(wsi, status, text);
+}
+
+/* Before the upgrade.  Open mode (no authentication configured) serves
+ * loopback clients only, unless the operator said allow_anonymous; with
+ * authentication on, registration is where callers prove who they are.
+ * A client holding connections_per_address connections gets no more.
+ * A refusal is answered with an HTTP status, so the client can tell why. */
+static bool admit(struct ws_server *ws, struct lws *wsi)
+{
+	struct netaddr addr;
+	char remote[NETADDR_STRLEN];
 
 	if (ws->draining) {
 		metrics_inc(sessions_refused[REFUSED_DRAINING]);
 		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
 		return false;
 	}
-	if (ws->cfg->allow_anonymous || !router_open_mode(ws->router))
-		return true;
-	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) == 0 &&
-	    netaddr_is_loopback((struct sockaddr *)&ss))
-		return true;
-	char remote[48] = "";
-	lws_get_peer_simple(wsi, remote, sizeof remote);
-	struct log_fields f = { .remote = remote, .code = "not_loopback" };
-	metrics_inc(sessions_refused[REFUSED_NOT_LOOPBACK]);
-	log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f,
-		  "non-loopback client refused: authentication is off and allow_anonymous is false");
-	lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
-			       "authentication is off: only loopback clients are served");
-	return false;
+	if (client_addr(ws, wsi, &addr) < 0)
+		return true; /* a unix socket: local */
+	netaddr_to_string(&addr, remote);
+	if (!ws->cfg->allow_anonymous && router_open_mode(ws->router) &&
+	    !netaddr_is_loopback_addr(&addr)) {
+		refuse(wsi, remote, REFUSED_NOT_LOOPBACK, HTTP_STATUS_FORBIDDEN,
+		       "authentication is off: only loopback clients are served");
+		return false;
+	}
+	if (ws->cfg->connections_per_address &&
+	    addrlimit_conn_count(ws->env.addrlimit, &addr) >= ws->cfg->connections_per_address) {
+		metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
+		refuse(wsi, remote, REFUSED_PER_ADDRESS, 429,
+		       "too many connections from this address ([limits] connections_per_address)");
+		return false;
+	}
+	return true;
 }
 
 static void on_established(struct ws_server *ws, struct session *s, struct lws *wsi)
@@ -164,9 +201,42 @@ static void on_established(struct ws_server *ws, struct session *s, struct lws *
 	g_queue_init(&s->outq);
 	s->link.data = s;
 	g_queue_push_tail_link(&ws->sessions, &s->link);
-	lws_get_peer_simple(wsi, s->client.remote, sizeof s->client.remote);
 	metrics_inc(connections_total);
 	metrics_set(connections, ws->sessions.length);
+	ratelimit_init(&s->rl, &ws->msg_policy, g_get_monotonic_time());
+	if (client_addr(ws, wsi, &s->client.addr) < 0)
+		return;
+	netaddr_to_string(&s->client.addr, s->client.remote);
+	/* Counted here, with the session: admit() only looked. */
+	if (addrlimit_conn_open(ws->env.addrlimit, &s->client.addr) == 0)
+		s->addr_counted = true;
+	else
+		session_close(ws, &s->client, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+			      "too many connections from this address");
+}
+
+/* A complete message, within the session's rate. */
+static void deliver_in(struct ws_server *ws, struct session *s, const char *text, size_t len)
+{
+	switch (ratelimit_take(&s->rl, &ws->msg_policy, g_get_monotonic_time())) {
+	case RATELIMIT_ALLOW:
+		router_receive(ws->router, &s->client, text, len);
+		return;
+	case RATELIMIT_REFUSE:
+		metrics_inc(limit_hits[LIMIT_MESSAGES_PER_SECOND]);
+		router_rate_limited(ws->router, &s->client);
+		return;
+	case RATELIMIT_ABUSE:
+		metrics_inc(limit_hits[LIMIT_MESSAGES_PER_SECOND]);
+		if (s->close_code)
+			return;
+		struct log_fields f = { .remote = s->client.remote, .close_code = 1008,
+					.peer = s->client.peer ? s->client.peer->id : NULL };
+		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f,
+			  "kept sending over messages_per_second; closing");
+		session_close(ws, &s->client, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
+		return;
+	}
 }
 
 static int on_receive(struct ws_server *ws, struct session *s, const char *in, size_t len)
@@ -186,7 +256,7 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 	}
 	if (s->rx_len == 0 && complete) {
 		/* The common case: the whole message in one chunk, no copy. */
-		router_receive(ws->router, &s->client, in, len);
+		deliver_in(ws, s, in, len);
 		return 0;
 	}
 	if (s->rx_len + len > s->rx_cap) {
@@ -196,7 +266,7 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 	memcpy(s->rx + s->rx_len, in, len);
 	s->rx_len += len;
 	if (complete) {
-		router_receive(ws->router, &s->client, s->rx, s->rx_len);
+		deliver_in(ws, s, s->rx, s->rx_len);
 		s->rx_len = 0;
 		if (s->rx_cap > RX_KEEP) {
 			g_clear_pointer(&s->rx, g_free);
@@ -253,6 +323,8 @@ static void on_closed(struct ws_server *ws, struct session *s)
 	if (!s->ws)
 		return; /* never established */
 	router_disconnect(ws->router, &s->client);
+	if (s->addr_counted)
+		addrlimit_conn_close(ws->env.addrlimit, &s->client.addr);
 	while ((m = g_queue_pop_head(&s->outq)))
 		msgbuf_unref(m);
 	g_free(s->rx);
@@ -451,6 +523,11 @@ static void apply_timers(struct ws_server *ws)
 static void apply_limits(struct ws_server *ws)
 {
 	metrics_set(max_sessions, ws->cfg->max_sessions);
+	/* The configuration parser keeps these in range. */
+	ratelimit_policy_per_second(&ws->msg_policy, ws->cfg->messages_per_second,
+				    ws->cfg->messages_burst);
+	ratelimit_policy_set_abuse(&ws->msg_policy, RATELIMIT_ABUSE_REFUSALS,
+				   RATELIMIT_ABUSE_REGAIN_PER_SECOND);
 	/* lws keeps a pointer to the keepalive policy: a change applies to
 	 * each connection from its next check. */
 	ws->retry.secs_since_valid_ping = (uint16_t)ws->cfg->ws_ping_interval;
@@ -466,6 +543,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 
 	ws->loop = loop;
 	ws->cfg = cfg;
+	ws->env = *env;
 	g_queue_init(&ws->sessions);
 	apply_limits(ws);
 	ws->ping_msg = protocol_simple("ping");

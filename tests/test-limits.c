@@ -101,7 +101,8 @@ static void test_slow_reader(void)
 {
 	/* A small queue bound makes the test quick; kernel buffers take the
 	 * first few MiB, so the flood is well past them. */
-	struct testd *d = testd_start("[limits]\nmax_message_bytes = 16384\nmax_queued_bytes = 262144\n", NULL);
+	struct testd *d = testd_start("[limits]\nmax_message_bytes = 16384\nmax_queued_bytes = 262144\n"
+				      "messages_per_second = 0\n", NULL);
 	const struct wsc_opts small = { .rcvbuf = 4096 };
 	g_autoptr(GError) err = NULL;
 	struct wsc *slow = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
@@ -281,6 +282,233 @@ static void test_keepalive(void)
 	testd_free(d);
 }
 
+static void test_message_rate(void)
+{
+	struct testd *d = testd_start("[limits]\nmessages_per_second = 20\nmessages_burst = 10\n", NULL);
+	struct wsc *c = testd_connect(d);
+	int pongs = 0, limited = 0;
+
+	/* A burst of 10, then RATE_LIMITED: sent faster than 20/s. */
+	for (int i = 0; i < 15; i++)
+		wsc_send_text(c, "{\"type\":\"ping\"}");
+	for (int i = 0; i < 15; i++) {
+		json_object *o = wsc_recv_json(c);
+		if (g_strcmp0(str(o, "type"), "pong") == 0)
+			pongs++;
+		else if (g_strcmp0(str(o, "code"), "RATE_LIMITED") == 0)
+			limited++;
+		json_object_put(o);
+	}
+	g_test_message("%d answered, %d refused", pongs, limited);
+	g_assert_cmpint(pongs, >=, 10);
+	g_assert_cmpint(pongs, <=, 11); /* a token may refill meanwhile */
+	g_assert_cmpint(pongs + limited, ==, 15);
+	/* It recovers: tokens come back at 20 a second.  Refill is a matter of
+	 * time, not of an event: wait one token's worth. */
+	g_usleep(G_USEC_PER_SEC / 20 + 20000);
+	wsc_send_text(c, "{\"type\":\"ping\"}");
+	json_object_put(wsc_expect(c, "pong"));
+	g_assert_cmpint(c->close_code, ==, -1);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Round trips of 200 pings from C, sorted, in milliseconds; peer messages
+ * arriving meanwhile are counted in *OTHERS. */
+static GArray *ping_times(struct wsc *c, unsigned *others)
+{
+	GArray *t = g_array_new(FALSE, FALSE, sizeof(double));
+	for (int i = 0; i < 200; i++) {
+		gint64 t0 = g_get_monotonic_time();
+		wsc_send_text(c, "{\"type\":\"ping\"}");
+		for (;;) {
+			json_object *o = wsc_recv_json(c);
+			bool pong = g_strcmp0(str(o, "type"), "pong") == 0;
+			if (!pong && g_strcmp0(str(o, "type"), "peer_message") != 0)
+				g_error("victim got %s", json_object_to_json_string(o));
+			json_object_put(o);
+			if (pong)
+				break;
+			(*others)++;
+		}
+		double ms = (double)(g_get_monotonic_time() - t0) / 1000.0;
+		g_array_append_val(t, ms);
+	}
+	qsort(t->data, t->len, sizeof(double), cmp_double);
+	return t;
+}
+
+struct flood {
+	struct wsc *c;
+	gint stop;
+	unsigned sent;
+};
+
+static gpointer flood_main(gpointer data)
+{
+	struct flood *f = data;
+	while (!g_atomic_int_get(&f->stop) && f->c->close_code < 0) {
+		if (wsc_send_text(f->c, "{\"type\":\"peer_message\",\"to_peer_id\":\"victim\",\"payload\":\"x\"}") < 0)
+			break;
+		f->sent++;
+	}
+	return NULL;
+}
+
+static void test_flood_isolation(void)
+{
+	/* A rate the victim's pings stay under and a flood does not. */
+	struct testd *d = testd_start("[limits]\nmessages_per_second = 2000\nmessages_burst = 500\n", NULL);
+	struct wsc *victim = testd_register(d, "iso", "victim", NULL);
+	struct wsc *attacker = testd_register(d, "iso", "attacker", NULL);
+	unsigned got = 0;
+	g_autoptr(GArray) calm = ping_times(victim, &got);
+	struct flood f = { .c = attacker };
+
+	/* The attacker floods (peer_message to the victim, far over its rate)
+	 * and never reads: it gets RATE_LIMITED, then a 1008 close. */
+	GThread *t = g_thread_new("flood", flood_main, &f);
+	g_autoptr(GArray) flooded = ping_times(victim, &got);
+	g_assert_true(testd_wait_log(d, "kept sending over messages_per_second", 10000));
+	g_atomic_int_set(&f.stop, 1);
+	g_thread_join(t);
+	g_assert_cmpint(wsc_wait_close(attacker, 10000), ==, 1008);
+
+	double calm_p50 = g_array_index(calm, double, 100), calm_p99 = g_array_index(calm, double, 197);
+	double fl_p50 = g_array_index(flooded, double, 100), fl_p99 = g_array_index(flooded, double, 197);
+	g_test_message("victim ping round trip, calm: p50 %.3f ms p99 %.3f ms; during a flood of %u "
+		       "messages: p50 %.3f ms p99 %.3f ms", calm_p50, calm_p99, f.sent, fl_p50, fl_p99);
+	/* The bound: a flood costs the others little (these machines are
+	 * shared and noisy, hence the generous margin). */
+	g_assert_cmpfloat(fl_p99, <, 50.0);
+	/* The victim got at most the burst of the attacker's messages (and
+	 * what the rate let through until the close). */
+	GBytes *b = NULL;
+	while (wsc_recv(victim, 200, &b, NULL) == 0) {
+		got++;
+		g_bytes_unref(b);
+	}
+	g_assert_cmpuint(got, <=, 500 + 2000 * 10);
+	wsc_free(attacker);
+	wsc_free(victim);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static struct wsc *connect_from(struct testd *d, const char *source, const char *headers, GError **err)
+{
+	const struct wsc_opts o = { .source = source, .headers = headers };
+	return wsc_connect_opts(&o, "127.0.0.1", d->port, "/", err);
+}
+
+static void test_connections_per_address(void)
+{
+	struct testd *d = testd_start("[limits]\nconnections_per_address = 3\n", NULL);
+	struct wsc *c[3];
+	g_autoptr(GError) err = NULL;
+
+	for (int i = 0; i < 3; i++) {
+		c[i] = connect_from(d, "127.0.0.1", NULL, &err);
+		g_assert_no_error(err);
+	}
+	g_assert_null(connect_from(d, "127.0.0.1", NULL, &err));
+	g_assert_nonnull(strstr(err->message, "429"));
+	g_clear_error(&err);
+	g_assert_true(testd_wait_log(d, "code=connections_per_address", 5000));
+	/* Another address is another count. */
+	struct wsc *other = connect_from(d, "127.0.0.2", NULL, &err);
+	g_assert_no_error(err);
+	wsc_expect_quiet(other);
+	/* A closed connection gives its slot back. */
+	wsc_free(c[0]);
+	g_assert_true(testd_wait_log(d, "connection released", 5000));
+	c[0] = connect_from(d, "127.0.0.1", NULL, &err);
+	g_assert_no_error(err);
+	for (int i = 0; i < 3; i++)
+		wsc_free(c[i]);
+	wsc_free(other);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_registrations_per_address(void)
+{
+	struct testd *d = testd_start("[limits]\nregistrations_per_address_per_minute = 3\n", NULL);
+	struct wsc *c = testd_connect(d);
+	g_autoptr(GError) err = NULL;
+
+	/* Guessing: every attempt counts, good or bad. */
+	for (int i = 0; i < 3; i++) {
+		wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"p%d\",\"room_id\":\"r\"}", i);
+		json_object_put(wsc_expect(c, "registered_auth"));
+	}
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"p9\",\"room_id\":\"r\"}");
+	json_object_put(wsc_expect_error(c, "RATE_LIMITED"));
+	/* From another address it goes on. */
+	struct wsc *other = connect_from(d, "127.0.0.3", NULL, &err);
+	g_assert_no_error(err);
+	wsc_send_text(other, "{\"type\":\"register\",\"peer_id\":\"o\",\"room_id\":\"r\"}");
+	json_object_put(wsc_expect(other, "registered_auth"));
+	/* And it recovers: 3 a minute is one every 20 s; not waited for here,
+	 * the limiter's unit test covers the refill. */
+	wsc_free(c);
+	wsc_free(other);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+static void test_trusted_proxy(void)
+{
+	struct testd *d = testd_start("[server]\ntrusted_proxies = 127.0.0.1\n"
+				      "[limits]\nconnections_per_address = 2\n", NULL);
+	g_autoptr(GError) err = NULL;
+	const char *alice = "X-Forwarded-For: 203.0.113.5\r\n", *bob = "X-Forwarded-For: 203.0.113.6\r\n";
+
+	/* Behind the proxy the header names the client, also for the open-mode
+	 * rule: a remote client is refused, though the proxy is on loopback. */
+	g_assert_null(connect_from(d, "127.0.0.1", alice, &err));
+	g_assert_nonnull(strstr(err->message, "403"));
+	g_clear_error(&err);
+	g_assert_true(testd_wait_log(d, "remote=203.0.113.5 code=not_loopback", 5000));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	d = testd_start("[server]\ntrusted_proxies = 127.0.0.1\nallow_anonymous = true\n"
+			"[limits]\nconnections_per_address = 2\n", NULL);
+	struct wsc *a[2];
+	for (int i = 0; i < 2; i++) {
+		a[i] = connect_from(d, "127.0.0.1", alice, &err);
+		g_assert_no_error(err);
+	}
+	g_assert_null(connect_from(d, "127.0.0.1", alice, &err));
+	g_assert_nonnull(strstr(err->message, "429"));
+	g_clear_error(&err);
+	struct wsc *b = connect_from(d, "127.0.0.1", bob, &err);
+	g_assert_no_error(err);
+	wsc_send_text(b, "{\"type\":\"register\",\"peer_id\":\"b\",\"room_id\":\"p\"}");
+	json_object_put(wsc_expect(b, "registered_auth"));
+	g_assert_true(testd_wait_log(d, "remote=203.0.113.6", 5000));
+	/* An untrusted peer's header is ignored: 127.0.0.2 is itself. */
+	struct wsc *spoof = connect_from(d, "127.0.0.2", alice, &err);
+	g_assert_no_error(err);
+	wsc_send_text(spoof, "{\"type\":\"register\",\"peer_id\":\"s\",\"room_id\":\"p\"}");
+	json_object_put(wsc_expect(spoof, "registered_auth"));
+	g_assert_true(testd_wait_log(d, "remote=127.0.0.2", 5000));
+	wsc_free(spoof);
+	wsc_free(b);
+	wsc_free(a[0]);
+	wsc_free(a[1]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -292,5 +520,10 @@ int main(int argc, char *argv[])
 	g_test_add_func("/limits/max-sessions", test_max_sessions);
 	g_test_add_func("/limits/metadata-and-depth", test_metadata_and_depth_limits);
 	g_test_add_func("/limits/keepalive", test_keepalive);
+	g_test_add_func("/limits/message-rate", test_message_rate);
+	g_test_add_func("/limits/flood-isolation", test_flood_isolation);
+	g_test_add_func("/limits/connections-per-address", test_connections_per_address);
+	g_test_add_func("/limits/registrations-per-address", test_registrations_per_address);
+	g_test_add_func("/limits/trusted-proxy", test_trusted_proxy);
 	return g_test_run();
 }

@@ -139,7 +139,7 @@ static void test_served_before_ready(void)
 	close(fds[0]);
 	close(fds[1]);
 	for (int i = 0; i < 3; i++) {
-		struct wsc *c = wsc_adopt(raw[i], "127.0.0.1", ws_port, "/", &err);
+		struct wsc *c = wsc_adopt(raw[i], "127.0.0.1", ws_port, "/", NULL, &err);
 		g_assert_no_error(err);
 		wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"early-%d\",\"room_id\":\"e\"}", i);
 		json_object_put(wsc_expect(c, "registered_auth"));

@@ -103,10 +103,11 @@ struct wsc *wsc_connect_opts(const struct wsc_opts *o, const char *host, int por
 			     const char *path, GError **err)
 {
 	int fd = tcp_connect(o, host, port, err);
-	return fd < 0 ? NULL : wsc_adopt(fd, host, port, path, err);
+	return fd < 0 ? NULL : wsc_adopt(fd, host, port, path, o ? o->headers : NULL, err);
 }
 
-struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, GError **err)
+struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, const char *headers,
+		      GError **err)
 {
 	guint8 nonce[16];
 	unsigned char sha[SHA_DIGEST_LENGTH];
@@ -115,9 +116,9 @@ struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, GErr
 	g_autofree char *key = g_base64_encode(nonce, sizeof nonce);
 	g_autofree char *req = g_strdup_printf("GET %s HTTP/1.1\r\nHost: %s%s%s:%d\r\nUpgrade: websocket\r\n"
 					       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-					       "Sec-WebSocket-Version: 13\r\n\r\n",
+					       "Sec-WebSocket-Version: 13\r\n%s\r\n",
 					       path, strchr(host, ':') ? "[" : "", host,
-					       strchr(host, ':') ? "]" : "", port, key);
+					       strchr(host, ':') ? "]" : "", port, key, headers ? headers : "");
 	struct wsc *c = g_new0(struct wsc, 1);
 	c->fd = fd;
 	c->in = g_byte_array_new();

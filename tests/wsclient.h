@@ -30,11 +30,14 @@ struct wsc *wsc_connect(const char *host, int port, const char *path, GError **e
 struct wsc_opts {
 	const char *source; /* local address to bind, e.g. "127.0.0.2" */
 	int rcvbuf;         /* SO_RCVBUF before connecting; 0: the default */
+	const char *headers; /* extra request header lines, each ending in \r\n */
 };
 struct wsc *wsc_connect_opts(const struct wsc_opts *o, const char *host, int port,
 			     const char *path, GError **err);
-/* Upgrades FD, already connected to HOST:PORT; takes it, even on error. */
-struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, GError **err);
+/* Upgrades FD, already connected to HOST:PORT; takes it, even on error.
+ * HEADERS: extra request lines, may be NULL. */
+struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, const char *headers,
+		      GError **err);
 void wsc_free(struct wsc *c);
 
 int wsc_send_frame(struct wsc *c, int opcode, bool fin, const void *data, size_t len);
