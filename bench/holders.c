@@ -134,6 +134,10 @@ struct holders *holders_start(const struct crowd_spec *spec, unsigned procs, int
 				_exit(1);
 			close_range(REPORT_FD + 1, ~0u, 0);
 			signal(SIGPIPE, SIG_IGN);
+			for (unsigned k = 0; k <= i; k++)
+				g_string_free(h->w[k].line, TRUE);
+			g_free(h->w);
+			g_free(h);
 			worker_main(&slice, deadline);
 		}
 		close(ctl[0]);
@@ -262,7 +266,7 @@ void holders_stop(struct holders *h, json_object *counts)
 			json_object_put(o);
 		}
 		if (w->pid > 0) {
-			int status = reap(w->pid, 3000);
+			int status = reap(w->pid, 10000);
 			if (status == -1)
 				counts_add(counts, "client_errors", "worker_killed", 1);
 			else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

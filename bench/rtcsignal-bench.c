@@ -144,70 +144,198 @@ static char *prefix(struct bench *b, const char *what)
 	return g_strdup_printf("%s-%s-", b->o.run_id, what);
 }
 
-/* Idle peers held by worker processes: started before this process opens
- * any socket.  NULL when COUNT is 0. */
-static struct holders *start_idle(struct bench *b, unsigned count, enum meta_kind kind,
-				  const char *id_prefix, const char *room_prefix, unsigned room_size,
-				  bool do_register)
-{
-	if (!count)
-		return NULL;
-	struct crowd_spec spec = {
-		.target = &b->target, .first = 0, .count = count, .do_register = do_register,
-		.kind = kind, .id_prefix = id_prefix, .room_prefix = room_prefix,
-		.room_size = room_size, .max_active = (unsigned)b->o.max_pending,
-	};
-	return holders_start(&spec, (unsigned)MAX(b->o.procs, 0), b->deadline);
-}
+/* ---- what the scenarios share ---- */
 
-/* Waits for the idle peers; false (and a note in the output) if some
- * failed or the deadline passed. */
-static bool wait_idle(struct bench *b, struct holders *h, struct holders_result *r)
-{
-	memset(r, 0, sizeof *r);
-	if (!h)
-		return true;
-	holders_wait_ready(h, b->deadline, r);
-	json_object *g = json_object_new_object();
-	json_object_object_add(g, "procs", json_object_new_int((int)r->procs));
-	json_object_object_add(g, "ready", json_object_new_int((int)r->ready));
-	json_object_object_add(g, "failed", json_object_new_int((int)r->failed));
-	json_object_object_add(b->out, "idle_peers", g);
-	if (r->timed_out || r->failed) {
-		fprintf(stderr, "%s: %u idle peers ready, %u failed%s\n", b->o.scenario, r->ready,
-			r->failed, r->timed_out ? ", deadline passed" : "");
-		return false;
-	}
-	return true;
-}
+/* Peers held by worker processes, this process's loop and the crowd it
+ * drives. */
+struct stage {
+	struct bench *b;
+	struct holders *idle;
+	struct holders_result hr;
+	struct wsloop *loop;
+	struct crowd *cr;
+};
 
 static bool crowd_settled_cb(void *cr)
 {
 	return crowd_settled(cr);
 }
 
-/* Runs LOOP until the crowd CR is settled; false if not all are ready. */
-static bool open_crowd(struct bench *b, struct wsloop *l, struct crowd *cr)
+/* Starts the peers of IDLE (if any: before this process opens a socket,
+ * as the workers inherit none) and a loop with the crowd SPEC; true once
+ * the idle peers are ready, and the crowd too when OPEN. */
+static bool stage_setup(struct stage *st, struct bench *b, const struct crowd_spec *idle,
+			const struct crowd_spec *spec, const struct crowd_ops *ops, void *user,
+			bool open)
 {
-	crowd_pump(cr);
-	wsloop_run(l, crowd_settled_cb, NULL, cr, 100, b->deadline);
-	if (cr->ready < cr->spec.count) {
-		fprintf(stderr, "%s: %u of %u peers ready\n", b->o.scenario, cr->ready, cr->spec.count);
+	struct holders_result *r = &st->hr;
+
+	memset(st, 0, sizeof *st);
+	st->b = b;
+	if (idle && idle->count)
+		st->idle = holders_start(idle, (unsigned)MAX(b->o.procs, 0), b->deadline);
+	st->loop = wsloop_new();
+	st->cr = crowd_new(st->loop, spec, ops, user, b->counts);
+	if (st->idle) {
+		holders_wait_ready(st->idle, b->deadline, r);
+		json_object *g = json_object_new_object();
+		json_object_object_add(g, "procs", json_object_new_int((int)r->procs));
+		json_object_object_add(g, "ready", json_object_new_int((int)r->ready));
+		json_object_object_add(g, "failed", json_object_new_int((int)r->failed));
+		json_object_object_add(b->out, "held_peers", g);
+		if (r->timed_out || r->failed) {
+			fprintf(stderr, "%s: %u held peers ready, %u failed%s\n", b->o.scenario,
+				r->ready, r->failed, r->timed_out ? ", deadline passed" : "");
+			return false;
+		}
+	}
+	if (!open)
+		return true;
+	crowd_pump(st->cr);
+	wsloop_run(st->loop, crowd_settled_cb, NULL, st->cr, 100, b->deadline);
+	if (st->cr->ready < spec->count) {
+		fprintf(stderr, "%s: %u of %u peers ready\n", b->o.scenario, st->cr->ready, spec->count);
 		return false;
 	}
 	return true;
 }
 
+/* Closes every connection and collects the workers' counts: before the
+ * report. */
+static void stage_finish(struct stage *st)
+{
+	crowd_free(st->cr);
+	st->cr = NULL;
+	holders_stop(st->idle, st->b->counts);
+	st->idle = NULL;
+}
+
+/* Ends a scenario: its parameters (NAMES and VALUES), the connections
+ * closed and the workers' counts in, then the common report with LAT (if
+ * any) and the human line. */
+static void stage_report(struct stage *st, const char *const *names, const gint *values, size_t n,
+			 const char *op, const char *unit, uint64_t ops, int64_t elapsed,
+			 struct samples *lat)
+{
+	struct bench *b = st->b;
+
+	json_object_object_add(b->out, "params", params_of(b, names, values, n));
+	stage_finish(st);
+	report_common(b, op, ops, elapsed);
+	if (lat)
+		json_object_object_add(b->out, "latency_us", samples_report(lat));
+	human_line(b, unit, lat);
+}
+
+static void stage_free(struct stage *st)
+{
+	stage_finish(st);
+	wsloop_free(st->loop);
+}
+
+/* The idle peers' spec: COUNT peers of KIND in rooms of ROOM_SIZE (0: all
+ * in room ROOM_PREFIX). */
+static struct crowd_spec held_spec(struct bench *b, unsigned count, enum meta_kind kind,
+				   const char *id_prefix, const char *room_prefix,
+				   unsigned room_size, bool do_register)
+{
+	return (struct crowd_spec){
+		.target = &b->target, .count = count, .do_register = do_register, .kind = kind,
+		.id_prefix = id_prefix, .room_prefix = room_prefix, .room_size = room_size,
+		.max_active = (unsigned)b->o.max_pending,
+	};
+}
+
+/* A phase: every driving member (every STRIDE-th of the crowd) completes
+ * PER_MEMBER operations, KICK starting each member's first ones. */
+struct phase {
+	struct stage *st;
+	unsigned stride;
+	void (*kick)(void *data, struct member *m);
+	void *data;
+	unsigned per_member, members_done;
+	bool measuring;
+	int64_t t_done; /* the last member's last operation */
+	struct samples lat;
+};
+
+static void phase_start(struct phase *p, unsigned per_member, bool measuring)
+{
+	struct crowd *cr = p->st->cr;
+
+	p->per_member = per_member;
+	p->members_done = 0;
+	p->measuring = measuring;
+	for (unsigned i = 0; i < cr->spec.count; i += p->stride) {
+		struct member *m = &cr->members[i];
+		m->seq = 0;
+		m->inflight = 0;
+		if (per_member)
+			p->kick(p->data, m);
+		else
+			p->members_done++;
+	}
+}
+
+static bool phase_done(void *data)
+{
+	struct phase *p = data;
+	return p->members_done >= p->st->cr->spec.count / p->stride;
+}
+
+/* Member M finished an operation at NOW: its next one, or it is done. */
+static void phase_step(struct phase *p, struct member *m, int64_t now)
+{
+	if (m->seq < p->per_member) {
+		p->kick(p->data, m);
+	} else if (!m->inflight) {
+		p->members_done++;
+		p->t_done = now;
+	}
+}
+
+/* A broken member cannot finish: count it done so that the phase ends,
+ * and report the run incomplete. */
+static void phase_member_lost(struct phase *p, struct member *m)
+{
+	p->st->b->completed = false;
+	if (m->idx % p->stride == 0 && (m->seq < p->per_member || m->inflight))
+		p->members_done++;
+}
+
+/* crowd_ops.closed of the scenarios whose user data starts with a phase. */
+static void phase_closed(struct crowd *cr, struct member *m, const char *why, int code)
+{
+	phase_member_lost(cr->user, m);
+}
+
+/* WARMUP operations per member unmeasured, then MEASURED ones between two
+ * samples of the server; the measured phase's duration (0 if not run). */
+static int64_t phase_run(struct phase *p, unsigned warmup, unsigned measured)
+{
+	struct bench *b = p->st->b;
+	int64_t t0;
+
+	phase_start(p, warmup, false);
+	if (wsloop_run(p->st->loop, phase_done, NULL, p, 100, b->deadline) < 0) {
+		b->completed = false;
+		return 0;
+	}
+	sample_server(b, &b->before);
+	t0 = wsloop_now();
+	phase_start(p, measured, true);
+	if (wsloop_run(p->st->loop, phase_done, NULL, p, 100, b->deadline) < 0)
+		b->completed = false;
+	sample_server(b, &b->after);
+	return p->t_done > t0 ? p->t_done - t0 : 0;
+}
+
 /* ---- relay ---- */
 
 struct relay {
+	struct phase phase; /* first: see phase_closed() */
 	struct bench *b;
 	struct crowd *cr;
-	unsigned target;      /* round trips per pair in this phase */
-	unsigned pairs_done;
-	bool measuring;
-	int64_t t_done;
-	struct samples lat;
 	char *pad;
 	GString *msg;
 };
@@ -236,26 +364,11 @@ static void relay_send(struct relay *r, struct member *a)
 	a->inflight++;
 }
 
-static void relay_start_phase(struct relay *r, unsigned per_pair, bool measuring)
-{
-	r->target = per_pair;
-	r->pairs_done = 0;
-	r->measuring = measuring;
-	for (unsigned i = 0; i < r->cr->spec.count; i += 2) {
-		struct member *a = &r->cr->members[i];
-		a->seq = 0;
-		a->inflight = 0;
-		if (!per_pair)
-			r->pairs_done++;
-		while (a->seq < per_pair && a->inflight < (unsigned)r->b->o.window)
-			relay_send(r, a);
-	}
-}
-
-static bool relay_phase_done(void *data)
+static void relay_kick(void *data, struct member *a)
 {
 	struct relay *r = data;
-	return r->pairs_done >= r->cr->spec.count / 2;
+	while (a->seq < r->phase.per_member && a->inflight < (unsigned)r->b->o.window)
+		relay_send(r, a);
 }
 
 /* Worker side: send the payload back to whoever sent it. */
@@ -297,30 +410,15 @@ static void relay_message(struct crowd *cr, struct member *m, const char *type, 
 		return;
 	}
 	int64_t now = wsloop_now();
-	if (r->measuring)
-		samples_add(&r->lat, now - g_ascii_strtoll(p + sizeof key - 1, NULL, 10));
+	if (r->phase.measuring)
+		samples_add(&r->phase.lat, now - g_ascii_strtoll(p + sizeof key - 1, NULL, 10));
 	m->inflight--;
-	if (m->seq < r->target)
-		relay_send(r, m);
-	else if (!m->inflight) {
-		r->pairs_done++;
-		r->t_done = now;
-	}
-}
-
-static void relay_closed(struct crowd *cr, struct member *m, const char *why, int code)
-{
-	struct relay *r = cr->user;
-	/* A broken pair cannot finish: count it done so the phase ends, and
-	 * report the run incomplete. */
-	r->b->completed = false;
-	if (m->idx % 2 == 0 && (m->seq < r->target || m->inflight))
-		r->pairs_done++;
+	phase_step(&r->phase, m, now);
 }
 
 static const struct crowd_ops relay_ops = {
 	.message = relay_message,
-	.closed = relay_closed,
+	.closed = phase_closed,
 };
 
 static int run_relay(struct bench *b)
@@ -328,54 +426,38 @@ static int run_relay(struct bench *b)
 	struct opts *o = &b->o;
 	g_autofree char *idle_ids = prefix(b, "idle"), *idle_rooms = prefix(b, "idleroom");
 	g_autofree char *ids = prefix(b, "pair"), *rooms = prefix(b, "pairroom");
-	struct holders_result hr;
-	struct holders *idle = start_idle(b, (unsigned)o->idle, META_WORKER, idle_ids, idle_rooms,
-					  (unsigned)o->room_size, !o->echo);
-	struct wsloop *l = wsloop_new();
+	struct stage st;
 	struct relay r = { .b = b, .msg = g_string_sized_new((gsize)o->payload + 256) };
+	struct crowd_spec idle = held_spec(b, (unsigned)o->idle, META_WORKER, idle_ids, idle_rooms,
+					   (unsigned)o->room_size, !o->echo);
 	struct crowd_spec spec = {
 		.target = &b->target, .count = 2 * (unsigned)o->pairs, .do_register = !o->echo,
 		.kind_of = relay_kind, .id_prefix = ids, .room_prefix = rooms, .room_size = 2,
 		.max_active = (unsigned)o->max_pending,
 	};
 	uint64_t hops = o->echo ? 1 : 2;
-	int64_t t0 = 0;
+	int64_t elapsed = 0;
 
 	r.pad = g_malloc((gsize)o->payload + 1);
 	memset(r.pad, 'x', (size_t)o->payload);
-	samples_init(&r.lat, (size_t)o->pairs * (size_t)o->messages);
-	r.cr = crowd_new(l, &spec, &relay_ops, &r, b->counts);
-	b->completed = wait_idle(b, idle, &hr) && open_crowd(b, l, r.cr);
-	if (b->completed) {
-		relay_start_phase(&r, (unsigned)o->warmup, false);
-		if (wsloop_run(l, relay_phase_done, NULL, &r, 100, b->deadline) < 0)
-			b->completed = false;
-	}
-	if (b->completed) {
-		sample_server(b, &b->before);
-		t0 = wsloop_now();
-		relay_start_phase(&r, (unsigned)o->messages, true);
-		if (wsloop_run(l, relay_phase_done, NULL, &r, 100, b->deadline) < 0)
-			b->completed = false;
-		sample_server(b, &b->after);
-	}
-	uint64_t round_trips = r.lat.n;
+	r.phase = (struct phase){ .st = &st, .stride = 2, .kick = relay_kick, .data = &r };
+	samples_init(&r.phase.lat, (size_t)o->pairs * (size_t)o->messages);
+	b->completed = stage_setup(&st, b, &idle, &spec, &relay_ops, &r, true);
+	r.cr = st.cr;
+	if (b->completed)
+		elapsed = phase_run(&r.phase, (unsigned)o->warmup, (unsigned)o->messages);
 	static const char *const names[] = { "pairs", "payload", "window", "messages", "warmup",
 					     "idle", "room_size" };
 	const gint values[] = { o->pairs, o->payload, o->window, o->messages, o->warmup, o->idle,
 				o->room_size };
-	json_object_object_add(b->out, "params", params_of(b, names, values, G_N_ELEMENTS(names)));
-	crowd_free(r.cr);
-	r.cr = NULL;
-	holders_stop(idle, b->counts);
-	report_common(b, o->echo ? "echoed message" : "routed message", round_trips * hops,
-		      t0 && r.t_done > t0 ? r.t_done - t0 : 0);
+	uint64_t round_trips = r.phase.lat.n;
+	stage_report(&st, names, values, G_N_ELEMENTS(names),
+		     o->echo ? "echoed message" : "routed message", "msg", round_trips * hops, elapsed,
+		     &r.phase.lat);
 	json_object_object_add(b->out, "round_trips", json_object_new_int64((int64_t)round_trips));
-	json_object_object_add(b->out, "latency_us", samples_report(&r.lat));
-	human_line(b, "msg", &r.lat);
 
-	wsloop_free(l);
-	samples_free(&r.lat);
+	stage_free(&st);
+	samples_free(&r.phase.lat);
 	g_free(r.pad);
 	g_string_free(r.msg, TRUE);
 	return 0;
@@ -387,72 +469,46 @@ static int run_connections(struct bench *b)
 {
 	struct opts *o = &b->o;
 	g_autofree char *ids = prefix(b, "conn"), *rooms = prefix(b, "connroom");
-	struct holders_result hr;
+	struct crowd_spec peers = held_spec(b, (unsigned)o->peers, META_WORKER, ids, rooms,
+					    (unsigned)o->room_size, true);
+	struct crowd_spec none = { .target = &b->target };
+	struct stage st;
 
 	sample_server(b, &b->before);
-	struct holders *h = start_idle(b, (unsigned)o->peers, META_WORKER, ids, rooms,
-				       (unsigned)o->room_size, true);
-	b->completed = wait_idle(b, h, &hr);
+	b->completed = stage_setup(&st, b, &peers, &none, NULL, NULL, false);
 	sample_server(b, &b->after);
 
 	static const char *const names[] = { "peers", "room_size", "procs" };
-	const gint values[] = { o->peers, o->room_size, (gint)hr.procs };
-	json_object_object_add(b->out, "params", params_of(b, names, values, G_N_ELEMENTS(names)));
-	holders_stop(h, b->counts);
-	report_common(b, "registration", hr.ready, hr.t_last - hr.t_first);
-	if (b->after.ok && hr.ready)
-		json_object_object_add(b->out, "rss_bytes_per_peer",
-				       json_object_new_double((double)(b->after.rss_kib - b->before.rss_kib) *
-							      1024.0 / hr.ready));
-	human_line(b, "registration", NULL);
-	if (b->after.ok && hr.ready)
+	const gint values[] = { o->peers, o->room_size, (gint)st.hr.procs };
+	stage_report(&st, names, values, G_N_ELEMENTS(names), "registration", "registration",
+		     st.hr.ready, st.hr.t_last - st.hr.t_first, NULL);
+	if (b->after.ok && st.hr.ready) {
+		double per_peer = (double)(b->after.rss_kib - b->before.rss_kib) * 1024.0 / st.hr.ready;
+		json_object_object_add(b->out, "rss_bytes_per_peer", json_object_new_double(per_peer));
 		fprintf(stderr, "connections: daemon RSS %ld -> %ld KiB, %.0f bytes per peer\n",
-			b->before.rss_kib, b->after.rss_kib,
-			(double)(b->after.rss_kib - b->before.rss_kib) * 1024.0 / hr.ready);
+			b->before.rss_kib, b->after.rss_kib, per_peer);
+	}
+	stage_free(&st);
 	return 0;
 }
 
 /* ---- discovery ---- */
 
 struct discovery {
+	struct phase phase; /* first: see phase_closed() */
 	struct bench *b;
-	struct crowd *cr;
-	unsigned per_client, clients_done;
-	bool measuring;
-	int64_t t_done;
 	uint64_t results;
-	struct samples lat;
 	GString *msg;
 };
 
-static void discovery_send(struct discovery *d, struct member *m)
+static void discovery_kick(void *data, struct member *m)
 {
+	struct discovery *d = data;
 	/* Clients take turns through the filters. */
 	workload_discover((unsigned)m->seq + m->idx, (unsigned)d->b->o.limit, d->msg);
 	m->t_sent = wsloop_now();
 	m->seq++;
-	crowd_send(d->cr, m, "discover_peers", d->msg->str, d->msg->len);
-}
-
-static void discovery_start_phase(struct discovery *d, unsigned per_client, bool measuring)
-{
-	d->per_client = per_client;
-	d->clients_done = 0;
-	d->measuring = measuring;
-	for (unsigned i = 0; i < d->cr->spec.count; i++) {
-		struct member *m = &d->cr->members[i];
-		m->seq = 0;
-		if (per_client)
-			discovery_send(d, m);
-		else
-			d->clients_done++;
-	}
-}
-
-static bool discovery_phase_done(void *data)
-{
-	struct discovery *d = data;
-	return d->clients_done >= d->cr->spec.count;
+	crowd_send(m->crowd, m, "discover_peers", d->msg->str, d->msg->len);
 }
 
 static void discovery_message(struct crowd *cr, struct member *m, const char *type,
@@ -464,31 +520,19 @@ static void discovery_message(struct crowd *cr, struct member *m, const char *ty
 	if (strcmp(type, "peer_list") != 0 && strcmp(type, "error") != 0)
 		return;
 	int64_t now = wsloop_now();
-	if (d->measuring) {
-		samples_add(&d->lat, now - m->t_sent);
+	if (d->phase.measuring) {
+		samples_add(&d->phase.lat, now - m->t_sent);
 		/* "count" is the reply's last field. */
 		const char *p = len > 32 ? memmem(text + len - 32, 32, key, sizeof key - 1) : NULL;
 		if (p)
 			d->results += g_ascii_strtoull(p + sizeof key - 1, NULL, 10);
 	}
-	if (m->seq < d->per_client) {
-		discovery_send(d, m);
-	} else {
-		d->clients_done++;
-		d->t_done = now;
-	}
-}
-
-static void discovery_closed(struct crowd *cr, struct member *m, const char *why, int code)
-{
-	struct discovery *d = cr->user;
-	d->b->completed = false;
-	d->clients_done++;
+	phase_step(&d->phase, m, now);
 }
 
 static const struct crowd_ops discovery_ops = {
 	.message = discovery_message,
-	.closed = discovery_closed,
+	.closed = phase_closed,
 };
 
 static int run_discovery(struct bench *b)
@@ -496,48 +540,32 @@ static int run_discovery(struct bench *b)
 	struct opts *o = &b->o;
 	g_autofree char *room = g_strdup_printf("%s-disc", o->run_id);
 	g_autofree char *ids = prefix(b, "member"), *cids = prefix(b, "seeker");
-	struct holders_result hr;
-	struct holders *h = start_idle(b, (unsigned)o->peers, META_VARIED, ids, room, 0, true);
-	struct wsloop *l = wsloop_new();
+	struct stage st;
 	struct discovery d = { .b = b, .msg = g_string_new(NULL) };
+	struct crowd_spec members = held_spec(b, (unsigned)o->peers, META_VARIED, ids, room, 0, true);
 	struct crowd_spec spec = {
 		.target = &b->target, .count = (unsigned)o->clients, .do_register = true,
 		.kind = META_CLIENT, .id_prefix = cids, .room_prefix = room,
 		.max_active = (unsigned)o->max_pending,
 	};
 	unsigned per_client = ((unsigned)o->queries + (unsigned)o->clients - 1) / (unsigned)o->clients;
-	int64_t t0 = 0;
+	int64_t elapsed = 0;
 
-	samples_init(&d.lat, (size_t)per_client * (size_t)o->clients);
-	d.cr = crowd_new(l, &spec, &discovery_ops, &d, b->counts);
-	b->completed = wait_idle(b, h, &hr) && open_crowd(b, l, d.cr);
-	if (b->completed) {
-		discovery_start_phase(&d, (unsigned)o->warmup, false);
-		if (wsloop_run(l, discovery_phase_done, NULL, &d, 100, b->deadline) < 0)
-			b->completed = false;
-	}
-	if (b->completed) {
-		sample_server(b, &b->before);
-		t0 = wsloop_now();
-		discovery_start_phase(&d, per_client, true);
-		if (wsloop_run(l, discovery_phase_done, NULL, &d, 100, b->deadline) < 0)
-			b->completed = false;
-		sample_server(b, &b->after);
-	}
+	d.phase = (struct phase){ .st = &st, .stride = 1, .kick = discovery_kick, .data = &d };
+	samples_init(&d.phase.lat, (size_t)per_client * (size_t)o->clients);
+	b->completed = stage_setup(&st, b, &members, &spec, &discovery_ops, &d, true);
+	if (b->completed)
+		elapsed = phase_run(&d.phase, (unsigned)o->warmup, per_client);
 	static const char *const names[] = { "peers", "clients", "queries", "warmup", "limit" };
 	const gint values[] = { o->peers, o->clients, (gint)(per_client * (unsigned)o->clients),
 				o->warmup, o->limit };
-	json_object_object_add(b->out, "params", params_of(b, names, values, G_N_ELEMENTS(names)));
-	crowd_free(d.cr);
-	holders_stop(h, b->counts);
-	report_common(b, "query", d.lat.n, t0 && d.t_done > t0 ? d.t_done - t0 : 0);
-	json_object_object_add(b->out, "latency_us", samples_report(&d.lat));
+	stage_report(&st, names, values, G_N_ELEMENTS(names), "query", "query", d.phase.lat.n, elapsed,
+		     &d.phase.lat);
 	json_object_object_add(b->out, "results_per_query",
-			       json_object_new_double(d.lat.n ? (double)d.results / (double)d.lat.n : 0));
-	human_line(b, "query", &d.lat);
+			       json_object_new_double(d.phase.lat.n ? (double)d.results / (double)d.phase.lat.n : 0));
 
-	wsloop_free(l);
-	samples_free(&d.lat);
+	stage_free(&st);
+	samples_free(&d.phase.lat);
 	g_string_free(d.msg, TRUE);
 	return 0;
 }
@@ -615,15 +643,32 @@ static long settled_rss(pid_t pid)
 	return last;
 }
 
+static void report_rss(struct bench *b, long peak, long end)
+{
+	/* glibc keeps some freed memory: within this much counts as
+	 * returned. */
+	long tolerance = MAX(256, (peak - b->before.rss_kib) / 10);
+	json_object *m = json_object_new_object();
+
+	json_object_object_add(m, "baseline_kib", json_object_new_int64(b->before.rss_kib));
+	json_object_object_add(m, "peak_kib", json_object_new_int64(peak));
+	json_object_object_add(m, "end_kib", json_object_new_int64(end));
+	json_object_object_add(m, "tolerance_kib", json_object_new_int64(tolerance));
+	json_object_object_add(m, "returned_to_baseline",
+			       json_object_new_boolean(end - b->before.rss_kib <= tolerance));
+	json_object_object_add(b->out, "rss", m);
+	fprintf(stderr, "churn: daemon RSS baseline %ld KiB, peak %ld KiB, end %ld KiB\n",
+		b->before.rss_kib, peak, end);
+}
+
 static int run_churn(struct bench *b)
 {
 	struct opts *o = &b->o;
 	g_autofree char *room = g_strdup_printf("%s-churn", o->run_id);
 	g_autofree char *ids = prefix(b, "resident"), *cids = prefix(b, "visitor");
-	struct holders_result hr;
-	struct holders *h = start_idle(b, (unsigned)o->idle, META_WORKER, ids, room, 0, true);
-	struct wsloop *l = wsloop_new();
+	struct stage st;
 	struct churn c = { .b = b, .msg = g_string_new(NULL) };
+	struct crowd_spec residents = held_spec(b, (unsigned)o->idle, META_WORKER, ids, room, 0, true);
 	struct crowd_spec spec = {
 		.target = &b->target, .count = (unsigned)o->sessions, .do_register = true,
 		.kind = META_CLIENT, .id_prefix = cids, .room_prefix = room,
@@ -633,14 +678,14 @@ static int run_churn(struct bench *b)
 	long rss_end = -1;
 
 	samples_init(&c.lat, (size_t)o->sessions);
-	c.cr = crowd_new(l, &spec, &churn_ops, &c, b->counts);
-	b->completed = wait_idle(b, h, &hr);
+	b->completed = stage_setup(&st, b, &residents, &spec, &churn_ops, &c, false);
+	c.cr = st.cr;
 	if (b->completed) {
 		sample_server(b, &b->before);
 		c.rss_peak = b->before.rss_kib;
 		t0 = wsloop_now();
 		crowd_pump(c.cr);
-		if (wsloop_run(l, churn_finished, churn_tick, &c, RSS_TICK_MS, b->deadline) < 0)
+		if (wsloop_run(st.loop, churn_finished, churn_tick, &c, RSS_TICK_MS, b->deadline) < 0)
 			b->completed = false;
 		t1 = wsloop_now();
 		sample_server(b, &b->after);
@@ -651,29 +696,12 @@ static int run_churn(struct bench *b)
 	}
 	static const char *const names[] = { "sessions", "concurrency", "idle" };
 	const gint values[] = { o->sessions, o->concurrency, o->idle };
-	json_object_object_add(b->out, "params", params_of(b, names, values, G_N_ELEMENTS(names)));
-	crowd_free(c.cr);
-	holders_stop(h, b->counts);
-	report_common(b, "session", c.done, t1 - t0);
-	json_object_object_add(b->out, "latency_us", samples_report(&c.lat));
-	if (b->before.ok && rss_end >= 0) {
-		/* glibc keeps some freed memory; within this much counts as
-		 * returned. */
-		long tolerance = MAX(256, (c.rss_peak - b->before.rss_kib) / 10);
-		json_object *m = json_object_new_object();
-		json_object_object_add(m, "baseline_kib", json_object_new_int64(b->before.rss_kib));
-		json_object_object_add(m, "peak_kib", json_object_new_int64(c.rss_peak));
-		json_object_object_add(m, "end_kib", json_object_new_int64(rss_end));
-		json_object_object_add(m, "tolerance_kib", json_object_new_int64(tolerance));
-		json_object_object_add(m, "returned_to_baseline",
-				       json_object_new_boolean(rss_end - b->before.rss_kib <= tolerance));
-		json_object_object_add(b->out, "rss", m);
-		fprintf(stderr, "churn: daemon RSS baseline %ld KiB, peak %ld KiB, end %ld KiB\n",
-			b->before.rss_kib, c.rss_peak, rss_end);
-	}
-	human_line(b, "session", &c.lat);
+	stage_report(&st, names, values, G_N_ELEMENTS(names), "session", "session", c.done, t1 - t0,
+		     &c.lat);
+	if (b->before.ok && rss_end >= 0)
+		report_rss(b, c.rss_peak, rss_end);
 
-	wsloop_free(l);
+	stage_free(&st);
 	samples_free(&c.lat);
 	g_string_free(c.msg, TRUE);
 	return 0;
