@@ -16,3 +16,4 @@ bench_echo_floor_SOURCES = bench/echo-floor.c
 bench_echo_floor_CFLAGS = $(AM_CFLAGS) $(DEPS_CFLAGS)
 bench_echo_floor_LDADD = src/librtcsignal.a $(DEPS_LIBS)
 
+EXTRA_DIST += bench/run bench/README.md
