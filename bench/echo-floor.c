@@ -6,13 +6,15 @@
  * one lws_write per SERVER_WRITEABLE.  What the daemon spends per routed
  * message above this floor is JSON, routing and bookkeeping.
  *
- *   echo-floor [--listen 127.0.0.1:PORT] [--tx-packet-size BYTES] [--nodelay]
+ *   echo-floor [--listen 127.0.0.1:PORT] [--rx-buffer-size BYTES]
+ *              [--tx-packet-size BYTES] [--nodelay]
  *
- * The two options depart from the daemon's settings, to measure what they
- * cost: lws sends at most tx_packet_size bytes per send(), and 0 means
- * rx_buffer_size (256), so a 1 KiB message leaves in five sends, each on
- * its own writeable event; and neither lws nor the daemon sets
- * TCP_NODELAY on accepted sockets.
+ * The last three depart from the daemon's settings, to measure what they
+ * cost: lws reads at most rx_buffer_size bytes per recv(), and sends at
+ * most tx_packet_size bytes per send(), 0 meaning rx_buffer_size, each
+ * chunk on its own writeable event; so at 256 a 1 KiB message takes five
+ * recv() and five send().  Neither lws nor the daemon sets TCP_NODELAY on
+ * accepted sockets.
  *
  * Prints "pid=PID port=PORT" on stdout and "listening on ADDR:PORT" on
  * stderr once ready; SIGTERM or SIGINT exits cleanly. */
@@ -150,7 +152,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	}
 }
 
-/* Not const: --tx-packet-size sets the first entry's. */
+/* Not const: --rx-buffer-size and --tx-packet-size set the first entry's. */
 static struct lws_protocols protocols[] = {
 	{ .name = "echo", .callback = callback, .per_session_data_size = sizeof(struct session),
 	  .rx_buffer_size = RX_CHUNK },
@@ -187,7 +189,7 @@ static void lws_emit(int level, const char *line)
 int main(int argc, char *argv[])
 {
 	g_autofree char *listen_text = NULL;
-	gint tx_packet_size = 0;
+	gint tx_packet_size = 0, rx_buffer_size = RX_CHUNK;
 	gboolean nodelay = FALSE;
 	g_autoptr(GError) err = NULL;
 	struct listen_addr addr;
@@ -198,6 +200,8 @@ int main(int argc, char *argv[])
 	const GOptionEntry entries[] = {
 		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &listen_text,
 		  "Loopback address to listen on (127.0.0.1:0: any free port)", "ADDR:PORT" },
+		{ "rx-buffer-size", 0, 0, G_OPTION_ARG_INT, &rx_buffer_size,
+		  "lws rx_buffer_size (256, as the daemon)", "BYTES" },
 		{ "tx-packet-size", 0, 0, G_OPTION_ARG_INT, &tx_packet_size,
 		  "Largest send() lws makes (0, as the daemon: rx_buffer_size, 256)", "BYTES" },
 		{ "nodelay", 0, 0, G_OPTION_ARG_NONE, &nodelay,
@@ -217,10 +221,12 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "echo-floor: --listen takes a loopback ADDR:PORT\n");
 		return EXIT_USAGE;
 	}
-	if (tx_packet_size < 0 || tx_packet_size > (1 << 24)) {
-		fprintf(stderr, "echo-floor: --tx-packet-size must be within 0..16777216\n");
+	if (tx_packet_size < 0 || tx_packet_size > (1 << 24) || rx_buffer_size < 128 ||
+	    rx_buffer_size > (1 << 24)) {
+		fprintf(stderr, "echo-floor: --rx-buffer-size and --tx-packet-size must be within 128 (0 for tx)..16777216\n");
 		return EXIT_USAGE;
 	}
+	protocols[0].rx_buffer_size = (size_t)rx_buffer_size;
 	protocols[0].tx_packet_size = (size_t)tx_packet_size;
 	e.nodelay = nodelay;
 	int fd = listener_bind(&addr);

@@ -52,6 +52,7 @@ static void hold_tick(void *data)
 
 	if (poll(&p, 1, 0) > 0)
 		h->released = true; /* EOF (or a byte): the parent is done */
+	crowd_expire(h->cr);
 }
 
 static void write_line(json_object *o)
@@ -79,7 +80,8 @@ static G_NORETURN void worker_main(const struct crowd_spec *spec, int64_t deadli
 	struct hold h = { .cr = crowd_new(l, spec, &no_ops, NULL, counts) };
 
 	crowd_pump(h.cr);
-	int r = wsloop_run(l, hold_settled, hold_tick, &h, 100, deadline);
+	/* Reports a little before the parent stops waiting. */
+	int r = wsloop_run(l, hold_settled, hold_tick, &h, 100, deadline - 500000000);
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "ready", json_object_new_int64(h.cr->ready));
 	json_object_object_add(o, "failed", json_object_new_int64(h.cr->failed + (h.cr->spec.count - h.cr->started)));
@@ -154,15 +156,16 @@ struct holders *holders_start(const struct crowd_spec *spec, unsigned procs, int
 	return h;
 }
 
-/* Reads until every live worker has a complete line (or DEADLINE). */
-static void read_lines(struct holders *h, int64_t deadline)
+/* Reads until every live worker has a complete line, or with TO_EOF until
+ * every worker has closed its end (it does when it exits), or DEADLINE. */
+static void read_lines(struct holders *h, bool to_eof, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd p[h->n];
 		unsigned np = 0;
 		for (unsigned i = 0; i < h->n; i++) {
 			struct worker *w = &h->w[i];
-			if (!w->eof && !memchr(w->line->str, '\n', w->line->len))
+			if (!w->eof && (to_eof || !memchr(w->line->str, '\n', w->line->len)))
 				p[np++] = (struct pollfd){ .fd = w->report, .events = POLLIN };
 		}
 		int64_t left = deadline - wsloop_now();
@@ -210,7 +213,7 @@ void holders_wait_ready(struct holders *h, int64_t deadline, struct holders_resu
 {
 	memset(r, 0, sizeof *r);
 	r->procs = h->n;
-	read_lines(h, deadline);
+	read_lines(h, false, deadline);
 	for (unsigned i = 0; i < h->n; i++) {
 		json_object *o = take_line(&h->w[i]), *v;
 		if (!o) {
@@ -255,7 +258,7 @@ void holders_stop(struct holders *h, json_object *counts)
 		if (h->w[i].ctl >= 0)
 			close(h->w[i].ctl);
 	}
-	read_lines(h, wsloop_now() + GRACE_NS);
+	read_lines(h, true, wsloop_now() + GRACE_NS);
 	for (unsigned i = 0; i < h->n; i++) {
 		struct worker *w = &h->w[i];
 		json_object *o, *c;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 64
@@ -42,14 +43,26 @@ struct bench {
 	json_object *counts;
 	json_object *out;
 	struct proc_sample before, after;
+	int64_t self_before, self_after; /* this process's CPU time, us */
 	bool completed;
 };
 
 /* ---- common ---- */
 
+static int64_t self_cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
+	       ru.ru_stime.tv_usec;
+}
+
+/* The server's CPU and RSS, and our own CPU time, at the start (S is
+ * &b->before) or end of the measured phase. */
 static void sample_server(struct bench *b, struct proc_sample *s)
 {
 	proc_sample(b->o.server_pid, s);
+	*(s == &b->before ? &b->self_before : &b->self_after) = self_cpu_us();
 }
 
 static json_object *params_of(struct bench *b, const char *const *names, const gint *values, size_t n)
@@ -80,6 +93,10 @@ static void report_common(struct bench *b, const char *op, uint64_t ops, int64_t
 	json_object_object_add(o, "ops_per_s", json_object_new_double(secs > 0 ? (double)ops / secs : 0));
 	json_object *srv = proc_report(b->o.server_pid, &b->before, &b->after, ops);
 	json_object_object_add(o, "server_proc", srv);
+	/* What the measuring process spent (worker processes holding idle
+	 * peers are not in it): the generator competes for the same cores. */
+	json_object_object_add(o, "generator_cpu_us_per_op",
+			       json_object_new_double(ops ? (double)(b->self_after - b->self_before) / (double)ops : 0));
 	json_object_object_add(b->counts, "registrations",
 			       json_object_new_int64(counts_get(b->counts, "received", "registered_auth")));
 	json_object_object_add(b->counts, "discoveries",
@@ -134,7 +151,7 @@ static void human_line(struct bench *b, const char *unit, struct samples *lat)
 	if (errs)
 		g_string_append_printf(s, ", %" G_GINT64_FORMAT " errors", errs);
 	if (!b->completed)
-		g_string_append(s, ", INCOMPLETE (deadline)");
+		g_string_append(s, ", INCOMPLETE");
 	fprintf(stderr, "%s\n", s->str);
 	g_string_free(s, TRUE);
 }
@@ -159,6 +176,11 @@ struct stage {
 static bool crowd_settled_cb(void *cr)
 {
 	return crowd_settled(cr);
+}
+
+static void crowd_expire_cb(void *cr)
+{
+	crowd_expire(cr);
 }
 
 /* Starts the peers of IDLE (if any: before this process opens a socket,
@@ -192,7 +214,7 @@ static bool stage_setup(struct stage *st, struct bench *b, const struct crowd_sp
 	if (!open)
 		return true;
 	crowd_pump(st->cr);
-	wsloop_run(st->loop, crowd_settled_cb, NULL, st->cr, 100, b->deadline);
+	wsloop_run(st->loop, crowd_settled_cb, crowd_expire_cb, st->cr, 100, b->deadline);
 	if (st->cr->ready < spec->count) {
 		fprintf(stderr, "%s: %u of %u peers ready\n", b->o.scenario, st->cr->ready, spec->count);
 		return false;
@@ -618,6 +640,7 @@ static void churn_tick(void *data)
 	struct proc_sample s;
 	if (proc_sample(c->b->o.server_pid, &s) == 0)
 		c->rss_peak = MAX(c->rss_peak, s.rss_kib);
+	crowd_expire(c->cr);
 }
 
 static const struct crowd_ops churn_ops = {

@@ -575,6 +575,15 @@ bool wsconn_is_open(const struct wsconn *c)
 	return c->state == ST_OPEN;
 }
 
+const char *wsconn_state(const struct wsconn *c)
+{
+	static const char *const names[] = {
+		[ST_CONNECTING] = "connect", [ST_HANDSHAKE] = "upgrade", [ST_OPEN] = "open",
+		[ST_CLOSING] = "closing", [ST_DEAD] = "closed",
+	};
+	return names[c->state];
+}
+
 int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *data),
 	       void *data, int tick_ms, int64_t deadline)
 {

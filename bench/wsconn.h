@@ -47,6 +47,8 @@ struct wsconn *wsconn_open(struct wsloop *l, const struct sockaddr *dst, socklen
 void *wsconn_user(const struct wsconn *c);
 void wsconn_set_user(struct wsconn *c, void *user);
 bool wsconn_is_open(const struct wsconn *c);
+/* "connect", "upgrade", "open", "closing" or "closed". */
+const char *wsconn_state(const struct wsconn *c);
 
 /* Queues one text message; sent when the loop next flushes. */
 void wsconn_send_text(struct wsconn *c, const char *text, size_t len);
