@@ -110,23 +110,33 @@ void crowd_send(struct crowd *cr, struct member *m, const char *type, const char
 	counts_add(cr->counts, "sent", type, 1);
 }
 
-void crowd_expire(struct crowd *cr)
+void crowd_give_up(struct crowd *cr, int64_t started_before, const char *why)
 {
-	int64_t too_old = wsloop_now() - CROWD_SETUP_TIMEOUT_NS;
-	char why[40];
+	char key[40];
 
 	if (cr->ready + cr->failed >= cr->started)
 		return;
 	for (unsigned i = 0; i < cr->started; i++) {
 		struct member *m = &cr->members[i];
-		if (m->ready || !m->conn || m->t_open > too_old)
+		if (m->ready || !m->conn || m->t_open >= started_before)
 			continue;
-		snprintf(why, sizeof why, "setup_timeout_%s", wsconn_state(m->conn));
-		counts_add(cr->counts, "client_errors", why, 1);
+		snprintf(key, sizeof key, "%s_%s", why, wsconn_state(m->conn));
+		counts_add(cr->counts, "client_errors", key, 1);
 		wsconn_abort(m->conn);
 		m->conn = NULL;
 		member_failed(cr, m);
 	}
+}
+
+void crowd_expire(struct crowd *cr)
+{
+	crowd_give_up(cr, wsloop_now() - CROWD_SETUP_TIMEOUT_NS, "setup_timeout");
+}
+
+void crowd_deadline(struct crowd *cr)
+{
+	cr->spec.count = cr->started;
+	crowd_give_up(cr, INT64_MAX, "deadline");
 }
 
 void crowd_abort_all(struct crowd *cr)

@@ -68,11 +68,18 @@ void crowd_pump(struct crowd *cr);
 bool crowd_settled(const struct crowd *cr);
 /* Sends TEXT to member M, counting it under "sent" as TYPE. */
 void crowd_send(struct crowd *cr, struct member *m, const char *type, const char *text, size_t len);
-/* Gives up on members not ready this long after their connect started
- * (counted as client error "setup_timeout_<state>"), so a stalled
- * connection is a failure instead of a wait until the deadline. */
+/* Gives up on the members not ready whose connect started before
+ * STARTED_BEFORE (monotonic ns): each is closed, counted as failed and as
+ * client error "<WHY>_<state>" (state: connect, upgrade, open). */
+void crowd_give_up(struct crowd *cr, int64_t started_before, const char *why);
+/* Gives up on members not ready CROWD_SETUP_TIMEOUT_NS after their
+ * connect started ("setup_timeout"), so that a stalled connection is a
+ * failure instead of a wait until the deadline. */
 #define CROWD_SETUP_TIMEOUT_NS (30 * (int64_t)1000000000)
 void crowd_expire(struct crowd *cr);
+/* At the deadline: starts no more members and gives up on those not
+ * ready ("deadline"). */
+void crowd_deadline(struct crowd *cr);
 /* Closes every open connection at once (no closing handshake). */
 void crowd_abort_all(struct crowd *cr);
 /* The peer id of member number IDX ("<id_prefix>IDX") into BUF. */

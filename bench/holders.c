@@ -78,13 +78,16 @@ static G_NORETURN void worker_main(const struct crowd_spec *spec, int64_t deadli
 	struct wsloop *l = wsloop_new();
 	json_object *counts = counts_new();
 	struct hold h = { .cr = crowd_new(l, spec, &no_ops, NULL, counts) };
+	unsigned slice_count = spec->count;
 
 	crowd_pump(h.cr);
 	/* Reports a little before the parent stops waiting. */
 	int r = wsloop_run(l, hold_settled, hold_tick, &h, 100, deadline - 500000000);
+	if (r < 0)
+		crowd_deadline(h.cr);
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "ready", json_object_new_int64(h.cr->ready));
-	json_object_object_add(o, "failed", json_object_new_int64(h.cr->failed + (h.cr->spec.count - h.cr->started)));
+	json_object_object_add(o, "failed", json_object_new_int64(h.cr->failed + (slice_count - h.cr->started)));
 	json_object_object_add(o, "t_first", json_object_new_int64(h.cr->t_first));
 	json_object_object_add(o, "t_last", json_object_new_int64(h.cr->t_last));
 	json_object_object_add(o, "timed_out", json_object_new_boolean(r < 0));

@@ -214,7 +214,8 @@ static bool stage_setup(struct stage *st, struct bench *b, const struct crowd_sp
 	if (!open)
 		return true;
 	crowd_pump(st->cr);
-	wsloop_run(st->loop, crowd_settled_cb, crowd_expire_cb, st->cr, 100, b->deadline);
+	if (wsloop_run(st->loop, crowd_settled_cb, crowd_expire_cb, st->cr, 100, b->deadline) < 0)
+		crowd_deadline(st->cr);
 	if (st->cr->ready < spec->count) {
 		fprintf(stderr, "%s: %u of %u peers ready\n", b->o.scenario, st->cr->ready, spec->count);
 		return false;
