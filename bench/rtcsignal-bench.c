@@ -256,9 +256,9 @@ static void stage_free(struct stage *st)
 	wsloop_free(st->loop);
 }
 
-/* The idle peers' spec: COUNT peers of KIND in rooms of ROOM_SIZE (0: all
- * in room ROOM_PREFIX). */
-static struct crowd_spec held_spec(struct bench *b, unsigned count, enum meta_kind kind,
+/* COUNT peers of KIND in rooms of ROOM_SIZE (0: all in room ROOM_PREFIX),
+ * opened max_pending at a time. */
+static struct crowd_spec peers_spec(struct bench *b, unsigned count, enum meta_kind kind,
 				   const char *id_prefix, const char *room_prefix,
 				   unsigned room_size, bool do_register)
 {
@@ -451,16 +451,13 @@ static int run_relay(struct bench *b)
 	g_autofree char *ids = prefix(b, "pair"), *rooms = prefix(b, "pairroom");
 	struct stage st;
 	struct relay r = { .b = b, .msg = g_string_sized_new((gsize)o->payload + 256) };
-	struct crowd_spec idle = held_spec(b, (unsigned)o->idle, META_WORKER, idle_ids, idle_rooms,
+	struct crowd_spec idle = peers_spec(b, (unsigned)o->idle, META_WORKER, idle_ids, idle_rooms,
 					   (unsigned)o->room_size, !o->echo);
-	struct crowd_spec spec = {
-		.target = &b->target, .count = 2 * (unsigned)o->pairs, .do_register = !o->echo,
-		.kind_of = relay_kind, .id_prefix = ids, .room_prefix = rooms, .room_size = 2,
-		.max_active = (unsigned)o->max_pending,
-	};
+	struct crowd_spec spec = peers_spec(b, 2 * (unsigned)o->pairs, META_CLIENT, ids, rooms, 2, !o->echo);
 	uint64_t hops = o->echo ? 1 : 2;
 	int64_t elapsed = 0;
 
+	spec.kind_of = relay_kind; /* clients and workers in turn */
 	r.pad = g_malloc((gsize)o->payload + 1);
 	memset(r.pad, 'x', (size_t)o->payload);
 	r.phase = (struct phase){ .st = &st, .stride = 2, .kick = relay_kick, .data = &r };
@@ -492,7 +489,7 @@ static int run_connections(struct bench *b)
 {
 	struct opts *o = &b->o;
 	g_autofree char *ids = prefix(b, "conn"), *rooms = prefix(b, "connroom");
-	struct crowd_spec peers = held_spec(b, (unsigned)o->peers, META_WORKER, ids, rooms,
+	struct crowd_spec peers = peers_spec(b, (unsigned)o->peers, META_WORKER, ids, rooms,
 					    (unsigned)o->room_size, true);
 	struct crowd_spec none = { .target = &b->target };
 	struct stage st;
@@ -565,12 +562,8 @@ static int run_discovery(struct bench *b)
 	g_autofree char *ids = prefix(b, "member"), *cids = prefix(b, "seeker");
 	struct stage st;
 	struct discovery d = { .b = b, .msg = g_string_new(NULL) };
-	struct crowd_spec members = held_spec(b, (unsigned)o->peers, META_VARIED, ids, room, 0, true);
-	struct crowd_spec spec = {
-		.target = &b->target, .count = (unsigned)o->clients, .do_register = true,
-		.kind = META_CLIENT, .id_prefix = cids, .room_prefix = room,
-		.max_active = (unsigned)o->max_pending,
-	};
+	struct crowd_spec members = peers_spec(b, (unsigned)o->peers, META_VARIED, ids, room, 0, true);
+	struct crowd_spec spec = peers_spec(b, (unsigned)o->clients, META_CLIENT, cids, room, 0, true);
 	unsigned per_client = ((unsigned)o->queries + (unsigned)o->clients - 1) / (unsigned)o->clients;
 	int64_t elapsed = 0;
 
@@ -692,15 +685,13 @@ static int run_churn(struct bench *b)
 	g_autofree char *ids = prefix(b, "resident"), *cids = prefix(b, "visitor");
 	struct stage st;
 	struct churn c = { .b = b, .msg = g_string_new(NULL) };
-	struct crowd_spec residents = held_spec(b, (unsigned)o->idle, META_WORKER, ids, room, 0, true);
-	struct crowd_spec spec = {
-		.target = &b->target, .count = (unsigned)o->sessions, .do_register = true,
-		.kind = META_CLIENT, .id_prefix = cids, .room_prefix = room,
-		.max_active = (unsigned)o->concurrency, .active_until_closed = true,
-	};
+	struct crowd_spec residents = peers_spec(b, (unsigned)o->idle, META_WORKER, ids, room, 0, true);
+	struct crowd_spec spec = peers_spec(b, (unsigned)o->sessions, META_CLIENT, cids, room, 0, true);
 	int64_t t0 = 0, t1 = 0;
 	long rss_end = -1;
 
+	spec.max_active = (unsigned)o->concurrency;
+	spec.active_until_closed = true;
 	samples_init(&c.lat, (size_t)o->sessions);
 	b->completed = stage_setup(&st, b, &residents, &spec, &churn_ops, &c, false);
 	c.cr = st.cr;
