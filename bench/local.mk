@@ -9,8 +9,8 @@ bench_rtcsignal_bench_SOURCES = bench/rtcsignal-bench.c \
 	bench/report.c bench/report.h \
 	bench/workload.c bench/workload.h \
 	bench/wsconn.c bench/wsconn.h
-bench_rtcsignal_bench_CFLAGS = $(AM_CFLAGS) $(GLIB_CFLAGS) $(JSONC_CFLAGS) $(CRYPTO_CFLAGS)
-bench_rtcsignal_bench_LDADD = src/librtcsignal.a $(GLIB_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS)
+bench_rtcsignal_bench_CFLAGS = $(AM_CFLAGS) $(DEPS_CFLAGS)
+bench_rtcsignal_bench_LDADD = src/librtcsignal.a $(DEPS_LIBS) $(CRYPTO_LIBS)
 
 bench_echo_floor_SOURCES = bench/echo-floor.c
 bench_echo_floor_CFLAGS = $(AM_CFLAGS) $(DEPS_CFLAGS)
