@@ -36,6 +36,8 @@ static const struct key_spec keys[] = {
 	KR("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
+	K("admin", "token", KEY_STRING, admin_token, 0, 0),
+	K("admin", "token_file", KEY_STRING, admin_token_file, 0, 0),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
@@ -51,6 +53,19 @@ static const struct key_spec keys[] = {
 };
 
 #define FIELD(cfg, spec, type) ((type *)((char *)(cfg) + (spec)->offset))
+
+/* Secrets that may instead come from a file: KEY or FILE_KEY, not both. */
+static const struct secret_spec {
+	const char *group, *key, *file_key;
+	size_t secret, file;
+} secrets[] = {
+	{ "turn", "secret", "secret_file", offsetof(struct config, turn_secret),
+	  offsetof(struct config, turn_secret_file) },
+	{ "admin", "token", "token_file", offsetof(struct config, admin_token),
+	  offsetof(struct config, admin_token_file) },
+};
+
+#define SECRET(cfg, spec, field) ((char **)((char *)(cfg) + (spec)->field))
 
 struct config *config_new_defaults(void)
 {
@@ -89,10 +104,13 @@ void config_free(struct config *cfg)
 		g_array_unref(cfg->listen);
 	g_strfreev(cfg->stun_uris);
 	g_strfreev(cfg->turn_uris);
-	if (cfg->turn_secret)
-		explicit_bzero(cfg->turn_secret, strlen(cfg->turn_secret));
-	g_free(cfg->turn_secret);
-	g_free(cfg->turn_secret_file);
+	for (size_t i = 0; i < G_N_ELEMENTS(secrets); i++) {
+		char *secret = *SECRET(cfg, &secrets[i], secret);
+		if (secret)
+			explicit_bzero(secret, strlen(secret));
+		g_free(secret);
+		g_free(*SECRET(cfg, &secrets[i], file));
+	}
 	g_free(cfg);
 }
 
@@ -312,33 +330,73 @@ static int validate(const struct config *cfg, const char *where, GError **err)
 			    where);
 		return -EINVAL;
 	}
-	if (cfg->turn_secret && cfg->turn_secret_file) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "%s: [turn] secret and secret_file are mutually exclusive", where);
-		return -EINVAL;
+	for (size_t i = 0; i < G_N_ELEMENTS(secrets); i++) {
+		const struct secret_spec *s = &secrets[i];
+		if (*SECRET(cfg, s, secret) && *SECRET(cfg, s, file)) {
+			g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+				    "%s: [%s] %s and %s are mutually exclusive", where, s->group,
+				    s->key, s->file_key);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
 
-static int load_secret_file(struct config *cfg, GError **err)
+int config_read_secret(const char *path, char **out, GError **err)
 {
 	g_autofree char *contents = NULL;
 	g_autoptr(GError) local = NULL;
+	gsize len;
 
-	if (!cfg->turn_secret_file)
-		return 0;
-	if (!g_file_get_contents(cfg->turn_secret_file, &contents, NULL, &local)) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "[turn] secret_file: %s", local->message);
-		return -ENOENT;
+	if (!g_file_get_contents(path, &contents, &len, &local)) {
+		int code = local->code;
+		g_propagate_error(err, g_steal_pointer(&local));
+		return code == G_FILE_ERROR_NOENT ? -ENOENT : code == G_FILE_ERROR_ACCES ? -EACCES : -EIO;
 	}
 	g_strstrip(contents);
 	if (!*contents) {
-		g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-			    "[turn] secret_file: %s is empty", cfg->turn_secret_file);
+		explicit_bzero(contents, len);
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s is empty", path);
 		return -EINVAL;
 	}
-	cfg->turn_secret = g_steal_pointer(&contents);
+	*out = g_steal_pointer(&contents);
+	return 0;
+}
+
+/* A relative name resolves where systemd's LoadCredential= puts files,
+ * else next to the config file (the daemon's working directory is /). */
+static char *credential_path(const struct config *cfg, const char *name)
+{
+	const char *creds = g_getenv("CREDENTIALS_DIRECTORY");
+	g_autofree char *dir = NULL;
+
+	if (g_path_is_absolute(name))
+		return g_strdup(name);
+	if (creds && *creds)
+		return g_build_filename(creds, name, NULL);
+	dir = cfg->path ? g_path_get_dirname(cfg->path) : g_get_current_dir();
+	return g_build_filename(dir, name, NULL);
+}
+
+static int load_secret_files(struct config *cfg, bool read, GError **err)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(secrets); i++) {
+		const struct secret_spec *s = &secrets[i];
+		char **file = SECRET(cfg, s, file);
+		g_autoptr(GError) local = NULL;
+		int r;
+
+		if (!*file)
+			continue;
+		char *path = credential_path(cfg, *file);
+		g_free(*file);
+		*file = path;
+		if (read && (r = config_read_secret(path, SECRET(cfg, s, secret), &local)) < 0) {
+			g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+				    "[%s] %s: %s", s->group, s->file_key, local->message);
+			return r;
+		}
+	}
 	return 0;
 }
 
@@ -367,7 +425,7 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
 	    (r = set_key(cfg, find_key("log", "level"), ov->log_level, "--log-level", err)) < 0)
 		goto fail;
 	if ((r = validate(cfg, cfg->path ? cfg->path : "built-in defaults", err)) < 0 ||
-	    (r = load_secret_file(cfg, err)) < 0)
+	    (r = load_secret_files(cfg, !(ov && ov->no_secret_files), err)) < 0)
 		goto fail;
 	*out = cfg;
 	return 0;
