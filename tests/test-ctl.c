@@ -811,6 +811,67 @@ static void test_config_admin_token(void)
 	g_free(d.path);
 }
 
+/* --- bash completion --- */
+
+/* What the completion offers for WORDS (the last one being completed). */
+static GPtrArray *complete(const char *words)
+{
+	g_autofree char *file = g_test_build_filename(G_TEST_DIST, "..", "data",
+						      "rtcsignalctl.bash-completion", NULL);
+	g_autofree char *script = g_strdup_printf(
+		"source '%s' && COMP_WORDS=(%s) && COMP_CWORD=$((${#COMP_WORDS[@]} - 1)) && "
+		"_rtcsignalctl && printf '%%s\\n' \"${COMPREPLY[@]}\"", file, words);
+	const char *argv[] = { "bash", "--norc", "-c", script, NULL };
+	g_autofree char *out = NULL;
+	int status;
+	GPtrArray *list = g_ptr_array_new_with_free_func(g_free);
+
+	g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
+				   NULL, &status, NULL));
+	g_assert_true(g_spawn_check_wait_status(status, NULL));
+	g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+	for (char **l = lines; *l; l++)
+		if (**l)
+			g_ptr_array_add(list, g_strdup(*l));
+	return list;
+}
+
+static bool has(GPtrArray *list, const char *s)
+{
+	return g_ptr_array_find_with_equal_func(list, s, g_str_equal, NULL);
+}
+
+static void test_bash_completion(void)
+{
+	g_autoptr(GPtrArray) top = complete("rtcsignalctl ''");
+	g_assert_cmpuint(top->len, ==, 3);
+	g_assert_true(has(top, "status") && has(top, "rooms") && has(top, "keys"));
+	g_autoptr(GPtrArray) rooms = complete("rtcsignalctl --config /x room ''");
+	g_assert_true(has(rooms, "list") && has(rooms, "create") && has(rooms, "delete"));
+	g_autoptr(GPtrArray) keys = complete("rtcsignalctl keys ''");
+	g_assert_true(has(keys, "list") && has(keys, "create") && has(keys, "revoke"));
+	g_autoptr(GPtrArray) list = complete("rtcsignalctl rooms list --");
+	g_assert_false(has(list, "--name"));
+
+	/* Between them, the two create commands are offered every long
+	 * option that --help names. */
+	g_autoptr(GPtrArray) r = complete("rtcsignalctl rooms create --");
+	g_autoptr(GPtrArray) k = complete("rtcsignalctl keys create --");
+	g_autofree char *help = NULL, *err = NULL;
+	g_autoptr(GRegex) re = g_regex_new("^  (?:-., )?(--[a-z-]+)", G_REGEX_MULTILINE, 0, NULL);
+	g_autoptr(GMatchInfo) m = NULL;
+	unsigned n = 0;
+
+	g_assert_cmpint(run_main("--help", &help, &err), ==, CTL_EXIT_OK);
+	for (g_regex_match(re, help, 0, &m); g_match_info_matches(m); g_match_info_next(m, NULL), n++) {
+		g_autofree char *opt = g_match_info_fetch(m, 1);
+		g_test_message("%s", opt);
+		g_assert_true(has(r, opt) || has(k, opt));
+	}
+	g_assert_cmpuint(n, ==, 12);
+	g_assert_cmpuint(r->len + k->len, ==, 2 * 7 + 4 + 3);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -833,6 +894,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/ctl/errors/transport", test_transport_errors);
 	g_test_add_func("/ctl/errors/no-token", test_no_token);
 	g_test_add_func("/ctl/target", test_target);
+	g_test_add_func("/ctl/bash-completion", test_bash_completion);
 	g_test_add_func("/config/admin-token", test_config_admin_token);
 	return g_test_run();
 }
