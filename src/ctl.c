@@ -54,16 +54,22 @@ static const struct command_spec *find_command(enum ctl_command c)
 	return NULL;
 }
 
+G_GNUC_PRINTF(2, 0)
+static void vfail(GString *err, const char *fmt, va_list ap)
+{
+	g_string_append(err, PROG ": ");
+	g_string_append_vprintf(err, fmt, ap);
+	g_string_append_c(err, '\n');
+}
+
 G_GNUC_PRINTF(2, 3)
 static void fail(GString *err, const char *fmt, ...)
 {
 	va_list ap;
 
-	g_string_append(err, PROG ": ");
 	va_start(ap, fmt);
-	g_string_append_vprintf(err, fmt, ap);
+	vfail(err, fmt, ap);
 	va_end(ap);
-	g_string_append_c(err, '\n');
 }
 
 G_GNUC_PRINTF(2, 3)
@@ -71,11 +77,10 @@ static int usage(GString *err, const char *fmt, ...)
 {
 	va_list ap;
 
-	g_string_append(err, PROG ": ");
 	va_start(ap, fmt);
-	g_string_append_vprintf(err, fmt, ap);
+	vfail(err, fmt, ap);
 	va_end(ap);
-	g_string_append_printf(err, "\n%s\n", _("Try 'rtcsignalctl --help' for more information."));
+	g_string_append_printf(err, "%s\n", _("Try 'rtcsignalctl --help' for more information."));
 	return CTL_EXIT_USAGE;
 }
 
@@ -640,13 +645,15 @@ static void table_row(struct table *tb, ...)
 	va_end(ap);
 }
 
-static void table_print(struct table *tb, GString *out)
+/* Prints TB unless RD found the answer malformed; releases it either way. */
+static int table_finish(struct table *tb, struct reader *rd, GString *out, GString *err)
 {
 	g_autofree glong *width = g_new0(glong, tb->n);
+	int r = shape_error(rd, err);
 
-	for (guint i = 0; i < tb->cells->len; i++)
+	for (guint i = 0; r == CTL_EXIT_OK && i < tb->cells->len; i++)
 		width[i % tb->n] = MAX(width[i % tb->n], g_utf8_strlen(tb->cells->pdata[i], -1));
-	for (guint i = 0; i < tb->cells->len; i++) {
+	for (guint i = 0; r == CTL_EXIT_OK && i < tb->cells->len; i++) {
 		const char *cell = tb->cells->pdata[i];
 		guint col = i % tb->n;
 		g_string_append(out, cell);
@@ -659,6 +666,7 @@ static void table_print(struct table *tb, GString *out)
 	}
 	g_ptr_array_unref(tb->cells);
 	tb->cells = NULL;
+	return r;
 }
 
 /* "worker=2 client=1", or "-". */
@@ -735,10 +743,7 @@ static int cmd_status(const struct ctl_args *a, const struct ctl_target *t, GStr
 				table_row(&tb, g_strdup_printf("  %s", name), number(&rd, roles, role, NULL));
 			}
 		}
-		if ((r = shape_error(&rd, err)) == CTL_EXIT_OK)
-			table_print(&tb, out);
-		else
-			g_ptr_array_unref(tb.cells);
+		r = table_finish(&tb, &rd, out, err);
 	}
 	/* Not healthy or not ready: said above, and in the exit status. */
 	if (r == CTL_EXIT_OK && (calls[0].status == 503 || calls[1].status == 503))
@@ -795,11 +800,7 @@ static int print_list(json_object *answer, const char *key, const char *const *h
 		else
 			row(&rd, &tb, item);
 	}
-	if ((r = shape_error(&rd, err)) == CTL_EXIT_OK)
-		table_print(&tb, out);
-	else
-		g_ptr_array_unref(tb.cells);
-	return r;
+	return table_finish(&tb, &rd, out, err);
 }
 
 static void room_row(struct reader *rd, struct table *tb, json_object *room)
@@ -851,29 +852,47 @@ static int cmd_keys_list(const struct ctl_args *a, const struct ctl_target *t, G
 	return r;
 }
 
-/* What a create call printed: label and cell pairs, then a reminder that
- * the secret is not shown again. */
-static int print_created(struct reader *rd, struct table *tb, const char *secret_note,
-			 GString *out, GString *err)
-{
-	int r = shape_error(rd, err);
+/* A field of a create call's answer, shown as "LABEL  value". */
+struct shown {
+	const char *label;
+	const char *key;
+	bool time; /* seconds since the epoch; null: never */
+};
 
-	if (r != CTL_EXIT_OK) {
-		g_ptr_array_unref(tb->cells);
+/* POSTs BODY (taken) to TARGET and prints FIELDS of the answer, then
+ * NOTE: the secret among them is not shown again. */
+static int create(const struct ctl_args *a, const struct ctl_target *t, const char *target,
+		  json_object *body, const struct shown *fields, size_t n, const char *note,
+		  GString *out, GString *err)
+{
+	struct reader rd = { 0 };
+	json_object *json;
+	struct table tb;
+	int r = api(a, t, "POST", target, body, &json, out, err);
+
+	json_object_put(body);
+	if (r != CTL_EXIT_OK || !json)
 		return r;
-	}
-	table_print(tb, out);
-	g_string_append_printf(err, "%s\n", secret_note);
-	return CTL_EXIT_OK;
+	table_init(&tb, 2);
+	for (size_t i = 0; i < n; i++)
+		table_row(&tb, g_strdup(_(fields[i].label)),
+			  fields[i].time ? when(&rd, json, fields[i].key, _("never"))
+					 : text(&rd, json, fields[i].key, NULL));
+	if ((r = table_finish(&tb, &rd, out, err)) == CTL_EXIT_OK)
+		g_string_append_printf(err, "%s\n", note);
+	json_object_put(json);
+	return r;
 }
 
 static int cmd_rooms_create(const struct ctl_args *a, const struct ctl_target *t, GString *out,
 			    GString *err)
 {
-	json_object *body = json_object_new_object(), *json;
-	struct reader rd = { 0 };
-	struct table tb;
-	int r;
+	static const struct shown fields[] = {
+		{ N_("Room ID:"), "room_id", false },
+		{ N_("Token:"), "token", false },
+		{ N_("Expires:"), "expires_at", true },
+	};
+	json_object *body = json_object_new_object();
 
 	if (a->expires_in >= 0)
 		json_object_object_add(body, "expires_in", json_object_new_int64(a->expires_in));
@@ -883,44 +902,28 @@ static int cmd_rooms_create(const struct ctl_args *a, const struct ctl_target *t
 		json_object_object_add(body, "name", json_object_new_string(a->name));
 	if (a->open_to_issuer)
 		json_object_object_add(body, "open_to_issuer", json_object_new_boolean(true));
-	r = api(a, t, "POST", "/api/rooms", body, &json, out, err);
-	json_object_put(body);
-	if (r != CTL_EXIT_OK || !json)
-		return r;
-	table_init(&tb, 2);
-	table_row(&tb, g_strdup(_("Room ID:")), text(&rd, json, "room_id", NULL));
-	table_row(&tb, g_strdup(_("Token:")), text(&rd, json, "token", NULL));
-	table_row(&tb, g_strdup(_("Expires:")), when(&rd, json, "expires_at", _("never")));
-	r = print_created(&rd, &tb, _("Keep the token now: it is not shown again."), out, err);
-	json_object_put(json);
-	return r;
+	return create(a, t, "/api/rooms", body, fields, G_N_ELEMENTS(fields),
+		      _("Keep the token now: it is not shown again."), out, err);
 }
 
 static int cmd_keys_create(const struct ctl_args *a, const struct ctl_target *t, GString *out,
 			   GString *err)
 {
-	json_object *body = json_object_new_object(), *json;
-	struct reader rd = { 0 };
-	struct table tb;
-	int r;
+	static const struct shown fields[] = {
+		{ N_("Key ID:"), "key_id", false },
+		{ N_("Room ID:"), "room_id", false },
+		{ N_("API key:"), "api_key", false },
+		{ N_("Expires:"), "expires_at", true },
+	};
+	json_object *body = json_object_new_object();
 
 	json_object_object_add(body, "room_id", json_object_new_string(a->room));
 	if (a->name)
 		json_object_object_add(body, "name", json_object_new_string(a->name));
 	if (a->expires_in >= 0)
 		json_object_object_add(body, "expires_in", json_object_new_int64(a->expires_in));
-	r = api(a, t, "POST", "/api/keys", body, &json, out, err);
-	json_object_put(body);
-	if (r != CTL_EXIT_OK || !json)
-		return r;
-	table_init(&tb, 2);
-	table_row(&tb, g_strdup(_("Key ID:")), text(&rd, json, "key_id", NULL));
-	table_row(&tb, g_strdup(_("Room ID:")), text(&rd, json, "room_id", NULL));
-	table_row(&tb, g_strdup(_("API key:")), text(&rd, json, "api_key", NULL));
-	table_row(&tb, g_strdup(_("Expires:")), when(&rd, json, "expires_at", _("never")));
-	r = print_created(&rd, &tb, _("Keep the API key now: it is not shown again."), out, err);
-	json_object_put(json);
-	return r;
+	return create(a, t, "/api/keys", body, fields, G_N_ELEMENTS(fields),
+		      _("Keep the API key now: it is not shown again."), out, err);
 }
 
 static int cmd_rooms_delete(const struct ctl_args *a, const struct ctl_target *t, GString *out,

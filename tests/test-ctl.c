@@ -3,6 +3,7 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,21 +604,40 @@ static char *put(struct dir *d, const char *name, const char *text)
 	return path;
 }
 
-static int target(const char *cmdline, struct ctl_target *t, char **err)
+/* ctl_target_init for a command line, the previous result released. */
+struct resolved {
+	int status;
+	struct ctl_target t;
+	char *err;
+};
+
+static void resolved_clear(struct resolved *x)
 {
-	g_autofree char *line = g_strconcat("rtcsignalctl ", cmdline, NULL);
+	ctl_target_clear(&x->t);
+	g_clear_pointer(&x->err, g_free);
+}
+
+G_GNUC_PRINTF(2, 3)
+static void resolve(struct resolved *x, const char *fmt, ...)
+{
+	g_autofree char *cmdline = NULL, *line = NULL;
 	g_auto(GStrv) argv = NULL;
 	g_autoptr(GString) out = g_string_new(NULL);
 	GString *e = g_string_new(NULL);
 	struct ctl_args a;
-	int argc, r;
+	va_list ap;
+	int argc;
 
+	resolved_clear(x);
+	va_start(ap, fmt);
+	cmdline = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	line = g_strconcat("rtcsignalctl ", cmdline, NULL);
 	g_assert_true(g_shell_parse_argv(line, &argc, &argv, NULL));
 	g_assert_cmpint(ctl_parse(argc, argv, &a, out, e), ==, CTL_EXIT_OK);
-	r = ctl_target_init(&a, t, e);
+	x->status = ctl_target_init(&a, &x->t, e);
 	ctl_args_clear(&a);
-	*err = g_string_free(e, FALSE);
-	return r;
+	x->err = g_string_free(e, FALSE);
 }
 
 static void test_target(void)
@@ -627,9 +647,9 @@ static void test_target(void)
 					       "[turn]\nsecret_file = /nonexistent/secret\n");
 	g_autofree char *tok = put(&d, "tok", "  from-file\n");
 	g_autofree char *other = put(&d, "other", "from-flag\n");
+	g_autofree char *spaced = put(&d, "spaced", "two words\n");
 	g_autofree char *credsdir = g_build_filename(d.path, "creds", NULL);
-	g_autofree char *cmd = NULL, *err = NULL;
-	struct ctl_target t;
+	struct resolved x = { 0 };
 
 	g_assert_cmpint(mkdir(credsdir, 0700), ==, 0);
 	g_autofree char *credtok = put(&d, "creds/tok", "from-credentials");
@@ -637,119 +657,79 @@ static void test_target(void)
 	g_unsetenv("CREDENTIALS_DIRECTORY");
 
 	/* token_file next to the config; the TURN secret is not read. */
-	cmd = g_strdup_printf("-c %s rooms list", conf);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_OK);
-	g_assert_cmpstr(err, ==, "");
-	g_assert_cmpstr(t.admin.text, ==, "127.0.0.1:9123");
-	g_assert_cmpstr(t.token, ==, "from-file");
-	g_assert_nonnull(strstr(t.token_source, tok));
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s rooms list", conf);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_OK);
+	g_assert_cmpstr(x.err, ==, "");
+	g_assert_cmpstr(x.t.admin.text, ==, "127.0.0.1:9123");
+	g_assert_cmpstr(x.t.token, ==, "from-file");
+	g_assert_nonnull(strstr(x.t.token_source, tok));
 
 	g_setenv("CREDENTIALS_DIRECTORY", credsdir, TRUE);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_OK);
-	g_assert_cmpstr(t.token, ==, "from-credentials");
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s rooms list", conf);
+	g_assert_cmpstr(x.t.token, ==, "from-credentials");
 	g_unsetenv("CREDENTIALS_DIRECTORY");
 
 	g_setenv("RTCSIGNALD_ADMIN_TOKEN", "from-env", TRUE);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_OK);
-	g_assert_cmpstr(t.token, ==, "from-env");
-	g_assert_cmpstr(t.token_source, ==, "$RTCSIGNALD_ADMIN_TOKEN");
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s rooms list", conf);
+	g_assert_cmpstr(x.t.token, ==, "from-env");
+	g_assert_cmpstr(x.t.token_source, ==, "$RTCSIGNALD_ADMIN_TOKEN");
 
 	/* --token-file beats the environment; --admin beats [admin] listen. */
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s --token-file %s --admin [::1]:7 keys list", conf, other);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_OK);
-	g_assert_cmpstr(t.token, ==, "from-flag");
-	g_assert_cmpstr(t.admin.text, ==, "[::1]:7");
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s --token-file %s --admin [::1]:7 keys list", conf, other);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_OK);
+	g_assert_cmpstr(x.t.token, ==, "from-flag");
+	g_assert_cmpstr(x.t.admin.text, ==, "[::1]:7");
 	g_unsetenv("RTCSIGNALD_ADMIN_TOKEN");
 
 	/* A token that cannot go into a header line. */
-	g_autofree char *spaced = put(&d, "spaced", "two words\n");
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s --token-file %s keys list", conf, spaced);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_CONFIG);
-	g_assert_nonnull(strstr(err, "contains spaces or control characters"));
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s --token-file %s keys list", conf, spaced);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_CONFIG);
+	g_assert_nonnull(strstr(x.err, "contains spaces or control characters"));
 
 	/* An unreadable token: a configuration error, except for status,
 	 * which needs none. */
 	g_assert_cmpint(unlink(tok), ==, 0);
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s rooms list", conf);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_CONFIG);
-	g_assert_nonnull(strstr(err, "cannot read the admin token"));
-	g_assert_nonnull(strstr(err, tok));
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s status", conf);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_OK);
-	g_assert_null(t.token);
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s --token-file %s/missing keys list", conf, d.path);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_CONFIG);
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s rooms list", conf);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_CONFIG);
+	g_assert_nonnull(strstr(x.err, "cannot read the admin token"));
+	g_assert_nonnull(strstr(x.err, tok));
+	resolve(&x, "-c %s status", conf);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_OK);
+	g_assert_null(x.t.token);
+	resolve(&x, "-c %s --token-file %s/missing keys list", conf, d.path);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_CONFIG);
 
 	/* No token anywhere: found out when a command needs one. */
 	g_autofree char *bare = put(&d, "bare.conf", "[admin]\nlisten = 0.0.0.0:8001\n");
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s rooms list", bare);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_OK);
-	g_assert_null(t.token);
-	g_assert_cmpstr(t.admin.text, ==, "127.0.0.1:8001"); /* the wildcard, on loopback */
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s rooms list", bare);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_OK);
+	g_assert_null(x.t.token);
+	g_assert_cmpstr(x.t.admin.text, ==, "127.0.0.1:8001"); /* the wildcard, on loopback */
 	g_autofree char *any6 = put(&d, "any6.conf", "[admin]\nlisten = [::]:8001\ntoken = x\n");
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s rooms list", any6);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_OK);
-	g_assert_cmpstr(t.admin.text, ==, "[::1]:8001");
-	g_assert_cmpstr(t.token, ==, "x");
-	g_assert_nonnull(strstr(t.token_source, "[admin] token in"));
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s rooms list", any6);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_OK);
+	g_assert_cmpstr(x.t.admin.text, ==, "[::1]:8001");
+	g_assert_cmpstr(x.t.token, ==, "x");
+	g_assert_nonnull(strstr(x.t.token_source, "[admin] token in"));
 
 	/* No admin port configured, a broken config, a bad --admin. */
 	g_autofree char *none = put(&d, "none.conf", "[admin]\nlisten =\n");
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s status", none);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_CONFIG);
-	g_assert_nonnull(strstr(err, "has no admin port"));
-	g_assert_nonnull(strstr(err, "--admin"));
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s --admin 127.0.0.1:1 status", none);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_OK);
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s status", none);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_CONFIG);
+	g_assert_nonnull(strstr(x.err, "has no admin port"));
+	g_assert_nonnull(strstr(x.err, "--admin"));
+	resolve(&x, "-c %s --admin 127.0.0.1:1 status", none);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_OK);
 	g_autofree char *broken = put(&d, "broken.conf", "[admin]\nlisten = nowhere\n");
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s status", broken);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_CONFIG);
-	g_assert_true(g_str_has_prefix(err, "rtcsignalctl: invalid configuration: "));
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
-	g_free(cmd);
-	cmd = g_strdup_printf("-c %s/absent.conf status", d.path);
-	g_assert_cmpint(target(cmd, &t, &err), ==, CTL_EXIT_CONFIG);
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
-	g_assert_cmpint(target("--admin localhost:8001 status", &t, &err), ==, CTL_EXIT_USAGE);
-	g_assert_nonnull(strstr(err, "--admin: 'localhost:8001' is not a numeric"));
-	ctl_target_clear(&t);
-	g_clear_pointer(&err, g_free);
+	resolve(&x, "-c %s status", broken);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_CONFIG);
+	g_assert_true(g_str_has_prefix(x.err, "rtcsignalctl: invalid configuration: "));
+	resolve(&x, "-c %s/absent.conf status", d.path);
+	g_assert_cmpint(x.status, ==, CTL_EXIT_CONFIG);
+	resolve(&x, "--admin localhost:8001 status");
+	g_assert_cmpint(x.status, ==, CTL_EXIT_USAGE);
+	g_assert_nonnull(strstr(x.err, "--admin: 'localhost:8001' is not a numeric"));
+	resolved_clear(&x);
 
 	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", d.path);
 	g_assert_cmpint(system(rm), ==, 0);
