@@ -476,43 +476,64 @@ static int validate(struct config *cfg, const char *where, GError **err)
 
 int config_read_secret(const char *path, char **out, GError **err)
 {
-	const char *creds = g_getenv("CREDENTIALS_DIRECTORY");
-	g_autofree char *full = g_path_is_absolute(path) || !creds ? g_strdup(path)
-								    : g_build_filename(creds, path, NULL);
 	g_autofree char *contents = NULL;
 	g_autoptr(GError) local = NULL;
+	gsize len;
 
-	if (!g_file_get_contents(full, &contents, NULL, &local)) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT, "%s", local->message);
-		return -ENOENT;
+	if (!g_file_get_contents(path, &contents, &len, &local)) {
+		int code = local->code;
+		g_propagate_error(err, g_steal_pointer(&local));
+		return code == G_FILE_ERROR_NOENT ? -ENOENT : code == G_FILE_ERROR_ACCES ? -EACCES : -EIO;
 	}
 	g_strstrip(contents);
 	if (!*contents) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s is empty", full);
+		explicit_bzero(contents, len);
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s is empty", path);
 		return -EINVAL;
 	}
 	*out = g_steal_pointer(&contents);
 	return 0;
 }
 
+/* A relative name resolves where systemd's LoadCredential= puts files,
+ * else next to the config file (the daemon's working directory is /). */
+static char *credential_path(const struct config *cfg, const char *name)
+{
+	const char *creds = g_getenv("CREDENTIALS_DIRECTORY");
+	g_autofree char *dir = NULL;
+
+	if (g_path_is_absolute(name))
+		return g_strdup(name);
+	if (creds && *creds)
+		return g_build_filename(creds, name, NULL);
+	dir = cfg->path ? g_path_get_dirname(cfg->path) : g_get_current_dir();
+	return g_build_filename(dir, name, NULL);
+}
+
 /* Secrets named by *_file keys are read now, so a missing one is a
- * configuration error, caught by --check-config. */
-static int load_secrets(struct config *cfg, GError **err)
+ * configuration error, caught by --check-config.  READ false only resolves
+ * the paths (rtcsignalctl reads the token itself, with its own rights). */
+static int load_secrets(struct config *cfg, bool read, GError **err)
 {
 	struct {
-		const char *what, *file;
-		char **value;
+		const char *what;
+		char **file, **value;
 	} files[] = {
-		{ "[turn] secret_file", cfg->turn_secret_file, &cfg->turn_secret },
-		{ "[admin] token_file", cfg->admin_token_file, &cfg->admin_token },
+		{ "[turn] secret_file", &cfg->turn_secret_file, &cfg->turn_secret },
+		{ "[admin] token_file", &cfg->admin_token_file, &cfg->admin_token },
 	};
 	for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
 		g_autoptr(GError) local = NULL;
-		if (!files[i].file)
+		if (!*files[i].file)
 			continue;
-		int r = config_read_secret(files[i].file, files[i].value, &local);
-		if (r < 0)
-			return invalid(err, "%s: %s", files[i].what, local->message);
+		char *path = credential_path(cfg, *files[i].file);
+		g_free(*files[i].file);
+		*files[i].file = path;
+		int r = read ? config_read_secret(path, files[i].value, &local) : 0;
+		if (r < 0) {
+			invalid(err, "%s: %s", files[i].what, local->message);
+			return r;
+		}
 	}
 	return 0;
 }
@@ -551,7 +572,7 @@ int config_load(const char *path, const struct config_overrides *ov, struct conf
 		goto fail;
 	cfg->state_dir = ov && ov->state_dir ? g_strdup(ov->state_dir) : default_state_dir();
 	if ((r = validate(cfg, cfg->path ? cfg->path : "built-in defaults", err)) < 0 ||
-	    (r = load_secrets(cfg, err)) < 0)
+	    (r = load_secrets(cfg, !(ov && ov->no_secret_files), err)) < 0)
 		goto fail;
 	*out = cfg;
 	return 0;

@@ -53,8 +53,8 @@ struct config {
 	unsigned admin_max_connections;
 	unsigned admin_connection_timeout;
 	unsigned metrics_top_roles;
-	char *admin_token;
-	char *admin_token_file;
+	char *admin_token;      /* bearer token of the admin API, or from: */
+	char *admin_token_file; /* resolved (see config_load) */
 	char *metrics_token;
 
 	/* [rooms] */
@@ -94,12 +94,17 @@ struct config_overrides {
 	const char *admin_listen;
 	const char *state_dir;
 	const char *log_level;
+	/* rtcsignalctl: resolve token_file and secret_file but read neither
+	 * (it runs with the operator's rights and needs no TURN secret). */
+	bool no_secret_files;
 };
 
 /* Loads PATH (or the default path when PATH is NULL; a missing default
- * file means built-in defaults), then applies OV.  On failure returns a
- * negative errno and sets ERR to a message naming the file, key and
- * reason. */
+ * file means built-in defaults), then applies OV.  A relative token_file or
+ * secret_file resolves in $CREDENTIALS_DIRECTORY when set, else in the
+ * config file's directory; the file's contents, stripped of surrounding
+ * whitespace, become the token or secret.  On failure returns a negative
+ * errno and sets ERR to a message naming the file, key and reason. */
 int config_load(const char *path, const struct config_overrides *ov,
 		struct config **out, GError **err);
 struct config *config_new_defaults(void);
@@ -112,9 +117,8 @@ void config_carry_over(struct config *next, struct config *running,
 		       void (*changed)(const char *group, const char *key, bool applied, void *data),
 		       void *data);
 
-/* A secret from a file: a relative PATH resolves in $CREDENTIALS_DIRECTORY
- * (systemd's LoadCredential=) when set; surrounding whitespace is
- * stripped; an empty file is an error. */
+/* Reads a token or secret from PATH, stripped of surrounding whitespace:
+ * 0, -ENOENT, -EACCES, -EIO, or -EINVAL when it is empty. */
 int config_read_secret(const char *path, char **out, GError **err);
 
 /* Parses "ADDR:PORT", "[V6ADDR]:PORT"; numeric only. */

@@ -1,6 +1,5 @@
 /* Integration tests: the admin port (health, readiness, metrics) of the
  * real daemon, scraped over real HTTP. */
-#include "http.h"
 #include "testd.h"
 
 #include <math.h>
@@ -17,11 +16,11 @@ static double series(const char *text, const char *name)
 
 static char *scrape(struct testd *d, const char *path, const char *headers)
 {
-	struct http_reply r;
-	g_assert_cmpint(http_request(d->admin_port, "GET", path, headers, NULL, &r), ==, 0);
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, "GET", path, headers, NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 200);
 	char *body = g_strdup(r.body->str);
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	return body;
 }
 
@@ -93,29 +92,29 @@ static void test_promtool(void)
 static void test_content_types_and_errors(void)
 {
 	struct testd *d = testd_start(NULL, NULL);
-	struct http_reply r;
+	struct httpc_reply r;
 
-	g_assert_cmpint(http_request(d->admin_port, "GET", "/metrics", NULL, NULL, &r), ==, 0);
-	g_autofree char *ct = http_header(&r, "content-type");
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/metrics", NULL, NULL, &r), ==, 0);
+	g_autofree char *ct = httpc_header(&r, "content-type");
 	g_assert_cmpstr(ct, ==, "text/plain; version=0.0.4; charset=utf-8");
 	g_assert_true(g_str_has_prefix(r.body->str, "# HELP "));
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->admin_port, "GET", "/metrics", "Accept: application/json\r\n", NULL, &r), ==, 0);
-	g_autofree char *ct2 = http_header(&r, "content-type");
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/metrics", "Accept: application/json\r\n", NULL, &r), ==, 0);
+	g_autofree char *ct2 = httpc_header(&r, "content-type");
 	g_assert_cmpstr(ct2, ==, "application/json");
 	g_assert_true(g_str_has_prefix(r.body->str, "{\"timestamp\":"));
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->admin_port, "GET", "/nothing-here", NULL, NULL, &r), ==, 0);
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/nothing-here", NULL, NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 404);
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->admin_port, "POST", "/metrics", NULL, "x=1", &r), ==, 0);
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->admin_port, "POST", "/metrics", NULL, "x=1", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 405);
-	g_autofree char *allow = http_header(&r, "allow");
-	g_assert_cmpstr(allow, ==, "get, head");
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->admin_port, "DELETE", "/health", NULL, NULL, &r), ==, 0);
+	g_autofree char *allow = httpc_header(&r, "allow");
+	g_assert_cmpstr(allow, ==, "GET, HEAD");
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->admin_port, "DELETE", "/health", NULL, NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 405);
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
@@ -204,12 +203,12 @@ static void test_values_move(void)
 
 static json_object *get_json(int port, const char *path, int want_status)
 {
-	struct http_reply r;
-	g_assert_cmpint(http_request(port, "GET", path, NULL, NULL, &r), ==, 0);
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(port, "GET", path, NULL, NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, want_status);
 	json_object *o = json_tokener_parse(r.body->str);
 	g_assert_nonnull(o);
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	return o;
 }
 

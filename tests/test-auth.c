@@ -1,7 +1,7 @@
 /* Integration tests: JWT and API-key authentication, persistent rooms and
  * the admin API, against the real daemon.  Keys are generated here and the
  * JWKS written to a file the daemon reads; tokens are minted here. */
-#include "http.h"
+#include "httpc.h"
 #include "jwtmint.h"
 #include "testd.h"
 
@@ -53,15 +53,15 @@ static struct testd *start(const char *extra)
 static json_object *admin(struct testd *d, const char *method, const char *path, const char *body,
 			  int want)
 {
-	struct http_reply r;
-	g_assert_cmpint(http_request(d->admin_port, method, path,
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, method, path,
 				     "Authorization: Bearer " ADMIN "\r\nContent-Type: application/json\r\n",
 				     body, &r), ==, 0);
 	if (r.status != want)
 		g_error("%s %s: %d, wanted %d: %s", method, path, r.status, want, r.body->str);
 	json_object *o = json_tokener_parse(r.body->str);
 	g_assert_nonnull(o);
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	return o;
 }
 
@@ -410,7 +410,7 @@ static void test_ttl_rules(void)
 static void test_admin_auth(void)
 {
 	struct testd *d = start("[admin]\nmetrics_token = scrape-me\n");
-	struct http_reply r;
+	struct httpc_reply r;
 	struct {
 		const char *headers;
 		int status;
@@ -421,32 +421,32 @@ static void test_admin_auth(void)
 		{ "Authorization: Bearer " ADMIN "\r\n", 200 },
 	};
 	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
-		g_assert_cmpint(http_request(d->admin_port, "GET", "/api/rooms", cases[i].headers, NULL, &r), ==, 0);
+		g_assert_cmpint(testd_http(d->admin_port, "GET", "/api/rooms", cases[i].headers, NULL, &r), ==, 0);
 		g_assert_cmpint(r.status, ==, cases[i].status);
 		if (r.status == 401) {
-			g_autofree char *www = http_header(&r, "www-authenticate");
-			g_assert_cmpstr(www, ==, "bearer");
+			g_autofree char *www = httpc_header(&r, "www-authenticate");
+			g_assert_cmpstr(www, ==, "Bearer");
 		}
-		http_reply_clear(&r);
+		httpc_reply_clear(&r);
 	}
-	g_assert_cmpint(http_request(d->admin_port, "GET", "/metrics", NULL, NULL, &r), ==, 0);
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/metrics", NULL, NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 401);
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->admin_port, "GET", "/metrics", "Authorization: Bearer scrape-me\r\n",
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/metrics", "Authorization: Bearer scrape-me\r\n",
 				     NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 200);
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->admin_port, "GET", "/health", NULL, NULL, &r), ==, 0);
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/health", NULL, NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 200); /* health stays open for probes */
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 
 	/* No admin token configured: the API is off. */
 	d = testd_start(NULL, NULL);
-	g_assert_cmpint(http_request(d->admin_port, "GET", "/api/rooms", "Authorization: Bearer x\r\n", NULL, &r), ==, 0);
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/api/rooms", "Authorization: Bearer x\r\n", NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 403);
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
@@ -456,23 +456,23 @@ static void test_create_room_http_and_ws(void)
 	struct testd *d = start(NULL);
 	g_autofree char *jwt = token_for("ada");
 	g_autofree char *bearer = g_strdup_printf("Authorization: Bearer %s\r\nContent-Type: application/json\r\n", jwt);
-	struct http_reply r;
+	struct httpc_reply r;
 
 	/* POST /create-room on the WebSocket port, with a JWT. */
-	g_assert_cmpint(http_request(d->port, "POST", "/create-room", NULL, "{}", &r), ==, 0);
+	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", NULL, "{}", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 401);
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->port, "POST", "/create-room", "Authorization: Bearer nonsense\r\n", "", &r), ==, 0);
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", "Authorization: Bearer nonsense\r\n", "", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 401);
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->port, "POST", "/create-room", bearer, "{\"expires_in\":-1}", &r), ==, 0);
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", bearer, "{\"expires_in\":-1}", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 400);
-	http_reply_clear(&r);
-	g_assert_cmpint(http_request(d->port, "POST", "/create-room", bearer,
+	httpc_reply_clear(&r);
+	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", bearer,
 				     "{\"expires_in\":600,\"open_to_issuer\":true}", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 201);
 	json_object *o = json_tokener_parse(r.body->str);
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	g_autofree char *room = g_strdup(str(o, "room_id")), *token = g_strdup(str(o, "token"));
 	g_assert_cmpint(json_object_get_int64(json_object_object_get(o, "expires_at")), >, now_s() + 590);
 	json_object_put(o);
@@ -495,9 +495,9 @@ static void test_create_room_http_and_ws(void)
 	json_object_put(wsc_expect_error(b, "INVALID_MESSAGE"));
 
 	/* A 426 for anything else on that port. */
-	g_assert_cmpint(http_request(d->port, "GET", "/create-room", NULL, NULL, &r), ==, 0);
+	g_assert_cmpint(testd_http(d->port, "GET", "/create-room", NULL, NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 426);
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	wsc_free(a);
 	wsc_free(b);
 	g_assert_cmpint(testd_stop(d), ==, 0);

@@ -2,7 +2,6 @@
  * watchdog, reload, stop), reload semantics and journal fields, against
  * the real daemon.  Units and the journal catalog are checked with
  * systemd's own tools. */
-#include "http.h"
 #include "log.h"
 #include "testd.h"
 
@@ -104,10 +103,10 @@ static void test_socket_activation(void)
 	g_assert_true(testd_wait_log(d, "(socket activation; [server] listen ignored)", 5000));
 	g_assert_true(testd_wait_log(d, "admin listening on", 5000));
 	g_assert_true(testd_wait_log(d, "event=ready", 5000));
-	struct http_reply r;
-	g_assert_cmpint(http_request(admin_port, "GET", "/health", NULL, NULL, &r), ==, 0);
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(admin_port, "GET", "/health", NULL, NULL, &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 200);
-	http_reply_clear(&r);
+	httpc_reply_clear(&r);
 	/* The passed sockets, not ports of its own. */
 	g_assert_cmpuint(testd_log_count(d, "listening on 127.0.0.1:0"), ==, 0);
 	wsc_free(c);

@@ -226,6 +226,18 @@ void testd_free(struct testd *d)
 	g_free(d);
 }
 
+int testd_http(int port, const char *method, const char *path, const char *headers,
+	       const char *body, struct httpc_reply *out)
+{
+	g_autofree char *text = g_strdup_printf("127.0.0.1:%d", port);
+	const struct httpc_request req = { .method = method, .target = path, .headers = headers,
+					   .body = body };
+	struct listen_addr to;
+
+	g_assert_cmpint(config_parse_listen(text, &to), ==, 0);
+	return httpc_request(&to, &req, out);
+}
+
 struct wsc *testd_connect(struct testd *d)
 {
 	g_autoptr(GError) err = NULL;

@@ -2,6 +2,7 @@
  * stderr captured so a test can await a log event instead of sleeping. */
 #pragma once
 
+#include "httpc.h"
 #include "wsclient.h"
 
 #include <glib.h>
@@ -58,6 +59,12 @@ long testd_rss_kib(struct testd *d);
 void testd_free(struct testd *d);
 /* Rewrites the config file (for reload tests). */
 void testd_write_conf(struct testd *d, const char *conf_text);
+
+/* METHOD PATH on 127.0.0.1:PORT with extra header lines (each ending in
+ * \r\n, may be NULL) and BODY (may be NULL), through httpc: 0 or a negative
+ * errno; clear OUT either way. */
+int testd_http(int port, const char *method, const char *path, const char *headers,
+	       const char *body, struct httpc_reply *out);
 
 struct wsc *testd_connect(struct testd *d);
 /* Connects and registers PEER_ID in ROOM; EXTRA is appended inside the
