@@ -215,6 +215,9 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	      (double)metrics.start_time);
 	gauge(o, "rtcsignald_connections", "Open WebSocket sessions.",
 	      (double)nonneg(metrics_get(connections)));
+	gauge(o, "rtcsignald_lingering_sockets",
+	      "Sessions the server closed, kept until the client has its close frame.",
+	      (double)nonneg(metrics_get(lingering_sockets)));
 	gauge(o, "rtcsignald_max_sessions", "Configured maximum of sessions ([limits] max_sessions).",
 	      (double)metrics_get(max_sessions));
 	gauge(o, "rtcsignald_event_loop_heartbeat_age_seconds",

@@ -43,6 +43,7 @@ struct metrics_histogram {
 struct metrics {
 	atomic_uint_fast64_t connections_total;
 	atomic_int_fast64_t connections;
+	atomic_int_fast64_t lingering_sockets; /* closed by us, draining */
 	atomic_int_fast64_t peers;
 	atomic_int_fast64_t rooms;
 	atomic_uint_fast64_t rooms_created_total;

@@ -6,11 +6,14 @@
 #include "ratelimit.h"
 #include "protocol.h"
 #include "jwt.h"
+#include "linger.h"
 #include "router.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libwebsockets.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
@@ -18,8 +21,12 @@ _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
 /* lws allocates this for every connection: keep it small and reassemble
  * larger messages ourselves (DESIGN.md: 1.7 KiB per idle peer at 256). */
 #define RX_CHUNK 256
+/* The most one send() may carry; larger messages go out in pieces. */
+#define TX_MAX 65536
 /* A reassembly buffer larger than this is released after each message. */
 #define RX_KEEP 4096
+/* Closed sockets kept draining at once, at most (see linger.h). */
+#define LINGER_MAX 1024
 /* How long a closing session may take to flush before it is cut. */
 #define CLOSE_GRACE_SECS 5
 
@@ -60,6 +67,7 @@ struct ws_server {
 	struct router_env env;
 	struct ratelimit_policy msg_policy;
 	GQueue sessions;   /* established */
+	struct linger_pool *linger;
 	unsigned n_conns;  /* adopted sockets not yet destroyed */
 	uv_timer_t ping_timer;
 	struct msgbuf *ping_msg;
@@ -82,36 +90,13 @@ static void want_write(struct session *s)
 	lws_callback_on_writable(s->wsi);
 }
 
-static int session_send(void *ctx, struct client *c, struct msgbuf *m)
+static void drop_outq(struct session *s)
 {
-	struct session *s = session_of(c);
-	struct ws_server *ws = ctx;
+	struct msgbuf *m;
 
-	if (s->close_code)
-		return -EPIPE;
-	if (s->queued + m->len > ws->cfg->max_queued_bytes) {
-		struct msgbuf *old;
-		/* Memory first: what this peer has not read is dropped now. */
-		while ((old = g_queue_pop_head(&s->outq)))
-			msgbuf_unref(old);
-		s->queued = 0;
-		metrics_inc(limit_hits[LIMIT_QUEUED_BYTES]);
-		struct log_fields f = { .remote = s->client.remote, .close_code = 1008,
-					.peer = s->client.peer ? s->client.peer->id : NULL,
-					.room = s->client.peer ? s->client.peer->room->id : NULL };
-		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "outbound queue over max_queued_bytes; closing");
-		s->client.closing = true;
-		s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-		s->close_reason = "outbound queue overflow";
-		want_write(s);
-		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
-		return -ENOBUFS;
-	}
-	if (g_queue_is_empty(&s->outq))
-		want_write(s);
-	g_queue_push_tail(&s->outq, msgbuf_ref(m));
-	s->queued += m->len;
-	return 0;
+	while ((m = g_queue_pop_head(&s->outq)))
+		msgbuf_unref(m);
+	s->queued = 0;
 }
 
 static void session_close(void *ctx, struct client *c, int code, const char *reason)
@@ -125,6 +110,31 @@ static void session_close(void *ctx, struct client *c, int code, const char *rea
 	s->close_reason = reason;
 	want_write(s);
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
+}
+
+static int session_send(void *ctx, struct client *c, struct msgbuf *m)
+{
+	struct session *s = session_of(c);
+	struct ws_server *ws = ctx;
+
+	if (s->close_code)
+		return -EPIPE;
+	if (s->queued + m->len > ws->cfg->max_queued_bytes) {
+		/* Memory first: what this peer has not read is dropped now. */
+		drop_outq(s);
+		metrics_inc(limit_hits[LIMIT_QUEUED_BYTES]);
+		struct log_fields f = { .remote = s->client.remote, .close_code = 1008,
+					.peer = s->client.peer ? s->client.peer->id : NULL,
+					.room = s->client.peer ? s->client.peer->room->id : NULL };
+		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "outbound queue over max_queued_bytes; closing");
+		session_close(ws, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "outbound queue overflow");
+		return -ENOBUFS;
+	}
+	if (g_queue_is_empty(&s->outq))
+		want_write(s);
+	g_queue_push_tail(&s->outq, msgbuf_ref(m));
+	s->queued += m->len;
+	return 0;
 }
 
 static const struct router_ops ws_router_ops = {
@@ -234,6 +244,8 @@ static void deliver_in(struct ws_server *ws, struct session *s, const char *text
 					.peer = s->client.peer ? s->client.peer->id : NULL };
 		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f,
 			  "kept sending over messages_per_second; closing");
+		/* Its backlog of refusals would only delay the close frame. */
+		drop_outq(s);
 		session_close(ws, &s->client, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
 		return;
 	}
@@ -316,12 +328,23 @@ static void maybe_drained(struct ws_server *ws)
 	}
 }
 
+/* We closed on a peer that is still sending: lws would close() over its
+ * unread input and the reset would destroy our close frame. */
+static void linger_if_unread(struct ws_server *ws, struct session *s)
+{
+	int fd = lws_get_socket_fd(s->wsi), unread = 0;
+
+	if (s->close_code && fd >= 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0)
+		linger_add(ws->linger, fcntl(fd, F_DUPFD_CLOEXEC, 3));
+}
+
 static void on_closed(struct ws_server *ws, struct session *s)
 {
 	struct msgbuf *m;
 
 	if (!s->ws)
 		return; /* never established */
+	linger_if_unread(ws, s);
 	router_disconnect(ws->router, &s->client);
 	if (s->addr_counted)
 		addrlimit_conn_close(ws->env.addrlimit, &s->client.addr);
@@ -486,8 +509,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
+	/* tx_packet_size: without it lws cuts every send() to rx_buffer_size,
+	 * one writeable round per 256-byte piece. */
 	{ .name = "rtcsignal", .callback = callback, .per_session_data_size = sizeof(struct session),
-	  .rx_buffer_size = RX_CHUNK },
+	  .rx_buffer_size = RX_CHUNK, .tx_packet_size = TX_MAX },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -574,6 +599,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	ws->vh = lws_get_vhost_by_name(ws->ctx, "default");
 	ws->router = router_new(cfg, reg, env, &ws_router_ops, ws);
 	uv_timer_init(loop, &ws->ping_timer);
+	ws->linger = linger_new(loop, LINGER_MAX, CLOSE_GRACE_SECS * 1000);
 	ws->ping_timer.data = ws;
 	apply_timers(ws);
 	*out = ws;
@@ -651,12 +677,14 @@ void ws_server_stop(struct ws_server *ws)
 	uv_close((uv_handle_t *)&ws->ping_timer, NULL);
 	if (ws->ctx)
 		lws_context_destroy(ws->ctx);
+	linger_free(g_steal_pointer(&ws->linger));
 }
 
 void ws_server_free(struct ws_server *ws)
 {
 	if (!ws)
 		return;
+	linger_free(g_steal_pointer(&ws->linger));
 	/* With a foreign loop, lws finishes destroying its context in a
 	 * second call once its libuv handles have closed; pcontext tells. */
 	if (ws->ctx) {

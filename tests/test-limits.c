@@ -355,6 +355,11 @@ static gpointer flood_main(gpointer data)
 {
 	struct flood *f = data;
 	while (!g_atomic_int_get(&f->stop) && f->c->close_code < 0) {
+		/* Never block in send(): once the server stops reading, a
+		 * blocked attacker could not take its close frame either. */
+		struct pollfd p = { .fd = f->c->fd, .events = POLLOUT };
+		if (poll(&p, 1, 100) != 1)
+			continue;
 		if (wsc_send_text(f->c, "{\"type\":\"peer_message\",\"to_peer_id\":\"victim\",\"payload\":\"x\"}") < 0)
 			break;
 		f->sent++;
