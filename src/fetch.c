@@ -214,7 +214,7 @@ static int on_body(struct fetch *f, const void *in, size_t len)
 }
 
 /* A close before COMPLETED: the end of a body sent without length or
- * chunking (HTTP/1.0 style), or a failure. */
+ * chunking (HTTP/1.0 style; a cut one fails as JSON), or a failure. */
 static void on_closed(struct fetch *f)
 {
 	if (f->http_status == 200 && f->content_length < 0 && !f->chunked)
