@@ -39,7 +39,8 @@ struct fetch_request {
  * response's status once one arrived, else 0.  BODY and WHY are valid
  * during the call only.
  *   -EHOSTUNREACH  the name did not resolve
- *   -ECONNREFUSED  refused; -EIO: another connection failure
+ *   -ECONNREFUSED  refused (or connect()'s own errno: -ENETUNREACH...)
+ *   -EIO           another failure: headers over lws's space, no socket
  *   -EPROTO        TLS failed: untrusted certificate, host name mismatch...
  *   -ETIMEDOUT     not complete within timeout_ms
  *   -EREMOTEIO     an HTTP status other than 200 (a 3xx is not followed)
@@ -52,7 +53,8 @@ typedef void (*fetch_done_fn)(int status, unsigned http_status, const char *body
  * LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT (ws_server_context()). */
 int fetch_client_new(uv_loop_t *loop, struct lws_context *ctx, struct fetch_client **out);
 /* Cancels every fetch in flight (no callbacks) and destroys the client's
- * vhosts.  Before the context is destroyed, and not from a DONE. */
+ * vhosts.  Before the context is destroyed, and not from a DONE.  CA
+ * files are read once per client: a new client reads them again. */
 void fetch_client_free(struct fetch_client *fc);
 
 /* 0 when URL may be fetched; else -EINVAL with *WHY. */
