@@ -577,8 +577,13 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
+	/* DO_SSL_GLOBAL_INIT: lws sets up OpenSSL, so that fetch can make TLS
+	 * client connections on this context, on vhosts of its own.  It also
+	 * gives this vhost a client SSL_CTX that nothing uses: keep the
+	 * system's CAs out of it (1.3 MB). */
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-		       LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+		       LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
+		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
 	info.foreign_loops = loops;
 	info.user = ws;
 	info.retry_and_idle_policy = &ws->retry;
@@ -617,6 +622,11 @@ void ws_server_set_config(struct ws_server *ws, const struct config *cfg)
 struct router *ws_server_router(struct ws_server *ws)
 {
 	return ws->router;
+}
+
+struct lws_context *ws_server_context(struct ws_server *ws)
+{
+	return ws->ctx;
 }
 
 unsigned ws_server_sessions(const struct ws_server *ws)

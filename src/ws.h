@@ -10,6 +10,8 @@
 
 #include <uv.h>
 
+struct lws_context;
+
 struct ws_server;
 
 int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *reg,
@@ -19,6 +21,8 @@ struct router *ws_server_router(struct ws_server *ws);
 void ws_server_adopt(struct ws_server *ws, int fd);
 void ws_server_set_config(struct ws_server *ws, const struct config *cfg);
 unsigned ws_server_sessions(const struct ws_server *ws);
+/* The lws context, for other clients of the loop (fetch). */
+struct lws_context *ws_server_context(struct ws_server *ws);
 
 /* Graceful shutdown: every session gets SERVER_SHUTTING_DOWN and a 1001
  * close; DONE runs once the last one is gone. */
