@@ -7,13 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static double series(const char *text, const char *name)
-{
-	g_autofree char *needle = g_strdup_printf("\n%s ", name);
-	const char *at = strstr(text, needle);
-	return at ? g_ascii_strtod(at + strlen(needle), NULL) : NAN;
-}
-
 static char *scrape(struct testd *d, const char *path, const char *headers)
 {
 	struct httpc_reply r;
@@ -125,18 +118,18 @@ static void assert_counts(struct testd *d, const char *step, double conns, doubl
 	g_autofree char *t = scrape(d, "/metrics", NULL);
 	json_object *j = scrape_json(d);
 	g_test_message("%s", step);
-	g_assert_cmpfloat(series(t, "rtcsignald_connections"), ==, conns);
+	g_assert_cmpfloat(testd_series(t, "rtcsignald_connections"), ==, conns);
 	g_assert_cmpint(jint(j, "active_connections"), ==, (gint64)conns);
-	g_assert_cmpfloat(series(t, "rtcsignald_rooms"), ==, rooms);
+	g_assert_cmpfloat(testd_series(t, "rtcsignald_rooms"), ==, rooms);
 	g_assert_cmpint(jint(j, "active_rooms"), ==, (gint64)rooms);
 	if (workers) {
-		g_assert_cmpfloat(series(t, "rtcsignald_peers{role=\"worker\"}"), ==, workers);
+		g_assert_cmpfloat(testd_series(t, "rtcsignald_peers{role=\"worker\"}"), ==, workers);
 		g_assert_cmpint(jint(j, "peers_by_role.worker"), ==, (gint64)workers);
 	} else {
-		g_assert_true(isnan(series(t, "rtcsignald_peers{role=\"worker\"}")));
+		g_assert_true(isnan(testd_series(t, "rtcsignald_peers{role=\"worker\"}")));
 	}
 	if (clients) {
-		g_assert_cmpfloat(series(t, "rtcsignald_peers{role=\"client\"}"), ==, clients);
+		g_assert_cmpfloat(testd_series(t, "rtcsignald_peers{role=\"client\"}"), ==, clients);
 		g_assert_cmpint(jint(j, "peers_by_role.client"), ==, (gint64)clients);
 	}
 	json_object_put(j);
@@ -147,7 +140,7 @@ static void test_values_move(void)
 	struct testd *d = testd_start(NULL, NULL);
 	g_autofree char *t0 = scrape(d, "/metrics", NULL);
 	json_object *j0 = scrape_json(d);
-	g_assert_cmpfloat(series(t0, "rtcsignald_connections_total"), ==, 0);
+	g_assert_cmpfloat(testd_series(t0, "rtcsignald_connections_total"), ==, 0);
 	g_assert_cmpint(jint(j0, "total_connections"), ==, 0);
 	json_object_put(j0);
 	assert_counts(d, "nothing yet", 0, 0, 0, 0);
@@ -157,10 +150,10 @@ static void test_values_move(void)
 	struct wsc *c1 = testd_register(d, "mv-2", "c1", ",\"role\":\"client\"");
 	assert_counts(d, "three registered", 3, 2, 1, 2);
 	g_autofree char *t1 = scrape(d, "/metrics", NULL);
-	g_assert_cmpfloat(series(t1, "rtcsignald_registrations_total{result=\"ok\"}"), ==, 3);
-	g_assert_cmpfloat(series(t1, "rtcsignald_connections_total"), ==, 3);
-	g_assert_cmpfloat(series(t1, "rtcsignald_rooms_created_total"), ==, 2);
-	g_assert_cmpfloat(series(t1, "rtcsignald_messages_received_total{type=\"register\"}"), ==, 3);
+	g_assert_cmpfloat(testd_series(t1, "rtcsignald_registrations_total{result=\"ok\"}"), ==, 3);
+	g_assert_cmpfloat(testd_series(t1, "rtcsignald_connections_total"), ==, 3);
+	g_assert_cmpfloat(testd_series(t1, "rtcsignald_rooms_created_total"), ==, 2);
+	g_assert_cmpfloat(testd_series(t1, "rtcsignald_messages_received_total{type=\"register\"}"), ==, 3);
 
 	for (int i = 0; i < 5; i++) {
 		wsc_sendf(w1, "{\"type\":\"peer_message\",\"to_peer_id\":\"w2\",\"payload\":%d}", i);
@@ -174,14 +167,14 @@ static void test_values_move(void)
 	json_object_put(wsc_expect(c1, "peer_list"));
 	g_autofree char *t2 = scrape(d, "/metrics", NULL);
 	json_object *j2 = scrape_json(d);
-	g_assert_cmpfloat(series(t2, "rtcsignald_messages_routed_total"), ==, 5);
-	g_assert_cmpfloat(series(t2, "rtcsignald_messages_received_total{type=\"peer_message\"}"), ==, 6);
-	g_assert_cmpfloat(series(t2, "rtcsignald_messages_received_total{type=\"unknown\"}"), ==, 1);
-	g_assert_cmpfloat(series(t2, "rtcsignald_errors_sent_total{code=\"PEER_NOT_IN_ROOM\"}"), ==, 1);
-	g_assert_cmpfloat(series(t2, "rtcsignald_errors_sent_total{code=\"INVALID_JSON\"}"), ==, 1);
-	g_assert_cmpfloat(series(t2, "rtcsignald_route_latency_seconds_count"), ==, 5);
-	g_assert_cmpfloat(series(t2, "rtcsignald_discovery_duration_seconds_count"), ==, 1);
-	g_assert_cmpfloat(series(t2, "rtcsignald_received_bytes_total"), >, 0);
+	g_assert_cmpfloat(testd_series(t2, "rtcsignald_messages_routed_total"), ==, 5);
+	g_assert_cmpfloat(testd_series(t2, "rtcsignald_messages_received_total{type=\"peer_message\"}"), ==, 6);
+	g_assert_cmpfloat(testd_series(t2, "rtcsignald_messages_received_total{type=\"unknown\"}"), ==, 1);
+	g_assert_cmpfloat(testd_series(t2, "rtcsignald_errors_sent_total{code=\"PEER_NOT_IN_ROOM\"}"), ==, 1);
+	g_assert_cmpfloat(testd_series(t2, "rtcsignald_errors_sent_total{code=\"INVALID_JSON\"}"), ==, 1);
+	g_assert_cmpfloat(testd_series(t2, "rtcsignald_route_latency_seconds_count"), ==, 5);
+	g_assert_cmpfloat(testd_series(t2, "rtcsignald_discovery_duration_seconds_count"), ==, 1);
+	g_assert_cmpfloat(testd_series(t2, "rtcsignald_received_bytes_total"), >, 0);
 	g_assert_cmpint(jint(j2, "total_messages"), ==, 3 + 6 + 1 + 1);
 	g_assert_cmpint(jint(j2, "rooms_created"), ==, 2);
 	json_object_put(j2);
@@ -196,7 +189,7 @@ static void test_values_move(void)
 	g_assert_true(testd_wait_log(d, "event=peer_left room=mv peer=w1", 5000));
 	assert_counts(d, "all gone", 0, 0, 0, 0);
 	g_autofree char *t3 = scrape(d, "/metrics", NULL);
-	g_assert_cmpfloat(series(t3, "rtcsignald_connections_total"), ==, 3); /* counters stay */
+	g_assert_cmpfloat(testd_series(t3, "rtcsignald_connections_total"), ==, 3); /* counters stay */
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
@@ -261,7 +254,7 @@ static void test_health_and_ready(void)
 	g_assert_cmpstr(jstr(rdy, "reason"), ==, "draining");
 	json_object_put(rdy);
 	g_autofree char *t = scrape(d, "/metrics", NULL);
-	g_assert_cmpfloat(series(t, "rtcsignald_draining"), ==, 1);
+	g_assert_cmpfloat(testd_series(t, "rtcsignald_draining"), ==, 1);
 
 	wsc_free(stuck); /* the last session goes: the drain completes */
 	g_assert_cmpint(testd_wait_exit(d, 10000), ==, 0);
@@ -345,15 +338,15 @@ static void test_churn_while_scraped(void)
 			continue;
 		}
 		g_autofree char *text = scrape(d, "/metrics", NULL);
-		double conns = series(text, "rtcsignald_connections");
-		double rooms = series(text, "rtcsignald_rooms");
-		double workers = series(text, "rtcsignald_peers{role=\"worker\"}");
+		double conns = testd_series(text, "rtcsignald_connections");
+		double rooms = testd_series(text, "rtcsignald_rooms");
+		double workers = testd_series(text, "rtcsignald_peers{role=\"worker\"}");
 		g_assert_cmpfloat(conns, >=, 0);
 		g_assert_cmpfloat(conns, <=, 50);
 		g_assert_cmpfloat(rooms, >=, 0);
 		g_assert_cmpfloat(rooms, <=, 2);
 		g_assert_true(isnan(workers) || (workers >= 0 && workers <= 33));
-		g_assert_cmpfloat(series(text, "rtcsignald_route_latency_seconds_count"), >=, 0);
+		g_assert_cmpfloat(testd_series(text, "rtcsignald_route_latency_seconds_count"), >=, 0);
 		if (i == 100)
 			promtool(NULL, text); /* a scrape taken mid-churn is still valid */
 	}

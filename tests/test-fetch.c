@@ -4,6 +4,7 @@
  * openssl command.  Every wait is for an event, bounded by a guard timer. */
 #include "config.h"
 #include "fetch.h"
+#include "httpsd.h"
 #include "log.h"
 #include "registry.h"
 #include "ws.h"
@@ -26,10 +27,9 @@
 #define BODY_LEN 100000
 
 /* Made once in main(). */
-static char *dir, *ca1;
-static int port_good, port_otherca, port_othername, port_plain;
-static GPid server_pid;
-static int server_stdin = -1;
+static struct httpsd *server;
+static int port_good, port_otherca, port_othername, port_plain; /* server's */
+static const char *ca1;
 static guint8 body[BODY_LEN];
 
 struct fx {
@@ -390,8 +390,8 @@ static void test_in_flight_limit(struct fx *fx, gconstpointer unused)
 static void test_bad_ca_file(struct fx *fx, gconstpointer unused)
 {
 	g_autofree char *u = url("https", "127.0.0.1", port_good, "/jwks.json");
-	g_autofree char *missing = g_build_filename(dir, "missing.pem", NULL);
-	g_autofree char *not_pem = g_build_filename(dir, "www", "jwks.json", NULL);
+	g_autofree char *missing = g_build_filename(server->dir, "missing.pem", NULL);
+	g_autofree char *not_pem = g_build_filename(server->www, "jwks.json", NULL);
 	struct fetch_request req = { .url = u, .ca_file = missing };
 	struct result r = { 0 };
 
@@ -437,90 +437,20 @@ static void test_url_check(void)
 	g_assert_cmpint(fetch_url_check(NULL, &why), ==, -EINVAL);
 }
 
-/* Runs ARGV in DIR; fails the test unless it succeeds. */
-static void run(const char *const *argv)
+static void make_body(void)
 {
-	g_autofree char *out = NULL, *err_text = NULL;
-	g_autoptr(GError) err = NULL;
-	int status;
-
-	if (!g_spawn_sync(dir, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err_text,
-			  &status, &err) ||
-	    !g_spawn_check_wait_status(status, &err))
-		g_error("%s %s: %s\n%s", argv[0], argv[1], err->message, err_text);
-}
-
-/* NAME.pem and NAME.key in DIR: a CA (ISSUER NULL) or a leaf that
- * ISSUER signs, with the extensions of SECTION in openssl.cnf. */
-static void make_cert(const char *name, const char *issuer, const char *section)
-{
-	g_autofree char *pem = g_strconcat(name, ".pem", NULL);
-	g_autofree char *key = g_strconcat(name, ".key", NULL);
-	g_autofree char *subj = g_strconcat("/CN=", name, NULL);
-	g_autofree char *ipem = issuer ? g_strconcat(issuer, ".pem", NULL) : NULL;
-	g_autofree char *ikey = issuer ? g_strconcat(issuer, ".key", NULL) : NULL;
-	const char *args[] = { "openssl", "req", "-x509", "-config", "openssl.cnf", "-extensions", section,
-			       "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-			       "-keyout", key, "-out", pem, "-days", "2", "-subj", subj,
-			       issuer ? "-CA" : NULL, ipem, "-CAkey", ikey, NULL };
-	run(args);
-}
-
-static void make_fixtures(void)
-{
-	static const char cnf[] =
-		"[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = x\n"
-		"[ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign\n"
-		"[leaf]\nbasicConstraints = CA:FALSE\nsubjectAltName = IP:127.0.0.1,DNS:localhost\n"
-		"[leaf_other]\nbasicConstraints = CA:FALSE\nsubjectAltName = DNS:other.example\n";
-	g_autofree char *cnf_path = NULL, *www = NULL, *jwks = NULL;
-
-	dir = g_dir_make_tmp("test-fetch-XXXXXX", NULL);
-	g_assert_nonnull(dir);
-	cnf_path = g_build_filename(dir, "openssl.cnf", NULL);
-	g_assert_true(g_file_set_contents(cnf_path, cnf, -1, NULL));
-	make_cert("ca1", NULL, "ca");
-	make_cert("ca2", NULL, "ca");
-	make_cert("good", "ca1", "leaf");
-	make_cert("otherca", "ca2", "leaf");
-	make_cert("othername", "ca1", "leaf_other");
-	ca1 = g_build_filename(dir, "ca1.pem", NULL);
-
 	/* Binary on purpose, NULs included: the bytes must come back as
 	 * they are. */
 	for (unsigned i = 0; i < BODY_LEN; i++)
 		body[i] = (guint8)(i * 7 ^ (i >> 8));
-	www = g_build_filename(dir, "www", NULL);
-	g_assert_cmpint(g_mkdir(www, 0700), ==, 0);
-	jwks = g_build_filename(www, "jwks.json", NULL);
-	g_assert_true(g_file_set_contents(jwks, (const char *)body, sizeof body, NULL));
-}
-
-/* Starts fetch-server.py and reads the ports it prints. */
-static void start_server(void)
-{
-	g_autofree char *script = g_test_build_filename(G_TEST_DIST, "fetch-server.py", NULL);
-	const char *argv[] = { "python3", script, dir, NULL };
-	g_autoptr(GError) err = NULL;
-	char line[256];
-	int out_fd;
-
-	if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-				      &server_pid, &server_stdin, &out_fd, NULL, &err))
-		g_error("cannot start %s: %s", script, err->message);
-	FILE *out = fdopen(out_fd, "r");
-	if (!fgets(line, sizeof line, out) ||
-	    sscanf(line, "good=%d otherca=%d othername=%d plain=%d", &port_good, &port_otherca,
-		   &port_othername, &port_plain) != 4)
-		g_error("fetch-server.py did not start");
-	fclose(out);
+	httpsd_put(server, "jwks.json", body, sizeof body);
 }
 
 #define ADD(path, fn) g_test_add(path, struct fx, NULL, fx_setup, fn, fx_teardown)
 
 int main(int argc, char *argv[])
 {
-	int rc, status;
+	int rc;
 
 	g_test_init(&argc, &argv, NULL);
 	if (g_test_verbose())
@@ -529,8 +459,13 @@ int main(int argc, char *argv[])
 	/* lws 4.1.6 would take this as a proxy for every client connection;
 	 * fetch must not (nothing listens on port 9). */
 	g_setenv("http_proxy", "http://127.0.0.1:9", TRUE);
-	make_fixtures();
-	start_server();
+	server = httpsd_start();
+	port_good = server->port_good;
+	port_otherca = server->port_otherca;
+	port_othername = server->port_othername;
+	port_plain = server->port_plain;
+	ca1 = server->ca_file;
+	make_body();
 
 	g_test_add_func("/fetch/url-check", test_url_check);
 	for (unsigned i = 0; i < G_N_ELEMENTS(one_cases); i++)
@@ -544,11 +479,6 @@ int main(int argc, char *argv[])
 	ADD("/fetch/bad-ca-file", test_bad_ca_file);
 	rc = g_test_run();
 
-	close(server_stdin); /* the server exits on EOF */
-	waitpid(server_pid, &status, 0);
-	g_spawn_close_pid(server_pid);
-	run((const char *[]){ "rm", "-rf", dir, NULL });
-	g_free(dir);
-	g_free(ca1);
+	httpsd_stop(server);
 	return rc;
 }

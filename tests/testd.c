@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,6 +237,24 @@ int testd_http(int port, const char *method, const char *path, const char *heade
 
 	g_assert_cmpint(config_parse_listen(text, &to), ==, 0);
 	return httpc_request(&to, &req, out);
+}
+
+double testd_series(const char *text, const char *name)
+{
+	g_autofree char *needle = g_strdup_printf("\n%s ", name);
+	const char *at = strstr(text, needle);
+	return at ? g_ascii_strtod(at + strlen(needle), NULL) : NAN;
+}
+
+double testd_metric(struct testd *d, const char *name)
+{
+	struct httpc_reply r;
+
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/metrics", NULL, NULL, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, 200);
+	double v = testd_series(r.body->str, name);
+	httpc_reply_clear(&r);
+	return v;
 }
 
 struct wsc *testd_connect(struct testd *d)

@@ -66,6 +66,12 @@ void testd_write_conf(struct testd *d, const char *conf_text);
 int testd_http(int port, const char *method, const char *path, const char *headers,
 	       const char *body, struct httpc_reply *out);
 
+/* The value of the sample NAME (with its labels, as written) in the
+ * Prometheus text TEXT, or NAN. */
+double testd_series(const char *text, const char *name);
+/* The same from a scrape of D's /metrics. */
+double testd_metric(struct testd *d, const char *name);
+
 struct wsc *testd_connect(struct testd *d);
 /* Connects and registers PEER_ID in ROOM; EXTRA is appended inside the
  * register object (e.g. ",\"role\":\"worker\""), may be NULL.  Returns a
