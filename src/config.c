@@ -2,6 +2,7 @@
  * parsing, validation and "unknown key" errors come from one place. */
 #include "config.h"
 
+#include "fetch.h"
 #include "jwt.h"
 #include "log.h"
 #include "netaddr.h"
@@ -76,6 +77,7 @@ static const struct key_spec issuer_keys[] = {
 	I("jwks_file", KEY_STRING, jwks_file, 0, 0),
 	I("jwks_ca_file", KEY_STRING, jwks_ca_file, 0, 0),
 	I("jwks_refresh", KEY_UINT, jwks_refresh, 60, 7 * 86400),
+	I("jwks_refresh_min", KEY_UINT, jwks_refresh_min, 1, 86400),
 	I("token_use", KEY_STRING, token_use, 0, 0),
 	I("algorithms", KEY_STRING, algorithms, 0, 0),
 	I("cognito_region", KEY_STRING, cognito_region, 0, 0),
@@ -360,6 +362,7 @@ static int load_file(struct config *cfg, const char *path, GError **err)
 			struct config_issuer *is = g_new0(struct config_issuer, 1);
 			is->name = g_strstrip(g_strdup(*g + strlen(ISSUER_GROUP)));
 			is->jwks_refresh = 3600;
+			is->jwks_refresh_min = 30;
 			g_ptr_array_add(cfg->issuers, is);
 			base = is;
 		}
@@ -421,10 +424,8 @@ static int validate_issuer(struct config_issuer *is, const char *where, GError *
 	if (!is->jwks_url == !is->jwks_file)
 		return invalid(err, "%s: [issuer %s] needs exactly one of jwks_url and jwks_file", where,
 			       is->name);
-	if (is->jwks_url && !g_str_has_prefix(is->jwks_url, "https://") &&
-	    !g_str_has_prefix(is->jwks_url, "http://127.") && !g_str_has_prefix(is->jwks_url, "http://[::1]"))
-		return invalid(err, "%s: [issuer %s] jwks_url must be https:// (http:// only on loopback)",
-			       where, is->name);
+	if (is->jwks_url && fetch_url_check(is->jwks_url, &why) < 0)
+		return invalid(err, "%s: [issuer %s] jwks_url: %s", where, is->name, why);
 	if (is->algorithms && (jwt_algorithms_parse(is->algorithms, &algs) < 0 || !algs))
 		return invalid(err, "%s: [issuer %s] algorithms: \"%s\" is not a list of RS256, ES256",
 			       where, is->name, is->algorithms);

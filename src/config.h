@@ -27,6 +27,7 @@ struct config_issuer {
 	char *jwks_file;
 	char *jwks_ca_file; /* CA bundle for jwks_url; NULL: the system's */
 	unsigned jwks_refresh;
+	unsigned jwks_refresh_min; /* between refetches on unknown kids */
 	char *token_use;
 	char *algorithms; /* "RS256;ES256" */
 	char *cognito_region;

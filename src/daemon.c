@@ -4,6 +4,7 @@
 #include "admin.h"
 #include "adminapi.h"
 #include "auth.h"
+#include "fetch.h"
 #include "listener.h"
 #include "log.h"
 #include "loopcall.h"
@@ -32,6 +33,7 @@ struct daemon {
 	struct store *store;
 	struct rooms *rooms;
 	struct auth *auth;
+	struct fetch_client *fetch; /* issuers' key sets */
 	struct addrlimit *addrlimit;
 	struct ws_server *ws;
 	struct loopcall *loopcall;
@@ -124,6 +126,14 @@ static bool store_ready(void *data, const char **reason)
 	return false;
 }
 
+static bool keys_ready(void *data, const char **reason)
+{
+	if (auth_keys_loaded(data))
+		return true;
+	*reason = "an issuer's key set (jwks_url) is not loaded yet";
+	return false;
+}
+
 static int start_admin(struct daemon *d)
 {
 	int fd = d->activated.admin;
@@ -147,7 +157,7 @@ static int start_admin(struct daemon *d)
 		.roles_data = d,
 		.api = adminapi_handle,
 		.api_data = &d->api,
-		.ready = { { store_ready, d->store } },
+		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
 	};
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
 				    .reg = d->reg, .router = ws_server_router(d->ws) };
@@ -211,6 +221,13 @@ static void on_watchdog(uv_timer_t *t)
 	systemd_notify_watchdog();
 }
 
+/* Before the lws context they use goes. */
+static void stop_fetching(struct daemon *d)
+{
+	auth_stop_fetching(d->auth);
+	fetch_client_free(g_steal_pointer(&d->fetch));
+}
+
 static void finish(void *data)
 {
 	struct daemon *d = data;
@@ -223,6 +240,7 @@ static void finish(void *data)
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	loopcall_close(d->loopcall);
+	stop_fetching(d);
 	if (store_close(d->store, STORE_CLOSE_TIMEOUT_MS) < 0)
 		log_err("room store: gave up on writes still pending at shutdown");
 	d->store = NULL; /* released by the loop */
@@ -387,6 +405,11 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 		log_err("cannot create the WebSocket server");
 		goto fail;
 	}
+	if ((r = fetch_client_new(&d->loop, ws_server_context(d->ws), &d->fetch)) < 0) {
+		log_err("cannot create the key set fetcher");
+		goto fail;
+	}
+	auth_start_fetching(d->auth, &d->loop, d->fetch);
 	if ((r = open_listeners(d)) < 0 || (r = start_admin(d)) < 0)
 		goto fail;
 	uv_timer_init(&d->loop, &d->tick);
@@ -409,6 +432,8 @@ fail:
 		loopcall_close(d->loopcall);
 	if (d->store)
 		store_close(d->store, STORE_CLOSE_TIMEOUT_MS);
+	if (d->auth)
+		stop_fetching(d);
 	if (d->ws)
 		ws_server_stop(d->ws);
 	uv_run(&d->loop, UV_RUN_DEFAULT);

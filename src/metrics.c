@@ -285,6 +285,12 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		sample(o, "rtcsignald_limit_hits_total", "limit", limit_names[l],
 		       (double)metrics_get(limit_hits[l]));
 
+	family(o, "rtcsignald_jwks_fetches_total", "counter",
+	       "Fetches of issuers' key sets (jwks_url) by result.");
+	sample(o, "rtcsignald_jwks_fetches_total", "result", "ok", (double)metrics_get(jwks_fetches[1]));
+	sample(o, "rtcsignald_jwks_fetches_total", "result", "error",
+	       (double)metrics_get(jwks_fetches[0]));
+
 	histogram(o, "rtcsignald_route_latency_seconds",
 		  "Time from receiving a message to queueing it for its target.",
 		  &metrics.route_latency);

@@ -57,6 +57,7 @@ struct metrics {
 	atomic_uint_fast64_t bytes_sent;
 	atomic_uint_fast64_t limit_hits[LIMIT__COUNT];
 	atomic_uint_fast64_t sessions_refused[REFUSED__COUNT];
+	atomic_uint_fast64_t jwks_fetches[2]; /* [0] failed, [1] ok */
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
 	/* the loop's liveness and the daemon's state, for /health and /ready */

@@ -21,6 +21,18 @@ struct router {
 	json_tokener *tok;
 	GString *scratch;
 	uint64_t received_ns; /* when the message being handled arrived */
+	const char *text;     /* and its text */
+	size_t len;
+	bool replaying;       /* a register whose issuer's keys were awaited */
+};
+
+/* A register whose token names a key its issuer is being asked for. */
+struct router_parked {
+	struct router *r;
+	struct client *c;
+	struct auth_wait *wait;
+	char *text;
+	size_t len;
 };
 
 struct router *router_new(const struct config *cfg, struct registry *reg,
@@ -145,9 +157,57 @@ struct admission {
 	const struct store_room *proom;  /* the persistent room, if any */
 };
 
+enum admit_result { ADMITTED, REFUSED, PARKED };
+
+static void unpark(struct client *c)
+{
+	struct router_parked *p = g_steal_pointer(&c->parked);
+	if (!p)
+		return;
+	auth_wait_cancel(p->wait);
+	g_free(p->text);
+	g_free(p);
+}
+
+/* The issuer has its new key set, or failed to get one: the register
+ * runs again, and this time an unknown kid is final. */
+static void on_keys(void *data)
+{
+	struct router_parked *p = data;
+	struct router *r = p->r;
+	struct client *c = p->c;
+
+	p->wait = NULL;
+	c->parked = NULL;
+	r->replaying = true;
+	router_receive(r, c, p->text, p->len);
+	r->replaying = false;
+	g_free(p->text);
+	g_free(p);
+}
+
+/* A token signed with a key its issuer is being asked for: the register
+ * waits for that fetch (bounded by its timeout) instead of failing. */
+static bool park(struct router *r, struct client *c, const char *issuer)
+{
+	struct router_parked *p = g_new0(struct router_parked, 1);
+
+	if (r->replaying || auth_await_keys(r->env.auth, issuer, on_keys, p, &p->wait) < 0) {
+		g_free(p);
+		return false;
+	}
+	p->r = r;
+	p->c = c;
+	p->text = g_memdup2(r->text, r->len);
+	p->len = r->len;
+	c->parked = p;
+	return true;
+}
+
 /* PROTOCOL.md 3.1 and 6: api_key, else a JWT with the room's token, else
- * (authentication off) just a room id.  False when refused (and told). */
-static bool admit(struct router *r, struct client *c, struct msg *m, struct admission *a)
+ * (authentication off) just a room id. */
+static enum admit_result admit(struct router *r, struct client *c, struct msg *m,
+			       struct admission *a)
 {
 	const struct msg_register *reg = &m->reg;
 	const char *token = reg->token ? json_object_get_string(reg->token) : NULL;
@@ -155,12 +215,12 @@ static bool admit(struct router *r, struct client *c, struct msg *m, struct admi
 
 	a->room_id = reg->room_id;
 	/* Every attempt counts, so room tokens and keys cannot be guessed
-	 * at speed. */
-	if (addrlimit_register(r->env.addrlimit, &c->addr, g_get_monotonic_time()) < 0) {
+	 * at speed (a replay was counted the first time). */
+	if (!r->replaying && addrlimit_register(r->env.addrlimit, &c->addr, g_get_monotonic_time()) < 0) {
 		metrics_inc(limit_hits[LIMIT_REGISTRATIONS_PER_ADDRESS]);
 		refuse_register(r, c, m, ERR_RATE_LIMITED, reg->room_id, reg->peer_id,
 				"Too many registration attempts: try again later");
-		return false;
+		return REFUSED;
 	}
 	if (reg->api_key) {
 		const struct store_key *key = NULL;
@@ -169,13 +229,13 @@ static bool admit(struct router *r, struct client *c, struct msg *m, struct admi
 			break;
 		case -EKEYREVOKED:
 			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Token revoked");
-			return false;
+			return REFUSED;
 		case -EKEYEXPIRED:
 			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Token expired");
-			return false;
+			return REFUSED;
 		default:
 			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Invalid API key");
-			return false;
+			return REFUSED;
 		}
 		a->room_id = key->room_id; /* the key names the room */
 		a->principal = g_strconcat("key:", key->key_id, NULL);
@@ -184,34 +244,36 @@ static bool admit(struct router *r, struct client *c, struct msg *m, struct admi
 		enum jwt_error why;
 		const char *issuer = NULL;
 		if (auth_verify(r->env.auth, reg->jwt, now, &claims, &why, &issuer) < 0) {
+			if (why == JWT_UNKNOWN_KID && park(r, c, issuer))
+				return PARKED;
 			struct log_fields f = { .remote = c->remote, .room = reg->room_id,
 						.peer = reg->peer_id, .code = jwt_error_name(why) };
 			log_event(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, &f, "JWT refused");
 			metrics_inc(registrations[ERR_AUTH_FAILED]);
 			error_to(r, c, m, ERR_AUTH_FAILED, NULL, NULL, "%s", jwt_error_reason(why));
-			return false;
+			return REFUSED;
 		}
 		a->principal = auth_principal(issuer, &claims);
 		jwt_claims_clear(&claims);
 	} else if (!router_open_mode(r)) {
 		refuse_register(r, c, m, ERR_AUTH_REQUIRED, reg->room_id, reg->peer_id,
 				"Authentication required");
-		return false;
+		return REFUSED;
 	}
 
 	if (!a->room_id) {
 		refuse_register(r, c, m, ERR_INVALID_MESSAGE, NULL, reg->peer_id, "Missing field: room_id");
-		return false;
+		return REFUSED;
 	}
 	a->proom = rooms_find(r->env.rooms, a->room_id);
 	/* With credentials, rooms are those created through an API. */
 	if (!a->proom && (reg->api_key || reg->jwt)) {
 		refuse_register(r, c, m, ERR_ROOM_NOT_FOUND, a->room_id, reg->peer_id, "Room not found");
-		return false;
+		return REFUSED;
 	}
 	if (a->proom && rooms_expired(a->proom, now)) {
 		refuse_register(r, c, m, ERR_ROOM_EXPIRED, a->room_id, reg->peer_id, "Room expired");
-		return false;
+		return REFUSED;
 	}
 	/* A persistent room wants its token, unless an API key brought the
 	 * caller, or the room is open to every valid token of its issuer. */
@@ -220,10 +282,10 @@ static bool admit(struct router *r, struct client *c, struct msg *m, struct admi
 		g_autofree char *mine = auth_principal_issuer(a->principal);
 		if (!a->proom->open_to_issuer || !mine || (creator && strcmp(creator, mine) != 0)) {
 			refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id, "Invalid token");
-			return false;
+			return REFUSED;
 		}
 	}
-	return true;
+	return ADMITTED;
 }
 
 static void handle_register(struct router *r, struct client *c, struct msg *m)
@@ -243,7 +305,8 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	/* A registered socket moves: its old registration ends first. */
 	if (c->peer)
 		leave(r, c, "moved to another registration");
-	if (!admit(r, c, m, &adm))
+	unpark(c); /* a newer register replaces one that waits */
+	if (admit(r, c, m, &adm) != ADMITTED)
 		goto out;
 
 	rc = meta_new(reg->metadata, r->cfg->max_metadata_bytes, &meta, &why);
@@ -641,8 +704,11 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 	if (c->closing)
 		return;
 	r->received_ns = metrics_now_ns();
+	r->text = text;
+	r->len = len;
 	rc = protocol_decode(r->tok, text, len, &m, &err);
-	metrics_inc(messages_received[m.type]);
+	if (!r->replaying)
+		metrics_inc(messages_received[m.type]);
 	if (needs_registration(m.type) && !c->peer) {
 		error_to(r, c, &m, ERR_NOT_IN_ROOM, NULL, NULL, "Not registered in a room: send register first");
 		goto out;
@@ -693,6 +759,7 @@ out:
 
 void router_disconnect(struct router *r, struct client *c)
 {
+	unpark(c);
 	if (c->pending) /* the store still completes it; nobody to tell */
 		c->pending->c = NULL;
 	c->pending = NULL;

@@ -24,6 +24,7 @@ struct client {
 	char remote[48];   /* address for logs */
 	struct netaddr addr; /* the client (behind trusted proxies: theirs) */
 	struct router_pending *pending; /* a create_room awaiting the store */
+	struct router_parked *parked;   /* a register awaiting its issuer's keys */
 };
 
 struct router_ops {

@@ -2,11 +2,13 @@
  * the admin API, against the real daemon.  Keys are generated here and the
  * JWKS written to a file the daemon reads; tokens are minted here. */
 #include "httpc.h"
+#include "httpsd.h"
 #include "jwtmint.h"
 #include "testd.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <signal.h>
 #include <string.h>
 
 #define ISS "https://id.example.org/realms/lab"
@@ -524,6 +526,85 @@ static void test_open_mode_turns_off(void)
 	testd_free(d);
 }
 
+static char *key_set(EVP_PKEY *a, const char *kid_a, EVP_PKEY *b, const char *kid_b)
+{
+	g_autofree char *ja = jwtmint_jwk(a, kid_a, "");
+	g_autofree char *jb = b ? jwtmint_jwk(b, kid_b, "") : NULL;
+	return g_strdup_printf("{\"keys\":[%s%s%s]}", ja, jb ? "," : "", jb ? jb : "");
+}
+
+static void expect_ready(struct testd *d, int status, const char *reason_part)
+{
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/ready", NULL, NULL, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, status);
+	if (reason_part)
+		g_assert_nonnull(strstr(r.body->str, reason_part));
+	httpc_reply_clear(&r);
+}
+
+/* Key sets from jwks_url, served by a real HTTPS server with a CA of the
+ * test's own: fetched without a restart when a token names a new key, and
+ * not refetched at every unknown kid. */
+static void test_jwks_url(void)
+{
+	struct httpsd *h = httpsd_start();
+	g_autofree char *conf = g_strdup_printf(
+		"[admin]\ntoken = " ADMIN "\n[rooms]\nmax_ttl = 0\n[issuer lab]\nissuer = " ISS
+		"\naudience = " AUD "\njwks_url = https://127.0.0.1:%d/lab.json\njwks_ca_file = %s\n",
+		h->port_good, h->ca_file);
+	struct testd *d = testd_start(conf, NULL);
+	g_autofree char *room = NULL, *room_token = NULL;
+	EVP_PKEY *rotated = EVP_RSA_gen(2048);
+
+	/* Nothing served yet: the daemon says it is not ready, and why. */
+	g_assert_true(testd_wait_log(d, "lab.json: HTTP status 404; no keys yet", 10000));
+	expect_ready(d, 503, "key set");
+	new_room(d, NULL, &room, &room_token);
+
+	/* Once the key set is there, a token finds its key: having none at
+	 * all, the daemon fetches at once, and the register waits for it. */
+	g_autofree char *doc1 = key_set(rsa_key, "r1", NULL, NULL);
+	httpsd_put(h, "lab.json", doc1, strlen(doc1));
+	g_autofree char *jwt1 = token_for("ada");
+	wsc_free(reg_expect(d, room, "ada", jwt1, room_token, NULL, NULL));
+	expect_ready(d, 200, NULL);
+
+	/* Rotation: the issuer starts signing with a new key and serves it;
+	 * its first token is accepted, without a restart or a reload. */
+	g_autofree char *doc2 = key_set(rsa_key, "r1", rotated, "r2");
+	httpsd_put(h, "lab.json", doc2, strlen(doc2));
+	g_autofree char *jwt2 = jwtmint_token(rotated, "r2", claims_for("bob"));
+	wsc_free(reg_expect(d, room, "bob", jwt2, room_token, NULL, NULL));
+	g_assert_true(testd_wait_log(d, "a token names an unknown key", 1000));
+
+	/* Then the identity provider serves garbage, and a kid it does not
+	 * have comes: one fetch, which fails; the keys in hand stay, and for
+	 * jwks_refresh_min (30 s) no unknown kid fetches again. */
+	const char *ok = "rtcsignald_jwks_fetches_total{result=\"ok\"}";
+	const char *failed = "rtcsignald_jwks_fetches_total{result=\"error\"}";
+	double n_ok = testd_metric(d, ok), n_failed = testd_metric(d, failed);
+	httpsd_put(h, "lab.json", "not json", 8);
+	g_autofree char *jwt3 = jwtmint_token(stranger_key, "r3", claims_for("eve"));
+	for (int i = 0; i < 4; i++)
+		reg_expect(d, room, "eve", jwt3, room_token, "AUTH_FAILED", "Invalid token");
+	g_assert_cmpfloat(testd_metric(d, failed), ==, n_failed + 1);
+	g_assert_cmpfloat(testd_metric(d, ok), ==, n_ok);
+	g_assert_cmpuint(testd_log_count(d, "code=unknown_kid"), ==, 4);
+	wsc_free(reg_expect(d, room, "ada-2", jwt1, room_token, NULL, NULL));
+
+	/* A reload keeps a key set whose URL did not change. */
+	testd_signal(d, SIGHUP);
+	g_assert_true(testd_wait_log(d, "configuration reloaded", 5000));
+	wsc_free(reg_expect(d, room, "bob-2", jwt2, room_token, NULL, NULL));
+	expect_ready(d, 200, NULL);
+
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	httpsd_stop(h);
+	EVP_PKEY_free(rotated);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -548,6 +629,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/auth/admin-auth", test_admin_auth);
 	g_test_add_func("/auth/create-room", test_create_room_http_and_ws);
 	g_test_add_func("/auth/open-mode-turns-off", test_open_mode_turns_off);
+	g_test_add_func("/auth/jwks-url", test_jwks_url);
 	int r = g_test_run();
 	unlink(jwks_path);
 	rmdir(dir);
