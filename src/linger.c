@@ -19,6 +19,7 @@ struct linger_pool {
 	uv_loop_t *loop;
 	unsigned max_sockets, grace_ms;
 	GQueue sockets;
+	unsigned allocated; /* lingering structs not yet freed */
 	bool freeing;
 };
 
@@ -39,7 +40,7 @@ static void on_handle_closed(uv_handle_t *h)
 	if (--s->open_handles)
 		return;
 	g_free(s);
-	if (l->freeing && g_queue_is_empty(&l->sockets))
+	if (--l->allocated == 0 && l->freeing)
 		g_free(l);
 }
 
@@ -87,12 +88,14 @@ void linger_add(struct linger_pool *l, int fd)
 		return;
 	}
 	struct lingering *s = g_new0(struct lingering, 1);
+	l->allocated++;
 	s->fd = fd;
 	s->owner = l;
 	s->link.data = s;
 	if (uv_poll_init(l->loop, &s->poll, fd) < 0) {
 		close(fd);
 		g_free(s);
+		l->allocated--;
 		return;
 	}
 	uv_timer_init(l->loop, &s->timer);
@@ -109,10 +112,8 @@ void linger_free(struct linger_pool *l)
 	if (!l)
 		return;
 	l->freeing = true;
-	if (g_queue_is_empty(&l->sockets)) {
-		g_free(l);
-		return;
-	}
 	while (!g_queue_is_empty(&l->sockets))
 		finish(g_queue_peek_head(&l->sockets));
+	if (!l->allocated)
+		g_free(l);
 }
