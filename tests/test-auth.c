@@ -590,6 +590,7 @@ static void test_jwks_url(void)
 		reg_expect(d, room, "eve", jwt3, room_token, "AUTH_FAILED", "Invalid token");
 	g_assert_cmpfloat(testd_metric(d, failed), ==, n_failed + 1);
 	g_assert_cmpfloat(testd_metric(d, ok), ==, n_ok);
+	g_assert_true(testd_wait_log_count(d, "code=unknown_kid", 4, 1000));
 	g_assert_cmpuint(testd_log_count(d, "code=unknown_kid"), ==, 4);
 	wsc_free(reg_expect(d, room, "ada-2", jwt1, room_token, NULL, NULL));
 

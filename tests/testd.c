@@ -136,27 +136,38 @@ int testd_logged_port(struct testd *d, const char *prefix)
 	return port;
 }
 
-bool testd_wait_log(struct testd *d, const char *needle, int timeout_ms)
+static unsigned count_locked(struct testd *d, const char *needle)
+{
+	unsigned n = 0;
+	for (const char *p = d->log->str; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+bool testd_wait_log_count(struct testd *d, const char *needle, unsigned n, int timeout_ms)
 {
 	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 	bool found;
 
 	g_mutex_lock(&d->lock);
-	while (!(found = strstr(d->log->str, needle) != NULL) && !d->exited)
+	while (!(found = count_locked(d, needle) >= n) && !d->exited)
 		if (!g_cond_wait_until(&d->cond, &d->lock, deadline))
 			break;
 	if (!found)
-		found = strstr(d->log->str, needle) != NULL;
+		found = count_locked(d, needle) >= n;
 	g_mutex_unlock(&d->lock);
 	return found;
 }
 
+bool testd_wait_log(struct testd *d, const char *needle, int timeout_ms)
+{
+	return testd_wait_log_count(d, needle, 1, timeout_ms);
+}
+
 unsigned testd_log_count(struct testd *d, const char *needle)
 {
-	unsigned n = 0;
 	g_mutex_lock(&d->lock);
-	for (const char *p = d->log->str; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
+	unsigned n = count_locked(d, needle);
 	g_mutex_unlock(&d->lock);
 	return n;
 }

@@ -44,6 +44,8 @@ struct testd *testd_start_opts(const struct testd_opts *o);
 /* Waits until the log holds NEEDLE (counting from the start); false on
  * timeout or exit. */
 bool testd_wait_log(struct testd *d, const char *needle, int timeout_ms);
+/* The same until NEEDLE occurs N times. */
+bool testd_wait_log_count(struct testd *d, const char *needle, unsigned n, int timeout_ms);
 /* The port logged right after PREFIX ("admin listening on 127.0.0.1:"),
  * or 0. */
 int testd_logged_port(struct testd *d, const char *prefix);
