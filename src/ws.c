@@ -44,6 +44,9 @@ struct session {
 	int close_code; /* nonzero: close once outq is empty */
 	const char *close_reason;
 	struct http_req *http; /* a plain HTTP request on this connection */
+	uint64_t heard_ms;     /* loop time the client last sent anything */
+	uint64_t pinged_ms;    /* and we last pinged it (WebSocket ping) */
+	bool ping_owed;        /* a ping frame to write */
 };
 
 /* Bodies of POST /create-room are small JSON objects. */
@@ -69,9 +72,10 @@ struct ws_server {
 	GQueue sessions;   /* established */
 	struct linger_pool *linger;
 	unsigned n_conns;  /* adopted sockets not yet destroyed */
-	uv_timer_t ping_timer;
+	uv_timer_t ping_timer;      /* application pings */
+	uv_timer_t keepalive_timer; /* WebSocket pings and dead peers */
 	struct msgbuf *ping_msg;
-	lws_retry_bo_t retry; /* lws keeps a pointer to it */
+	lws_retry_bo_t retry; /* all zero: no lws keepalive (on_keepalive_timer) */
 	bool draining;
 	void (*drained)(void *data);
 	void *drained_data;
@@ -129,6 +133,18 @@ static int session_send(void *ctx, struct client *c, struct msgbuf *m)
 		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "outbound queue over max_queued_bytes; closing");
 		session_close(ws, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "outbound queue overflow");
 		return -ENOBUFS;
+	}
+	if (g_queue_is_empty(&s->outq) && !s->ping_owed && !lws_partial_buffered(s->wsi)) {
+		/* Nothing ahead of it: straight to the socket.  Waiting for a
+		 * writeable event costs two epoll_ctl and a turn of the loop per
+		 * message; a send() the socket cannot take whole, lws keeps (that
+		 * one message) and finishes on its own. */
+		metrics_add(bytes_sent, m->len);
+		if (lws_write(s->wsi, (unsigned char *)msgbuf_text(m), m->len, LWS_WRITE_TEXT) < 0) {
+			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			return -EPIPE;
+		}
+		return 0;
 	}
 	if (g_queue_is_empty(&s->outq))
 		want_write(s);
@@ -211,6 +227,7 @@ static void on_established(struct ws_server *ws, struct session *s, struct lws *
 	g_queue_init(&s->outq);
 	s->link.data = s;
 	g_queue_push_tail_link(&ws->sessions, &s->link);
+	s->heard_ms = uv_now(ws->loop);
 	metrics_inc(connections_total);
 	metrics_set(connections, ws->sessions.length);
 	ratelimit_init(&s->rl, &ws->msg_policy, g_get_monotonic_time());
@@ -253,6 +270,7 @@ static void deliver_in(struct ws_server *ws, struct session *s, const char *text
 
 static int on_receive(struct ws_server *ws, struct session *s, const char *in, size_t len)
 {
+	s->heard_ms = uv_now(ws->loop);
 	size_t remaining = lws_remaining_packet_payload(s->wsi);
 	bool complete = lws_is_final_fragment(s->wsi) && remaining == 0;
 
@@ -301,6 +319,17 @@ static void close_politely(struct session *s)
 
 static int on_writeable(struct session *s)
 {
+	if (s->ping_owed) {
+		/* Not empty: lws 4.1 reports no pong without a payload. */
+		unsigned char frame[LWS_PRE + 2] = { [LWS_PRE] = 'k', 'a' };
+		s->ping_owed = false;
+		if (lws_write(s->wsi, frame + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+			return -1;
+		if (!g_queue_is_empty(&s->outq) || s->close_code)
+			want_write(s);
+		return 0;
+	}
+
 	struct msgbuf *m = g_queue_pop_head(&s->outq);
 
 	if (!m) {
@@ -489,6 +518,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
 		return on_receive(ws, s, in, len);
+	case LWS_CALLBACK_RECEIVE_PONG:
+		s->heard_ms = uv_now(ws->loop);
+		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return on_writeable(s);
 	case LWS_CALLBACK_CLOSED:
@@ -539,10 +571,38 @@ static void on_ping_timer(uv_timer_t *t)
 	}
 }
 
+/* WebSocket keepalive, done here rather than by lws: lws 4.1 keeps its
+ * per-connection validity timers in one sorted list and re-inserts on
+ * every message received, a walk over all connections each time.  Once a
+ * second is cheap: a client silent for ws_ping_interval gets a ping, one
+ * silent for ws_ping_timeout is cut. */
+static void on_keepalive_timer(uv_timer_t *t)
+{
+	struct ws_server *ws = t->data;
+	uint64_t now = uv_now(ws->loop);
+	uint64_t interval = (uint64_t)ws->cfg->ws_ping_interval * 1000;
+	uint64_t timeout = (uint64_t)ws->cfg->ws_ping_timeout * 1000;
+
+	for (GList *l = ws->sessions.head; l; l = l->next) {
+		struct session *s = l->data;
+		uint64_t silent = now - s->heard_ms;
+		if (silent >= timeout) {
+			log_debug("no answer from %s for %" G_GUINT64_FORMAT " ms; closing", s->client.remote,
+				  silent);
+			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		} else if (silent >= interval && s->pinged_ms <= s->heard_ms) {
+			s->pinged_ms = now;
+			s->ping_owed = true;
+			want_write(s);
+		}
+	}
+}
+
 static void apply_timers(struct ws_server *ws)
 {
 	uint64_t ms = (uint64_t)ws->cfg->app_ping_interval * 1000;
 	uv_timer_start(&ws->ping_timer, on_ping_timer, ms, ms);
+	uv_timer_start(&ws->keepalive_timer, on_keepalive_timer, 1000, 1000);
 }
 
 static void apply_limits(struct ws_server *ws)
@@ -553,10 +613,6 @@ static void apply_limits(struct ws_server *ws)
 				    ws->cfg->messages_burst);
 	ratelimit_policy_set_abuse(&ws->msg_policy, RATELIMIT_ABUSE_REFUSALS,
 				   RATELIMIT_ABUSE_REGAIN_PER_SECOND);
-	/* lws keeps a pointer to the keepalive policy: a change applies to
-	 * each connection from its next check. */
-	ws->retry.secs_since_valid_ping = (uint16_t)ws->cfg->ws_ping_interval;
-	ws->retry.secs_since_valid_hangup = (uint16_t)ws->cfg->ws_ping_timeout;
 }
 
 int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *reg,
@@ -604,6 +660,8 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	ws->vh = lws_get_vhost_by_name(ws->ctx, "default");
 	ws->router = router_new(cfg, reg, env, &ws_router_ops, ws);
 	uv_timer_init(loop, &ws->ping_timer);
+	uv_timer_init(loop, &ws->keepalive_timer);
+	ws->keepalive_timer.data = ws;
 	ws->linger = linger_new(loop, LINGER_MAX, CLOSE_GRACE_SECS * 1000);
 	ws->ping_timer.data = ws;
 	apply_timers(ws);
@@ -683,8 +741,8 @@ void ws_server_stop(struct ws_server *ws)
 {
 	/* The sessions lws closes now must not report a drain again. */
 	ws->drained = NULL;
-	uv_timer_stop(&ws->ping_timer);
 	uv_close((uv_handle_t *)&ws->ping_timer, NULL);
+	uv_close((uv_handle_t *)&ws->keepalive_timer, NULL);
 	if (ws->ctx)
 		lws_context_destroy(ws->ctx);
 	linger_free(g_steal_pointer(&ws->linger));
