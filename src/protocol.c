@@ -1,5 +1,7 @@
 #include "protocol.h"
 
+#include "jscan.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -313,6 +315,90 @@ int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg 
 	}
 }
 
+/* A plain string id: no escapes (json-c would unescape them), 1 to
+ * REGISTRY_ID_MAX bytes; copied to M's buffer SLOT. */
+static bool plain_id(struct msg *m, int slot, const struct jscan_member *v, const char **out)
+{
+	if (v->kind != JSCAN_STRING || v->escaped || !v->value_len || v->value_len > REGISTRY_ID_MAX)
+		return false;
+	memcpy(m->idbuf[slot], v->value, v->value_len);
+	m->idbuf[slot][v->value_len] = '\0';
+	*out = m->idbuf[slot];
+	return true;
+}
+
+int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, struct msg *m)
+{
+	struct jscan_member members[16];
+	const struct jscan_member *type = NULL, *from = NULL, *to = NULL, *body = NULL;
+	const char *to_field, *from_field, *body_field;
+	size_t n;
+
+	memset(m, 0, offsetof(struct msg, idbuf));
+	if (jscan_object(text, len, max_depth, members, G_N_ELEMENTS(members), &n) < 0)
+		return -1;
+	for (size_t i = 0; i < n && !type; i++)
+		if (members[i].key_len == 4 && memcmp(members[i].key, "type", 4) == 0)
+			type = &members[i];
+	if (!type || type->kind != JSCAN_STRING || type->escaped)
+		return -1;
+	for (int t = MSG_UNKNOWN + 1; t < MSG__COUNT; t++)
+		if (strlen(type_names[t]) == type->value_len &&
+		    memcmp(type_names[t], type->value, type->value_len) == 0)
+			m->type = (enum msg_type)t;
+	switch (m->type) {
+	case MSG_PEER_MESSAGE:
+		from_field = "from_peer_id", to_field = "to_peer_id", body_field = "payload";
+		break;
+	case MSG_MESH_CONNECT:
+		from_field = "from_peer_id", to_field = "target_peer_id", body_field = "offer";
+		break;
+	case MSG_MESH_ANSWER:
+		from_field = "from_peer_id", to_field = "target_peer_id", body_field = "answer";
+		break;
+	case MSG_ICE_CANDIDATE:
+		from_field = "from_peer_id", to_field = "target_peer_id", body_field = "candidate";
+		break;
+	case MSG_OFFER:
+	case MSG_ANSWER:
+	case MSG_CANDIDATE:
+		from_field = "sender", to_field = "target", body_field = NULL;
+		break;
+	default:
+		return -1;
+	}
+	/* A repeated field is json-c's to settle (the last one wins). */
+	for (size_t i = 0; i < n; i++) {
+		const struct jscan_member *v = &members[i], **slot = NULL;
+		if (v->key_len == strlen(from_field) && memcmp(v->key, from_field, v->key_len) == 0)
+			slot = &from;
+		else if (v->key_len == strlen(to_field) && memcmp(v->key, to_field, v->key_len) == 0)
+			slot = &to;
+		else if (body_field && v->key_len == strlen(body_field) &&
+			 memcmp(v->key, body_field, v->key_len) == 0)
+			slot = &body;
+		else if (v != type && v->key_len == 4 && memcmp(v->key, "type", 4) == 0)
+			return -1;
+		if (slot && *slot)
+			return -1;
+		if (slot)
+			*slot = v;
+	}
+	const char **from_out = body_field ? &m->route.from : &m->signal.sender;
+	const char **to_out = body_field ? &m->route.to : &m->signal.target;
+	if (!to || !plain_id(m, 1, to, to_out) || (from && !plain_id(m, 0, from, from_out)))
+		return -1;
+	if (body_field) {
+		if (!body)
+			return -1;
+		m->route.to_field = to_field;
+		m->route.body_text = body->kind == JSCAN_STRING ? body->value - 1 : body->value;
+		m->route.body_len = body->kind == JSCAN_STRING ? body->value_len + 2 : body->value_len;
+	}
+	m->type_text = type_names[m->type];
+	return 0;
+}
+
 void msg_clear(struct msg *m)
 {
 	json_object_put(m->root);
@@ -464,7 +550,7 @@ struct msgbuf *protocol_metadata_updated(GString *s, const struct peer *self)
 }
 
 struct msgbuf *protocol_routed(GString *s, enum msg_type type, const struct peer *from,
-			       const struct peer *to, json_object *body)
+			       const struct peer *to, const struct msg_route *rt)
 {
 	const char *out_type, *body_key;
 
@@ -482,15 +568,22 @@ struct msgbuf *protocol_routed(GString *s, enum msg_type type, const struct peer
 		out_type = "peer_message", body_key = "payload";
 		break;
 	}
-	g_string_printf(s, "{\"type\":\"%s\",\"from_peer_id\":", out_type);
+	/* Per message: appends, no printf. */
+	g_string_assign(s, "{\"type\":\"");
+	g_string_append(s, out_type);
+	g_string_append(s, "\",\"from_peer_id\":");
 	g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
 	if (type == MSG_PEER_MESSAGE) {
 		g_string_append(s, ",\"to_peer_id\":");
 		g_string_append_len(s, to->id_json, (gssize)to->id_json_len);
 	}
-	g_string_append_printf(s, ",\"%s\":", body_key);
-	if (body)
-		json_append_value(s, body);
+	g_string_append(s, ",\"");
+	g_string_append(s, body_key);
+	g_string_append(s, "\":");
+	if (rt->body_text)
+		g_string_append_len(s, rt->body_text, (gssize)rt->body_len);
+	else if (rt->body)
+		json_append_value(s, rt->body);
 	else
 		g_string_append(s, "null");
 	g_string_append_c(s, '}');
@@ -502,6 +595,18 @@ struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len
 {
 	if (m->signal.sender)
 		return msgbuf_new(text, len);
+	if (!m->root) {
+		/* From the fast path: the text is exactly one object without a
+		 * "sender"; the server's goes before its closing brace. */
+		GString *s = g_string_sized_new(len + from->id_json_len + 16);
+		g_string_append_len(s, text, (gssize)len - 1);
+		g_string_append(s, ",\"sender\":");
+		g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+		g_string_append_c(s, '}');
+		struct msgbuf *out = msgbuf_new(s->str, s->len);
+		g_string_free(s, TRUE);
+		return out;
+	}
 	json_object_object_add(m->root, "sender", json_object_new_string(from->id));
 	return msgbuf_from_json(m->root);
 }

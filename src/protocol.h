@@ -56,7 +56,7 @@ const char *protocol_code_name(enum err_code c);
 
 #define PROTOCOL_DISCOVER_LIMIT 1000
 /* A peer id given as a JSON number is turned into its decimal text. */
-#define PROTOCOL_ID_BUF 32
+#define PROTOCOL_ID_BUF (REGISTRY_ID_MAX + 1)
 
 struct msg_register {
 	const char *peer_id; /* NULL: the server generates one */
@@ -86,6 +86,8 @@ struct msg_route {
 	const char *to;
 	const char *to_field; /* "to_peer_id" or "target_peer_id" */
 	json_object *body;    /* payload, offer, answer or candidate */
+	const char *body_text; /* or, from protocol_decode_routed, its text */
+	size_t body_len;
 };
 
 /* create_room (and the body of POST /create-room). */
@@ -131,6 +133,11 @@ struct msg_error {
 int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
 		    struct msg_error *err);
 void msg_clear(struct msg *m);
+/* The fast path for the messages that are only routed (peer_message,
+ * mesh_*, ice_candidate, offer, answer, candidate) when they are plain:
+ * 0 with M filled (M->root NULL, bodies as spans of TEXT), or -1 when the
+ * message is anything else, and protocol_decode must judge it. */
+int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, struct msg *m);
 
 /* The fields of a create_room request in OBJ (a message or an HTTP body). */
 int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
@@ -157,7 +164,7 @@ struct msgbuf *protocol_peer_list(GString *scratch, const struct peer *self, uns
 
 struct msgbuf *protocol_metadata_updated(GString *scratch, const struct peer *self);
 struct msgbuf *protocol_routed(GString *scratch, enum msg_type type, const struct peer *from,
-			       const struct peer *to, json_object *body);
+			       const struct peer *to, const struct msg_route *rt);
 /* The whole signal object, with "sender" filled in when it was missing. */
 struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len,
 			       const struct peer *from);

@@ -675,7 +675,7 @@ static void handle_route(struct router *r, struct client *c, struct msg *m)
 	target = find_target(r, c, m, rt->to_field, rt->to, true);
 	if (target)
 		deliver(r, c, m, target, rt->to_field,
-			protocol_routed(r->scratch, m->type, c->peer, target, rt->body));
+			protocol_routed(r->scratch, m->type, c->peer, target, rt));
 }
 
 static void handle_signal(struct router *r, struct client *c, struct msg *m, const char *text,
@@ -706,7 +706,9 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 	r->received_ns = metrics_now_ns();
 	r->text = text;
 	r->len = len;
-	rc = protocol_decode(r->tok, text, len, &m, &err);
+	rc = protocol_decode_routed(text, len, r->cfg->max_json_depth, &m) == 0
+		     ? 0
+		     : protocol_decode(r->tok, text, len, &m, &err);
 	if (!r->replaying)
 		metrics_inc(messages_received[m.type]);
 	if (needs_registration(m.type) && !c->peer) {

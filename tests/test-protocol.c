@@ -186,6 +186,67 @@ static void test_simple(void)
 	json_object_put(o);
 }
 
+/* The fast path decodes plain routed messages as protocol_decode does,
+ * and leaves everything else to it. */
+static void test_decode_routed(void)
+{
+	static const struct {
+		const char *text;
+		enum msg_type type;
+		const char *from, *to, *body;
+	} fast[] = {
+		{ "{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":{\"x\":[1,\"\\u00e9\"]}}",
+		  MSG_PEER_MESSAGE, NULL, "b", "{\"x\":[1,\"\\u00e9\"]}" },
+		{ "{\"payload\":\"hi\",\"from_peer_id\":\"a\",\"type\":\"peer_message\",\"to_peer_id\":\"b\"}",
+		  MSG_PEER_MESSAGE, "a", "b", "\"hi\"" },
+		{ "{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":null,\"extra\":1}",
+		  MSG_PEER_MESSAGE, NULL, "b", "null" },
+		{ "{\"type\":\"mesh_connect\",\"target_peer_id\":\"b\",\"offer\":{\"sdp\":\"v=0\"}}",
+		  MSG_MESH_CONNECT, NULL, "b", "{\"sdp\":\"v=0\"}" },
+		{ "{\"type\":\"ice_candidate\",\"target_peer_id\":\"b\",\"candidate\":{}}", MSG_ICE_CANDIDATE,
+		  NULL, "b", "{}" },
+		{ "{\"type\":\"offer\",\"target\":\"b\",\"sender\":\"a\",\"sdp\":\"v=0\"}", MSG_OFFER, "a", "b", NULL },
+	};
+	static const char *const slow[] = {
+		"{\"type\":\"register\",\"peer_id\":\"a\",\"room_id\":\"r\"}",
+		"{\"type\":\"ping\"}",
+		"{\"type\":\"peer_message\",\"to_peer_id\":7,\"payload\":1}",          /* number id */
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\\u0041\",\"payload\":1}", /* escaped id */
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"from_peer_id\":null,\"payload\":1}",
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"to_peer_id\":\"c\",\"payload\":1}",
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":1,\"type\":\"ping\"}",
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\"}",                    /* no payload */
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"\",\"payload\":1}",       /* empty id */
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":tru}",    /* not JSON */
+		"{\"type\":\"peer_messages\",\"to_peer_id\":\"b\",\"payload\":1}",
+		"{\"type\":\"offer\",\"sdp\":\"v=0\"}",
+	};
+	struct msg m, slow_m;
+	struct msg_error e;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(fast); i++) {
+		const char *t = fast[i].text;
+		g_assert_cmpint(protocol_decode_routed(t, strlen(t), 32, &m), ==, 0);
+		g_assert_null(m.root);
+		g_assert_cmpint(decode(t, &slow_m, &e), ==, 0);
+		g_assert_cmpint(m.type, ==, fast[i].type);
+		g_assert_cmpint(slow_m.type, ==, fast[i].type);
+		if (fast[i].body) {
+			g_assert_cmpstr(m.route.from, ==, fast[i].from);
+			g_assert_cmpstr(m.route.to, ==, fast[i].to);
+			g_assert_cmpstr(m.route.to_field, ==, slow_m.route.to_field);
+			g_autofree char *body = g_strndup(m.route.body_text, m.route.body_len);
+			g_assert_cmpstr(body, ==, fast[i].body);
+		} else {
+			g_assert_cmpstr(m.signal.sender, ==, fast[i].from);
+			g_assert_cmpstr(m.signal.target, ==, fast[i].to);
+		}
+		msg_clear(&slow_m);
+	}
+	for (size_t i = 0; i < G_N_ELEMENTS(slow); i++)
+		g_assert_cmpint(protocol_decode_routed(slow[i], strlen(slow[i]), 32, &m), <, 0);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -195,6 +256,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/protocol/unknown-type", test_unknown_type);
 	g_test_add_func("/protocol/register", test_register);
 	g_test_add_func("/protocol/routing-fields", test_routing_fields);
+	g_test_add_func("/protocol/decode-routed", test_decode_routed);
 	g_test_add_func("/protocol/error-builders", test_error_builders);
 	g_test_add_func("/protocol/simple", test_simple);
 	int r = g_test_run();

@@ -1,0 +1,222 @@
+/* Unit tests: jscan, the fast JSON scanner, against json-c: whatever it
+ * accepts, json-c (strict, as the router sets it up) must accept too, with
+ * the same members. */
+#include "jscan.h"
+
+#include <glib.h>
+#include <json-c/json.h>
+#include <string.h>
+
+#define DEPTH 32
+
+static json_tokener *tok;
+
+static json_object *json_c(const char *text, size_t len)
+{
+	json_tokener_reset(tok);
+	json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+static enum json_type kind_type(enum jscan_kind k, const char *v)
+{
+	switch (k) {
+	case JSCAN_STRING:
+		return json_type_string;
+	case JSCAN_OBJECT:
+		return json_type_object;
+	case JSCAN_ARRAY:
+		return json_type_array;
+	case JSCAN_NUMBER:
+		return strpbrk(v, ".eE") ? json_type_double : json_type_int;
+	default:
+		return *v == 'n' ? json_type_null : json_type_boolean;
+	}
+}
+
+/* When jscan accepts TEXT, json-c agrees, member by member. */
+static bool agrees(const char *text, size_t len)
+{
+	struct jscan_member m[32];
+	size_t n;
+
+	if (jscan_object(text, len, DEPTH, m, G_N_ELEMENTS(m), &n) < 0)
+		return false;
+	json_object *o = json_c(text, len);
+	if (!o)
+		g_error("jscan accepts what json-c refuses: %.*s", (int)len, text);
+	g_assert_cmpuint(json_object_object_length(o), <=, n); /* fewer when a key repeats */
+	for (size_t i = 0; i < n; i++) {
+		g_autofree char *key = g_strndup(m[i].key, m[i].key_len);
+		g_autofree char *value = g_strndup(m[i].value, m[i].value_len);
+		json_object *v = NULL;
+		g_assert_true(json_object_object_get_ex(o, key, &v));
+		bool last = true; /* json-c keeps the last of repeated keys */
+		for (size_t j = i + 1; j < n; j++)
+			last = last && !(m[j].key_len == m[i].key_len && !memcmp(m[j].key, m[i].key, m[i].key_len));
+		if (!last)
+			continue;
+		g_assert_cmpint(json_object_get_type(v), ==, kind_type(m[i].kind, value));
+		if (m[i].kind == JSCAN_STRING && !m[i].escaped)
+			g_assert_cmpstr(json_object_get_string(v), ==, value);
+	}
+	json_object_put(o);
+	return true;
+}
+
+static bool accepts(const char *text)
+{
+	return agrees(text, strlen(text));
+}
+
+static void test_valid(void)
+{
+	static const char *const good[] = {
+		"{}",
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":{\"x\":[1,2.5,-3e+4,0,true,false,null]}}",
+		"{\"a\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\u0041\"}",
+		"{\"a\" : [ ] , \"b\" :\t{ }\r\n}",
+		"{\"a\":-0.0e-0,\"b\":1E5,\"c\":123456789012345678901234567890}",
+		"{\"\":\"\",\"k\":\"caf\xc3\xa9 \xe2\x82\xac\"}",
+		"{\"a\":[[[[[\"deep\"]]]]]}",
+		"{\"a\":1,\"a\":2}",
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(good); i++)
+		if (!accepts(good[i]))
+			g_error("refused: %s", good[i]);
+}
+
+static void test_invalid(void)
+{
+	static const char *const bad[] = {
+		"", "{", "}", "[]", "{\"a\":1", "{\"a\":1,}", "{\"a\"}", "{\"a\" 1}", "{a:1}",
+		"{'a':1}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":+1}", "{\"a\":1e}",
+		"{\"a\":-}", "{\"a\":NaN}", "{\"a\":Infinity}", "{\"a\":tru}", "{\"a\":nul}",
+		"{\"a\":True}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12g4\"}", "{\"a\":\"\\u12\"}",
+		"{\"a\":\"tab\there\"}", "{\"a\":\"nl\nhere\"}", "{\"a\":\"open}", "{\"a\":[1,]}",
+		"{\"a\":[1 2]}", "{\"a\":{\"b\"}}", "{\"a\":1}{}", "{\"a\":1}x", "{\"a\":/*c*/1}",
+		"{\"a\":1,,\"b\":2}", "{,\"a\":1}",
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++)
+		if (accepts(bad[i]))
+			g_error("accepted: %s", bad[i]);
+	/* A NUL inside the text. */
+	g_assert_false(agrees("{\"a\":\"x\0y\"}", 11));
+}
+
+/* Valid, but left to json-c. */
+static void test_gives_up(void)
+{
+	g_assert_false(accepts(" {\"a\":1}"));
+	g_assert_false(accepts("{\"a\":1} "));
+	g_assert_false(accepts("{\"\\u0074ype\":\"ping\"}"));
+	g_assert_false(accepts("{\"a\":\"\\ud83d\\ude00\"}"));
+	GString *deep = g_string_new("{\"a\":");
+	for (int i = 1; i < DEPTH; i++)
+		g_string_append_c(deep, '[');
+	for (int i = 1; i < DEPTH; i++)
+		g_string_append_c(deep, ']');
+	g_string_append_c(deep, '}');
+	g_assert_true(accepts(deep->str)); /* DEPTH levels, the object's included */
+	g_string_insert_c(deep, 5, '[');
+	g_string_insert_c(deep, deep->len - 1, ']');
+	g_assert_false(accepts(deep->str));
+	g_string_free(deep, TRUE);
+	struct jscan_member m[2];
+	size_t n;
+	g_assert_cmpint(jscan_object("{\"a\":1,\"b\":2,\"c\":3}", 19, DEPTH, m, 2, &n), <, 0);
+}
+
+/* Strings are scanned eight bytes at a time: a special byte anywhere in a
+ * word, or in the tail, is seen. */
+static void test_long_strings(void)
+{
+	for (int at = 0; at < 40; at++) {
+		g_autoptr(GString) s = g_string_new("{\"a\":\"");
+		for (int i = 0; i < 40; i++)
+			g_string_append_c(s, 'x');
+		g_string_append(s, "\"}");
+		gsize pos = 6 + (gsize)at;
+
+		s->str[pos] = '\x01';
+		g_assert_false(agrees(s->str, s->len));
+		s->str[pos] = '"'; /* ends the string early: what follows is not JSON */
+		g_assert_false(agrees(s->str, s->len));
+		s->str[pos] = '\xc3';
+		g_string_insert_c(s, (gssize)pos + 1, '\xa9'); /* é */
+		g_assert_true(agrees(s->str, s->len));
+		g_string_erase(s, (gssize)pos, 2);
+		g_string_insert(s, (gssize)pos, "\\n");
+		struct jscan_member m[1];
+		size_t n;
+		g_assert_cmpint(jscan_object(s->str, s->len, DEPTH, m, 1, &n), ==, 0);
+		g_assert_true(m[0].escaped);
+		g_assert_cmpuint(m[0].value_len, ==, 41);
+	}
+}
+
+/* Random damage to valid messages: jscan never accepts what json-c
+ * refuses.  Bounded: a fixed number of rounds. */
+static void test_mutations(void)
+{
+	static const char *const seeds[] = {
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"w-1\",\"payload\":{\"t\":12345,\"s\":[1,2,3],\"p\":\"xx\\\"yy\"}}",
+		"{\"type\":\"offer\",\"target\":\"b\",\"sdp\":\"v=0\\r\\no=- 1 2 IN IP4 0.0.0.0\",\"n\":-1.5e3}",
+		"{\"a\":[true,false,null,{},[],\"\\u00e9\"],\"b\":{\"c\":{\"d\":0}}}",
+	};
+	static const char alphabet[] = "{}[]\":,\\ \t\n0123456789-+.eEtfnulrsaux'/";
+	unsigned accepted = 0, left = 0;
+
+	for (int round = 0; round < 20000; round++) {
+		const char *seed = seeds[round % G_N_ELEMENTS(seeds)];
+		g_autoptr(GString) s = g_string_new(seed);
+		int edits = g_test_rand_int_range(1, 4);
+		for (int e = 0; e < edits && s->len; e++) {
+			gsize at = (gsize)g_test_rand_int_range(0, (gint32)s->len);
+			char c = alphabet[g_test_rand_int_range(0, sizeof alphabet - 1)];
+			switch (g_test_rand_int_range(0, 3)) {
+			case 0:
+				s->str[at] = c;
+				break;
+			case 1:
+				g_string_insert_c(s, (gssize)at, c);
+				break;
+			default:
+				g_string_erase(s, (gssize)at, 1);
+				break;
+			}
+		}
+		if (agrees(s->str, s->len)) {
+			accepted++;
+		} else {
+			json_object *o = json_c(s->str, s->len);
+			left += o != NULL;
+			json_object_put(o);
+		}
+	}
+	g_test_message("of 20000 mutations, %u accepted, %u valid but left to json-c", accepted, left);
+	/* And it is the fast path for most of what is valid (json-c also
+	 * takes raw tabs and newlines in strings and numbers like -.5). */
+	g_assert_cmpuint(accepted, >, 0);
+	g_assert_cmpuint(left, <=, accepted / 5);
+}
+
+int main(int argc, char *argv[])
+{
+	g_test_init(&argc, &argv, NULL);
+	tok = json_tokener_new_ex(DEPTH + 1);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	g_test_add_func("/jscan/valid", test_valid);
+	g_test_add_func("/jscan/invalid", test_invalid);
+	g_test_add_func("/jscan/gives-up", test_gives_up);
+	g_test_add_func("/jscan/long-strings", test_long_strings);
+	g_test_add_func("/jscan/mutations", test_mutations);
+	int r = g_test_run();
+	json_tokener_free(tok);
+	return r;
+}
