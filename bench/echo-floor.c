@@ -7,14 +7,14 @@
  * message above this floor is JSON, routing and bookkeeping.
  *
  *   echo-floor [--listen 127.0.0.1:PORT] [--rx-buffer-size BYTES]
- *              [--tx-packet-size BYTES] [--nodelay]
+ *              [--tx-packet-size BYTES] [--no-nodelay] [--lws-keepalive]
  *
- * The last three depart from the daemon's settings, to measure what they
- * cost: lws reads at most rx_buffer_size bytes per recv(), and sends at
- * most tx_packet_size bytes per send(), 0 meaning rx_buffer_size, each
- * chunk on its own writeable event; so at 256 a 1 KiB message takes five
- * recv() and five send().  Neither lws nor the daemon sets TCP_NODELAY on
- * accepted sockets.
+ * The other options depart from the daemon's settings, to measure what
+ * they cost: lws reads at most rx_buffer_size bytes per recv(), and sends
+ * at most tx_packet_size bytes per send(), 0 meaning rx_buffer_size, each
+ * chunk on its own writeable event; Nagle holds small segments for the
+ * peer's delayed ACK; and lws's validity timers re-sort a list of every
+ * connection at each message received.
  *
  * Prints "pid=PID port=PORT" on stdout and "listening on ADDR:PORT" on
  * stderr once ready; SIGTERM or SIGINT exits cleanly. */
@@ -34,6 +34,7 @@
 
 #define EXIT_USAGE 64
 #define RX_CHUNK 256           /* as src/ws.c */
+#define TX_MAX 65536           /* as src/ws.c */
 #define MAX_MESSAGE (1u << 20) /* as the daemon's default max_message_bytes */
 #define MAX_QUEUED (4u << 20)  /* as the daemon's default max_queued_bytes */
 
@@ -189,8 +190,8 @@ static void lws_emit(int level, const char *line)
 int main(int argc, char *argv[])
 {
 	g_autofree char *listen_text = NULL;
-	gint tx_packet_size = 0, rx_buffer_size = RX_CHUNK;
-	gboolean nodelay = FALSE;
+	gint tx_packet_size = TX_MAX, rx_buffer_size = RX_CHUNK;
+	gboolean no_nodelay = FALSE, lws_keepalive = FALSE;
 	g_autoptr(GError) err = NULL;
 	struct listen_addr addr;
 	struct echo e = { 0 };
@@ -203,9 +204,12 @@ int main(int argc, char *argv[])
 		{ "rx-buffer-size", 0, 0, G_OPTION_ARG_INT, &rx_buffer_size,
 		  "lws rx_buffer_size (256, as the daemon)", "BYTES" },
 		{ "tx-packet-size", 0, 0, G_OPTION_ARG_INT, &tx_packet_size,
-		  "Largest send() lws makes (0, as the daemon: rx_buffer_size, 256)", "BYTES" },
-		{ "nodelay", 0, 0, G_OPTION_ARG_NONE, &nodelay,
-		  "Set TCP_NODELAY on accepted sockets (the daemon does not)", NULL },
+		  "Largest send() lws makes (65536, as the daemon; 0: rx_buffer_size)", "BYTES" },
+		{ "no-nodelay", 0, 0, G_OPTION_ARG_NONE, &no_nodelay,
+		  "Leave Nagle on: no TCP_NODELAY on accepted sockets (the daemon sets it)", NULL },
+		{ "lws-keepalive", 0, 0, G_OPTION_ARG_NONE, &lws_keepalive,
+		  "Let lws keep per-connection validity timers (ping 20 s, hang up 30 s; the daemon does its own)",
+		  NULL },
 		{ NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
@@ -228,7 +232,7 @@ int main(int argc, char *argv[])
 	}
 	protocols[0].rx_buffer_size = (size_t)rx_buffer_size;
 	protocols[0].tx_packet_size = (size_t)tx_packet_size;
-	e.nodelay = nodelay;
+	e.nodelay = !no_nodelay;
 	int fd = listener_bind(&addr);
 	if (fd < 0) {
 		fprintf(stderr, "echo-floor: cannot listen on %s: %s\n", addr.text, g_strerror(-fd));
@@ -238,9 +242,12 @@ int main(int argc, char *argv[])
 	uv_loop_init(&e.loop);
 
 	/* The daemon's settings (src/ws.c), so that only what happens
-	 * between RECEIVE and WRITEABLE differs. */
-	e.retry.secs_since_valid_ping = 20;
-	e.retry.secs_since_valid_hangup = 30;
+	 * between RECEIVE and WRITEABLE differs: no lws validity timers (the
+	 * daemon sweeps its sessions once a second instead). */
+	if (lws_keepalive) {
+		e.retry.secs_since_valid_ping = 20;
+		e.retry.secs_since_valid_hangup = 30;
+	}
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
