@@ -1,6 +1,7 @@
 /* rtcsignald: WebRTC signaling and peer-discovery daemon. */
 #include "config.h"
 #include "daemon.h"
+#include "i18n.h"
 #include "log.h"
 
 #include <glib.h>
@@ -17,27 +18,37 @@ int main(int argc, char *argv[])
 	g_autoptr(GError) err = NULL;
 	struct config *cfg;
 	struct daemon *d;
+
+	i18n_init();
+	log_init();
+	/* TRANSLATORS: the option --config; %s is the default file. */
+	g_autofree char *config_help = g_strdup_printf(_("Configuration file (default %s)"),
+							 CONFIG_DEFAULT_PATH);
 	const GOptionEntry entries[] = {
-		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
-		  "Configuration file (default " CONFIG_DEFAULT_PATH ")", "PATH" },
+		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, config_help, N_("PATH") },
 		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
-		  "WebSocket address(es), ADDR:PORT[;ADDR:PORT...]", "ADDR:PORT" },
+		  N_("WebSocket address(es), ADDR:PORT[;ADDR:PORT...]"), N_("ADDR:PORT") },
 		{ "admin-listen", 0, 0, G_OPTION_ARG_STRING, &admin_listen,
-		  "Admin port address (health, metrics), ADDR:PORT; empty for none", "ADDR:PORT" },
+		  N_("Admin port address (health, metrics), ADDR:PORT; empty for none"), N_("ADDR:PORT") },
 		{ "log-level", 0, 0, G_OPTION_ARG_STRING, &log_level,
-		  "debug, info, notice, warning or err", "LEVEL" },
+		  N_("debug, info, notice, warning or err"), N_("LEVEL") },
 		{ "check-config", 't', 0, G_OPTION_ARG_NONE, &check_config,
-		  "Validate the configuration and exit (0 valid, 78 invalid)", NULL },
-		{ "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
+		  N_("Validate the configuration and exit (0 valid, 78 invalid)"), NULL },
+		{ "version", 'V', 0, G_OPTION_ARG_NONE, &version, N_("Print the version and exit"), NULL },
 		{ NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
 
-	log_init();
-	g_option_context_set_summary(ctx, "WebRTC signaling and peer-discovery server.");
+	/* GLib translates the summary, description and entries in this domain. */
+	g_option_context_set_translation_domain(ctx, GETTEXT_PACKAGE);
+	g_option_context_set_summary(ctx, N_("WebRTC signaling and peer-discovery server."));
+	g_option_context_set_description(ctx, N_("Exit status: 0 stopped normally, 1 runtime failure, "
+						 "64 usage error, 78 configuration error.\n"
+						 "See rtcsignald(8) and rtcsignald.conf(5)."));
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
 		fprintf(stderr, "rtcsignald: %s\n", err->message);
+		fputs(_("Try \"rtcsignald --help\" for more information.\n"), stderr);
 		return EXIT_USAGE;
 	}
 	const struct config_overrides ov = { .listen = listen, .admin_listen = admin_listen,
@@ -47,11 +58,13 @@ int main(int argc, char *argv[])
 		return EXIT_SUCCESS;
 	}
 	if (config_load(config_path, &ov, &cfg, &err) < 0) {
-		fprintf(stderr, "rtcsignald: invalid configuration: %s\n", err->message);
+		/* TRANSLATORS: %s is the reason, in English, naming file and key. */
+		fprintf(stderr, _("rtcsignald: invalid configuration: %s\n"), err->message);
 		return EXIT_CONFIG;
 	}
 	if (check_config) {
-		printf("%s: configuration is valid\n", cfg->path ? cfg->path : "built-in defaults");
+		/* TRANSLATORS: %s is a file name or "built-in defaults". */
+		printf(_("%s: configuration is valid\n"), cfg->path ? cfg->path : _("built-in defaults"));
 		config_free(cfg);
 		return EXIT_SUCCESS;
 	}
