@@ -48,10 +48,14 @@ same_default() {
 }
 
 [ -n "$table" ] || { echo "Bail out! no keys found in src/config.c"; exit 1; }
+documented_ok() {
+	in_man "$@" || { echo "# not in rtcsignald.conf(5) as $3"; return 1; }
+	in_conf "$1" "$2" || { echo "# not in data/rtcsignald.conf"; return 1; }
+	same_default "$1" "$2"
+}
 while read -r group name when; do
-	check "[$group] $name in rtcsignald.conf(5) as $when" in_man "$group" "$name" "$when"
-	check "[$group] $name in data/rtcsignald.conf" in_conf "$group" "$name"
-	check "[$group] $name: the same default in both" same_default "$group" "$name"
+	check "[$group] $name: rtcsignald.conf(5) ($when) and data/rtcsignald.conf, same default" \
+		documented_ok "$group" "$name" "$when"
 done <<<"$table"
 echo "1..$n"
 exit $failed
