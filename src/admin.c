@@ -176,8 +176,12 @@ int admin_start(const struct admin_options *o, struct admin **out)
 
 	a->o = *o;
 	/* epoll, never select(): select fails past descriptor 1024, and the
-	 * WebSocket side holds tens of thousands. */
-	a->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	 * WebSocket side holds tens of thousands.  MHD_USE_ITC: without it MHD
+	 * wakes its thread on stop by shutdown() of the listening socket,
+	 * which under socket activation is systemd's, and the next process
+	 * would get a socket that no longer listens. */
+	a->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+				  0, NULL, NULL,
 				  on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				  MHD_OPTION_LISTEN_SOCKET, o->listen_fd,
 				  MHD_OPTION_CONNECTION_LIMIT, o->max_connections,

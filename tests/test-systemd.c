@@ -150,6 +150,42 @@ static void test_served_before_ready(void)
 	testd_free(d);
 }
 
+static bool still_listening(int fd)
+{
+	int on = 0;
+	socklen_t len = sizeof on;
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
+/* The passed sockets belong to systemd: a daemon that stops (a restart)
+ * leaves them listening for the next one.  (libmicrohttpd used to
+ * shutdown() the admin socket on stop, and the restarted service failed
+ * with "not a listening stream socket".) */
+static void test_passed_sockets_survive_stop(void)
+{
+	int ws_port, admin_port;
+	int fds[2] = { listen_local(&ws_port), listen_local(&admin_port) };
+	const char *prefix[] = { "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", NULL };
+	const char *env[] = { "LISTEN_FDS=2", "LISTEN_FDNAMES=ws:admin", NULL };
+	const struct testd_opts o = { .prefix = prefix, .env = env, .fds = fds, .n_fds = 2,
+				      .no_listen_defaults = true, .no_wait = true };
+
+	for (int round = 0; round < 2; round++) {
+		struct testd *d = testd_start_opts(&o);
+		g_assert_true(testd_wait_log(d, "event=ready", 10000));
+		struct http_reply r;
+		g_assert_cmpint(http_request(admin_port, "GET", "/health", NULL, NULL, &r), ==, 0);
+		g_assert_cmpint(r.status, ==, 200);
+		http_reply_clear(&r);
+		g_assert_cmpint(testd_stop(d), ==, 0);
+		testd_free(d);
+		g_assert_true(still_listening(fds[0]));
+		g_assert_true(still_listening(fds[1]));
+	}
+	close(fds[0]);
+	close(fds[1]);
+}
+
 static unsigned long long monotonic_usec(void)
 {
 	struct timespec ts;
@@ -439,6 +475,7 @@ int main(int argc, char *argv[])
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
 	g_test_add_func("/systemd/socket-activation", test_socket_activation);
 	g_test_add_func("/systemd/served-before-ready", test_served_before_ready);
+	g_test_add_func("/systemd/passed-sockets-survive-stop", test_passed_sockets_survive_stop);
 	g_test_add_func("/systemd/notify", test_notify);
 	g_test_add_func("/systemd/reload-restart-keys", test_reload_restart_keys);
 	g_test_add_func("/systemd/journal", test_journal);
