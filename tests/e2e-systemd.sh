@@ -1,16 +1,18 @@
 #!/bin/bash
 # End-to-end test of the Debian package under a real systemd:
 #   1. builds the .deb and the .rpm (make deb rpm, test suites skipped:
-#      make check ran them) and checks the .rpm's file list;
+#      make check ran them), runs lintian on the .deb and checks the
+#      .rpm's file list;
 #   2. makes a Debian 12 root with debootstrap, cached as a tarball in
 #      ${RTCSIGNALD_E2E_CACHE:-${XDG_CACHE_HOME:-~/.cache}/rtcsignald-e2e};
 #   3. installs the .deb there with apt, its dependencies from Debian;
 #   4. boots the root with systemd-nspawn -b (own network namespace) where
 #      e2e.service runs tests/e2e-inside.sh and powers off;
 #   5. prints one line per check and "e2e: N passed, N failed".
-# Needs root, debootstrap, systemd-container, dpkg-dev, debhelper, rpm
-# (tools/debian-packages).  Run by "make check-system" and .ci/run;
-# BUILDDIR names a configured build tree (default: the source tree).
+# Needs root, debootstrap, systemd-container, dpkg-dev, debhelper,
+# lintian, rpm, zstd (tools/debian-packages).  Run by "make check-system"
+# and .ci/run; BUILDDIR names a configured build tree (default: the source
+# tree).
 # Every step is bounded: about 4 minutes with a cold cache, 2 warm.
 set -uo pipefail
 
@@ -41,7 +43,7 @@ die() { # a step that the checks after it need failed
 step() { echo "== $1 ($(($(date +%s) - t0)) s)"; }
 
 [ "$(id -u)" = 0 ] || die "e2e needs root (debootstrap, systemd-nspawn)"
-for tool in debootstrap systemd-nspawn dpkg-buildpackage dh rpmbuild; do
+for tool in debootstrap systemd-nspawn dpkg-buildpackage dh rpmbuild lintian zstd; do
 	command -v "$tool" >/dev/null || die "$tool is missing (see tools/debian-packages)"
 done
 work=$(mktemp -d /var/tmp/rtcsignald-e2e.XXXXXX)
@@ -63,6 +65,13 @@ deb=$(ls "$build"/packages/rtcsignald_*.deb 2>/dev/null | head -1)
 rpm=$(ls "$build"/packages/rtcsignald-[0-9]*.rpm 2>/dev/null | head -1)
 [ -f "$deb" ] && [ -f "$rpm" ] || die "make deb rpm made no packages" "$work/build.log"
 result ok "built $(basename "$deb") and $(basename "$rpm")"
+changes=$(ls "$build"/packages/rtcsignald_*.changes | head -1)
+if lintian --fail-on error,warning "$changes" >"$work/lintian.log" 2>&1; then
+	result ok "lintian: no error or warning (overrides: debian/rtcsignald.lintian-overrides)"
+else
+	result FAIL "lintian"
+	grep -E '^[EW]:' "$work/lintian.log" | sed 's/^/    /'
+fi
 
 # The .rpm: the daemon, the CLI (once it is in the tree), the units, the
 # config as %config(noreplace), the catalog, the man pages, real scriptlets.
