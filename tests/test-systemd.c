@@ -115,16 +115,24 @@ static void test_socket_activation(void)
 	testd_free(d);
 }
 
+/* Starts the daemon on two passed listening sockets as systemd passes
+ * them: FDS[0] named "ws", FDS[1] "admin", LISTEN_PID set by a shell that
+ * then execs it.  Returns at once (no_wait). */
+static struct testd *start_on_passed_sockets(const int fds[2])
+{
+	const char *prefix[] = { "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", NULL };
+	const char *env[] = { "LISTEN_FDS=2", "LISTEN_FDNAMES=ws:admin", NULL };
+	const struct testd_opts o = { .prefix = prefix, .env = env, .fds = fds, .n_fds = 2,
+				      .no_listen_defaults = true, .no_wait = true };
+	return testd_start_opts(&o);
+}
+
 /* Connections queued on a passed socket before the daemon starts are
  * served, not refused: the socket outlives the process (a restart). */
 static void test_served_before_ready(void)
 {
 	int ws_port, admin_port;
 	int fds[2] = { listen_local(&ws_port), listen_local(&admin_port) };
-	const char *prefix[] = { "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", NULL };
-	const char *env[] = { "LISTEN_FDS=2", "LISTEN_FDNAMES=ws:admin", NULL };
-	const struct testd_opts o = { .prefix = prefix, .env = env, .fds = fds, .n_fds = 2,
-				      .no_listen_defaults = true, .no_wait = true };
 	g_autoptr(GError) err = NULL;
 	int raw[3];
 
@@ -135,7 +143,7 @@ static void test_served_before_ready(void)
 		raw[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		g_assert_cmpint(connect(raw[i], (struct sockaddr *)&sin, sizeof sin), ==, 0);
 	}
-	struct testd *d = testd_start_opts(&o);
+	struct testd *d = start_on_passed_sockets(fds);
 	close(fds[0]);
 	close(fds[1]);
 	for (int i = 0; i < 3; i++) {
@@ -165,13 +173,9 @@ static void test_passed_sockets_survive_stop(void)
 {
 	int ws_port, admin_port;
 	int fds[2] = { listen_local(&ws_port), listen_local(&admin_port) };
-	const char *prefix[] = { "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", NULL };
-	const char *env[] = { "LISTEN_FDS=2", "LISTEN_FDNAMES=ws:admin", NULL };
-	const struct testd_opts o = { .prefix = prefix, .env = env, .fds = fds, .n_fds = 2,
-				      .no_listen_defaults = true, .no_wait = true };
 
 	for (int round = 0; round < 2; round++) {
-		struct testd *d = testd_start_opts(&o);
+		struct testd *d = start_on_passed_sockets(fds);
 		g_assert_true(testd_wait_log(d, "event=ready", 10000));
 		struct http_reply r;
 		g_assert_cmpint(http_request(admin_port, "GET", "/health", NULL, NULL, &r), ==, 0);
