@@ -173,6 +173,24 @@ check "systemctl restart while clients keep connecting: no connection refused ($
 		"$py" -c "import json, sys; s = json.loads(sys.argv[1]); sys.exit(not (s[\"refused\"] == 0 and s[\"ok\"] > 0))" "$stats" ||
 		{ cat /tmp/hammer.err; false; }'
 
+# Upgrade (the same package again, as dpkg runs an upgrade: postinst
+# configure OLD-VERSION) while clients keep connecting: the sockets stay,
+# the running service is restarted, nothing is refused.
+pid=$(svc MainPID)
+timeout 60 "$py" "$client" hammer "$url" 8 >/tmp/hammer.out 2>/tmp/hammer.err &
+hammer=$!
+sleep 2
+DEBIAN_FRONTEND=noninteractive timeout 60 dpkg -i /e2e/rtcsignald_*.deb >/tmp/upgrade.out 2>&1
+upgrade_rc=$?
+wait $hammer
+stats=$(tail -n 1 /tmp/hammer.out)
+check "upgrade (dpkg -i) while clients keep connecting: service restarted, sockets kept, none refused ($stats)" \
+	eval 'echo "dpkg exit $upgrade_rc, MainPID $pid -> $(svc MainPID)"; cat /tmp/upgrade.out;
+		[ $upgrade_rc -eq 0 ] && [ "$(svc MainPID)" != "$pid" ] && [ "$(svc MainPID)" != 0 ] &&
+		is_state rtcsignald.socket active && is_state rtcsignald-admin.socket active &&
+		"$py" -c "import json, sys; s = json.loads(sys.argv[1]); sys.exit(not (s[\"refused\"] == 0 and s[\"ok\"] > 0))" "$stats" ||
+		{ cat /tmp/hammer.err; false; }'
+
 # Stop: a registered client gets SERVER_SHUTTING_DOWN and close 1001.
 timeout 60 "$py" "$client" hold "$url" >/tmp/hold.out 2>&1 &
 holder=$!

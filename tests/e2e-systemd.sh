@@ -7,7 +7,8 @@
 #      ${RTCSIGNALD_E2E_CACHE:-${XDG_CACHE_HOME:-~/.cache}/rtcsignald-e2e};
 #   3. installs the .deb there with apt, its dependencies from Debian;
 #   4. boots the root with systemd-nspawn -b (own network namespace) where
-#      e2e.service runs tests/e2e-inside.sh and powers off;
+#      e2e.service runs tests/e2e-inside.sh (which also upgrades to the
+#      same .deb and purges it) and powers off;
 #   5. prints one line per check and "e2e: N passed, N failed".
 # Needs root, debootstrap, systemd-container, dpkg-dev, debhelper,
 # lintian, rpm, zstd (tools/debian-packages).  Run by "make check-system"
@@ -140,7 +141,7 @@ fi
 
 step "4. booting the root with systemd-nspawn -b"
 mkdir -p "$work/share"
-cp "$src/tests/e2e-inside.sh" "$work/share/"
+cp "$src/tests/e2e-inside.sh" "$deb" "$work/share/"
 cat >"$root/etc/systemd/system/e2e.service" <<'EOF'
 [Unit]
 Description=rtcsignald end-to-end checks
