@@ -346,10 +346,14 @@ int admin_start(const struct admin_options *o, struct admin **out)
 
 	a->o = *o;
 	/* epoll, never select(): select fails past descriptor 1024, and the
-	 * WebSocket side holds tens of thousands. */
+	 * WebSocket side holds tens of thousands.  MHD_USE_ITC (implied by
+	 * suspend/resume too): without it MHD wakes its thread on stop by
+	 * shutdown() of the listening socket, which under socket activation
+	 * is systemd's, and the next process would get a socket that no
+	 * longer listens. */
 	pthread_mutex_init(&a->lock, NULL);
 	g_queue_init(&a->suspended);
-	a->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+	a->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
 					  MHD_ALLOW_SUSPEND_RESUME,
 				  0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				  MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,

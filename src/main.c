@@ -2,6 +2,7 @@
 #include "auth.h"
 #include "config.h"
 #include "daemon.h"
+#include "i18n.h"
 #include "log.h"
 
 #include <glib.h>
@@ -19,30 +20,42 @@ int main(int argc, char *argv[])
 	g_autoptr(GError) err = NULL;
 	struct config *cfg;
 	struct daemon *d;
+
+	i18n_init();
+	log_init();
+	/* TRANSLATORS: the option --config; %s is the default file. */
+	g_autofree char *config_help = g_strdup_printf(_("Configuration file (default %s)"),
+							 CONFIG_DEFAULT_PATH);
+	/* TRANSLATORS: the option --state-dir; %s is the default directory. */
+	g_autofree char *state_dir_help = g_strdup_printf(
+		_("Directory for persistent rooms (default %s or $STATE_DIRECTORY)"),
+		LOCALSTATEDIR "/lib/rtcsignald");
 	const GOptionEntry entries[] = {
-		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
-		  "Configuration file (default " CONFIG_DEFAULT_PATH ")", "PATH" },
+		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, config_help, N_("PATH") },
 		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
-		  "WebSocket address(es), ADDR:PORT[;ADDR:PORT...]", "ADDR:PORT" },
+		  N_("WebSocket address(es), ADDR:PORT[;ADDR:PORT...]"), N_("ADDR:PORT") },
 		{ "admin-listen", 0, 0, G_OPTION_ARG_STRING, &admin_listen,
-		  "Admin port address (health, metrics), ADDR:PORT; empty for none", "ADDR:PORT" },
-		{ "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
-		  "Directory for persistent rooms (default " LOCALSTATEDIR "/lib/rtcsignald or $STATE_DIRECTORY)",
-		  "DIR" },
+		  N_("Admin port address (health, metrics), ADDR:PORT; empty for none"), N_("ADDR:PORT") },
+		{ "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, state_dir_help, N_("DIR") },
 		{ "log-level", 0, 0, G_OPTION_ARG_STRING, &log_level,
-		  "debug, info, notice, warning or err", "LEVEL" },
+		  N_("debug, info, notice, warning or err"), N_("LEVEL") },
 		{ "check-config", 't', 0, G_OPTION_ARG_NONE, &check_config,
-		  "Validate the configuration and exit (0 valid, 78 invalid)", NULL },
-		{ "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
+		  N_("Validate the configuration and exit (0 valid, 78 invalid)"), NULL },
+		{ "version", 'V', 0, G_OPTION_ARG_NONE, &version, N_("Print the version and exit"), NULL },
 		{ NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
 
-	log_init();
-	g_option_context_set_summary(ctx, "WebRTC signaling and peer-discovery server.");
+	/* GLib translates the summary, description and entries in this domain. */
+	g_option_context_set_translation_domain(ctx, GETTEXT_PACKAGE);
+	g_option_context_set_summary(ctx, N_("WebRTC signaling and peer-discovery server."));
+	g_option_context_set_description(ctx, N_("Exit status: 0 stopped normally, 1 runtime failure, "
+						 "64 usage error, 78 configuration error.\n"
+						 "See rtcsignald(8) and rtcsignald.conf(5)."));
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
 		fprintf(stderr, "rtcsignald: %s\n", err->message);
+		fputs(_("Try \"rtcsignald --help\" for more information.\n"), stderr);
 		return EXIT_USAGE;
 	}
 	const struct config_overrides ov = { .listen = listen, .admin_listen = admin_listen,
@@ -52,7 +65,8 @@ int main(int argc, char *argv[])
 		return EXIT_SUCCESS;
 	}
 	if (config_load(config_path, &ov, &cfg, &err) < 0) {
-		fprintf(stderr, "rtcsignald: invalid configuration: %s\n", err->message);
+		/* TRANSLATORS: %s is the reason, in English, naming file and key. */
+		fprintf(stderr, _("rtcsignald: invalid configuration: %s\n"), err->message);
 		return EXIT_CONFIG;
 	}
 	if (check_config) {
@@ -61,11 +75,12 @@ int main(int argc, char *argv[])
 		int r = auth_configure(auth, cfg, &err);
 		auth_free(auth);
 		if (r < 0) {
-			fprintf(stderr, "rtcsignald: invalid configuration: %s\n", err->message);
+			fprintf(stderr, _("rtcsignald: invalid configuration: %s\n"), err->message);
 			config_free(cfg);
 			return EXIT_CONFIG;
 		}
-		printf("%s: configuration is valid\n", cfg->path ? cfg->path : "built-in defaults");
+		/* TRANSLATORS: %s is a file name or "built-in defaults". */
+		printf(_("%s: configuration is valid\n"), cfg->path ? cfg->path : _("built-in defaults"));
 		config_free(cfg);
 		return EXIT_SUCCESS;
 	}

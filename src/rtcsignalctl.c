@@ -1,9 +1,8 @@
 /* rtcsignalctl: the operator's command line for a running rtcsignald. */
 #include "ctl.h"
+#include "i18n.h"
 
 #include <glib.h>
-#include <glib/gi18n.h>
-#include <locale.h>
 #include <stdio.h>
 
 int main(int argc, char *argv[])
@@ -12,10 +11,7 @@ int main(int argc, char *argv[])
 	g_autoptr(GString) err = g_string_new(NULL);
 	int status;
 
-	setlocale(LC_ALL, "");
-	bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
-	bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
-	textdomain(GETTEXT_PACKAGE);
+	i18n_init();
 	g_set_prgname("rtcsignalctl");
 
 	status = ctl_main(argc, argv, out, err);

@@ -362,6 +362,49 @@ static void test_churn_while_scraped(void)
 	testd_free(d);
 }
 
+/* Under a locale with a decimal comma (de_DE.UTF-8, compiled here with
+ * localedef), /metrics still writes "0.005": the daemon keeps LC_NUMERIC
+ * at "C" while it takes its messages from the environment. */
+static void test_decimal_comma_locale(void)
+{
+	/* Isolated per test by GLib, and removed after it. */
+	const char *dir = g_get_user_data_dir();
+	g_autofree char *def = g_build_filename(dir, "de_DE.UTF-8", NULL);
+	g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
+	g_autofree char *locpath = g_strconcat("LOCPATH=", dir, NULL);
+	g_autofree char *out = NULL;
+	int status = -1;
+
+	if (!g_spawn_sync(NULL, (char *[]){ "localedef", "-i", "de_DE", "-f", "UTF-8", def, NULL }, NULL,
+			  G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+			  NULL, NULL, NULL, NULL, &status, NULL) || status != 0) {
+		g_test_skip("localedef cannot compile de_DE.UTF-8 (package locales)");
+		return;
+	}
+	/* The locale really writes a comma: otherwise this test proves nothing. */
+	g_assert_true(g_spawn_sync(NULL, (char *[]){ "printf", "%.1f", "0.5", NULL },
+				   (char *[]){ locpath, "LC_ALL=de_DE.UTF-8", NULL }, G_SPAWN_SEARCH_PATH,
+				   NULL, NULL, &out, NULL, &status, NULL));
+	g_assert_cmpstr(out, ==, "0,5");
+
+	const char *env[] = { locpath, "LC_ALL=de_DE.UTF-8", NULL };
+	const struct testd_opts o = { .env = env };
+	struct testd *d = testd_start_opts(&o);
+	struct wsc *a = testd_register(d, "komma", "a", NULL);
+	wsc_send_text(a, "{\"type\":\"discover_peers\"}");
+	json_object_put(wsc_expect(a, "peer_list"));
+	g_autofree char *text = scrape(d, "/metrics", NULL);
+	g_assert_nonnull(strstr(text, "rtcsignald_discovery_duration_seconds_bucket{le=\"0.0"));
+	g_assert_null(strstr(text, "le=\"0,"));
+	const char *sum = strstr(text, "\nrtcsignald_discovery_duration_seconds_sum ");
+	g_assert_nonnull(sum);
+	g_assert_cmpint(strcspn(sum + 1, ",\n"), ==, strcspn(sum + 1, "\n"));
+	promtool(NULL, text);
+	wsc_free(a);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -370,5 +413,6 @@ int main(int argc, char *argv[])
 	g_test_add_func("/admin/values-move", test_values_move);
 	g_test_add_func("/admin/health-and-ready", test_health_and_ready);
 	g_test_add_func("/admin/churn-while-scraped", test_churn_while_scraped);
+	g_test_add_func("/admin/decimal-comma-locale", test_decimal_comma_locale);
 	return g_test_run();
 }

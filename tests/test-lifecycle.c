@@ -22,18 +22,29 @@ static const char *str(json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
 }
 
-/* Runs rtcsignald with ARGS to completion: exit status, and its output. */
-static int run(const char *const *args, char **out, char **err)
+/* Runs rtcsignald with ARGS to completion, with the extra NAME=VALUE
+ * settings ENV (may be NULL): exit status, and its output. */
+static int run_env(const char *const *args, const char *const *env, char **out, char **err)
 {
 	g_autoptr(GPtrArray) argv = g_ptr_array_new();
+	g_auto(GStrv) envp = g_get_environ();
 	int status = -1;
 	g_ptr_array_add(argv, (gpointer)g_getenv("RTCSIGNALD"));
 	for (const char *const *a = args; *a; a++)
 		g_ptr_array_add(argv, (gpointer)*a);
 	g_ptr_array_add(argv, NULL);
-	g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, out,
+	for (const char *const *e = env; e && *e; e++) {
+		g_auto(GStrv) kv = g_strsplit(*e, "=", 2);
+		envp = g_environ_setenv(envp, kv[0], kv[1], TRUE);
+	}
+	g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, envp, G_SPAWN_DEFAULT, NULL, NULL, out,
 				   err, &status, NULL));
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int run(const char *const *args, char **out, char **err)
+{
+	return run_env(args, NULL, out, err);
 }
 
 static char *write_tmp(const char *name, const char *text)
@@ -112,6 +123,36 @@ static void test_cli(void)
 			    &out, &err), ==, 1);
 	g_assert_nonnull(strstr(err, "cannot listen on"));
 	close(fd);
+}
+
+/* An operator with LANGUAGE=de reads the command line in German; the
+ * catalogue is the one built under tests/ (RTCSIGNALD_LOCALEDIR). */
+static void test_german(void)
+{
+	g_autofree char *dir = g_test_build_filename(G_TEST_BUILT, "locale", NULL);
+	g_autofree char *localedir = g_strconcat("RTCSIGNALD_LOCALEDIR=", dir, NULL);
+	const char *de[] = { "LANGUAGE=de", "LANG=C.UTF-8", "LC_ALL=", "LC_MESSAGES=", localedir, NULL };
+	g_autofree char *bad = write_tmp("bad-de.conf", "[limits]\nmax_sessions = lots\n");
+	g_autofree char *out = NULL, *err = NULL;
+
+	g_assert_cmpint(run_env((const char *[]){ "--help", NULL }, de, &out, &err), ==, 0);
+	if (!strstr(out, "Konfiguration prüfen und beenden") || !strstr(out, "--config=PFAD"))
+		g_error("--help is not in German:\n%s", out);
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(run_env((const char *[]){ "--config", bad, "--check-config", NULL }, de, &out, &err), ==, 78);
+	/* The reason itself stays English: it is also what a reload logs. */
+	g_assert_nonnull(strstr(err, "ungültige Konfiguration"));
+	g_assert_nonnull(strstr(err, "is not a valid non-negative integer"));
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	g_assert_cmpint(run_env((const char *[]){ "--no-such-flag", NULL }, de, &out, &err), ==, 64);
+	g_assert_nonnull(strstr(err, "»rtcsignald --help«"));
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	/* The version line is the same in every language. */
+	g_assert_cmpint(run_env((const char *[]){ "--version", NULL }, de, &out, &err), ==, 0);
+	g_assert_cmpstr(out, ==, "rtcsignald " PACKAGE_VERSION "\n");
 }
 
 static void test_sigterm_drain(void)
@@ -423,6 +464,7 @@ int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
 	g_test_add_func("/lifecycle/cli", test_cli);
+	g_test_add_func("/lifecycle/cli-german", test_german);
 	g_test_add_func("/lifecycle/sigterm-drain", test_sigterm_drain);
 	g_test_add_func("/lifecycle/drain-is-bounded", test_drain_is_bounded);
 	g_test_add_func("/lifecycle/http-426", test_http_426);

@@ -114,16 +114,24 @@ static void test_socket_activation(void)
 	testd_free(d);
 }
 
+/* Starts the daemon on two passed listening sockets as systemd passes
+ * them: FDS[0] named "ws", FDS[1] "admin", LISTEN_PID set by a shell that
+ * then execs it.  Returns at once (no_wait). */
+static struct testd *start_on_passed_sockets(const int fds[2])
+{
+	const char *prefix[] = { "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", NULL };
+	const char *env[] = { "LISTEN_FDS=2", "LISTEN_FDNAMES=ws:admin", NULL };
+	const struct testd_opts o = { .prefix = prefix, .env = env, .fds = fds, .n_fds = 2,
+				      .no_listen_defaults = true, .no_wait = true };
+	return testd_start_opts(&o);
+}
+
 /* Connections queued on a passed socket before the daemon starts are
  * served, not refused: the socket outlives the process (a restart). */
 static void test_served_before_ready(void)
 {
 	int ws_port, admin_port;
 	int fds[2] = { listen_local(&ws_port), listen_local(&admin_port) };
-	const char *prefix[] = { "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", NULL };
-	const char *env[] = { "LISTEN_FDS=2", "LISTEN_FDNAMES=ws:admin", NULL };
-	const struct testd_opts o = { .prefix = prefix, .env = env, .fds = fds, .n_fds = 2,
-				      .no_listen_defaults = true, .no_wait = true };
 	g_autoptr(GError) err = NULL;
 	int raw[3];
 
@@ -134,7 +142,7 @@ static void test_served_before_ready(void)
 		raw[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		g_assert_cmpint(connect(raw[i], (struct sockaddr *)&sin, sizeof sin), ==, 0);
 	}
-	struct testd *d = testd_start_opts(&o);
+	struct testd *d = start_on_passed_sockets(fds);
 	close(fds[0]);
 	close(fds[1]);
 	for (int i = 0; i < 3; i++) {
@@ -147,6 +155,38 @@ static void test_served_before_ready(void)
 	g_assert_true(testd_wait_log(d, "admin listening on 127.0.0.1", 0));
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
+}
+
+static bool still_listening(int fd)
+{
+	int on = 0;
+	socklen_t len = sizeof on;
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
+/* The passed sockets belong to systemd: a daemon that stops (a restart)
+ * leaves them listening for the next one.  (libmicrohttpd used to
+ * shutdown() the admin socket on stop, and the restarted service failed
+ * with "not a listening stream socket".) */
+static void test_passed_sockets_survive_stop(void)
+{
+	int ws_port, admin_port;
+	int fds[2] = { listen_local(&ws_port), listen_local(&admin_port) };
+
+	for (int round = 0; round < 2; round++) {
+		struct testd *d = start_on_passed_sockets(fds);
+		g_assert_true(testd_wait_log(d, "event=ready", 10000));
+		struct httpc_reply r;
+		g_assert_cmpint(testd_http(admin_port, "GET", "/health", NULL, NULL, &r), ==, 0);
+		g_assert_cmpint(r.status, ==, 200);
+		httpc_reply_clear(&r);
+		g_assert_cmpint(testd_stop(d), ==, 0);
+		testd_free(d);
+		g_assert_true(still_listening(fds[0]));
+		g_assert_true(still_listening(fds[1]));
+	}
+	close(fds[0]);
+	close(fds[1]);
 }
 
 static unsigned long long monotonic_usec(void)
@@ -438,6 +478,7 @@ int main(int argc, char *argv[])
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
 	g_test_add_func("/systemd/socket-activation", test_socket_activation);
 	g_test_add_func("/systemd/served-before-ready", test_served_before_ready);
+	g_test_add_func("/systemd/passed-sockets-survive-stop", test_passed_sockets_survive_stop);
 	g_test_add_func("/systemd/notify", test_notify);
 	g_test_add_func("/systemd/reload-restart-keys", test_reload_restart_keys);
 	g_test_add_func("/systemd/journal", test_journal);

@@ -1,0 +1,213 @@
+#!/bin/bash
+# Runs inside the booted test container (e2e.service, see
+# tests/e2e-systemd.sh): checks the installed rtcsignald package under the
+# container's systemd.  Writes "ok - ..." or "FAIL - ..." per check, detail
+# lines indented, and "done" at the end to $1.  Every wait is bounded.
+set -u
+out=${1:-/e2e/results}
+: >"$out"
+py=/usr/bin/python3
+url=ws://127.0.0.1:8080/
+client=/tmp/e2e-client.py
+
+ok() { echo "ok - $*" >>"$out"; }
+fail() { echo "FAIL - $*" >>"$out"; }
+# check DESCRIPTION COMMAND...: ok when COMMAND succeeds; its output is
+# kept as detail when it fails.
+check() {
+	local what=$1
+	shift
+	if "$@" >/tmp/check.out 2>&1; then
+		ok "$what"
+	else
+		fail "$what"
+		head -n 20 /tmp/check.out | sed 's/^/    /' >>"$out"
+	fi
+}
+# wait_for SECONDS COMMAND...: until COMMAND succeeds.
+wait_for() {
+	local n=$(($1 * 10))
+	shift
+	while [ $n -gt 0 ]; do
+		"$@" && return 0
+		sleep 0.1
+		n=$((n - 1))
+	done
+	"$@"
+}
+svc() { systemctl show -p "$1" --value rtcsignald.service; }
+is_state() { [ "$(systemctl is-active "$1")" = "$2" ]; }
+journal_has() { # FIELD=VALUE...: some entry of the service has them all
+	journalctl -u rtcsignald.service -o json --no-pager |
+		"$py" -c 'import json, sys
+want = dict(a.split("=", 1) for a in sys.argv[1:])
+sys.exit(0 if any(all(e.get(k) == v for k, v in want.items())
+                  for e in map(json.loads, sys.stdin)) else 1)' "$@"
+}
+count_reloaded() {
+	journalctl -u rtcsignald.service -o json --no-pager MESSAGE_ID=14016d7f96324c1180dc1d7950104852 | wc -l
+}
+
+# A small client for the checks that the documented example does not cover.
+cat >"$client" <<'EOF'
+import asyncio, json, sys, time
+import websockets
+
+async def expect(ws, wanted):
+    while True:
+        m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if m["type"] in (wanted, "error"):
+            return m
+
+async def register(ws, room, peer):
+    await ws.send(json.dumps({"type": "register", "room_id": room, "peer_id": peer}))
+    return await expect(ws, "registered_auth")
+
+async def room_full(url):
+    """Two registrations in one room: the second one's answer."""
+    async with websockets.connect(url) as a, websockets.connect(url) as b:
+        assert (await register(a, "full", "a"))["type"] == "registered_auth"
+        m = await register(b, "full", "b")
+        print(m.get("code", m["type"]))
+
+async def hammer(url, seconds):
+    """Connects, pings and closes in 3 loops for SECONDS; counts outcomes."""
+    stats = {"ok": 0, "refused": 0, "other": 0}
+    async def loop():
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                async with websockets.connect(url, open_timeout=20, close_timeout=2) as ws:
+                    await ws.send('{"type":"ping"}')
+                    await expect(ws, "pong")
+                stats["ok"] += 1
+            except ConnectionRefusedError:
+                stats["refused"] += 1
+            except Exception as e:
+                stats["other"] += 1
+                print("other:", type(e).__name__, e, file=sys.stderr)
+            await asyncio.sleep(0.02)
+    await asyncio.gather(loop(), loop(), loop())
+    print(json.dumps(stats))
+
+async def hold(url):
+    """Registers, says so, and reports how the server ends the session."""
+    async with websockets.connect(url) as ws:
+        await register(ws, "stop", "holder")
+        print("registered", flush=True)
+        code = None
+        try:
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if m["type"] == "error":
+                    code = m["code"]
+        except websockets.ConnectionClosed:
+            pass
+        print("close", ws.close_code, code, flush=True)
+
+cmd, args = sys.argv[1], sys.argv[2:]
+asyncio.run({"room-full": room_full, "hammer": lambda u, s: hammer(u, float(s)),
+             "hold": hold}[cmd](*args))
+EOF
+
+# Sockets: enabled and listening from the package's postinst; the service
+# waits for its first connection.
+check "rtcsignald.socket and rtcsignald-admin.socket are enabled" \
+	test "$(systemctl is-enabled rtcsignald.socket rtcsignald-admin.socket | sort -u)" = enabled
+check "both sockets are active" wait_for 10 eval 'is_state rtcsignald.socket active && is_state rtcsignald-admin.socket active'
+check "listening on *:8080 and 127.0.0.1:8001" \
+	eval 'ss -Hltn | grep -q "\*:8080 " && ss -Hltn | grep -q "127.0.0.1:8001 "'
+check "the service is not started before a connection" eval '! is_state rtcsignald.service active'
+
+# The documented Python example, from the installed protocol reference.
+sed -n '/^```python$/,/^```$/{/^```/d;p}' /usr/share/doc/rtcsignald/protocol.md >/tmp/example.py
+check "a connection to 8080 starts the service; two peers register, discover each other and exchange a message" \
+	eval 'timeout 30 "$py" /tmp/example.py "$url" lab | tee /dev/stderr |
+		grep -q "^worker-1 got {.app_message_type.: .job_request., .job_id.: .42.} from client-1$" &&
+		is_state rtcsignald.service active'
+check "StatusText is the daemon's STATUS line" \
+	eval 'svc StatusText | tee /dev/stderr | grep -Eq "^[0-9]+ peers in [0-9]+ rooms, [0-9]+ msg/s$"'
+check "journalctl -o json: MESSAGE_ID and RTCSIGNALD_* fields" \
+	wait_for 5 journal_has MESSAGE_ID=2180d2758bec449892ad663d1d675932 \
+	RTCSIGNALD_EVENT=peer_registered RTCSIGNALD_ROOM=lab RTCSIGNALD_PEER=worker-1
+check "journalctl -o json: the ready event with its MESSAGE_ID" \
+	journal_has MESSAGE_ID=6769361fd5e2402993acf351b44c4eca RTCSIGNALD_EVENT=ready
+curl -fsS --max-time 10 http://127.0.0.1:8001/metrics >/tmp/metrics 2>&1
+check "curl 127.0.0.1:8001/metrics: Prometheus text" \
+	eval 'grep -q "^# TYPE rtcsignald_connections gauge$" /tmp/metrics &&
+		grep -q "^rtcsignald_registrations_total{result=\"ok\"} [1-9]" /tmp/metrics'
+version=$(dpkg-query -W -f '${Version}' rtcsignald)
+version=${version%-*}
+check "/health and --version report the package's version ($version)" \
+	eval 'curl -fsS --max-time 10 http://127.0.0.1:8001/health | grep -q "\"version\":\"$version\"" &&
+		test "$(rtcsignald --version)" = "rtcsignald $version"'
+check "rtcsignald --help in German with LANGUAGE=de" \
+	eval 'LANGUAGE=de LANG=C.UTF-8 rtcsignald --help | grep -q "Konfiguration prüfen und beenden"'
+
+# Reload: one peer per room, then back; the process stays.
+pid=$(svc MainPID)
+reloads=$(count_reloaded)
+cp /etc/rtcsignald/rtcsignald.conf /tmp/rtcsignald.conf
+sed -i 's/^#max_peers_per_room = 1000$/max_peers_per_room = 1/' /etc/rtcsignald/rtcsignald.conf
+check "systemctl reload applies a config change (max_peers_per_room = 1: ROOM_FULL)" \
+	eval 'grep -q "^max_peers_per_room = 1$" /etc/rtcsignald/rtcsignald.conf &&
+		timeout 20 systemctl reload rtcsignald &&
+		wait_for 10 eval "[ \$(count_reloaded) -gt $reloads ]" &&
+		test "$(timeout 20 "$py" "$client" room-full "$url")" = ROOM_FULL &&
+		test "$(svc MainPID)" = "$pid"'
+cp /tmp/rtcsignald.conf /etc/rtcsignald/rtcsignald.conf
+timeout 20 systemctl reload rtcsignald
+wait_for 10 eval "[ \$(count_reloaded) -gt $((reloads + 1)) ]"
+
+# Restart while clients keep connecting: the socket holds the backlog.
+timeout 60 "$py" "$client" hammer "$url" 8 >/tmp/hammer.out 2>/tmp/hammer.err &
+hammer=$!
+sleep 2
+timeout 40 systemctl restart rtcsignald
+restart_rc=$?
+wait $hammer
+stats=$(tail -n 1 /tmp/hammer.out)
+check "systemctl restart while clients keep connecting: no connection refused ($stats)" \
+	eval 'echo "restart exit $restart_rc, MainPID $pid -> $(svc MainPID)";
+		[ $restart_rc -eq 0 ] && [ "$(svc MainPID)" != "$pid" ] &&
+		"$py" -c "import json, sys; s = json.loads(sys.argv[1]); sys.exit(not (s[\"refused\"] == 0 and s[\"ok\"] > 0))" "$stats" ||
+		{ cat /tmp/hammer.err; false; }'
+
+# Upgrade (the same package again, as dpkg runs an upgrade: postinst
+# configure OLD-VERSION) while clients keep connecting: the sockets stay,
+# the running service is restarted, nothing is refused.
+pid=$(svc MainPID)
+timeout 60 "$py" "$client" hammer "$url" 8 >/tmp/hammer.out 2>/tmp/hammer.err &
+hammer=$!
+sleep 2
+DEBIAN_FRONTEND=noninteractive timeout 60 dpkg -i /e2e/rtcsignald_*.deb >/tmp/upgrade.out 2>&1
+upgrade_rc=$?
+wait $hammer
+stats=$(tail -n 1 /tmp/hammer.out)
+check "upgrade (dpkg -i) while clients keep connecting: service restarted, sockets kept, none refused ($stats)" \
+	eval 'echo "dpkg exit $upgrade_rc, MainPID $pid -> $(svc MainPID)"; cat /tmp/upgrade.out;
+		[ $upgrade_rc -eq 0 ] && [ "$(svc MainPID)" != "$pid" ] && [ "$(svc MainPID)" != 0 ] &&
+		is_state rtcsignald.socket active && is_state rtcsignald-admin.socket active &&
+		"$py" -c "import json, sys; s = json.loads(sys.argv[1]); sys.exit(not (s[\"refused\"] == 0 and s[\"ok\"] > 0))" "$stats" ||
+		{ cat /tmp/hammer.err; false; }'
+
+# Stop: a registered client gets SERVER_SHUTTING_DOWN and close 1001.
+timeout 60 "$py" "$client" hold "$url" >/tmp/hold.out 2>&1 &
+holder=$!
+wait_for 10 grep -q registered /tmp/hold.out
+timeout 40 systemctl stop rtcsignald.service
+wait $holder
+check "systemctl stop: a connected client gets SERVER_SHUTTING_DOWN and close 1001" \
+	eval 'grep -qx "close 1001 SERVER_SHUTTING_DOWN" /tmp/hold.out || { cat /tmp/hold.out; false; }'
+
+# Purge: the package, its units, its config and its state go.
+check "the state directory exists before the purge" test -d /var/lib/private/rtcsignald
+check "apt-get purge rtcsignald" \
+	eval 'DEBIAN_FRONTEND=noninteractive timeout 120 apt-get purge -y -q rtcsignald'
+check "after the purge: no daemon, config, state, units or listening socket" \
+	eval '! dpkg -s rtcsignald 2>/dev/null | grep -q "^Status: install" &&
+		! test -e /usr/sbin/rtcsignald && ! test -e /etc/rtcsignald &&
+		! test -e /var/lib/rtcsignald && ! test -e /var/lib/private/rtcsignald &&
+		! systemctl list-unit-files "rtcsignald*" --no-legend | grep -q . &&
+		! ss -Hltn | grep -Eq ":(8080|8001) "'
+echo done >>"$out"
