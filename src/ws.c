@@ -23,8 +23,6 @@ _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
 #define RX_CHUNK 256
 /* The most one send() may carry; larger messages go out in pieces. */
 #define TX_MAX 65536
-/* A reassembly buffer larger than this is released after each message. */
-#define RX_KEEP 4096
 /* Closed sockets kept draining at once, at most (see linger.h). */
 #define LINGER_MAX 1024
 /* How long a closing session may take to flush before it is cut. */
@@ -297,11 +295,12 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 	s->rx_len += len;
 	if (complete) {
 		deliver_in(ws, s, s->rx, s->rx_len);
+		/* Released at once: most peers send one large message (their
+		 * register) and then idle, and what the next allocation reuses
+		 * costs no memory per peer. */
 		s->rx_len = 0;
-		if (s->rx_cap > RX_KEEP) {
-			g_clear_pointer(&s->rx, g_free);
-			s->rx_cap = 0;
-		}
+		s->rx_cap = 0;
+		g_clear_pointer(&s->rx, g_free);
 	}
 	return 0;
 }
