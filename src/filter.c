@@ -255,9 +255,11 @@ bool filter_match(const struct filter *f, const char *role, const struct meta *m
 {
 	if (f->by_role) {
 		guint i;
-		for (i = 0; i < f->roles->len; i++)
-			if (strcmp(role, g_ptr_array_index(f->roles, i)) == 0)
+		for (i = 0; i < f->roles->len; i++) {
+			const char *want = g_ptr_array_index(f->roles, i);
+			if (role[0] == want[0] && strcmp(role, want) == 0)
 				break;
+		}
 		if (i == f->roles->len)
 			return false;
 	}

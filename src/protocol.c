@@ -505,18 +505,37 @@ struct msgbuf *protocol_admin_conflict(const struct room *room)
 	return m;
 }
 
+/* US (microseconds since the epoch, not negative) as seconds with three
+ * decimals; by hand, as a peer list formats one per peer (and printf
+ * would follow LC_NUMERIC). */
+static void append_seconds(GString *s, gint64 us)
+{
+	char buf[32], *p = buf + sizeof buf;
+	guint64 ms = (guint64)MAX(us, 0) / 1000;
+
+	for (int i = 0; i < 3; i++, ms /= 10)
+		*--p = (char)('0' + ms % 10);
+	*--p = '.';
+	do {
+		*--p = (char)('0' + ms % 10);
+		ms /= 10;
+	} while (ms);
+	g_string_append_len(s, p, buf + sizeof buf - p);
+}
+
+#define APPEND_LITERAL(s, lit) g_string_append_len(s, lit, sizeof lit - 1)
+
 static void append_peer(GString *s, const struct peer *p)
 {
-	g_string_append(s, "{\"peer_id\":");
+	APPEND_LITERAL(s, "{\"peer_id\":");
 	g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
-	g_string_append(s, ",\"role\":");
+	APPEND_LITERAL(s, ",\"role\":");
 	g_string_append_len(s, p->role_json, (gssize)p->role_json_len);
-	g_string_append(s, ",\"metadata\":");
+	APPEND_LITERAL(s, ",\"metadata\":");
 	g_string_append_len(s, p->meta->public_json, (gssize)p->meta->public_len);
-	/* Integer formatting: independent of LC_NUMERIC. */
-	g_string_append_printf(s, ",\"connected_at\":%" G_GINT64_FORMAT ".%03d}",
-			       p->connected_at / G_USEC_PER_SEC,
-			       (int)(p->connected_at % G_USEC_PER_SEC / 1000));
+	APPEND_LITERAL(s, ",\"connected_at\":");
+	append_seconds(s, p->connected_at);
+	g_string_append_c(s, '}');
 }
 
 struct msgbuf *protocol_peer_list(GString *s, const struct peer *self, unsigned limit,

@@ -4,6 +4,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <math.h>
 #include <string.h>
 
 static struct testd *d;
@@ -239,6 +240,9 @@ static char *discover(struct wsc *c, const char *filters_and_limit)
 		json_object *p = json_object_array_get_idx(peers, i);
 		g_assert_nonnull(get(p, "connected_at"));
 		g_assert_true(json_object_is_type(get(p, "connected_at"), json_type_double));
+		/* Seconds since the epoch: within this test's minute. */
+		double at = json_object_get_double(get(p, "connected_at"));
+		g_assert_cmpfloat(fabs(at - (double)g_get_real_time() / G_USEC_PER_SEC), <, 60.0);
 		g_string_append_printf(s, "%s%s", i ? "," : "", str(p, "peer_id"));
 	}
 	json_object_put(o);
