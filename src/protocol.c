@@ -24,6 +24,23 @@ static const char *const type_names[MSG__COUNT] = {
 	[MSG_CREATE_ROOM] = "create_room",
 };
 
+/* The messages the server routes to one peer: the sender's field, the
+ * target's, and the body's (NULL: the signal messages, forwarded whole),
+ * with the type and body field the target receives. */
+static const struct route_fields {
+	const char *from, *to, *body;
+	const char *out_type, *out_body;
+} route_fields[MSG__COUNT] = {
+	[MSG_PEER_MESSAGE] = { "from_peer_id", "to_peer_id", "payload", "peer_message", "payload" },
+	[MSG_MESH_CONNECT] = { "from_peer_id", "target_peer_id", "offer", "mesh_offer", "offer" },
+	[MSG_MESH_ANSWER] = { "from_peer_id", "target_peer_id", "answer", "mesh_answer", "answer" },
+	[MSG_ICE_CANDIDATE] = { "from_peer_id", "target_peer_id", "candidate", "ice_candidate",
+				"candidate" },
+	[MSG_OFFER] = { "sender", "target", NULL, NULL, NULL },
+	[MSG_ANSWER] = { "sender", "target", NULL, NULL, NULL },
+	[MSG_CANDIDATE] = { "sender", "target", NULL, NULL, NULL },
+};
+
 static const char *const code_names[ERR__COUNT] = {
 	[ERR_INVALID_JSON] = "INVALID_JSON",
 	[ERR_UNKNOWN_MESSAGE_TYPE] = "UNKNOWN_MESSAGE_TYPE",
@@ -207,19 +224,19 @@ static int decode_update(struct msg *m, struct msg_error *err)
 	return 0;
 }
 
-static int decode_route(struct msg *m, const char *to_field, const char *body_field,
-			struct msg_error *err)
+static int decode_route(struct msg *m, struct msg_error *err)
 {
+	const struct route_fields *rf = &route_fields[m->type];
 	struct msg_route *r = &m->route;
 	int rc;
 
-	r->to_field = to_field;
-	if ((rc = get_id(m, 0, "from_peer_id", false, &r->from, err)) < 0 ||
-	    (rc = get_id(m, 1, to_field, true, &r->to, err)) < 0)
+	r->to_field = rf->to;
+	if ((rc = get_id(m, 0, rf->from, false, &r->from, err)) < 0 ||
+	    (rc = get_id(m, 1, rf->to, true, &r->to, err)) < 0)
 		return rc;
 	/* The body may be any JSON value, null included, but must be there. */
-	if (!json_object_object_get_ex(m->root, body_field, &r->body))
-		return fail(err, ERR_INVALID_MESSAGE, "Missing field: %s", body_field);
+	if (!json_object_object_get_ex(m->root, rf->body, &r->body))
+		return fail(err, ERR_INVALID_MESSAGE, "Missing field: %s", rf->body);
 	return 0;
 }
 
@@ -260,9 +277,9 @@ int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
 static int decode_signal(struct msg *m, struct msg_error *err)
 {
 	int rc;
-	if ((rc = get_id(m, 0, "sender", false, &m->signal.sender, err)) < 0)
+	if ((rc = get_id(m, 0, route_fields[m->type].from, false, &m->signal.sender, err)) < 0)
 		return rc;
-	return get_id(m, 1, "target", true, &m->signal.target, err);
+	return get_id(m, 1, route_fields[m->type].to, true, &m->signal.target, err);
 }
 
 int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
@@ -297,13 +314,10 @@ int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg 
 	case MSG_UPDATE_METADATA:
 		return decode_update(m, err);
 	case MSG_PEER_MESSAGE:
-		return decode_route(m, "to_peer_id", "payload", err);
 	case MSG_MESH_CONNECT:
-		return decode_route(m, "target_peer_id", "offer", err);
 	case MSG_MESH_ANSWER:
-		return decode_route(m, "target_peer_id", "answer", err);
 	case MSG_ICE_CANDIDATE:
-		return decode_route(m, "target_peer_id", "candidate", err);
+		return decode_route(m, err);
 	case MSG_OFFER:
 	case MSG_ANSWER:
 	case MSG_CANDIDATE:
@@ -327,18 +341,23 @@ static bool plain_id(struct msg *m, int slot, const struct jscan_member *v, cons
 	return true;
 }
 
+static bool is_key(const struct jscan_member *v, const char *name)
+{
+	size_t n = strlen(name);
+	return v->key_len == n && memcmp(v->key, name, n) == 0;
+}
+
 int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, struct msg *m)
 {
 	struct jscan_member members[16];
 	const struct jscan_member *type = NULL, *from = NULL, *to = NULL, *body = NULL;
-	const char *to_field, *from_field, *body_field;
 	size_t n;
 
 	memset(m, 0, offsetof(struct msg, idbuf));
 	if (jscan_object(text, len, max_depth, members, G_N_ELEMENTS(members), &n) < 0)
 		return -1;
 	for (size_t i = 0; i < n && !type; i++)
-		if (members[i].key_len == 4 && memcmp(members[i].key, "type", 4) == 0)
+		if (is_key(&members[i], "type"))
 			type = &members[i];
 	if (!type || type->kind != JSCAN_STRING || type->escaped)
 		return -1;
@@ -346,52 +365,33 @@ int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, str
 		if (strlen(type_names[t]) == type->value_len &&
 		    memcmp(type_names[t], type->value, type->value_len) == 0)
 			m->type = (enum msg_type)t;
-	switch (m->type) {
-	case MSG_PEER_MESSAGE:
-		from_field = "from_peer_id", to_field = "to_peer_id", body_field = "payload";
-		break;
-	case MSG_MESH_CONNECT:
-		from_field = "from_peer_id", to_field = "target_peer_id", body_field = "offer";
-		break;
-	case MSG_MESH_ANSWER:
-		from_field = "from_peer_id", to_field = "target_peer_id", body_field = "answer";
-		break;
-	case MSG_ICE_CANDIDATE:
-		from_field = "from_peer_id", to_field = "target_peer_id", body_field = "candidate";
-		break;
-	case MSG_OFFER:
-	case MSG_ANSWER:
-	case MSG_CANDIDATE:
-		from_field = "sender", to_field = "target", body_field = NULL;
-		break;
-	default:
+	const struct route_fields *rf = &route_fields[m->type];
+	if (!rf->from)
 		return -1;
-	}
 	/* A repeated field is json-c's to settle (the last one wins). */
 	for (size_t i = 0; i < n; i++) {
 		const struct jscan_member *v = &members[i], **slot = NULL;
-		if (v->key_len == strlen(from_field) && memcmp(v->key, from_field, v->key_len) == 0)
+		if (is_key(v, rf->from))
 			slot = &from;
-		else if (v->key_len == strlen(to_field) && memcmp(v->key, to_field, v->key_len) == 0)
+		else if (is_key(v, rf->to))
 			slot = &to;
-		else if (body_field && v->key_len == strlen(body_field) &&
-			 memcmp(v->key, body_field, v->key_len) == 0)
+		else if (rf->body && is_key(v, rf->body))
 			slot = &body;
-		else if (v != type && v->key_len == 4 && memcmp(v->key, "type", 4) == 0)
+		else if (v != type && is_key(v, "type"))
 			return -1;
 		if (slot && *slot)
 			return -1;
 		if (slot)
 			*slot = v;
 	}
-	const char **from_out = body_field ? &m->route.from : &m->signal.sender;
-	const char **to_out = body_field ? &m->route.to : &m->signal.target;
+	const char **from_out = rf->body ? &m->route.from : &m->signal.sender;
+	const char **to_out = rf->body ? &m->route.to : &m->signal.target;
 	if (!to || !plain_id(m, 1, to, to_out) || (from && !plain_id(m, 0, from, from_out)))
 		return -1;
-	if (body_field) {
+	if (rf->body) {
 		if (!body)
 			return -1;
-		m->route.to_field = to_field;
+		m->route.to_field = rf->to;
 		m->route.body_text = body->kind == JSCAN_STRING ? body->value - 1 : body->value;
 		m->route.body_len = body->kind == JSCAN_STRING ? body->value_len + 2 : body->value_len;
 	}
@@ -571,22 +571,8 @@ struct msgbuf *protocol_metadata_updated(GString *s, const struct peer *self)
 struct msgbuf *protocol_routed(GString *s, enum msg_type type, const struct peer *from,
 			       const struct peer *to, const struct msg_route *rt)
 {
-	const char *out_type, *body_key;
+	const char *out_type = route_fields[type].out_type, *body_key = route_fields[type].out_body;
 
-	switch (type) {
-	case MSG_MESH_CONNECT:
-		out_type = "mesh_offer", body_key = "offer";
-		break;
-	case MSG_MESH_ANSWER:
-		out_type = "mesh_answer", body_key = "answer";
-		break;
-	case MSG_ICE_CANDIDATE:
-		out_type = "ice_candidate", body_key = "candidate";
-		break;
-	default:
-		out_type = "peer_message", body_key = "payload";
-		break;
-	}
 	/* Per message: appends, no printf. */
 	g_string_assign(s, "{\"type\":\"");
 	g_string_append(s, out_type);
