@@ -2,6 +2,7 @@
  * lines on stderr, one write(2) per line so that lines from the admin
  * thread never interleave with the loop's. */
 #include "log.h"
+#include "netaddr.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -180,7 +181,8 @@ static void add_field(struct iovec *iov, unsigned *n, char **owned, const char *
 /* Native journal fields; values may hold anything, sd_journal_sendv
  * encodes newlines. */
 static void send_journal(int prio, enum log_event ev, const struct log_fields *f,
-			 const char *file, int line, const char *func, const char *msg)
+			 const char *remote, const char *file, int line, const char *func,
+			 const char *msg)
 {
 	struct iovec iov[MAX_JOURNAL_FIELDS];
 	char *owned[MAX_JOURNAL_FIELDS];
@@ -196,7 +198,7 @@ static void send_journal(int prio, enum log_event ev, const struct log_fields *f
 		add_field(iov, &n, owned, "RTCSIGNALD_ROOM", f->room);
 		add_field(iov, &n, owned, "RTCSIGNALD_PEER", f->peer);
 		add_field(iov, &n, owned, "RTCSIGNALD_ROLE", f->role);
-		add_field(iov, &n, owned, "RTCSIGNALD_REMOTE", f->remote);
+		add_field(iov, &n, owned, "RTCSIGNALD_REMOTE", f->remote ? remote : NULL);
 		add_field(iov, &n, owned, "RTCSIGNALD_CODE", f->code);
 		if (f->close_code) {
 			g_snprintf(code_text, sizeof code_text, "%d", f->close_code);
@@ -222,8 +224,13 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 
+	/* Formatted only for a line that is written. */
+	char remote[NETADDR_STRLEN] = "";
+	if (f && f->remote)
+		netaddr_to_string(f->remote, remote);
+
 	if (journal) {
-		send_journal(prio, ev, f, file, line, func, msg);
+		send_journal(prio, ev, f, remote, file, line, func, msg);
 		return;
 	}
 
@@ -238,7 +245,7 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 		append_field(s, "room", f->room);
 		append_field(s, "peer", f->peer);
 		append_field(s, "role", f->role);
-		append_field(s, "remote", f->remote);
+		append_field(s, "remote", f->remote ? remote : NULL);
 		append_field(s, "code", f->code);
 		if (f->close_code)
 			g_string_append_printf(s, " close_code=%d", f->close_code);

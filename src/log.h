@@ -7,6 +7,8 @@
 #pragma once
 
 #include <stdbool.h>
+
+struct netaddr;
 #include <syslog.h>
 
 enum log_event {
@@ -35,7 +37,7 @@ struct log_fields {
 	const char *room;
 	const char *peer;
 	const char *role;
-	const char *remote;
+	const struct netaddr *remote;
 	const char *code;
 	int close_code;
 };

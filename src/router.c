@@ -102,7 +102,7 @@ static void error_to(struct router *r, struct client *c, const struct msg *m, en
 static void log_peer(int prio, enum log_event ev, const struct client *c, const char *room,
 		     const char *peer, const char *role, const char *code, const char *what)
 {
-	struct log_fields f = { .room = room, .peer = peer, .role = role, .remote = c->remote,
+	struct log_fields f = { .room = room, .peer = peer, .role = role, .remote = client_remote(c),
 				.code = code };
 	log_event(prio, ev, &f, "%s", what);
 }
@@ -246,7 +246,7 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 		if (auth_verify(r->env.auth, reg->jwt, now, &claims, &why, &issuer) < 0) {
 			if (why == JWT_UNKNOWN_KID && park(r, c, issuer))
 				return PARKED;
-			struct log_fields f = { .remote = c->remote, .room = reg->room_id,
+			struct log_fields f = { .remote = client_remote(c), .room = reg->room_id,
 						.peer = reg->peer_id, .code = jwt_error_name(why) };
 			log_event(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, &f, "JWT refused");
 			metrics_inc(registrations[ERR_AUTH_FAILED]);

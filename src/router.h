@@ -14,18 +14,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A connection as the core sees it; the transport embeds it. */
 struct router_pending;
 
 /* A connection as the core sees it; the transport embeds it. */
 struct client {
 	struct peer *peer; /* NULL until registered */
 	bool closing;      /* being closed: its input is ignored */
-	char remote[48];   /* address for logs */
+	bool addr_known;   /* addr holds the client (not a unix socket) */
 	struct netaddr addr; /* the client (behind trusted proxies: theirs) */
 	struct router_pending *pending; /* a create_room awaiting the store */
 	struct router_parked *parked;   /* a register awaiting its issuer's keys */
 };
+
+/* The client's address for log fields, or NULL. */
+static inline const struct netaddr *client_remote(const struct client *c)
+{
+	return c->addr_known ? &c->addr : NULL;
+}
 
 struct router_ops {
 	/* Queues M for C (taking its own reference).  -ENOBUFS when C's

@@ -125,7 +125,7 @@ static int session_send(void *ctx, struct client *c, struct msgbuf *m)
 		/* Memory first: what this peer has not read is dropped now. */
 		drop_outq(s);
 		metrics_inc(limit_hits[LIMIT_QUEUED_BYTES]);
-		struct log_fields f = { .remote = s->client.remote, .close_code = 1008,
+		struct log_fields f = { .remote = client_remote(c), .close_code = 1008,
 					.peer = s->client.peer ? s->client.peer->id : NULL,
 					.room = s->client.peer ? s->client.peer->room->id : NULL };
 		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "outbound queue over max_queued_bytes; closing");
@@ -173,7 +173,7 @@ static int client_addr(struct ws_server *ws, struct lws *wsi, struct netaddr *ou
 			      n > 0 ? (size_t)n : 0, out);
 }
 
-static void refuse(struct lws *wsi, const char *remote, enum metrics_refusal why,
+static void refuse(struct lws *wsi, const struct netaddr *remote, enum metrics_refusal why,
 		   unsigned status, const char *text)
 {
 	static const char *const codes[] = { [REFUSED_NOT_LOOPBACK] = "not_loopback",
@@ -192,7 +192,6 @@ static void refuse(struct lws *wsi, const char *remote, enum metrics_refusal why
 static bool admit(struct ws_server *ws, struct lws *wsi)
 {
 	struct netaddr addr;
-	char remote[NETADDR_STRLEN];
 
 	if (ws->draining) {
 		metrics_inc(sessions_refused[REFUSED_DRAINING]);
@@ -201,17 +200,16 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 	}
 	if (client_addr(ws, wsi, &addr) < 0)
 		return true; /* a unix socket: local */
-	netaddr_to_string(&addr, remote);
 	if (!ws->cfg->allow_anonymous && router_open_mode(ws->router) &&
 	    !netaddr_is_loopback_addr(&addr)) {
-		refuse(wsi, remote, REFUSED_NOT_LOOPBACK, HTTP_STATUS_FORBIDDEN,
+		refuse(wsi, &addr, REFUSED_NOT_LOOPBACK, HTTP_STATUS_FORBIDDEN,
 		       "authentication is off: only loopback clients are served");
 		return false;
 	}
 	if (ws->cfg->connections_per_address &&
 	    addrlimit_conn_count(ws->env.addrlimit, &addr) >= ws->cfg->connections_per_address) {
 		metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
-		refuse(wsi, remote, REFUSED_PER_ADDRESS, 429,
+		refuse(wsi, &addr, REFUSED_PER_ADDRESS, 429,
 		       "too many connections from this address ([limits] connections_per_address)");
 		return false;
 	}
@@ -231,7 +229,7 @@ static void on_established(struct ws_server *ws, struct session *s, struct lws *
 	ratelimit_init(&s->rl, &ws->msg_policy, g_get_monotonic_time());
 	if (client_addr(ws, wsi, &s->client.addr) < 0)
 		return;
-	netaddr_to_string(&s->client.addr, s->client.remote);
+	s->client.addr_known = true;
 	/* Counted here, with the session: admit() only looked. */
 	if (addrlimit_conn_open(ws->env.addrlimit, &s->client.addr) == 0)
 		s->addr_counted = true;
@@ -255,7 +253,7 @@ static void deliver_in(struct ws_server *ws, struct session *s, const char *text
 		metrics_inc(limit_hits[LIMIT_MESSAGES_PER_SECOND]);
 		if (s->close_code)
 			return;
-		struct log_fields f = { .remote = s->client.remote, .close_code = 1008,
+		struct log_fields f = { .remote = client_remote(&s->client), .close_code = 1008,
 					.peer = s->client.peer ? s->client.peer->id : NULL };
 		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f,
 			  "kept sending over messages_per_second; closing");
@@ -276,7 +274,7 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 	if (s->rx_len + len + remaining > ws->cfg->max_message_bytes) {
 		static const char why[] = "message too large";
 		metrics_inc(limit_hits[LIMIT_MESSAGE_BYTES]);
-		struct log_fields f = { .remote = s->client.remote, .close_code = 1009 };
+		struct log_fields f = { .remote = client_remote(&s->client), .close_code = 1009 };
 		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "message over max_message_bytes; closing");
 		lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
 				 sizeof why - 1);
@@ -586,8 +584,9 @@ static void on_keepalive_timer(uv_timer_t *t)
 		struct session *s = l->data;
 		uint64_t silent = now - s->heard_ms;
 		if (silent >= timeout) {
-			log_debug("no answer from %s for %" G_GUINT64_FORMAT " ms; closing", s->client.remote,
-				  silent);
+			struct log_fields f = { .remote = client_remote(&s->client) };
+			log_event(LOG_DEBUG, LOG_EVENT_NONE, &f,
+				  "no answer for %" G_GUINT64_FORMAT " ms; closing", silent);
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		} else if (silent >= interval && s->pinged_ms <= s->heard_ms) {
 			s->pinged_ms = now;
