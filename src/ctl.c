@@ -30,17 +30,17 @@ static const struct command_spec {
 	const char *noun, *verb; /* verb NULL: a one-word command */
 	enum ctl_command command;
 	unsigned options;
-	const char *operand; /* the one positional argument, or NULL */
+	const char *operand; /* the one positional argument as --help names it, or NULL */
 	bool auth;           /* needs the admin token */
 } commands[] = {
 	{ "status", NULL, CTL_STATUS, 0, NULL, false },
 	{ "rooms", "list", CTL_ROOMS_LIST, 0, NULL, true },
 	{ "rooms", "create", CTL_ROOMS_CREATE, OPT_EXPIRES_IN | OPT_MAX_PEERS | OPT_NAME | OPT_OPEN,
 	  NULL, true },
-	{ "rooms", "delete", CTL_ROOMS_DELETE, 0, "ROOM_ID", true },
+	{ "rooms", "delete", CTL_ROOMS_DELETE, 0, N_("ROOM_ID"), true },
 	{ "keys", "list", CTL_KEYS_LIST, 0, NULL, true },
 	{ "keys", "create", CTL_KEYS_CREATE, OPT_ROOM | OPT_NAME | OPT_EXPIRES_IN, NULL, true },
-	{ "keys", "revoke", CTL_KEYS_REVOKE, 0, "KEY_ID", true },
+	{ "keys", "revoke", CTL_KEYS_REVOKE, 0, N_("KEY_ID"), true },
 };
 
 static const char *const option_names[] = { "--expires-in", "--max-peers", "--name",
@@ -153,7 +153,9 @@ static int parse_command(char **words, struct ctl_args *a, const struct command_
 		used = c->verb ? 2 : 1;
 		if (c->operand) {
 			if (n <= used || !*words[used])
-				return usage(err, _("'%s %s' needs %s"), c->noun, c->verb, c->operand);
+				/* TRANSLATORS: "'rooms delete' needs ROOM_ID": a command,
+				 * then the operand as --help names it. */
+				return usage(err, _("'%s %s' needs %s"), c->noun, c->verb, _(c->operand));
 			a->id = g_strdup(words[used++]);
 		}
 		if (n > used)
@@ -253,7 +255,9 @@ int ctl_parse(int argc, char **argv, struct ctl_args *a, GString *out, GString *
 	g_option_context_set_summary(ctx, summary);
 	g_option_context_set_description(ctx, description);
 	g_option_context_add_main_entries(ctx, entries, GETTEXT_PACKAGE);
-	group = g_option_group_new("create", N_("Options of rooms create and keys create:"),
+	/* GLib translates a group's help_description but prints its
+	 * description as given when it lists every group, as our --help does. */
+	group = g_option_group_new("create", _("Options of rooms create and keys create:"),
 				   N_("Show the options of rooms create and keys create"), NULL, NULL);
 	g_option_group_set_translation_domain(group, GETTEXT_PACKAGE);
 	g_option_group_add_entries(group, create_entries);
@@ -361,6 +365,8 @@ static int find_token(const struct ctl_args *a, const struct config *cfg, struct
 		t->token_source = g_strdup("$" TOKEN_ENV);
 		t->token = g_strdup(env);
 	} else if (cfg->admin_token) {
+		/* TRANSLATORS: where the admin token came from, for "the server
+		 * refused the admin token from %s"; %s is the configuration file. */
 		t->token_source = g_strdup_printf(_("[admin] token in %s"), cfg->path);
 		t->token = g_strdup(cfg->admin_token);
 	} else if (cfg->admin_token_file) {
@@ -824,6 +830,8 @@ static void room_row(struct reader *rd, struct table *tb, json_object *room)
 static int cmd_rooms_list(const struct ctl_args *a, const struct ctl_target *t, GString *out,
 			  GString *err)
 {
+	/* TRANSLATORS: column headers; each column is as wide as its widest
+	 * cell, so any length aligns. */
 	static const char *const headers[] = { N_("ROOM ID"), N_("NAME"), N_("PEERS"), N_("MAX"),
 					       N_("CREATED"), N_("EXPIRES"), N_("OPEN"),
 					       N_("CREATED BY"), N_("ROLES") };

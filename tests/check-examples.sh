@@ -17,8 +17,11 @@ tmp=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait; rm -rf "$tmp"' EXIT
 sed -n '/^```python$/,/^```$/{/^```/d;p}' "$src/docs/protocol.md" >"$tmp/example.py"
+# Its own state directory: the default is the installed one (distcheck:
+# files left after uninstall).
 : >"$tmp/empty.conf"
-"$daemon" --config "$tmp/empty.conf" --listen 127.0.0.1:0 --admin-listen "" 2>"$tmp/log" &
+"$daemon" --config "$tmp/empty.conf" --listen 127.0.0.1:0 --admin-listen "" --state-dir "$tmp/state" \
+	2>"$tmp/log" &
 pid=$!
 port=
 for _ in $(seq 100); do

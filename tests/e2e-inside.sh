@@ -47,6 +47,51 @@ sys.exit(0 if any(all(e.get(k) == v for k, v in want.items())
 count_reloaded() {
 	journalctl -u rtcsignald.service -o json --no-pager MESSAGE_ID=14016d7f96324c1180dc1d7950104852 | wc -l
 }
+# ctl EXPECTED-STATUS ARGS...: rtcsignalctl ARGS, as root with the
+# package's config; its output in /tmp/ctl.out and shown.
+ctl() {
+	local want=$1 rc
+	shift
+	timeout 20 rtcsignalctl "$@" >/tmp/ctl.out 2>/tmp/ctl.err
+	rc=$?
+	echo "rtcsignalctl $* -> $rc"
+	cat /tmp/ctl.out /tmp/ctl.err
+	[ "$rc" -eq "$want" ]
+}
+ctl_status() { # the table, then --json
+	ctl 0 status && grep -q '^Health: *healthy$' /tmp/ctl.out &&
+		grep -q '^Readiness: *ready$' /tmp/ctl.out && grep -qx "Version: *$version" /tmp/ctl.out &&
+		grep -Eq '^Connections: *[0-9]+$' /tmp/ctl.out &&
+		ctl 0 status --json && "$py" -c 'import json, sys
+o = json.load(open("/tmp/ctl.out"))
+assert o["health"]["status"] == "healthy" and o["ready"]["status"] == "ready", o
+assert o["health"]["version"] == sys.argv[1], o
+assert isinstance(o["metrics"]["active_connections"], int), o' "$version"
+}
+ctl_rooms() { # create, list (table and JSON), delete
+	local id
+	ctl 0 rooms create --name e2e-lab --max-peers 2 --expires-in 1h || return
+	id=$(sed -n 's/^Room ID: *//p' /tmp/ctl.out)
+	[ -n "$id" ] && grep -Eq '^Token: *[0-9a-f]{32,}$' /tmp/ctl.out &&
+		grep -q 'not shown again' /tmp/ctl.err &&
+		ctl 0 rooms list && grep -Eq "^$id +e2e-lab +0 +2 " /tmp/ctl.out &&
+		ctl 0 --json rooms list && "$py" -c 'import json, sys
+rooms = {r["room_id"]: r for r in json.load(open("/tmp/ctl.out"))["rooms"]}
+assert rooms[sys.argv[1]]["name"] == "e2e-lab" and rooms[sys.argv[1]]["max_peers"] == 2, rooms' "$id" &&
+		ctl 0 rooms delete "$id" && grep -qx "Room $id deleted; 0 peers closed." /tmp/ctl.out &&
+		ctl 1 rooms delete "$id" && grep -q 'HTTP 404' /tmp/ctl.err
+}
+ctl_keys() { # a room's API key: create, list, revoke
+	local room key
+	ctl 0 rooms create --name e2e-keys || return
+	room=$(sed -n 's/^Room ID: *//p' /tmp/ctl.out)
+	ctl 0 keys create --room "$room" --name ci --expires-in 1d || return
+	key=$(sed -n 's/^Key ID: *//p' /tmp/ctl.out)
+	[ -n "$key" ] && grep -q "^API key: *$key\." /tmp/ctl.out &&
+		ctl 0 keys list && grep -Eq "^$key +$room +ci " /tmp/ctl.out &&
+		ctl 0 keys revoke "$key" && grep -qx "Key $key revoked." /tmp/ctl.out &&
+		ctl 0 rooms delete "$room"
+}
 
 # A small client for the checks that the documented example does not cover.
 cat >"$client" <<'EOF'
@@ -141,8 +186,9 @@ version=${version%-*}
 check "/health and --version report the package's version ($version)" \
 	eval 'curl -fsS --max-time 10 http://127.0.0.1:8001/health | grep -q "\"version\":\"$version\"" &&
 		test "$(rtcsignald --version)" = "rtcsignald $version"'
-check "rtcsignald --help in German with LANGUAGE=de" \
-	eval 'LANGUAGE=de LANG=C.UTF-8 rtcsignald --help | grep -q "Konfiguration prüfen und beenden"'
+check "rtcsignald --help and rtcsignalctl --help in German with LANGUAGE=de" \
+	eval 'LANGUAGE=de LANG=C.UTF-8 rtcsignald --help | grep -q "Konfiguration prüfen und beenden" &&
+		LANGUAGE=de LANG=C.UTF-8 rtcsignalctl --help | grep -q "über seinen Admin-Port bedienen"'
 
 # Reload: one peer per room, then back; the process stays.
 pid=$(svc MainPID)
@@ -158,6 +204,41 @@ check "systemctl reload applies a config change (max_peers_per_room = 1: ROOM_FU
 cp /tmp/rtcsignald.conf /etc/rtcsignald/rtcsignald.conf
 timeout 20 systemctl reload rtcsignald
 wait_for 10 eval "[ \$(count_reloaded) -gt $((reloads + 1)) ]"
+
+# The CLI as packaged: rtcsignalctl finds the admin port in
+# /etc/rtcsignald/rtcsignald.conf; status needs no token, the admin API
+# does.
+check "rtcsignalctl --version and its bash completion (rooms <TAB>: list create delete)" \
+	eval 'test "$(rtcsignalctl --version)" = "rtcsignalctl $version" &&
+		bash -c "source /usr/share/bash-completion/completions/rtcsignalctl &&
+			COMP_WORDS=(rtcsignalctl rooms \"\") COMP_CWORD=2 && _rtcsignalctl &&
+			test \"\${COMPREPLY[*]}\" = \"list create delete\""'
+check "rtcsignalctl status and status --json: healthy, ready, version $version, without a token" ctl_status
+check "rtcsignalctl rooms list without an admin token: exit 77, says where to set one" \
+	eval 'ctl 77 rooms list && grep -q "no admin token found; set \[admin\] token or token_file in /etc/rtcsignald/rtcsignald.conf" /tmp/ctl.err'
+# An admin token as docs/operations.md says: a root-only file handed to the
+# service with LoadCredential= and named by a relative token_file.  The
+# service gets credentials when it starts, so a restart, not a reload;
+# rtcsignalctl, as root, reads the same file next to the config.
+install -m 600 /dev/null /etc/rtcsignald/admin-token
+"$py" -c 'import secrets; print(secrets.token_hex(32))' >/etc/rtcsignald/admin-token
+mkdir -p /etc/systemd/system/rtcsignald.service.d
+printf '[Service]\nLoadCredential=admin-token:/etc/rtcsignald/admin-token\n' \
+	>/etc/systemd/system/rtcsignald.service.d/admin-token.conf
+sed -i 's/^#token_file =$/token_file = admin-token/' /etc/rtcsignald/rtcsignald.conf
+systemctl daemon-reload
+timeout 40 systemctl restart rtcsignald
+check "admin token by LoadCredential= and token_file = admin-token, then restart: rtcsignalctl rooms create, list, delete" \
+	eval 'grep -qx "token_file = admin-token" /etc/rtcsignald/rtcsignald.conf && ctl_rooms'
+check "rtcsignalctl keys create, list, revoke" ctl_keys
+check "rtcsignalctl with a wrong token: exit 77, refused" \
+	eval 'RTCSIGNALD_ADMIN_TOKEN=not-the-token ctl 77 rooms list &&
+		grep -q "refused the admin token from \$RTCSIGNALD_ADMIN_TOKEN" /tmp/ctl.err'
+# Back to the package's files; the restart below drops the credential.
+cp /tmp/rtcsignald.conf /etc/rtcsignald/rtcsignald.conf
+rm -rf /etc/rtcsignald/admin-token /etc/systemd/system/rtcsignald.service.d
+systemctl daemon-reload
+pid=$(svc MainPID)
 
 # Restart while clients keep connecting: the socket holds the backlog.
 timeout 60 "$py" "$client" hammer "$url" 8 >/tmp/hammer.out 2>/tmp/hammer.err &

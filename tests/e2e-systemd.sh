@@ -74,15 +74,15 @@ else
 	grep -E '^[EW]:' "$work/lintian.log" | sed 's/^/    /'
 fi
 
-# The .rpm: the daemon, the CLI (once it is in the tree), the units, the
+# The .rpm: the daemon, the CLI and its bash completion, the units, the
 # config as %config(noreplace), the catalog, the man pages, real scriptlets.
 files=$(rpm -qlp "$rpm" 2>/dev/null)
 want=(/usr/sbin/rtcsignald /etc/rtcsignald/rtcsignald.conf
 	/usr/lib/systemd/system/rtcsignald.service /usr/lib/systemd/system/rtcsignald.socket
 	/usr/lib/systemd/system/rtcsignald-admin.socket /usr/lib/systemd/catalog/rtcsignald.catalog
 	/usr/share/man/man8/rtcsignald.8 /usr/share/man/man5/rtcsignald.conf.5
-	/usr/share/man/man1/rtcsignalctl.1 /usr/share/locale/de/LC_MESSAGES/rtcsignald.mo)
-[ -f "$src/src/rtcsignalctl.c" ] && want+=(/usr/bin/rtcsignalctl)
+	/usr/share/man/man1/rtcsignalctl.1 /usr/share/locale/de/LC_MESSAGES/rtcsignald.mo
+	/usr/bin/rtcsignalctl /usr/share/bash-completion/completions/rtcsignalctl)
 missing=
 for f in "${want[@]}"; do
 	grep -qE "^$f(\.gz)?$" <<<"$files" || missing="$missing $f"

@@ -59,6 +59,7 @@ static struct run ctl_env(const char *const *env, const char *const *args)
 	g_ptr_array_add(argv, NULL);
 	envp = g_environ_unsetenv(envp, "RTCSIGNALD_ADMIN_TOKEN");
 	envp = g_environ_unsetenv(envp, "CREDENTIALS_DIRECTORY");
+	envp = g_environ_unsetenv(envp, "LANGUAGE");
 	envp = g_environ_setenv(envp, "LC_ALL", "C.UTF-8", TRUE);
 	for (const char *const *e = env; e && *e; e++) {
 		g_auto(GStrv) kv = g_strsplit(*e, "=", 2);
@@ -180,6 +181,44 @@ static void test_usage(void)
 	g_assert_cmpstr(h.err, ==, "");
 	g_auto(run_t) v = CTL("--version");
 	g_assert_cmpint(v.status, ==, 0);
+	g_assert_cmpstr(v.out, ==, "rtcsignalctl " PACKAGE_VERSION "\n");
+}
+
+/* An operator with LANGUAGE=de reads the CLI in German: --help, errors
+ * and output labels, from the catalogue built under tests/
+ * (RTCSIGNALD_LOCALEDIR).  The labels are padded to the longest. */
+static void test_german(void)
+{
+	g_autofree char *locale = g_test_build_filename(G_TEST_BUILT, "locale", NULL);
+	g_autofree char *localedir = g_strconcat("RTCSIGNALD_LOCALEDIR=", locale, NULL);
+	const char *const de[] = { "LANGUAGE=de", "LANG=C.UTF-8", "LC_ALL=", "LC_MESSAGES=", localedir, NULL };
+
+	g_auto(run_t) h = ctl_env(de, (const char *const[]){ "--help", NULL });
+	g_assert_cmpint(h.status, ==, 0);
+	g_assert_cmpstr(h.err, ==, "");
+	if (!strstr(h.out, "Einen laufenden rtcsignald über seinen Admin-Port bedienen.") ||
+	    !strstr(h.out, "\n  rooms delete RAUM_ID   Raum löschen") || !strstr(h.out, "--config=PFAD") ||
+	    !strstr(h.out, "\nOptionen von rooms create und keys create:\n") ||
+	    !strstr(h.out, "\n  77  nicht berechtigt: "))
+		g_error("--help is not in German:\n%s", h.out);
+
+	g_auto(run_t) u = ctl_env(de, (const char *const[]){ "-c", conf, "rooms", "delete", NULL });
+	g_assert_cmpint(u.status, ==, 64);
+	g_assert_cmpstr(u.out, ==, "");
+	g_assert_cmpstr(u.err, ==, "rtcsignalctl: »rooms delete« erfordert RAUM_ID\n"
+				   "»rtcsignalctl --help« zeigt weitere Informationen.\n");
+
+	g_auto(run_t) n = ctl_env(de, (const char *const[]){ "-c", bare_conf, "keys", "list", NULL });
+	g_assert_cmpint(n.status, ==, 77);
+	g_assert_true(g_str_has_prefix(n.err, "rtcsignalctl: nicht berechtigt: kein Admin-Token gefunden"));
+
+	g_auto(run_t) s = ctl_env(de, (const char *const[]){ "-c", bare_conf, "status", NULL });
+	g_assert_cmpint(s.status, ==, 0);
+	g_assert_true(g_str_has_prefix(s.out, "Zustand:       healthy\nBereitschaft:  ready\n"));
+	g_assert_nonnull(strstr(s.out, "\nRäume:         "));
+
+	/* The version line is the same in every language. */
+	g_auto(run_t) v = ctl_env(de, (const char *const[]){ "--version", NULL });
 	g_assert_cmpstr(v.out, ==, "rtcsignalctl " PACKAGE_VERSION "\n");
 }
 
@@ -393,6 +432,7 @@ int main(int argc, char *argv[])
 
 	g_test_add_func("/ctl-e2e/status", test_status);
 	g_test_add_func("/ctl-e2e/usage", test_usage);
+	g_test_add_func("/ctl-e2e/german", test_german);
 	g_test_add_func("/ctl-e2e/config-errors", test_config_errors);
 	g_test_add_func("/ctl-e2e/port-down", test_port_down);
 	g_test_add_func("/ctl-e2e/no-token", test_no_token);
