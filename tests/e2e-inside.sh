@@ -201,6 +201,11 @@ check "systemctl reload applies a config change (max_peers_per_room = 1: ROOM_FU
 		wait_for 10 eval "[ \$(count_reloaded) -gt $reloads ]" &&
 		test "$(timeout 20 "$py" "$client" room-full "$url")" = ROOM_FULL &&
 		test "$(svc MainPID)" = "$pid"'
+echo 'max_peers_per_room = lots' >>/etc/rtcsignald/rtcsignald.conf
+check "systemctl reload of a bad configuration fails and says why; the daemon runs on" \
+	eval '! timeout 20 systemctl reload rtcsignald 2>/tmp/reload.err &&
+		journalctl -u rtcsignald.service --no-pager | grep -q "max_peers_per_room" &&
+		test "$(svc MainPID)" = "$pid" && test "$(svc ActiveState)" = active'
 cp /tmp/rtcsignald.conf /etc/rtcsignald/rtcsignald.conf
 timeout 20 systemctl reload rtcsignald
 wait_for 10 eval "[ \$(count_reloaded) -gt $((reloads + 1)) ]"
