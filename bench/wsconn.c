@@ -603,8 +603,11 @@ int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *da
 		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
 		for (int i = 0; i < n; i++)
 			on_event(evs[i].data.ptr, evs[i].events);
-		if (tick && wsloop_now() >= next_tick) {
-			tick(data);
+		/* Without TICK too: a NEXT_TICK left in the past would make
+		 * every later epoll_wait() return at once. */
+		if (wsloop_now() >= next_tick) {
+			if (tick)
+				tick(data);
 			next_tick = wsloop_now() + (int64_t)tick_ms * 1000000;
 		}
 	}
