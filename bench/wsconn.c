@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +57,9 @@ struct wsloop {
 	GPtrArray *dirty; /* connections with output to flush */
 	GPtrArray *dead;  /* closed, freed after the current batch */
 	char *scratch;    /* READ_CHUNK bytes */
+	int tfd;          /* wsloop_timer's timerfd, -1 until first armed */
+	void (*timer_fn)(void *data);
+	void *timer_data;
 };
 
 int64_t wsloop_now(void)
@@ -138,6 +142,7 @@ struct wsloop *wsloop_new(void)
 	l->dirty = g_ptr_array_new();
 	l->dead = g_ptr_array_new();
 	l->scratch = g_malloc(READ_CHUNK);
+	l->tfd = -1;
 	return l;
 }
 
@@ -164,6 +169,8 @@ void wsloop_free(struct wsloop *l)
 	g_ptr_array_free(l->dirty, TRUE);
 	g_ptr_array_free(l->dead, TRUE);
 	g_free(l->scratch);
+	if (l->tfd >= 0)
+		close(l->tfd);
 	close(l->epfd);
 	g_free(l);
 }
@@ -584,6 +591,44 @@ const char *wsconn_state(const struct wsconn *c)
 	return names[c->state];
 }
 
+int wsloop_timer(struct wsloop *l, int64_t at, void (*fn)(void *data), void *data)
+{
+	struct itimerspec its = { 0 };
+
+	if (l->tfd < 0) {
+		if (at <= 0)
+			return 0;
+		l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (l->tfd < 0)
+			return -errno;
+		/* Told apart from the connections by its data: the loop itself. */
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->tfd, &ev) < 0) {
+			int e = errno;
+			close(l->tfd);
+			l->tfd = -1;
+			return -e;
+		}
+	}
+	l->timer_fn = fn;
+	l->timer_data = data;
+	if (at > 0) {
+		its.it_value.tv_sec = at / 1000000000;
+		its.it_value.tv_nsec = at % 1000000000;
+	}
+	/* Setting it also clears an expiry not read yet. */
+	return timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
+}
+
+static void on_timer(struct wsloop *l)
+{
+	uint64_t expiries;
+	ssize_t n = read(l->tfd, &expiries, sizeof expiries);
+
+	if (n == (ssize_t)sizeof expiries && l->timer_fn)
+		l->timer_fn(l->timer_data);
+}
+
 int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *data),
 	       void *data, int tick_ms, int64_t deadline)
 {
@@ -601,8 +646,12 @@ int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *da
 		int64_t wake = MIN(deadline, next_tick);
 		int timeout = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
 		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
-		for (int i = 0; i < n; i++)
-			on_event(evs[i].data.ptr, evs[i].events);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.ptr == l)
+				on_timer(l);
+			else
+				on_event(evs[i].data.ptr, evs[i].events);
+		}
 		/* Without TICK too: a NEXT_TICK left in the past would make
 		 * every later epoll_wait() return at once. */
 		if (wsloop_now() >= next_tick) {

@@ -37,6 +37,13 @@ void wsloop_free(struct wsloop *l);
 int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *data),
 	       void *data, int tick_ms, int64_t deadline);
 
+/* One timer per loop, a timerfd on CLOCK_MONOTONIC (ns resolution, where
+ * the epoll timeout has ms): FN(DATA) runs from wsloop_run once the clock
+ * reaches AT (monotonic ns, as wsloop_now; a time already past fires at
+ * once).  Each call replaces the previous one; AT 0 disarms.  0 or a
+ * negative errno. */
+int wsloop_timer(struct wsloop *l, int64_t at, void (*fn)(void *data), void *data);
+
 /* Starts connecting to DST (from SRC when not NULL; its port is chosen at
  * connect time, so many connections can share one source address) and
  * upgrading on path "/".  NULL with errno set when the socket cannot even
