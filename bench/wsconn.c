@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,7 +56,7 @@ struct wsloop {
 	GPtrArray *dirty; /* connections with output to flush */
 	GPtrArray *dead;  /* closed, freed after the current batch */
 	char *scratch;    /* READ_CHUNK bytes */
-	int tfd;          /* wsloop_timer's timerfd, -1 until first armed */
+	int64_t timer_at; /* wsloop_timer's, 0: none */
 	void (*timer_fn)(void *data);
 	void *timer_data;
 };
@@ -142,7 +141,6 @@ struct wsloop *wsloop_new(void)
 	l->dirty = g_ptr_array_new();
 	l->dead = g_ptr_array_new();
 	l->scratch = g_malloc(READ_CHUNK);
-	l->tfd = -1;
 	return l;
 }
 
@@ -169,8 +167,6 @@ void wsloop_free(struct wsloop *l)
 	g_ptr_array_free(l->dirty, TRUE);
 	g_ptr_array_free(l->dead, TRUE);
 	g_free(l->scratch);
-	if (l->tfd >= 0)
-		close(l->tfd);
 	close(l->epfd);
 	g_free(l);
 }
@@ -591,42 +587,29 @@ const char *wsconn_state(const struct wsconn *c)
 	return names[c->state];
 }
 
-int wsloop_timer(struct wsloop *l, int64_t at, void (*fn)(void *data), void *data)
+void wsloop_timer(struct wsloop *l, int64_t at, void (*fn)(void *data), void *data)
 {
-	struct itimerspec its = { 0 };
-
-	if (l->tfd < 0) {
-		if (at <= 0)
-			return 0;
-		l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		if (l->tfd < 0)
-			return -errno;
-		/* Told apart from the connections by its data: the loop itself. */
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
-		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->tfd, &ev) < 0) {
-			int e = errno;
-			close(l->tfd);
-			l->tfd = -1;
-			return -e;
-		}
-	}
+	l->timer_at = at > 0 ? at : 0;
 	l->timer_fn = fn;
 	l->timer_data = data;
-	if (at > 0) {
-		its.it_value.tv_sec = at / 1000000000;
-		its.it_value.tv_nsec = at % 1000000000;
-	}
-	/* Setting it also clears an expiry not read yet. */
-	return timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
 }
 
-static void on_timer(struct wsloop *l)
+/* epoll_wait() until the monotonic time WAKE (ns) at the latest, to the
+ * nanosecond with epoll_pwait2() (Linux 5.11); where that is missing or
+ * not allowed, in milliseconds rounded up. */
+static int wait_until(struct wsloop *l, struct epoll_event *evs, int64_t now, int64_t wake)
 {
-	uint64_t expiries;
-	ssize_t n = read(l->tfd, &expiries, sizeof expiries);
+	static bool no_pwait2;
+	int64_t d = wake > now ? wake - now : 0;
 
-	if (n == (ssize_t)sizeof expiries && l->timer_fn)
-		l->timer_fn(l->timer_data);
+	if (!no_pwait2) {
+		struct timespec ts = { .tv_sec = d / 1000000000, .tv_nsec = d % 1000000000 };
+		int n = epoll_pwait2(l->epfd, evs, MAX_EVENTS, &ts, NULL);
+		if (n >= 0 || (errno != ENOSYS && errno != EPERM))
+			return n;
+		no_pwait2 = true;
+	}
+	return epoll_wait(l->epfd, evs, MAX_EVENTS, (int)((d + 999999) / 1000000));
 }
 
 int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *data),
@@ -644,13 +627,14 @@ int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *da
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		int64_t wake = MIN(deadline, next_tick);
-		int timeout = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
-		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
-		for (int i = 0; i < n; i++) {
-			if (evs[i].data.ptr == l)
-				on_timer(l);
-			else
-				on_event(evs[i].data.ptr, evs[i].events);
+		if (l->timer_at)
+			wake = MIN(wake, l->timer_at);
+		int n = wait_until(l, evs, now, wake);
+		for (int i = 0; i < n; i++)
+			on_event(evs[i].data.ptr, evs[i].events);
+		if (l->timer_at && wsloop_now() >= l->timer_at) {
+			l->timer_at = 0; /* FN may set the next one */
+			l->timer_fn(l->timer_data);
 		}
 		/* Without TICK too: a NEXT_TICK left in the past would make
 		 * every later epoll_wait() return at once. */
