@@ -28,7 +28,7 @@ struct opts {
 	gint deadline, sources, max_pending, procs, room_size;
 	char *run_id;
 	/* relay */
-	gint pairs, payload, window, messages, warmup, idle;
+	gint pairs, payload, window, messages, warmup, idle, rate;
 	gboolean echo;
 	/* connections, discovery */
 	gint peers, clients, queries, limit;
@@ -270,11 +270,15 @@ static struct crowd_spec peers_spec(struct bench *b, unsigned count, enum meta_k
 }
 
 /* A phase: every driving member (every STRIDE-th of the crowd) completes
- * PER_MEMBER operations, KICK starting each member's first ones. */
+ * PER_MEMBER operations, KICK starting each member's first ones and the
+ * next one after each completes (closed loop).  Without KICK the members
+ * send on a schedule of their own (open loop), which START, if given, sets
+ * up once the members are reset. */
 struct phase {
 	struct stage *st;
 	unsigned stride;
 	void (*kick)(void *data, struct member *m);
+	void (*start)(void *data);
 	void *data;
 	unsigned per_member, members_done;
 	bool measuring;
@@ -293,11 +297,13 @@ static void phase_start(struct phase *p, unsigned per_member, bool measuring)
 		struct member *m = &cr->members[i];
 		m->seq = 0;
 		m->inflight = 0;
-		if (per_member)
-			p->kick(p->data, m);
-		else
+		if (!per_member)
 			p->members_done++;
+		else if (p->kick)
+			p->kick(p->data, m);
 	}
+	if (p->start)
+		p->start(p->data);
 }
 
 static bool phase_done(void *data)
@@ -310,7 +316,8 @@ static bool phase_done(void *data)
 static void phase_step(struct phase *p, struct member *m, int64_t now)
 {
 	if (m->seq < p->per_member) {
-		p->kick(p->data, m);
+		if (p->kick)
+			p->kick(p->data, m);
 	} else if (!m->inflight) {
 		p->members_done++;
 		p->t_done = now;
@@ -355,10 +362,27 @@ static int64_t phase_run(struct phase *p, unsigned warmup, unsigned measured)
 
 /* ---- relay ---- */
 
+/* Open loop (--rate N): round trip J of a phase (J counts over every pair)
+ * is due at t0 + J / N seconds and belongs to pair J % pairs, so each pair
+ * sends every pairs / N seconds and the pairs' schedules are 1 / N apart.
+ * A round trip is sent when due whether or not the replies to the earlier
+ * ones came, unless its pair has --window in flight: then it is "late",
+ * skipped and counted. */
+struct pacer {
+	int64_t rate;      /* round trips per second in all, 0: closed loop */
+	int64_t t0;        /* when round trip 0 of the phase is due */
+	uint64_t next;     /* the next round trip to send */
+	uint64_t total;    /* round trips of the phase */
+	uint64_t sent, late;
+	int64_t t_last;    /* when the last one due was sent or skipped */
+	int64_t lag_sum, lag_max; /* sent minus due, ns */
+};
+
 struct relay {
 	struct phase phase; /* first: see phase_closed() */
 	struct bench *b;
 	struct crowd *cr;
+	struct pacer pace;
 	char *pad;
 	GString *msg;
 };
@@ -368,11 +392,11 @@ static enum meta_kind relay_kind(unsigned idx)
 	return idx % 2 ? META_WORKER : META_CLIENT;
 }
 
-/* Member 2i (a client) pings member 2i+1 (a worker). */
-static void relay_send(struct relay *r, struct member *a)
+/* Member 2i (a client) pings member 2i+1 (a worker); the payload
+ * carries T, the time the round trip is measured from. */
+static void relay_send(struct relay *r, struct member *a, int64_t t)
 {
 	char from[96], to[96];
-	int64_t t = wsloop_now();
 	char head[64];
 	int hl = snprintf(head, sizeof head, "{\"t\":%" G_GINT64_FORMAT ",\"s\":%" G_GUINT64_FORMAT ",\"p\":\"",
 			  t, a->seq);
@@ -391,7 +415,58 @@ static void relay_kick(void *data, struct member *a)
 {
 	struct relay *r = data;
 	while (a->seq < r->phase.per_member && a->inflight < (unsigned)r->b->o.window)
-		relay_send(r, a);
+		relay_send(r, a, wsloop_now());
+}
+
+static int64_t pace_due(const struct pacer *pc, uint64_t j)
+{
+	return pc->t0 + (int64_t)(j * (uint64_t)NS / (uint64_t)pc->rate);
+}
+
+/* The timer: sends every round trip that is due (stamped with the time it
+ * was due, not the time it leaves: a generator that falls behind adds to
+ * the latency instead of hiding it), then waits for the next. */
+static void relay_pace(void *data)
+{
+	struct relay *r = data;
+	struct pacer *pc = &r->pace;
+	unsigned pairs = (unsigned)r->b->o.pairs;
+	int64_t now = wsloop_now();
+
+	while (pc->next < pc->total) {
+		int64_t due = pace_due(pc, pc->next);
+		if (due > now && due > (now = wsloop_now()))
+			break;
+		struct member *a = &r->cr->members[2 * (pc->next % pairs)];
+		pc->next++;
+		pc->t_last = now;
+		if (!a->conn) { /* lost: phase_member_lost() counted it */
+			a->seq++;
+			continue;
+		}
+		if (a->inflight >= (unsigned)r->b->o.window) {
+			a->seq++;
+			pc->late++;
+			continue;
+		}
+		relay_send(r, a, due);
+		pc->sent++;
+		pc->lag_sum += now - due;
+		pc->lag_max = MAX(pc->lag_max, now - due);
+	}
+	if (pc->next < pc->total)
+		wsloop_timer(r->cr->loop, pace_due(pc, pc->next), relay_pace, r);
+}
+
+/* phase.start in open loop: the schedule starts now. */
+static void relay_pace_start(void *data)
+{
+	struct relay *r = data;
+	struct pacer *pc = &r->pace;
+
+	*pc = (struct pacer){ .rate = pc->rate, .t0 = wsloop_now(),
+			      .total = (uint64_t)r->b->o.pairs * r->phase.per_member };
+	relay_pace(r);
 }
 
 /* Worker side: send the payload back to whoever sent it. */
@@ -444,6 +519,33 @@ static const struct crowd_ops relay_ops = {
 	.closed = phase_closed,
 };
 
+/* The open loop's figures (of the measured phase): "pacing" in the JSON
+ * and a second human line. */
+static void report_pacing(struct bench *b, const struct pacer *pc)
+{
+	json_object *o = json_object_new_object();
+	/* From the first round trip due to the last one sent or skipped, plus
+	 * one interval: exactly the target when every one left on time. */
+	int64_t span = pc->next ? pc->t_last - pc->t0 + NS / pc->rate : 0;
+	double achieved = span > 0 ? (double)pc->sent * NS / (double)span : 0;
+	double lag_mean = pc->sent ? (double)pc->lag_sum / (double)pc->sent / 1000 : 0;
+
+	json_object_object_add(o, "target_per_s", json_object_new_int64(pc->rate));
+	json_object_object_add(o, "achieved_per_s", json_object_new_double(achieved));
+	json_object_object_add(o, "interval_us",
+			       json_object_new_double((double)b->o.pairs * 1e6 / (double)pc->rate));
+	json_object_object_add(o, "scheduled", json_object_new_int64((int64_t)pc->total));
+	json_object_object_add(o, "due", json_object_new_int64((int64_t)pc->next));
+	json_object_object_add(o, "sent", json_object_new_int64((int64_t)pc->sent));
+	json_object_object_add(o, "late", json_object_new_int64((int64_t)pc->late));
+	json_object_object_add(o, "send_lag_mean_us", json_object_new_double(lag_mean));
+	json_object_object_add(o, "send_lag_max_us", json_object_new_double((double)pc->lag_max / 1000));
+	json_object_object_add(b->out, "pacing", o);
+	fprintf(stderr, "relay: open loop at %" G_GINT64_FORMAT " round trips/s: %.0f/s achieved, "
+		"%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " late (window full), send lag mean %.0f us max %.0f us\n",
+		pc->rate, achieved, pc->late, pc->total, lag_mean, (double)pc->lag_max / 1000);
+}
+
 static int run_relay(struct bench *b)
 {
 	struct opts *o = &b->o;
@@ -461,20 +563,28 @@ static int run_relay(struct bench *b)
 	r.pad = g_malloc((gsize)o->payload + 1);
 	memset(r.pad, 'x', (size_t)o->payload);
 	r.phase = (struct phase){ .st = &st, .stride = 2, .kick = relay_kick, .data = &r };
+	if (o->rate) {
+		r.pace.rate = o->rate;
+		r.phase.kick = NULL;
+		r.phase.start = relay_pace_start;
+	}
 	samples_init(&r.phase.lat, (size_t)o->pairs * (size_t)o->messages);
 	b->completed = stage_setup(&st, b, &idle, &spec, &relay_ops, &r, true);
 	r.cr = st.cr;
 	if (b->completed)
 		elapsed = phase_run(&r.phase, (unsigned)o->warmup, (unsigned)o->messages);
+	wsloop_timer(st.loop, 0, NULL, NULL); /* a phase cut short by the deadline */
 	static const char *const names[] = { "pairs", "payload", "window", "messages", "warmup",
-					     "idle", "room_size" };
+					     "idle", "room_size", "rate" };
 	const gint values[] = { o->pairs, o->payload, o->window, o->messages, o->warmup, o->idle,
-				o->room_size };
+				o->room_size, o->rate };
 	uint64_t round_trips = r.phase.lat.n;
 	stage_report(&st, names, values, G_N_ELEMENTS(names),
 		     o->echo ? "echoed message" : "routed message", "msg", round_trips * hops, elapsed,
 		     &r.phase.lat);
 	json_object_object_add(b->out, "round_trips", json_object_new_int64((int64_t)round_trips));
+	if (o->rate)
+		report_pacing(b, &r.pace);
 
 	stage_free(&st);
 	samples_free(&r.phase.lat);
@@ -766,6 +876,7 @@ static int check_options(struct opts *o)
 		{ "sessions", &o->sessions, 2000, 1, 10000000 },
 		{ "concurrency", &o->concurrency, 16, 1, 4096 },
 		{ "warmup", &o->warmup, relay ? 100 : 10, 0, 1000000 },
+		{ "rate", &o->rate, 0, 0, 1000000 },
 	};
 
 	if (!relay && !disc && !conns && !churn) {
@@ -783,6 +894,18 @@ static int check_options(struct opts *o)
 		fprintf(stderr, "rtcsignal-bench: --pairs x --messages must stay within 50,000,000\n");
 		return -1;
 	}
+	if (o->rate && !relay) {
+		fprintf(stderr, "rtcsignal-bench: --rate applies to the relay scenario only\n");
+		return -1;
+	}
+	/* The schedule alone must fit in the deadline. */
+	if (o->rate && (uint64_t)o->pairs * ((uint64_t)o->warmup + (uint64_t)o->messages) >
+			       (uint64_t)o->rate * (uint64_t)o->deadline) {
+		fprintf(stderr, "rtcsignal-bench: --pairs x (--warmup + --messages) / --rate is %.1f s, "
+			"past --deadline %d s\n",
+			(double)o->pairs * ((double)o->warmup + o->messages) / o->rate, o->deadline);
+		return -1;
+	}
 	return 0;
 }
 
@@ -795,7 +918,7 @@ int main(int argc, char *argv[])
 
 	*o = (struct opts){ .server_pid = 0, .deadline = -1, .sources = -1, .max_pending = -1,
 			    .procs = -1, .room_size = -1, .pairs = -1, .payload = -1, .window = -1,
-			    .messages = -1, .warmup = -1, .idle = -1, .peers = -1, .clients = -1,
+			    .messages = -1, .warmup = -1, .idle = -1, .rate = -1, .peers = -1, .clients = -1,
 			    .queries = -1, .limit = -1, .sessions = -1, .concurrency = -1 };
 	const GOptionEntry entries[] = {
 		{ "server", 's', 0, G_OPTION_ARG_STRING, &o->server, "Server to load, ADDR:PORT on loopback (required)", "ADDR:PORT" },
@@ -812,6 +935,7 @@ int main(int argc, char *argv[])
 		{ "messages", 0, 0, G_OPTION_ARG_INT, &o->messages, "relay: measured round trips per pair (2000)", "M" },
 		{ "warmup", 0, 0, G_OPTION_ARG_INT, &o->warmup, "relay, discovery: unmeasured round trips per pair/client first (100, 10)", "N" },
 		{ "idle", 0, 0, G_OPTION_ARG_INT, &o->idle, "relay, churn: idle registered peers (2000, 20)", "K" },
+		{ "rate", 0, 0, G_OPTION_ARG_INT, &o->rate, "relay: open loop, N round trips started per second over all pairs, on a schedule (0: closed loop, each reply sends the next)", "N" },
 		{ "echo", 0, 0, G_OPTION_ARG_NONE, &o->echo, "relay: the server is bench/echo-floor (one hop, no registration)", NULL },
 		{ "peers", 0, 0, G_OPTION_ARG_INT, &o->peers, "connections: peers (5000); discovery: peers in the room (1000)", "N" },
 		{ "clients", 0, 0, G_OPTION_ARG_INT, &o->clients, "discovery: clients querying, one query each in flight (4)", "N" },

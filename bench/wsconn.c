@@ -56,6 +56,9 @@ struct wsloop {
 	GPtrArray *dirty; /* connections with output to flush */
 	GPtrArray *dead;  /* closed, freed after the current batch */
 	char *scratch;    /* READ_CHUNK bytes */
+	int64_t timer_at; /* wsloop_timer's, 0: none */
+	void (*timer_fn)(void *data);
+	void *timer_data;
 };
 
 int64_t wsloop_now(void)
@@ -584,6 +587,31 @@ const char *wsconn_state(const struct wsconn *c)
 	return names[c->state];
 }
 
+void wsloop_timer(struct wsloop *l, int64_t at, void (*fn)(void *data), void *data)
+{
+	l->timer_at = at > 0 ? at : 0;
+	l->timer_fn = fn;
+	l->timer_data = data;
+}
+
+/* epoll_wait() until the monotonic time WAKE (ns) at the latest, to the
+ * nanosecond with epoll_pwait2() (Linux 5.11); where that is missing or
+ * not allowed, in milliseconds rounded up. */
+static int wait_until(struct wsloop *l, struct epoll_event *evs, int64_t now, int64_t wake)
+{
+	static bool no_pwait2;
+	int64_t d = wake > now ? wake - now : 0;
+
+	if (!no_pwait2) {
+		struct timespec ts = { .tv_sec = d / 1000000000, .tv_nsec = d % 1000000000 };
+		int n = epoll_pwait2(l->epfd, evs, MAX_EVENTS, &ts, NULL);
+		if (n >= 0 || (errno != ENOSYS && errno != EPERM))
+			return n;
+		no_pwait2 = true;
+	}
+	return epoll_wait(l->epfd, evs, MAX_EVENTS, (int)((d + 999999) / 1000000));
+}
+
 int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *data),
 	       void *data, int tick_ms, int64_t deadline)
 {
@@ -599,12 +627,20 @@ int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *da
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		int64_t wake = MIN(deadline, next_tick);
-		int timeout = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
-		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
+		if (l->timer_at)
+			wake = MIN(wake, l->timer_at);
+		int n = wait_until(l, evs, now, wake);
 		for (int i = 0; i < n; i++)
 			on_event(evs[i].data.ptr, evs[i].events);
-		if (tick && wsloop_now() >= next_tick) {
-			tick(data);
+		if (l->timer_at && wsloop_now() >= l->timer_at) {
+			l->timer_at = 0; /* FN may set the next one */
+			l->timer_fn(l->timer_data);
+		}
+		/* Without TICK too: a NEXT_TICK left in the past would make
+		 * every later epoll_wait() return at once. */
+		if (wsloop_now() >= next_tick) {
+			if (tick)
+				tick(data);
 			next_tick = wsloop_now() + (int64_t)tick_ms * 1000000;
 		}
 	}

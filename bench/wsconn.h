@@ -37,6 +37,13 @@ void wsloop_free(struct wsloop *l);
 int wsloop_run(struct wsloop *l, bool (*done)(void *data), void (*tick)(void *data),
 	       void *data, int tick_ms, int64_t deadline);
 
+/* One timer per loop: FN(DATA) runs from wsloop_run once the monotonic
+ * clock (wsloop_now) reaches AT, a time already past at once.  The loop's
+ * epoll timeout is set to it to the nanosecond (epoll_pwait2; the kernel's
+ * timer slack, 50 us, may add to it).  Each call replaces the previous
+ * one; AT 0 disarms. */
+void wsloop_timer(struct wsloop *l, int64_t at, void (*fn)(void *data), void *data);
+
 /* Starts connecting to DST (from SRC when not NULL; its port is chosen at
  * connect time, so many connections can share one source address) and
  * upgrading on path "/".  NULL with errno set when the socket cannot even
