@@ -44,6 +44,7 @@ struct session {
 	struct http_req *http; /* a plain HTTP request on this connection */
 	uint64_t heard_ms;     /* loop time the client last sent anything */
 	uint64_t pinged_ms;    /* and we last pinged it (WebSocket ping) */
+	uint64_t app_pinged_ms; /* and sent it {"type":"ping"} */
 	bool ping_owed;        /* a ping frame to write */
 };
 
@@ -70,10 +71,10 @@ struct ws_server {
 	GQueue sessions;   /* established */
 	struct linger_pool *linger;
 	unsigned n_conns;  /* adopted sockets not yet destroyed */
-	uv_timer_t ping_timer;      /* application pings */
-	uv_timer_t keepalive_timer; /* WebSocket pings and dead peers */
+	uv_timer_t housekeeping;    /* pings and dead peers, see on_housekeeping */
+	GList *cursor;              /* where its walk through sessions is */
 	struct msgbuf *ping_msg;
-	lws_retry_bo_t retry; /* all zero: no lws keepalive (on_keepalive_timer) */
+	lws_retry_bo_t retry; /* all zero: no lws keepalive (on_housekeeping) */
 	bool draining;
 	void (*drained)(void *data);
 	void *drained_data;
@@ -223,7 +224,7 @@ static void on_established(struct ws_server *ws, struct session *s, struct lws *
 	g_queue_init(&s->outq);
 	s->link.data = s;
 	g_queue_push_tail_link(&ws->sessions, &s->link);
-	s->heard_ms = uv_now(ws->loop);
+	s->heard_ms = s->app_pinged_ms = uv_now(ws->loop);
 	metrics_inc(connections_total);
 	metrics_set(connections, ws->sessions.length);
 	ratelimit_init(&s->rl, &ws->msg_policy, g_get_monotonic_time());
@@ -314,13 +315,18 @@ static void close_politely(struct session *s)
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
 }
 
+static int write_ping(struct session *s)
+{
+	/* Not empty: lws 4.1 reports no pong without a payload. */
+	unsigned char frame[LWS_PRE + 2] = { [LWS_PRE] = 'k', 'a' };
+	s->ping_owed = false;
+	return lws_write(s->wsi, frame + LWS_PRE, 2, LWS_WRITE_PING) < 0 ? -1 : 0;
+}
+
 static int on_writeable(struct session *s)
 {
 	if (s->ping_owed) {
-		/* Not empty: lws 4.1 reports no pong without a payload. */
-		unsigned char frame[LWS_PRE + 2] = { [LWS_PRE] = 'k', 'a' };
-		s->ping_owed = false;
-		if (lws_write(s->wsi, frame + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+		if (write_ping(s) < 0)
 			return -1;
 		if (!g_queue_is_empty(&s->outq) || s->close_code)
 			want_write(s);
@@ -378,6 +384,8 @@ static void on_closed(struct ws_server *ws, struct session *s)
 		msgbuf_unref(m);
 	g_free(s->rx);
 	s->rx = NULL;
+	if (ws->cursor == &s->link)
+		ws->cursor = s->link.next;
 	g_queue_unlink(&ws->sessions, &s->link);
 	s->ws = NULL;
 	metrics_set(connections, ws->sessions.length);
@@ -557,50 +565,76 @@ static void lws_emit(int level, const char *line)
 	log_event(level == LLL_ERR ? LOG_ERR : LOG_WARNING, LOG_EVENT_NONE, NULL, "lws: %s", buf);
 }
 
-static void on_ping_timer(uv_timer_t *t)
-{
-	struct ws_server *ws = t->data;
-
-	for (GList *l = ws->sessions.head; l; l = l->next) {
-		struct session *s = l->data;
-		if (s->client.peer)
-			session_send(ws, &s->client, ws->ping_msg);
-	}
-}
-
-/* WebSocket keepalive, done here rather than by lws: lws 4.1 keeps its
+/* Keepalive, done here rather than by lws: lws 4.1 keeps its
  * per-connection validity timers in one sorted list and re-inserts on
- * every message received, a walk over all connections each time.  Once a
- * second is cheap: a client silent for ws_ping_interval gets a ping, one
- * silent for ws_ping_timeout is cut. */
-static void on_keepalive_timer(uv_timer_t *t)
-{
-	struct ws_server *ws = t->data;
-	uint64_t now = uv_now(ws->loop);
-	uint64_t interval = (uint64_t)ws->cfg->ws_ping_interval * 1000;
-	uint64_t timeout = (uint64_t)ws->cfg->ws_ping_timeout * 1000;
+ * every message received, a walk over all connections each time.  This
+ * walks the sessions round-robin instead, a slice every
+ * HOUSEKEEPING_TICK_MS so that each is seen once a second: a client
+ * silent for ws_ping_interval gets a WebSocket ping, one that leaves it
+ * unanswered until ws_ping_timeout is cut, and a registered peer gets
+ * {"type":"ping"} every app_ping_interval.  Pings are spread out (due
+ * times follow connection times, and at most a budget per tick go out):
+ * tens of thousands sent in one pass would stall every message behind
+ * them. */
+#define HOUSEKEEPING_TICK_MS 20
+#define PINGS_PER_TICK_MIN 32
 
-	for (GList *l = ws->sessions.head; l; l = l->next) {
-		struct session *s = l->data;
-		uint64_t silent = now - s->heard_ms;
-		if (silent >= timeout) {
-			struct log_fields f = { .remote = client_remote(&s->client) };
-			log_event(LOG_DEBUG, LOG_EVENT_NONE, &f,
-				  "no answer for %" G_GUINT64_FORMAT " ms; closing", silent);
-			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-		} else if (silent >= interval && s->pinged_ms <= s->heard_ms) {
-			s->pinged_ms = now;
+static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, unsigned *budget)
+{
+	uint64_t silent = now - s->heard_ms;
+	bool pinged = s->pinged_ms > s->heard_ms;
+
+	if (s->close_code)
+		return;
+	if (silent >= (uint64_t)ws->cfg->ws_ping_timeout * 1000 && pinged &&
+	    now - s->pinged_ms >
+		    (uint64_t)(ws->cfg->ws_ping_timeout - MIN(ws->cfg->ws_ping_timeout, ws->cfg->ws_ping_interval)) * 1000) {
+		struct log_fields f = { .remote = client_remote(&s->client) };
+		log_event(LOG_DEBUG, LOG_EVENT_NONE, &f, "no answer for %" G_GUINT64_FORMAT " ms; closing",
+			  silent);
+		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		return;
+	}
+	if (!*budget)
+		return;
+	if (silent >= (uint64_t)ws->cfg->ws_ping_interval * 1000 && !pinged) {
+		s->pinged_ms = now;
+		(*budget)--;
+		/* Like any message: at once when nothing is queued. */
+		if (g_queue_is_empty(&s->outq) && !lws_partial_buffered(s->wsi)) {
+			if (write_ping(s) < 0)
+				lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		} else {
 			s->ping_owed = true;
 			want_write(s);
 		}
 	}
+	if (*budget && s->client.peer &&
+	    now - s->app_pinged_ms >= (uint64_t)ws->cfg->app_ping_interval * 1000) {
+		s->app_pinged_ms = now;
+		(*budget)--;
+		session_send(ws, &s->client, ws->ping_msg);
+	}
 }
 
-static void apply_timers(struct ws_server *ws)
+static void on_housekeeping(uv_timer_t *t)
 {
-	uint64_t ms = (uint64_t)ws->cfg->app_ping_interval * 1000;
-	uv_timer_start(&ws->ping_timer, on_ping_timer, ms, ms);
-	uv_timer_start(&ws->keepalive_timer, on_keepalive_timer, 1000, 1000);
+	struct ws_server *ws = t->data;
+	unsigned n = ws->sessions.length;
+	/* Each session once a second, and room for twice the pings the
+	 * sessions need at their intervals. */
+	unsigned slice = (n * HOUSEKEEPING_TICK_MS + 999) / 1000;
+	unsigned shortest = MIN(ws->cfg->ws_ping_interval, ws->cfg->app_ping_interval);
+	unsigned budget = MAX(PINGS_PER_TICK_MIN, 2 * 2 * slice / MAX(shortest, 1u) + 1);
+	uint64_t now = uv_now(ws->loop);
+
+	for (unsigned i = 0; i < slice && n; i++) {
+		if (!ws->cursor)
+			ws->cursor = ws->sessions.head;
+		struct session *s = ws->cursor->data;
+		ws->cursor = ws->cursor->next;
+		keep_alive(ws, s, now, &budget);
+	}
 }
 
 static void apply_limits(struct ws_server *ws)
@@ -657,12 +691,10 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	}
 	ws->vh = lws_get_vhost_by_name(ws->ctx, "default");
 	ws->router = router_new(cfg, reg, env, &ws_router_ops, ws);
-	uv_timer_init(loop, &ws->ping_timer);
-	uv_timer_init(loop, &ws->keepalive_timer);
-	ws->keepalive_timer.data = ws;
+	uv_timer_init(loop, &ws->housekeeping);
+	ws->housekeeping.data = ws;
+	uv_timer_start(&ws->housekeeping, on_housekeeping, HOUSEKEEPING_TICK_MS, HOUSEKEEPING_TICK_MS);
 	ws->linger = linger_new(loop, LINGER_MAX, CLOSE_GRACE_SECS * 1000);
-	ws->ping_timer.data = ws;
-	apply_timers(ws);
 	*out = ws;
 	return 0;
 }
@@ -672,7 +704,6 @@ void ws_server_set_config(struct ws_server *ws, const struct config *cfg)
 	ws->cfg = cfg;
 	apply_limits(ws);
 	router_set_config(ws->router, cfg);
-	apply_timers(ws);
 }
 
 struct router *ws_server_router(struct ws_server *ws)
@@ -722,7 +753,6 @@ void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 	ws->draining = true;
 	ws->drained = done;
 	ws->drained_data = data;
-	uv_timer_stop(&ws->ping_timer);
 	for (GList *l = ws->sessions.head; l; l = l->next) {
 		struct session *s = l->data;
 		if (s->close_code)
@@ -739,8 +769,7 @@ void ws_server_stop(struct ws_server *ws)
 {
 	/* The sessions lws closes now must not report a drain again. */
 	ws->drained = NULL;
-	uv_close((uv_handle_t *)&ws->ping_timer, NULL);
-	uv_close((uv_handle_t *)&ws->keepalive_timer, NULL);
+	uv_close((uv_handle_t *)&ws->housekeeping, NULL);
 	if (ws->ctx)
 		lws_context_destroy(ws->ctx);
 	linger_free(g_steal_pointer(&ws->linger));
