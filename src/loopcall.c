@@ -1,13 +1,13 @@
 #include "loopcall.h"
 
+#include "condvar.h"
+
 #include <errno.h>
 #include <glib.h>
 #include <pthread.h>
 #include <stdbool.h>
-#include <time.h>
 
-/* pthread rather than GMutex/GCond: the same thing, and ThreadSanitizer
- * understands it (GLib's futex-based locks are invisible to it). */
+/* pthread, not GMutex/GCond: see condvar.h. */
 struct loopcall {
 	uv_async_t async;
 	pthread_mutex_t lock;
@@ -55,11 +55,7 @@ int loopcall_new(uv_loop_t *loop, struct loopcall **out)
 		return r;
 	}
 	lc->async.data = lc;
-	pthread_condattr_t attr;
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&lc->cond, &attr);
-	pthread_condattr_destroy(&attr);
+	condvar_init(&lc->cond);
 	pthread_mutex_init(&lc->lock, NULL);
 	g_queue_init(&lc->pending);
 	*out = lc;
@@ -69,16 +65,8 @@ int loopcall_new(uv_loop_t *loop, struct loopcall **out)
 int loopcall_run(struct loopcall *lc, loopcall_fn fn, void *data, int timeout_ms)
 {
 	struct request r = { .fn = fn, .data = data };
-	struct timespec deadline;
+	struct timespec deadline = condvar_deadline(g_get_monotonic_time() + (gint64)timeout_ms * 1000);
 	int rc = 0;
-
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
 
 	r.link.data = &r;
 	pthread_mutex_lock(&lc->lock);

@@ -8,6 +8,8 @@
  * `backend_lock` to read it from the caller's thread. */
 #include "store.h"
 
+#include "condvar.h"
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -31,11 +33,12 @@ struct store {
 	const struct store_backend_ops *ops;
 	void *be;
 	GThread *thread;
-	GMutex backend_lock;
+	pthread_mutex_t backend_lock;
 
-	GMutex lock; /* guards what follows */
-	GCond wake;  /* for the worker: a job, or closing */
-	GCond idle;  /* for store_close: the queue emptied */
+	/* pthread, not GMutex/GCond: see condvar.h. */
+	pthread_mutex_t lock; /* guards what follows */
+	pthread_cond_t wake;  /* for the worker: a job, or closing */
+	pthread_cond_t idle;  /* for store_close: the queue emptied */
 	GQueue queue; /* of struct job, waiting */
 	GQueue done;  /* of struct job, completed */
 	bool closing;
@@ -136,7 +139,7 @@ static void run_job(struct store *st, struct job *job)
 {
 	int r = -EINVAL;
 
-	g_mutex_lock(&st->backend_lock);
+	pthread_mutex_lock(&st->backend_lock);
 	switch (job->op) {
 	case JOB_PUT_ROOM:
 		r = st->ops->put_room(st->be, job->room, &job->error);
@@ -154,7 +157,7 @@ static void run_job(struct store *st, struct job *job)
 		r = st->ops->purge_expired(st->be, job->when, &job->error);
 		break;
 	}
-	g_mutex_unlock(&st->backend_lock);
+	pthread_mutex_unlock(&st->backend_lock);
 	job->status = r;
 	if (r >= 0)
 		atomic_store(&st->health, 0);
@@ -167,25 +170,25 @@ static gpointer worker(gpointer data)
 	struct store *st = data;
 	struct job *job;
 
-	g_mutex_lock(&st->lock);
+	pthread_mutex_lock(&st->lock);
 	for (;;) {
 		while (!st->queue.length && !st->closing)
-			g_cond_wait(&st->wake, &st->lock);
+			pthread_cond_wait(&st->wake, &st->lock);
 		if (!(job = g_queue_pop_head(&st->queue)))
 			break; /* closing, and nothing left */
-		g_mutex_unlock(&st->lock);
+		pthread_mutex_unlock(&st->lock);
 
 		run_job(st, job);
 
-		g_mutex_lock(&st->lock);
+		pthread_mutex_lock(&st->lock);
 		g_queue_push_tail(&st->done, job);
 		atomic_fetch_sub(&st->pending, 1);
 		if (!st->queue.length)
-			g_cond_broadcast(&st->idle);
+			pthread_cond_broadcast(&st->idle);
 		/* Coalesced by libuv: one on_async for many jobs. */
 		uv_async_send(&st->async);
 	}
-	g_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(&st->lock);
 	return NULL;
 }
 
@@ -207,10 +210,10 @@ static void on_async(uv_async_t *async)
 	struct store *st = async->data;
 	GQueue list = G_QUEUE_INIT;
 
-	g_mutex_lock(&st->lock);
+	pthread_mutex_lock(&st->lock);
 	list = st->done;
 	g_queue_init(&st->done);
-	g_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(&st->lock);
 	complete(&list);
 }
 
@@ -224,20 +227,20 @@ static const struct store_backend_ops *find_backend(const char *name)
 
 static void store_free(struct store *st)
 {
-	g_mutex_clear(&st->backend_lock);
-	g_mutex_clear(&st->lock);
-	g_cond_clear(&st->wake);
-	g_cond_clear(&st->idle);
+	pthread_mutex_destroy(&st->backend_lock);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->wake);
+	pthread_cond_destroy(&st->idle);
 	g_free(st);
 }
 
 /* Stops the worker once the queue is empty and waits for it. */
 static void stop_worker(struct store *st)
 {
-	g_mutex_lock(&st->lock);
+	pthread_mutex_lock(&st->lock);
 	st->closing = true;
-	g_cond_signal(&st->wake);
-	g_mutex_unlock(&st->lock);
+	pthread_cond_signal(&st->wake);
+	pthread_mutex_unlock(&st->lock);
 	g_thread_join(st->thread);
 	st->thread = NULL;
 }
@@ -258,10 +261,10 @@ int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, stru
 	st = g_new0(struct store, 1);
 	st->ops = ops;
 	st->limit = STORE_QUEUE_DEFAULT;
-	g_mutex_init(&st->backend_lock);
-	g_mutex_init(&st->lock);
-	g_cond_init(&st->wake);
-	g_cond_init(&st->idle);
+	pthread_mutex_init(&st->backend_lock, NULL);
+	pthread_mutex_init(&st->lock, NULL);
+	condvar_init(&st->wake);
+	condvar_init(&st->idle);
 	g_queue_init(&st->queue);
 	g_queue_init(&st->done);
 
@@ -295,9 +298,9 @@ fail:
 
 void store_set_queue_limit(struct store *st, unsigned max)
 {
-	g_mutex_lock(&st->lock);
+	pthread_mutex_lock(&st->lock);
 	st->limit = max ? max : 1;
-	g_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(&st->lock);
 }
 
 int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **err)
@@ -306,9 +309,9 @@ int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **e
 	g_autoptr(GPtrArray) k_list = g_ptr_array_new_with_free_func((GDestroyNotify)store_key_free);
 	int r;
 
-	g_mutex_lock(&st->backend_lock);
+	pthread_mutex_lock(&st->backend_lock);
 	r = st->ops->load(st->be, r_list, k_list, err);
-	g_mutex_unlock(&st->backend_lock);
+	pthread_mutex_unlock(&st->backend_lock);
 	atomic_store(&st->health, r < 0 && backend_failure(r) ? r : 0);
 	if (r < 0)
 		return r;
@@ -324,7 +327,7 @@ static int submit(struct store *st, struct job *job, store_done_fn done, void *d
 
 	job->done = done;
 	job->data = data;
-	g_mutex_lock(&st->lock);
+	pthread_mutex_lock(&st->lock);
 	if (st->closing)
 		r = -ESHUTDOWN;
 	else if (st->queue.length >= st->limit)
@@ -332,9 +335,9 @@ static int submit(struct store *st, struct job *job, store_done_fn done, void *d
 	else {
 		g_queue_push_tail(&st->queue, job);
 		atomic_fetch_add(&st->pending, 1);
-		g_cond_signal(&st->wake);
+		pthread_cond_signal(&st->wake);
 	}
-	g_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(&st->lock);
 	if (r < 0)
 		job_free(job);
 	return r;
@@ -418,16 +421,16 @@ static void on_closed(uv_handle_t *h)
 
 int store_close(struct store *st, unsigned timeout_ms)
 {
-	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	struct timespec deadline = condvar_deadline(g_get_monotonic_time() + (gint64)timeout_ms * 1000);
 	GQueue list = G_QUEUE_INIT, cancelled = G_QUEUE_INIT;
 	struct job *job;
 
 	if (!st)
 		return 0;
-	g_mutex_lock(&st->lock);
+	pthread_mutex_lock(&st->lock);
 	st->closing = true;
-	g_cond_signal(&st->wake);
-	while (st->queue.length && g_cond_wait_until(&st->idle, &st->lock, deadline))
+	pthread_cond_signal(&st->wake);
+	while (st->queue.length && pthread_cond_timedwait(&st->idle, &st->lock, &deadline) != ETIMEDOUT)
 		;
 	/* Out of time: what has not started will not be written.  The job
 	 * in progress finishes (bounded by the backend's busy timeout). */
@@ -438,7 +441,7 @@ int store_close(struct store *st, unsigned timeout_ms)
 		g_queue_push_tail(&cancelled, job);
 		atomic_fetch_sub(&st->pending, 1);
 	}
-	g_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(&st->lock);
 
 	stop_worker(st);
 	st->ops->close(st->be);

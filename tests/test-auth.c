@@ -157,8 +157,8 @@ static void test_jwt_registration(void)
 	}
 
 	/* alg:none, HS256 keyed with the public key, a tampered payload. */
-	g_autofree char *none = g_strdup_printf("%s.%s.", jwtmint_b64url("{\"alg\":\"none\"}", 15),
-						strchr(jwt, '.') + 1);
+	g_autofree char *none_header = jwtmint_b64url("{\"alg\":\"none\"}", 15);
+	g_autofree char *none = g_strdup_printf("%s.%s.", none_header, strchr(jwt, '.') + 1);
 	none[strlen(none) - strlen(strrchr(jwt, '.'))] = '\0'; /* header.payload. */
 	g_autofree char *none_tok = g_strconcat(none, ".", NULL);
 	reg_expect(d, room, "x", none_tok, token, "AUTH_FAILED", "Invalid token");
@@ -166,7 +166,9 @@ static void test_jwt_registration(void)
 	PEM_write_bio_PUBKEY(bio, rsa_key);
 	char *pem;
 	long pem_len = BIO_get_mem_data(bio, &pem);
-	g_autofree char *payload = g_strdup(json_object_to_json_string(claims_for("ada")));
+	json_object *claims = claims_for("ada");
+	g_autofree char *payload = g_strdup(json_object_to_json_string(claims));
+	json_object_put(claims);
 	g_autofree char *h = jwtmint_b64url("{\"alg\":\"HS256\",\"kid\":\"r1\"}", 26);
 	g_autofree char *p = jwtmint_b64url(payload, strlen(payload));
 	g_autofree char *input = g_strdup_printf("%s.%s", h, p);
@@ -251,7 +253,8 @@ static void test_api_keys(void)
 	json_object *reply = wsc_expect(w, "registered_auth");
 	g_assert_cmpstr(str(reply, "room_id"), ==, room);
 	json_object_put(reply);
-	struct wsc *other = reg_expect(d, room, "c1", token_for("ada"), token, NULL, NULL);
+	g_autofree char *ada = token_for("ada");
+	struct wsc *other = reg_expect(d, room, "c1", ada, token, NULL, NULL);
 	wsc_send_text(other, "{\"type\":\"discover_peers\"}");
 	json_object *list = wsc_expect(other, "peer_list");
 	g_assert_null(strstr(json_object_to_json_string(list), secret + strlen(key_id) + 1));
@@ -327,7 +330,8 @@ static void test_room_persists(void)
 	const char *args[] = { "--state-dir", keep, NULL };
 	d = testd_start(c, args);
 	g_assert_true(testd_wait_log(d, "1 rooms, 0 API keys", 0));
-	wsc_free(reg_expect(d, room, "back", token_for("ada"), token, NULL, NULL));
+	g_autofree char *ada = token_for("ada");
+	wsc_free(reg_expect(d, room, "back", ada, token, NULL, NULL));
 	json_object *rooms = admin(d, "GET", "/api/rooms", NULL, 200);
 	json_object *r0 = json_object_array_get_idx(json_object_object_get(rooms, "rooms"), 0);
 	g_assert_cmpstr(str(r0, "room_id"), ==, room);
