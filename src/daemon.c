@@ -240,6 +240,8 @@ static void finish(void *data)
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	loopcall_close(d->loopcall);
+	/* Before the store goes: /ready asks it from the admin thread. */
+	admin_stop(g_steal_pointer(&d->admin));
 	stop_fetching(d);
 	if (store_close(d->store, STORE_CLOSE_TIMEOUT_MS) < 0)
 		log_err("room store: gave up on writes still pending at shutdown");
@@ -430,6 +432,7 @@ fail:
 	close_listeners(d);
 	if (d->loopcall)
 		loopcall_close(d->loopcall);
+	admin_stop(g_steal_pointer(&d->admin));
 	if (d->store)
 		store_close(d->store, STORE_CLOSE_TIMEOUT_MS);
 	if (d->auth)
