@@ -36,10 +36,12 @@ static json_object *room_peers(struct registry *reg, const char *room_id, unsign
 {
 	json_object *by_role = json_object_new_object();
 	struct room *room = registry_find_room(reg, room_id);
+	struct peer *p;
 
 	*total = 0;
-	for (GList *l = room ? room->peers.head : NULL; l; l = l->next) {
-		const struct peer *p = l->data;
+	if (!room)
+		return by_role;
+	ROOM_FOREACH_PEER(room, p) {
 		json_object *n;
 		if (json_object_object_get_ex(by_role, p->role, &n))
 			json_object_int_inc(n, 1);

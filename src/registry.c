@@ -15,6 +15,7 @@ struct registry {
 static void room_free(struct room *room)
 {
 	g_hash_table_unref(room->by_id);
+	g_ptr_array_unref(room->order);
 	g_free(room->id);
 	g_free(room);
 }
@@ -45,10 +46,9 @@ void registry_free(struct registry *reg)
 	g_hash_table_iter_init(&it, reg->rooms);
 	while (g_hash_table_iter_next(&it, NULL, &value)) {
 		struct room *room = value;
-		GList *l;
-		/* the links live inside the peers: pop links, not data */
-		while ((l = g_queue_pop_head_link(&room->peers)))
-			peer_free(l->data);
+		struct peer *p;
+		ROOM_FOREACH_PEER(room, p)
+			peer_free(p);
 		room_free(room);
 	}
 	g_hash_table_unref(reg->rooms);
@@ -69,7 +69,7 @@ struct room *registry_ensure_room(struct registry *reg, const char *room_id)
 		return room;
 	room = g_new0(struct room, 1);
 	room->id = g_strdup(room_id);
-	g_queue_init(&room->peers);
+	room->order = g_ptr_array_new();
 	room->by_id = g_hash_table_new(g_str_hash, g_str_equal);
 	g_hash_table_insert(reg->rooms, room->id, room);
 	return room;
@@ -94,6 +94,31 @@ static void count_down(GHashTable *counts, const char *key)
 		g_hash_table_insert(counts, g_strdup(key), GUINT_TO_POINTER(n - 1));
 	else
 		g_hash_table_remove(counts, key);
+}
+
+/* Drops PEER from ROOM's order: trailing holes go at once, inner ones when
+ * they are half the array, so the order stays dense and leaving is cheap. */
+static void room_unlink(struct room *room, struct peer *peer)
+{
+	GPtrArray *order = room->order;
+	guint len = order->len;
+
+	g_ptr_array_index(order, peer->slot) = NULL;
+	room->n_peers--;
+	while (len && !g_ptr_array_index(order, len - 1))
+		len--;
+	if (len - room->n_peers > len / 2) {
+		guint n = 0;
+		for (guint i = 0; i < len; i++) {
+			struct peer *p = g_ptr_array_index(order, i);
+			if (!p)
+				continue;
+			p->slot = n;
+			g_ptr_array_index(order, n++) = p;
+		}
+		len = n;
+	}
+	g_ptr_array_set_size(order, len);
 }
 
 struct peer *registry_add(struct registry *reg, struct room *room, const char *peer_id,
@@ -122,9 +147,10 @@ struct peer *registry_add(struct registry *reg, struct room *room, const char *p
 	peer->principal = principal;
 	peer->owner = owner;
 	peer->connected_at = now;
-	peer->link.data = peer;
+	peer->slot = room->order->len;
 
-	g_queue_push_tail_link(&room->peers, &peer->link);
+	g_ptr_array_add(room->order, peer);
+	room->n_peers++;
 	g_hash_table_insert(room->by_id, (gpointer)peer->id, peer);
 
 	count_up(reg->ids, peer_id);
@@ -140,7 +166,7 @@ void registry_remove(struct registry *reg, struct peer *peer)
 	count_down(reg->ids, peer->id);
 	count_down(reg->roles, peer->role);
 	g_hash_table_remove(room->by_id, peer->id);
-	g_queue_unlink(&room->peers, &peer->link);
+	room_unlink(room, peer);
 	if (room->admin == peer)
 		room->admin = NULL;
 	reg->n_peers--;

@@ -557,8 +557,12 @@ unsigned router_close_room(struct router *r, const char *room_id, const char *re
 	struct room *room = registry_find_room(r->reg, room_id);
 	g_autoptr(GPtrArray) clients = g_ptr_array_new();
 
-	for (GList *l = room ? room->peers.head : NULL; l; l = l->next)
-		g_ptr_array_add(clients, ((struct peer *)l->data)->owner);
+	struct peer *p;
+
+	if (room) {
+		ROOM_FOREACH_PEER(room, p)
+			g_ptr_array_add(clients, p->owner);
+	}
 	return dismiss(r, clients, protocol_room_closed(room_id, reason), 1000, "room closed");
 }
 
@@ -570,8 +574,9 @@ struct by_principal {
 static void collect_principal(struct room *room, void *data)
 {
 	struct by_principal *b = data;
-	for (GList *l = room->peers.head; l; l = l->next) {
-		struct peer *p = l->data;
+	struct peer *p;
+
+	ROOM_FOREACH_PEER(room, p) {
 		if (g_strcmp0(p->principal, b->principal) == 0)
 			g_ptr_array_add(b->clients, p->owner);
 	}

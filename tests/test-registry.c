@@ -55,11 +55,52 @@ static void test_order(void)
 	add(reg, "r", "a");
 	struct room *room = registry_find_room(reg, "r");
 	const char *want[] = { "d", "c", "b", "a" };
+	struct peer *q;
 	int i = 0;
-	for (GList *l = room->peers.head; l; l = l->next)
-		g_assert_cmpstr(((struct peer *)l->data)->id, ==, want[i++]);
+	ROOM_FOREACH_PEER(room, q)
+		g_assert_cmpstr(q->id, ==, want[i++]);
 	g_assert_cmpint(i, ==, 4);
 	registry_free(reg); /* frees what is left */
+}
+
+/* Leaving from the middle, the end and in bulk keeps registration order,
+ * and the order never holds more holes than peers. */
+static void test_order_after_leaving(void)
+{
+	enum { N = 100 };
+	struct registry *reg = registry_new();
+	struct peer *p[N];
+	bool gone[N] = { false };
+	struct room *room;
+
+	for (int i = 0; i < N; i++) {
+		char id[8];
+		g_snprintf(id, sizeof id, "p%d", i);
+		p[i] = add(reg, "r", id);
+	}
+	room = registry_find_room(reg, "r");
+	/* every third, then the last ten, then most of the rest */
+	for (int pass = 0; pass < 3; pass++) {
+		for (int i = 0; i < N; i++) {
+			bool leave = pass == 0 ? i % 3 == 1 : pass == 1 ? i >= N - 10 : i % 7 != 0;
+			if (gone[i] || !leave)
+				continue;
+			registry_remove(reg, p[i]);
+			gone[i] = true;
+		}
+		struct peer *q;
+		int next = 0, seen = 0;
+		ROOM_FOREACH_PEER(room, q) {
+			while (gone[next])
+				next++;
+			g_assert_true(q == p[next]);
+			g_assert_true(g_ptr_array_index(room->order, q->slot) == q);
+			next++, seen++;
+		}
+		g_assert_cmpuint(room_size(room), ==, seen);
+		g_assert_cmpuint(room->order->len, <=, 2 * room_size(room));
+	}
+	registry_free(reg);
 }
 
 static void test_admin_seat(void)
@@ -92,6 +133,7 @@ int main(int argc, char *argv[])
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/registry/add-remove", test_add_remove);
 	g_test_add_func("/registry/order", test_order);
+	g_test_add_func("/registry/order-after-leaving", test_order_after_leaving);
 	g_test_add_func("/registry/admin-seat", test_admin_seat);
 	g_test_add_func("/registry/escaped-ids", test_escaped_ids);
 	return g_test_run();
