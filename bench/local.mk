@@ -1,7 +1,8 @@
 # Benchmark tools, built with everything else and never installed: the
-# load generator and the bare lws echo server it compares the daemon
-# with.  bench/run drives both; bench/README.md says what the numbers mean.
-noinst_PROGRAMS = bench/rtcsignal-bench bench/echo-floor
+# load generator, the bare lws echo server it compares the daemon with,
+# and discovery's cost in the core without transport.  bench/run drives
+# the first two; bench/README.md says what the numbers mean.
+noinst_PROGRAMS = bench/rtcsignal-bench bench/echo-floor bench/discovery-core
 
 bench_rtcsignal_bench_SOURCES = bench/rtcsignal-bench.c \
 	bench/crowd.c bench/crowd.h \
@@ -15,5 +16,11 @@ bench_rtcsignal_bench_LDADD = src/librtcsignal.a $(DEPS_LIBS) $(CRYPTO_LIBS)
 bench_echo_floor_SOURCES = bench/echo-floor.c
 bench_echo_floor_CFLAGS = $(AM_CFLAGS) $(DEPS_CFLAGS)
 bench_echo_floor_LDADD = src/librtcsignal.a $(DEPS_LIBS)
+
+bench_discovery_core_SOURCES = bench/discovery-core.c \
+	bench/workload.c bench/workload.h \
+	bench/wsconn.c bench/wsconn.h
+bench_discovery_core_CFLAGS = $(AM_CFLAGS) $(DEPS_CFLAGS)
+bench_discovery_core_LDADD = src/librtcsignal.a $(DEPS_LIBS)
 
 EXTRA_DIST += bench/run bench/README.md
