@@ -227,20 +227,11 @@ static void test_health_and_ready(void)
 	json_object_put(rdy);
 
 	/* A reader that never reads keeps the drain going. */
-	const struct wsc_opts small = { .rcvbuf = 4096 };
-	g_autoptr(GError) err = NULL;
-	struct wsc *stuck = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
-	g_assert_no_error(err);
-	wsc_send_text(stuck, "{\"type\":\"register\",\"peer_id\":\"stuck\",\"room_id\":\"s\"}");
-	json_object_put(wsc_expect(stuck, "registered_auth"));
+	struct wsc *stuck = testd_register_slow(d, "s", "stuck");
 	struct wsc *sender = testd_register(d, "s", "sender", NULL);
-	GString *msg = g_string_new("{\"type\":\"peer_message\",\"to_peer_id\":\"stuck\",\"payload\":\"");
-	while (msg->len < 60000)
-		g_string_append_c(msg, 'q');
-	g_string_append(msg, "\"}");
+	g_autofree char *msg = testd_message_to("stuck", 60000);
 	for (int i = 0; i < 60; i++)
-		wsc_send_text(sender, msg->str);
-	g_string_free(msg, TRUE);
+		wsc_send_text(sender, msg);
 	wsc_expect_quiet(sender); /* everything above has been handled */
 	wsc_free(sender);
 

@@ -179,22 +179,13 @@ static void test_sigterm_drain(void)
 static void test_drain_is_bounded(void)
 {
 	struct testd *d = testd_start("[server]\ndrain_timeout = 1\n", NULL);
-	const struct wsc_opts small = { .rcvbuf = 4096 };
-	g_autoptr(GError) err = NULL;
 	/* A client that never reads, with megabytes waiting for it: its
 	 * session cannot finish, so only drain_timeout ends the drain. */
-	struct wsc *stuck = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
-	g_assert_no_error(err);
-	wsc_send_text(stuck, "{\"type\":\"register\",\"peer_id\":\"stuck\",\"room_id\":\"s\"}");
-	json_object_put(wsc_expect(stuck, "registered_auth"));
+	struct wsc *stuck = testd_register_slow(d, "s", "stuck");
 	struct wsc *sender = testd_register(d, "s", "sender", NULL);
-	GString *msg = g_string_new("{\"type\":\"peer_message\",\"to_peer_id\":\"stuck\",\"payload\":\"");
-	while (msg->len < 60000)
-		g_string_append_c(msg, 'q');
-	g_string_append(msg, "\"}");
+	g_autofree char *msg = testd_message_to("stuck", 60000);
 	for (int i = 0; i < 100; i++) /* 6 MB: kernel buffers plus a queue */
-		wsc_send_text(sender, msg->str);
-	g_string_free(msg, TRUE);
+		wsc_send_text(sender, msg);
 	wsc_free(sender);
 	g_assert_true(testd_wait_log(d, "event=peer_left room=s peer=sender", 10000));
 

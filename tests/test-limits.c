@@ -103,24 +103,15 @@ static void test_slow_reader(void)
 	 * first few MiB, so the flood is well past them. */
 	struct testd *d = testd_start("[limits]\nmax_message_bytes = 16384\nmax_queued_bytes = 262144\n"
 				      "messages_per_second = 0\n", NULL);
-	const struct wsc_opts small = { .rcvbuf = 4096 };
-	g_autoptr(GError) err = NULL;
-	struct wsc *slow = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
-	g_assert_no_error(err);
-	wsc_send_text(slow, "{\"type\":\"register\",\"peer_id\":\"slow\",\"room_id\":\"flood\"}");
-	json_object_put(wsc_expect(slow, "registered_auth"));
+	struct wsc *slow = testd_register_slow(d, "flood", "slow");
 	struct wsc *fast = testd_register(d, "flood", "fast", NULL);
 	long rss_before = testd_rss_kib(d);
-
-	GString *msg = g_string_new("{\"type\":\"peer_message\",\"to_peer_id\":\"slow\",\"payload\":\"");
-	while (msg->len < 8000)
-		g_string_append_c(msg, 'p');
-	g_string_append(msg, "\"}");
+	g_autofree char *msg = testd_message_to("slow", 8000);
 
 	/* Send up to 40 MiB; the server must refuse long before. */
 	json_object *failed = NULL;
 	for (int i = 0; i < 5000 && !failed; i++) {
-		wsc_send_text(fast, msg->str);
+		wsc_send_text(fast, msg);
 		struct pollfd p = { .fd = fast->fd, .events = POLLIN };
 		if (poll(&p, 1, 0) == 1)
 			failed = wsc_expect_error(fast, "DELIVERY_FAILED");
@@ -129,7 +120,6 @@ static void test_slow_reader(void)
 		failed = wsc_expect_error(fast, "DELIVERY_FAILED");
 	g_assert_cmpstr(str(failed, "to_peer_id"), ==, "slow");
 	json_object_put(failed);
-	g_string_free(msg, TRUE);
 
 	long rss_after = testd_rss_kib(d);
 	g_test_message("daemon RSS before %ld KiB, after the flood %ld KiB", rss_before, rss_after);

@@ -276,10 +276,9 @@ struct wsc *testd_connect(struct testd *d)
 	return c;
 }
 
-struct wsc *testd_register(struct testd *d, const char *room, const char *peer_id,
-			   const char *extra)
+static struct wsc *register_on(struct wsc *c, const char *room, const char *peer_id,
+				const char *extra)
 {
-	struct wsc *c = testd_connect(d);
 	json_object *o, *v;
 
 	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\"%s}", peer_id, room,
@@ -289,4 +288,31 @@ struct wsc *testd_register(struct testd *d, const char *room, const char *peer_i
 	g_assert_cmpstr(json_object_get_string(v), ==, peer_id);
 	json_object_put(o);
 	return c;
+}
+
+struct wsc *testd_register(struct testd *d, const char *room, const char *peer_id,
+			   const char *extra)
+{
+	return register_on(testd_connect(d), room, peer_id, extra);
+}
+
+struct wsc *testd_register_slow(struct testd *d, const char *room, const char *peer_id)
+{
+	const struct wsc_opts small = { .rcvbuf = 4096 };
+	g_autoptr(GError) err = NULL;
+	struct wsc *c = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
+
+	g_assert_no_error(err);
+	return register_on(c, room, peer_id, NULL);
+}
+
+char *testd_message_to(const char *to_peer, size_t bytes)
+{
+	GString *msg = g_string_new(NULL);
+
+	g_string_printf(msg, "{\"type\":\"peer_message\",\"to_peer_id\":\"%s\",\"payload\":\"", to_peer);
+	while (msg->len + 2 < bytes)
+		g_string_append_c(msg, 'q');
+	g_string_append(msg, "\"}");
+	return g_string_free(msg, FALSE);
 }

@@ -80,3 +80,8 @@ struct wsc *testd_connect(struct testd *d);
  * client whose registered_auth has been received and checked. */
 struct wsc *testd_register(struct testd *d, const char *room, const char *peer_id,
 			   const char *extra);
+/* The same without EXTRA on a connection with a 4 KiB receive buffer, for
+ * a peer the test then leaves unread: a slow reader. */
+struct wsc *testd_register_slow(struct testd *d, const char *room, const char *peer_id);
+/* A peer_message to TO_PEER of BYTES bytes (payload a run of 'q'). */
+char *testd_message_to(const char *to_peer, size_t bytes);
