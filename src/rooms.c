@@ -174,7 +174,12 @@ static void key_written(int status, const GError *err, void *data)
 {
 	struct pending_key *p = data;
 
-	if (status < 0) {
+	if (status == 0 && !g_hash_table_contains(p->r->rooms, p->key->room_id)) {
+		/* The room was deleted while the key was being written: the
+		 * store dropped the key with it, and so do we. */
+		p->done(-ENOENT, NULL, NULL, "room not found", p->data);
+		store_key_free(p->key);
+	} else if (status < 0) {
 		store_failed("cannot create an API key", err);
 		p->done(status, NULL, NULL,
 			status == -ENOENT ? "room not found" : "the room store is unavailable", p->data);

@@ -1,5 +1,6 @@
 /* Unit tests: the room store (async front and SQLite backend) on a real
  * libuv loop, in a temporary state directory. */
+#include "rooms.h"
 #include "store.h"
 
 #include <errno.h>
@@ -750,6 +751,66 @@ static void test_many(struct fx *fx, gconstpointer unused)
 	store_room_free(room);
 }
 
+/* What a rooms_create or rooms_create_key completion said. */
+struct created {
+	unsigned n;
+	int status;
+	char *id;
+};
+
+static void room_created(int status, const struct store_room *room, const char *token,
+			 const char *why, void *data)
+{
+	struct created *c = data;
+	(void)token, (void)why;
+	c->n++;
+	c->status = status;
+	c->id = room ? g_strdup(room->id) : NULL;
+}
+
+static void key_created(int status, const struct store_key *key, const char *api_key,
+			const char *why, void *data)
+{
+	struct created *c = data;
+	(void)key, (void)api_key;
+	c->n++;
+	c->status = status;
+	c->id = g_strdup(why);
+}
+
+/* A key still being written when its room is deleted must not come back
+ * as created: the store drops it with the room. */
+static void test_key_of_deleted_room(struct fx *fx, gconstpointer unused)
+{
+	struct created room = { 0 }, key = { 0 };
+	struct rooms *r;
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+	fx_open(fx);
+	r = rooms_new(fx->st);
+	rooms_create(r, &(struct rooms_spec){ .name = "r", .expires_at = now + 3600 }, "test", now,
+		     room_created, &room);
+	while (!room.n)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	g_assert_cmpint(room.status, ==, 0);
+
+	rooms_create_key(r, room.id, "k", 0, now, key_created, &key);
+	g_assert_cmpuint(key.n, ==, 0); /* queued behind the store */
+	g_assert_cmpint(rooms_delete(r, room.id), ==, 0);
+	while (!key.n)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	g_assert_cmpint(key.status, ==, -ENOENT);
+	g_assert_cmpstr(key.id, ==, "room not found");
+	g_autoptr(GPtrArray) keys = rooms_list_keys(r);
+	g_assert_cmpuint(keys->len, ==, 0);
+	g_assert_cmpuint(rooms_active_keys(r, now), ==, 0);
+
+	rooms_free(r);
+	g_free(room.id);
+	g_free(key.id);
+	(void)unused;
+}
+
 #define ADD(path, fn) g_test_add(path, struct fx, NULL, fx_setup, fn, fx_teardown)
 
 int main(int argc, char *argv[])
@@ -770,5 +831,6 @@ int main(int argc, char *argv[])
 	ADD("/store/corrupt", test_corrupt);
 	ADD("/store/newer-schema", test_newer_schema);
 	ADD("/store/many", test_many);
+	ADD("/store/key-of-deleted-room", test_key_of_deleted_room);
 	return g_test_run();
 }
