@@ -66,7 +66,8 @@ int loopcall_run(struct loopcall *lc, loopcall_fn fn, void *data, int timeout_ms
 {
 	struct request r = { .fn = fn, .data = data };
 	struct timespec deadline = condvar_deadline(g_get_monotonic_time() + (gint64)timeout_ms * 1000);
-	int rc = 0;
+	bool late = false;
+	int rc;
 
 	r.link.data = &r;
 	pthread_mutex_lock(&lc->lock);
@@ -76,18 +77,14 @@ int loopcall_run(struct loopcall *lc, loopcall_fn fn, void *data, int timeout_ms
 	}
 	g_queue_push_tail_link(&lc->pending, &r.link);
 	uv_async_send(&lc->async);
-	while (!r.done && !lc->closing) {
-		if (pthread_cond_timedwait(&lc->cond, &lc->lock, &deadline) == ETIMEDOUT && !r.started) {
-			rc = -ETIMEDOUT;
-			break;
-		}
-	}
+	while (!r.done && !lc->closing && !late)
+		late = pthread_cond_timedwait(&lc->cond, &lc->lock, &deadline) == ETIMEDOUT;
 	/* Not started: take it back, so the loop never sees a dead request.
-	 * Started: it is running now and finishes soon; wait for it. */
+	 * Started: it is running now and finishes soon; wait for it (without
+	 * a deadline, which has passed and would make the wait spin). */
 	if (!r.started) {
 		g_queue_unlink(&lc->pending, &r.link);
-		if (rc == 0)
-			rc = -ESHUTDOWN;
+		rc = late ? -ETIMEDOUT : -ESHUTDOWN;
 	} else {
 		while (!r.done)
 			pthread_cond_wait(&lc->cond, &lc->lock);
