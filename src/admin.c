@@ -223,18 +223,27 @@ static enum MHD_Result api(struct admin *a, struct admin_request *req)
 	return MHD_YES;
 }
 
+/* Called with a->lock held.  Only the first answer counts: at shutdown
+ * the loop thread and the admin thread may both answer one request. */
+static void answer_locked(struct admin *a, struct admin_request *req, unsigned status, char *json)
+{
+	if (!req->suspended) {
+		g_free(json);
+		return;
+	}
+	req->status = status;
+	req->answer = json;
+	req->suspended = false;
+	g_queue_unlink(&a->suspended, &req->link);
+	MHD_resume_connection(req->conn);
+}
+
 void admin_request_answer(struct admin_request *req, unsigned status, char *json)
 {
 	struct admin *a = req->a;
 
 	pthread_mutex_lock(&a->lock);
-	req->status = status;
-	req->answer = json;
-	if (req->suspended) {
-		req->suspended = false;
-		g_queue_unlink(&a->suspended, &req->link);
-		MHD_resume_connection(req->conn);
-	}
+	answer_locked(a, req, status, json);
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -391,9 +400,11 @@ void admin_stop(struct admin *a)
 	if (!a)
 		return;
 	/* The loop has ended: nothing will answer what still waits for it. */
+	pthread_mutex_lock(&a->lock);
 	while (!g_queue_is_empty(&a->suspended))
-		admin_request_answer(g_queue_peek_head(&a->suspended), MHD_HTTP_SERVICE_UNAVAILABLE,
-				     g_strdup("{\"error\":\"shutting down\"}"));
+		answer_locked(a, g_queue_peek_head(&a->suspended), MHD_HTTP_SERVICE_UNAVAILABLE,
+			      g_strdup("{\"error\":\"shutting down\"}"));
+	pthread_mutex_unlock(&a->lock);
 	MHD_stop_daemon(a->mhd); /* closes the listening socket too */
 	pthread_mutex_destroy(&a->lock);
 	g_free(a);
