@@ -232,7 +232,6 @@ static void finish(void *data)
 {
 	struct daemon *d = data;
 
-	uv_timer_stop(&d->drain_timer);
 	uv_close((uv_handle_t *)&d->drain_timer, NULL);
 	uv_close((uv_handle_t *)&d->tick, NULL);
 	uv_close((uv_handle_t *)&d->watchdog, NULL);
@@ -240,12 +239,15 @@ static void finish(void *data)
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
 	loopcall_close(d->loopcall);
-	/* Before the store goes: /ready asks it from the admin thread. */
-	admin_stop(g_steal_pointer(&d->admin));
-	stop_fetching(d);
+	/* The store first: its last completions may answer admin requests
+	 * still waiting for a write.  It is freed only when the loop runs
+	 * again, after admin_stop has joined the admin thread, which may be
+	 * asking it for /ready until then. */
 	if (store_close(d->store, STORE_CLOSE_TIMEOUT_MS) < 0)
 		log_err("room store: gave up on writes still pending at shutdown");
 	d->store = NULL; /* released by the loop */
+	admin_stop(g_steal_pointer(&d->admin));
+	stop_fetching(d);
 	ws_server_stop(d->ws);
 }
 
