@@ -50,6 +50,8 @@ struct session {
 
 /* Bodies of POST /create-room are small JSON objects. */
 #define HTTP_BODY_MAX 65536
+/* All of a request's headers: JWTs from OIDC providers are large. */
+#define HTTP_HEADER_DATA_MAX 16384
 
 struct http_req {
 	GString *body;           /* what the client sent */
@@ -158,18 +160,25 @@ static const struct router_ops ws_router_ops = {
 };
 
 /* The client: the TCP peer, or behind trusted proxies the address their
- * X-Forwarded-For names.  Headers are readable up to ESTABLISHED. */
+ * X-Forwarded-For names.  Headers are readable up to ESTABLISHED.  The
+ * whole header is read, however long: the entries that count are at its
+ * end, and a client padding the front must not make us fall back to the
+ * proxy's own address.  -EAFNOSUPPORT for a unix socket. */
 static int client_addr(struct ws_server *ws, struct lws *wsi, struct netaddr *out)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
-	char xff[1024];
+	g_autofree char *xff = NULL;
 	int n = 0;
 
 	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) < 0)
 		return -errno;
-	if (ws->cfg->trusted && lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) > 0)
-		n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
+	if (ws->cfg->trusted && lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) > 0) {
+		xff = g_malloc(HTTP_HEADER_DATA_MAX);
+		n = lws_hdr_copy(wsi, xff, HTTP_HEADER_DATA_MAX, WSI_TOKEN_X_FORWARDED_FOR);
+		if (n < 0)
+			return -EMSGSIZE;
+	}
 	return netaddr_client(ws->cfg->trusted, (struct sockaddr *)&ss, n > 0 ? xff : NULL,
 			      n > 0 ? (size_t)n : 0, out);
 }
@@ -199,8 +208,13 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
 		return false;
 	}
-	if (client_addr(ws, wsi, &addr) < 0)
+	int r = client_addr(ws, wsi, &addr);
+	if (r == -EAFNOSUPPORT)
 		return true; /* a unix socket: local */
+	if (r < 0) {
+		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "cannot tell the client's address");
+		return false;
+	}
 	if (!ws->cfg->allow_anonymous && router_open_mode(ws->router) &&
 	    !netaddr_is_loopback_addr(&addr)) {
 		refuse(wsi, &addr, REFUSED_NOT_LOOPBACK, HTTP_STATUS_FORBIDDEN,
@@ -677,8 +691,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	info.retry_and_idle_policy = &ws->retry;
 	info.pcontext = &ws->ctx;
 	info.max_http_header_pool = 256;
-	/* JWTs from OIDC providers are large (POST /create-room). */
-	info.max_http_header_data = 16384;
+	info.max_http_header_data = HTTP_HEADER_DATA_MAX;
 	info.timeout_secs = 10;
 	info.uid = (uid_t)-1;
 	info.gid = (gid_t)-1;

@@ -472,6 +472,17 @@ static void test_trusted_proxy(void)
 	g_assert_nonnull(strstr(err->message, "403"));
 	g_clear_error(&err);
 	g_assert_true(testd_wait_log(d, "remote=203.0.113.5 code=not_loopback", 5000));
+	/* A client padding the header's front past any small buffer is still
+	 * judged by the entry the proxy appended, not taken for the proxy. */
+	GString *padded = g_string_new("X-Forwarded-For: ");
+	while (padded->len < 3000)
+		g_string_append(padded, "198.51.100.1, ");
+	g_string_append(padded, "203.0.113.7\r\n");
+	g_assert_null(connect_from(d, "127.0.0.1", padded->str, &err));
+	g_assert_nonnull(strstr(err->message, "403"));
+	g_clear_error(&err);
+	g_assert_true(testd_wait_log(d, "remote=203.0.113.7 code=not_loopback", 5000));
+	g_string_free(padded, TRUE);
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 
