@@ -454,6 +454,8 @@ static int on_http_body(struct session *s, const char *in, size_t len)
 {
 	if (!s->http || !s->http->body)
 		return 1;
+	if (s->http->answer)
+		return 0; /* refused already: the rest is dropped */
 	if (s->http->body->len + len > HTTP_BODY_MAX) {
 		http_answer(s, s->wsi, 413, "application/json", g_strdup("{\"error\":\"body too large\"}"));
 		return 0;
