@@ -617,22 +617,27 @@ struct msgbuf *protocol_routed(GString *s, enum msg_type type, const struct peer
 struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len,
 			       const struct peer *from)
 {
+	if (m->root) {
+		/* json-c's reading: it kept the last of repeated keys, so the
+		 * text could name another sender first.  What goes out has one
+		 * "sender", this socket's own. */
+		json_object_object_add(m->root, "sender", json_object_new_string(from->id));
+		return msgbuf_from_json(m->root);
+	}
+	/* From the fast path, which refuses repeated keys: the sender it
+	 * checked is the only one. */
 	if (m->signal.sender)
 		return msgbuf_new(text, len);
-	if (!m->root) {
-		/* From the fast path: the text is exactly one object without a
-		 * "sender"; the server's goes before its closing brace. */
-		GString *s = g_string_sized_new(len + from->id_json_len + 16);
-		g_string_append_len(s, text, (gssize)len - 1);
-		g_string_append(s, ",\"sender\":");
-		g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
-		g_string_append_c(s, '}');
-		struct msgbuf *out = msgbuf_new(s->str, s->len);
-		g_string_free(s, TRUE);
-		return out;
-	}
-	json_object_object_add(m->root, "sender", json_object_new_string(from->id));
-	return msgbuf_from_json(m->root);
+	/* The text is exactly one object without a "sender"; the server's
+	 * goes before its closing brace. */
+	GString *s = g_string_sized_new(len + from->id_json_len + 16);
+	g_string_append_len(s, text, (gssize)len - 1);
+	g_string_append(s, ",\"sender\":");
+	g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+	g_string_append_c(s, '}');
+	struct msgbuf *out = msgbuf_new(s->str, s->len);
+	g_string_free(s, TRUE);
+	return out;
 }
 
 struct msgbuf *protocol_simple(const char *type)

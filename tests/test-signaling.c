@@ -145,6 +145,18 @@ static void test_offer_answer_candidate(void)
 	wsc_send_text(a, "{\"type\":\"offer\",\"sender\":\"Worker-3108\",\"target\":\"Worker-3108\",\"sdp\":\"v=0\"}");
 	json_object_put(wsc_expect_error(a, "FORBIDDEN"));
 	wsc_expect_quiet(b); /* nothing was forwarded */
+
+	/* A repeated "sender" cannot smuggle another name to a receiver that
+	 * reads the first: what arrives names only the real sender. */
+	wsc_send_text(a, "{\"type\":\"offer\",\"sender\":\"Victim-1\",\"sender\":\"Client-1489\","
+			 "\"target\":\"Worker-3108\",\"sdp\":\"v=0\"}");
+	g_assert_cmpint(wsc_recv(b, WSC_TIMEOUT_MS, &raw, &opcode), ==, 0);
+	g_autofree char *text = g_strndup(g_bytes_get_data(raw, NULL), g_bytes_get_size(raw));
+	g_bytes_unref(raw);
+	g_assert_null(strstr(text, "Victim-1"));
+	o = json_tokener_parse(text);
+	g_assert_cmpstr(str(o, "sender"), ==, "Client-1489");
+	json_object_put(o);
 	drop(a);
 	drop(b);
 }
