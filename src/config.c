@@ -52,7 +52,7 @@ static const struct key_spec keys[] = {
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
 	K("limits", "max_sessions", KEY_UINT, max_sessions, 1, 10000000),
 	K("limits", "max_peers_per_room", KEY_UINT, max_peers_per_room, 1, 10000000),
-	K("limits", "max_json_depth", KEY_UINT, max_json_depth, 2, 1000),
+	K("limits", "max_json_depth", KEY_UINT, max_json_depth, 2, CONFIG_JSON_DEPTH_MAX),
 	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 0, 1000000),
 	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
 	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),

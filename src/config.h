@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* The deepest JSON [limits] max_json_depth may allow. */
+#define CONFIG_JSON_DEPTH_MAX 1000
+
 struct netaddr_cidrs;
 
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/rtcsignald/rtcsignald.conf"

@@ -1,5 +1,6 @@
 #include "meta.h"
 
+#include "config.h"
 #include "msgbuf.h"
 
 #include <errno.h>
@@ -308,7 +309,15 @@ int meta_merge(const struct meta *old, json_object *update, size_t max_bytes,
 		return -EINVAL;
 	}
 
-	cur = json_tokener_parse(old->full_json);
+	/* Our own text, as deep as max_json_depth let it be: json-c's
+	 * default depth (32) would refuse what a larger setting took in. */
+	json_tokener *tok = json_tokener_new_ex(CONFIG_JSON_DEPTH_MAX + 1);
+	cur = json_tokener_parse_ex(tok, old->full_json, (int)old->full_len);
+	json_tokener_free(tok);
+	if (!cur) {
+		*why = "stored metadata cannot be read back";
+		return -EINVAL;
+	}
 	json_object_object_foreach(update, key, uval) {
 		if (strcmp(key, "properties") != 0) {
 			json_object_object_add(cur, key, json_object_get(uval));

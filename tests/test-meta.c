@@ -162,6 +162,34 @@ static void test_merge_errors(void)
 	meta_free(m);
 }
 
+/* Metadata deeper than json-c's default depth (taken in with a larger
+ * max_json_depth) still merges. */
+static void test_merge_deep(void)
+{
+	GString *text = g_string_new("{\"deep\":");
+	for (int i = 0; i < 40; i++)
+		g_string_append_c(text, '[');
+	for (int i = 0; i < 40; i++)
+		g_string_append_c(text, ']');
+	g_string_append_c(text, '}');
+	json_tokener *tok = json_tokener_new_ex(64);
+	json_object *md = json_tokener_parse_ex(tok, text->str, (int)text->len);
+	json_tokener_free(tok);
+	g_assert_nonnull(md);
+	struct meta *m = NULL, *out = NULL;
+	const char *why = NULL;
+	g_assert_cmpint(meta_new(md, 16384, &m, &why), ==, 0);
+	json_object *u = json_tokener_parse("{\"properties\":{\"a\":1}}");
+	g_assert_cmpint(meta_merge(m, u, 16384, &out, &why), ==, 0);
+	g_assert_nonnull(strstr(out->full_json, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["));
+	g_assert_nonnull(meta_find_prop(out, "a"));
+	json_object_put(u);
+	json_object_put(md);
+	meta_free(m);
+	meta_free(out);
+	g_string_free(text, TRUE);
+}
+
 static void test_values(void)
 {
 	struct meta_value a = { .type = META_INT, .i = 1 }, b = { .type = META_DOUBLE, .d = 1.0 };
@@ -191,6 +219,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/meta/size-limit", test_size_limit);
 	g_test_add_func("/meta/merge", test_merge);
 	g_test_add_func("/meta/merge-errors", test_merge_errors);
+	g_test_add_func("/meta/merge-deep", test_merge_deep);
 	g_test_add_func("/meta/values", test_values);
 	return g_test_run();
 }
