@@ -215,8 +215,11 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 
 	a->room_id = reg->room_id;
 	/* Every attempt counts, so room tokens and keys cannot be guessed
-	 * at speed (a replay was counted the first time). */
-	if (!r->replaying && addrlimit_register(r->env.addrlimit, &c->addr, g_get_monotonic_time()) < 0) {
+	 * at speed (a replay was counted the first time).  A client without
+	 * an address (a unix socket: local) is not counted, as it is not at
+	 * connect time: all of them would share one zero address. */
+	if (!r->replaying && c->addr_known &&
+	    addrlimit_register(r->env.addrlimit, &c->addr, g_get_monotonic_time()) < 0) {
 		metrics_inc(limit_hits[LIMIT_REGISTRATIONS_PER_ADDRESS]);
 		refuse_register(r, c, m, ERR_RATE_LIMITED, reg->room_id, reg->peer_id,
 				"Too many registration attempts: try again later");
