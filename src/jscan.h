@@ -9,8 +9,8 @@
  * 8259 JSON, and gives up on a few valid forms better left to json-c:
  * whitespace around the object, escaped keys, \u escapes of surrogates,
  * deep nesting.
- * The transport has already checked that the text is UTF-8.  No I/O, no
- * allocation. */
+ * The transport has already checked that the text is UTF-8 (the router
+ * sends it nothing else).  No I/O, no allocation. */
 #pragma once
 
 #include <stdbool.h>

@@ -180,7 +180,7 @@ static void on_keys(void *data)
 	p->wait = NULL;
 	c->parked = NULL;
 	r->replaying = true;
-	router_receive(r, c, p->text, p->len);
+	router_receive(r, c, p->text, p->len, false);
 	r->replaying = false;
 	g_free(p->text);
 	g_free(p);
@@ -703,7 +703,7 @@ static bool needs_registration(enum msg_type t)
 	return t != MSG_UNKNOWN && t != MSG_REGISTER && t != MSG_PING && t != MSG_PONG;
 }
 
-void router_receive(struct router *r, struct client *c, const char *text, size_t len)
+void router_receive(struct router *r, struct client *c, const char *text, size_t len, bool utf8)
 {
 	struct msg m;
 	struct msg_error err;
@@ -714,7 +714,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 	r->received_ns = metrics_now_ns();
 	r->text = text;
 	r->len = len;
-	rc = protocol_decode_routed(text, len, r->cfg->max_json_depth, &m) == 0
+	rc = utf8 && protocol_decode_routed(text, len, r->cfg->max_json_depth, &m) == 0
 		     ? 0
 		     : protocol_decode(r->tok, text, len, &m, &err);
 	if (!r->replaying)

@@ -63,8 +63,10 @@ bool router_open_mode(struct router *r);
 /* Tells C it is over its message rate. */
 void router_rate_limited(struct router *r, struct client *c);
 
-/* One complete message from C. */
-void router_receive(struct router *r, struct client *c, const char *text, size_t len);
+/* One complete message from C.  UTF8: the transport has checked that TEXT
+ * is UTF-8 (lws does for text frames, not for binary ones); only then may
+ * the fast path, which forwards strings as written, take it. */
+void router_receive(struct router *r, struct client *c, const char *text, size_t len, bool utf8);
 /* C's connection is gone: its registration (if it still owns one) ends. */
 void router_disconnect(struct router *r, struct client *c);
 

@@ -258,7 +258,7 @@ static void deliver_in(struct ws_server *ws, struct session *s, const char *text
 {
 	switch (ratelimit_take(&s->rl, &ws->msg_policy, g_get_monotonic_time())) {
 	case RATELIMIT_ALLOW:
-		router_receive(ws->router, &s->client, text, len);
+		router_receive(ws->router, &s->client, text, len, !lws_frame_is_binary(s->wsi));
 		return;
 	case RATELIMIT_REFUSE:
 		metrics_inc(limit_hits[LIMIT_MESSAGES_PER_SECOND]);

@@ -405,6 +405,23 @@ static void test_bad_input_keeps_socket(void)
 	drop(c);
 }
 
+/* lws checks UTF-8 in text frames only: in a binary frame, text that is
+ * not UTF-8 is invalid JSON, also where the payload would be forwarded as
+ * written (it would leave in a text frame, which browsers drop their
+ * connection over). */
+static void test_binary_not_utf8(void)
+{
+	struct wsc *a = testd_register(d, "utf8", "a", NULL);
+	struct wsc *b = testd_register(d, "utf8", "b", NULL);
+	const char bad[] = "{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":\"\xff\xfe\"}";
+
+	wsc_send_frame(a, WSC_BINARY, true, bad, sizeof bad - 1);
+	json_object_put(wsc_expect_error(a, "INVALID_JSON"));
+	wsc_expect_quiet(b);
+	drop(a);
+	drop(b);
+}
+
 static void test_replace_and_move(void)
 {
 	struct wsc *old = testd_register(d, "rep", "dup", NULL);
@@ -538,6 +555,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/signaling/update-metadata", test_update_metadata);
 	g_test_add_func("/signaling/not-in-room", test_not_in_room);
 	g_test_add_func("/signaling/bad-input-keeps-socket", test_bad_input_keeps_socket);
+	g_test_add_func("/signaling/binary-not-utf8", test_binary_not_utf8);
 	g_test_add_func("/signaling/replace-and-move", test_replace_and_move);
 	g_test_add_func("/signaling/admin-seat", test_admin_seat);
 	g_test_add_func("/signaling/empty-room-freed", test_empty_room_freed);
