@@ -361,7 +361,7 @@ static int open_rooms(struct daemon *d)
 
 static void warn_if_open(struct daemon *d)
 {
-	if (auth_n_issuers(d->auth) || rooms_active_keys(d->rooms, g_get_real_time() / G_USEC_PER_SEC))
+	if (!router_open_mode(ws_server_router(d->ws)))
 		return;
 	if (d->cfg->allow_anonymous)
 		log_warning("authentication is off and allow_anonymous is true: anyone who can reach the "
@@ -400,7 +400,6 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 		log_err("%s", err->message);
 		goto fail;
 	}
-	warn_if_open(d);
 	if ((r = set_addrlimits(d, cfg)) < 0)
 		goto fail;
 	const struct router_env env = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit };
@@ -409,6 +408,7 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 		log_err("cannot create the WebSocket server");
 		goto fail;
 	}
+	warn_if_open(d);
 	if ((r = fetch_client_new(&d->loop, ws_server_context(d->ws), &d->fetch)) < 0) {
 		log_err("cannot create the key set fetcher");
 		goto fail;

@@ -82,18 +82,18 @@ int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const stru
 	return 0;
 }
 
-unsigned rooms_active_keys(struct rooms *r, gint64 now)
+bool rooms_any_active_key(struct rooms *r, gint64 now)
 {
 	GHashTableIter it;
 	gpointer v;
-	unsigned n = 0;
 
 	g_hash_table_iter_init(&it, r->keys);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		const struct store_key *k = v;
-		n += !k->revoked_at && (!k->expires_at || k->expires_at > now);
+		if (!k->revoked_at && (!k->expires_at || k->expires_at > now))
+			return true;
 	}
-	return n;
+	return false;
 }
 
 /* --- writes --- */

@@ -803,7 +803,7 @@ static void test_key_of_deleted_room(struct fx *fx, gconstpointer unused)
 	g_assert_cmpstr(key.id, ==, "room not found");
 	g_autoptr(GPtrArray) keys = rooms_list_keys(r);
 	g_assert_cmpuint(keys->len, ==, 0);
-	g_assert_cmpuint(rooms_active_keys(r, now), ==, 0);
+	g_assert_false(rooms_any_active_key(r, now));
 
 	rooms_free(r);
 	g_free(room.id);
