@@ -21,9 +21,7 @@ static void answer(struct admin_request *req, unsigned status, json_object *o)
 
 static void answer_error(struct admin_request *req, unsigned status, const char *message)
 {
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "error", json_object_new_string(message));
-	answer(req, status, o);
+	admin_request_answer(req, status, json_error_body(message));
 }
 
 static json_object *time_or_null(gint64 t)
@@ -104,12 +102,7 @@ static json_object *body_object(struct admin_request *req)
 		return json_object_new_object();
 	tok = json_tokener_new_ex(16);
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, body, (int)len);
-	if (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		o = NULL;
-	}
+	o = json_parse_object(tok, body, len);
 	json_tokener_free(tok);
 	return o;
 }

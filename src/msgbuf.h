@@ -31,5 +31,11 @@ void json_append_value(GString *s, json_object *value);
 /* The flags every serialisation uses: compact, '/' left alone. */
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
+/* {"error":WHY}, WHY escaped: the body of an HTTP error answer. */
+char *json_error_body(const char *why);
+/* TEXT parsed by TOK (reset first) when it is exactly one JSON object,
+ * nothing after it; NULL otherwise. */
+json_object *json_parse_object(json_tokener *tok, const char *text, size_t len);
+
 /* A message from the JSON text of OBJ. */
 struct msgbuf *msgbuf_from_json(json_object *obj);

@@ -420,7 +420,7 @@ static void room_created(int status, const struct store_room *room, const char *
 			p->http_done(201, protocol_room_created(NULL, room->id, token, room->expires_at),
 				     p->http_data);
 		else
-			p->http_done(503, g_strdup_printf("{\"error\":\"%s\"}", why), p->http_data);
+			p->http_done(503, json_error_body(why), p->http_data);
 	}
 	if (status == 0) {
 		struct log_fields f = { .room = room->id };
@@ -488,29 +488,19 @@ struct router_pending *router_http_create_room(struct router *r, const char *bea
 	json_object *obj = NULL;
 
 	if (!bearer || auth_verify(r->env.auth, bearer, now_seconds(), &claims, &jwt_why, &issuer) < 0) {
-		done(401, g_strdup_printf("{\"error\":\"%s\"}",
-					  bearer ? jwt_error_reason(jwt_why) : "Authentication required"),
+		done(401, json_error_body(bearer ? jwt_error_reason(jwt_why) : "Authentication required"),
 		     data);
 		return NULL;
 	}
 	g_autofree char *principal = auth_principal(issuer, &claims);
 	jwt_claims_clear(&claims);
-	if (len) {
-		json_tokener_reset(r->tok);
-		obj = json_tokener_parse_ex(r->tok, body, (int)len);
-		if (json_tokener_get_error(r->tok) != json_tokener_success ||
-		    !json_object_is_type(obj, json_type_object)) {
-			json_object_put(obj);
-			done(400, g_strdup("{\"error\":\"the body must be a JSON object\"}"), data);
-			return NULL;
-		}
+	if (len && !(obj = json_parse_object(r->tok, body, len))) {
+		done(400, json_error_body("the body must be a JSON object"), data);
+		return NULL;
 	}
 	if (protocol_decode_create_room(obj, &req, &err) < 0) {
 		json_object_put(obj);
-		g_autoptr(GString) s = g_string_new("{\"error\":");
-		json_append_string(s, err.message, strlen(err.message));
-		g_string_append_c(s, '}');
-		done(400, g_string_free(g_steal_pointer(&s), FALSE), data);
+		done(400, json_error_body(err.message), data);
 		return NULL;
 	}
 	struct router_pending *p = g_new0(struct router_pending, 1);
@@ -519,10 +509,7 @@ struct router_pending *router_http_create_room(struct router *r, const char *bea
 	bool started = create_room(r, p, principal, &req, &why);
 	json_object_put(obj);
 	if (!started) {
-		g_autoptr(GString) s = g_string_new("{\"error\":");
-		json_append_string(s, why, strlen(why));
-		g_string_append_c(s, '}');
-		done(400, g_string_free(g_steal_pointer(&s), FALSE), data);
+		done(400, json_error_body(why), data);
 		g_free(p);
 		return NULL;
 	}

@@ -474,6 +474,11 @@ static void test_create_room_http_and_ws(void)
 	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", bearer, "{\"expires_in\":-1}", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 400);
 	httpc_reply_clear(&r);
+	/* One object and nothing after it. */
+	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", bearer, "{\"expires_in\":60}xyz", &r), ==, 0);
+	g_assert_cmpint(r.status, ==, 400);
+	g_assert_cmpstr(r.body->str, ==, "{\"error\":\"the body must be a JSON object\"}");
+	httpc_reply_clear(&r);
 	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", bearer,
 				     "{\"expires_in\":600,\"open_to_issuer\":true}", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 201);
