@@ -18,6 +18,7 @@
 struct keysource {
 	struct auth *a;
 	char *url, *ca_file;
+	int url_log_len; /* without the query, which may hold a secret */
 	unsigned refresh_s, refresh_min_s;
 	struct jwks *keys; /* the last good set, or NULL */
 	struct fetch *inflight;
@@ -162,7 +163,7 @@ static void fetch_failed(struct keysource *ks, const char *why)
 	ks->failures++;
 	metrics_inc(jwks_fetches[0]);
 	unsigned retry = retry_secs(ks);
-	log_warning("key set %s: %s; %s, next try in %u s", ks->url, why,
+	log_warning("key set %.*s: %s; %s, next try in %u s", ks->url_log_len, ks->url, why,
 		    ks->keys ? "keeping the previous one" : "no keys yet", retry);
 	schedule(ks, retry);
 }
@@ -194,7 +195,7 @@ static void on_fetched(int status, unsigned http_status, const char *body, size_
 	if (status < 0) {
 		fetch_failed(ks, why);
 	} else {
-		log_info("key set %s: %zu keys%s", ks->url, keys->n_keys,
+		log_info("key set %.*s: %zu keys%s", ks->url_log_len, ks->url, keys->n_keys,
 			 ks->failures ? " (the identity provider answers again)" : "");
 		ks->failures = 0;
 		metrics_inc(jwks_fetches[1]);
@@ -222,7 +223,12 @@ static void start_fetch(struct keysource *ks)
 	if (!ks->a->fc || ks->inflight)
 		return;
 	int r = fetch_start(ks->a->fc, &req, on_fetched, ks, &ks->inflight);
-	if (r < 0) {
+	if (r == -EBUSY) {
+		/* Other key sets are being fetched (FETCH_MAX_IN_FLIGHT): not
+		 * a failure of this one, its turn comes in a second. */
+		ks->inflight = NULL;
+		schedule(ks, 1);
+	} else if (r < 0) {
 		ks->inflight = NULL;
 		fetch_failed(ks, g_strerror(-r));
 	}
@@ -246,6 +252,7 @@ static struct keysource *find_source(struct auth *a, const struct config_issuer 
 	struct keysource *ks = g_new0(struct keysource, 1);
 	ks->a = a;
 	ks->url = g_strdup(ci->jwks_url);
+	ks->url_log_len = (int)strcspn(ks->url, "?");
 	ks->ca_file = g_strdup(ci->jwks_ca_file);
 	g_ptr_array_add(a->sources, ks);
 	if (a->loop)
@@ -322,8 +329,6 @@ int auth_configure(struct auth *a, const struct config *cfg, GError **err)
 		if (used)
 			continue;
 		g_ptr_array_remove_fast(a->sources, ks);
-		if (ks->inflight)
-			fetch_cancel(g_steal_pointer(&ks->inflight));
 		notify_waiters(ks);
 		stop_source(ks, true);
 	}
@@ -377,8 +382,8 @@ int auth_verify(struct auth *a, const char *token, gint64 now, struct jwt_claims
 	    (!is->ks->kid_fetch_us ||
 	     mono - is->ks->kid_fetch_us >= (gint64)is->ks->refresh_min_s * G_USEC_PER_SEC)) {
 		is->ks->kid_fetch_us = mono;
-		log_info("[issuer %s] a token names an unknown key: fetching %s again", is->jwt->name,
-			 is->ks->url);
+		log_info("[issuer %s] a token names an unknown key: fetching %.*s again", is->jwt->name,
+			 is->ks->url_log_len, is->ks->url);
 		start_fetch(is->ks);
 	}
 	return r;

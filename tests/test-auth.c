@@ -615,6 +615,33 @@ static void test_jwks_url(void)
 	EVP_PKEY_free(rotated);
 }
 
+/* More key sets than fetches run at once (FETCH_MAX_IN_FLIGHT, 4): the
+ * others wait their turn, which is no failure. */
+static void test_many_key_sets(void)
+{
+	enum { N = 6 };
+	struct httpsd *h = httpsd_start();
+	g_autoptr(GString) conf = g_string_new(NULL);
+	g_autofree char *doc = key_set(rsa_key, "k", NULL, NULL);
+
+	for (int i = 0; i < N; i++) {
+		g_autofree char *name = g_strdup_printf("i%d.json", i);
+		httpsd_put(h, name, doc, strlen(doc));
+		g_string_append_printf(conf,
+				       "[issuer i%d]\nissuer = https://i%d.example\naudience = " AUD
+				       "\njwks_url = https://127.0.0.1:%d/%s\njwks_ca_file = %s\n",
+				       i, i, h->port_good, name, h->ca_file);
+	}
+	struct testd *d = testd_start(conf->str, NULL);
+	g_assert_true(testd_wait_log_count(d, ": 1 keys", N, 10000));
+	expect_ready(d, 200, NULL);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_jwks_fetches_total{result=\"error\"}"), ==, 0);
+	g_assert_cmpuint(testd_log_count(d, "busy"), ==, 0);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	httpsd_stop(h);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -638,6 +665,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/auth/ttl-rules", test_ttl_rules);
 	g_test_add_func("/auth/admin-auth", test_admin_auth);
 	g_test_add_func("/auth/create-room", test_create_room_http_and_ws);
+	g_test_add_func("/auth/many-key-sets", test_many_key_sets);
 	g_test_add_func("/auth/open-mode-turns-off", test_open_mode_turns_off);
 	g_test_add_func("/auth/jwks-url", test_jwks_url);
 	int r = g_test_run();
