@@ -209,7 +209,8 @@ static void create_key(struct adminapi *api, struct admin_request *req)
 		name = json_object_get_string(v);
 	}
 	if (json_object_object_get_ex(body, "expires_in", &v) && v) {
-		if (!json_object_is_type(v, json_type_int) || (expires_in = json_object_get_int64(v)) < 0)
+		if (!json_object_is_type(v, json_type_int) || (expires_in = json_object_get_int64(v)) < 0 ||
+		    expires_in > PROTOCOL_EXPIRES_IN_MAX)
 			goto bad;
 	}
 	if (!room_id) {
@@ -222,7 +223,7 @@ static void create_key(struct adminapi *api, struct admin_request *req)
 	return;
 bad:
 	answer_error(req, MHD_HTTP_BAD_REQUEST,
-		     "name must be a string of up to 128 bytes and expires_in a non-negative integer");
+		     "name must be a string of up to 128 bytes and expires_in an integer from 0 to 2147483647");
 	json_object_put(body);
 }
 

@@ -55,6 +55,9 @@ const char *protocol_type_name(enum msg_type t);
 const char *protocol_code_name(enum err_code c);
 
 #define PROTOCOL_DISCOVER_LIMIT 1000
+/* The longest lifetime a room or API key may be asked for (68 years),
+ * so that now + expires_in cannot overflow. */
+#define PROTOCOL_EXPIRES_IN_MAX G_MAXINT32
 /* A peer id given as a JSON number is turned into its decimal text. */
 #define PROTOCOL_ID_BUF (REGISTRY_ID_MAX + 1)
 

@@ -289,6 +289,10 @@ static void test_api_keys(void)
 	wsc_free(bad);
 	json_object_put(admin(d, "DELETE", "/api/keys/0000000000000000", NULL, 404));
 
+	/* A lifetime past 68 years would overflow the expiry time. */
+	g_autofree char *forever = g_strdup_printf("{\"room_id\":\"%s\",\"expires_in\":9223372036854775807}", room);
+	json_object_put(admin(d, "POST", "/api/keys", forever, 400));
+
 	/* An expiring key stops working at its time. */
 	g_autofree char *body2 = g_strdup_printf("{\"room_id\":\"%s\",\"expires_in\":1}", room);
 	k = admin(d, "POST", "/api/keys", body2, 201);
@@ -503,6 +507,8 @@ static void test_create_room_http_and_ws(void)
 	wsc_free(reg_expect(d, room2, "ada-2", jwt, token2, NULL, NULL));
 	reg_expect(d, room2, "bob-2", bob, NULL, "AUTH_FAILED", "Invalid token"); /* not open */
 	wsc_send_text(b, "{\"type\":\"create_room\",\"expires_in\":-5}");
+	json_object_put(wsc_expect_error(b, "INVALID_MESSAGE"));
+	wsc_send_text(b, "{\"type\":\"create_room\",\"expires_in\":9223372036854775807}");
 	json_object_put(wsc_expect_error(b, "INVALID_MESSAGE"));
 
 	/* A 426 for anything else on that port. */
