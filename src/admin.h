@@ -1,5 +1,5 @@
 /* admin: the admin HTTP port (libmicrohttpd in its own thread, epoll):
- * /health, /ready, /metrics.  It reads the metrics atomics and asks the
+ * /health, /ready, /metrics and the /api/ of adminapi.  It reads the metrics atomics and asks the
  * loop (through loopcall) for anything else; it never touches loop state
  * itself. */
 #pragma once
@@ -29,7 +29,7 @@ struct admin_options {
 	 * admin_request_answer (now or later). */
 	void (*api)(void *data, struct admin_request *req);
 	void *api_data;
-	/* backends /ready waits for (room store, Redis) */
+	/* what /ready waits for (the room store, the issuers' key sets) */
 	struct {
 		admin_ready_fn fn;
 		void *data;

@@ -1,5 +1,6 @@
 /* condvar: pthread condition variables on CLOCK_MONOTONIC, for the two
- * places another thread waits on the loop's (loopcall, store).  pthread
+ * places one thread waits on another (the admin thread on the loop in
+ * loopcall, the loop on the store's worker at close).  pthread
  * rather than GMutex/GCond: the same thing, but GLib's futex-based
  * mutexes are invisible to ThreadSanitizer, which then reports races
  * that are not there. */
