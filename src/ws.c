@@ -406,9 +406,11 @@ static void on_closed(struct ws_server *ws, struct session *s)
 	maybe_drained(ws);
 }
 
+/* S is NULL for a connection closed before its request came: lws has
+ * given it no session yet. */
 static void http_free(struct session *s)
 {
-	struct http_req *h = s->http;
+	struct http_req *h = s ? s->http : NULL;
 	if (!h)
 		return;
 	router_http_cancel(h->pending);
@@ -548,8 +550,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		on_closed(ws, s);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
-		if (s)
-			http_free(s);
+		http_free(s);
 		/* Only the connections we adopted carry this mark. */
 		if (ws && lws_get_opaque_user_data(wsi) == ws) {
 			ws->n_conns--;

@@ -201,6 +201,26 @@ static void test_drain_is_bounded(void)
 	testd_free(d);
 }
 
+/* A client that connects and goes without a word (a port scanner, a load
+ * balancer's TCP check) is nothing to the daemon. */
+static void test_silent_close(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d->port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+	for (int i = 0; i < 20; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+		close(fd);
+	}
+	g_assert_true(testd_wait_log_count(d, "connection released", 20, 10000));
+	struct wsc *c = testd_register(d, "r", "after", NULL);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 static void test_http_426(void)
 {
 	struct testd *d = testd_start(NULL, NULL);
@@ -464,5 +484,6 @@ int main(int argc, char *argv[])
 	g_test_add_func("/lifecycle/turn-credentials", test_turn_credentials);
 	g_test_add_func("/lifecycle/loopback-rule-unit", test_loopback_rule_unit);
 	g_test_add_func("/lifecycle/open-mode-non-loopback", test_open_mode_non_loopback);
+	g_test_add_func("/lifecycle/silent-close", test_silent_close);
 	return g_test_run();
 }
