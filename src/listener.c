@@ -8,6 +8,7 @@
 #include <glib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,10 +16,17 @@
 /* At most this many accepts per wake-up, so one busy port cannot starve
  * the rest of the loop. */
 #define ACCEPT_BATCH 64
+/* Out of descriptors, accepting pauses this long: the connection waits in
+ * the backlog and the socket stays readable, so trying again at once
+ * would spin the loop. */
+#define ACCEPT_PAUSE_MS 100
 
 struct listener {
 	uv_poll_t poll;
+	uv_timer_t pause;
 	int fd;
+	int handles; /* open libuv handles: freed when the last closes */
+	bool paused;
 	listener_accept_fn fn;
 	void *data;
 };
@@ -63,6 +71,14 @@ void listener_describe(int fd, char *buf, size_t len)
 	snprintf(buf, len, "%s:%u", host, port);
 }
 
+static void on_readable(uv_poll_t *poll, int status, int events);
+
+static void on_pause_over(uv_timer_t *t)
+{
+	struct listener *l = t->data;
+	uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
 static void on_readable(uv_poll_t *poll, int status, int events)
 {
 	struct listener *l = poll->data;
@@ -70,6 +86,10 @@ static void on_readable(uv_poll_t *poll, int status, int events)
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
+			if (l->paused) {
+				l->paused = false;
+				log_notice("accepting connections again");
+			}
 			/* Signaling is small messages that want to leave now: Nagle
 			 * plus the peer's delayed ACK would hold each for 40 ms. */
 			int one = 1;
@@ -79,6 +99,15 @@ static void on_readable(uv_poll_t *poll, int status, int events)
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (!l->paused)
+				log_warning("accept failed: %s; pausing new connections (is the open "
+					    "file limit below max_sessions?)", g_strerror(errno));
+			l->paused = true;
+			uv_poll_stop(&l->poll);
+			uv_timer_start(&l->pause, on_pause_over, ACCEPT_PAUSE_MS, 0);
+			return;
+		}
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			log_warning("accept failed: %s", g_strerror(errno));
 		break;
@@ -101,6 +130,9 @@ int listener_new(uv_loop_t *loop, int fd, listener_accept_fn fn, void *data,
 		return r;
 	}
 	l->poll.data = l;
+	uv_timer_init(loop, &l->pause);
+	l->pause.data = l;
+	l->handles = 2;
 	uv_poll_start(&l->poll, UV_READABLE, on_readable);
 	*out = l;
 	return 0;
@@ -109,6 +141,8 @@ int listener_new(uv_loop_t *loop, int fd, listener_accept_fn fn, void *data,
 static void on_closed(uv_handle_t *h)
 {
 	struct listener *l = h->data;
+	if (--l->handles)
+		return;
 	close(l->fd);
 	g_free(l);
 }
@@ -117,6 +151,6 @@ void listener_close(struct listener *l)
 {
 	if (!l)
 		return;
-	uv_poll_stop(&l->poll);
 	uv_close((uv_handle_t *)&l->poll, on_closed);
+	uv_close((uv_handle_t *)&l->pause, on_closed);
 }

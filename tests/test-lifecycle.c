@@ -221,6 +221,35 @@ static void test_silent_close(void)
 	testd_free(d);
 }
 
+/* Out of descriptors, the daemon pauses accepting instead of spinning on
+ * a listening socket that stays readable, and takes the waiting clients
+ * once descriptors are free again. */
+static void test_out_of_descriptors(void)
+{
+	enum { N = 200 };
+	const struct testd_opts o = { .prefix = (const char *const[]){ "prlimit", "--nofile=128", NULL } };
+	struct testd *d = testd_start_opts(&o);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d->port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fds[N];
+
+	/* Plain TCP clients that never speak: each holds a descriptor. */
+	for (int i = 0; i < N; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		g_assert_cmpint(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	}
+	g_assert_true(testd_wait_log(d, "pausing new connections", 10000));
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	g_assert_true(testd_wait_log(d, "accepting connections again", 10000));
+	/* One warning per pause, not one per turn of the loop. */
+	g_assert_cmpuint(testd_log_count(d, "accept failed"), <=, 3);
+	struct wsc *c = testd_register(d, "r", "after", NULL);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 static void test_http_426(void)
 {
 	struct testd *d = testd_start(NULL, NULL);
@@ -485,5 +514,6 @@ int main(int argc, char *argv[])
 	g_test_add_func("/lifecycle/loopback-rule-unit", test_loopback_rule_unit);
 	g_test_add_func("/lifecycle/open-mode-non-loopback", test_open_mode_non_loopback);
 	g_test_add_func("/lifecycle/silent-close", test_silent_close);
+	g_test_add_func("/lifecycle/out-of-descriptors", test_out_of_descriptors);
 	return g_test_run();
 }
