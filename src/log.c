@@ -90,11 +90,6 @@ void log_init(void)
 		  (unsigned long long)st.st_ino == ino;
 }
 
-bool log_to_journal(void)
-{
-	return journal;
-}
-
 int log_level_parse(const char *name, int *prio)
 {
 	for (size_t i = 0; i < G_N_ELEMENTS(level_names); i++) {

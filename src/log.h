@@ -49,7 +49,6 @@ const char *log_event_message_id(enum log_event ev);
 /* Chooses the journal when stderr is the journal stream systemd set up
  * ($JOURNAL_STREAM), else logfmt lines on stderr. */
 void log_init(void);
-bool log_to_journal(void);
 
 /* LOG_ERR .. LOG_DEBUG; "err", "warning", "notice", "info", "debug". */
 int log_level_parse(const char *name, int *prio);

@@ -35,9 +35,9 @@ static const char *const refusal_names[REFUSED__COUNT] = {
 	[REFUSED_PER_ADDRESS] = "connections_per_address",
 };
 
-const char *metrics_limit_name(enum metrics_limit l)
+const char *metrics_refusal_name(enum metrics_refusal r)
 {
-	return l < LIMIT__COUNT ? limit_names[l] : "unknown";
+	return refusal_names[r];
 }
 
 uint64_t metrics_now_ns(void)

@@ -75,7 +75,8 @@ extern struct metrics metrics;
 #define metrics_set(field, v) atomic_store_explicit(&metrics.field, (v), memory_order_relaxed)
 #define metrics_get(field) atomic_load_explicit(&metrics.field, memory_order_relaxed)
 
-const char *metrics_limit_name(enum metrics_limit l);
+/* The reason label of a refusal, also its log code. */
+const char *metrics_refusal_name(enum metrics_refusal r);
 uint64_t metrics_now_ns(void); /* CLOCK_MONOTONIC */
 void metrics_observe(struct metrics_histogram *h, uint64_t ns);
 void metrics_heartbeat(void);

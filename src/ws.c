@@ -186,9 +186,7 @@ static int client_addr(struct ws_server *ws, struct lws *wsi, struct netaddr *ou
 static void refuse(struct lws *wsi, const struct netaddr *remote, enum metrics_refusal why,
 		   unsigned status, const char *text)
 {
-	static const char *const codes[] = { [REFUSED_NOT_LOOPBACK] = "not_loopback",
-					     [REFUSED_PER_ADDRESS] = "connections_per_address" };
-	struct log_fields f = { .remote = remote, .code = codes[why] };
+	struct log_fields f = { .remote = remote, .code = metrics_refusal_name(why) };
 	metrics_inc(sessions_refused[why]);
 	log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f, "connection refused: %s", text);
 	lws_return_http_status(wsi, status, text);
@@ -221,8 +219,7 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 		       "authentication is off: only loopback clients are served");
 		return false;
 	}
-	if (ws->cfg->connections_per_address &&
-	    addrlimit_conn_count(ws->env.addrlimit, &addr) >= ws->cfg->connections_per_address) {
+	if (addrlimit_conn_count(ws->env.addrlimit, &addr) >= ws->cfg->connections_per_address) {
 		metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
 		refuse(wsi, &addr, REFUSED_PER_ADDRESS, 429,
 		       "too many connections from this address ([limits] connections_per_address)");
@@ -301,7 +298,8 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 		return 0;
 	}
 	if (s->rx_len + len > s->rx_cap) {
-		s->rx_cap = MAX(s->rx_len + len + remaining, s->rx_cap * 2);
+		s->rx_cap = MIN(MAX(s->rx_len + len + remaining, s->rx_cap * 2),
+				ws->cfg->max_message_bytes);
 		s->rx = g_realloc(s->rx, s->rx_cap);
 	}
 	memcpy(s->rx + s->rx_len, in, len);
@@ -386,18 +384,14 @@ static void linger_if_unread(struct ws_server *ws, struct session *s)
 
 static void on_closed(struct ws_server *ws, struct session *s)
 {
-	struct msgbuf *m;
-
 	if (!s->ws)
 		return; /* never established */
 	linger_if_unread(ws, s);
 	router_disconnect(ws->router, &s->client);
 	if (s->addr_counted)
 		addrlimit_conn_close(ws->env.addrlimit, &s->client.addr);
-	while ((m = g_queue_pop_head(&s->outq)))
-		msgbuf_unref(m);
-	g_free(s->rx);
-	s->rx = NULL;
+	drop_outq(s);
+	g_clear_pointer(&s->rx, g_free);
 	if (ws->cursor == &s->link)
 		ws->cursor = s->link.next;
 	g_queue_unlink(&ws->sessions, &s->link);
@@ -702,6 +696,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 
 	ws->ctx = lws_create_context(&info);
 	if (!ws->ctx) {
+		msgbuf_unref(ws->ping_msg);
 		g_free(ws);
 		return -EIO;
 	}
@@ -746,7 +741,7 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 	if (ws->n_conns >= ws->cfg->max_sessions) {
 		metrics_inc(limit_hits[LIMIT_SESSIONS]);
 		metrics_inc(sessions_refused[REFUSED_MAX_SESSIONS]);
-		struct log_fields f = { .code = "max_sessions" };
+		struct log_fields f = { .code = metrics_refusal_name(REFUSED_MAX_SESSIONS) };
 		log_event(LOG_WARNING, LOG_EVENT_CONNECTION_REFUSED, &f,
 			  "connection refused: max_sessions (%u) reached", ws->cfg->max_sessions);
 		close(fd);
