@@ -259,48 +259,47 @@ static const struct key_spec *find_key(const char *group, const char *name)
 	return NULL;
 }
 
-/* Sets one key from its text form; on failure ERR names the key. */
-/* BASE is the struct the key's offset is in: struct config, or struct
+/* Sets one key from its text form; on failure ERR names the key.  BASE
+ * is the struct the key's offset is in: struct config, or struct
  * config_issuer for an [issuer NAME] group. */
-static int set_key(void *cfg, const struct key_spec *k, const char *group, const char *value,
+static int set_key(void *base, const struct key_spec *k, const char *group, const char *value,
 		   const char *where, GError **err)
 {
-	char *end = NULL;
+	g_autoptr(GError) parse_err = NULL;
 	guint64 u;
 
 	switch (k->type) {
 	case KEY_BOOL:
 		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
-			*FIELD(cfg, k, bool) = true;
+			*FIELD(base, k, bool) = true;
 		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
-			*FIELD(cfg, k, bool) = false;
+			*FIELD(base, k, bool) = false;
 		else
 			goto invalid;
 		return 0;
 	case KEY_UINT:
 	case KEY_U64:
-		if (!*value || strspn(value, "0123456789") != strlen(value))
-			goto invalid;
-		errno = 0;
-		u = g_ascii_strtoull(value, &end, 10);
-		if (errno || u < k->min || u > k->max) {
+		if (!g_ascii_string_to_unsigned(value, 10, k->min, k->max, &u, &parse_err)) {
+			if (!g_error_matches(parse_err, G_NUMBER_PARSER_ERROR,
+					     G_NUMBER_PARSER_ERROR_OUT_OF_BOUNDS))
+				goto invalid;
 			g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
 				    "%s: [%s] %s: %s is out of range (%" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ")",
 				    where, group, k->name, value, (guint64)k->min, (guint64)k->max);
 			return -ERANGE;
 		}
 		if (k->type == KEY_UINT)
-			*FIELD(cfg, k, unsigned) = (unsigned)u;
+			*FIELD(base, k, unsigned) = (unsigned)u;
 		else
-			*FIELD(cfg, k, uint64_t) = u;
+			*FIELD(base, k, uint64_t) = u;
 		return 0;
 	case KEY_STRING:
-		g_free(*FIELD(cfg, k, char *));
-		*FIELD(cfg, k, char *) = *value ? g_strdup(value) : NULL;
+		g_free(*FIELD(base, k, char *));
+		*FIELD(base, k, char *) = *value ? g_strdup(value) : NULL;
 		return 0;
 	case KEY_STRLIST:
-		g_strfreev(*FIELD(cfg, k, char **));
-		*FIELD(cfg, k, char **) = parse_strlist(value);
+		g_strfreev(*FIELD(base, k, char **));
+		*FIELD(base, k, char **) = parse_strlist(value);
 		return 0;
 	case KEY_LISTEN: {
 		GArray *list;
@@ -311,12 +310,12 @@ static int set_key(void *cfg, const struct key_spec *k, const char *group, const
 				    where, group, k->name, value);
 			return -EINVAL;
 		}
-		g_array_unref(*FIELD(cfg, k, GArray *));
-		*FIELD(cfg, k, GArray *) = list;
+		g_array_unref(*FIELD(base, k, GArray *));
+		*FIELD(base, k, GArray *) = list;
 		return 0;
 	}
 	case KEY_ADDR: {
-		struct listen_addr *a = FIELD(cfg, k, struct listen_addr);
+		struct listen_addr *a = FIELD(base, k, struct listen_addr);
 		if (!*value) { /* empty: disabled */
 			memset(a, 0, sizeof *a);
 			return 0;
@@ -329,7 +328,7 @@ static int set_key(void *cfg, const struct key_spec *k, const char *group, const
 		return -EINVAL;
 	}
 	case KEY_LOGLEVEL:
-		if (log_level_parse(value, FIELD(cfg, k, int)) < 0) {
+		if (log_level_parse(value, FIELD(base, k, int)) < 0) {
 			g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
 				    "%s: [%s] %s: \"%s\" is not one of debug, info, notice, warning, err",
 				    where, group, k->name, value);

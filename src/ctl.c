@@ -284,8 +284,6 @@ int ctl_parse(int argc, char **argv, struct ctl_args *a, GString *out, GString *
 		g_string_append_printf(out, "%s %s\n", PROG, PACKAGE_VERSION);
 		return CTL_EXIT_OK;
 	}
-	if (!args[0])
-		return usage(err, _("no command given"));
 	if ((r = parse_command(args + 1, a, &c, err)) != CTL_EXIT_OK)
 		return r;
 	a->command = c->command;

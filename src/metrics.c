@@ -334,5 +334,5 @@ void metrics_render_json(GString *o, const struct metrics_roles *roles)
 				  ",\"total_messages\":%" G_GUINT64_FORMAT
 				  ",\"rooms_created\":%" G_GUINT64_FORMAT "}",
 			       (guint64)metrics_get(connections_total), (guint64)total_messages,
-			       (guint64)(double)metrics_get(rooms_created_total));
+			       (guint64)metrics_get(rooms_created_total));
 }
