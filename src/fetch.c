@@ -399,20 +399,14 @@ static void target_clear(struct target *t)
 
 static bool is_literal(const char *host)
 {
-	unsigned char a[sizeof(struct in6_addr)];
-	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+	struct netaddr a;
+	return netaddr_parse(host, strlen(host), &a) == 0;
 }
 
 static bool is_loopback_literal(const char *host)
 {
-	struct sockaddr_in s4 = { .sin_family = AF_INET };
-	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
-
-	if (inet_pton(AF_INET, host, &s4.sin_addr) == 1)
-		return netaddr_is_loopback((struct sockaddr *)&s4);
-	if (inet_pton(AF_INET6, host, &s6.sin6_addr) == 1)
-		return netaddr_is_loopback((struct sockaddr *)&s6);
-	return false;
+	struct netaddr a;
+	return netaddr_parse(host, strlen(host), &a) == 0 && netaddr_is_loopback_addr(&a);
 }
 
 static int parse_url(const char *url, struct target *t, const char **why)

@@ -50,7 +50,7 @@ struct store {
 
 static const struct store_backend_ops *const backends[] = { &store_sqlite_ops };
 
-struct store_room *store_room_copy(const struct store_room *room)
+static struct store_room *store_room_copy(const struct store_room *room)
 {
 	struct store_room *c = g_new(struct store_room, 1);
 	*c = *room;
@@ -70,7 +70,7 @@ void store_room_free(struct store_room *room)
 	g_free(room);
 }
 
-struct store_key *store_key_copy(const struct store_key *key)
+static struct store_key *store_key_copy(const struct store_key *key)
 {
 	struct store_key *c = g_new(struct store_key, 1);
 	*c = *key;

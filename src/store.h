@@ -40,9 +40,7 @@ struct store_key {
 	int64_t revoked_at; /* 0: not revoked */
 };
 
-struct store_room *store_room_copy(const struct store_room *room);
 void store_room_free(struct store_room *room);
-struct store_key *store_key_copy(const struct store_key *key);
 void store_key_free(struct store_key *key);
 
 /* Gives ROOM a fresh random id (when it has none) and a fresh token:
