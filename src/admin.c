@@ -33,10 +33,12 @@ struct admin_request {
 	bool too_large, suspended;
 	unsigned status; /* set with answer */
 	char *answer;
+	const char *allow; /* the methods a 405 answer names */
 };
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
-			     GString *body)
+/* ALLOW: the Allow header of a 405.  Every 401 asks for a bearer token. */
+static enum MHD_Result reply_with(struct MHD_Connection *c, unsigned status, const char *type,
+				  GString *body, const char *allow)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(body->len, body->str,
 								 MHD_RESPMEM_MUST_COPY);
@@ -44,11 +46,19 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (allow)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+			     GString *body)
+{
+	return reply_with(c, status, type, body, NULL);
 }
 
 static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, GString *body)
@@ -160,12 +170,7 @@ static bool bearer_ok(struct admin *a, struct MHD_Connection *c, bool api)
 static enum MHD_Result unauthorized(struct MHD_Connection *c)
 {
 	g_autoptr(GString) s = g_string_new("{\"error\":\"unauthorized\"}");
-	struct MHD_Response *r = MHD_create_response_from_buffer(s->len, s->str, MHD_RESPMEM_MUST_COPY);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, r);
-	MHD_destroy_response(r);
-	return ret;
+	return reply_json(c, MHD_HTTP_UNAUTHORIZED, s);
 }
 
 static bool metrics_open(struct admin *a)
@@ -197,7 +202,7 @@ static enum MHD_Result api(struct admin *a, struct admin_request *req)
 
 	if (req->answer) { /* resumed: the loop has answered */
 		g_string_assign(s, req->answer);
-		return reply_json(req->conn, req->status, s);
+		return reply_with(req->conn, req->status, "application/json", s, req->allow);
 	}
 	pthread_mutex_lock(&a->lock);
 	enabled = a->has_api_token;
@@ -245,6 +250,13 @@ void admin_request_answer(struct admin_request *req, unsigned status, char *json
 	pthread_mutex_lock(&a->lock);
 	answer_locked(a, req, status, json);
 	pthread_mutex_unlock(&a->lock);
+}
+
+void admin_request_set_allow(struct admin_request *r, const char *allow)
+{
+	pthread_mutex_lock(&r->a->lock); /* read by the admin thread, as the answer */
+	r->allow = allow;
+	pthread_mutex_unlock(&r->a->lock);
 }
 
 const char *admin_request_method(const struct admin_request *r)
@@ -328,7 +340,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				return MHD_YES;
 			}
 			g_string_assign(s, "{\"error\":\"method not allowed\"}");
-			return reply_json(c, MHD_HTTP_METHOD_NOT_ALLOWED, s);
+			return reply_with(c, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json", s,
+					  "GET, HEAD");
 		}
 		return routes[i].fn(a, c);
 	}

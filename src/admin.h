@@ -45,6 +45,9 @@ const char *admin_request_method(const struct admin_request *r);
 /* The path after "/api/", e.g. "rooms/3f2a". */
 const char *admin_request_path(const struct admin_request *r);
 const char *admin_request_body(const struct admin_request *r, size_t *len);
+/* The methods a 405 answer to R names (a static string), set before
+ * answering it. */
+void admin_request_set_allow(struct admin_request *r, const char *allow);
 /* On the loop: STATUS and a JSON body (taken); the request completes. */
 void admin_request_answer(struct admin_request *r, unsigned status, char *json);
 /* Joins the admin thread and closes its socket. */

@@ -259,8 +259,11 @@ void adminapi_handle(void *data, struct admin_request *req)
 		delete_room(api, req, path + 6);
 	} else if (g_str_has_prefix(path, "keys/") && del && path[5]) {
 		revoke_key(api, req, path + 5);
-	} else if (strcmp(path, "rooms") == 0 || strcmp(path, "keys") == 0 ||
-		   g_str_has_prefix(path, "rooms/") || g_str_has_prefix(path, "keys/")) {
+	} else if (strcmp(path, "rooms") == 0 || strcmp(path, "keys") == 0) {
+		admin_request_set_allow(req, "GET, POST");
+		answer_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+	} else if (g_str_has_prefix(path, "rooms/") || g_str_has_prefix(path, "keys/")) {
+		admin_request_set_allow(req, "DELETE");
 		answer_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
 	} else {
 		answer_error(req, MHD_HTTP_NOT_FOUND, "not found");

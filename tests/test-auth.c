@@ -288,6 +288,17 @@ static void test_api_keys(void)
 	json_object_put(e);
 	wsc_free(bad);
 	json_object_put(admin(d, "DELETE", "/api/keys/0000000000000000", NULL, 404));
+	/* A wrong method names the right ones. */
+	const char *allowed[][3] = { { "PUT", "/api/rooms", "GET, POST" }, { "GET", "/api/keys/x", "DELETE" } };
+	for (size_t i = 0; i < G_N_ELEMENTS(allowed); i++) {
+		struct httpc_reply r;
+		g_assert_cmpint(testd_http(d->admin_port, allowed[i][0], allowed[i][1],
+					     "Authorization: Bearer " ADMIN "\r\n", NULL, &r), ==, 0);
+		g_assert_cmpint(r.status, ==, 405);
+		g_autofree char *allow = httpc_header(&r, "allow");
+		g_assert_cmpstr(allow, ==, allowed[i][2]);
+		httpc_reply_clear(&r);
+	}
 
 	/* A lifetime past 68 years would overflow the expiry time. */
 	g_autofree char *forever = g_strdup_printf("{\"room_id\":\"%s\",\"expires_in\":9223372036854775807}", room);
