@@ -321,8 +321,9 @@ static void reload(struct daemon *d)
 		log_event(LOG_NOTICE, LOG_EVENT_RELOADED, NULL, "configuration reloaded%s",
 			  restart ? "; some changes need a restart" : "");
 	}
-	g_autofree char *status = status_line(d);
-	systemd_notify_ready(status);
+	/* The last tick's line: computing one now would count the messages
+	 * of part of a second as a second's, here and at the next tick. */
+	systemd_notify_ready(d->status);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
