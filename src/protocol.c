@@ -86,7 +86,8 @@ static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
 	return -EINVAL;
 }
 
-bool protocol_valid_room_id(const char *id, size_t len)
+/* Room ids of PROTOCOL.md section 2: 1 to 128 of A-Z a-z 0-9 . _ - */
+static bool valid_room_id(const char *id, size_t len)
 {
 	if (len == 0 || len > REGISTRY_ID_MAX)
 		return false;
@@ -173,7 +174,7 @@ static int decode_register(struct msg *m, struct msg_error *err)
 	if ((rc = get_id(m, 0, "peer_id", false, &r->peer_id, err)) < 0 ||
 	    (rc = get_opt_string(m->root, "room_id", &r->room_id, err)) < 0)
 		return rc;
-	if (r->room_id && !protocol_valid_room_id(r->room_id, strlen(r->room_id)))
+	if (r->room_id && !valid_room_id(r->room_id, strlen(r->room_id)))
 		return fail(err, ERR_INVALID_MESSAGE,
 			    "Invalid field: room_id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
 			    REGISTRY_ID_MAX);
@@ -300,14 +301,14 @@ int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg 
 	    !json_object_is_type(type, json_type_string))
 		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %s",
 			    type ? json_object_to_json_string_ext(type, JSON_FLAGS) : "None");
-	m->type_text = json_object_get_string(type);
-	for (int t = MSG_UNKNOWN + 1; t < MSG__COUNT; t++)
-		if (strcmp(type_names[t], m->type_text) == 0)
+	const char *type_text = json_object_get_string(type);
+	for (int t = MSG_UNKNOWN + 1; t < MSG__COUNT && m->type == MSG_UNKNOWN; t++)
+		if (strcmp(type_names[t], type_text) == 0)
 			m->type = (enum msg_type)t;
 
 	switch (m->type) {
 	case MSG_UNKNOWN:
-		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.64s", m->type_text);
+		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.64s", type_text);
 	case MSG_REGISTER:
 		return decode_register(m, err);
 	case MSG_DISCOVER_PEERS:
@@ -396,7 +397,6 @@ int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, str
 		m->route.body_text = body->kind == JSCAN_STRING ? body->value - 1 : body->value;
 		m->route.body_len = body->kind == JSCAN_STRING ? body->value_len + 2 : body->value_len;
 	}
-	m->type_text = type_names[m->type];
 	return 0;
 }
 
@@ -607,15 +607,13 @@ struct msgbuf *protocol_routed(GString *s, enum msg_type type, const struct peer
 	g_string_append(s, "\":");
 	if (rt->body_text)
 		g_string_append_len(s, rt->body_text, (gssize)rt->body_len);
-	else if (rt->body)
-		json_append_value(s, rt->body);
 	else
-		g_string_append(s, "null");
+		json_append_value(s, rt->body); /* NULL is written null */
 	g_string_append_c(s, '}');
 	return finish(s);
 }
 
-struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len,
+struct msgbuf *protocol_signal(GString *s, const struct msg *m, const char *text, size_t len,
 			       const struct peer *from)
 {
 	if (m->root) {
@@ -631,14 +629,12 @@ struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len
 		return msgbuf_new(text, len);
 	/* The text is exactly one object without a "sender"; the server's
 	 * goes before its closing brace. */
-	GString *s = g_string_sized_new(len + from->id_json_len + 16);
+	g_string_truncate(s, 0);
 	g_string_append_len(s, text, (gssize)len - 1);
 	g_string_append(s, ",\"sender\":");
 	g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
 	g_string_append_c(s, '}');
-	struct msgbuf *out = msgbuf_new(s->str, s->len);
-	g_string_free(s, TRUE);
-	return out;
+	return finish(s);
 }
 
 struct msgbuf *protocol_simple(const char *type)

@@ -110,7 +110,6 @@ struct msg_signal {
 struct msg {
 	enum msg_type type;
 	json_object *root;
-	const char *type_text; /* for UNKNOWN_MESSAGE_TYPE; may be NULL */
 	union {
 		struct msg_register reg;
 		struct msg_discover discover;
@@ -146,9 +145,6 @@ int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, str
 int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
 				struct msg_error *err);
 
-/* Peer and room id rules of PROTOCOL.md section 2. */
-bool protocol_valid_room_id(const char *id, size_t len);
-
 /* --- builders; every result has one reference --- */
 
 /* {"type":"error","code":C,"message":M[,"reason":M][,FIELD:VALUE]} */
@@ -169,7 +165,7 @@ struct msgbuf *protocol_metadata_updated(GString *scratch, const struct peer *se
 struct msgbuf *protocol_routed(GString *scratch, enum msg_type type, const struct peer *from,
 			       const struct peer *to, const struct msg_route *rt);
 /* The whole signal object, with "sender" filled in when it was missing. */
-struct msgbuf *protocol_signal(const struct msg *m, const char *text, size_t len,
+struct msgbuf *protocol_signal(GString *scratch, const struct msg *m, const char *text, size_t len,
 			       const struct peer *from);
 struct msgbuf *protocol_simple(const char *type); /* {"type":T} */
 /* {"room_id","token","expires_at"} as a JSON text; with TYPE first when

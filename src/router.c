@@ -682,7 +682,7 @@ static void handle_signal(struct router *r, struct client *c, struct msg *m, con
 		return;
 	target = find_target(r, c, m, "target", m->signal.target, false);
 	if (target)
-		deliver(r, c, m, target, "target", protocol_signal(m, text, len, c->peer));
+		deliver(r, c, m, target, "target", protocol_signal(r->scratch, m, text, len, c->peer));
 }
 
 static bool needs_registration(enum msg_type t)
