@@ -180,6 +180,7 @@ int httpc_request(const struct listen_addr *to, const struct httpc_request *req,
 		       out);
 out:
 	close(fd);
+	explicit_bzero(msg->str, msg->len); /* the headers may carry a bearer token */
 	return r;
 }
 
