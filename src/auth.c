@@ -302,13 +302,17 @@ int auth_configure(struct auth *a, const struct config *cfg, GError **err)
 	/* URL issuers share a source per (URL, CA file); a source kept from
 	 * the running configuration keeps its keys and its schedule. */
 	g_autoptr(GPtrArray) old_sources = g_ptr_array_copy(a->sources, NULL, NULL);
+	g_autoptr(GHashTable) timed = g_hash_table_new(NULL, NULL); /* sources given periods */
 	for (guint i = 0; i < next->len; i++) {
 		struct issuer *is = g_ptr_array_index(next, i);
 		if (!is->ci->jwks_url)
 			continue;
 		is->ks = find_source(a, is->ci);
-		is->ks->refresh_s = is->ci->jwks_refresh;
-		is->ks->refresh_min_s = is->ci->jwks_refresh_min;
+		/* Issuers sharing a source: the most frequent refresh wins. */
+		bool first = g_hash_table_add(timed, is->ks);
+		is->ks->refresh_s = first ? is->ci->jwks_refresh : MIN(is->ks->refresh_s, is->ci->jwks_refresh);
+		is->ks->refresh_min_s = first ? is->ci->jwks_refresh_min
+					      : MIN(is->ks->refresh_min_s, is->ci->jwks_refresh_min);
 		jwt_issuer_set_jwks(is->jwt, is->ks->keys);
 	}
 	for (guint i = 0; i < next->len; i++)
