@@ -637,9 +637,10 @@ static void handle_update(struct router *r, struct client *c, struct msg *m)
 static void deliver(struct router *r, struct client *c, const struct msg *m, struct peer *target,
 		    const char *field, struct msgbuf *out)
 {
-	if (send_owned(r, target->owner, out) < 0) {
-		error_to(r, c, m, ERR_DELIVERY_FAILED, field, target->id,
-			 "Could not deliver to peer %s: its queue is full", target->id);
+	int rc = send_owned(r, target->owner, out);
+	if (rc < 0) {
+		error_to(r, c, m, ERR_DELIVERY_FAILED, field, target->id, "Could not deliver to peer %s: %s",
+			 target->id, rc == -ENOBUFS ? "its queue is full" : "its connection is closing");
 		return;
 	}
 	metrics_inc(messages_routed);

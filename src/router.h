@@ -34,7 +34,8 @@ static inline const struct netaddr *client_remote(const struct client *c)
 
 struct router_ops {
 	/* Queues M for C (taking its own reference).  -ENOBUFS when C's
-	 * queue bound is exceeded: C is then closed with 1008. */
+	 * queue bound is exceeded: C is then closed with 1008; -EPIPE when C
+	 * is closing already or its socket failed. */
 	int (*send)(void *ctx, struct client *c, struct msgbuf *m);
 	/* Closes C with CODE once what is already queued has gone out. */
 	void (*close)(void *ctx, struct client *c, int code, const char *reason);
