@@ -73,6 +73,10 @@ struct ws_server {
 	GQueue sessions;   /* established */
 	struct linger_pool *linger;
 	unsigned n_conns;  /* adopted sockets not yet destroyed */
+	/* Refusals at max_sessions are logged once a second at most: the
+	 * time of the last line, and how many went unlogged since. */
+	uint64_t full_logged_ms;
+	unsigned full_unlogged;
 	uv_timer_t housekeeping;    /* pings and dead peers, see on_housekeeping */
 	GList *cursor;              /* where its walk through sessions is */
 	struct msgbuf *ping_msg;
@@ -741,9 +745,17 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 	if (ws->n_conns >= ws->cfg->max_sessions) {
 		metrics_inc(limit_hits[LIMIT_SESSIONS]);
 		metrics_inc(sessions_refused[REFUSED_MAX_SESSIONS]);
-		struct log_fields f = { .code = metrics_refusal_name(REFUSED_MAX_SESSIONS) };
-		log_event(LOG_WARNING, LOG_EVENT_CONNECTION_REFUSED, &f,
-			  "connection refused: max_sessions (%u) reached", ws->cfg->max_sessions);
+		uint64_t now = uv_now(ws->loop);
+		if (ws->full_logged_ms && now - ws->full_logged_ms < 1000) {
+			ws->full_unlogged++;
+		} else {
+			struct log_fields f = { .code = metrics_refusal_name(REFUSED_MAX_SESSIONS) };
+			log_event(LOG_WARNING, LOG_EVENT_CONNECTION_REFUSED, &f,
+				  "connection refused: max_sessions (%u) reached (%u more refused since the last "
+				  "such line)", ws->cfg->max_sessions, ws->full_unlogged);
+			ws->full_logged_ms = now;
+			ws->full_unlogged = 0;
+		}
 		close(fd);
 		return;
 	}

@@ -191,6 +191,15 @@ static void test_max_sessions(void)
 	g_assert_nonnull(err);
 	g_clear_error(&err);
 	g_assert_true(testd_wait_log(d, "code=max_sessions", 5000));
+	/* A crowd at the door is counted, and logged once a second at most. */
+	gint64 t0 = g_get_monotonic_time();
+	for (int i = 0; i < 20; i++) {
+		g_assert_null(wsc_connect("127.0.0.1", d->port, "/", &err));
+		g_clear_error(&err);
+	}
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_sessions_refused_total{reason=\"max_sessions\"}"), ==, 21);
+	gint64 secs = (g_get_monotonic_time() - t0) / G_USEC_PER_SEC;
+	g_assert_cmpuint(testd_log_count(d, "code=max_sessions"), <=, 2 + secs);
 	/* The three are still served. */
 	for (int i = 0; i < 3; i++)
 		wsc_expect_quiet(c[i]);
