@@ -203,10 +203,14 @@ static void on_tick(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 	g_autofree char *status = status_line(d);
+	struct addrlimit_stats al;
 
 	metrics_heartbeat();
 	expire_rooms(d);
 	addrlimit_sweep(d->addrlimit, g_get_monotonic_time());
+	addrlimit_get_stats(d->addrlimit, &al);
+	metrics_set(address_evictions_total, al.reg_evictions);
+	metrics_set(store_pending_writes, d->store ? store_pending(d->store) : 0);
 	if (!d->stopping && g_strcmp0(status, d->status) != 0) {
 		systemd_notify_status(status);
 		g_free(d->status);

@@ -241,6 +241,11 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		(double)metrics_get(connections_total));
 	counter(o, "rtcsignald_rooms_created_total", "Rooms created (in memory, by a first register).",
 		(double)metrics_get(rooms_created_total));
+	counter(o, "rtcsignald_address_evictions_total",
+		"Client addresses the registration limiter forgot to make room (more addresses than max_sessions).",
+		(double)metrics_get(address_evictions_total));
+	gauge(o, "rtcsignald_store_pending_writes", "Room store writes queued or in progress (at most 10000).",
+	      (double)nonneg(metrics_get(store_pending_writes)));
 
 	family(o, "rtcsignald_registrations_total", "counter", "register requests by result.");
 	sample(o, "rtcsignald_registrations_total", "result", "ok",

@@ -58,6 +58,9 @@ struct metrics {
 	atomic_uint_fast64_t limit_hits[LIMIT__COUNT];
 	atomic_uint_fast64_t sessions_refused[REFUSED__COUNT];
 	atomic_uint_fast64_t jwks_fetches[2]; /* [0] failed, [1] ok */
+	/* copied from their owners by the loop's tick */
+	atomic_uint_fast64_t address_evictions_total;
+	atomic_int_fast64_t store_pending_writes;
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
 	/* the loop's liveness and the daemon's state, for /health and /ready */

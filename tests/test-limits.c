@@ -468,6 +468,34 @@ static void test_registrations_per_address(void)
 	testd_free(d);
 }
 
+/* The registration limiter tracks as many addresses as max_sessions; one
+ * more makes it forget the least recent, which the metrics show. */
+static void test_address_evictions(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_sessions = 2\nregistrations_per_address_per_minute = 1\n",
+				      NULL);
+	const char *const sources[] = { "127.0.0.1", "127.0.0.2", "127.0.0.3" };
+	const char *name = "rtcsignald_address_evictions_total";
+	g_autoptr(GError) err = NULL;
+
+	g_assert_cmpfloat(testd_metric(d, name), ==, 0);
+	for (size_t i = 0; i < G_N_ELEMENTS(sources); i++) {
+		struct wsc *c = connect_from(d, sources[i], NULL, &err);
+		g_assert_no_error(err);
+		wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"p%zu\",\"room_id\":\"r\"}", i);
+		json_object_put(wsc_expect(c, "registered_auth"));
+		wsc_free(c);
+		g_assert_true(testd_wait_log_count(d, "connection released", (unsigned)i + 1, 5000));
+	}
+	/* Published by the loop's once-a-second tick. */
+	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	while (testd_metric(d, name) < 1 && g_get_monotonic_time() < deadline)
+		g_usleep(50 * 1000);
+	g_assert_cmpfloat(testd_metric(d, name), ==, 1);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 static void test_trusted_proxy(void)
 {
 	struct testd *d = testd_start("[server]\ntrusted_proxies = 127.0.0.1\n"
@@ -539,6 +567,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/limits/flood-isolation", test_flood_isolation);
 	g_test_add_func("/limits/connections-per-address", test_connections_per_address);
 	g_test_add_func("/limits/registrations-per-address", test_registrations_per_address);
+	g_test_add_func("/limits/address-evictions", test_address_evictions);
 	g_test_add_func("/limits/trusted-proxy", test_trusted_proxy);
 	return g_test_run();
 }
