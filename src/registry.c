@@ -96,18 +96,18 @@ static void count_down(GHashTable *counts, const char *key)
 		g_hash_table_remove(counts, key);
 }
 
-/* Drops PEER from ROOM's order: trailing holes go at once, inner ones when
- * they are half the array, so the order stays dense and leaving is cheap. */
+/* Drops PEER from ROOM's order (it has left by_id already): trailing holes
+ * go at once, inner ones when they are half the array, so the order stays
+ * dense and leaving is cheap. */
 static void room_unlink(struct room *room, struct peer *peer)
 {
 	GPtrArray *order = room->order;
 	guint len = order->len;
 
 	g_ptr_array_index(order, peer->slot) = NULL;
-	room->n_peers--;
 	while (len && !g_ptr_array_index(order, len - 1))
 		len--;
-	if (len - room->n_peers > len / 2) {
+	if (len - room_size(room) > len / 2) {
 		guint n = 0;
 		for (guint i = 0; i < len; i++) {
 			struct peer *p = g_ptr_array_index(order, i);
@@ -150,7 +150,6 @@ struct peer *registry_add(struct registry *reg, struct room *room, const char *p
 	peer->slot = room->order->len;
 
 	g_ptr_array_add(room->order, peer);
-	room->n_peers++;
 	g_hash_table_insert(room->by_id, (gpointer)peer->id, peer);
 
 	count_up(reg->ids, peer_id);

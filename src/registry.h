@@ -35,8 +35,7 @@ struct room {
 	 * O(1) amortized, and discovery scans contiguous memory (a linked
 	 * list made it wait on a cache miss per peer). */
 	GPtrArray *order;
-	guint n_peers;
-	GHashTable *by_id; /* id -> struct peer */
+	GHashTable *by_id; /* id -> struct peer; its size is the room's */
 	struct peer *admin;
 };
 
@@ -59,7 +58,7 @@ struct room *registry_ensure_room(struct registry *reg, const char *room_id);
 struct peer *room_find_peer(struct room *room, const char *peer_id);
 static inline unsigned room_size(const struct room *room)
 {
-	return room->n_peers;
+	return g_hash_table_size(room->by_id);
 }
 
 /* Adds a peer to ROOM; the peer takes ownership of META and PRINCIPAL.
