@@ -26,14 +26,12 @@ struct filter_prop {
 	GArray *conds; /* of struct filter_cond */
 };
 
-enum tags_mode { TAGS_NONE, TAGS_ANY, TAGS_ALL };
-
+/* NULL members are criteria the query did not give. */
 struct filter {
 	json_object *root; /* keeps every borrowed string and value alive */
-	bool by_role;
-	GPtrArray *roles; /* const char * */
-	enum tags_mode tags_mode;
+	GPtrArray *roles; /* const char *, any of them */
 	GPtrArray *tags;
+	bool tags_all;    /* $all: every tag, else any */
 	GArray *props; /* of struct filter_prop */
 };
 
@@ -74,7 +72,6 @@ static bool collect_strings(json_object *arr, GPtrArray *out)
 
 static int compile_role(struct filter *f, json_object *role, char **why)
 {
-	f->by_role = true;
 	f->roles = g_ptr_array_new();
 	if (json_object_is_type(role, json_type_string))
 		g_ptr_array_add(f->roles, (gpointer)json_object_get_string(role));
@@ -89,17 +86,14 @@ static int compile_tags(struct filter *f, json_object *tags, char **why)
 {
 	f->tags = g_ptr_array_new();
 	if (json_object_is_type(tags, json_type_array)) {
-		f->tags_mode = TAGS_ANY;
 		if (collect_strings(tags, f->tags))
 			return 0;
 	} else if (json_object_is_type(tags, json_type_object) &&
 		   json_object_object_length(tags) == 1) {
 		json_object_object_foreach(tags, op, list) {
 			if (strcmp(op, "$all") == 0)
-				f->tags_mode = TAGS_ALL;
-			else if (strcmp(op, "$any") == 0)
-				f->tags_mode = TAGS_ANY;
-			else {
+				f->tags_all = true;
+			else if (strcmp(op, "$any") != 0) {
 				*why = g_strdup_printf("Unknown tags operator: %.64s", op);
 				return -EINVAL;
 			}
@@ -253,7 +247,7 @@ static bool cond_match(const struct filter_cond *c, const struct meta_value *v)
 
 bool filter_match(const struct filter *f, const char *role, const struct meta *m)
 {
-	if (f->by_role) {
+	if (f->roles) {
 		guint i;
 		for (i = 0; i < f->roles->len; i++) {
 			const char *want = g_ptr_array_index(f->roles, i);
@@ -263,14 +257,14 @@ bool filter_match(const struct filter *f, const char *role, const struct meta *m
 		if (i == f->roles->len)
 			return false;
 	}
-	if (f->tags_mode == TAGS_ANY) {
+	if (f->tags && !f->tags_all) {
 		guint i;
 		for (i = 0; i < f->tags->len; i++)
 			if (meta_has_tag(m, g_ptr_array_index(f->tags, i)))
 				break;
 		if (i == f->tags->len)
 			return false;
-	} else if (f->tags_mode == TAGS_ALL) {
+	} else if (f->tags) {
 		for (guint i = 0; i < f->tags->len; i++)
 			if (!meta_has_tag(m, g_ptr_array_index(f->tags, i)))
 				return false;
