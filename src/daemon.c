@@ -53,18 +53,24 @@ static void on_accept(void *data, int fd)
 	ws_server_adopt(data, fd);
 }
 
+/* "WHAT listening on ADDRESS:PORT", the address FD is bound to. */
+static void log_listening(int fd, const char *what, const char *how)
+{
+	char where[80];
+	listener_describe(fd, where, sizeof where);
+	log_event(LOG_INFO, LOG_EVENT_LISTENING, NULL, "%s listening on %s%s", what, where, how);
+}
+
 /* Binds ADDR; logs the address actually bound (port 0 picks one). */
 static int bind_logged(const struct listen_addr *a, const char *what)
 {
-	char where[80];
 	int fd = listener_bind(a);
 
 	if (fd < 0) {
 		log_err("cannot listen on %s: %s", a->text, g_strerror(-fd));
 		return fd;
 	}
-	listener_describe(fd, where, sizeof where);
-	log_event(LOG_INFO, LOG_EVENT_LISTENING, NULL, "%s listening on %s", what, where);
+	log_listening(fd, what, "");
 	return fd;
 }
 
@@ -86,10 +92,8 @@ static int open_listeners(struct daemon *d)
 	int r;
 
 	for (unsigned i = 0; i < d->activated.n_ws; i++) {
-		char where[80];
-		listener_describe(d->activated.ws[i], where, sizeof where);
-		log_event(LOG_INFO, LOG_EVENT_LISTENING, NULL,
-			  "WebSocket listening on %s (socket activation; [server] listen ignored)", where);
+		log_listening(d->activated.ws[i], "WebSocket",
+			      " (socket activation; [server] listen ignored)");
 		if ((r = add_listener(d, d->activated.ws[i])) < 0)
 			return r;
 	}
@@ -139,10 +143,7 @@ static int start_admin(struct daemon *d)
 	int fd = d->activated.admin;
 
 	if (fd >= 0) {
-		char where[80];
-		listener_describe(fd, where, sizeof where);
-		log_event(LOG_INFO, LOG_EVENT_LISTENING, NULL,
-			  "admin listening on %s (socket activation)", where);
+		log_listening(fd, "admin", " (socket activation)");
 	} else if (d->cfg->admin_listen.ss.ss_family == AF_UNSPEC) {
 		return 0;
 	} else if ((fd = bind_logged(&d->cfg->admin_listen, "admin")) < 0) {
