@@ -288,6 +288,13 @@ static void test_api_keys(void)
 	json_object_put(e);
 	wsc_free(bad);
 	json_object_put(admin(d, "DELETE", "/api/keys/0000000000000000", NULL, 404));
+	/* Bodies are small JSON objects: 64 KiB at most. */
+	GString *big = g_string_new("{\"name\":\"");
+	while (big->len < 70000)
+		g_string_append_c(big, 'x');
+	g_string_append(big, "\"}");
+	json_object_put(admin(d, "POST", "/api/rooms", big->str, 413));
+	g_string_free(big, TRUE);
 	/* A wrong method names the right ones. */
 	const char *allowed[][3] = { { "PUT", "/api/rooms", "GET, POST" }, { "GET", "/api/keys/x", "DELETE" } };
 	for (size_t i = 0; i < G_N_ELEMENTS(allowed); i++) {
@@ -489,6 +496,15 @@ static void test_create_room_http_and_ws(void)
 	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", bearer, "{\"expires_in\":-1}", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 400);
 	httpc_reply_clear(&r);
+	/* Too large a body, in many chunks: answered once, 413. */
+	GString *huge = g_string_new("{\"name\":\"");
+	while (huge->len < 200000)
+		g_string_append_c(huge, 'x');
+	g_string_append(huge, "\"}");
+	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", bearer, huge->str, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, 413);
+	httpc_reply_clear(&r);
+	g_string_free(huge, TRUE);
 	/* One object and nothing after it. */
 	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", bearer, "{\"expires_in\":60}xyz", &r), ==, 0);
 	g_assert_cmpint(r.status, ==, 400);
