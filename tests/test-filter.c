@@ -62,6 +62,9 @@ static void test_role(void)
 	MATCHES("{\"role\":[\"client\",\"worker\"]}");
 	MISSES("{\"role\":[\"client\",\"admin\"]}");
 	MISSES("{\"role\":[]}");
+	/* Names sharing a prefix are different names. */
+	MISSES("{\"role\":\"work\"}");
+	MISSES("{\"role\":\"workers\"}");
 	INVALID("{\"role\":5}");
 	INVALID("{\"role\":[\"worker\",5]}");
 }
@@ -71,6 +74,8 @@ static void test_tags(void)
 	MATCHES("{\"tags\":[\"gpu\"]}");
 	MATCHES("{\"tags\":[\"cpu\",\"training\"]}"); /* any */
 	MISSES("{\"tags\":[\"cpu\"]}");
+	MISSES("{\"tags\":[\"gp\"]}");
+	MISSES("{\"tags\":[\"gpu2\"]}");
 	MISSES("{\"tags\":[]}"); /* empty any matches nothing */
 	MATCHES("{\"tags\":{\"$all\":[\"gpu\",\"training\"]}}");
 	MISSES("{\"tags\":{\"$all\":[\"gpu\",\"inference\"]}}");
@@ -98,6 +103,8 @@ static void test_equality(void)
 	MATCHES("{\"properties\":{\"nothing\":null}}");
 	MATCHES("{\"properties\":{\"missing\":null}}"); /* missing matches null */
 	MISSES("{\"properties\":{\"missing\":0}}");
+	MISSES("{\"properties\":{\"gpu_memory\":16384}}"); /* a prefix of a key */
+	MISSES("{\"properties\":{\"statuses\":\"available\"}}");
 	MATCHES("{\"properties\":{\"status\":\"available\",\"busy\":false}}"); /* AND */
 	MISSES("{\"properties\":{\"status\":\"available\",\"busy\":true}}");
 	INVALID("{\"properties\":[1]}");
