@@ -251,7 +251,7 @@ bool filter_match(const struct filter *f, const char *role, const struct meta *m
 		guint i;
 		for (i = 0; i < f->roles->len; i++) {
 			const char *want = g_ptr_array_index(f->roles, i);
-			if (meta_str_equal(role, want))
+			if (role[0] == want[0] && strcmp(role, want) == 0)
 				break;
 		}
 		if (i == f->roles->len)

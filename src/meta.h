@@ -60,14 +60,5 @@ int meta_merge(const struct meta *old, json_object *update, size_t max_bytes,
 	       struct meta **out, const char **why);
 void meta_free(struct meta *m);
 
-/* Discovery compares every peer's keys, tags and role, all short: a loop
- * inlined here costs a third of a call to strcmp. */
-static inline bool meta_str_equal(const char *a, const char *b)
-{
-	while (*a && *a == *b)
-		a++, b++;
-	return *a == *b;
-}
-
 const struct meta_value *meta_find_prop(const struct meta *m, const char *key);
 bool meta_has_tag(const struct meta *m, const char *tag);
