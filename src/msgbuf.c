@@ -2,13 +2,19 @@
 
 #include <string.h>
 
-struct msgbuf *msgbuf_new(const char *text, size_t len)
+struct msgbuf *msgbuf_alloc(size_t len)
 {
 	struct msgbuf *m = g_malloc(sizeof *m + MSGBUF_HEADROOM + len + 1);
 	m->refs = 1;
 	m->len = len;
-	memcpy(msgbuf_text(m), text, len);
 	msgbuf_text(m)[len] = '\0';
+	return m;
+}
+
+struct msgbuf *msgbuf_new(const char *text, size_t len)
+{
+	struct msgbuf *m = msgbuf_alloc(len);
+	memcpy(msgbuf_text(m), text, len);
 	return m;
 }
 

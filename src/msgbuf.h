@@ -20,6 +20,9 @@ static inline char *msgbuf_text(struct msgbuf *m)
 	return m->data + MSGBUF_HEADROOM;
 }
 
+/* Room for LEN bytes of text (to be written in full) with headroom, one
+ * reference. */
+struct msgbuf *msgbuf_alloc(size_t len);
 /* A copy of TEXT (LEN bytes) with headroom, one reference. */
 struct msgbuf *msgbuf_new(const char *text, size_t len);
 struct msgbuf *msgbuf_ref(struct msgbuf *m);

@@ -427,6 +427,9 @@ struct msgbuf *protocol_error_from(const struct msg_error *e, bool with_reason)
 	return protocol_error(e->code, e->message, with_reason, e->field, e->field_value);
 }
 
+#define PUT(w, text, len) (memcpy(w, text, len), (w) += (len))
+#define PUT_LITERAL(w, lit) PUT(w, lit, sizeof lit - 1)
+
 static struct msgbuf *finish(GString *s)
 {
 	return msgbuf_new(s->str, s->len);
@@ -440,33 +443,55 @@ static void append_room_id(GString *s, const struct room *room)
 	g_string_append_c(s, '"');
 }
 
-/* The other peers of SELF's room in registration order: their ids as an
- * array, or with their public metadata as an object. */
-static void append_room_mates(GString *s, const struct peer *self, bool with_metadata)
+/* The length of what put_room_mates() writes. */
+static size_t room_mates_len(const struct peer *self, bool with_metadata)
+{
+	size_t n = 2, count = 0;
+	struct peer *p;
+
+	ROOM_FOREACH_PEER(self->room, p) {
+		if (p == self)
+			continue;
+		n += p->id_json_len + (with_metadata ? 1 + p->meta->public_len : 0);
+		count++;
+	}
+	return n + (count ? count - 1 : 0);
+}
+
+/* The other peers of SELF's room in registration order, written at W:
+ * their ids as an array, or with their public metadata as an object.
+ * Returns the end. */
+static char *put_room_mates(char *w, const struct peer *self, bool with_metadata)
 {
 	bool first = true;
 	struct peer *p;
 
-	g_string_append_c(s, with_metadata ? '{' : '[');
+	*w++ = with_metadata ? '{' : '[';
 	ROOM_FOREACH_PEER(self->room, p) {
 		if (p == self)
 			continue;
 		if (!first)
-			g_string_append_c(s, ',');
+			*w++ = ',';
 		first = false;
-		g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
+		PUT(w, p->id_json, p->id_json_len);
 		if (with_metadata) {
-			g_string_append_c(s, ':');
-			g_string_append_len(s, p->meta->public_json, (gssize)p->meta->public_len);
+			*w++ = ':';
+			PUT(w, p->meta->public_json, p->meta->public_len);
 		}
 	}
-	g_string_append_c(s, with_metadata ? '}' : ']');
+	*w++ = with_metadata ? '}' : ']';
+	return w;
 }
 
+/* Its room mates make it O(room) bytes, megabytes in a room of thousands:
+ * the head is built in S, and the whole written once, in place. */
 struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_object *token,
 				   const char *ice_servers_json)
 {
 	const struct room *room = self->room;
+	static const char mates_key[] = ",\"peer_metadata\":", ice_key[] = ",\"ice_servers\":",
+			  mesh_key[] = ",\"mesh_ice_servers\":";
+	size_t ice_len = strlen(ice_servers_json);
 
 	g_string_assign(s, "{\"type\":\"registered_auth\",\"room_id\":");
 	append_room_id(s, room);
@@ -483,15 +508,24 @@ struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_obj
 	else
 		g_string_append(s, "null");
 	g_string_append(s, ",\"peer_list\":");
-	append_room_mates(s, self, false);
-	g_string_append(s, ",\"peer_metadata\":");
-	append_room_mates(s, self, true);
-	g_string_append(s, ",\"ice_servers\":");
-	g_string_append(s, ice_servers_json);
-	g_string_append(s, ",\"mesh_ice_servers\":");
-	g_string_append(s, ice_servers_json);
-	g_string_append_c(s, '}');
-	return finish(s);
+
+	size_t len = s->len + room_mates_len(self, false) + sizeof mates_key - 1 +
+		     room_mates_len(self, true) +
+		     sizeof ice_key - 1 + ice_len + sizeof mesh_key - 1 + ice_len + 1;
+	struct msgbuf *m = msgbuf_alloc(len);
+	char *w = msgbuf_text(m);
+
+	PUT(w, s->str, s->len);
+	w = put_room_mates(w, self, false);
+	PUT_LITERAL(w, mates_key);
+	w = put_room_mates(w, self, true);
+	PUT_LITERAL(w, ice_key);
+	PUT(w, ice_servers_json, ice_len);
+	PUT_LITERAL(w, mesh_key);
+	PUT(w, ice_servers_json, ice_len);
+	*w++ = '}';
+	g_assert(w == msgbuf_text(m) + len);
+	return m;
 }
 
 struct msgbuf *protocol_admin_conflict(const struct room *room)
@@ -523,9 +557,6 @@ static char *format_seconds(char *end, gint64 us)
 	} while (ms);
 	return end;
 }
-
-#define PUT(w, text, len) (memcpy(w, text, len), (w) += (len))
-#define PUT_LITERAL(w, lit) PUT(w, lit, sizeof lit - 1)
 
 /* One entry of a peer list, after a comma unless FIRST.  A list holds up
  * to a thousand: the space is reserved once and filled in place. */

@@ -1,5 +1,6 @@
 /* Unit tests: decoding client messages and building server messages. */
 #include "protocol.h"
+#include "registry.h"
 
 #include <glib.h>
 #include <string.h>
@@ -247,6 +248,59 @@ static void test_decode_routed(void)
 		g_assert_cmpint(protocol_decode_routed(slow[i], strlen(slow[i]), 32, &m), <, 0);
 }
 
+static struct peer *add_peer(struct registry *reg, const char *id, const char *md)
+{
+	json_object *o = json_tokener_parse(md);
+	struct meta *meta = NULL;
+	const char *why = NULL;
+	g_assert_cmpint(meta_new(o, 1 << 16, &meta, &why), ==, 0);
+	json_object_put(o);
+	return registry_add(reg, registry_ensure_room(reg, "r1"), id, "worker", meta, NULL, NULL, 0);
+}
+
+/* registered_auth is sized before it is written: alone, with one mate,
+ * and with mates around a hole left by one that went. */
+static void test_registered(void)
+{
+	static const struct {
+		const char *id, *md;
+	} mates[] = { { "a", "{\"tags\":[\"gpu\"]}" }, { "gone", "{}" }, { "b\"q", "{\"x\":1}" } };
+	static const char *const expect[] = {
+		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
+		"\"admin_peer_id\":null,\"peer_list\":[],\"peer_metadata\":{},\"ice_servers\":[],"
+		"\"mesh_ice_servers\":[]}",
+		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
+		"\"admin_peer_id\":null,\"peer_list\":[\"a\"],\"peer_metadata\":{\"a\":{\"tags\":[\"gpu\"]}},"
+		"\"ice_servers\":[],\"mesh_ice_servers\":[]}",
+		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
+		"\"admin_peer_id\":null,\"peer_list\":[\"a\",\"b\\\"q\"],"
+		"\"peer_metadata\":{\"a\":{\"tags\":[\"gpu\"]},\"b\\\"q\":{\"x\":1}},"
+		"\"ice_servers\":[],\"mesh_ice_servers\":[]}",
+	};
+	json_object *token = json_object_new_string("t");
+	GString *s = g_string_new(NULL);
+
+	for (unsigned n = 0; n < G_N_ELEMENTS(expect); n++) {
+		struct registry *reg = registry_new();
+		struct peer *gone = NULL;
+		for (unsigned i = 0; i < n + (n == 2); i++) {
+			struct peer *p = add_peer(reg, mates[i].id, mates[i].md);
+			if (strcmp(mates[i].id, "gone") == 0)
+				gone = p;
+		}
+		if (gone)
+			registry_remove(reg, gone);
+		struct peer *me = add_peer(reg, "me", "{}");
+		struct msgbuf *m = protocol_registered(s, me, token, "[]");
+		g_assert_cmpstr(msgbuf_text(m), ==, expect[n]);
+		g_assert_cmpuint(m->len, ==, strlen(expect[n]));
+		msgbuf_unref(m);
+		registry_free(reg);
+	}
+	g_string_free(s, TRUE);
+	json_object_put(token);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -259,6 +313,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/protocol/decode-routed", test_decode_routed);
 	g_test_add_func("/protocol/error-builders", test_error_builders);
 	g_test_add_func("/protocol/simple", test_simple);
+	g_test_add_func("/protocol/registered", test_registered);
 	int r = g_test_run();
 	json_tokener_free(tok);
 	return r;
