@@ -34,7 +34,7 @@
 
 #define EXIT_USAGE 64
 #define RX_CHUNK 256           /* as src/ws.c */
-#define TX_MAX 65536           /* as src/ws.c */
+#define TX_MAX (16 << 20)      /* as src/ws.c */
 #define MAX_MESSAGE (1u << 20) /* as the daemon's default max_message_bytes */
 #define MAX_QUEUED (4u << 20)  /* as the daemon's default max_queued_bytes */
 
@@ -204,7 +204,7 @@ int main(int argc, char *argv[])
 		{ "rx-buffer-size", 0, 0, G_OPTION_ARG_INT, &rx_buffer_size,
 		  "lws rx_buffer_size (256, as the daemon)", "BYTES" },
 		{ "tx-packet-size", 0, 0, G_OPTION_ARG_INT, &tx_packet_size,
-		  "Largest send() lws makes (65536, as the daemon; 0: rx_buffer_size)", "BYTES" },
+		  "Largest send() lws makes (16777216, as the daemon; 0: rx_buffer_size)", "BYTES" },
 		{ "no-nodelay", 0, 0, G_OPTION_ARG_NONE, &no_nodelay,
 		  "Leave Nagle on: no TCP_NODELAY on accepted sockets (the daemon sets it)", NULL },
 		{ "lws-keepalive", 0, 0, G_OPTION_ARG_NONE, &lws_keepalive,
