@@ -195,8 +195,7 @@ static void on_fetched(int status, unsigned http_status, const char *body, size_
 	if (status < 0) {
 		fetch_failed(ks, why);
 	} else {
-		log_info("key set %.*s: %zu keys%s", ks->url_log_len, ks->url, keys->n_keys,
-			 ks->failures ? " (the identity provider answers again)" : "");
+		bool recovered = ks->failures > 0;
 		ks->failures = 0;
 		metrics_inc(jwks_fetches[1]);
 		/* Keys changed (no attacker can do that): the next unknown kid
@@ -211,6 +210,9 @@ static void on_fetched(int status, unsigned http_status, const char *body, size_
 				jwt_issuer_set_jwks(is->jwt, keys);
 		}
 		count_missing_keys(a);
+		/* Logged once /ready says so: whoever reads the line may ask. */
+		log_info("key set %.*s: %zu keys%s", ks->url_log_len, ks->url, keys->n_keys,
+			 recovered ? " (the identity provider answers again)" : "");
 		schedule(ks, ks->refresh_s);
 	}
 	notify_waiters(ks);
