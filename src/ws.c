@@ -21,10 +21,10 @@ _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
 /* lws allocates this for every connection: keep it small and reassemble
  * larger messages ourselves (DESIGN.md: 1.7 KiB per idle peer at 256). */
 #define RX_CHUNK 256
-/* The most lws offers one send(): more than messages but the rarest
- * giants, so the socket takes what it can at once.  At 64 KiB a megabyte registered_auth went
- * out over sixteen writeable rounds and filling a big room cost nine
- * times the CPU (docs/performance.md). */
+/* The most lws offers one send(): more than all but the rarest giant
+ * messages, so the socket takes what it can at once.  At 64 KiB a
+ * megabyte registered_auth went out over sixteen writeable rounds, and
+ * filling a big room cost nine times the CPU (docs/performance.md). */
 #define TX_MAX (16 << 20)
 /* Closed sockets kept draining at once, at most (see linger.h). */
 #define LINGER_MAX 1024
