@@ -2,6 +2,7 @@
  * accepts, json-c (strict, as the router sets it up) must accept too, with
  * the same members. */
 #include "jscan.h"
+#include "nested.h"
 
 #include <glib.h>
 #include <json-c/json.h>
@@ -116,12 +117,7 @@ static void test_gives_up(void)
 	g_assert_false(accepts("{\"a\":1} "));
 	g_assert_false(accepts("{\"\\u0074ype\":\"ping\"}"));
 	g_assert_false(accepts("{\"a\":\"\\ud83d\\ude00\"}"));
-	GString *deep = g_string_new("{\"a\":");
-	for (int i = 1; i < DEPTH; i++)
-		g_string_append_c(deep, '[');
-	for (int i = 1; i < DEPTH; i++)
-		g_string_append_c(deep, ']');
-	g_string_append_c(deep, '}');
+	GString *deep = nested_json("{\"a\":", DEPTH - 1, true);
 	g_assert_true(accepts(deep->str)); /* DEPTH levels, the object's included */
 	g_string_insert_c(deep, 5, '[');
 	g_string_insert_c(deep, deep->len - 1, ']');

@@ -1,5 +1,6 @@
 /* Unit tests: metadata storage, the public view and the merge rule. */
 #include "meta.h"
+#include "nested.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -166,12 +167,7 @@ static void test_merge_errors(void)
  * max_json_depth) still merges. */
 static void test_merge_deep(void)
 {
-	GString *text = g_string_new("{\"deep\":");
-	for (int i = 0; i < 40; i++)
-		g_string_append_c(text, '[');
-	for (int i = 0; i < 40; i++)
-		g_string_append_c(text, ']');
-	g_string_append_c(text, '}');
+	GString *text = nested_json("{\"deep\":", 40, true);
 	json_tokener *tok = json_tokener_new_ex(64);
 	json_object *md = json_tokener_parse_ex(tok, text->str, (int)text->len);
 	json_tokener_free(tok);

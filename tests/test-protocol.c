@@ -1,5 +1,6 @@
 /* Unit tests: decoding client messages and building server messages. */
 #include "protocol.h"
+#include "nested.h"
 #include "registry.h"
 
 #include <glib.h>
@@ -37,12 +38,7 @@ static void test_invalid_json(void)
 	/* Invalid UTF-8 (a binary frame may carry anything). */
 	expect_error("{\"type\":\"ping\",\"x\":\"\xff\xfe\"}", ERR_INVALID_JSON, NULL);
 	/* Deeper than the tokener allows. */
-	GString *deep = g_string_new("{\"type\":\"ping\",\"x\":");
-	for (int i = 0; i < 100; i++)
-		g_string_append_c(deep, '[');
-	for (int i = 0; i < 100; i++)
-		g_string_append_c(deep, ']');
-	g_string_append_c(deep, '}');
+	GString *deep = nested_json("{\"type\":\"ping\",\"x\":", 100, true);
 	expect_error(deep->str, ERR_INVALID_JSON, NULL);
 	g_string_free(deep, TRUE);
 }

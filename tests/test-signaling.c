@@ -1,5 +1,6 @@
 /* Integration tests: the v2 protocol over real WebSocket connections to
  * the real daemon. */
+#include "nested.h"
 #include "testd.h"
 
 #include <openssl/evp.h>
@@ -394,9 +395,7 @@ static void test_bad_input_keeps_socket(void)
 	wsc_send_frame(c, 0, true, "ng\"}", 4);
 	json_object_put(wsc_expect(c, "pong"));
 	/* A nesting bomb is refused, not followed. */
-	GString *deep = g_string_new("{\"type\":\"ping\",\"x\":");
-	for (int i = 0; i < 5000; i++)
-		g_string_append_c(deep, '[');
+	GString *deep = nested_json("{\"type\":\"ping\",\"x\":", 5000, false);
 	wsc_send_text(c, deep->str);
 	g_string_free(deep, TRUE);
 	json_object_put(wsc_expect_error(c, "INVALID_JSON"));
