@@ -221,9 +221,10 @@ static void create_key(struct adminapi *api, struct admin_request *req)
 	}
 	json_object_put(body);
 	return;
-bad:
-	answer_error(req, MHD_HTTP_BAD_REQUEST,
-		     "name must be a string of up to 128 bytes and expires_in an integer from 0 to 2147483647");
+bad:;
+	g_autofree char *why = g_strdup_printf("name must be a string of up to 128 bytes and expires_in "
+					       "an integer from 0 to %d", PROTOCOL_EXPIRES_IN_MAX);
+	answer_error(req, MHD_HTTP_BAD_REQUEST, why);
 	json_object_put(body);
 }
 

@@ -7,7 +7,7 @@
 #include <glib/gi18n.h>
 
 /* Takes the locale from the environment (LC_ALL) but keeps numbers in
- * the C locale (LC_NUMERIC), so no "%g" or strtod on the wire, in /metrics or in the
- * config parser ever sees a decimal comma; binds the "rtcsignald" domain
- * to $RTCSIGNALD_LOCALEDIR (tests, relocated installs) or LOCALEDIR. */
+ * the C locale (LC_NUMERIC), so neither the wire, /metrics nor the config
+ * parser ever sees a decimal comma; binds the "rtcsignald" domain to
+ * $RTCSIGNALD_LOCALEDIR (tests, relocated installs) or LOCALEDIR. */
 void i18n_init(void);

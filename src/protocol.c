@@ -255,7 +255,8 @@ int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
 		out->expires_in = json_object_get_int64(v);
 		if (out->expires_in < 0 || out->expires_in > PROTOCOL_EXPIRES_IN_MAX)
 			return fail(err, ERR_INVALID_MESSAGE,
-				    "Invalid field: expires_in must be 0 or more, in seconds, at most 2147483647");
+				    "Invalid field: expires_in must be 0 or more, in seconds, at most %d",
+				    PROTOCOL_EXPIRES_IN_MAX);
 	}
 	if ((rc = get_opt(obj, "max_peers", json_type_int, &v, err)) < 0)
 		return rc;
