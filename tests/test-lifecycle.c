@@ -201,19 +201,25 @@ static void test_drain_is_bounded(void)
 	testd_free(d);
 }
 
+/* A plain TCP connection to D's WebSocket port, saying nothing. */
+static int tcp_connect(struct testd *d)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d->port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	return fd;
+}
+
 /* A client that connects and goes without a word (a port scanner, a load
  * balancer's TCP check) is nothing to the daemon. */
 static void test_silent_close(void)
 {
 	struct testd *d = testd_start(NULL, NULL);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d->port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 
-	for (int i = 0; i < 20; i++) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
-		close(fd);
-	}
+	for (int i = 0; i < 20; i++)
+		close(tcp_connect(d));
 	g_assert_true(testd_wait_log_count(d, "connection released", 20, 10000));
 	struct wsc *c = testd_register(d, "r", "after", NULL);
 	wsc_free(c);
@@ -229,15 +235,11 @@ static void test_out_of_descriptors(void)
 	enum { N = 200 };
 	const struct testd_opts o = { .prefix = (const char *const[]){ "prlimit", "--nofile=128", NULL } };
 	struct testd *d = testd_start_opts(&o);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d->port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int fds[N];
 
 	/* Plain TCP clients that never speak: each holds a descriptor. */
-	for (int i = 0; i < N; i++) {
-		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		g_assert_cmpint(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), ==, 0);
-	}
+	for (int i = 0; i < N; i++)
+		fds[i] = tcp_connect(d);
 	g_assert_true(testd_wait_log(d, "pausing new connections", 10000));
 	for (int i = 0; i < N; i++)
 		close(fds[i]);
