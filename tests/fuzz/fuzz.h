@@ -1,0 +1,82 @@
+/* Shared by the libFuzzer harnesses of tests/fuzz/ and by their replay in
+ * make check (tests/fuzz/replay.c).  A harness is written once:
+ *
+ *	FUZZ_TARGET(jscan) { ...data, size...; return 0; }
+ *
+ * Built by make fuzz (FUZZ_LIBFUZZER), that is LLVMFuzzerTestOneInput;
+ * built by gcc into tests/test-fuzz-replay, it registers itself under its
+ * name, and the replay feeds it every file of tests/fuzz/corpus/NAME/ and
+ * tests/fuzz/regress/NAME/.  A finding is an abort(): a failed g_assert or
+ * fuzz_fail(), or a sanitizer report. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+typedef int (*fuzz_fn)(const uint8_t *data, size_t size);
+
+#ifdef FUZZ_LIBFUZZER
+#define FUZZ_TARGET(name)                                                     \
+	static int fuzz_##name(const uint8_t *data, size_t size);            \
+	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);        \
+	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)         \
+	{                                                                     \
+		return fuzz_##name(data, size);                              \
+	}                                                                     \
+	static int fuzz_##name(const uint8_t *data, size_t size)
+#else
+void fuzz_register(const char *name, fuzz_fn fn);
+#define FUZZ_TARGET(name)                                                     \
+	static int fuzz_##name(const uint8_t *data, size_t size);            \
+	__attribute__((constructor)) static void fuzz_register_##name(void)  \
+	{                                                                     \
+		fuzz_register(#name, fuzz_##name);                           \
+	}                                                                     \
+	static int fuzz_##name(const uint8_t *data, size_t size)
+#endif
+
+/* Prints the finding and aborts (libFuzzer then saves the input). */
+void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Inputs holding several records (messages, or a filter and metadata)
+ * separate them with a line "%%": "\n%%\n" cannot occur in JSON text. */
+#define FUZZ_SEP "\n%%\n"
+struct fuzz_rec {
+	const char *p;
+	size_t len;
+};
+/* Splits DATA into at most MAX records (the last one takes the rest);
+ * returns how many. */
+size_t fuzz_split(const uint8_t *data, size_t size, struct fuzz_rec *out, size_t max);
+
+/* Every text the server sends must be JSON that any client parses:
+ * one object (RFC 8259), json-c strict agreeing, and no NaN/Infinity
+ * (which json-c writes and browsers refuse).  Fails with WHAT. */
+void fuzz_check_output(const char *what, const char *text, size_t len);
+
+/* CPU time of this thread, in microseconds (the budget checks: time on a
+ * shared machine is not this input's cost). */
+int64_t fuzz_cpu_us(void);
+/* The factor budgets are multiplied by: 1 under libFuzzer, more in the
+ * replay (which may run under valgrind), or $FUZZ_BUDGET_SCALE. */
+unsigned fuzz_budget_scale(void);
+
+/* Quiets the daemon's logging (once). */
+void fuzz_quiet(void);
+
+/* UTF-8 as lws checks text frames, U+0000 included. */
+bool fuzz_utf8(const char *s, size_t len);
+
+/* Findings whose fix is not merged yet crash at once: with
+ * FUZZ_SKIP_KNOWN=1 in the environment a harness steps around their
+ * inputs, so a long campaign can look for new ones (docs/fuzzing.md).
+ * Never set in make check or CI. */
+bool fuzz_skip_known(void);
+/* Finding 1 (meta.c public_view): metadata whose "properties" is absent or
+ * null with a null value at its top level. */
+bool fuzz_known_meta_null(json_object *md);
+/* Finding 7: NaN, Infinity or -Infinity anywhere in V. */
+bool fuzz_has_nonfinite(json_object *v);
