@@ -1,15 +1,23 @@
 /* Helpers shared by the harnesses (fuzz.h). */
 #include "fuzz.h"
 
+#include "auth.h"
+#include "config.h"
+#include "jwtmint.h"
 #include "log.h"
+#include "rooms.h"
+#include "secret.h"
 
 #include <json-c/json.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 void fuzz_fail(const char *fmt, ...)
 {
@@ -180,4 +188,145 @@ bool fuzz_has_nonfinite(json_object *v)
 	default:
 		return false;
 	}
+}
+
+/* --- the router's environment --- */
+
+static char *mint(EVP_PKEY *k, const char *kid, const char *sub, gint64 exp)
+{
+	json_object *p = json_object_new_object();
+	json_object_object_add(p, "iss", json_object_new_string("https://issuer.test"));
+	json_object_object_add(p, "aud", json_object_new_string("rtc"));
+	json_object_object_add(p, "sub", json_object_new_string(sub));
+	json_object_object_add(p, "exp", json_object_new_int64(exp));
+	json_object_object_add(p, "iat", json_object_new_int64(exp - 3600));
+	return jwtmint_token(k, kid, p);
+}
+
+static struct config *load_config(const char *dir, const char *text)
+{
+	g_autofree char *path = g_build_filename(dir, "rtcsignald.conf", NULL);
+	g_autoptr(GError) err = NULL;
+	struct config *cfg = NULL;
+
+	g_assert_true(g_file_set_contents(path, text, -1, NULL));
+	if (config_load(path, NULL, &cfg, &err) < 0)
+		g_error("fuzz env: %s", err->message);
+	unlink(path);
+	return cfg;
+}
+
+const struct fuzz_env *fuzz_env(void)
+{
+	static struct fuzz_env env;
+	static const char limits[] = "[limits]\n"
+				     "max_peers_per_room = 3\n"
+				     "max_message_bytes = 65536\n"
+				     "max_queued_bytes = 65536\n"
+				     "registrations_per_address_per_minute = 30\n"
+				     "[rooms]\nmax_ttl = 86400\n"
+				     "[turn]\nstun_uris = stun:stun.example.org:3478\n"
+				     "turn_uris = turn:turn.example.org:3478\nsecret = s\n";
+	g_autoptr(GError) err = NULL;
+
+	if (env.cfg_open)
+		return &env;
+	fuzz_quiet();
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-fuzz-XXXXXX", NULL);
+	g_assert_nonnull(dir);
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	g_assert_nonnull(k);
+	g_autofree char *jwk = jwtmint_jwk(k, "k1", "");
+	g_autofree char *jwks = g_strdup_printf("{\"keys\":[%s]}", jwk);
+	g_autofree char *jwks_path = g_build_filename(dir, "jwks.json", NULL);
+	g_assert_true(g_file_set_contents(jwks_path, jwks, -1, NULL));
+
+	env.cfg_open = load_config(dir, limits);
+	g_autofree char *with_issuer = g_strdup_printf("%s[issuer test]\nissuer = https://issuer.test\n"
+						       "audience = rtc\njwks_file = %s\n",
+						       limits, jwks_path);
+	env.cfg_auth = load_config(dir, with_issuer);
+	env.auth_open = auth_new();
+	env.auth = auth_new();
+	if (auth_configure(env.auth_open, env.cfg_open, &err) < 0 ||
+	    auth_configure(env.auth, env.cfg_auth, &err) < 0)
+		g_error("fuzz env: %s", err->message);
+	unlink(jwks_path);
+	rmdir(dir);
+
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+	env.jwt_alice = mint(k, "k1", "alice", now + 3600);
+	env.jwt_bob = mint(k, "k1", "bob", now + 3600);
+	env.jwt_expired = mint(k, "k1", "alice", now - 7200);
+	env.jwt_unknown_kid = mint(k, "k9", "alice", now + 3600);
+	EVP_PKEY_free(k);
+	return &env;
+}
+
+static struct store_room *room_record(const char *id, const char *by, gint64 expires_at,
+				      unsigned max_peers, bool open)
+{
+	struct store_room *r = g_new0(struct store_room, 1);
+	r->id = g_strdup(id);
+	r->created_by = g_strdup(by);
+	r->created_at = 1;
+	r->expires_at = expires_at;
+	r->max_peers = max_peers;
+	r->open_to_issuer = open;
+	g_assert_cmpint(secret_hash("roomtoken", r->token_hash), ==, 0);
+	return r;
+}
+
+static struct store_key *key_record(const char *id, gint64 expires_at, gint64 revoked_at)
+{
+	struct store_key *k = g_new0(struct store_key, 1);
+	k->key_id = g_strdup(id);
+	k->room_id = g_strdup("proom");
+	k->created_at = 1;
+	k->expires_at = expires_at;
+	k->revoked_at = revoked_at;
+	g_assert_cmpint(secret_hash("s3cret", k->key_hash), ==, 0);
+	return k;
+}
+
+struct rooms *fuzz_env_rooms(struct store *st, bool active_key)
+{
+	struct rooms *r = rooms_new(st);
+	GPtrArray *rooms = g_ptr_array_new(), *keys = g_ptr_array_new();
+
+	g_ptr_array_add(rooms, room_record("proom", "jwt:test:alice", 0, 2, false));
+	g_ptr_array_add(rooms, room_record("openroom", "jwt:test:carol", 0, 0, true));
+	g_ptr_array_add(rooms, room_record("oldroom", "jwt:test:alice", 2, 0, false));
+	if (active_key)
+		g_ptr_array_add(keys, key_record("k1", 0, 0));
+	g_ptr_array_add(keys, key_record("k2", 0, 2));
+	g_ptr_array_add(keys, key_record("k3", 2, 0));
+	rooms_load(r, rooms, keys);
+	g_ptr_array_unref(rooms);
+	g_ptr_array_unref(keys);
+	return r;
+}
+
+char *fuzz_env_expand(const char *text, size_t len, size_t *out_len)
+{
+	const struct fuzz_env *env = fuzz_env();
+	static const char *const names[] = { "@jwt@", "@jwt2@", "@jwtx@", "@jwtk@" };
+	const char *values[] = { env->jwt_alice, env->jwt_bob, env->jwt_expired, env->jwt_unknown_kid };
+	GString *s = g_string_sized_new(len + 1);
+
+	for (size_t i = 0; i < len;) {
+		size_t j;
+		for (j = 0; j < G_N_ELEMENTS(names); j++) {
+			size_t n = strlen(names[j]);
+			if (len - i >= n && memcmp(text + i, names[j], n) == 0) {
+				g_string_append(s, values[j]);
+				i += n;
+				break;
+			}
+		}
+		if (j == G_N_ELEMENTS(names))
+			g_string_append_c(s, text[i++]);
+	}
+	*out_len = s->len;
+	return g_string_free(s, FALSE);
 }

@@ -1,1 +1,306 @@
+/* A sequence of messages from several sessions through protocol decode and
+ * the router, against an in-memory registry, persistent rooms and API keys
+ * (fuzz_env_rooms), as ws.c drives it: fake sessions record what the
+ * router sends, bound their queues like ws.c (max_queued_bytes: closed
+ * with 1008, -ENOBUFS) and free their memory when they disconnect, so
+ * that the router keeping a session it let go is a use-after-free.
+ *
+ * Checks, after every step: every text sent is JSON a browser parses
+ * (fuzz_check_output: finding 7); nothing is sent to a session after its
+ * disconnect; each registered peer is owned by a live session whose peer
+ * it is, and each session's peer is in the registry; one message costs at
+ * most ROUTER_BUDGET_US of CPU; at the end, with every session gone, the
+ * registry is empty.
+ *
+ * Input: a mode byte ('a' or any odd byte: authentication on, issuer
+ * "test" and API key k1.s3cret; else open mode), then steps separated by
+ * "%%" lines.  A step is an opcode byte and its argument:
+ *   '0'-'3' TEXT  session N sends TEXT (@jwt@, @jwt2@, @jwtx@, @jwtk@ are
+ *                 replaced by tokens: fuzz_env_expand)
+ *   'b'N TEXT     the same as a binary frame (not checked as UTF-8)
+ *   'x'N          session N's connection closes (a new one takes its slot)
+ *   'd'N          session N's queue drains (its socket wrote)
+ *   'l'N          session N goes over its message rate
+ *   'R' ID        the admin deletes room ID (rooms_delete, router_close_room)
+ *   'K' KEY_ID    the admin revokes KEY_ID (and closes its sessions)
+ *   'h' JSON      POST /create-room with @jwt@ as bearer, JSON as body */
 #include "fuzz.h"
+
+#include "addrlimit.h"
+#include "auth.h"
+#include "config.h"
+#include "netaddr.h"
+#include "registry.h"
+#include "rooms.h"
+#include "router.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define N_SESSIONS 4
+#define MAX_STEPS 48
+#define ROUTER_BUDGET_US 100000
+
+struct session {
+	struct client client; /* first: the router's pointer is ours */
+	unsigned index;
+	size_t queued;
+	int close_code;
+	unsigned sent;
+};
+
+struct world {
+	const struct config *cfg;
+	struct registry *reg;
+	struct rooms *rooms;
+	struct addrlimit *al;
+	struct router *router;
+	struct session *s[N_SESSIONS];
+	/* sessions gone, kept until the end of the input only as addresses */
+	GPtrArray *gone;
+	unsigned http_done;
+};
+
+static struct session *session_of(struct world *w, struct client *c, const char *what)
+{
+	for (unsigned i = 0; i < N_SESSIONS; i++)
+		if (w->s[i] && &w->s[i]->client == c)
+			return w->s[i];
+	for (guint i = 0; i < w->gone->len; i++)
+		if (g_ptr_array_index(w->gone, i) == (void *)c)
+			fuzz_fail("%s to a session after its disconnect", what);
+	fuzz_fail("%s to a client that is no session", what);
+}
+
+static int fake_send(void *ctx, struct client *c, struct msgbuf *m)
+{
+	struct world *w = ctx;
+	struct session *s = session_of(w, c, "send");
+
+	fuzz_check_output("router send", msgbuf_text(m), m->len);
+	if (g_getenv("FUZZ_DEBUG"))
+		fprintf(stderr, "-> %u: %.*s\n", s->index, (int)MIN(m->len, 300), msgbuf_text(m));
+	if (s->close_code)
+		return -EPIPE;
+	if (s->queued + m->len > w->cfg->max_queued_bytes) {
+		s->queued = 0;
+		s->close_code = 1008;
+		s->client.closing = true;
+		return -ENOBUFS;
+	}
+	s->queued += m->len;
+	s->sent++;
+	return 0;
+}
+
+static void fake_close(void *ctx, struct client *c, int code, const char *reason)
+{
+	struct world *w = ctx;
+	struct session *s = session_of(w, c, "close");
+
+	if (!reason)
+		fuzz_fail("close without a reason");
+	if (s->close_code)
+		return;
+	s->client.closing = true;
+	s->close_code = code;
+}
+
+static const struct router_ops ops = { .send = fake_send, .close = fake_close };
+
+static struct session *session_new(unsigned i)
+{
+	struct session *s = g_new0(struct session, 1);
+	char addr[32];
+	int n = snprintf(addr, sizeof addr, "10.0.0.%u", i + 1);
+	s->index = i;
+	s->client.addr_known = true;
+	g_assert_cmpint(netaddr_parse(addr, (size_t)n, &s->client.addr), ==, 0);
+	return s;
+}
+
+static void session_gone(struct world *w, unsigned i)
+{
+	struct session *s = w->s[i];
+	router_disconnect(w->router, &s->client);
+	if (s->client.peer)
+		fuzz_fail("session %u still registered after its disconnect", i);
+	w->s[i] = NULL;
+	/* Freed now: a pointer the router kept is then a use-after-free. */
+	g_ptr_array_add(w->gone, s);
+	g_free(s);
+}
+
+struct check {
+	struct world *w;
+	unsigned peers;
+};
+
+static void check_room(struct room *room, void *data)
+{
+	struct check *ck = data;
+	struct peer *p;
+
+	if (room_size(room) == 0)
+		fuzz_fail("empty room %s kept", room->id);
+	ROOM_FOREACH_PEER(room, p) {
+		ck->peers++;
+		if (p->room != room)
+			fuzz_fail("peer %s: wrong room", p->id);
+		struct session *s = session_of(ck->w, p->owner, "registry owner");
+		if (s->client.peer != p)
+			fuzz_fail("peer %s/%s is owned by session %u, whose peer is another", room->id,
+				  p->id, s->index);
+		if (room_find_peer(room, p->id) != p)
+			fuzz_fail("peer %s not found by its id", p->id);
+	}
+}
+
+static void check_world(struct world *w)
+{
+	struct check ck = { w, 0 };
+	unsigned registered = 0;
+
+	registry_foreach_room(w->reg, check_room, &ck);
+	for (unsigned i = 0; i < N_SESSIONS; i++) {
+		struct peer *p = w->s[i] ? w->s[i]->client.peer : NULL;
+		if (!p)
+			continue;
+		registered++;
+		if (p->owner != &w->s[i]->client)
+			fuzz_fail("session %u's peer has another owner", i);
+	}
+	if (ck.peers != registered || registry_n_peers(w->reg) != registered)
+		fuzz_fail("%u peers in rooms, %u counted, %u sessions registered", ck.peers,
+			  registry_n_peers(w->reg), registered);
+}
+
+static void http_done(unsigned status, char *json, void *data)
+{
+	struct world *w = data;
+	fuzz_check_output("POST /create-room", json, strlen(json));
+	if (status != 201 && status != 400 && status != 401 && status != 503 && status != 429)
+		fuzz_fail("POST /create-room answered %u", status);
+	w->http_done++;
+	g_free(json);
+}
+
+static bool skip_known(const char *text, size_t len)
+{
+	if (!fuzz_skip_known())
+		return false;
+	g_autofree char *copy = g_strndup(text, len);
+	json_object *msg = json_tokener_parse(copy), *md;
+	bool skip = json_object_is_type(msg, json_type_object) &&
+		    json_object_object_get_ex(msg, "metadata", &md) && fuzz_known_meta_null(md);
+	json_object_put(msg);
+	return skip;
+}
+
+static void step(struct world *w, const char *p, size_t len)
+{
+	unsigned i = len > 1 ? (unsigned)(p[1] - '0') % N_SESSIONS : 0;
+	switch (len ? p[0] : 0) {
+	case '0':
+	case '1':
+	case '2':
+	case '3':
+	case 'b': {
+		bool binary = p[0] == 'b';
+		const char *arg = p + 1 + binary;
+		size_t arg_len = len - 1 - (binary && len > 1);
+		if (!binary)
+			i = (unsigned)(p[0] - '0');
+		size_t n;
+		/* the transport's buffer: exactly the message's bytes */
+		g_autofree char *text = fuzz_env_expand(arg, arg_len, &n);
+		if (skip_known(text, n))
+			return;
+		struct session *s = w->s[i];
+		int64_t start = fuzz_cpu_us();
+		router_receive(w->router, &s->client, text, n, !binary && fuzz_utf8(text, n));
+		int64_t spent = fuzz_cpu_us() - start;
+		if (spent > (int64_t)ROUTER_BUDGET_US * fuzz_budget_scale())
+			fuzz_fail("budget: one message of %zu bytes cost %lld us of CPU (bound %d us)", n,
+				  (long long)spent, ROUTER_BUDGET_US);
+		break;
+	}
+	case 'x':
+		session_gone(w, i);
+		w->s[i] = session_new(i);
+		break;
+	case 'd':
+		w->s[i]->queued = 0;
+		break;
+	case 'l':
+		if (!w->s[i]->client.closing)
+			router_rate_limited(w->router, &w->s[i]->client);
+		break;
+	case 'R': {
+		g_autofree char *id = g_strndup(p + 1, len - 1);
+		if (rooms_delete(w->rooms, id) == 0)
+			router_close_room(w->router, id, "deleted");
+		break;
+	}
+	case 'K': {
+		g_autofree char *id = g_strndup(p + 1, len - 1);
+		g_autofree char *principal = g_strconcat("key:", id, NULL);
+		if (rooms_revoke_key(w->rooms, id, g_get_real_time() / G_USEC_PER_SEC) == 0)
+			router_close_principal(w->router, principal, "Token revoked");
+		break;
+	}
+	case 'h': {
+		unsigned before = w->http_done;
+		struct router_pending *pend = router_http_create_room(
+			w->router, fuzz_env()->jwt_alice, p + 1, len - 1, http_done, w);
+		/* memory-only rooms complete at once */
+		if (pend || w->http_done != before + 1)
+			fuzz_fail("POST /create-room: %u completions, pending %p", w->http_done - before,
+				  (void *)pend);
+		break;
+	}
+	default:
+		break;
+	}
+	check_world(w);
+}
+
+FUZZ_TARGET(router)
+{
+	const struct fuzz_env *env = fuzz_env();
+	struct fuzz_rec rec[MAX_STEPS];
+	struct world w = { 0 };
+
+	if (!size)
+		return 0;
+	bool auth = data[0] == 'a' || (data[0] & 1);
+	w.cfg = auth ? env->cfg_auth : env->cfg_open;
+	w.reg = registry_new();
+	w.rooms = fuzz_env_rooms(NULL, auth);
+	w.gone = g_ptr_array_new();
+	struct addrlimit_limits lim = { .max_addresses = 16, .conns_per_address = 0,
+					.regs_per_minute = w.cfg->registrations_per_address_per_minute };
+	g_assert_cmpint(addrlimit_new(&lim, &w.al), ==, 0);
+	struct router_env renv = { .rooms = w.rooms, .auth = auth ? env->auth : env->auth_open,
+				   .addrlimit = w.al };
+	w.router = router_new(w.cfg, w.reg, &renv, &ops, &w);
+	for (unsigned i = 0; i < N_SESSIONS; i++)
+		w.s[i] = session_new(i);
+
+	size_t n = fuzz_split(data + 1, size - 1, rec, MAX_STEPS);
+	for (size_t i = 0; i < n; i++)
+		step(&w, rec[i].p, rec[i].len);
+
+	for (unsigned i = 0; i < N_SESSIONS; i++)
+		session_gone(&w, i);
+	if (registry_n_peers(w.reg) || registry_n_rooms(w.reg))
+		fuzz_fail("%u peers in %u rooms left once every session is gone",
+			  registry_n_peers(w.reg), registry_n_rooms(w.reg));
+	router_free(w.router);
+	addrlimit_free(w.al);
+	rooms_free(w.rooms);
+	registry_free(w.reg);
+	g_ptr_array_unref(w.gone);
+	return 0;
+}

@@ -80,3 +80,29 @@ bool fuzz_skip_known(void);
 bool fuzz_known_meta_null(json_object *md);
 /* Finding 7: NaN, Infinity or -Infinity anywhere in V. */
 bool fuzz_has_nonfinite(json_object *v);
+
+/* A daemon's worth of state for the harnesses that drive the router, made
+ * once per process: two configurations (open mode; and auth mode with the
+ * issuer "test", https://issuer.test, audience "rtc", whose key set holds
+ * one EC key "k1"), and tokens signed with that key. */
+struct config;
+struct auth;
+struct rooms;
+struct fuzz_env {
+	struct config *cfg_open, *cfg_auth;
+	struct auth *auth_open, *auth;
+	/* valid for an hour: sub "alice", sub "bob"; expired; unknown kid */
+	char *jwt_alice, *jwt_bob, *jwt_expired, *jwt_unknown_kid;
+};
+const struct fuzz_env *fuzz_env(void);
+/* Fresh persistent rooms (ST: their store, or NULL: memory only) holding: room "proom" (token
+ * "roomtoken", max_peers 2, by jwt:test:alice), "openroom" (open to the
+ * issuer, by jwt:test:carol), "oldroom" (expired); with ACTIVE_KEY, API
+ * key "k1.s3cret" for proom, always revoked "k2.s3cret" and expired
+ * "k3.s3cret". */
+struct store;
+struct rooms *fuzz_env_rooms(struct store *st, bool active_key);
+/* TEXT (LEN bytes) with the placeholders @jwt@, @jwt2@, @jwtx@ and @jwtk@
+ * replaced by jwt_alice, jwt_bob, jwt_expired, jwt_unknown_kid (g_free);
+ * *OUT_LEN its length. */
+char *fuzz_env_expand(const char *text, size_t len, size_t *out_len);

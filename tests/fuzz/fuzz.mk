@@ -9,6 +9,8 @@
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(FUZZ_SAN) -DFUZZ_LIBFUZZER
 OBJ = tests/fuzz/obj
+# The harnesses are held to the project's warnings.
+FUZZ_WARN = -Wformat=2 -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 BIN = tests/fuzz/bin
 
 # daemon.c is left out: no harness needs the composition root, and clang
@@ -28,7 +30,7 @@ $(OBJ)/src/%.o: $(srcdir)/src/%.c
 
 $(OBJ)/tests/%.o: $(srcdir)/tests/%.c
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CPPFLAGS) -I$(srcdir)/tests $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPS_CFLAGS) -MMD -MP -c -o $@ $<
+	$(FUZZ_CC) $(CPPFLAGS) -I$(srcdir)/tests $(FUZZ_CFLAGS) $(FUZZ_WARN) -Werror -fsanitize=fuzzer-no-link $(DEPS_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(OBJ)/librtcsignal-fuzz.a: $(LIB_OBJ)
 	rm -f $@ && ar cr $@ $^
