@@ -300,8 +300,7 @@ static void setup(void)
 	fuzz_env();
 	g_assert_cmpint(uv_loop_init(&loop), ==, 0);
 	/* Writes land in a scratch database; no fsync worth waiting for. */
-	state_dir = g_dir_make_tmp("rtcsignald-fuzz-store-XXXXXX", NULL);
-	g_assert_nonnull(state_dir);
+	state_dir = fuzz_tmpdir("store");
 	if (store_open(&loop, "sqlite", state_dir, &store, &err) < 0)
 		g_error("%s", err->message);
 }

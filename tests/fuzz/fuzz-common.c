@@ -232,8 +232,7 @@ const struct fuzz_env *fuzz_env(void)
 	if (env.cfg_open)
 		return &env;
 	fuzz_quiet();
-	g_autofree char *dir = g_dir_make_tmp("rtcsignald-fuzz-XXXXXX", NULL);
-	g_assert_nonnull(dir);
+	g_autofree char *dir = fuzz_tmpdir("env");
 	EVP_PKEY *k = EVP_EC_gen("P-256");
 	g_assert_nonnull(k);
 	g_autofree char *jwk = jwtmint_jwk(k, "k1", "");
@@ -251,8 +250,6 @@ const struct fuzz_env *fuzz_env(void)
 	if (auth_configure(env.auth_open, env.cfg_open, &err) < 0 ||
 	    auth_configure(env.auth, env.cfg_auth, &err) < 0)
 		g_error("fuzz env: %s", err->message);
-	unlink(jwks_path);
-	rmdir(dir);
 
 	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
 	env.jwt_alice = mint(k, "k1", "alice", now + 3600);
@@ -329,4 +326,37 @@ char *fuzz_env_expand(const char *text, size_t len, size_t *out_len)
 	}
 	*out_len = s->len;
 	return g_string_free(s, FALSE);
+}
+
+static GPtrArray *tmpdirs;
+
+static void remove_tmpdirs(void)
+{
+	for (guint i = 0; i < tmpdirs->len; i++) {
+		const char *dir = g_ptr_array_index(tmpdirs, i);
+		GDir *d = g_dir_open(dir, 0, NULL);
+		const char *name;
+		while (d && (name = g_dir_read_name(d))) {
+			g_autofree char *path = g_build_filename(dir, name, NULL);
+			unlink(path);
+		}
+		if (d)
+			g_dir_close(d);
+		rmdir(dir);
+	}
+	g_ptr_array_unref(tmpdirs);
+}
+
+char *fuzz_tmpdir(const char *name)
+{
+	g_autofree char *tmpl = g_strdup_printf("rtcsignald-fuzz-%s-XXXXXX", name);
+	char *dir = g_dir_make_tmp(tmpl, NULL);
+
+	g_assert_nonnull(dir);
+	if (!tmpdirs) {
+		tmpdirs = g_ptr_array_new_with_free_func(g_free);
+		atexit(remove_tmpdirs);
+	}
+	g_ptr_array_add(tmpdirs, g_strdup(dir));
+	return dir;
 }

@@ -77,8 +77,7 @@ FUZZ_TARGET(config)
 
 	if (!dir) {
 		fuzz_quiet();
-		dir = g_dir_make_tmp("rtcsignald-fuzz-config-XXXXXX", NULL);
-		g_assert_nonnull(dir);
+		dir = fuzz_tmpdir("config");
 		conf_path = g_build_filename(dir, "rtcsignald.conf", NULL);
 		secret_path = g_build_filename(dir, "secret", NULL);
 		/* Relative token_file and secret_file names resolve here. */

@@ -106,3 +106,6 @@ struct rooms *fuzz_env_rooms(struct store *st, bool active_key);
  * replaced by jwt_alice, jwt_bob, jwt_expired, jwt_unknown_kid (g_free);
  * *OUT_LEN its length. */
 char *fuzz_env_expand(const char *text, size_t len, size_t *out_len);
+
+/* A scratch directory of this process, removed with its files at exit. */
+char *fuzz_tmpdir(const char *name);
