@@ -53,7 +53,7 @@ size_t fuzz_split(const uint8_t *data, size_t size, struct fuzz_rec *out, size_t
 /* Outside strings, valid JSON holds only structure, digits, signs,
  * exponents and the letters of true, false and null: an 'N' or an 'I'
  * there is NaN or Infinity. */
-static bool has_nonfinite(const char *s, size_t len)
+bool fuzz_text_nonfinite(const char *s, size_t len)
 {
 	bool in_str = false;
 
@@ -85,7 +85,7 @@ void fuzz_check_output(const char *what, const char *text, size_t len)
 	if (!ok)
 		fuzz_fail("%s: the server sent what is not one JSON object: %.*s", what,
 			  (int)MIN(len, 400), text);
-	if (has_nonfinite(text, len))
+	if (fuzz_text_nonfinite(text, len))
 		fuzz_fail("%s: the server sent NaN or Infinity (not JSON): %.*s", what,
 			  (int)MIN(len, 400), text);
 }

@@ -78,7 +78,9 @@ bool fuzz_skip_known(void);
 /* Finding 1 (meta.c public_view): metadata whose "properties" is absent or
  * null with a null value at its top level. */
 bool fuzz_known_meta_null(json_object *md);
-/* Finding 7: NaN, Infinity or -Infinity anywhere in V. */
+/* Finding 7: NaN, Infinity or -Infinity anywhere in V; in JSON text
+ * (an 'N' or 'I' outside strings). */
+bool fuzz_text_nonfinite(const char *s, size_t len);
 bool fuzz_has_nonfinite(json_object *v);
 
 /* A daemon's worth of state for the harnesses that drive the router, made
