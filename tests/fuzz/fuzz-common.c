@@ -232,7 +232,9 @@ const struct fuzz_env *fuzz_env(void)
 	if (env.cfg_open)
 		return &env;
 	fuzz_quiet();
-	g_autofree char *dir = fuzz_tmpdir("env");
+	/* The key set is read once, here: its directory goes at once. */
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-fuzz-env-XXXXXX", NULL);
+	g_assert_nonnull(dir);
 	EVP_PKEY *k = EVP_EC_gen("P-256");
 	g_assert_nonnull(k);
 	g_autofree char *jwk = jwtmint_jwk(k, "k1", "");
@@ -250,6 +252,8 @@ const struct fuzz_env *fuzz_env(void)
 	if (auth_configure(env.auth_open, env.cfg_open, &err) < 0 ||
 	    auth_configure(env.auth, env.cfg_auth, &err) < 0)
 		g_error("fuzz env: %s", err->message);
+	unlink(jwks_path);
+	rmdir(dir);
 
 	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
 	env.jwt_alice = mint(k, "k1", "alice", now + 3600);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 struct harness {
 	const char *name;
@@ -115,8 +116,34 @@ static void add_dir(GHashTable *known, const struct harness *h, const char *top,
 	}
 }
 
+/* rm -r of a directory of directories of files. */
+static void remove_tree(const char *dir)
+{
+	g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+	const char *name;
+
+	while (d && (name = g_dir_read_name(d))) {
+		g_autofree char *path = g_build_filename(dir, name, NULL);
+		if (g_file_test(path, G_FILE_TEST_IS_DIR))
+			remove_tree(path);
+		else
+			unlink(path);
+	}
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
+	g_autofree char *tmp = NULL;
+
+	/* Inputs of known findings crash their subprocess before it cleans
+	 * up: every scratch directory goes in one, removed at the end. */
+	if (!g_getenv("RTCSIGNALD_FUZZ_TMP")) {
+		tmp = g_dir_make_tmp("rtcsignald-fuzz-replay-XXXXXX", NULL);
+		g_assert_nonnull(tmp);
+		g_setenv("RTCSIGNALD_FUZZ_TMP", tmp, TRUE);
+		g_setenv("TMPDIR", tmp, TRUE);
+	}
 	g_test_init(&argc, &argv, NULL);
 	const char *top = g_test_get_dir(G_TEST_DIST);
 	g_autofree char *fuzzdir = g_build_filename(top, "fuzz", NULL);
@@ -126,5 +153,8 @@ int main(int argc, char **argv)
 		add_dir(known, &harnesses[i], fuzzdir, "corpus");
 		add_dir(known, &harnesses[i], fuzzdir, "regress");
 	}
-	return g_test_run();
+	int rc = g_test_run();
+	if (tmp)
+		remove_tree(tmp);
+	return rc;
 }
