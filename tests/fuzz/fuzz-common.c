@@ -9,6 +9,7 @@
 #include "secret.h"
 
 #include <json-c/json.h>
+#include <malloc.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -363,4 +364,17 @@ char *fuzz_tmpdir(const char *name)
 	}
 	g_ptr_array_add(tmpdirs, g_strdup(dir));
 	return dir;
+}
+
+#ifdef FUZZ_LIBFUZZER
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
+
+size_t fuzz_allocated_bytes(void)
+{
+#ifdef FUZZ_LIBFUZZER
+	return __sanitizer_get_current_allocated_bytes();
+#else
+	return mallinfo2().uordblks;
+#endif
 }

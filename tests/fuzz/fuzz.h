@@ -111,3 +111,7 @@ char *fuzz_env_expand(const char *text, size_t len, size_t *out_len);
 
 /* A scratch directory of this process, removed with its files at exit. */
 char *fuzz_tmpdir(const char *name);
+
+/* Bytes the process has allocated now (ASan's count under libFuzzer,
+ * glibc's otherwise; 0 where neither knows, e.g. under valgrind). */
+size_t fuzz_allocated_bytes(void);
