@@ -111,7 +111,6 @@ struct world {
 
 static uv_loop_t loop;
 static struct store *store;
-static char *state_dir;
 
 static struct session *session_of(struct world *w, struct client *c, const char *what)
 {
@@ -300,7 +299,7 @@ static void setup(void)
 	fuzz_env();
 	g_assert_cmpint(uv_loop_init(&loop), ==, 0);
 	/* Writes land in a scratch database; no fsync worth waiting for. */
-	state_dir = fuzz_tmpdir("store");
+	g_autofree char *state_dir = fuzz_tmpdir("store");
 	if (store_open(&loop, "sqlite", state_dir, &store, &err) < 0)
 		g_error("%s", err->message);
 }

@@ -25,7 +25,6 @@
 
 static EVP_PKEY *signing_key;
 static struct jwt_issuer *issuer;
-static char *jwk_text;
 
 static void setup(void)
 {
@@ -36,7 +35,7 @@ static void setup(void)
 	signing_key = EVP_EC_gen("P-256");
 	g_assert_nonnull(signing_key);
 	g_autofree char *jwk = jwtmint_jwk(signing_key, "k1", "");
-	jwk_text = g_strdup_printf("{\"keys\":[%s]}", jwk);
+	g_autofree char *jwk_text = g_strdup_printf("{\"keys\":[%s]}", jwk);
 	if (jwks_parse(jwk_text, strlen(jwk_text), &set, &err) < 0)
 		g_error("%s", err->message);
 	issuer = jwt_issuer_new("test", "https://issuer.test", "rtc");

@@ -20,6 +20,7 @@ struct harness {
 };
 
 static struct harness harnesses[16];
+static GPtrArray *inputs; /* freed at the end: GLib does not own test data */
 static size_t n_harnesses;
 
 void fuzz_register(const char *name, fuzz_fn fn)
@@ -33,6 +34,14 @@ struct input {
 	char *path;
 	char *known; /* the KNOWN line's reason, or NULL */
 };
+
+static void input_free(gpointer p)
+{
+	struct input *in = p;
+	g_free(in->path);
+	g_free(in->known);
+	g_free(in);
+}
 
 static void run_file(fuzz_fn fn, const char *path)
 {
@@ -107,6 +116,7 @@ static void add_dir(GHashTable *known, const struct harness *h, const char *top,
 		const char *file = g_ptr_array_index(names, i);
 		g_autofree char *key = g_strdup_printf("%s/%s", h->name, file);
 		struct input *in = g_new0(struct input, 1);
+		g_ptr_array_add(inputs, in);
 		in->fn = h->fn;
 		in->path = g_build_filename(dir, file, NULL);
 		if (strcmp(kind, "regress") == 0 && g_hash_table_contains(known, key))
@@ -149,11 +159,14 @@ int main(int argc, char **argv)
 	g_autofree char *fuzzdir = g_build_filename(top, "fuzz", NULL);
 	g_autoptr(GHashTable) known = read_known(fuzzdir);
 
+	inputs = g_ptr_array_new_with_free_func(input_free);
+
 	for (size_t i = 0; i < n_harnesses; i++) {
 		add_dir(known, &harnesses[i], fuzzdir, "corpus");
 		add_dir(known, &harnesses[i], fuzzdir, "regress");
 	}
 	int rc = g_test_run();
+	g_ptr_array_unref(inputs);
 	if (tmp)
 		remove_tree(tmp);
 	return rc;
