@@ -51,8 +51,10 @@ static void run_file(fuzz_fn fn, const char *path)
 
 	if (!g_file_get_contents(path, &data, &len, &err))
 		g_error("%s", err->message);
-	/* A copy of exactly LEN bytes, so reading past the input is seen. */
-	g_autofree guint8 *copy = g_memdup2(data, len);
+	/* A copy of exactly LEN bytes, so reading past the input is seen
+	 * (never NULL, as libFuzzer's is not). */
+	g_autofree guint8 *copy = g_malloc(len ? len : 1);
+	memcpy(copy, data, len);
 	fn(copy, len);
 }
 
