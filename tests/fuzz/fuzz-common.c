@@ -366,13 +366,15 @@ char *fuzz_tmpdir(const char *name)
 	return dir;
 }
 
-#ifdef FUZZ_LIBFUZZER
+/* Under AddressSanitizer glibc's counts see nothing: ask ASan. */
+#if defined(FUZZ_LIBFUZZER) || defined(__SANITIZE_ADDRESS__)
+#define FUZZ_ASAN_COUNTS 1
 size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
 size_t fuzz_allocated_bytes(void)
 {
-#ifdef FUZZ_LIBFUZZER
+#ifdef FUZZ_ASAN_COUNTS
 	return __sanitizer_get_current_allocated_bytes();
 #else
 	return mallinfo2().uordblks;
