@@ -18,6 +18,8 @@
  *   '0'-'3' TEXT  session N sends TEXT (@jwt@, @jwt2@, @jwtx@, @jwtk@ are
  *                 replaced by tokens: fuzz_env_expand)
  *   'b'N TEXT     the same as a binary frame (not checked as UTF-8)
+ *   'e'N          session N sends an empty message assembled from empty
+ *                 fragments: ws.c hands the router (NULL, 0) (finding 11)
  *   'x'N          session N's connection closes (a new one takes its slot)
  *   'd'N          session N's queue drains (its socket wrote)
  *   'l'N          session N goes over its message rate
@@ -228,6 +230,9 @@ static void step(struct world *w, const char *p, size_t len)
 				  (long long)spent, ROUTER_BUDGET_US);
 		break;
 	}
+	case 'e':
+		router_receive(w->router, &w->s[i]->client, NULL, 0, true);
+		break;
 	case 'x':
 		session_gone(w, i);
 		w->s[i] = session_new(i);
