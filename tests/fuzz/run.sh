@@ -17,13 +17,15 @@ for name in "$@"; do
 	rm -rf "$work" && mkdir -p "$work/corpus"
 	# NAME.options: extra libFuzzer flags (-max_len=...) of one harness.
 	opts=$(cat "$srcdir/tests/fuzz/$name.options" 2>/dev/null)
-	# New inputs go to the work corpus; the committed seeds are read only.
+	# New inputs go to the work corpus; the committed seeds and past
+	# findings (regress/NAME) are read only.
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
 	# shellcheck disable=SC2086
 	"$bin" $opts -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
 		-print_final_stats=1 -dict="$srcdir/tests/fuzz/json.dict" \
 		-artifact_prefix="$work/" "$work/corpus" "$srcdir/tests/fuzz/corpus/$name" \
+		$(ls -d "$srcdir/tests/fuzz/regress/$name" 2>/dev/null) \
 		>"$work/log" 2>&1
 	rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")
