@@ -6,7 +6,8 @@
  * that the router keeping a session it let go is a use-after-free.
  *
  * Checks, after every step: every text sent is JSON a browser parses
- * (fuzz_check_output: finding 7); nothing is sent to a session after its
+ * (fuzz_check_output: finding 7), with known error codes, others' private
+ * metadata never shown, peer_list without its asker; nothing is sent to a session after its
  * disconnect; each registered peer is owned by a live session whose peer
  * it is, and each session's peer is in the registry; one message costs at
  * most ROUTER_BUDGET_US of CPU; at the end, with every session gone, the
@@ -32,6 +33,7 @@
 #include "auth.h"
 #include "config.h"
 #include "netaddr.h"
+#include "protocol.h"
 #include "registry.h"
 #include "rooms.h"
 #include "router.h"
@@ -75,12 +77,81 @@ static struct session *session_of(struct world *w, struct client *c, const char 
 	fuzz_fail("%s to a client that is no session", what);
 }
 
+/* A room mate's metadata as others see it: no private key ('_') at the
+ * top or in properties. */
+static void check_public(const char *what, json_object *md)
+{
+	json_object *props;
+	if (!json_object_is_type(md, json_type_object))
+		fuzz_fail("%s: metadata is not an object", what);
+	json_object_object_foreach(md, key, val) {
+		(void)val;
+		if (key[0] == '_')
+			fuzz_fail("%s: private key %s shown to another peer", what, key);
+	}
+	if (json_object_object_get_ex(md, "properties", &props) &&
+	    json_object_is_type(props, json_type_object)) {
+		json_object_object_foreach(props, pkey, pval) {
+			(void)pval;
+			if (pkey[0] == '_')
+				fuzz_fail("%s: private property %s shown to another peer", what, pkey);
+		}
+	}
+}
+
+/* What a session is told, checked against PROTOCOL.md: error codes are
+ * known; registered_auth and peer_list show others only public metadata;
+ * peer_list never lists its asker, and counts what it lists. */
+static void check_message(const struct session *s, const char *text, size_t len)
+{
+	static json_tokener *tok;
+	if (!tok)
+		tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH * 40);
+	json_tokener_reset(tok);
+	json_object *o = json_tokener_parse_ex(tok, text, (int)len), *v, *peers;
+	const char *type = json_object_object_get_ex(o, "type", &v) ? json_object_get_string(v) : "";
+	const char *self = s->client.peer ? s->client.peer->id : NULL;
+
+	if (strcmp(type, "error") == 0) {
+		const char *code = json_object_object_get_ex(o, "code", &v) ? json_object_get_string(v) : "";
+		int i;
+		for (i = 0; i < ERR__COUNT; i++)
+			if (strcmp(code, protocol_code_name((enum err_code)i)) == 0)
+				break;
+		if (i == ERR__COUNT)
+			fuzz_fail("error with unknown code %s", code);
+	} else if (strcmp(type, "registered_auth") == 0 || strcmp(type, "registered") == 0) {
+		if (json_object_object_get_ex(o, "peer_metadata", &peers) &&
+		    json_object_is_type(peers, json_type_object)) {
+			json_object_object_foreach(peers, id, md)
+				check_public(id, md);
+		}
+	} else if (strcmp(type, "peer_list") == 0) {
+		if (!json_object_object_get_ex(o, "peers", &peers) ||
+		    !json_object_is_type(peers, json_type_array))
+			fuzz_fail("peer_list without peers");
+		size_t n = json_object_array_length(peers);
+		if (!json_object_object_get_ex(o, "count", &v) || json_object_get_int64(v) != (int64_t)n)
+			fuzz_fail("peer_list count is not the number of peers (%zu)", n);
+		for (size_t i = 0; i < n; i++) {
+			json_object *p = json_object_array_get_idx(peers, i), *id, *md;
+			if (json_object_object_get_ex(p, "peer_id", &id) && self &&
+			    strcmp(json_object_get_string(id), self) == 0)
+				fuzz_fail("peer_list lists its asker %s", self);
+			if (json_object_object_get_ex(p, "metadata", &md))
+				check_public("peer_list", md);
+		}
+	}
+	json_object_put(o);
+}
+
 static int fake_send(void *ctx, struct client *c, struct msgbuf *m)
 {
 	struct world *w = ctx;
 	struct session *s = session_of(w, c, "send");
 
 	fuzz_check_output("router send", msgbuf_text(m), m->len);
+	check_message(s, msgbuf_text(m), m->len);
 	if (g_getenv("FUZZ_DEBUG"))
 		fprintf(stderr, "-> %u: %.*s\n", s->index, (int)MIN(m->len, 300), msgbuf_text(m));
 	if (s->close_code)
