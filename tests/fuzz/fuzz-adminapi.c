@@ -5,7 +5,8 @@
  * pending while other requests, cancellations and disconnects happen.
  *
  * admin_request_* are implemented here (admin.c, the libmicrohttpd side,
- * is not linked): each request must be answered exactly once, with JSON;
+ * is not linked): each request must be answered exactly once, with JSON
+ * that never shows a room token or key secret but at its creation;
  * POST /create-room must complete exactly once unless cancelled, and
  * never after its cancel (the context is freed at the cancel, as ws.c
  * frees its session: a late completion is a use-after-free).
@@ -69,6 +70,28 @@ void admin_request_set_allow(struct admin_request *r, const char *allow)
 	r->allow = allow;
 }
 
+/* Room tokens and key secrets of this input: shown once, at creation,
+ * and never again (adminapi.h). */
+static GPtrArray *secrets;
+
+static void secrets_check(const char *what, const char *json, unsigned status)
+{
+	json_object *o, *v;
+
+	for (guint i = 0; i < secrets->len; i++)
+		if (strstr(json, g_ptr_array_index(secrets, i)))
+			fuzz_fail("%s: a token or secret shown again: %s", what, json);
+	if (status != 201 || !(o = json_tokener_parse(json)))
+		return;
+	if (json_object_object_get_ex(o, "token", &v) && json_object_is_type(v, json_type_string))
+		g_ptr_array_add(secrets, g_strdup(json_object_get_string(v)));
+	if (json_object_object_get_ex(o, "api_key", &v) && json_object_is_type(v, json_type_string))
+		g_ptr_array_add(secrets, g_strdup(strchr(json_object_get_string(v), '.')
+							  ? strchr(json_object_get_string(v), '.') + 1
+							  : json_object_get_string(v)));
+	json_object_put(o);
+}
+
 void admin_request_answer(struct admin_request *r, unsigned status, char *json)
 {
 	if (r->status)
@@ -79,6 +102,7 @@ void admin_request_answer(struct admin_request *r, unsigned status, char *json)
 	if (status == 405 && !r->allow)
 		fuzz_fail("405 without Allow");
 	fuzz_check_output("admin answer", json, strlen(json));
+	secrets_check("admin answer", json, status);
 	r->status = status;
 	g_free(json);
 }
@@ -160,6 +184,7 @@ static void http_done(unsigned status, char *json, void *data)
 	if (w->http[ctx->slot] != ctx)
 		fuzz_fail("POST /create-room slot %u completed twice", ctx->slot);
 	fuzz_check_output("POST /create-room", json, strlen(json));
+	secrets_check("POST /create-room", json, status);
 	if (status != 201 && status != 400 && status != 401 && status != 429 && status != 503)
 		fuzz_fail("POST /create-room answered %u", status);
 	g_free(json);
@@ -313,6 +338,8 @@ FUZZ_TARGET(adminapi)
 	if (!store)
 		setup();
 	env = fuzz_env();
+	/* Only minted ones: the input may echo the fixed ones as names. */
+	secrets = g_ptr_array_new_with_free_func(g_free);
 	w.loop = &loop;
 	w.st = store;
 	w.cfg = env->cfg_auth;
@@ -347,6 +374,7 @@ FUZZ_TARGET(adminapi)
 		g_free(r);
 	}
 	store_set_queue_limit(store, STORE_QUEUE_DEFAULT);
+	g_clear_pointer(&secrets, g_ptr_array_unref);
 	router_free(w.router);
 	addrlimit_free(w.al);
 	rooms_free(w.rooms);
