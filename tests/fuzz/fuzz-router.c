@@ -7,7 +7,8 @@
  *
  * Checks, after every step: every text sent is JSON a browser parses
  * (fuzz_check_output: finding 7), with known error codes, others' private
- * metadata never shown, peer_list without its asker; nothing is sent to a session after its
+ * metadata never shown, peer_list without its asker, a registration
+ * answered with exactly the room and peer id asked for (finding 13); nothing is sent to a session after its
  * disconnect; each registered peer is owned by a live session whose peer
  * it is, and each session's peer is in the registry; one message costs at
  * most ROUTER_BUDGET_US of CPU; at the end, with every session gone, the
@@ -32,6 +33,7 @@
 #include "addrlimit.h"
 #include "auth.h"
 #include "config.h"
+#include "jscan.h"
 #include "netaddr.h"
 #include "protocol.h"
 #include "registry.h"
@@ -49,6 +51,8 @@
 struct session {
 	struct client client; /* first: the router's pointer is ours */
 	unsigned index;
+	/* the ids of the register in flight, as asked (NULL: not checked) */
+	GString *want_room, *want_peer;
 	size_t queued;
 	int close_code;
 	unsigned sent;
@@ -99,6 +103,27 @@ static void check_public(const char *what, json_object *md)
 	}
 }
 
+static void check_id(json_object *o, const char *key, const GString *want)
+{
+	json_object *v;
+	if (!want)
+		return;
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string) ||
+	    (size_t)json_object_get_string_len(v) != want->len ||
+	    memcmp(json_object_get_string(v), want->str, want->len) != 0)
+		fuzz_fail("registered as %s %s, asked for %.*s (finding 13: ids must be taken exactly)",
+			  key, v ? json_object_get_string(v) : "(none)", (int)want->len, want->str);
+}
+
+/* The ids a registration answers with are the ones asked for. */
+static void check_ids(const struct session *s, json_object *o)
+{
+	if (fuzz_skip_known()) /* finding 13, fix pending */
+		return;
+	check_id(o, "room_id", s->want_room);
+	check_id(o, "peer_id", s->want_peer);
+}
+
 /* What a session is told, checked against PROTOCOL.md: error codes are
  * known; registered_auth and peer_list show others only public metadata;
  * peer_list never lists its asker, and counts what it lists. */
@@ -121,6 +146,7 @@ static void check_message(const struct session *s, const char *text, size_t len)
 		if (i == ERR__COUNT)
 			fuzz_fail("error with unknown code %s", code);
 	} else if (strcmp(type, "registered_auth") == 0 || strcmp(type, "registered") == 0) {
+		check_ids(s, o);
 		if (json_object_object_get_ex(o, "peer_metadata", &peers) &&
 		    json_object_is_type(peers, json_type_object)) {
 			json_object_object_foreach(peers, id, md)
@@ -200,6 +226,10 @@ static void session_gone(struct world *w, unsigned i)
 	if (s->client.peer)
 		fuzz_fail("session %u still registered after its disconnect", i);
 	w->s[i] = NULL;
+	if (s->want_room)
+		g_string_free(s->want_room, TRUE);
+	if (s->want_peer)
+		g_string_free(s->want_peer, TRUE);
 	/* Freed now: a pointer the router kept is then a use-after-free. */
 	g_ptr_array_add(w->gone, s);
 	g_free(s);
@@ -259,6 +289,51 @@ static void http_done(unsigned status, char *json, void *data)
 	g_free(json);
 }
 
+/* A register's room_id (a string, without an api_key, which names its
+ * own room) and peer_id (a string, or an integer as written). */
+static void expect_ids(struct session *s, const char *text, size_t len)
+{
+	static json_tokener *tok;
+	json_object *o, *v;
+	struct jscan_member m[16];
+	size_t n;
+
+	if (s->want_room)
+		g_string_free(g_steal_pointer(&s->want_room), TRUE);
+	if (s->want_peer)
+		g_string_free(g_steal_pointer(&s->want_peer), TRUE);
+	if (!tok) {
+		tok = json_tokener_new_ex(33);
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	}
+	json_tokener_reset(tok);
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	if (!json_object_is_type(o, json_type_object) ||
+	    !json_object_object_get_ex(o, "type", &v) || !json_object_is_type(v, json_type_string) ||
+	    strcmp(json_object_get_string(v), "register") != 0)
+		goto out;
+	if (!json_object_object_get_ex(o, "api_key", NULL) &&
+	    json_object_object_get_ex(o, "room_id", &v) && json_object_is_type(v, json_type_string))
+		s->want_room = g_string_new_len(json_object_get_string(v), json_object_get_string_len(v));
+	if (!json_object_object_get_ex(o, "peer_id", &v))
+		goto out;
+	if (json_object_is_type(v, json_type_string)) {
+		s->want_peer = g_string_new_len(json_object_get_string(v), json_object_get_string_len(v));
+	} else if (json_object_is_type(v, json_type_int) &&
+		   jscan_object(text, len, 32, m, G_N_ELEMENTS(m), &n) == 0) {
+		const struct jscan_member *last = NULL; /* json-c keeps the last */
+		for (size_t i = 0; i < n; i++)
+			if (m[i].key_len == 7 && memcmp(m[i].key, "peer_id", 7) == 0)
+				last = &m[i];
+		/* an integer as written: digits, maybe a minus */
+		if (last && last->kind == JSCAN_NUMBER &&
+		    strspn(last->value, "-0123456789") >= last->value_len)
+			s->want_peer = g_string_new_len(last->value, (gssize)last->value_len);
+	}
+out:
+	json_object_put(o);
+}
+
 static bool skip_known(const char *text, size_t len)
 {
 	if (!fuzz_skip_known())
@@ -293,6 +368,7 @@ static void step(struct world *w, const char *p, size_t len)
 		if (skip_known(text, n))
 			return;
 		struct session *s = w->s[i];
+		expect_ids(s, text, n);
 		int64_t start = fuzz_cpu_us();
 		router_receive(w->router, &s->client, text, n, !binary && fuzz_utf8(text, n));
 		int64_t spent = fuzz_cpu_us() - start;
