@@ -103,11 +103,9 @@ unsigned fuzz_budget_scale(void)
 	static unsigned scale;
 	if (!scale) {
 		const char *env = getenv("FUZZ_BUDGET_SCALE");
-#ifdef FUZZ_LIBFUZZER
-		scale = 1;
-#else
-		scale = 50; /* valgrind */
-#endif
+		/* valgrind preloads its vgpreload_*.so (no valgrind.h needed) */
+		const char *pre = getenv("LD_PRELOAD");
+		scale = pre && strstr(pre, "vgpreload") ? 50 : 1;
 		if (env && atoi(env) > 0)
 			scale = (unsigned)atoi(env);
 	}

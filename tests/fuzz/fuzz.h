@@ -60,8 +60,8 @@ void fuzz_check_output(const char *what, const char *text, size_t len);
 /* CPU time of this thread, in microseconds (the budget checks: time on a
  * shared machine is not this input's cost). */
 int64_t fuzz_cpu_us(void);
-/* The factor budgets are multiplied by: 1 under libFuzzer, more in the
- * replay (which may run under valgrind), or $FUZZ_BUDGET_SCALE. */
+/* The factor budgets are multiplied by: 1, 50 under valgrind, or
+ * $FUZZ_BUDGET_SCALE. */
 unsigned fuzz_budget_scale(void);
 
 /* Quiets the daemon's logging (once). */
