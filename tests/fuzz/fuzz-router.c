@@ -8,15 +8,14 @@
  * Checks, after every step: every text sent is JSON a browser parses
  * (fuzz_check_output: finding 7), with known error codes, others' private
  * metadata never shown, peer_list without its asker, a registration
- * answered with exactly the room and peer id asked for (finding 13); nothing is sent to a session after its
- * disconnect; each registered peer is owned by a live session whose peer
- * it is, and each session's peer is in the registry; one message costs at
- * most ROUTER_BUDGET_US of CPU; at the end, with every session gone, the
- * registry is empty.
+ * answered with exactly the room and peer id asked for (finding 13);
+ * nothing is sent to a session after its disconnect; each registered peer
+ * is owned by a live session whose peer it is, and each session's peer is
+ * in the registry; one message costs at most ROUTER_BUDGET_US of CPU; at
+ * the end, with every session gone, the registry is empty.
  *
- * Input: a mode byte ('a': authentication on, issuer
- * "test" and API key k1.s3cret; else open mode), then steps separated by
- * "%%" lines.  A step is an opcode byte and its argument:
+ * Input: a mode byte ('a': authentication on, issuer "test" and API key
+ * k1.s3cret; else open mode), then steps separated by "%%" lines.  A step is an opcode byte and its argument:
  *   '0'-'3' TEXT  session N sends TEXT (@jwt@, @jwt2@, @jwtx@, @jwtk@ are
  *                 replaced by tokens: fuzz_env_expand)
  *   'b'N TEXT     the same as a binary frame (not checked as UTF-8)
@@ -65,7 +64,7 @@ struct world {
 	struct addrlimit *al;
 	struct router *router;
 	struct session *s[N_SESSIONS];
-	/* sessions gone, kept until the end of the input only as addresses */
+	/* sessions gone (freed): their addresses, to tell a late send */
 	GPtrArray *gone;
 	unsigned http_done;
 };
@@ -105,7 +104,7 @@ static void check_public(const char *what, json_object *md)
 
 static void check_id(json_object *o, const char *key, const GString *want)
 {
-	json_object *v;
+	json_object *v = NULL;
 	if (!want)
 		return;
 	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string) ||
