@@ -65,6 +65,7 @@ struct config {
 	char *rooms_store; /* "sqlite" */
 	unsigned rooms_default_ttl;
 	unsigned rooms_max_ttl;
+	unsigned rooms_store_retry_timeout; /* seconds a locked database is retried */
 
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */

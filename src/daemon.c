@@ -320,6 +320,7 @@ static void reload(struct daemon *d)
 		log_set_level(cfg->log_level);
 		ws_server_set_config(d->ws, cfg);
 		set_addrlimits(d, cfg);
+		store_set_retry_timeout(d->store, cfg->rooms_store_retry_timeout * 1000);
 		admin_set_tokens(d->admin, cfg->admin_token, cfg->metrics_token);
 		config_free(d->cfg);
 		d->cfg = cfg;
@@ -359,6 +360,7 @@ static int open_rooms(struct daemon *d)
 		log_err("room store: %s", err->message);
 		return r;
 	}
+	store_set_retry_timeout(d->store, d->cfg->rooms_store_retry_timeout * 1000);
 	d->rooms = rooms_new(d->store);
 	log_info("room store %s: %u rooms, %u API keys", d->cfg->state_dir, rooms->len, keys->len);
 	rooms_load(d->rooms, rooms, keys);

@@ -61,6 +61,8 @@ struct metrics {
 	/* copied from their owners by the loop's tick */
 	atomic_uint_fast64_t address_evictions_total;
 	atomic_int_fast64_t store_pending_writes;
+	atomic_uint_fast64_t store_retries;    /* a write tried again: database locked */
+	atomic_uint_fast64_t store_queue_full; /* a write refused: queue full */
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
 	/* the loop's liveness and the daemon's state, for /health and /ready */

@@ -48,9 +48,20 @@ void rooms_create(struct rooms *r, const struct rooms_spec *spec, const char *cr
 		  gint64 now, rooms_created_fn done, void *data);
 void rooms_create_key(struct rooms *r, const char *room_id, const char *name, gint64 expires_at,
 		      gint64 now, rooms_key_created_fn done, void *data);
-/* Gone from memory at once (new registrations fail); -ENOENT if unknown. */
-int rooms_delete(struct rooms *r, const char *room_id);
-int rooms_revoke_key(struct rooms *r, const char *key_id, gint64 now);
+/* STATUS 0 once the change is durable, or a negative errno with WHY:
+ * nothing changed (-EAGAIN: the store's queue was full; -EBUSY: the
+ * database stayed locked). */
+typedef void (*rooms_written_fn)(int status, const char *why, void *data);
+/* A deletion or revocation takes effect, here and in the store, when the
+ * store has it: an answer never claims what a restart would undo.  While
+ * it is being written the room is not found and the key is refused (fail
+ * closed); if the write fails both are as they were.  0 and DONE is
+ * called exactly once (it may already have run); -ENOENT if unknown,
+ * -EINPROGRESS while the same change is being written (DONE is not
+ * called then). */
+int rooms_delete(struct rooms *r, const char *room_id, rooms_written_fn done, void *data);
+int rooms_revoke_key(struct rooms *r, const char *key_id, gint64 now, rooms_written_fn done,
+		     void *data);
 
 /* An expired room is kept this long, so registrations are told
  * ROOM_EXPIRED rather than ROOM_NOT_FOUND; then it is purged. */

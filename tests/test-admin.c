@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -396,6 +397,180 @@ static void test_decimal_comma_locale(void)
 	testd_free(d);
 }
 
+/* --- writes the store must keep: answered only once they are durable --- */
+
+#define ADMIN_TOKEN "admin-token-for-tests"
+#define ADMIN_HDR "Authorization: Bearer " ADMIN_TOKEN "\r\n"
+
+static json_object *api(struct testd *d, const char *method, const char *path, const char *body,
+			int want)
+{
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, method, path, ADMIN_HDR, body, &r), ==, 0);
+	if (r.status != want)
+		g_error("%s %s: %d, wanted %d: %s", method, path, r.status, want, r.body->str);
+	json_object *o = json_tokener_parse(r.body->str);
+	g_assert_nonnull(o);
+	httpc_reply_clear(&r);
+	return o;
+}
+
+static char *api_str(struct testd *d, const char *method, const char *path, const char *body,
+		     const char *key)
+{
+	json_object *o = api(d, method, path, body, 201);
+	char *v = g_strdup(jstr(o, key));
+	json_object_put(o);
+	return v;
+}
+
+/* Registers with API_KEY: NULL when admitted, else the error's reason. */
+static char *register_with_key(struct testd *d, const char *api_key)
+{
+	struct wsc *c = testd_connect(d);
+	wsc_sendf(c, "{\"type\":\"register\",\"api_key\":\"%s\"}", api_key);
+	json_object *o = wsc_recv_json(c);
+	g_assert_nonnull(o);
+	char *why = g_strcmp0(jstr(o, "type"), "registered_auth") == 0 ? NULL : g_strdup(jstr(o, "reason"));
+	json_object_put(o);
+	wsc_free(c);
+	return why;
+}
+
+static bool room_listed(struct testd *d, const char *room)
+{
+	json_object *o = api(d, "GET", "/api/rooms", NULL, 200);
+	bool found = strstr(json_object_to_json_string(o), room) != NULL;
+	json_object_put(o);
+	return found;
+}
+
+struct bg_request {
+	int port;
+	char *method, *path;
+	int status;
+	GThread *thread;
+};
+
+static gpointer bg_main(gpointer data)
+{
+	struct bg_request *b = data;
+	struct httpc_reply r;
+	b->status = testd_http(b->port, b->method, b->path, ADMIN_HDR, NULL, &r) == 0 ? r.status : -1;
+	httpc_reply_clear(&r);
+	return NULL;
+}
+
+static struct bg_request *bg_start(struct testd *d, const char *method, const char *path)
+{
+	struct bg_request *b = g_new0(struct bg_request, 1);
+	b->port = d->admin_port;
+	b->method = g_strdup(method);
+	b->path = g_strdup(path);
+	b->thread = g_thread_new("bg-request", bg_main, b);
+	return b;
+}
+
+static int bg_finish(struct bg_request *b)
+{
+	g_thread_join(b->thread);
+	int status = b->status;
+	g_free(b->method);
+	g_free(b->path);
+	g_free(b);
+	return status;
+}
+
+/* The test holds the database's write lock, as an operator's sqlite3
+ * shell or a backup would. */
+static sqlite3 *lock_db(const char *state_dir)
+{
+	g_autofree char *path = g_build_filename(state_dir, "rooms.db", NULL);
+	sqlite3 *db = NULL;
+	g_assert_cmpint(sqlite3_open(path, &db), ==, SQLITE_OK);
+	g_assert_cmpint(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), ==, SQLITE_OK);
+	return db;
+}
+
+static void unlock_db(sqlite3 *db)
+{
+	g_assert_cmpint(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static struct testd *start_with_state(const char *state_dir)
+{
+	const char *args[] = { "--state-dir", state_dir, NULL };
+	return testd_start("[admin]\ntoken = " ADMIN_TOKEN "\n[rooms]\nstore_retry_timeout = 2\n", args);
+}
+
+/* A revocation or deletion the store could not write is answered 503 and
+ * undone nowhere; one written after a lock was released in the retry
+ * window is answered 200; a restart shows exactly what the answers said. */
+static void test_store_locked(void)
+{
+	g_autofree char *tmp = g_dir_make_tmp("rtcsignald-locked-XXXXXX", NULL);
+	g_autofree char *state = g_build_filename(tmp, "state", NULL);
+	struct testd *d = start_with_state(state);
+	g_autofree char *kept_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"kept\"}", "room_id");
+	g_autofree char *gone_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"gone\"}", "room_id");
+	g_autofree char *key_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"keys\"}", "room_id");
+	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\"}", key_room);
+	g_autofree char *kept_key = api_str(d, "POST", "/api/keys", body, "api_key");
+	g_autofree char *gone_key = api_str(d, "POST", "/api/keys", body, "api_key");
+	g_autofree char *kept_id = g_strndup(kept_key, strcspn(kept_key, "."));
+	g_autofree char *gone_id = g_strndup(gone_key, strcspn(gone_key, "."));
+	g_autofree char *kept_key_path = g_strconcat("/api/keys/", kept_id, NULL);
+	g_autofree char *gone_key_path = g_strconcat("/api/keys/", gone_id, NULL);
+	g_autofree char *kept_room_path = g_strconcat("/api/rooms/", kept_room, NULL);
+	g_autofree char *gone_room_path = g_strconcat("/api/rooms/", gone_room, NULL);
+
+	/* Locked past the retry window: 503 with a reason, nothing changed. */
+	sqlite3 *db = lock_db(state);
+	gint64 t0 = g_get_monotonic_time();
+	json_object *o = api(d, "DELETE", kept_key_path, NULL, 503);
+	g_assert_nonnull(strstr(jstr(o, "error"), "locked"));
+	json_object_put(o);
+	g_test_message("revoke under a held lock: 503 after %" G_GINT64_FORMAT " ms",
+		       (g_get_monotonic_time() - t0) / 1000);
+	json_object_put(api(d, "DELETE", kept_room_path, NULL, 503));
+	unlock_db(db);
+	g_assert_null(register_with_key(d, kept_key));
+	g_assert_true(room_listed(d, kept_room));
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_store_retries_total"), >, 0);
+
+	/* Locked, then released within the window: the answer waits, 200. */
+	unsigned retries = testd_log_count(d, "retrying for up to");
+	db = lock_db(state);
+	struct bg_request *revoke = bg_start(d, "DELETE", gone_key_path);
+	g_assert_true(testd_wait_log_count(d, "retrying for up to", retries + 1, 5000));
+	/* While it is being written the key is refused already. */
+	g_autofree char *why = register_with_key(d, gone_key);
+	g_assert_cmpstr(why, ==, "Token revoked");
+	unlock_db(db);
+	g_assert_cmpint(bg_finish(revoke), ==, 200);
+	db = lock_db(state);
+	struct bg_request *del = bg_start(d, "DELETE", gone_room_path);
+	g_assert_true(testd_wait_log_count(d, "retrying for up to", retries + 2, 5000));
+	unlock_db(db);
+	g_assert_cmpint(bg_finish(del), ==, 200);
+	g_assert_false(room_listed(d, gone_room));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	/* After a restart: exactly what the answers said. */
+	d = start_with_state(state);
+	g_assert_null(register_with_key(d, kept_key));
+	g_autofree char *why2 = register_with_key(d, gone_key);
+	g_assert_cmpstr(why2, ==, "Token revoked");
+	g_assert_true(room_listed(d, kept_room));
+	g_assert_false(room_listed(d, gone_room));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
+	g_assert_cmpint(system(rm), ==, 0);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -405,5 +580,6 @@ int main(int argc, char *argv[])
 	g_test_add_func("/admin/health-and-ready", test_health_and_ready);
 	g_test_add_func("/admin/churn-while-scraped", test_churn_while_scraped);
 	g_test_add_func("/admin/decimal-comma-locale", test_decimal_comma_locale);
+	g_test_add_func("/admin/store-locked", test_store_locked);
 	return g_test_run();
 }
