@@ -20,6 +20,7 @@ typedef bool (*admin_ready_fn)(void *data, const char **reason);
 struct admin_options {
 	int listen_fd; /* a bound, listening socket; the admin takes it */
 	unsigned max_connections;
+	unsigned connections_per_address; /* of max_connections, from one address */
 	unsigned connection_timeout; /* seconds */
 	struct loopcall *loopcall;
 	/* Run on the loop: the registered peers by role. */

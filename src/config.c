@@ -40,6 +40,7 @@ static const struct key_spec keys[] = {
 	KR("admin", "listen", KEY_ADDR, admin_listen, 0, 0),
 	KR("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
+	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, 1, 10000),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
 	K("admin", "token", KEY_STRING, admin_token, 0, 0),
 	K("admin", "token_file", KEY_STRING, admin_token_file, 0, 0),
@@ -122,6 +123,7 @@ struct config *config_new_defaults(void)
 	config_parse_listen("127.0.0.1:8001", &cfg->admin_listen);
 	cfg->admin_max_connections = 64;
 	cfg->admin_connection_timeout = 10;
+	cfg->admin_connections_per_address = 8;
 	cfg->metrics_top_roles = 10;
 	cfg->allow_anonymous = false;
 	cfg->app_ping_interval = 30;

@@ -56,6 +56,7 @@ struct config {
 	struct listen_addr admin_listen; /* ss_family AF_UNSPEC: no admin port */
 	unsigned admin_max_connections;
 	unsigned admin_connection_timeout;
+	unsigned admin_connections_per_address;
 	unsigned metrics_top_roles;
 	char *admin_token;      /* bearer token of the admin API, or from: */
 	char *admin_token_file; /* resolved (see config_load) */

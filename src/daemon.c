@@ -152,6 +152,7 @@ static int start_admin(struct daemon *d)
 	struct admin_options o = {
 		.listen_fd = fd,
 		.max_connections = d->cfg->admin_max_connections,
+		.connections_per_address = d->cfg->admin_connections_per_address,
 		.connection_timeout = d->cfg->admin_connection_timeout,
 		.loopcall = d->loopcall,
 		.roles = roles_on_loop,

@@ -2,11 +2,16 @@
  * real daemon, scraped over real HTTP. */
 #include "testd.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static char *scrape(struct testd *d, const char *path, const char *headers)
 {
@@ -571,6 +576,166 @@ static void test_store_locked(void)
 	g_assert_cmpint(system(rm), ==, 0);
 }
 
+/* --- the admin port's availability --- */
+
+/* A TCP connection to PORT from the loopback address FROM (127.0.0.2 is
+ * another client than 127.0.0.1 to the daemon). */
+static int connect_from(const char *from, int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in src = { .sin_family = AF_INET }, dst = { .sin_family = AF_INET };
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(inet_pton(AF_INET, from, &src.sin_addr), ==, 1);
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&src, sizeof src), ==, 0);
+	dst.sin_port = htons((uint16_t)port);
+	dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	g_assert_cmpint(connect(fd, (struct sockaddr *)&dst, sizeof dst), ==, 0);
+	return fd;
+}
+
+/* GET /health with a 1 s budget: true when it answered 200. */
+static bool health_answers(struct testd *d)
+{
+	g_autofree char *text = g_strdup_printf("127.0.0.1:%d", d->admin_port);
+	const struct httpc_request req = { .method = "GET", .target = "/health", .timeout_ms = 1000 };
+	struct listen_addr to;
+	struct httpc_reply r;
+	g_assert_cmpint(config_parse_listen(text, &to), ==, 0);
+	bool ok = httpc_request(&to, &req, &r) == 0 && r.status == 200;
+	httpc_reply_clear(&r);
+	return ok;
+}
+
+/* 64 connections that dribble a request from one address (slowloris)
+ * must not take the port from others: /health still answers. */
+static void test_slow_connections(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	enum { SLOW = 64, CHECKS = 10 };
+	int fds[SLOW];
+	unsigned answered = 0;
+
+	for (int i = 0; i < SLOW; i++) {
+		fds[i] = connect_from("127.0.0.2", d->admin_port);
+		g_assert_cmpint(write(fds[i], "GET /health HTTP/1.1\r\nHo", 24), ==, 24);
+	}
+	for (int i = 0; i < CHECKS; i++)
+		answered += health_answers(d);
+	g_test_message("health checks answered with %d slow connections open: %u of %d", SLOW,
+		       answered, CHECKS);
+	g_assert_cmpuint(answered, ==, CHECKS);
+	/* The ones past the per-address limit were refused, and counted. */
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_admin_refused_total{reason=\"per_address\"}"),
+			  >=, SLOW - 8);
+	for (int i = 0; i < SLOW; i++)
+		close(fds[i]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* The status of a raw REQUEST to the admin port, or 0 when none came
+ * (the connection closed, or 2 s passed). */
+static int raw_status(struct testd *d, const char *request)
+{
+	int fd = connect_from("127.0.0.1", d->admin_port);
+	char buf[512];
+	size_t len = 0;
+	ssize_t n;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	g_assert_cmpint(write(fd, request, strlen(request)), ==, (ssize_t)strlen(request));
+	while (len < sizeof buf - 1 && poll(&p, 1, 2000) == 1 &&
+	       (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	int status = 0;
+	return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
+}
+
+/* Framing a proxy in front could read otherwise than we do is refused:
+ * two different Content-Lengths, or Transfer-Encoding with a
+ * Content-Length. */
+static void test_ambiguous_framing(void)
+{
+	struct testd *d = testd_start("[admin]\ntoken = t\n", NULL);
+	static const char *const bad[] = {
+		"POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+		"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+		"POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+		"Content-Length: 2, 40\r\n\r\n{}",
+		"POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+		"Transfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+		"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++)
+		g_assert_cmpint(raw_status(d, bad[i]), ==, 400);
+	/* The same value twice is one length (RFC 9112 6.3); plain ones work. */
+	g_assert_cmpint(raw_status(d, "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+				      "Content-Length: 0\r\n\r\n"), ==, 200);
+	g_assert_cmpint(raw_status(d, "POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+				      "Content-Length: 2\r\n\r\n{}"), ==, 201);
+	g_assert_cmpint(raw_status(d, "POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+				      "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"), ==, 201);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* utime + stime of PID in clock ticks, from /proc/PID/stat. */
+static unsigned long long cpu_ticks(GPid pid)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid), *text = NULL;
+	unsigned long long ut = 0, st = 0;
+	g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+	const char *p = strrchr(text, ')'); /* the command may hold spaces */
+	g_assert_nonnull(p);
+	g_assert_cmpint(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st),
+			==, 2);
+	return ut + st;
+}
+
+/* With an open file limit below max_sessions the WebSocket side takes
+ * every descriptor; the admin port must still answer /health, and
+ * neither side may spin on accept(). */
+static void test_out_of_descriptors(void)
+{
+	const char *prefix[] = { "prlimit", "--nofile=96", NULL };
+	const struct testd_opts o = { .conf = "[limits]\nconnections_per_address = 100000\n",
+				      .prefix = prefix };
+	enum { MAX_CONNS = 300, CHECKS = 10, WINDOW_MS = 2000 };
+	struct testd *d = testd_start_opts(&o);
+	int fds[MAX_CONNS], n = 0;
+	unsigned answered = 0;
+
+	/* WebSocket upgrades, half sent so they stay, until accept() fails. */
+	while (n < MAX_CONNS && !testd_log_count(d, "pausing new connections")) {
+		fds[n] = connect_from("127.0.0.1", d->port);
+		g_assert_cmpint(write(fds[n], "GET / HTTP/1.1\r\n", 16), ==, 16);
+		n++;
+	}
+	g_assert_true(testd_wait_log(d, "pausing new connections", 5000));
+	/* CPU over the checks and then a window in which the daemon must
+	 * stay up. */
+	long hz = sysconf(_SC_CLK_TCK);
+	unsigned long long before = cpu_ticks(d->pid);
+	gint64 t0 = g_get_monotonic_time();
+	for (int i = 0; i < CHECKS; i++)
+		answered += health_answers(d);
+	g_test_message("health checks answered out of descriptors (%d connections tried): %u of %d", n,
+		       answered, CHECKS);
+	g_assert_cmpint(testd_wait_exit(d, WINDOW_MS), ==, -1);
+	double secs = (double)(g_get_monotonic_time() - t0) / G_USEC_PER_SEC;
+	double cpu = (double)(cpu_ticks(d->pid) - before) / (double)hz / secs;
+	g_test_message("daemon CPU while out of descriptors: %.0f%%", cpu * 100);
+	g_assert_cmpuint(answered, ==, CHECKS);
+	g_assert_cmpfloat(cpu, <, 0.25);
+	g_assert_true(health_answers(d));
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -581,5 +746,8 @@ int main(int argc, char *argv[])
 	g_test_add_func("/admin/churn-while-scraped", test_churn_while_scraped);
 	g_test_add_func("/admin/decimal-comma-locale", test_decimal_comma_locale);
 	g_test_add_func("/admin/store-locked", test_store_locked);
+	g_test_add_func("/admin/slow-connections", test_slow_connections);
+	g_test_add_func("/admin/ambiguous-framing", test_ambiguous_framing);
+	g_test_add_func("/admin/out-of-descriptors", test_out_of_descriptors);
 	return g_test_run();
 }
