@@ -226,13 +226,22 @@ static void list_keys(struct adminapi *api, struct admin_request *req)
 static void key_created(int status, const struct store_key *key, const char *api_key,
 			const char *why, void *data)
 {
-	struct admin_request *req = data;
+	struct api_change *c = data;
+	struct adminapi *api = c->api;
+	struct admin_request *req = c->req;
+
+	api_change_free(c);
 	if (status < 0) {
 		answer_error(req, status == -ENOENT ? MHD_HTTP_NOT_FOUND : MHD_HTTP_SERVICE_UNAVAILABLE, why);
 		return;
 	}
 	struct log_fields f = { .room = key->room_id };
 	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "API key %s created through the admin API", key->key_id);
+	if (router_open_mode(api->router)) /* a key does not switch authentication on */
+		log_event(LOG_WARNING, LOG_EVENT_NONE, &f,
+			  "API key %s created while authentication is off: it admits to its room but "
+			  "is not required; set [server] require_auth = true to require credentials",
+			  key->key_id);
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "key_id", json_object_new_string(key->key_id));
 	json_object_object_add(o, "api_key", json_object_new_string(api_key));
@@ -267,7 +276,7 @@ static void create_key(struct adminapi *api, struct admin_request *req)
 		answer_error(req, MHD_HTTP_BAD_REQUEST, "room_id is required");
 	} else {
 		rooms_create_key(api->rooms, room_id, name, expires_in ? now + expires_in : 0, now,
-				 key_created, req);
+				 key_created, api_change_new(api, req, room_id));
 	}
 	json_object_put(body);
 	return;

@@ -32,6 +32,7 @@ struct key_spec {
 static const struct key_spec keys[] = {
 	KR("server", "listen", KEY_LISTEN, listen, 0, 0),
 	K("server", "allow_anonymous", KEY_BOOL, allow_anonymous, 0, 0),
+	K("server", "require_auth", KEY_BOOL, require_auth, 0, 0),
 	K("server", "trusted_proxies", KEY_STRLIST, trusted_proxies, 0, 0),
 	K("server", "app_ping_interval", KEY_UINT, app_ping_interval, 1, 3600),
 	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, 1, 3600),

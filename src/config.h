@@ -45,6 +45,7 @@ struct config {
 	/* [server] */
 	GArray *listen; /* of struct listen_addr */
 	bool allow_anonymous;
+	bool require_auth; /* credentials needed even with no [issuer] */
 	char **trusted_proxies; /* CIDRs, as written */
 	struct netaddr_cidrs *trusted; /* parsed; NULL: none */
 	unsigned app_ping_interval;

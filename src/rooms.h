@@ -24,8 +24,8 @@ bool rooms_token_ok(const struct store_room *room, const char *token);
 /* API keys present "KEY_ID.SECRET".  0 and *OUT; -ENOENT (not a key of
  * ours, or a wrong secret), -EKEYREVOKED, -EKEYEXPIRED. */
 int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const struct store_key **out);
-/* True when some key is neither revoked nor expired.  Asked at every
- * connection in open mode: it stops at the first. */
+/* True when some key is neither revoked nor expired (it stops at the
+ * first).  It does not decide the authentication mode: auth_required. */
 bool rooms_any_active_key(struct rooms *r, gint64 now);
 
 struct rooms_spec {
