@@ -22,6 +22,8 @@
  * would spin. */
 #define ACCEPT_PAUSE_MS 200
 #define FD_LOG_INTERVAL_US (60 * G_USEC_PER_SEC)
+/* How often the acceptor looks for requests past [admin] request_timeout. */
+#define SWEEP_MS 500
 
 struct admin {
 	struct MHD_Daemon *mhd;
@@ -44,6 +46,9 @@ struct admin {
 	pthread_mutex_t count_lock;
 	unsigned open;          /* connections MHD has started */
 	GHashTable *per_address; /* address bytes (GBytes) -> count */
+	GHashTable *receiving;   /* fd -> deadline (gint64 *, monotonic us) of a request coming in */
+	gint64 slow_logged_us;   /* when cutting slow requests was last logged */
+	unsigned slow_cut;       /* since */
 	gint64 fd_logged_us;     /* when running out of descriptors was last logged */
 	unsigned fd_failures;    /* since */
 };
@@ -300,12 +305,79 @@ const char *admin_request_body(const struct admin_request *r, size_t *len)
 	return r->body->str;
 }
 
+/* --- a deadline for receiving each request ---
+ *
+ * MHD's connection_timeout counts idleness, so a client sending a byte
+ * every few seconds keeps a connection for as long as it likes.  Each
+ * request must instead be in within request_timeout of the connection's
+ * start or of the previous answer; the acceptor shuts down the socket of
+ * one that is not, and MHD then closes it.  Entries live from MHD's
+ * STARTED to its CLOSED notification, while the descriptor is MHD's
+ * and open, so a shutdown() never hits a reused descriptor. */
+
+static int connection_fd(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	return ci ? ci->connect_fd : -1;
+}
+
+/* DEADLINE 0: the request is in, the clock stops. */
+static void set_deadline(struct admin *a, struct MHD_Connection *c, gint64 deadline)
+{
+	int fd = connection_fd(c);
+	gint64 *d;
+
+	pthread_mutex_lock(&a->count_lock);
+	if ((d = g_hash_table_lookup(a->receiving, GINT_TO_POINTER(fd))))
+		*d = deadline;
+	pthread_mutex_unlock(&a->count_lock);
+}
+
+static gint64 next_deadline(struct admin *a)
+{
+	return g_get_monotonic_time() + (gint64)a->o.request_timeout * G_USEC_PER_SEC;
+}
+
+/* The acceptor: cut what is past its deadline. */
+static void sweep(struct admin *a)
+{
+	gint64 now = g_get_monotonic_time();
+	GHashTableIter it;
+	gpointer k, v;
+	unsigned cut = 0;
+
+	pthread_mutex_lock(&a->count_lock);
+	g_hash_table_iter_init(&it, a->receiving);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		gint64 *d = v;
+		if (*d && *d <= now) {
+			shutdown(GPOINTER_TO_INT(k), SHUT_RDWR);
+			*d = 0;
+			cut++;
+		}
+	}
+	pthread_mutex_unlock(&a->count_lock);
+	if (!cut)
+		return;
+	metrics_add(admin_refused[ADMIN_REFUSED_SLOW_REQUEST], cut);
+	a->slow_cut += cut;
+	if (!a->slow_logged_us || now - a->slow_logged_us >= FD_LOG_INTERVAL_US) {
+		log_notice("admin: closed %u connections that did not send a whole request within %u s "
+			   "([admin] request_timeout)", a->slow_cut, a->o.request_timeout);
+		a->slow_logged_us = now;
+		a->slow_cut = 0;
+	}
+}
+
 static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct admin *a = cls;
 	struct admin_request *req = *con_cls;
 
-	(void)cls, (void)c, (void)toe;
+	(void)toe;
+	/* Answered: the next request on this connection has its own time. */
+	set_deadline(a, c, next_deadline(a));
 	if (!req)
 		return;
 	g_free(req->method);
@@ -368,6 +440,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	g_autoptr(GString) s = g_string_new(NULL);
 
 	(void)version;
+	/* In whole: a route's only call, or /api/'s last (body complete). */
+	if (!*upload_data_size && (*con_cls || !g_str_has_prefix(url, "/api/")))
+		set_deadline(a, c, 0);
 	/* Every request's first call (for /api/ the only one without a
 	 * context; the other routes answer in their first call). */
 	if (!*con_cls && ambiguous_framing(c)) {
@@ -461,10 +536,17 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	struct admin *a = cls;
 
 	(void)socket_context;
-	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		gint64 *d = g_new(gint64, 1);
+		*d = next_deadline(a);
+		pthread_mutex_lock(&a->count_lock);
+		g_hash_table_replace(a->receiving, GINT_TO_POINTER(connection_fd(c)), d);
+		pthread_mutex_unlock(&a->count_lock);
 		return;
+	}
 	GBytes *key = address_key(c);
 	pthread_mutex_lock(&a->count_lock);
+	g_hash_table_remove(a->receiving, GINT_TO_POINTER(connection_fd(c)));
 	count_locked(a, key, -1);
 	pthread_mutex_unlock(&a->count_lock);
 	g_bytes_unref(key);
@@ -601,20 +683,26 @@ static gpointer acceptor_main(gpointer data)
 	struct admin *a = data;
 	bool paused = false;
 
+	gint64 next_sweep = 0;
+
 	for (;;) {
 		struct pollfd p[3] = { { .fd = a->stop_pipe[0], .events = POLLIN },
 				       { .fd = a->wake_pipe[0], .events = POLLIN },
 				       { .fd = a->listen_fd, .events = POLLIN } };
 		/* Paused: not the listening socket, for ACCEPT_PAUSE_MS; then try. */
-		int n = poll(p, paused ? 2 : 3, paused ? ACCEPT_PAUSE_MS : -1);
+		int n = poll(p, paused ? 2 : 3, paused ? ACCEPT_PAUSE_MS : SWEEP_MS);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || p[0].revents)
 			break;
+		if (g_get_monotonic_time() >= next_sweep) {
+			sweep(a);
+			next_sweep = g_get_monotonic_time() + SWEEP_MS * 1000;
+		}
 		if (p[1].revents)
 			rearm(a);
 		/* Paused with a descriptor back in reserve: try at once. */
-		if (n == 0 || p[2].revents || (paused && a->reserve_fd >= 0))
+		if ((paused && (n == 0 || a->reserve_fd >= 0)) || (!paused && p[2].revents))
 			paused = !accept_and_add(a);
 	}
 	return NULL;
@@ -633,6 +721,7 @@ static void admin_free(struct admin *a)
 	if (a->listen_fd >= 0)
 		close(a->listen_fd);
 	g_hash_table_unref(a->per_address);
+	g_hash_table_unref(a->receiving);
 	pthread_mutex_destroy(&a->count_lock);
 	pthread_mutex_destroy(&a->lock);
 	g_free(a);
@@ -650,6 +739,7 @@ int admin_start(const struct admin_options *o, struct admin **out)
 	pthread_mutex_init(&a->count_lock, NULL);
 	a->per_address = g_hash_table_new_full(g_bytes_hash, g_bytes_equal,
 					       (GDestroyNotify)g_bytes_unref, NULL);
+	a->receiving = g_hash_table_new_full(NULL, NULL, NULL, g_free);
 	g_queue_init(&a->suspended);
 	fcntl(a->listen_fd, F_SETFL, fcntl(a->listen_fd, F_GETFL) | O_NONBLOCK);
 	if (pipe2(a->stop_pipe, O_CLOEXEC) < 0 || pipe2(a->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -663,7 +753,7 @@ int admin_start(const struct admin_options *o, struct admin **out)
 	a->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
 					  MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET,
 				  0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-				  MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
+				  MHD_OPTION_NOTIFY_COMPLETED, request_done, a,
 				  MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
 				  MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
 				  MHD_OPTION_CONNECTION_TIMEOUT, o->connection_timeout, MHD_OPTION_END);

@@ -22,6 +22,7 @@ struct admin_options {
 	unsigned max_connections;
 	unsigned connections_per_address; /* of max_connections, from one address */
 	unsigned connection_timeout; /* seconds */
+	unsigned request_timeout;    /* seconds to send a whole request */
 	struct loopcall *loopcall;
 	/* Run on the loop: the registered peers by role. */
 	void (*roles)(void *data, struct metrics_roles *out);

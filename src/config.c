@@ -42,6 +42,7 @@ static const struct key_spec keys[] = {
 	KR("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
 	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, 1, 10000),
+	KR("admin", "request_timeout", KEY_UINT, admin_request_timeout, 1, 3600),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
 	K("admin", "token", KEY_STRING, admin_token, 0, 0),
 	K("admin", "token_file", KEY_STRING, admin_token_file, 0, 0),
@@ -125,6 +126,7 @@ struct config *config_new_defaults(void)
 	cfg->admin_max_connections = 64;
 	cfg->admin_connection_timeout = 10;
 	cfg->admin_connections_per_address = 8;
+	cfg->admin_request_timeout = 10;
 	cfg->metrics_top_roles = 10;
 	cfg->allow_anonymous = false;
 	cfg->app_ping_interval = 30;

@@ -58,6 +58,7 @@ struct config {
 	unsigned admin_max_connections;
 	unsigned admin_connection_timeout;
 	unsigned admin_connections_per_address;
+	unsigned admin_request_timeout;
 	unsigned metrics_top_roles;
 	char *admin_token;      /* bearer token of the admin API, or from: */
 	char *admin_token_file; /* resolved (see config_load) */

@@ -154,6 +154,7 @@ static int start_admin(struct daemon *d)
 		.max_connections = d->cfg->admin_max_connections,
 		.connections_per_address = d->cfg->admin_connections_per_address,
 		.connection_timeout = d->cfg->admin_connection_timeout,
+		.request_timeout = d->cfg->admin_request_timeout,
 		.loopcall = d->loopcall,
 		.roles = roles_on_loop,
 		.roles_data = d,

@@ -253,7 +253,8 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		"Room store writes refused because the write queue was full.",
 		(double)metrics_get(store_queue_full));
 	static const char *const admin_refusals[ADMIN_REFUSED__COUNT] = {
-		"per_address", "connection_limit", "no_descriptors", "ambiguous_framing"
+		"per_address", "connection_limit", "no_descriptors", "ambiguous_framing",
+		"request_timeout"
 	};
 	family(o, "rtcsignald_admin_refused_total", "counter",
 	       "Admin port connections (or requests: ambiguous_framing) turned away, by reason.");

@@ -39,6 +39,7 @@ enum metrics_admin_refusal {
 	ADMIN_REFUSED_LIMIT,         /* [admin] max_connections */
 	ADMIN_REFUSED_DESCRIPTORS,   /* accept() failed: the open file limit */
 	ADMIN_REFUSED_FRAMING,       /* ambiguous Content-Length / Transfer-Encoding */
+	ADMIN_REFUSED_SLOW_REQUEST,  /* [admin] request_timeout */
 	ADMIN_REFUSED__COUNT
 };
 

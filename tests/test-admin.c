@@ -633,6 +633,46 @@ static void test_slow_connections(void)
 	testd_free(d);
 }
 
+/* Slow clients from several addresses, each within its per-address
+ * share, can fill the port; a request not sent whole within
+ * request_timeout is cut, however often it sends a byte. */
+static void test_slow_from_many_addresses(void)
+{
+	struct testd *d = testd_start("[admin]\nmax_connections = 16\nconnections_per_address = 4\n"
+				      "request_timeout = 2\nconnection_timeout = 60\n", NULL);
+	enum { SLOW = 16 };
+	int fds[SLOW];
+
+	for (int i = 0; i < SLOW; i++) {
+		g_autofree char *from = g_strdup_printf("127.0.0.%d", 2 + i / 4);
+		fds[i] = connect_from(from, d->admin_port);
+		g_assert_cmpint(write(fds[i], "GET /health HTTP/1.1\r\nHo", 24), ==, 24);
+	}
+	/* Full: refused at once (not left waiting in the backlog). */
+	g_assert_false(health_answers(d));
+	/* Each keeps sending a byte; they are cut all the same. */
+	for (int i = 0; i < SLOW; i++)
+		g_assert_cmpint(write(fds[i], "s", 1), ==, 1);
+	g_assert_true(testd_wait_log(d, "did not send a whole request within 2 s", 5000));
+	unsigned answered = 0;
+	for (int i = 0; i < 10; i++)
+		answered += health_answers(d);
+	g_assert_cmpuint(answered, ==, 10);
+	/* The sweep may have cut them in two rounds (500 ms apart). */
+	gint64 deadline = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+	double cut;
+	while ((cut = testd_metric(d, "rtcsignald_admin_refused_total{reason=\"request_timeout\"}")) < SLOW &&
+	       g_get_monotonic_time() < deadline)
+		;
+	g_assert_cmpfloat(cut, ==, SLOW);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_admin_refused_total{reason=\"connection_limit\"}"),
+			  >=, 1);
+	for (int i = 0; i < SLOW; i++)
+		close(fds[i]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 /* The status of a raw REQUEST to the admin port, or 0 when none came
  * (the connection closed, or 2 s passed). */
 static int raw_status(struct testd *d, const char *request)
@@ -747,6 +787,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/admin/decimal-comma-locale", test_decimal_comma_locale);
 	g_test_add_func("/admin/store-locked", test_store_locked);
 	g_test_add_func("/admin/slow-connections", test_slow_connections);
+	g_test_add_func("/admin/slow-from-many-addresses", test_slow_from_many_addresses);
 	g_test_add_func("/admin/ambiguous-framing", test_ambiguous_framing);
 	g_test_add_func("/admin/out-of-descriptors", test_out_of_descriptors);
 	return g_test_run();
