@@ -682,7 +682,6 @@ static gpointer acceptor_main(gpointer data)
 {
 	struct admin *a = data;
 	bool paused = false;
-
 	gint64 next_sweep = 0;
 
 	for (;;) {

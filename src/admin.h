@@ -1,7 +1,8 @@
-/* admin: the admin HTTP port (libmicrohttpd in its own thread, epoll):
- * /health, /ready, /metrics and the /api/ of adminapi.  It reads the
- * metrics atomics and asks the loop (through loopcall) for anything else;
- * it never touches loop state itself. */
+/* admin: the admin HTTP port (libmicrohttpd in its own thread, epoll,
+ * fed by an accept thread of ours that enforces the connection limits
+ * and a deadline per request): /health, /ready, /metrics and the /api/
+ * of adminapi.  It reads the metrics atomics and asks the loop (through
+ * loopcall) for anything else; it never touches loop state itself. */
 #pragma once
 
 #include "loopcall.h"
