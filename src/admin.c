@@ -3,6 +3,7 @@
 #include "log.h"
 #include "secret.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -45,7 +46,7 @@ struct admin {
 	GThread *acceptor;
 	pthread_mutex_t count_lock;
 	unsigned open;          /* connections MHD has started */
-	GHashTable *per_address; /* address bytes (GBytes) -> count */
+	GHashTable *per_address; /* address (string) -> count */
 	GHashTable *receiving;   /* fd -> deadline (gint64 *, monotonic us) of a request coming in */
 	gint64 slow_logged_us;   /* when cutting slow requests was last logged */
 	unsigned slow_cut;       /* since */
@@ -505,26 +506,26 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warning("admin: %s", line);
 }
 
-/* The connection's address, without the port, as a table key. */
-static GBytes *address_key(struct MHD_Connection *c)
-{
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+/* ADDR without the port, as a table key (plain strings, each owned by
+ * the table alone: nothing refcounted is shared between threads). */
+#define ADDRESS_KEY_SIZE INET6_ADDRSTRLEN
 
+static void address_key(const struct sockaddr *sa, char key[ADDRESS_KEY_SIZE])
+{
+	strcpy(key, "local"); /* a unix socket: one local client */
 	if (sa && sa->sa_family == AF_INET)
-		return g_bytes_new(&((const struct sockaddr_in *)sa)->sin_addr, sizeof(struct in_addr));
-	if (sa && sa->sa_family == AF_INET6)
-		return g_bytes_new(&((const struct sockaddr_in6 *)sa)->sin6_addr, sizeof(struct in6_addr));
-	return g_bytes_new(NULL, 0); /* a unix socket: one local client */
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, key, ADDRESS_KEY_SIZE);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, key, ADDRESS_KEY_SIZE);
 }
 
-static void count_locked(struct admin *a, GBytes *key, int delta)
+static void count_locked(struct admin *a, const char *key, int delta)
 {
 	unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(a->per_address, key));
 
 	a->open += (unsigned)delta;
 	if (delta > 0 || n > 1)
-		g_hash_table_replace(a->per_address, g_bytes_ref(key), GUINT_TO_POINTER(n + (unsigned)delta));
+		g_hash_table_replace(a->per_address, g_strdup(key), GUINT_TO_POINTER(n + (unsigned)delta));
 	else
 		g_hash_table_remove(a->per_address, key);
 }
@@ -544,26 +545,18 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 		pthread_mutex_unlock(&a->count_lock);
 		return;
 	}
-	GBytes *key = address_key(c);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char key[ADDRESS_KEY_SIZE];
+	address_key(ci ? ci->client_addr : NULL, key);
 	pthread_mutex_lock(&a->count_lock);
 	g_hash_table_remove(a->receiving, GINT_TO_POINTER(connection_fd(c)));
 	count_locked(a, key, -1);
 	pthread_mutex_unlock(&a->count_lock);
-	g_bytes_unref(key);
 	/* MHD closes the socket right after this: the acceptor takes the
 	 * descriptor back into reserve before the WebSocket side, which may
 	 * be waiting for any free one, does. */
 	if (write(a->wake_pipe[1], "", 1) < 0 && errno != EAGAIN)
 		log_debug("admin: wake pipe: %s", g_strerror(errno));
-}
-
-static GBytes *sockaddr_key(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return g_bytes_new(&((const struct sockaddr_in *)ss)->sin_addr, sizeof(struct in_addr));
-	if (ss->ss_family == AF_INET6)
-		return g_bytes_new(&((const struct sockaddr_in6 *)ss)->sin6_addr, sizeof(struct in6_addr));
-	return g_bytes_new(NULL, 0);
 }
 
 /* Within the limits: one address may hold connections_per_address of
@@ -572,7 +565,7 @@ static GBytes *sockaddr_key(const struct sockaddr_storage *ss)
  * the connection is admitted, so a burst cannot slip past; uncounted when
  * MHD reports it closed (or refuses it at once).  MHD's own limit is the
  * same number and so never reached first: its count trails ours. */
-static bool admit(struct admin *a, GBytes *key)
+static bool admit(struct admin *a, const char *key)
 {
 	enum metrics_admin_refusal why = ADMIN_REFUSED__COUNT;
 
@@ -662,7 +655,8 @@ static bool accept_and_add(struct admin *a)
 		return false;
 	}
 	reserve(a); /* for the next time */
-	g_autoptr(GBytes) key = sockaddr_key(&ss);
+	char key[ADDRESS_KEY_SIZE];
+	address_key((const struct sockaddr *)&ss, key);
 	if (!admit(a, key)) {
 		close(fd);
 		return true;
@@ -736,8 +730,7 @@ int admin_start(const struct admin_options *o, struct admin **out)
 	a->stop_pipe[0] = a->stop_pipe[1] = a->wake_pipe[0] = a->wake_pipe[1] = -1;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->count_lock, NULL);
-	a->per_address = g_hash_table_new_full(g_bytes_hash, g_bytes_equal,
-					       (GDestroyNotify)g_bytes_unref, NULL);
+	a->per_address = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	a->receiving = g_hash_table_new_full(NULL, NULL, NULL, g_free);
 	g_queue_init(&a->suspended);
 	fcntl(a->listen_fd, F_SETFL, fcntl(a->listen_fd, F_GETFL) | O_NONBLOCK);
