@@ -53,6 +53,7 @@ static const struct key_spec keys[] = {
 	K("limits", "max_sessions", KEY_UINT, max_sessions, 1, 10000000),
 	K("limits", "max_peers_per_room", KEY_UINT, max_peers_per_room, 1, 10000000),
 	K("limits", "max_json_depth", KEY_UINT, max_json_depth, 2, CONFIG_JSON_DEPTH_MAX),
+	K("limits", "max_json_values", KEY_UINT, max_json_values, 16, 100000000),
 	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 0, 1000000),
 	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
 	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
@@ -133,6 +134,7 @@ struct config *config_new_defaults(void)
 	cfg->max_sessions = 100000;
 	cfg->max_peers_per_room = 1000;
 	cfg->max_json_depth = 32;
+	cfg->max_json_values = 10000;
 	cfg->messages_per_second = 50;
 	cfg->messages_burst = 200;
 	cfg->connections_per_address = 100;

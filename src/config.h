@@ -76,6 +76,7 @@ struct config {
 	unsigned max_sessions;
 	unsigned max_peers_per_room;
 	unsigned max_json_depth;
+	unsigned max_json_values;
 	unsigned messages_per_second;
 	unsigned messages_burst;
 	unsigned connections_per_address;

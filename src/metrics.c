@@ -19,6 +19,7 @@ static const double bucket_bounds[METRICS_BUCKETS] = {
 static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_MESSAGE_BYTES] = "max_message_bytes",
 	[LIMIT_JSON_DEPTH] = "max_json_depth",
+	[LIMIT_JSON_VALUES] = "max_json_values",
 	[LIMIT_METADATA_BYTES] = "max_metadata_bytes",
 	[LIMIT_QUEUED_BYTES] = "max_queued_bytes",
 	[LIMIT_SESSIONS] = "max_sessions",

@@ -3,6 +3,7 @@
 #include "jscan.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -79,6 +80,7 @@ static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
 {
 	va_list ap;
 	err->code = code;
+	err->limit = PROTOCOL_LIMIT_NONE;
 	err->field = err->field_value = NULL;
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof err->message, fmt, ap);
@@ -108,7 +110,25 @@ static bool get_string(json_object *v, const char **out)
 	return len > 0 && len <= REGISTRY_ID_MAX && strlen(*out) == (size_t)len;
 }
 
-/* A peer id field: a string, or a number turned into its decimal text.
+/* A string without NUL: json-c keeps the length, but C reads up to the
+ * first NUL, so "a\u0000b" would be taken as "a". */
+static bool no_nul(json_object *v)
+{
+	return strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v);
+}
+
+/* An integer that json-c holds exactly: it clamps what is out of range to
+ * INT64_MIN, or to INT64_MAX and above (kept as unsigned), so those edges
+ * are refused with all beyond them.  Fractions and exponents are doubles. */
+static bool exact_int(json_object *v, int64_t *out)
+{
+	if (!json_object_is_type(v, json_type_int))
+		return false;
+	*out = json_object_get_int64(v);
+	return *out != INT64_MIN && (*out != INT64_MAX || json_object_get_uint64(v) == INT64_MAX);
+}
+
+/* A peer id field: a string, or an integer turned into its decimal text.
  * Absent or null leaves *OUT NULL, which is an error when REQUIRED. */
 static int get_id(struct msg *m, int slot, const char *key, bool required, const char **out,
 		  struct msg_error *err)
@@ -122,10 +142,13 @@ static int get_id(struct msg *m, int slot, const char *key, bool required, const
 		return 0;
 	}
 	if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
-		const char *text = json_object_to_json_string_ext(v, JSON_FLAGS);
-		if (strlen(text) >= PROTOCOL_ID_BUF)
-			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s", key);
-		strcpy(m->idbuf[slot], text);
+		/* "1e3", "1.0" or a clamped 1e30 would be ids that other
+		 * numbers, or strings, also spell. */
+		int64_t n;
+		if (!exact_int(v, &n))
+			return fail(err, ERR_INVALID_MESSAGE,
+				    "Invalid field: %s must be a string or an integer within 64 bits", key);
+		snprintf(m->idbuf[slot], sizeof m->idbuf[slot], "%" PRId64, n);
 		*out = m->idbuf[slot];
 		return 0;
 	}
@@ -162,6 +185,8 @@ static int get_opt_string(json_object *root, const char *key, const char **out,
 	json_object *v;
 	int rc = get_opt(root, key, json_type_string, &v, err);
 	*out = v ? json_object_get_string(v) : NULL;
+	if (v && !no_nul(v))
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s must not contain \\u0000", key);
 	return rc;
 }
 
@@ -178,7 +203,11 @@ static int decode_register(struct msg *m, struct msg_error *err)
 		return fail(err, ERR_INVALID_MESSAGE,
 			    "Invalid field: room_id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
 			    REGISTRY_ID_MAX);
-	if ((rc = get_opt(m->root, "token", json_type_string, &r->token, err)) < 0 ||
+	if ((rc = get_opt(m->root, "token", json_type_string, &r->token, err)) < 0)
+		return rc;
+	if (r->token && !no_nul(r->token))
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: token must not contain \\u0000");
+	if (
 	    (rc = get_opt_string(m->root, "jwt", &r->jwt, err)) < 0 ||
 	    (!r->jwt && (rc = get_opt_string(m->root, "id_token", &r->jwt, err)) < 0) ||
 	    (rc = get_opt_string(m->root, "api_key", &r->api_key, err)) < 0 ||
@@ -285,12 +314,101 @@ static int decode_signal(struct msg *m, struct msg_error *err)
 	return get_id(m, 1, route_fields[m->type].to, true, &m->signal.target, err);
 }
 
-int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
-		    struct msg_error *err)
+/* What protocol_decode() learns of a message's top level before any tree. */
+struct top {
+	struct jscan_member type; /* the last "type", as json-c keeps */
+	bool has_type;
+	bool escaped_key; /* then only json-c can say which is "type" */
+};
+
+static void note_member(const struct jscan_member *v, void *data)
 {
+	struct top *top = data;
+	top->escaped_key |= v->key_escaped;
+	if (v->key_len == 4 && memcmp(v->key, "type", 4) == 0) {
+		top->type = *v;
+		top->has_type = true;
+	}
+}
+
+/* The gate before json-c: only RFC 8259 JSON within LIM passes.  Fills
+ * TOP from the object's members. */
+static int check_json(const struct protocol_limits *lim, const char *text, size_t len,
+		      struct top *top, struct msg_error *err)
+{
+	size_t i = 0;
+	int rc;
+
+	while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+		i++;
+	rc = jscan_check(text, len, lim->max_depth, lim->max_values, note_member, top);
+	switch (rc) {
+	case JSCAN_OK:
+		if (i == len || text[i] != '{')
+			return fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+		return 0;
+	case JSCAN_TOO_DEEP:
+		rc = fail(err, ERR_INVALID_JSON, "JSON nested deeper than %u levels", lim->max_depth);
+		err->limit = PROTOCOL_LIMIT_DEPTH;
+		return rc;
+	case JSCAN_TOO_MANY:
+		rc = fail(err, ERR_INVALID_JSON, "JSON of more than %zu values", lim->max_values);
+		err->limit = PROTOCOL_LIMIT_VALUES;
+		return rc;
+	case JSCAN_NUL_KEY:
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid key: keys must not contain \\u0000");
+	default:
+		return fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+	}
+}
+
+/* Ping, pong and unknown types from the scan alone: their other members
+ * are ignored, so no tree is built for them, however big.  1 when decided
+ * (0 or a failure in *RC), 0 when json-c must read the message. */
+static int decode_without_tree(const struct top *top, const char *text, size_t len, struct msg *m,
+			       struct msg_error *err, int *rc)
+{
+	const struct jscan_member *t = top->has_type ? &top->type : NULL;
+
+	if (top->escaped_key || (t && (t->kind != JSCAN_STRING || t->escaped)))
+		return 0;
+	/* json-c would have checked a binary frame's UTF-8. */
+	if (!g_utf8_validate_len(text, len, NULL)) {
+		*rc = fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+		return 1;
+	}
+	if (!t) {
+		*rc = fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: None");
+		return 1;
+	}
+	for (int i = MSG_UNKNOWN + 1; i < MSG__COUNT && m->type == MSG_UNKNOWN; i++)
+		if (strlen(type_names[i]) == t->value_len &&
+		    memcmp(type_names[i], t->value, t->value_len) == 0)
+			m->type = (enum msg_type)i;
+	if (m->type == MSG_UNKNOWN) {
+		*rc = fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.*s",
+			   (int)MIN(t->value_len, 64), t->value);
+		return 1;
+	}
+	if (m->type != MSG_PING && m->type != MSG_PONG) {
+		m->type = MSG_UNKNOWN;
+		return 0;
+	}
+	*rc = 0;
+	return 1;
+}
+
+int protocol_decode(json_tokener *tok, const struct protocol_limits *lim, const char *text,
+		    size_t len, struct msg *m, struct msg_error *err)
+{
+	struct top top = { 0 };
 	json_object *type;
+	int rc;
 
 	memset(m, 0, offsetof(struct msg, idbuf));
+	if ((rc = check_json(lim, text, len, &top, err)) < 0 ||
+	    decode_without_tree(&top, text, len, m, err, &rc))
+		return rc;
 	json_tokener_reset(tok);
 	m->root = json_tokener_parse_ex(tok, text, (int)len);
 	if (json_tokener_get_error(tok) != json_tokener_success ||
@@ -350,14 +468,16 @@ static bool is_key(const struct jscan_member *v, const char *name)
 	return v->key_len == n && memcmp(v->key, name, n) == 0;
 }
 
-int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, struct msg *m)
+int protocol_decode_routed(const char *text, size_t len, const struct protocol_limits *lim,
+			   struct msg *m)
 {
 	struct jscan_member members[16];
 	const struct jscan_member *type = NULL, *from = NULL, *to = NULL, *body = NULL;
 	size_t n;
 
 	memset(m, 0, offsetof(struct msg, idbuf));
-	if (jscan_object(text, len, max_depth, members, G_N_ELEMENTS(members), &n) < 0)
+	if (jscan_object(text, len, lim->max_depth, lim->max_values, members, G_N_ELEMENTS(members),
+			 &n) < 0)
 		return -1;
 	for (size_t i = 0; i < n && !type; i++)
 		if (is_key(&members[i], "type"))
@@ -399,6 +519,14 @@ int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, str
 		m->route.body_len = body->kind == JSCAN_STRING ? body->value_len + 2 : body->value_len;
 	}
 	return 0;
+}
+
+json_object *protocol_parse_object(json_tokener *tok, const struct protocol_limits *lim,
+				   const char *text, size_t len)
+{
+	if (jscan_check(text, len, lim->max_depth, lim->max_values, NULL, NULL) != JSCAN_OK)
+		return NULL;
+	return json_parse_object(tok, text, len);
 }
 
 void msg_clear(struct msg *m)

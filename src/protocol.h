@@ -121,8 +121,18 @@ struct msg {
 	char idbuf[2][PROTOCOL_ID_BUF];
 };
 
+/* What a message's JSON may cost to read (PROTOCOL.md 1, [limits]). */
+struct protocol_limits {
+	unsigned max_depth; /* containers, the message itself counting 1 */
+	size_t max_values;  /* every value, the message itself counting 1 */
+};
+
+/* Which of those a refused message went past, for the metrics. */
+enum protocol_limit { PROTOCOL_LIMIT_NONE, PROTOCOL_LIMIT_DEPTH, PROTOCOL_LIMIT_VALUES };
+
 struct msg_error {
 	enum err_code code;
+	enum protocol_limit limit;
 	char message[200];
 	const char *field;      /* the field the error concerns, if any */
 	const char *field_value;
@@ -130,16 +140,24 @@ struct msg_error {
 
 /* Parses and validates one message.  On failure returns -EINVAL and fills
  * ERR (INVALID_JSON, UNKNOWN_MESSAGE_TYPE or INVALID_MESSAGE; FORBIDDEN
- * and the rest are the router's).  M->root must be released with
+ * and the rest are the router's).  Only RFC 8259 JSON within LIM reaches
+ * json-c (TOK, set up with at least LIM's depth); ping and pong build no
+ * tree at all (M->root stays NULL).  M->root must be released with
  * msg_clear() either way. */
-int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
-		    struct msg_error *err);
+int protocol_decode(json_tokener *tok, const struct protocol_limits *lim, const char *text,
+		    size_t len, struct msg *m, struct msg_error *err);
 void msg_clear(struct msg *m);
 /* The fast path for the messages that are only routed (peer_message,
  * mesh_*, ice_candidate, offer, answer, candidate) when they are plain:
  * 0 with M filled (M->root NULL, bodies as spans of TEXT), or -1 when the
  * message is anything else, and protocol_decode must judge it. */
-int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, struct msg *m);
+int protocol_decode_routed(const char *text, size_t len, const struct protocol_limits *lim,
+			   struct msg *m);
+
+/* TEXT as a JSON object, when it is RFC 8259 JSON within LIM (the body
+ * of POST /create-room); NULL otherwise. */
+json_object *protocol_parse_object(json_tokener *tok, const struct protocol_limits *lim,
+				   const char *text, size_t len);
 
 /* The fields of a create_room request in OBJ (a message or an HTTP body). */
 int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,

@@ -494,7 +494,8 @@ struct router_pending *router_http_create_room(struct router *r, const char *bea
 	}
 	g_autofree char *principal = auth_principal(issuer, &claims);
 	jwt_claims_clear(&claims);
-	if (len && !(obj = json_parse_object(r->tok, body, len))) {
+	const struct protocol_limits lim = { r->cfg->max_json_depth, r->cfg->max_json_values };
+	if (len && !(obj = protocol_parse_object(r->tok, &lim, body, len))) {
 		done(400, json_error_body("the body must be a JSON object"), data);
 		return NULL;
 	}
@@ -702,9 +703,10 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 	r->received_ns = metrics_now_ns();
 	r->text = text;
 	r->len = len;
-	rc = utf8 && protocol_decode_routed(text, len, r->cfg->max_json_depth, &m) == 0
+	const struct protocol_limits lim = { r->cfg->max_json_depth, r->cfg->max_json_values };
+	rc = utf8 && protocol_decode_routed(text, len, &lim, &m) == 0
 		     ? 0
-		     : protocol_decode(r->tok, text, len, &m, &err);
+		     : protocol_decode(r->tok, &lim, text, len, &m, &err);
 	if (!r->replaying)
 		metrics_inc(messages_received[m.type]);
 	if (needs_registration(m.type) && !c->peer) {
@@ -712,9 +714,9 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 		goto out;
 	}
 	if (rc < 0) {
-		if (err.code == ERR_INVALID_JSON &&
-		    json_tokener_get_error(r->tok) == json_tokener_error_depth)
-			metrics_inc(limit_hits[LIMIT_JSON_DEPTH]);
+		if (err.limit != PROTOCOL_LIMIT_NONE)
+			metrics_inc(limit_hits[err.limit == PROTOCOL_LIMIT_DEPTH ? LIMIT_JSON_DEPTH
+										 : LIMIT_JSON_VALUES]);
 		if (m.type == MSG_REGISTER)
 			metrics_inc(registrations[err.code]);
 		send_error(r, c, &m, &err);

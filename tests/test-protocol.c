@@ -7,10 +7,12 @@
 #include <string.h>
 
 static json_tokener *tok;
+/* As the router sets them up: json-c's depth counts the innermost value. */
+static const struct protocol_limits lim = { 31, 10000 };
 
 static int decode(const char *text, struct msg *m, struct msg_error *e)
 {
-	return protocol_decode(tok, text, strlen(text), m, e);
+	return protocol_decode(tok, &lim, text, strlen(text), m, e);
 }
 
 static void expect_error(const char *text, enum err_code code, const char *message)
@@ -223,7 +225,7 @@ static void test_decode_routed(void)
 
 	for (size_t i = 0; i < G_N_ELEMENTS(fast); i++) {
 		const char *t = fast[i].text;
-		g_assert_cmpint(protocol_decode_routed(t, strlen(t), 32, &m), ==, 0);
+		g_assert_cmpint(protocol_decode_routed(t, strlen(t), &lim, &m), ==, 0);
 		g_assert_null(m.root);
 		g_assert_cmpint(decode(t, &slow_m, &e), ==, 0);
 		g_assert_cmpint(m.type, ==, fast[i].type);
@@ -241,7 +243,194 @@ static void test_decode_routed(void)
 		msg_clear(&slow_m);
 	}
 	for (size_t i = 0; i < G_N_ELEMENTS(slow); i++)
-		g_assert_cmpint(protocol_decode_routed(slow[i], strlen(slow[i]), 32, &m), <, 0);
+		g_assert_cmpint(protocol_decode_routed(slow[i], strlen(slow[i]), &lim, &m), <, 0);
+}
+
+/* Finding 7: what json-c takes but RFC 8259 does not is refused on every
+ * path, before json-c sees it, and the fast path never takes it. */
+static void test_not_rfc(void)
+{
+	static const char *const values[] = {
+		"NaN", "Infinity", "-Infinity", "[0,NaN]", "{\"a\":{\"b\":-Infinity}}", "1.",
+		"{'k':1}", "\"raw\ttab\"", "\"raw\x01\"",
+	};
+	static const char *const shapes[] = {
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":%s}",
+		"{\"type\":\"peer_message\",\"to_peer_id\":7,\"payload\":%s}",
+		"{\"type\":\"ice_candidate\",\"target_peer_id\":\"b\",\"candidate\":%s}",
+		"{\"type\":\"offer\",\"target\":\"b\",\"sdp\":%s}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"metadata\":{\"properties\":{\"load\":%s}}}",
+		"{\"type\":\"update_metadata\",\"metadata\":{\"x\":%s}}",
+		"{\"type\":\"discover_peers\",\"filters\":{\"properties\":{\"load\":%s}}}",
+		"{\"type\":\"create_room\",\"name\":\"n\",\"x\":%s}",
+		"{\"type\":\"ping\",\"x\":%s}",
+		"{\"type\":\"pong\",\"x\":%s}",
+		"{\"type\":\"dance\",\"x\":%s}",
+		"{\"x\":%s}",
+	};
+	for (size_t v = 0; v < G_N_ELEMENTS(values); v++)
+		for (size_t i = 0; i < G_N_ELEMENTS(shapes); i++) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+			g_autofree char *t = g_strdup_printf(shapes[i], values[v]);
+#pragma GCC diagnostic pop
+			struct msg m;
+			g_assert_cmpint(protocol_decode_routed(t, strlen(t), &lim, &m), <, 0);
+			expect_error(t, ERR_INVALID_JSON, "Invalid JSON format");
+		}
+	/* POST /create-room bodies too. */
+	g_assert_null(protocol_parse_object(tok, &lim, "{\"name\":NaN}", 12));
+	json_object *o = protocol_parse_object(tok, &lim, " {\"name\":1e400} ", 16);
+	g_assert_nonnull(o);
+	json_object_put(o);
+}
+
+/* Finding 13: ids and credentials are what the client wrote or refused:
+ * no NUL (C would end the string there), and numbers only when json-c
+ * holds them exactly. */
+static void test_ids_exact(void)
+{
+	static const char *const bad[] = {
+		"{\"type\":\"register\",\"room_id\":\"a\\u0000b\"}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"a\\u0000b\"}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"role\":\"a\\u0000b\"}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"token\":\"a\\u0000b\"}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"jwt\":\"a\\u0000b\"}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"id_token\":\"a\\u0000b\"}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"api_key\":\"a\\u0000b\"}",
+		"{\"type\":\"register\",\"room_id\\u0000x\":\"r\"}",
+		"{\"type\\u0000\":\"ping\"}",
+		"{\"type\":\"ping\",\"x\":[{\"\\u0000\":1}]}",
+		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\\u0000\",\"payload\":1}",
+		"{\"type\":\"peer_message\",\"from_peer_id\":\"\\u0000\",\"to_peer_id\":\"b\",\"payload\":1}",
+		"{\"type\":\"offer\",\"target\":\"b\\u0000c\"}",
+		"{\"type\":\"offer\",\"target\":\"b\",\"sender\":\"a\\u0000\"}",
+		"{\"type\":\"discover_peers\",\"from_peer_id\":\"a\\u0000\"}",
+		"{\"type\":\"update_metadata\",\"peer_id\":\"a\\u0000\",\"metadata\":{}}",
+		"{\"type\":\"create_room\",\"name\":\"a\\u0000\"}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":1000000000000000000000000000000}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":18446744073709551615}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":9223372036854775808}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":-9223372036854775808}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":-100000000000000000000}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":1.5}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":1.0}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":1e3}",
+		"{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":1E400}",
+		"{\"type\":\"peer_message\",\"to_peer_id\":2e0,\"payload\":1}",
+		"{\"type\":\"offer\",\"target\":99999999999999999999}",
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+		struct msg m;
+		struct msg_error e;
+		if (decode(bad[i], &m, &e) == 0 || e.code != ERR_INVALID_MESSAGE)
+			g_error("not refused with INVALID_MESSAGE: %s", bad[i]);
+		msg_clear(&m);
+	}
+	static const struct {
+		const char *num, *id;
+	} good[] = {
+		{ "9223372036854775807", "9223372036854775807" },
+		{ "-9223372036854775807", "-9223372036854775807" },
+		{ "0", "0" },
+		{ "-0", "0" },
+		{ "42", "42" },
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+		g_autofree char *t = g_strdup_printf(
+			"{\"type\":\"peer_message\",\"to_peer_id\":%s,\"payload\":1}", good[i].num);
+		struct msg m;
+		struct msg_error e;
+		g_assert_cmpint(decode(t, &m, &e), ==, 0);
+		g_assert_cmpstr(m.route.to, ==, good[i].id);
+		msg_clear(&m);
+	}
+	/* NUL inside a value that is not an id is kept, escaped, by json-c. */
+	struct msg m;
+	struct msg_error e;
+	g_assert_cmpint(decode("{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":\"a\\u0000b\"}",
+			       &m, &e), ==, 0);
+	msg_clear(&m);
+}
+
+/* Finding 4: the values of a message are counted before any tree, on both
+ * paths; ping and pong never get one. */
+static void test_value_limit(void)
+{
+	const struct protocol_limits small = { 31, 10 };
+	struct msg m;
+	struct msg_error e;
+	/* 10 values: the object, its type, its target, the array and 6 in it. */
+	const char *ok = "{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":[1,2,3,4,5,6]}";
+	const char *over = "{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":[1,2,3,4,5,6,7]}";
+
+	g_assert_cmpint(protocol_decode_routed(ok, strlen(ok), &small, &m), ==, 0);
+	g_assert_cmpint(protocol_decode(tok, &small, ok, strlen(ok), &m, &e), ==, 0);
+	msg_clear(&m);
+	g_assert_cmpint(protocol_decode_routed(over, strlen(over), &small, &m), <, 0);
+	g_assert_cmpint(protocol_decode(tok, &small, over, strlen(over), &m, &e), <, 0);
+	g_assert_null(m.root);
+	g_assert_cmpint(e.code, ==, ERR_INVALID_JSON);
+	g_assert_cmpint(e.limit, ==, PROTOCOL_LIMIT_VALUES);
+	msg_clear(&m);
+
+	/* Depth is reported as such; other faults as no limit. */
+	const struct protocol_limits shallow = { 3, 10000 };
+	g_assert_cmpint(protocol_decode(tok, &shallow, "{\"a\":[[1]]}", 11, &m, &e), ==, -EINVAL);
+	g_assert_cmpint(e.limit, ==, PROTOCOL_LIMIT_NONE); /* no type: but within depth */
+	msg_clear(&m);
+	g_assert_cmpint(protocol_decode(tok, &shallow, "{\"a\":[[[1]]]}", 13, &m, &e), ==, -EINVAL);
+	g_assert_cmpint(e.code, ==, ERR_INVALID_JSON);
+	g_assert_cmpint(e.limit, ==, PROTOCOL_LIMIT_DEPTH);
+	msg_clear(&m);
+	expect_error("{\"type\":\"ping\",}", ERR_INVALID_JSON, "Invalid JSON format");
+}
+
+/* Ping, pong and unknown types are answered from the scan: no tree, however
+ * much else the message holds; what json-c would read otherwise goes to it. */
+static void test_no_tree(void)
+{
+	GString *big = g_string_new("{\"a\":[{}");
+	for (int i = 0; i < 3000; i++)
+		g_string_append(big, ",{}");
+	g_string_append(big, "],\"type\":\"ping\"}");
+	struct msg m;
+	struct msg_error e;
+
+	g_assert_cmpint(decode(big->str, &m, &e), ==, 0);
+	g_assert_cmpint(m.type, ==, MSG_PING);
+	g_assert_null(m.root);
+	msg_clear(&m);
+	g_string_free(big, TRUE);
+
+	static const struct {
+		const char *text;
+		int rc;
+		enum msg_type type;
+		bool tree;
+		const char *message;
+	} cases[] = {
+		{ " {\"type\":\"pong\",\"x\":{\"y\":[1]}} ", 0, MSG_PONG, false, NULL },
+		{ "{\"type\":\"dance\",\"x\":1}", -EINVAL, MSG_UNKNOWN, false, "Unknown message type: dance" },
+		{ "{\"x\":1}", -EINVAL, MSG_UNKNOWN, false, "Unknown message type: None" },
+		/* json-c keeps the last of repeated keys; so does the scan */
+		{ "{\"type\":\"register\",\"type\":\"ping\"}", 0, MSG_PING, false, NULL },
+		{ "{\"type\":\"ping\",\"type\":\"register\",\"room_id\":\"r\"}", 0, MSG_REGISTER, true, NULL },
+		/* an escaped key could spell "type": json-c's to read */
+		{ "{\"\\u0074ype\":\"ping\"}", 0, MSG_PING, true, NULL },
+		{ "{\"type\":\"ping\",\"\\u0074ype\":\"pong\"}", 0, MSG_PONG, true, NULL },
+		{ "{\"type\":\"p\\u0069ng\"}", 0, MSG_PING, true, NULL },
+		{ "{\"type\":5}", -EINVAL, MSG_UNKNOWN, true, "Unknown message type: 5" },
+		/* a binary frame's bytes are checked as json-c would */
+		{ "{\"type\":\"ping\",\"x\":\"\xff\"}", -EINVAL, MSG_UNKNOWN, false, "Invalid JSON format" },
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		int rc = decode(cases[i].text, &m, &e);
+		if (rc != cases[i].rc || m.type != cases[i].type || (m.root != NULL) != cases[i].tree ||
+		    (cases[i].message && strcmp(e.message, cases[i].message) != 0))
+			g_error("%s: rc %d type %d tree %d", cases[i].text, rc, m.type, m.root != NULL);
+		msg_clear(&m);
+	}
 }
 
 static struct peer *add_peer(struct registry *reg, const char *id, const char *md)
@@ -310,6 +499,10 @@ int main(int argc, char *argv[])
 	g_test_add_func("/protocol/error-builders", test_error_builders);
 	g_test_add_func("/protocol/simple", test_simple);
 	g_test_add_func("/protocol/registered", test_registered);
+	g_test_add_func("/protocol/not-rfc", test_not_rfc);
+	g_test_add_func("/protocol/ids-exact", test_ids_exact);
+	g_test_add_func("/protocol/value-limit", test_value_limit);
+	g_test_add_func("/protocol/no-tree", test_no_tree);
 	int r = g_test_run();
 	json_tokener_free(tok);
 	return r;
