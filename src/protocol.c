@@ -74,6 +74,16 @@ const char *protocol_code_name(enum err_code c)
 	return c < ERR__COUNT ? code_names[c] : "UNKNOWN";
 }
 
+/* At most 64 bytes of TEXT for an error message, not cutting a UTF-8
+ * character in two. */
+static int echo_len(const char *text, size_t len)
+{
+	size_t n = MIN(len, 64);
+	while (n > 0 && n < len && ((unsigned char)text[n] & 0xc0) == 0x80)
+		n--;
+	return (int)n;
+}
+
 static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
@@ -207,8 +217,7 @@ static int decode_register(struct msg *m, struct msg_error *err)
 		return rc;
 	if (r->token && !no_nul(r->token))
 		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: token must not contain \\u0000");
-	if (
-	    (rc = get_opt_string(m->root, "jwt", &r->jwt, err)) < 0 ||
+	if ((rc = get_opt_string(m->root, "jwt", &r->jwt, err)) < 0 ||
 	    (!r->jwt && (rc = get_opt_string(m->root, "id_token", &r->jwt, err)) < 0) ||
 	    (rc = get_opt_string(m->root, "api_key", &r->api_key, err)) < 0 ||
 	    (rc = get_opt(m->root, "metadata", json_type_object, &r->metadata, err)) < 0 ||
@@ -387,7 +396,7 @@ static int decode_without_tree(const struct top *top, const char *text, size_t l
 			m->type = (enum msg_type)i;
 	if (m->type == MSG_UNKNOWN) {
 		*rc = fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.*s",
-			   (int)MIN(t->value_len, 64), t->value);
+			   echo_len(t->value, t->value_len), t->value);
 		return 1;
 	}
 	if (m->type != MSG_PING && m->type != MSG_PONG) {
@@ -427,7 +436,8 @@ int protocol_decode(json_tokener *tok, const struct protocol_limits *lim, const 
 
 	switch (m->type) {
 	case MSG_UNKNOWN:
-		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.64s", type_text);
+		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.*s",
+			    echo_len(type_text, strlen(type_text)), type_text);
 	case MSG_REGISTER:
 		return decode_register(m, err);
 	case MSG_DISCOVER_PEERS:

@@ -50,6 +50,18 @@ static void test_unknown_type(void)
 	expect_error("{\"type\":\"dance\"}", ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: dance");
 	expect_error("{\"no_type\":1}", ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: None");
 	expect_error("{\"type\":5}", ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: 5");
+	/* Echoed up to 64 bytes, never half a character; both paths. */
+	GString *t = g_string_new("{\"type\":\"");
+	for (int i = 0; i < 63; i++)
+		g_string_append_c(t, 'x');
+	g_string_append(t, "\xc3\xa9\"}");
+	GString *want = g_string_new("Unknown message type: ");
+	g_string_append_len(want, t->str + 9, 63);
+	expect_error(t->str, ERR_UNKNOWN_MESSAGE_TYPE, want->str);
+	g_string_insert(t, 1, "\"\\u0061\":1,");
+	expect_error(t->str, ERR_UNKNOWN_MESSAGE_TYPE, want->str);
+	g_string_free(t, TRUE);
+	g_string_free(want, TRUE);
 }
 
 static void test_register(void)
