@@ -1,11 +1,15 @@
-/* jscan: a fast, strict JSON scanner for the messages the server only
+/* jscan: a fast, strict JSON scanner.
+ *
+ * jscan_check() is the gate every message passes before json-c: RFC 8259
+ * only, within the depth and value bounds, in one pass.
+ *
+ * jscan_object() is the fast path for the messages the server only
  * routes.  json-c builds a tree and copies every string byte by byte,
  * which for a 1 KiB payload costs more than the rest of the routing; this
  * checks the text in one pass and reports the top-level members as spans
- * of it, so a payload is forwarded as the sender wrote it.
- *
- * jscan_object() is conservative: whatever it does not accept, the caller gives to
- * json-c, whose verdict (and error message) stands.  It accepts only RFC
+ * of it, so a payload is forwarded as the sender wrote it.  It is
+ * conservative: whatever it does not accept, the caller gives to the slow
+ * path, whose verdict (and error message) stands.  It accepts only RFC
  * 8259 JSON, and gives up on a few valid forms better left to json-c:
  * whitespace around the object, escaped keys, \u escapes of surrogates,
  * deep nesting.
