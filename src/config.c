@@ -440,6 +440,12 @@ static int validate(struct config *cfg, const char *where, GError **err)
 			       where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
 	if (cfg->max_queued_bytes < cfg->max_message_bytes)
 		return invalid(err, "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
+	/* A registered_auth or peer_list lists a whole room's metadata; it is
+	 * queued outside max_queued_bytes, so this product is its bound. */
+	if ((uint64_t)cfg->max_peers_per_room * cfg->max_metadata_bytes > CONFIG_ROOM_ANSWER_MAX)
+		return invalid(err, "%s: [limits] max_peers_per_room x max_metadata_bytes must be at most "
+				    "%llu (4 GiB): one answer lists a whole room's metadata",
+			       where, (unsigned long long)CONFIG_ROOM_ANSWER_MAX);
 	if (cfg->turn_uris && cfg->turn_uris[0] && !cfg->turn_secret && !cfg->turn_secret_file)
 		return invalid(err, "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
 			       where);

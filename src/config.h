@@ -10,6 +10,9 @@
 
 /* The deepest JSON [limits] max_json_depth may allow. */
 #define CONFIG_JSON_DEPTH_MAX 1000
+/* The largest max_peers_per_room x max_metadata_bytes: the bound of one
+ * registered_auth or peer_list, which max_queued_bytes does not limit. */
+#define CONFIG_ROOM_ANSWER_MAX (1ull << 32)
 
 struct netaddr_cidrs;
 

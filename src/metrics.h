@@ -21,6 +21,7 @@ enum metrics_limit {
 	LIMIT_MESSAGES_PER_SECOND,
 	LIMIT_CONNECTIONS_PER_ADDRESS,
 	LIMIT_REGISTRATIONS_PER_ADDRESS,
+	LIMIT_ANSWER_IN_FLIGHT,  /* a second large answer asked for before the first was read */
 	LIMIT__COUNT
 };
 

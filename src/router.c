@@ -78,6 +78,14 @@ static int send_owned(struct router *r, struct client *c, struct msgbuf *m)
 	return rc;
 }
 
+/* An answer to C's own request (router_ops.answer). */
+static int answer_owned(struct router *r, struct client *c, struct msgbuf *m)
+{
+	int rc = (r->ops->answer ? r->ops->answer : r->ops->send)(r->ctx, c, m);
+	msgbuf_unref(m);
+	return rc;
+}
+
 static void send_error(struct router *r, struct client *c, const struct msg *m,
 		       const struct msg_error *e)
 {
@@ -132,6 +140,21 @@ static void refuse_register(struct router *r, struct client *c, const struct msg
 	log_peer(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,
 		 protocol_code_name(code), message);
 	error_to(r, c, m, code, NULL, NULL, "%s", message);
+}
+
+/* One answer over max_queued_bytes waits per session at most: a client
+ * asking again before reading it is told to slow down, so answers cannot
+ * pile up memory the queue bound does not count. */
+static bool answer_busy(struct router *r, struct client *c, const struct msg *m)
+{
+	if (!c->answer_waiting)
+		return false;
+	metrics_inc(limit_hits[LIMIT_ANSWER_IN_FLIGHT]);
+	if (m->type == MSG_REGISTER)
+		metrics_inc(registrations[ERR_RATE_LIMITED]);
+	error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
+		 "A large answer to this session is still being sent: read it first");
+	return true;
 }
 
 static gint64 now_seconds(void)
@@ -305,6 +328,10 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	char *ice = NULL;
 	int rc;
 
+	/* Its last large answer still waits to be read: this one would be
+	 * as large, and only one is held outside the queue bound. */
+	if (answer_busy(r, c, m))
+		goto out;
 	/* A registered socket moves: its old registration ends first. */
 	if (c->peer)
 		leave(r, c, "moved to another registration");
@@ -381,7 +408,7 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	}
 
 	ice = turn_ice_servers(r->turn, peer->id, now_seconds());
-	send_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice));
+	answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice));
 	log_peer(LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
 		 "peer registered");
 out:
@@ -603,13 +630,13 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 	struct filter *f = NULL;
 	g_autofree char *why = NULL;
 
-	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from))
+	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from) || answer_busy(r, c, m))
 		return;
 	if (filter_compile(m->discover.filters, &f, &why) < 0) {
 		error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL, "%s", why);
 		return;
 	}
-	send_owned(r, c, protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f));
+	answer_owned(r, c, protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f));
 	filter_free(f);
 	metrics_observe(&metrics.discovery_duration, metrics_now_ns() - r->received_ns);
 }

@@ -24,6 +24,7 @@ struct client {
 	struct netaddr addr; /* the client (behind trusted proxies: theirs) */
 	struct router_pending *pending; /* a create_room awaiting the store */
 	struct router_parked *parked;   /* a register awaiting its issuer's keys */
+	bool answer_waiting; /* an answer over max_queued_bytes is still queued */
 };
 
 /* The client's address for log fields, or NULL. */
@@ -37,6 +38,12 @@ struct router_ops {
 	 * queue bound is exceeded: C is then closed with 1008; -EPIPE when C
 	 * is closing already or its socket failed. */
 	int (*send)(void *ctx, struct client *c, struct msgbuf *m);
+	/* The same for an answer to C's own request (registered_auth,
+	 * peer_list), which may be as large as a full room's metadata: one
+	 * that does not fit within max_queued_bytes is queued anyway, outside
+	 * that bound, and C->answer_waiting is set until it has left the
+	 * queue.  NULL: send. */
+	int (*answer)(void *ctx, struct client *c, struct msgbuf *m);
 	/* Closes C with CODE once what is already queued has gone out. */
 	void (*close)(void *ctx, struct client *c, int code, const char *reason);
 };

@@ -3,8 +3,10 @@
 #include "testd.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static const char *str(json_object *o, const char *key)
 {
@@ -552,6 +554,182 @@ static void test_trusted_proxy(void)
 	testd_free(d);
 }
 
+/* ---- answers to a peer's own requests (issue 12, finding 6) ---- */
+
+/* A room filled to max_peers_per_room, each peer with max_metadata_bytes
+ * of public metadata, while the queue bound is at its minimum (the size
+ * of one message): its registered_auth and peer_list are many times the
+ * queue bound, and still they are answers, not a slow reader's backlog. */
+#define BIG_PEERS 40
+#define BIG_META 16000
+static const char big_conf[] = "[limits]\nmax_peers_per_room = 40\nmax_metadata_bytes = 16000\n"
+			       "max_message_bytes = 32768\nmax_queued_bytes = 32768\n"
+			       "messages_per_second = 0\nregistrations_per_address_per_minute = 0\n";
+
+/* A register's EXTRA with metadata of exactly BIG_META bytes. */
+static char *big_metadata(void)
+{
+	static const char head[] = "{\"blob\":\"", tail[] = "\"}";
+	g_autofree char *blob = g_strnfill(BIG_META - (sizeof head - 1) - (sizeof tail - 1), 'm');
+	return g_strdup_printf(",\"metadata\":%s%s%s", head, blob, tail);
+}
+
+/* BIG_PEERS - 1 members with big metadata in room "big". */
+static struct wsc **fill_big_room(struct testd *d)
+{
+	g_autofree char *extra = big_metadata();
+	struct wsc **members = g_new0(struct wsc *, BIG_PEERS);
+	for (int i = 0; i < BIG_PEERS - 1; i++) {
+		g_autofree char *id = g_strdup_printf("m%02d", i);
+		members[i] = testd_register(d, "big", id, extra);
+	}
+	return members;
+}
+
+static void free_members(struct wsc **members)
+{
+	for (int i = 0; i < BIG_PEERS; i++)
+		if (members[i])
+			wsc_free(members[i]);
+	g_free(members);
+}
+
+static int peer_count(json_object *list)
+{
+	return json_object_get_int(json_object_object_get(list, "count"));
+}
+
+static void test_big_room_answers(void)
+{
+	struct testd *d = testd_start(big_conf, NULL);
+	struct wsc **members = fill_big_room(d);
+	g_autofree char *extra = big_metadata();
+
+	/* The last seat: its registered_auth lists 39 mates (624 KB), 19
+	 * times max_queued_bytes. */
+	struct wsc *late = testd_connect(d);
+	wsc_sendf(late, "{\"type\":\"register\",\"peer_id\":\"late\",\"room_id\":\"big\"%s}", extra);
+	json_object *o = wsc_expect(late, "registered_auth");
+	g_assert_cmpint(json_object_object_length(json_object_object_get(o, "peer_metadata")), ==,
+			BIG_PEERS - 1);
+	json_object_put(o);
+	/* And it discovers the whole room. */
+	wsc_send_text(late, "{\"type\":\"discover_peers\"}");
+	o = wsc_expect(late, "peer_list");
+	g_assert_cmpint(peer_count(o), ==, BIG_PEERS - 1);
+	json_object_put(o);
+	/* A member that was there first discovers too. */
+	wsc_send_text(members[0], "{\"type\":\"discover_peers\"}");
+	o = wsc_expect(members[0], "peer_list");
+	g_assert_cmpint(peer_count(o), ==, BIG_PEERS - 1);
+	json_object_put(o);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"max_queued_bytes\"}"), ==, 0);
+
+	/* The room is full now: max_peers_per_room still holds. */
+	struct wsc *extra_peer = testd_connect(d);
+	wsc_send_text(extra_peer, "{\"type\":\"register\",\"peer_id\":\"x\",\"room_id\":\"big\"}");
+	json_object_put(wsc_expect_error(extra_peer, "ROOM_FULL"));
+	wsc_free(extra_peer);
+
+	/* A slow reader of peer messages is still closed with 1008: the
+	 * exemption is for answers only. */
+	wsc_free(members[1]);
+	members[1] = NULL;
+	g_assert_true(testd_wait_log(d, "event=peer_left room=big peer=m01", 5000));
+	struct wsc *slow = testd_register_slow(d, "big", "slow");
+	g_autofree char *msg = testd_message_to("slow", 8000);
+	json_object *failed = NULL;
+	for (int i = 0; i < 5000 && !failed; i++) {
+		wsc_send_text(late, msg);
+		struct pollfd p = { .fd = late->fd, .events = POLLIN };
+		if (poll(&p, 1, 0) == 1)
+			failed = wsc_expect_error(late, "DELIVERY_FAILED");
+	}
+	g_assert_nonnull(failed);
+	json_object_put(failed);
+	slow->auto_pong = true;
+	g_assert_cmpint(wsc_wait_close(slow, 10000), ==, 1008);
+	wsc_free(slow);
+
+	wsc_free(late);
+	free_members(members);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* At most one answer over the queue bound waits per session: a client
+ * that asks again and again without reading gets RATE_LIMITED, is not
+ * closed, and gets its answers once it reads. */
+static void test_one_big_answer_waits(void)
+{
+	struct testd *d = testd_start(big_conf, NULL);
+	struct wsc **members = fill_big_room(d);
+	const struct wsc_opts small = { .rcvbuf = 4096 };
+	g_autoptr(GError) err = NULL;
+	struct wsc *c = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
+	g_assert_no_error(err);
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"asker\",\"room_id\":\"big\"}");
+	json_object_put(wsc_expect(c, "registered_auth"));
+
+	/* 40 asks of 624 KB: far more than the kernel buffers take. */
+	enum { ASKS = 40 };
+	for (int i = 0; i < ASKS; i++)
+		wsc_send_text(c, "{\"type\":\"discover_peers\"}");
+	unsigned lists = 0, refused = 0;
+	for (int i = 0; i < ASKS; i++) {
+		json_object *o = wsc_recv_json(c);
+		if (g_strcmp0(str(o, "type"), "peer_list") == 0) {
+			g_assert_cmpint(peer_count(o), ==, BIG_PEERS - 1);
+			lists++;
+		} else {
+			g_assert_cmpstr(str(o, "code"), ==, "RATE_LIMITED");
+			refused++;
+		}
+		json_object_put(o);
+	}
+	g_test_message("%u answers, %u refused", lists, refused);
+	g_assert_cmpuint(lists, >=, 2);
+	g_assert_cmpuint(refused, >=, 1);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"answer_in_flight\"}"), ==,
+			  refused);
+	/* Still served. */
+	wsc_send_text(c, "{\"type\":\"discover_peers\"}");
+	json_object *o = wsc_expect(c, "peer_list");
+	json_object_put(o);
+	wsc_free(c);
+	free_members(members);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* A room's answer is bounded by max_peers_per_room x max_metadata_bytes:
+ * configuration keeps that product in range. */
+static void test_room_answer_bound_config(void)
+{
+	const char *bin = g_getenv("RTCSIGNALD") ? g_getenv("RTCSIGNALD") : "src/rtcsignald";
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-limits-XXXXXX", NULL);
+	g_autofree char *conf = g_build_filename(dir, "c.conf", NULL);
+	g_autofree char *out = NULL, *err = NULL;
+	int status = 0;
+
+	g_assert_true(g_file_set_contents(conf, "[limits]\nmax_peers_per_room = 300000\n", -1, NULL));
+	const char *argv[] = { bin, "--check-config", "--config", conf, NULL };
+	g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err,
+				   &status, NULL));
+	g_assert_cmpint(WEXITSTATUS(status), ==, 78);
+	g_assert_nonnull(strstr(err, "max_peers_per_room x max_metadata_bytes"));
+	/* Smaller metadata makes the same room size fine. */
+	g_assert_true(g_file_set_contents(conf, "[limits]\nmax_peers_per_room = 300000\n"
+					  "max_metadata_bytes = 4096\n", -1, NULL));
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err,
+				   &status, NULL));
+	g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+	g_unlink(conf);
+	g_rmdir(dir);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -569,5 +747,8 @@ int main(int argc, char *argv[])
 	g_test_add_func("/limits/registrations-per-address", test_registrations_per_address);
 	g_test_add_func("/limits/address-evictions", test_address_evictions);
 	g_test_add_func("/limits/trusted-proxy", test_trusted_proxy);
+	g_test_add_func("/limits/big-room-answers", test_big_room_answers);
+	g_test_add_func("/limits/one-big-answer-waits", test_one_big_answer_waits);
+	g_test_add_func("/limits/room-answer-bound-config", test_room_answer_bound_config);
 	return g_test_run();
 }
