@@ -68,6 +68,9 @@ struct config {
 	char *rooms_store; /* "sqlite" */
 	unsigned rooms_default_ttl;
 	unsigned rooms_max_ttl;
+	unsigned rooms_max;         /* unexpired persistent rooms; 0: no limit */
+	unsigned rooms_per_creator; /* of them created by one principal */
+	unsigned rooms_per_address; /* created from one client address */
 
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */

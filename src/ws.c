@@ -509,14 +509,16 @@ static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws
 {
 	char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
 	const char *bearer = NULL;
+	struct netaddr from; /* for the room quota per address */
+	bool from_known = client_addr(ws, wsi, &from) == 0;
 
 	if (!s->http || !s->http->body || s->http->answer)
 		return 0;
 	if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
 	    g_ascii_strncasecmp(auth, "Bearer ", 7) == 0)
 		bearer = auth + 7;
-	s->http->pending = router_http_create_room(ws->router, bearer, s->http->body->str,
-						   s->http->body->len, created, s);
+	s->http->pending = router_http_create_room(ws->router, from_known ? &from : NULL, bearer,
+						   s->http->body->str, s->http->body->len, created, s);
 	explicit_bzero(auth, sizeof auth);
 	return 0;
 }

@@ -1,9 +1,11 @@
 /* Integration tests: every bound, and bad input that must leave the daemon
  * and the other peers unharmed. */
+#include "jwtmint.h"
 #include "testd.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
+#include <openssl/rsa.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -730,6 +732,167 @@ static void test_room_answer_bound_config(void)
 	g_rmdir(dir);
 }
 
+/* ---- persistent room quotas (issue 12, finding 9) ---- */
+
+#define ADMIN_TOKEN "quota-admin-token-0123456789abcdef"
+
+/* A registered open-mode peer from SOURCE, which may create rooms. */
+static struct wsc *creator_from(struct testd *d, const char *source, const char *peer)
+{
+	g_autoptr(GError) err = NULL;
+	struct wsc *c = connect_from(d, source, NULL, &err);
+	g_assert_no_error(err);
+	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"lobby\"}", peer);
+	json_object_put(wsc_expect(c, "registered_auth"));
+	return c;
+}
+
+/* A create_room from C: the new room's id (g_free), or NULL when refused
+ * with RATE_LIMITED naming QUOTA. */
+static char *create_from(struct wsc *c, const char *body, const char *quota)
+{
+	wsc_sendf(c, "{\"type\":\"create_room\"%s}", body ? body : "");
+	if (quota) {
+		json_object *e = wsc_expect_error(c, "RATE_LIMITED");
+		if (!strstr(str(e, "message"), quota))
+			g_error("refusal does not name %s: %s", quota, str(e, "message"));
+		json_object_put(e);
+		return NULL;
+	}
+	json_object *o = wsc_expect(c, "room_created");
+	char *id = g_strdup(str(o, "room_id"));
+	json_object_put(o);
+	return id;
+}
+
+static void admin_call(struct testd *d, const char *method, const char *path, const char *body,
+		       int want)
+{
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, method, path,
+				     "Authorization: Bearer " ADMIN_TOKEN "\r\nContent-Type: application/json\r\n",
+				     body, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, want);
+	httpc_reply_clear(&r);
+}
+
+static double quota_hits(struct testd *d, const char *key)
+{
+	g_autofree char *name = g_strdup_printf("rtcsignald_limit_hits_total{limit=\"%s\"}", key);
+	return testd_metric(d, name);
+}
+
+static void test_room_quotas(void)
+{
+	struct testd *d = testd_start("[admin]\ntoken = " ADMIN_TOKEN "\n"
+				      "[rooms]\nmax_rooms_per_address = 3\nmax_rooms_per_creator = 5\n"
+				      "max_rooms = 7\n", NULL);
+	struct wsc *a = creator_from(d, "127.0.0.1", "a");
+	struct wsc *b = creator_from(d, "127.0.0.2", "b");
+	char *ids[3];
+
+	/* Per address: the fourth from 127.0.0.1 is refused... */
+	for (int i = 0; i < 3; i++)
+		ids[i] = create_from(a, NULL, NULL);
+	g_assert_null(create_from(a, NULL, "max_rooms_per_address"));
+	/* ...per creator (in open mode every creator is "anonymous"): 5. */
+	g_free(create_from(b, NULL, NULL));
+	g_free(create_from(b, NULL, NULL));
+	g_assert_null(create_from(b, NULL, "max_rooms_per_creator"));
+
+	/* A deleted room frees its quotas: address and creator (both were
+	 * full, so this creation proves both). */
+	g_autofree char *path = g_strdup_printf("/api/rooms/%s", ids[0]);
+	admin_call(d, "DELETE", path, NULL, 200);
+	g_free(create_from(a, NULL, NULL));
+	g_assert_null(create_from(a, NULL, "max_rooms_per_creator"));
+
+	/* Globally: rooms the operator made count too (and are never refused). */
+	admin_call(d, "POST", "/api/rooms", "{}", 201);
+	admin_call(d, "POST", "/api/rooms", "{}", 201);
+	g_assert_null(create_from(b, NULL, "max_rooms"));
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_persistent_rooms"), ==, 7);
+
+	g_assert_cmpfloat(quota_hits(d, "max_rooms_per_address"), ==, 1);
+	g_assert_cmpfloat(quota_hits(d, "max_rooms_per_creator"), ==, 2);
+	g_assert_cmpfloat(quota_hits(d, "max_rooms"), ==, 1);
+	g_assert_true(testd_wait_log(d, "max_rooms_per_address", 0));
+	for (int i = 0; i < 3; i++)
+		g_free(ids[i]);
+	wsc_free(a);
+	wsc_free(b);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* An expired room frees its quota at expiry. */
+static void test_room_quota_expiry(void)
+{
+	struct testd *d = testd_start("[rooms]\nmax_rooms_per_address = 1\n", NULL);
+	struct wsc *a = creator_from(d, "127.0.0.1", "a");
+
+	g_free(create_from(a, ",\"expires_in\":2", NULL));
+	g_assert_null(create_from(a, NULL, "max_rooms_per_address"));
+	g_assert_true(testd_wait_log(d, "room expired", 10000));
+	g_free(create_from(a, NULL, NULL));
+	wsc_free(a);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* POST /create-room shares the quotas: per creator (the JWT subject) and
+ * per address, answered 429 naming the key. */
+static json_object *quota_claims(const char *sub)
+{
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "iss", json_object_new_string("https://id.example.org/q"));
+	json_object_object_add(o, "aud", json_object_new_string("rtcsignald"));
+	json_object_object_add(o, "sub", json_object_new_string(sub));
+	json_object_object_add(o, "exp", json_object_new_int64(now + 600));
+	json_object_object_add(o, "iat", json_object_new_int64(now - 5));
+	return o;
+}
+
+static void http_create(struct testd *d, EVP_PKEY *key, const char *sub, int want, const char *quota)
+{
+	g_autofree char *jwt = jwtmint_token(key, "q1", quota_claims(sub));
+	g_autofree char *hdr = g_strdup_printf("Authorization: Bearer %s\r\n", jwt);
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", hdr, "{}", &r), ==, 0);
+	g_assert_cmpint(r.status, ==, want);
+	if (quota)
+		g_assert_nonnull(strstr(r.body->str, quota));
+	httpc_reply_clear(&r);
+}
+
+static void test_room_quota_http(void)
+{
+	EVP_PKEY *key = EVP_RSA_gen(2048);
+	g_autofree char *jwk = jwtmint_jwk(key, "q1", "");
+	g_autofree char *doc = g_strdup_printf("{\"keys\":[%s]}", jwk);
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-quota-XXXXXX", NULL);
+	g_autofree char *jwks = g_build_filename(dir, "jwks.json", NULL);
+	g_assert_true(g_file_set_contents(jwks, doc, -1, NULL));
+	g_autofree char *conf = g_strdup_printf(
+		"[issuer q]\nissuer = https://id.example.org/q\naudience = rtcsignald\njwks_file = %s\n"
+		"[rooms]\nmax_rooms_per_creator = 2\nmax_rooms_per_address = 3\n", jwks);
+	struct testd *d = testd_start(conf, NULL);
+
+	http_create(d, key, "ada", 201, NULL);
+	http_create(d, key, "ada", 201, NULL);
+	http_create(d, key, "ada", 429, "max_rooms_per_creator");
+	http_create(d, key, "bob", 201, NULL); /* another creator: its own quota */
+	http_create(d, key, "bob", 429, "max_rooms_per_address");
+	g_assert_cmpfloat(quota_hits(d, "max_rooms_per_creator"), ==, 1);
+	g_assert_cmpfloat(quota_hits(d, "max_rooms_per_address"), ==, 1);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_unlink(jwks);
+	g_rmdir(dir);
+	EVP_PKEY_free(key);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -750,5 +913,8 @@ int main(int argc, char *argv[])
 	g_test_add_func("/limits/big-room-answers", test_big_room_answers);
 	g_test_add_func("/limits/one-big-answer-waits", test_one_big_answer_waits);
 	g_test_add_func("/limits/room-answer-bound-config", test_room_answer_bound_config);
+	g_test_add_func("/limits/room-quotas", test_room_quotas);
+	g_test_add_func("/limits/room-quota-expiry", test_room_quota_expiry);
+	g_test_add_func("/limits/room-quota-http", test_room_quota_http);
 	return g_test_run();
 }
