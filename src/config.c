@@ -47,6 +47,9 @@ static const struct key_spec keys[] = {
 	KR("rooms", "store", KEY_STRING, rooms_store, 0, 0),
 	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, 0, 10u * 365 * 86400),
 	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, 0, 10u * 365 * 86400),
+	K("rooms", "max_rooms", KEY_UINT, rooms_max, 0, 100000000),
+	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
+	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
@@ -142,6 +145,9 @@ struct config *config_new_defaults(void)
 	cfg->rooms_store = g_strdup("sqlite");
 	cfg->rooms_default_ttl = 7200;
 	cfg->rooms_max_ttl = 2592000;
+	cfg->rooms_max = 100000;
+	cfg->rooms_per_creator = 1000;
+	cfg->rooms_per_address = 1000;
 	cfg->issuers = g_ptr_array_new_with_free_func(issuer_free);
 	cfg->turn_credential_ttl = 86400;
 	cfg->log_level = LOG_INFO;
@@ -442,6 +448,12 @@ static int validate(struct config *cfg, const char *where, GError **err)
 			       where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
 	if (cfg->max_queued_bytes < cfg->max_message_bytes)
 		return invalid(err, "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
+	/* A registered_auth or peer_list lists a whole room's metadata; it is
+	 * queued outside max_queued_bytes, so this product is its bound. */
+	if ((uint64_t)cfg->max_peers_per_room * cfg->max_metadata_bytes > CONFIG_ROOM_ANSWER_MAX)
+		return invalid(err, "%s: [limits] max_peers_per_room x max_metadata_bytes must be at most "
+				    "%llu (4 GiB): one answer lists a whole room's metadata",
+			       where, (unsigned long long)CONFIG_ROOM_ANSWER_MAX);
 	if (cfg->turn_uris && cfg->turn_uris[0] && !cfg->turn_secret && !cfg->turn_secret_file)
 		return invalid(err, "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
 			       where);

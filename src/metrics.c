@@ -27,6 +27,10 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_MESSAGES_PER_SECOND] = "messages_per_second",
 	[LIMIT_CONNECTIONS_PER_ADDRESS] = "connections_per_address",
 	[LIMIT_REGISTRATIONS_PER_ADDRESS] = "registrations_per_address_per_minute",
+	[LIMIT_ANSWER_IN_FLIGHT] = "answer_in_flight",
+	[LIMIT_ROOMS] = "max_rooms",
+	[LIMIT_ROOMS_PER_CREATOR] = "max_rooms_per_creator",
+	[LIMIT_ROOMS_PER_ADDRESS] = "max_rooms_per_address",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {
@@ -228,6 +232,8 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	      metrics_get(draining) ? 1 : 0);
 	gauge(o, "rtcsignald_rooms", "Rooms with at least one registered peer.",
 	      (double)nonneg(metrics_get(rooms)));
+	gauge(o, "rtcsignald_persistent_rooms", "Unexpired persistent rooms ([rooms] max_rooms counts them).",
+	      (double)nonneg(metrics_get(persistent_rooms)));
 
 	family(o, "rtcsignald_peers", "gauge",
 	       "Registered peers by role (the most common roles; the rest as \"other\").");

@@ -22,6 +22,10 @@ enum metrics_limit {
 	LIMIT_MESSAGES_PER_SECOND,
 	LIMIT_CONNECTIONS_PER_ADDRESS,
 	LIMIT_REGISTRATIONS_PER_ADDRESS,
+	LIMIT_ANSWER_IN_FLIGHT,  /* a second large answer asked for before the first was read */
+	LIMIT_ROOMS,             /* [rooms] max_rooms */
+	LIMIT_ROOMS_PER_CREATOR, /* [rooms] max_rooms_per_creator */
+	LIMIT_ROOMS_PER_ADDRESS, /* [rooms] max_rooms_per_address */
 	LIMIT__COUNT
 };
 
@@ -48,6 +52,7 @@ struct metrics {
 	atomic_int_fast64_t peers;
 	atomic_int_fast64_t rooms;
 	atomic_uint_fast64_t rooms_created_total;
+	atomic_int_fast64_t persistent_rooms; /* unexpired, counted by the room quotas */
 	/* by type; MSG_UNKNOWN counts what could not be decoded */
 	atomic_uint_fast64_t messages_received[MSG__COUNT];
 	atomic_uint_fast64_t messages_routed;

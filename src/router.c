@@ -24,6 +24,8 @@ struct router {
 	const char *text;     /* and its text */
 	size_t len;
 	bool replaying;       /* a register whose issuer's keys were awaited */
+	gint64 quota_logged_us; /* room quota refusals: last logged, and since */
+	unsigned quota_unlogged;
 };
 
 /* A register whose token names a key its issuer is being asked for. */
@@ -74,6 +76,14 @@ void router_free(struct router *r)
 static int send_owned(struct router *r, struct client *c, struct msgbuf *m)
 {
 	int rc = r->ops->send(r->ctx, c, m);
+	msgbuf_unref(m);
+	return rc;
+}
+
+/* An answer to C's own request (router_ops.answer). */
+static int answer_owned(struct router *r, struct client *c, struct msgbuf *m)
+{
+	int rc = (r->ops->answer ? r->ops->answer : r->ops->send)(r->ctx, c, m);
 	msgbuf_unref(m);
 	return rc;
 }
@@ -132,6 +142,21 @@ static void refuse_register(struct router *r, struct client *c, const struct msg
 	log_peer(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,
 		 protocol_code_name(code), message);
 	error_to(r, c, m, code, NULL, NULL, "%s", message);
+}
+
+/* One answer over max_queued_bytes waits per session at most: a client
+ * asking again before reading it is told to slow down, so answers cannot
+ * pile up memory the queue bound does not count. */
+static bool answer_busy(struct router *r, struct client *c, const struct msg *m)
+{
+	if (!c->answer_waiting)
+		return false;
+	metrics_inc(limit_hits[LIMIT_ANSWER_IN_FLIGHT]);
+	if (m->type == MSG_REGISTER)
+		metrics_inc(registrations[ERR_RATE_LIMITED]);
+	error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
+		 "A large answer to this session is still being sent: read it first");
+	return true;
 }
 
 static gint64 now_seconds(void)
@@ -305,6 +330,10 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	char *ice = NULL;
 	int rc;
 
+	/* Its last large answer still waits to be read: this one would be
+	 * as large, and only one is held outside the queue bound. */
+	if (answer_busy(r, c, m))
+		goto out;
 	/* A registered socket moves: its old registration ends first. */
 	if (c->peer)
 		leave(r, c, "moved to another registration");
@@ -381,7 +410,7 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	}
 
 	ice = turn_ice_servers(r->turn, peer->id, now_seconds());
-	send_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice));
+	answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice));
 	log_peer(LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
 		 "peer registered");
 out:
@@ -431,28 +460,75 @@ static void room_created(int status, const struct store_room *room, const char *
 		g_free(p);
 }
 
-/* Starts the creation; false (with *WHY) when the request is invalid. */
-static bool create_room(struct router *r, struct router_pending *p, const char *principal,
-			const struct msg_create_room *req, const char **why)
+/* Whether PRINCIPAL may create one more room from FROM (may be NULL);
+ * -EDQUOT with *WHY naming the quota.  Refusals are logged once a second
+ * at most, with how many went unlogged. */
+static int check_quota(struct router *r, const char *principal, const struct netaddr *from,
+		       const char **why)
+{
+	static const struct {
+		enum metrics_limit limit;
+		const char *key, *why;
+	} hits[] = {
+		[ROOMS_QUOTA_TOTAL] = { LIMIT_ROOMS, "max_rooms",
+					"Room quota reached: [rooms] max_rooms persistent rooms "
+					"exist; try again once one expires" },
+		[ROOMS_QUOTA_CREATOR] = { LIMIT_ROOMS_PER_CREATOR, "max_rooms_per_creator",
+					  "Room quota reached: [rooms] max_rooms_per_creator rooms of "
+					  "this creator exist; delete one or wait for one to expire" },
+		[ROOMS_QUOTA_ADDRESS] = { LIMIT_ROOMS_PER_ADDRESS, "max_rooms_per_address",
+					  "Room quota reached: [rooms] max_rooms_per_address rooms created "
+					  "from this address exist; delete one or wait for one to expire" },
+	};
+	const struct rooms_quota q = { .total = r->cfg->rooms_max,
+				       .per_creator = r->cfg->rooms_per_creator,
+				       .per_address = r->cfg->rooms_per_address };
+	enum rooms_quota_hit hit = rooms_quota_check(r->env.rooms, &q, principal, from);
+	gint64 now = g_get_monotonic_time();
+
+	if (hit == ROOMS_QUOTA_OK)
+		return 0;
+	metrics_inc(limit_hits[hits[hit].limit]);
+	*why = hits[hit].why;
+	if (now - r->quota_logged_us >= G_USEC_PER_SEC) {
+		struct log_fields f = { .remote = from, .code = hits[hit].key };
+		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "create_room by %s refused: %s (%u more since)",
+			  principal, hits[hit].why, r->quota_unlogged);
+		r->quota_logged_us = now;
+		r->quota_unlogged = 0;
+	} else {
+		r->quota_unlogged++;
+	}
+	return -EDQUOT;
+}
+
+/* Starts the creation; -EINVAL (a bad request) or -EDQUOT (a quota is
+ * full) with *WHY. */
+static int create_room(struct router *r, struct router_pending *p, const char *principal,
+		       const struct netaddr *from, const struct msg_create_room *req,
+		       const char **why)
 {
 	struct rooms_spec spec = { .max_peers = req->max_peers, .name = req->name,
-				   .open_to_issuer = req->open_to_issuer };
+				   .open_to_issuer = req->open_to_issuer, .from = from };
 	gint64 now = now_seconds();
 
 	if (rooms_expiry(r->cfg->rooms_default_ttl, r->cfg->rooms_max_ttl, req->expires_in, now,
 			 &spec.expires_at, why) < 0)
-		return false;
+		return -EINVAL;
+	if (check_quota(r, principal, from, why) < 0)
+		return -EDQUOT;
 	p->r = r;
 	p->in_call = true;
 	rooms_create(r->env.rooms, &spec, principal, now, room_created, p);
 	p->in_call = false;
-	return true;
+	return 0;
 }
 
 static void handle_create_room(struct router *r, struct client *c, struct msg *m)
 {
 	const char *principal = c->peer->principal;
 	const char *why = NULL;
+	int rc;
 
 	/* Open mode lets any registered peer create; otherwise a JWT does. */
 	if (principal ? !g_str_has_prefix(principal, "jwt:") : !router_open_mode(r)) {
@@ -467,17 +543,19 @@ static void handle_create_room(struct router *r, struct client *c, struct msg *m
 	struct router_pending *p = g_new0(struct router_pending, 1);
 	p->c = c;
 	c->pending = p;
-	if (!create_room(r, p, principal ? principal : "anonymous", &m->create, &why)) {
+	rc = create_room(r, p, principal ? principal : "anonymous", client_remote(c), &m->create, &why);
+	if (rc < 0) {
 		c->pending = NULL;
 		g_free(p);
-		error_to(r, c, m, ERR_INVALID_MESSAGE, NULL, NULL, "%s", why);
+		error_to(r, c, m, rc == -EDQUOT ? ERR_RATE_LIMITED : ERR_INVALID_MESSAGE, NULL, NULL, "%s",
+			 why);
 	} else if (p->finished) {
 		g_free(p);
 	}
 }
 
-struct router_pending *router_http_create_room(struct router *r, const char *bearer,
-					       const char *body, size_t len,
+struct router_pending *router_http_create_room(struct router *r, const struct netaddr *from,
+					       const char *bearer, const char *body, size_t len,
 					       router_http_done_fn done, void *data)
 {
 	struct jwt_claims claims = { 0 };
@@ -507,10 +585,10 @@ struct router_pending *router_http_create_room(struct router *r, const char *bea
 	struct router_pending *p = g_new0(struct router_pending, 1);
 	p->http_done = done;
 	p->http_data = data;
-	bool started = create_room(r, p, principal, &req, &why);
+	int rc = create_room(r, p, principal, from, &req, &why);
 	json_object_put(obj);
-	if (!started) {
-		done(400, json_error_body(why), data);
+	if (rc < 0) {
+		done(rc == -EDQUOT ? 429 : 400, json_error_body(why), data);
 		g_free(p);
 		return NULL;
 	}
@@ -604,13 +682,13 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 	struct filter *f = NULL;
 	g_autofree char *why = NULL;
 
-	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from))
+	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from) || answer_busy(r, c, m))
 		return;
 	if (filter_compile(m->discover.filters, &f, &why) < 0) {
 		error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL, "%s", why);
 		return;
 	}
-	send_owned(r, c, protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f));
+	answer_owned(r, c, protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f));
 	filter_free(f);
 	metrics_observe(&metrics.discovery_duration, metrics_now_ns() - r->received_ns);
 }

@@ -24,6 +24,7 @@ struct client {
 	struct netaddr addr; /* the client (behind trusted proxies: theirs) */
 	struct router_pending *pending; /* a create_room awaiting the store */
 	struct router_parked *parked;   /* a register awaiting its issuer's keys */
+	bool answer_waiting; /* an answer over max_queued_bytes is still queued */
 };
 
 /* The client's address for log fields, or NULL. */
@@ -37,6 +38,12 @@ struct router_ops {
 	 * queue bound is exceeded: C is then closed with 1008; -EPIPE when C
 	 * is closing already or its socket failed. */
 	int (*send)(void *ctx, struct client *c, struct msgbuf *m);
+	/* The same for an answer to C's own request (registered_auth,
+	 * peer_list), which may be as large as a full room's metadata: one
+	 * that does not fit within max_queued_bytes is queued anyway, outside
+	 * that bound, and C->answer_waiting is set until it has left the
+	 * queue.  NULL: send. */
+	int (*answer)(void *ctx, struct client *c, struct msgbuf *m);
 	/* Closes C with CODE once what is already queued has gone out. */
 	void (*close)(void *ctx, struct client *c, int code, const char *reason);
 };
@@ -78,12 +85,13 @@ unsigned router_close_room(struct router *r, const char *room_id, const char *re
  * with REASON and are disconnected; returns how many. */
 unsigned router_close_principal(struct router *r, const char *principal, const char *reason);
 
-/* POST /create-room: BEARER is the Authorization header's token, BODY the
- * request body (may be empty).  DONE gets the HTTP status and a JSON body
+/* POST /create-room from FROM (NULL: unknown, a unix socket): BEARER is
+ * the Authorization header's token, BODY the request body (may be empty);
+ * 429 when a room quota is full.  DONE gets the HTTP status and a JSON body
  * (g_free), now or once the room is durable; router_http_cancel() stops a
  * pending one (the connection went away). */
 typedef void (*router_http_done_fn)(unsigned status, char *json, void *data);
-struct router_pending *router_http_create_room(struct router *r, const char *bearer,
-					       const char *body, size_t len,
+struct router_pending *router_http_create_room(struct router *r, const struct netaddr *from,
+					       const char *bearer, const char *body, size_t len,
 					       router_http_done_fn done, void *data);
 void router_http_cancel(struct router_pending *p);

@@ -37,7 +37,10 @@ struct session {
 	struct lws *wsi;
 	GList link; /* in ws->sessions */
 	GQueue outq;  /* of struct msgbuf */
-	size_t queued; /* bytes in outq */
+	size_t queued; /* bytes in outq, but for answer */
+	/* An answer over max_queued_bytes (router_ops.answer) in outq; while
+	 * it or its rest in lws is unsent, client.answer_waiting is set. */
+	struct msgbuf *answer;
 	char *rx;
 	size_t rx_len, rx_cap;
 	struct ratelimit rl;
@@ -109,6 +112,8 @@ static void drop_outq(struct session *s)
 	while ((m = g_queue_pop_head(&s->outq)))
 		msgbuf_unref(m);
 	s->queued = 0;
+	s->answer = NULL;
+	s->client.answer_waiting = false;
 }
 
 static void session_close(void *ctx, struct client *c, int code, const char *reason)
@@ -124,14 +129,18 @@ static void session_close(void *ctx, struct client *c, int code, const char *rea
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
 }
 
-static int session_send(void *ctx, struct client *c, struct msgbuf *m)
+/* ANSWER: M answers the client's own request (router_ops.answer). */
+static int queue_out(struct ws_server *ws, struct session *s, struct msgbuf *m, bool answer)
 {
-	struct session *s = session_of(c);
-	struct ws_server *ws = ctx;
+	struct client *c = &s->client;
 
 	if (s->close_code)
 		return -EPIPE;
-	if (s->queued + m->len > ws->cfg->max_queued_bytes) {
+	/* An answer lists at most a full room's metadata (max_peers_per_room
+	 * x max_metadata_bytes, kept in range by config validation): it may
+	 * exceed the queue bound, which is for what others send us. */
+	answer = answer && !s->answer && s->queued + m->len > ws->cfg->max_queued_bytes;
+	if (!answer && s->queued + m->len > ws->cfg->max_queued_bytes) {
 		/* Memory first: what this peer has not read is dropped now. */
 		drop_outq(s);
 		metrics_inc(limit_hits[LIMIT_QUEUED_BYTES]);
@@ -152,17 +161,38 @@ static int session_send(void *ctx, struct client *c, struct msgbuf *m)
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 			return -EPIPE;
 		}
+		if (answer && lws_partial_buffered(s->wsi)) {
+			/* lws holds its rest: in flight until on_writeable. */
+			c->answer_waiting = true;
+			want_write(s);
+		}
 		return 0;
 	}
 	if (g_queue_is_empty(&s->outq))
 		want_write(s);
 	g_queue_push_tail(&s->outq, msgbuf_ref(m));
-	s->queued += m->len;
+	if (answer) {
+		s->answer = m;
+		c->answer_waiting = true;
+	} else {
+		s->queued += m->len;
+	}
 	return 0;
+}
+
+static int session_send(void *ctx, struct client *c, struct msgbuf *m)
+{
+	return queue_out(ctx, session_of(c), m, false);
+}
+
+static int session_answer(void *ctx, struct client *c, struct msgbuf *m)
+{
+	return queue_out(ctx, session_of(c), m, true);
 }
 
 static const struct router_ops ws_router_ops = {
 	.send = session_send,
+	.answer = session_answer,
 	.close = session_close,
 };
 
@@ -344,6 +374,10 @@ static int write_ping(struct session *s)
 
 static int on_writeable(struct session *s)
 {
+	/* lws calls this once what it held is sent: so is a large answer
+	 * that went out directly. */
+	if (!s->answer)
+		s->client.answer_waiting = false;
 	if (s->ping_owed) {
 		if (write_ping(s) < 0)
 			return -1;
@@ -359,13 +393,17 @@ static int on_writeable(struct session *s)
 			close_politely(s);
 		return 0;
 	}
-	s->queued -= m->len;
+	bool answer = m == s->answer;
+	if (answer)
+		s->answer = NULL; /* answer_waiting stays until lws has sent it all */
+	else
+		s->queued -= m->len;
 	int n = lws_write(s->wsi, (unsigned char *)msgbuf_text(m), m->len, LWS_WRITE_TEXT);
 	metrics_add(bytes_sent, m->len);
 	msgbuf_unref(m);
 	if (n < 0)
 		return -1;
-	if (!g_queue_is_empty(&s->outq) || s->close_code)
+	if (!g_queue_is_empty(&s->outq) || s->close_code || answer)
 		want_write(s);
 	return 0;
 }
@@ -471,14 +509,16 @@ static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws
 {
 	char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
 	const char *bearer = NULL;
+	struct netaddr from; /* for the room quota per address */
+	bool from_known = client_addr(ws, wsi, &from) == 0;
 
 	if (!s->http || !s->http->body || s->http->answer)
 		return 0;
 	if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
 	    g_ascii_strncasecmp(auth, "Bearer ", 7) == 0)
 		bearer = auth + 7;
-	s->http->pending = router_http_create_room(ws->router, bearer, s->http->body->str,
-						   s->http->body->len, created, s);
+	s->http->pending = router_http_create_room(ws->router, from_known ? &from : NULL, bearer,
+						   s->http->body->str, s->http->body->len, created, s);
 	explicit_bzero(auth, sizeof auth);
 	return 0;
 }
