@@ -156,22 +156,32 @@ static int check_shape(json_object *md, const char **why)
 	return 0;
 }
 
+/* MD's "properties" when it is an object, else NULL (absent or null). */
+static json_object *props_of(json_object *md)
+{
+	json_object *props = NULL;
+	if (!json_object_object_get_ex(md, "properties", &props) ||
+	    !json_object_is_type(props, json_type_object))
+		return NULL;
+	return props;
+}
+
 /* The public view of MD: a new object sharing MD's values, or NULL when
- * nothing in MD is private (the public view is then MD itself). */
+ * nothing in MD is private (the public view is then MD itself).  A value
+ * may be NULL (JSON null): it is copied as such, never walked. */
 static json_object *public_view(json_object *md)
 {
+	json_object *props = props_of(md);
 	bool any_private = false;
-	json_object *props = NULL;
 
 	json_object_object_foreach(md, key, val) {
-		if (is_private(key))
-			any_private = true;
-		else if (strcmp(key, "properties") == 0 && val) {
-			props = val;
-			json_object_object_foreach(val, pkey, pval) {
-				(void)pval;
-				any_private |= is_private(pkey);
-			}
+		(void)val;
+		any_private |= is_private(key);
+	}
+	if (props) {
+		json_object_object_foreach(props, pkey, pval) {
+			(void)pval;
+			any_private |= is_private(pkey);
 		}
 	}
 	if (!any_private)
@@ -181,7 +191,7 @@ static json_object *public_view(json_object *md)
 	json_object_object_foreach(md, key2, val2) {
 		if (is_private(key2))
 			continue;
-		if (val2 == props) {
+		if (props && strcmp(key2, "properties") == 0) {
 			json_object *p = json_object_new_object();
 			json_object_object_foreach(props, pkey, pval)
 				if (!is_private(pkey))
@@ -226,7 +236,8 @@ int meta_new(json_object *md, size_t max_bytes, struct meta **out, const char **
 		for (size_t i = 0; i < n_tags; i++)
 			bytes += (size_t)json_object_get_string_len(json_object_array_get_idx(tags, i)) + 1;
 	}
-	if (json_object_object_get_ex(md, "properties", &props) && props) {
+	props = props_of(md);
+	if (props) {
 		json_object_object_foreach(props, key, val) {
 			if (is_private(key))
 				continue;
@@ -323,8 +334,8 @@ int meta_merge(const struct meta *old, json_object *update, size_t max_bytes,
 			json_object_object_add(cur, key, json_object_get(uval));
 			continue;
 		}
-		if (!json_object_object_get_ex(cur, "properties", &props) ||
-		    !json_object_is_type(props, json_type_object)) {
+		props = props_of(cur);
+		if (!props) {
 			props = json_object_new_object();
 			json_object_object_add(cur, "properties", props);
 		}

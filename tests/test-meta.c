@@ -205,6 +205,44 @@ static void test_values(void)
 	g_assert_false(meta_value_equal(&big1, &big2));
 }
 
+/* JSON null arrives as a NULL json_object: every walker must take it as
+ * null, wherever it sits (issue 12, finding 1). */
+static void test_null_values(void)
+{
+	struct meta *m = meta_from("{\"_a\":1,\"b\":null}");
+	g_assert_cmpstr(m->public_json, ==, "{\"b\":null}");
+	meta_free(m);
+
+	m = meta_from("{\"_a\":1,\"properties\":null}");
+	g_assert_cmpstr(m->public_json, ==, "{\"properties\":null}");
+	g_assert_cmpuint(m->n_props, ==, 0);
+	meta_free(m);
+
+	m = meta_from("{\"_a\":1,\"b\":null,\"properties\":{\"_p\":null,\"q\":null},\"c\":[null,{\"x\":null}]}");
+	g_assert_cmpstr(m->public_json, ==,
+			"{\"b\":null,\"properties\":{\"q\":null},\"c\":[null,{\"x\":null}]}");
+	const struct meta_value *v = meta_find_prop(m, "q");
+	g_assert_nonnull(v);
+	g_assert_cmpint(v->type, ==, META_NULL);
+	meta_free(m);
+
+	m = meta_from("{\"tags\":null,\"properties\":{\"a\":[null],\"b\":{\"n\":null}}}");
+	g_assert_cmpuint(m->n_tags, ==, 0);
+	g_assert_cmpint(meta_find_prop(m, "a")->type, ==, META_COMPLEX);
+	meta_free(m);
+
+	/* A private key, then an update with a null top-level key. */
+	m = merged("{\"_a\":1,\"properties\":{\"s\":\"x\"}}", "{\"status\":null}");
+	g_assert_cmpstr(m->public_json, ==, "{\"properties\":{\"s\":\"x\"},\"status\":null}");
+	meta_free(m);
+	m = merged("{\"_a\":1}", "{\"status\":null}");
+	g_assert_cmpstr(m->public_json, ==, "{\"status\":null}");
+	meta_free(m);
+	m = merged("{\"_a\":1,\"properties\":null}", "{\"properties\":{\"k\":null,\"j\":2}}");
+	g_assert_cmpstr(m->public_json, ==, "{\"properties\":{\"j\":2}}");
+	meta_free(m);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -217,5 +255,6 @@ int main(int argc, char *argv[])
 	g_test_add_func("/meta/merge-errors", test_merge_errors);
 	g_test_add_func("/meta/merge-deep", test_merge_deep);
 	g_test_add_func("/meta/values", test_values);
+	g_test_add_func("/meta/null-values", test_null_values);
 	return g_test_run();
 }
