@@ -26,6 +26,7 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_MESSAGES_PER_SECOND] = "messages_per_second",
 	[LIMIT_CONNECTIONS_PER_ADDRESS] = "connections_per_address",
 	[LIMIT_REGISTRATIONS_PER_ADDRESS] = "registrations_per_address_per_minute",
+	[LIMIT_FILTER_WORK] = "max_filter_work",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {

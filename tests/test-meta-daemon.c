@@ -1,7 +1,8 @@
 /* Integration tests: hostile metadata and discovery filters against the
- * real daemon (issue 12). */
+ * real daemon (issue 12, findings 1, 3 and 4). */
 #include "testd.h"
 
+#include <math.h>
 #include <string.h>
 
 static const char *str(json_object *o, const char *key)
@@ -64,9 +65,128 @@ static void test_null_metadata(void)
 	testd_free(d);
 }
 
+#define ARRAY_LEN 500
+
+/* [0,0,...,LAST] of ARRAY_LEN numbers. */
+static void append_zeros(GString *s, int last)
+{
+	g_string_append_c(s, '[');
+	for (int i = 0; i < ARRAY_LEN - 1; i++)
+		g_string_append(s, "0,");
+	g_string_append_printf(s, "%d]", last);
+}
+
+/* Discovery's work is counted: composite values compare by hash (the
+ * attack shape of finding 3 costs little), and a query over the budget
+ * ends with INVALID_FILTER, counted, instead of stalling the loop. */
+static void test_filter_work(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_filter_work = 100000\n", NULL);
+	enum { PEERS = 20 };
+	struct wsc *peers[PEERS];
+	GString *s = g_string_new(NULL);
+
+	for (int i = 0; i < PEERS; i++) {
+		char id[16];
+		g_snprintf(id, sizeof id, "p%d", i);
+		g_string_assign(s, ",\"metadata\":{\"tags\":[\"x\",\"y\"],\"properties\":{\"a\":");
+		append_zeros(s, 0);
+		g_string_append(s, "}}");
+		peers[i] = testd_register(d, "work", id, s->str);
+	}
+	struct wsc *asker = testd_register(d, "work", "asker", NULL);
+
+	/* 100 arrays that differ from every peer's only in their last value:
+	 * cheap now, each peer matches $nin. */
+	g_string_assign(s, "{\"type\":\"discover_peers\",\"filters\":{\"properties\":{\"a\":{\"$nin\":[");
+	for (int k = 0; k < 100; k++) {
+		if (k)
+			g_string_append_c(s, ',');
+		append_zeros(s, k + 1);
+	}
+	g_string_append(s, "]}}}}");
+	gint64 t0 = g_get_monotonic_time();
+	wsc_send_text(asker, s->str);
+	json_object *o = wsc_expect(asker, "peer_list");
+	g_test_message("near-identical $nin over %d peers answered in %.1f ms", PEERS,
+		       (double)(g_get_monotonic_time() - t0) / 1000);
+	g_assert_cmpint(json_object_get_int(json_object_object_get(o, "count")), ==, PEERS);
+	json_object_put(o);
+
+	/* An equal array still matches. */
+	g_string_assign(s, "{\"type\":\"discover_peers\",\"filters\":{\"properties\":{\"a\":");
+	append_zeros(s, 0);
+	g_string_append(s, "}}}");
+	wsc_send_text(asker, s->str);
+	o = wsc_expect(asker, "peer_list");
+	g_assert_cmpint(json_object_get_int(json_object_object_get(o, "count")), ==, PEERS);
+	json_object_put(o);
+
+	/* 10,000 tags, none held, against every peer: over 100,000 units. */
+	g_string_assign(s, "{\"type\":\"discover_peers\",\"filters\":{\"tags\":{\"$any\":[\"z\"");
+	for (int k = 0; k < 10000; k++)
+		g_string_append_printf(s, ",\"z%d\"", k);
+	g_string_append(s, "]}}}");
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"max_filter_work\"}"), ==, 0);
+	wsc_send_text(asker, s->str);
+	o = wsc_expect_error(asker, "INVALID_FILTER");
+	g_assert_nonnull(strstr(str(o, "message"), "max_filter_work"));
+	json_object_put(o);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"max_filter_work\"}"), ==, 1);
+
+	/* The next query is served. */
+	wsc_send_text(asker, "{\"type\":\"discover_peers\",\"filters\":{\"tags\":[\"y\"]}}");
+	o = wsc_expect(asker, "peer_list");
+	g_assert_cmpint(json_object_get_int(json_object_object_get(o, "count")), ==, PEERS);
+	json_object_put(o);
+
+	for (int i = 0; i < PEERS; i++)
+		wsc_free(peers[i]);
+	wsc_free(asker);
+	g_string_free(s, TRUE);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* What a peer's metadata keeps is proportional to its size: 16 KiB of
+ * [{},{},...] kept about 4 MB as json-c trees. */
+static void test_kept_memory(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	enum { WARM = 4, PEERS = 40 };
+	struct wsc *peers[WARM + PEERS];
+	GString *md = g_string_new(",\"metadata\":{\"properties\":{\"a\":[");
+	while (md->len < 16000)
+		g_string_append(md, "{},");
+	g_string_append(md, "{}]}}");
+	long before = 0;
+
+	/* Own rooms, so no registered_auth lists the others' metadata. */
+	for (int i = 0; i < WARM + PEERS; i++) {
+		char id[16];
+		if (i == WARM)
+			before = testd_rss_kib(d);
+		g_snprintf(id, sizeof id, "m%d", i);
+		peers[i] = testd_register(d, id, id, md->str);
+	}
+	long after = testd_rss_kib(d);
+	double per_peer = (double)(after - before) / PEERS;
+	g_test_message("RSS %ld -> %ld KiB: %.1f KiB per peer of %zu bytes of metadata", before, after,
+		       per_peer, md->len);
+	g_assert_cmpfloat(per_peer, <, 4 * 16);
+
+	for (int i = 0; i < WARM + PEERS; i++)
+		wsc_free(peers[i]);
+	g_string_free(md, TRUE);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/meta-daemon/null-metadata", test_null_metadata);
+	g_test_add_func("/meta-daemon/filter-work", test_filter_work);
+	g_test_add_func("/meta-daemon/kept-memory", test_kept_memory);
 	return g_test_run();
 }
