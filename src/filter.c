@@ -312,12 +312,20 @@ static bool cond_match(struct filter *f, const struct filter_cond *c, const stru
 
 static bool role_match(struct filter *f, const char *role)
 {
-	size_t len = strlen(role);
+	size_t len = SIZE_MAX; /* measured once a first byte agrees */
 	for (guint i = 0; i < f->roles->len; i++) {
 		const struct meta_str *want = &g_array_index(f->roles, struct meta_str, i);
-		if (!spend(f, 1 + (want->len == len ? len / META_WORK_BYTES : 0)))
+		if (!spend(f, 1))
 			return false;
-		if (want->len == len && memcmp(want->ptr, role, len) == 0)
+		if (want->len ? role[0] != want->ptr[0] : role[0] != '\0')
+			continue;
+		if (len == SIZE_MAX)
+			len = strlen(role);
+		if (want->len != len)
+			continue;
+		if (!spend(f, len / META_WORK_BYTES))
+			return false;
+		if (memcmp(want->ptr, role, len) == 0)
 			return true;
 	}
 	return false;

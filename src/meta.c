@@ -337,7 +337,7 @@ static json_object *public_view(json_object *md)
 static int cmp_props(const void *a, const void *b)
 {
 	const struct meta_prop *x = a, *y = b;
-	return order_str(x->key, x->key_len, y->key, y->key_len);
+	return order_str(x->key.ptr, x->key.len, y->key.ptr, y->key.len);
 }
 
 static int cmp_tags(const void *a, const void *b)
@@ -437,8 +437,8 @@ int meta_new(json_object *md, size_t max_bytes, struct meta **out, const char **
 				continue;
 			struct meta_prop *mp = &m->props[i];
 			mp->value = vals[i++];
-			mp->key_len = strlen(key);
-			COPY(mp->key, key, mp->key_len);
+			mp->key.len = strlen(key);
+			COPY(mp->key.ptr, key, mp->key.len);
 			if (mp->value.type == META_STRING)
 				COPY(mp->value.s.ptr, mp->value.s.ptr, mp->value.s.len);
 			else if (mp->value.type == META_COMPLEX)
@@ -511,40 +511,54 @@ int meta_merge(const struct meta *old, json_object *update, size_t max_bytes,
 	return r;
 }
 
-/* Both indexes are ordered by length, then bytes: a binary search, each
- * probe one unit, plus the bytes it compares when the lengths agree. */
-#define LOOKUP(arr, n, ptr_field, len_field, key, len, work, found)                   \
-	do {                                                                              \
-		size_t lo = 0, hi = (n);                                                  \
-		found = SIZE_MAX;                                                         \
-		while (lo < hi) {                                                         \
-			size_t mid = lo + (hi - lo) / 2;                                  \
-			int c = order_str((arr)[mid].ptr_field, (arr)[mid].len_field, key, len); \
-			*(work) += 1 + ((arr)[mid].len_field == (len) ? (len) / META_WORK_BYTES : 0); \
-			if (c == 0) {                                                     \
-				found = mid;                                              \
-				break;                                                    \
-			}                                                                 \
-			if (c < 0)                                                        \
-				lo = mid + 1;                                             \
-			else                                                              \
-				hi = mid;                                                 \
-		}                                                                         \
-	} while (0)
+/* Both indexes start each entry with a struct meta_str and are ordered
+ * by length, then bytes: a short one is scanned (lengths compared first),
+ * a long one searched by halves.  Each probe is one unit, plus the bytes it
+ * compares when the lengths agree.  SIZE_MAX when absent. */
+static size_t lookup(const void *base, size_t n, size_t stride, const char *key, size_t len,
+		     uint64_t *work)
+{
+#define AT(k) ((const struct meta_str *)((const char *)base + (k) * stride))
+	uint64_t bytes = len / META_WORK_BYTES;
+	if (n <= 8) {
+		for (size_t k = 0; k < n; k++) {
+			const struct meta_str *e = AT(k);
+			*work += 1;
+			if (e->len == len) { /* the first byte settles most without a call */
+				*work += bytes;
+				if (len == 0 || (e->ptr[0] == key[0] && memcmp(e->ptr, key, len) == 0))
+					return k;
+			}
+		}
+		return SIZE_MAX;
+	}
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct meta_str *e = AT(mid);
+		int c = order_str(e->ptr, e->len, key, len);
+		*work += 1 + (e->len == len ? bytes : 0);
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return SIZE_MAX;
+#undef AT
+}
 
 const struct meta_value *meta_lookup_prop(const struct meta *m, const char *key, size_t len,
 					  uint64_t *work)
 {
-	size_t at;
-	LOOKUP(m->props, m->n_props, key, key_len, key, len, work, at);
+	size_t at = lookup(m->props, m->n_props, sizeof *m->props, key, len, work);
 	return at == SIZE_MAX ? NULL : &m->props[at].value;
 }
 
 bool meta_lookup_tag(const struct meta *m, const char *tag, size_t len, uint64_t *work)
 {
-	size_t at;
-	LOOKUP(m->tags, m->n_tags, ptr, len, tag, len, work, at);
-	return at != SIZE_MAX;
+	return lookup(m->tags, m->n_tags, sizeof *m->tags, tag, len, work) != SIZE_MAX;
 }
 
 const struct meta_value *meta_find_prop(const struct meta *m, const char *key)

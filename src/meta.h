@@ -48,15 +48,14 @@ bool meta_value_compare(const struct meta_value *a, const struct meta_value *b, 
  * META_WORK_BYTES bytes a comparison may read. */
 #define META_WORK_BYTES 64
 
-struct meta_prop {
-	const char *key;
-	size_t key_len;
-	struct meta_value value;
-};
-
 struct meta_str {
 	const char *ptr;
 	size_t len;
+};
+
+struct meta_prop {
+	struct meta_str key; /* first: lookups read either index as meta_str */
+	struct meta_value value;
 };
 
 struct meta {
