@@ -62,6 +62,7 @@ static const struct key_spec keys[] = {
 	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
 	K("limits", "registrations_per_address_per_minute", KEY_UINT,
 	  registrations_per_address_per_minute, 0, 1000000),
+	K("limits", "max_filter_work", KEY_U64, max_filter_work, 1000, 1000000000000),
 	K("turn", "stun_uris", KEY_STRLIST, stun_uris, 0, 0),
 	K("turn", "turn_uris", KEY_STRLIST, turn_uris, 0, 0),
 	K("turn", "secret", KEY_STRING, turn_secret, 0, 0),
@@ -142,6 +143,7 @@ struct config *config_new_defaults(void)
 	cfg->messages_burst = 200;
 	cfg->connections_per_address = 100;
 	cfg->registrations_per_address_per_minute = 60;
+	cfg->max_filter_work = 1000000;
 	cfg->rooms_store = g_strdup("sqlite");
 	cfg->rooms_default_ttl = 7200;
 	cfg->rooms_max_ttl = 2592000;

@@ -87,6 +87,7 @@ struct config {
 	unsigned messages_burst;
 	unsigned connections_per_address;
 	unsigned registrations_per_address_per_minute;
+	uint64_t max_filter_work; /* comparison steps per discovery query */
 
 	/* [turn] */
 	char **stun_uris;

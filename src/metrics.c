@@ -31,6 +31,7 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_ROOMS] = "max_rooms",
 	[LIMIT_ROOMS_PER_CREATOR] = "max_rooms_per_creator",
 	[LIMIT_ROOMS_PER_ADDRESS] = "max_rooms_per_address",
+	[LIMIT_FILTER_WORK] = "max_filter_work",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {

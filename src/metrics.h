@@ -26,6 +26,7 @@ enum metrics_limit {
 	LIMIT_ROOMS,             /* [rooms] max_rooms */
 	LIMIT_ROOMS_PER_CREATOR, /* [rooms] max_rooms_per_creator */
 	LIMIT_ROOMS_PER_ADDRESS, /* [rooms] max_rooms_per_address */
+	LIMIT_FILTER_WORK,       /* [limits] max_filter_work */
 	LIMIT__COUNT
 };
 

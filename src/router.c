@@ -684,11 +684,19 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 
 	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from) || answer_busy(r, c, m))
 		return;
-	if (filter_compile(m->discover.filters, &f, &why) < 0) {
+	if (filter_compile(m->discover.filters, r->cfg->max_filter_work, &f, &why) < 0) {
 		error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL, "%s", why);
 		return;
 	}
-	answer_owned(r, c, protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f));
+	struct msgbuf *list = protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f);
+	if (filter_exhausted(f)) { /* a partial list would look complete */
+		msgbuf_unref(list);
+		metrics_inc(limit_hits[LIMIT_FILTER_WORK]);
+		error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
+			 "Filter needs more work than max_filter_work allows");
+	} else {
+		answer_owned(r, c, list);
+	}
 	filter_free(f);
 	metrics_observe(&metrics.discovery_duration, metrics_now_ns() - r->received_ns);
 }
