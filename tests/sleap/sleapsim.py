@@ -599,6 +599,7 @@ class SimClient:
         self.session_ended = False
         self.close_code = None
         self.delete_results = []
+        self.killed = False
         self._queue = asyncio.Queue()
         self.reader = None
 
@@ -625,6 +626,17 @@ class SimClient:
         self.close_code = self.ws.close_code
         self.session_ended = True
         changed()
+        if not self.killed:
+            # run_client: the socket closed, so the session is over; it
+            # posts /delete-peer, and clean_exit posts it again.
+            for _ in range(2):
+                try:
+                    st, _b = await http(http_port(self.http_url), "POST", "/delete-peer",
+                                        body={"peer_id": self.peer_id})
+                    self.delete_results.append(st)
+                except Exception as e:
+                    self.delete_results.append("%s: %s" % (type(e).__name__, e))
+            changed()
 
     async def _next(self, want, timeout=5):
         try:
@@ -663,22 +675,16 @@ class SimClient:
                                        "sdp": FAKE_SDP % "actpass"}))
 
     async def exit(self):
-        """The CLI's exit: socket closed, then /delete-peer twice."""
+        """The CLI's exit: the socket closes, the session ends (and posts
+        /delete-peer twice)."""
         if self.ws is not None and not self.session_ended:
             await self.ws.close()
         if self.reader is not None:
             await self.reader
-        for _ in range(2):
-            try:
-                st, _b = await http(http_port(self.http_url), "POST", "/delete-peer",
-                                    body={"peer_id": self.peer_id})
-                self.delete_results.append(st)
-            except Exception as e:
-                self.delete_results.append("%s: %s" % (type(e).__name__, e))
-        changed()
 
     async def vanish(self):
         """The process is killed: the kernel drops the TCP connection."""
+        self.killed = True
         self.ws.transport.abort()
         if self.reader is not None:
             await self.reader
