@@ -514,17 +514,25 @@ class SimWorker:
         and its main loop keeps reading it."""
         self.is_admin = True
         self.admin_peer_id = self.peer_id
-        ws = await self._second_socket(True, "promoted")
-        self.tasks.append(asyncio.ensure_future(self._admin_loop(ws, "promoted")))
+        try:
+            ws = await self._second_socket(True, "promoted")
+            self.tasks.append(asyncio.ensure_future(self._admin_loop(ws, "promoted")))
+        except Exception as e:  # logged only
+            self.loop_exceptions.append("promotion: %r" % e)
         changed()
 
     async def on_admin_demotion(self):
-        old = self.mesh_ws
+        old, self.mesh_ws = self.mesh_ws, None
         if old is not None:
             await old.close()
-        ws = await self._second_socket(False, "demoted")
-        self.tasks.append(asyncio.ensure_future(self._demoted_loop(ws, "demoted")))
-        await self._mesh_connect(ws)
+        if not self.admin_peer_id or self.admin_peer_id == self.peer_id:
+            return
+        try:
+            ws = await self._second_socket(False, "demoted")
+            self.tasks.append(asyncio.ensure_future(self._demoted_loop(ws, "demoted")))
+            await self._mesh_connect(ws)
+        except Exception as e:  # logged only
+            self.loop_exceptions.append("demotion: %r" % e)
         changed()
 
     async def clean_exit(self, reason):
