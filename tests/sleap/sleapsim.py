@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,15 +104,20 @@ class Daemon:
     """The real rtcsignald: its own config and state directory, stderr
     captured.  With SOCKETS (listening ws, admin), they are passed as systemd
     passes them (LISTEN_FDS, LISTEN_FDNAMES=ws:admin, LISTEN_PID), so they
-    outlive the process like rtcsignald.socket does across a restart."""
+    outlive the process like rtcsignald.socket does across a restart.  With
+    ACTIVATE too, systemd-socket-activate (when installed) receives them and
+    starts the daemon on the first connection, as the socket unit does; it
+    cannot hold them across its child's exit itself (it execs the daemon),
+    so the caller holds them."""
 
-    def __init__(self, conf="", sockets=None, state_dir=None, tmp=None):
+    def __init__(self, conf="", sockets=None, state_dir=None, tmp=None, activate=False):
         self.tmp = tmp or tempfile.mkdtemp(prefix="sleapsim-")
         self.conf_path = os.path.join(self.tmp, "rtcsignald.conf")
         with open(self.conf_path, "w") as f:
             f.write(conf)
         self.state = state_dir or os.path.join(self.tmp, "state")
         self.sockets = sockets
+        self.activated = False
         self.lines = []
         self.lock = threading.Lock()
         self.loop = asyncio.get_running_loop()
@@ -131,6 +137,10 @@ class Daemon:
                     "os.dup2(a,3);os.dup2(b,4);os.close(a);os.close(b)\n"
                     "os.environ['LISTEN_PID']=str(os.getpid())\n"
                     "os.execvp(sys.argv[3],sys.argv[3:])\n")
+            tool = shutil.which("systemd-socket-activate") if activate else None
+            self.activated = tool is not None
+            if tool:
+                wrapper = [tool, "--fdname=ws:admin"] + wrapper
             argv = [sys.executable, "-c", shim, str(ws.fileno()), str(adm.fileno())] + wrapper + argv
             env.update(LISTEN_FDS="2", LISTEN_FDNAMES="ws:admin")
             pass_fds = (ws.fileno(), adm.fileno())
@@ -162,6 +172,12 @@ class Daemon:
             return "\n".join(self.lines)
 
     async def ready(self, timeout=20):
+        if self.activated:
+            # The first connection starts it (one made here, or a client's).
+            await wait_until(lambda: self.count("Listening on") >= 2 or self.proc.poll() is not None,
+                             timeout, "systemd-socket-activate listening")
+            _r, w = await asyncio.open_connection("127.0.0.1", self.port)
+            w.close()
         await wait_until(lambda: self.count("event=ready") > 0 or self.proc.poll() is not None,
                          timeout, "the daemon's event=ready")
         if self.proc.poll() is not None:

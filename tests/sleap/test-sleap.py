@@ -207,11 +207,12 @@ async def t_baseline(ctx):
 
 
 async def t_restart(ctx):
-    """(a) systemctl restart: the daemon stops and starts again on the
-    socket systemd keeps; two workers and a client."""
+    """(a) systemctl restart: the daemon stops and starts again (under
+    systemd-socket-activate) on the sockets systemd keeps; two workers and
+    a client."""
     socks = [listening_socket(), listening_socket()]
     state = os.path.join(ctx.tmp, "state")
-    d = await ctx.daemon(ctx.auth_conf(), sockets=socks, state_dir=state)
+    d = await ctx.daemon(ctx.auth_conf(), sockets=socks, state_dir=state, activate=True)
     room, key = await lab_room(d)
     a, b = await two_workers(ctx, d, key)
     c = await ctx.client(d, "alice", room)
@@ -219,7 +220,7 @@ async def t_restart(ctx):
     assert len(await c.discover()) == 2
     before = {w: len(w.registered) for w in (a, b)}
     await d.stop()
-    d2 = await ctx.daemon(ctx.auth_conf(), sockets=socks, state_dir=state)
+    d2 = await ctx.daemon(ctx.auth_conf(), sockets=socks, state_dir=state, activate=True)
     t0 = asyncio.get_running_loop().time()
     # Back within the backoff: a worker closed with 1000/1001 reconnects at
     # once; no worker may end.
