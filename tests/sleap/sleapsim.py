@@ -236,10 +236,6 @@ FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\
 ICE_SERVER_KEYS = {"urls", "username", "credential", "credentialType"}
 
 
-class WorkerEnded(Exception):
-    pass
-
-
 class SimWorker:
     """`sleap-rtc worker`: one process, one fixed peer id reused on every
     reconnect, `is_admin:true` claimed on every register, `api_key` always
@@ -517,7 +513,7 @@ class SimWorker:
             pass
         changed()
 
-    async def _second_socket(self, is_admin, label):
+    async def _second_socket(self, is_admin):
         ws = await websockets.connect(self.url, open_timeout=20)
         self.sockets.append(ws)
         self.mesh_ws = self.ws = ws
@@ -531,7 +527,7 @@ class SimWorker:
         self.is_admin = True
         self.admin_peer_id = self.peer_id
         try:
-            ws = await self._second_socket(True, "promoted")
+            ws = await self._second_socket(True)
             self.tasks.append(asyncio.ensure_future(self._admin_loop(ws, "promoted")))
         except Exception as e:  # logged only
             self.loop_exceptions.append("promotion: %r" % e)
@@ -544,7 +540,7 @@ class SimWorker:
         if not self.admin_peer_id or self.admin_peer_id == self.peer_id:
             return
         try:
-            ws = await self._second_socket(False, "demoted")
+            ws = await self._second_socket(False)
             self.tasks.append(asyncio.ensure_future(self._demoted_loop(ws, "demoted")))
             await self._mesh_connect(ws)
         except Exception as e:  # logged only
