@@ -545,15 +545,14 @@ void msg_clear(struct msg *m)
 	m->root = NULL;
 }
 
-struct msgbuf *protocol_error(enum err_code code, const char *message, bool with_reason,
-			      const char *field, const char *field_value)
+struct msgbuf *protocol_error(enum err_code code, const char *message, const char *field,
+			      const char *field_value)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string("error"));
 	json_object_object_add(o, "code", json_object_new_string(protocol_code_name(code)));
 	json_object_object_add(o, "message", json_object_new_string(message));
-	if (with_reason)
-		json_object_object_add(o, "reason", json_object_new_string(message));
+	json_object_object_add(o, "reason", json_object_new_string(message));
 	if (field && field_value)
 		json_object_object_add(o, field, json_object_new_string(field_value));
 	struct msgbuf *m = msgbuf_from_json(o);
@@ -561,9 +560,9 @@ struct msgbuf *protocol_error(enum err_code code, const char *message, bool with
 	return m;
 }
 
-struct msgbuf *protocol_error_from(const struct msg_error *e, bool with_reason)
+struct msgbuf *protocol_error_from(const struct msg_error *e)
 {
-	return protocol_error(e->code, e->message, with_reason, e->field, e->field_value);
+	return protocol_error(e->code, e->message, e->field, e->field_value);
 }
 
 #define PUT(w, text, len) (memcpy(w, text, len), (w) += (len))

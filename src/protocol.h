@@ -165,10 +165,12 @@ int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
 
 /* --- builders; every result has one reference --- */
 
-/* {"type":"error","code":C,"message":M[,"reason":M][,FIELD:VALUE]} */
-struct msgbuf *protocol_error(enum err_code code, const char *message, bool with_reason,
-			      const char *field, const char *field_value);
-struct msgbuf *protocol_error_from(const struct msg_error *e, bool with_reason);
+/* {"type":"error","code":C,"message":M,"reason":M[,FIELD:VALUE]}: every
+ * error says its message as "reason" too, which the original server's
+ * clients read (docs/protocol.md "Errors"). */
+struct msgbuf *protocol_error(enum err_code code, const char *message, const char *field,
+			      const char *field_value);
+struct msgbuf *protocol_error_from(const struct msg_error *e);
 
 struct msgbuf *protocol_registered(GString *scratch, const struct peer *self, json_object *token,
 				   const char *ice_servers_json);

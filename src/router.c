@@ -92,7 +92,7 @@ static void send_error(struct router *r, struct client *c, const struct msg *m,
 		       const struct msg_error *e)
 {
 	metrics_inc(errors_sent[e->code]);
-	send_owned(r, c, protocol_error_from(e, m->type == MSG_REGISTER));
+	send_owned(r, c, protocol_error_from(e));
 }
 
 static void error_to(struct router *r, struct client *c, const struct msg *m, enum err_code code,
@@ -372,8 +372,8 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 		log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, room->id, existing->id,
 			 existing->role, NULL, "session replaced by a new registration");
 		send_owned(r, old, protocol_error(ERR_SESSION_REPLACED,
-						  "Session replaced by a new registration", false,
-						  NULL, NULL));
+						  "Session replaced by a new registration", NULL,
+						  NULL));
 		metrics_inc(errors_sent[ERR_SESSION_REPLACED]);
 		leave(r, old, "replaced");
 		old->closing = true;
@@ -658,7 +658,7 @@ unsigned router_close_principal(struct router *r, const char *principal, const c
 
 	registry_foreach_room(r->reg, collect_principal, &b);
 	metrics_add(errors_sent[ERR_AUTH_FAILED], clients->len);
-	return dismiss(r, clients, protocol_error(ERR_AUTH_FAILED, reason, false, NULL, NULL), 1008, reason);
+	return dismiss(r, clients, protocol_error(ERR_AUTH_FAILED, reason, NULL, NULL), 1008, reason);
 }
 
 /* The sender field, when given, must name the socket's own peer. */

@@ -814,7 +814,7 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 {
 	struct msgbuf *bye = protocol_error(ERR_SERVER_SHUTTING_DOWN, "Server is shutting down",
-					    false, NULL, NULL);
+					    NULL, NULL);
 
 	ws->draining = true;
 	ws->drained = done;

@@ -167,21 +167,19 @@ static const char *field(json_object *o, const char *k)
 
 static void test_error_builders(void)
 {
+	/* every error says its message as reason too (old clients read it) */
 	for (int c = 0; c < ERR__COUNT; c++) {
-		json_object *o = parse_buf(protocol_error(c, "something happened", false, NULL, NULL));
+		json_object *o = parse_buf(protocol_error(c, "something happened", NULL, NULL));
 		g_assert_cmpstr(field(o, "type"), ==, "error");
 		g_assert_cmpstr(field(o, "code"), ==, protocol_code_name(c));
 		g_assert_cmpstr(field(o, "message"), ==, "something happened");
-		g_assert_null(field(o, "reason"));
-		g_assert_cmpint(json_object_object_length(o), ==, 3);
+		g_assert_cmpstr(field(o, "reason"), ==, "something happened");
+		g_assert_cmpint(json_object_object_length(o), ==, 4);
 		json_object_put(o);
 	}
-	/* register errors carry reason, routing errors the field concerned */
-	json_object *o = parse_buf(protocol_error(ERR_ROOM_FULL, "Room is full", true, NULL, NULL));
-	g_assert_cmpstr(field(o, "reason"), ==, "Room is full");
-	json_object_put(o);
-	o = parse_buf(protocol_error(ERR_PEER_NOT_FOUND, "Target peer \"x\" not found", false,
-				     "to_peer_id", "\"x\""));
+	/* routing errors carry the field concerned */
+	json_object *o = parse_buf(protocol_error(ERR_PEER_NOT_FOUND, "Target peer \"x\" not found",
+						 "to_peer_id", "\"x\""));
 	g_assert_cmpstr(field(o, "to_peer_id"), ==, "\"x\"");
 	g_assert_cmpstr(field(o, "message"), ==, "Target peer \"x\" not found");
 	json_object_put(o);

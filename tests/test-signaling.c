@@ -183,6 +183,7 @@ static void test_peer_message(void)
 	wsc_send_text(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"x\",\"payload\":1}");
 	o = wsc_expect_error(a, "PEER_NOT_IN_ROOM");
 	g_assert_cmpstr(str(o, "message"), ==, "Target peer x not in same room");
+	g_assert_cmpstr(str(o, "reason"), ==, "Target peer x not in same room"); /* every error */
 	g_assert_cmpstr(str(o, "to_peer_id"), ==, "x");
 	json_object_put(o);
 	wsc_send_text(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"ghost\",\"payload\":1}");
