@@ -276,6 +276,18 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		sample(o, "rtcsignald_errors_sent_total", "code", protocol_code_name(c),
 		       (double)metrics_get(errors_sent[c]));
 
+	family(o, "rtcsignald_suppressed_errors_total", "counter",
+	       "Errors v2.0 sessions were not sent, where the original server sent none, by code.");
+	for (int c = 0; c < ERR__COUNT; c++)
+		sample(o, "rtcsignald_suppressed_errors_total", "code", protocol_code_name(c),
+		       (double)metrics_get(errors_suppressed[c]));
+	counter(o, "rtcsignald_sessions_superseded_total",
+		"v2.0 sessions whose peer id a newer registration took over, kept open.",
+		(double)metrics_get(sessions_superseded));
+	counter(o, "rtcsignald_superseded_closed_total",
+		"Superseded sessions closed (1000) by a third registration of their peer id.",
+		(double)metrics_get(superseded_closed));
+
 	counter(o, "rtcsignald_received_bytes_total", "WebSocket payload bytes received.",
 		(double)metrics_get(bytes_received));
 	counter(o, "rtcsignald_sent_bytes_total", "WebSocket payload bytes sent.",

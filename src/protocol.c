@@ -74,6 +74,11 @@ const char *protocol_code_name(enum err_code c)
 	return c < ERR__COUNT ? code_names[c] : "UNKNOWN";
 }
 
+const char *protocol_version_name(enum protocol_version v)
+{
+	return v == PROTOCOL_V21 ? "2.1" : "2.0";
+}
+
 /* At most 64 bytes of TEXT for an error message, not cutting a UTF-8
  * character in two. */
 static int echo_len(const char *text, size_t len)
@@ -91,6 +96,7 @@ static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
 	va_list ap;
 	err->code = code;
 	err->limit = PROTOCOL_LIMIT_NONE;
+	err->v20_closed = false;
 	err->field = err->field_value = NULL;
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof err->message, fmt, ap);
@@ -224,6 +230,16 @@ static int decode_register(struct msg *m, struct msg_error *err)
 	    (rc = get_opt(m->root, "is_admin", json_type_boolean, &v, err)) < 0)
 		return rc;
 	r->is_admin = v && json_object_get_boolean(v);
+	/* What the session speaks: the original server's clients say
+	 * nothing, so nothing is 2.0. */
+	if (json_object_object_get_ex(m->root, "protocol", &v) && v) {
+		const char *ver = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+		if (strcmp(ver, "2.1") == 0)
+			r->version = PROTOCOL_V21;
+		else if (strcmp(ver, "2.0") != 0)
+			return fail(err, ERR_INVALID_MESSAGE,
+				    "Invalid field: protocol must be \"2.0\" or \"2.1\"");
+	}
 	r->role = "peer";
 	if (json_object_object_get_ex(m->root, "role", &v) && v && !get_string(v, &r->role))
 		return fail(err, ERR_INVALID_MESSAGE,
@@ -353,16 +369,23 @@ static int check_json(const struct protocol_limits *lim, const char *text, size_
 	rc = jscan_check(text, len, lim->max_depth, lim->max_values, note_member, top);
 	switch (rc) {
 	case JSCAN_OK:
-		if (i == len || text[i] != '{')
-			return fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+		if (i == len || text[i] != '{') {
+			/* JSON, but no object: the original server's handler
+			 * raised and the connection closed, with no error. */
+			rc = fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+			err->v20_closed = true;
+			return rc;
+		}
 		return 0;
 	case JSCAN_TOO_DEEP:
 		rc = fail(err, ERR_INVALID_JSON, "JSON nested deeper than %u levels", lim->max_depth);
 		err->limit = PROTOCOL_LIMIT_DEPTH;
+		err->v20_closed = true;
 		return rc;
 	case JSCAN_TOO_MANY:
 		rc = fail(err, ERR_INVALID_JSON, "JSON of more than %zu values", lim->max_values);
 		err->limit = PROTOCOL_LIMIT_VALUES;
+		err->v20_closed = true;
 		return rc;
 	case JSCAN_NUL_KEY:
 		return fail(err, ERR_INVALID_MESSAGE, "Invalid key: keys must not contain \\u0000");
@@ -624,12 +647,14 @@ static char *put_room_mates(char *w, const struct peer *self, bool with_metadata
 /* Its room mates make it O(room) bytes, megabytes in a room of thousands:
  * the head is built in S, and the whole written once, in place. */
 struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_object *token,
-				   const char *ice_servers_json)
+				   const char *ice_servers_json, enum protocol_version version)
 {
 	const struct room *room = self->room;
 	static const char mates_key[] = ",\"peer_metadata\":", ice_key[] = ",\"ice_servers\":",
-			  mesh_key[] = ",\"mesh_ice_servers\":";
+			  mesh_key[] = ",\"mesh_ice_servers\":", proto_key[] = ",\"protocol\":\"";
 	size_t ice_len = strlen(ice_servers_json);
+	const char *ver = protocol_version_name(version);
+	size_t ver_len = strlen(ver);
 
 	g_string_assign(s, "{\"type\":\"registered_auth\",\"room_id\":");
 	append_room_id(s, room);
@@ -649,7 +674,8 @@ struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_obj
 
 	size_t len = s->len + room_mates_len(self, false) + sizeof mates_key - 1 +
 		     room_mates_len(self, true) +
-		     sizeof ice_key - 1 + ice_len + sizeof mesh_key - 1 + ice_len + 1;
+		     sizeof ice_key - 1 + ice_len + sizeof mesh_key - 1 + ice_len +
+		     sizeof proto_key - 1 + ver_len + 2;
 	struct msgbuf *m = msgbuf_alloc(len);
 	char *w = msgbuf_text(m);
 
@@ -661,6 +687,9 @@ struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_obj
 	PUT(w, ice_servers_json, ice_len);
 	PUT_LITERAL(w, mesh_key);
 	PUT(w, ice_servers_json, ice_len);
+	PUT_LITERAL(w, proto_key);
+	PUT(w, ver, ver_len);
+	*w++ = '"';
 	*w++ = '}';
 	g_assert(w == msgbuf_text(m) + len);
 	return m;

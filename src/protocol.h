@@ -28,6 +28,11 @@ enum msg_type {
 	MSG__COUNT
 };
 
+/* What a session speaks, declared in register ("protocol"): 2.0 when it
+ * declares nothing, the original server's error behaviour; 2.1 every
+ * error of docs/protocol.md. */
+enum protocol_version { PROTOCOL_V20 = 0, PROTOCOL_V21 };
+
 enum err_code {
 	ERR_INVALID_JSON,
 	ERR_UNKNOWN_MESSAGE_TYPE,
@@ -70,6 +75,7 @@ struct msg_register {
 	const char *role;
 	json_object *metadata; /* NULL means {} */
 	bool is_admin;
+	enum protocol_version version;
 };
 
 struct msg_discover {
@@ -133,6 +139,7 @@ enum protocol_limit { PROTOCOL_LIMIT_NONE, PROTOCOL_LIMIT_DEPTH, PROTOCOL_LIMIT_
 struct msg_error {
 	enum err_code code;
 	enum protocol_limit limit;
+	bool v20_closed; /* the original server closed the connection over it */
 	char message[200];
 	const char *field;      /* the field the error concerns, if any */
 	const char *field_value;
@@ -172,8 +179,10 @@ struct msgbuf *protocol_error(enum err_code code, const char *message, const cha
 			      const char *field_value);
 struct msgbuf *protocol_error_from(const struct msg_error *e);
 
+/* "2.0" or "2.1" */
+const char *protocol_version_name(enum protocol_version v);
 struct msgbuf *protocol_registered(GString *scratch, const struct peer *self, json_object *token,
-				   const char *ice_servers_json);
+				   const char *ice_servers_json, enum protocol_version version);
 struct msgbuf *protocol_admin_conflict(const struct room *room);
 
 /* peer_list: the peers of SELF's room accepted by MATCH, at most LIMIT. */

@@ -667,7 +667,8 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 			want_write(s);
 		}
 	}
-	if (*budget && s->client.peer &&
+	/* A superseded socket is sent nothing (router.c, supersede). */
+	if (*budget && s->client.peer && !s->client.superseded &&
 	    now - s->app_pinged_ms >= (uint64_t)ws->cfg->app_ping_interval * 1000) {
 		s->app_pinged_ms = now;
 		(*budget)--;
@@ -813,9 +814,6 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 
 void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 {
-	struct msgbuf *bye = protocol_error(ERR_SERVER_SHUTTING_DOWN, "Server is shutting down",
-					    NULL, NULL);
-
 	ws->draining = true;
 	ws->drained = done;
 	ws->drained_data = data;
@@ -823,11 +821,10 @@ void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 		struct session *s = l->data;
 		if (s->close_code)
 			continue;
-		if (session_send(ws, &s->client, bye) == 0)
-			metrics_inc(errors_sent[ERR_SERVER_SHUTTING_DOWN]);
+		/* 2.1 sessions are told why; v2.0 ones get the 1001 alone. */
+		router_shutting_down(ws->router, &s->client);
 		session_close(ws, &s->client, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
 	}
-	msgbuf_unref(bye);
 	maybe_drained(ws);
 }
 

@@ -4,6 +4,7 @@
 #include "testd.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -162,13 +163,28 @@ static void test_sigterm_drain(void)
 	struct wsc *b = testd_register(d, "bye", "b", NULL);
 	struct wsc *anon = testd_connect(d);
 
+	struct wsc *v20 = testd_register(d, "bye", "w", ",\"protocol\":\"2.0\"");
+	GBytes *frame = NULL;
+
+	wsc_expect_quiet(anon); /* taken in */
 	testd_signal(d, SIGTERM);
-	struct wsc *all[] = { a, b, anon };
+	/* 2.1 sessions are told why... */
+	struct wsc *all[] = { a, b };
 	for (size_t i = 0; i < G_N_ELEMENTS(all); i++) {
 		json_object *o = wsc_expect_error(all[i], "SERVER_SHUTTING_DOWN");
+		g_assert_cmpstr(str(o, "reason"), ==, "Server is shutting down");
 		json_object_put(o);
 		g_assert_cmpint(wsc_wait_close(all[i], WSC_TIMEOUT_MS), ==, 1001);
 		wsc_free(all[i]);
+	}
+	/* ...a v2.0 session, or one that declared nothing yet, gets the 1001
+	 * alone: today's sleap-rtc worker exits on an error frame and
+	 * reconnects after a plain close. */
+	struct wsc *quiet[] = { v20, anon };
+	for (size_t i = 0; i < G_N_ELEMENTS(quiet); i++) {
+		g_assert_cmpint(wsc_recv(quiet[i], WSC_TIMEOUT_MS, &frame, NULL), ==, -EPIPE);
+		g_assert_cmpint(quiet[i]->close_code, ==, 1001);
+		wsc_free(quiet[i]);
 	}
 	g_assert_cmpint(testd_wait_exit(d, 10000), ==, 0);
 	g_assert_true(testd_wait_log(d, "event=stopping", 0));

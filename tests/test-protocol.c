@@ -463,14 +463,14 @@ static void test_registered(void)
 	static const char *const expect[] = {
 		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
 		"\"admin_peer_id\":null,\"peer_list\":[],\"peer_metadata\":{},\"ice_servers\":[],"
-		"\"mesh_ice_servers\":[]}",
+		"\"mesh_ice_servers\":[],\"protocol\":\"2.0\"}",
 		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
 		"\"admin_peer_id\":null,\"peer_list\":[\"a\"],\"peer_metadata\":{\"a\":{\"tags\":[\"gpu\"]}},"
-		"\"ice_servers\":[],\"mesh_ice_servers\":[]}",
+		"\"ice_servers\":[],\"mesh_ice_servers\":[],\"protocol\":\"2.0\"}",
 		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
 		"\"admin_peer_id\":null,\"peer_list\":[\"a\",\"b\\\"q\"],"
 		"\"peer_metadata\":{\"a\":{\"tags\":[\"gpu\"]},\"b\\\"q\":{\"x\":1}},"
-		"\"ice_servers\":[],\"mesh_ice_servers\":[]}",
+		"\"ice_servers\":[],\"mesh_ice_servers\":[],\"protocol\":\"2.0\"}",
 	};
 	json_object *token = json_object_new_string("t");
 	GString *s = g_string_new(NULL);
@@ -486,7 +486,7 @@ static void test_registered(void)
 		if (gone)
 			registry_remove(reg, gone);
 		struct peer *me = add_peer(reg, "me", "{}");
-		struct msgbuf *m = protocol_registered(s, me, token, "[]");
+		struct msgbuf *m = protocol_registered(s, me, token, "[]", PROTOCOL_V20);
 		g_assert_cmpstr(msgbuf_text(m), ==, expect[n]);
 		g_assert_cmpuint(m->len, ==, strlen(expect[n]));
 		msgbuf_unref(m);

@@ -34,7 +34,8 @@ static void test_register_reply(void)
 				       ",\"role\":\"client\",\"metadata\":{\"tags\":[],\"properties\":{}}");
 	struct wsc *b = testd_connect(d);
 	static const char *order[] = { "type", "room_id", "token", "peer_id", "admin_peer_id",
-				       "peer_list", "peer_metadata", "ice_servers", "mesh_ice_servers" };
+				       "peer_list", "peer_metadata", "ice_servers", "mesh_ice_servers",
+				       "protocol" };
 
 	wsc_send_text(b, "{\"type\":\"register\",\"peer_id\":\"Worker-3108\",\"room_id\":\"reg-room\","
 			 "\"token\":\"f7g8h9\",\"role\":\"worker\",\"metadata\":{\"tags\":[\"gpu\"],"
@@ -57,6 +58,7 @@ static void test_register_reply(void)
 			"{\"Client-1489\":{\"tags\":[],\"properties\":{}}}");
 	g_assert_cmpint(json_object_array_length(get(o, "ice_servers")), ==, 0);
 	g_assert_cmpint(json_object_array_length(get(o, "mesh_ice_servers")), ==, 0);
+	g_assert_cmpstr(str(o, "protocol"), ==, "2.0"); /* it declared nothing */
 	json_object_put(o);
 	drop(a);
 	drop(b);
