@@ -23,6 +23,15 @@ static const char *const type_names[MSG__COUNT] = {
 	[MSG_PING] = "ping",
 	[MSG_PONG] = "pong",
 	[MSG_CREATE_ROOM] = "create_room",
+	[MSG_ERROR] = "error",
+	[MSG_JOB_STATUS] = "job_status",
+	[MSG_JOB_PROGRESS] = "job_progress",
+	[MSG_ENCRYPTED_RELAY] = "encrypted_relay",
+	[MSG_FS_LIST_RES] = "fs_list_res",
+	[MSG_WORKER_PATH_OK] = "worker_path_ok",
+	[MSG_WORKER_PATH_ERROR] = "worker_path_error",
+	[MSG_FS_CHECK_VIDEOS_RESPONSE] = "fs_check_videos_response",
+	[MSG_KEY_EXCHANGE_RESPONSE] = "key_exchange_response",
 };
 
 /* The messages the server routes to one peer: the sender's field, the
@@ -339,6 +348,18 @@ static int decode_signal(struct msg *m, struct msg_error *err)
 	return get_id(m, 1, route_fields[m->type].to, true, &m->signal.target, err);
 }
 
+/* A relayed type names its peer in "target" (a busy worker's error) or
+ * "to_peer_id"; one that names none, or not as an id, is only counted. */
+static int decode_relay(struct msg *m)
+{
+	struct msg_error ignored;
+
+	if (get_id(m, 1, "target", false, &m->relay.target, &ignored) < 0 || !m->relay.target)
+		if (get_id(m, 1, "to_peer_id", false, &m->relay.target, &ignored) < 0)
+			m->relay.target = NULL;
+	return 0;
+}
+
 /* What protocol_decode() learns of a message's top level before any tree. */
 struct top {
 	struct jscan_member type; /* the last "type", as json-c keeps */
@@ -479,6 +500,8 @@ int protocol_decode(json_tokener *tok, const struct protocol_limits *lim, const 
 	case MSG_CREATE_ROOM:
 		return protocol_decode_create_room(m->root, &m->create, err);
 	default:
+		if (protocol_is_relay(m->type))
+			return decode_relay(m);
 		return 0;
 	}
 }
@@ -534,6 +557,9 @@ int protocol_decode_routed(const char *text, size_t len, const struct protocol_l
 		else if (rf->body && is_key(v, rf->body))
 			slot = &body;
 		else if (v != type && is_key(v, "type"))
+			return -1;
+		/* The server writes these of a signal (protocol_signal). */
+		else if (!rf->body && (is_key(v, "role") || is_key(v, "sender_role")))
 			return -1;
 		if (slot && *slot)
 			return -1;
@@ -817,20 +843,25 @@ struct msgbuf *protocol_signal(GString *s, const struct msg *m, const char *text
 	if (m->root) {
 		/* json-c's reading: it kept the last of repeated keys, so the
 		 * text could name another sender first.  What goes out has one
-		 * "sender", this socket's own. */
+		 * "sender", this socket's own, and one role, its registered
+		 * one, under a name no receiver takes for the sender's say. */
+		json_object_object_del(m->root, "role");
+		json_object_object_del(m->root, "sender_role");
 		json_object_object_add(m->root, "sender", json_object_new_string(from->id));
+		json_object_object_add(m->root, "sender_role", json_object_new_string(from->role));
 		return msgbuf_from_json(m->root);
 	}
-	/* From the fast path, which refuses repeated keys: the sender it
-	 * checked is the only one. */
-	if (m->signal.sender)
-		return msgbuf_new(text, len);
-	/* The text is exactly one object without a "sender"; the server's
-	 * goes before its closing brace. */
+	/* From the fast path, which refuses repeated keys and leaves a role
+	 * to json-c: the text is exactly one object, its sender (if any) the
+	 * one checked; the server's fields go before its closing brace. */
 	g_string_truncate(s, 0);
 	g_string_append_len(s, text, (gssize)len - 1);
-	g_string_append(s, ",\"sender\":");
-	g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+	if (!m->signal.sender) {
+		g_string_append(s, ",\"sender\":");
+		g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+	}
+	g_string_append(s, ",\"sender_role\":");
+	g_string_append_len(s, from->role_json, (gssize)from->role_json_len);
 	g_string_append_c(s, '}');
 	return finish(s);
 }

@@ -25,8 +25,26 @@ enum msg_type {
 	MSG_PING,
 	MSG_PONG,
 	MSG_CREATE_ROOM,
+	/* What today's sleap-rtc workers send for the server to pass on
+	 * (docs/protocol.md "Relayed types"): forwarded when they name a
+	 * peer of the room, otherwise counted; never answered with an error. */
+	MSG_ERROR, /* a peer's own error for another, e.g. a busy worker's */
+	MSG_JOB_STATUS,
+	MSG_JOB_PROGRESS,
+	MSG_ENCRYPTED_RELAY,
+	MSG_FS_LIST_RES,
+	MSG_WORKER_PATH_OK,
+	MSG_WORKER_PATH_ERROR,
+	MSG_FS_CHECK_VIDEOS_RESPONSE,
+	MSG_KEY_EXCHANGE_RESPONSE,
 	MSG__COUNT
 };
+
+/* The relayed types are MSG_ERROR up to the end. */
+static inline bool protocol_is_relay(int t)
+{
+	return t >= MSG_ERROR && t < MSG__COUNT;
+}
 
 /* What a session speaks, declared in register ("protocol"): 2.0 when it
  * declares nothing, the original server's error behaviour; 2.1 every
@@ -99,6 +117,12 @@ struct msg_route {
 	size_t body_len;
 };
 
+/* The relayed types: the peer named by "target" or "to_peer_id", if any
+ * (an id of the wrong type is no target); forwarded whole. */
+struct msg_relay {
+	const char *target;
+};
+
 /* create_room (and the body of POST /create-room). */
 struct msg_create_room {
 	gint64 expires_in; /* -1: the configured default */
@@ -123,6 +147,7 @@ struct msg {
 		struct msg_route route;
 		struct msg_signal signal;
 		struct msg_create_room create;
+		struct msg_relay relay;
 	};
 	char idbuf[2][PROTOCOL_ID_BUF];
 };
@@ -193,7 +218,11 @@ struct msgbuf *protocol_peer_list(GString *scratch, const struct peer *self, uns
 struct msgbuf *protocol_metadata_updated(GString *scratch, const struct peer *self);
 struct msgbuf *protocol_routed(GString *scratch, enum msg_type type, const struct peer *from,
 			       const struct peer *to, const struct msg_route *rt);
-/* The whole signal object, with "sender" filled in when it was missing. */
+/* The whole signal (or relayed) object as its target gets it: "sender"
+ * is FROM's id and "sender_role" FROM's registered role, whatever the
+ * sender wrote; a "role" it wrote is removed, as receivers take it for a
+ * role the server vouched for (docs/protocol.md "offer, answer,
+ * candidate"). */
 struct msgbuf *protocol_signal(GString *scratch, const struct msg *m, const char *text, size_t len,
 			       const struct peer *from);
 struct msgbuf *protocol_simple(const char *type); /* {"type":T} */

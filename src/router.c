@@ -943,6 +943,29 @@ static void handle_signal(struct router *r, struct client *c, struct msg *m, con
 		deliver(r, c, m, target, "target", protocol_signal(r->scratch, m, text, len, c->peer));
 }
 
+/* A relayed type (protocol_is_relay): forwarded whole to the peer of the
+ * room it names, with the sender stamped as for a signal; one that names
+ * none, or one not here, is counted.  Never answered with an error: these
+ * are themselves answers (a busy worker's error, a job's status), and
+ * the original server's clients end on any error. */
+static void handle_relay(struct router *r, struct client *c, struct msg *m)
+{
+	struct peer *target = m->relay.target ? room_find_peer(c->peer->room, m->relay.target) : NULL;
+
+	if (!target) {
+		metrics_inc(relayed[m->type][RELAY_NO_TARGET]);
+		log_debug("%s from %s names no peer of its room", protocol_type_name(m->type), c->peer->id);
+		return;
+	}
+	if (send_owned(r, target->owner, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
+		metrics_inc(relayed[m->type][RELAY_FAILED]);
+		return;
+	}
+	metrics_inc(relayed[m->type][RELAY_FORWARDED]);
+	metrics_inc(messages_routed);
+	metrics_observe(&metrics.route_latency, metrics_now_ns() - r->received_ns);
+}
+
 static bool needs_registration(enum msg_type t)
 {
 	return t != MSG_UNKNOWN && t != MSG_REGISTER && t != MSG_PING && t != MSG_PONG;
@@ -1007,6 +1030,8 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 		send_owned(r, c, protocol_simple("pong"));
 		break;
 	default: /* pong: the answer to our keepalive */
+		if (protocol_is_relay(m.type))
+			handle_relay(r, c, &m);
 		break;
 	}
 out:

@@ -21,6 +21,11 @@ static const char *str(json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
 }
 
+static bool has(json_object *o, const char *key)
+{
+	return json_object_object_get_ex(o, key, NULL);
+}
+
 /* A v2.0 register as sleap-rtc's worker (W:3581) or client (C:1564)
  * sends it: no "protocol".  The reply must say 2.0. */
 static struct wsc *v20_on(struct wsc *c, const char *room, const char *id, const char *role)
@@ -51,6 +56,13 @@ static double metric(const char *name)
 static double untold(const char *code)
 {
 	g_autofree char *name = g_strdup_printf("rtcsignald_suppressed_errors_total{code=\"%s\"}", code);
+	return metric(name);
+}
+
+static double relayed(const char *type, const char *result)
+{
+	g_autofree char *name =
+		g_strdup_printf("rtcsignald_relayed_total{type=\"%s\",result=\"%s\"}", type, result);
 	return metric(name);
 }
 
@@ -254,6 +266,136 @@ static void test_replaced_v21(void)
 	wsc_free(new);
 }
 
+/* A busy worker rejects a second client with an error naming it
+ * (W:1745): the client gets it, with the sender stamped from the worker's
+ * registration, and the worker gets no UNKNOWN_MESSAGE_TYPE. */
+static void test_busy_worker(void)
+{
+	double before = relayed("error", "forwarded");
+	struct wsc *w = v20("busy", "worker-b", "worker");
+	struct wsc *bob = v20("busy", "bob", "client");
+
+	wsc_send_text(bob, "{\"type\":\"offer\",\"sender\":\"bob\",\"target\":\"worker-b\",\"sdp\":\"v=0\"}");
+	json_object_put(wsc_expect(w, "offer"));
+	wsc_send_text(w, "{\"type\":\"error\",\"target\":\"bob\",\"reason\":\"worker_busy\",\"message\":"
+			 "\"Worker is currently busy. Please try again later.\",\"current_status\":\"busy\","
+			 "\"sender\":\"forged\"}");
+	json_object *o = wsc_expect(bob, "error");
+	g_assert_cmpstr(str(o, "sender"), ==, "worker-b");
+	g_assert_cmpstr(str(o, "sender_role"), ==, "worker");
+	g_assert_cmpstr(str(o, "target"), ==, "bob");
+	g_assert_cmpstr(str(o, "reason"), ==, "worker_busy");
+	g_assert_cmpstr(str(o, "current_status"), ==, "busy");
+	json_object_put(o);
+	wsc_expect_quiet(w);
+	g_assert_cmpfloat(relayed("error", "forwarded"), ==, before + 1);
+	wsc_free(w);
+	wsc_free(bob);
+}
+
+static const char *const relay_types[] = {
+	"job_status",  "job_progress",      "encrypted_relay",	        "fs_list_res",
+	"worker_path_ok", "worker_path_error", "fs_check_videos_response", "key_exchange_response",
+};
+
+/* The other types today's workers send: accepted without an error frame,
+ * by v2.0 and 2.1 sessions alike; forwarded when they name a peer of the
+ * room, otherwise counted. */
+static void test_relay_types(void)
+{
+	struct wsc *w = v20("relay", "worker-r", "worker");
+	struct wsc *w21 = testd_register(d, "relay", "worker-21", ",\"role\":\"worker\"");
+	struct wsc *alice = v20("relay", "alice", "client");
+
+	for (size_t i = 0; i < G_N_ELEMENTS(relay_types); i++) {
+		const char *t = relay_types[i];
+		double none = relayed(t, "no_target"), fwd = relayed(t, "forwarded");
+		g_test_message("%s", t);
+		/* As the worker sends them: no peer named. */
+		wsc_sendf(w, "{\"type\":\"%s\",\"job_id\":\"j1\",\"session_id\":\"s\",\"status\":\"running\"}", t);
+		wsc_expect_quiet(w);
+		wsc_sendf(w21, "{\"type\":\"%s\",\"req_id\":7}", t);
+		wsc_expect_quiet(w21);
+		/* Naming a peer, in either field; one not in the room. */
+		wsc_sendf(w, "{\"type\":\"%s\",\"to_peer_id\":\"alice\",\"job_id\":\"j1\"}", t);
+		json_object *o = wsc_expect(alice, t);
+		g_assert_cmpstr(str(o, "sender"), ==, "worker-r");
+		g_assert_cmpstr(str(o, "job_id"), ==, "j1");
+		json_object_put(o);
+		wsc_sendf(w21, "{\"type\":\"%s\",\"target\":\"alice\"}", t);
+		o = wsc_expect(alice, t);
+		g_assert_cmpstr(str(o, "sender"), ==, "worker-21");
+		json_object_put(o);
+		wsc_sendf(w, "{\"type\":\"%s\",\"target\":\"nobody\"}", t);
+		wsc_expect_quiet(w);
+		g_assert_cmpfloat(relayed(t, "no_target"), ==, none + 3);
+		g_assert_cmpfloat(relayed(t, "forwarded"), ==, fwd + 2);
+	}
+	wsc_expect_quiet(alice);
+	wsc_free(w);
+	wsc_free(w21);
+	wsc_free(alice);
+}
+
+/* research section 6: the worker skips its challenge when the offer says
+ * "role":"client", and no sleap-rtc client writes a role in its offers.
+ * So a role the sender wrote is removed (never stamped as "role", which
+ * would switch every challenge off); the registered role arrives as
+ * "sender_role", which no sleap-rtc code reads. */
+static void test_role_stripped(void)
+{
+	struct wsc *w = v20("roles", "worker-q", "worker");
+	struct wsc *mallory = v20("roles", "mallory", "peer");
+	struct wsc *alice = v20("roles", "alice", "client");
+	GBytes *raw;
+	int op;
+	json_object *o;
+
+	/* A forged role, by the fast path's shape and by json-c's. */
+	wsc_send_text(mallory, "{\"type\":\"offer\",\"sender\":\"mallory\",\"target\":\"worker-q\","
+			       "\"sdp\":\"v=0\",\"role\":\"client\"}");
+	o = wsc_expect(w, "offer");
+	g_assert_false(has(o, "role"));
+	g_assert_cmpstr(str(o, "sender"), ==, "mallory");
+	g_assert_cmpstr(str(o, "sender_role"), ==, "peer");
+	json_object_put(o);
+	wsc_send_text(mallory, "{\"type\":\"offer\", \"target\":\"worker-q\",\"role\":\"client\","
+			       "\"sender_role\":\"client\",\"sdp\":\"v=0\"}");
+	o = wsc_expect(w, "offer");
+	g_assert_false(has(o, "role"));
+	g_assert_cmpstr(str(o, "sender"), ==, "mallory");
+	g_assert_cmpstr(str(o, "sender_role"), ==, "peer");
+	json_object_put(o);
+
+	/* A real client's offer (C:2622): no role comes out of it either,
+	 * and the rest is forwarded as written. */
+	const char *offer = "{\"type\":\"offer\",\"sender\":\"alice\",\"target\":\"worker-q\",\"sdp\":\"v=0\"}";
+	wsc_send_text(alice, offer);
+	g_assert_cmpint(wsc_recv(w, WSC_TIMEOUT_MS, &raw, &op), ==, 0);
+	g_autofree char *text = g_strndup(g_bytes_get_data(raw, NULL), g_bytes_get_size(raw));
+	g_bytes_unref(raw);
+	g_assert_cmpstr(text, ==,
+			"{\"type\":\"offer\",\"sender\":\"alice\",\"target\":\"worker-q\",\"sdp\":\"v=0\","
+			"\"sender_role\":\"client\"}");
+
+	/* Answers and candidates too. */
+	wsc_send_text(w, "{\"type\":\"answer\",\"target\":\"alice\",\"sdp\":\"v=0\",\"role\":\"admin\"}");
+	o = wsc_expect(alice, "answer");
+	g_assert_false(has(o, "role"));
+	g_assert_cmpstr(str(o, "sender"), ==, "worker-q");
+	g_assert_cmpstr(str(o, "sender_role"), ==, "worker");
+	json_object_put(o);
+	wsc_send_text(alice, "{\"type\":\"candidate\",\"target\":\"worker-q\",\"candidate\":{\"role\":\"x\"},"
+			     "\"role\":\"client\"}");
+	o = wsc_expect(w, "candidate");
+	g_assert_false(has(o, "role"));
+	g_assert_cmpstr(str(json_object_object_get(o, "candidate"), "role"), ==, "x");
+	json_object_put(o);
+	wsc_free(w);
+	wsc_free(mallory);
+	wsc_free(alice);
+}
+
 /* Over the message rate a v2.0 session is not told RATE_LIMITED: the
  * refused messages are counted. */
 static void test_rate_untold(void)
@@ -329,6 +471,9 @@ int main(int argc, char *argv[])
 	g_test_add_func("/compat/v21-told", test_v21_told);
 	g_test_add_func("/compat/failover", test_failover);
 	g_test_add_func("/compat/replaced-v21", test_replaced_v21);
+	g_test_add_func("/compat/busy-worker", test_busy_worker);
+	g_test_add_func("/compat/relay-types", test_relay_types);
+	g_test_add_func("/compat/role-stripped", test_role_stripped);
 	g_test_add_func("/compat/rate-untold", test_rate_untold);
 	g_test_add_func("/compat/shutdown", test_shutdown);
 	int r = g_test_run();

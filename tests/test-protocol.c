@@ -229,6 +229,9 @@ static void test_decode_routed(void)
 		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":tru}",    /* not JSON */
 		"{\"type\":\"peer_messages\",\"to_peer_id\":\"b\",\"payload\":1}",
 		"{\"type\":\"offer\",\"sdp\":\"v=0\"}",
+		/* a role the sender wrote: json-c's to remove (protocol_signal) */
+		"{\"type\":\"offer\",\"target\":\"b\",\"role\":\"client\"}",
+		"{\"type\":\"answer\",\"target\":\"b\",\"sender_role\":\"client\"}",
 	};
 	struct msg m, slow_m;
 	struct msg_error e;
@@ -496,6 +499,33 @@ static void test_registered(void)
 	json_object_put(token);
 }
 
+/* The relayed types name their peer in target, else to_peer_id; an id
+ * of the wrong type is no target, never an error. */
+static void test_relay(void)
+{
+	static const struct {
+		const char *text, *target;
+		enum msg_type type;
+	} cases[] = {
+		{ "{\"type\":\"error\",\"target\":\"alice\",\"reason\":\"worker_busy\"}", "alice", MSG_ERROR },
+		{ "{\"type\":\"job_status\",\"job_id\":\"j\"}", NULL, MSG_JOB_STATUS },
+		{ "{\"type\":\"fs_list_res\",\"to_peer_id\":7}", "7", MSG_FS_LIST_RES },
+		{ "{\"type\":\"encrypted_relay\",\"target\":{},\"to_peer_id\":\"b\"}", "b", MSG_ENCRYPTED_RELAY },
+		{ "{\"type\":\"key_exchange_response\",\"target\":[1]}", NULL, MSG_KEY_EXCHANGE_RESPONSE },
+	};
+	struct msg m;
+	struct msg_error e;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_assert_cmpint(decode(cases[i].text, &m, &e), ==, 0);
+		g_assert_cmpint(m.type, ==, cases[i].type);
+		g_assert_true(protocol_is_relay(m.type));
+		g_assert_cmpstr(m.relay.target, ==, cases[i].target);
+		msg_clear(&m);
+	}
+	g_assert_false(protocol_is_relay(MSG_OFFER));
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -513,6 +543,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/protocol/ids-exact", test_ids_exact);
 	g_test_add_func("/protocol/value-limit", test_value_limit);
 	g_test_add_func("/protocol/no-tree", test_no_tree);
+	g_test_add_func("/protocol/relay", test_relay);
 	int r = g_test_run();
 	json_tokener_free(tok);
 	return r;

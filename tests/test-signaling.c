@@ -117,10 +117,12 @@ static void test_offer_answer_candidate(void)
 		"{\"type\":\"offer\",\"sender\":\"Client-1489\",\"target\":\"Worker-3108\","
 		"\"sdp\":\"v=0\\r\\no=- 46117 2 IN IP4 127.0.0.1\\r\\n\",\"extra\":{\"n\":[1,2]},\"v\":1}";
 
-	/* With the sender given, the object is forwarded byte for byte. */
+	/* With the sender given, the object is forwarded byte for byte, and
+	 * the sender's registered role added. */
 	wsc_send_text(a, offer);
 	g_assert_cmpint(wsc_recv(b, WSC_TIMEOUT_MS, &raw, &opcode), ==, 0);
-	g_assert_cmpmem(g_bytes_get_data(raw, NULL), g_bytes_get_size(raw), offer, strlen(offer));
+	g_autofree char *want = g_strdup_printf("%.*s,\"sender_role\":\"peer\"}", (int)strlen(offer) - 1, offer);
+	g_assert_cmpmem(g_bytes_get_data(raw, NULL), g_bytes_get_size(raw), want, strlen(want));
 	g_bytes_unref(raw);
 
 	/* Without it, the server fills it in and keeps every field. */
