@@ -255,6 +255,26 @@ static void test_failover(void)
 	wsc_free(alice);
 }
 
+/* When the registration a socket lost ends too, the superseded socket
+ * stays open, registered nowhere: what it sends is not answered with
+ * NOT_IN_ROOM (a worker would exit), only counted. */
+static void test_superseded_orphan(void)
+{
+	struct wsc *first = v20("orph", "worker-o", "worker");
+	struct wsc *second = v20("orph", "worker-o", "worker");
+	double before = untold("NOT_IN_ROOM");
+
+	wsc_free(second);
+	/* The first left once when superseded, the registration now. */
+	g_assert_true(testd_wait_log_count(d, "event=peer_left room=orph peer=worker-o", 2, 5000));
+	wsc_send_text(first, "{\"type\":\"answer\",\"sender\":\"worker-o\",\"target\":\"alice\",\"sdp\":\"v=0\"}");
+	wsc_expect_quiet(first);
+	g_assert_cmpfloat(untold("NOT_IN_ROOM"), ==, before + 1);
+	/* It may register again. */
+	v20_on(first, "orph", "worker-o", "worker");
+	wsc_free(first);
+}
+
 /* A 2.1 session replaced keeps SESSION_REPLACED and 4001. */
 static void test_replaced_v21(void)
 {
@@ -470,6 +490,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/compat/v20-not-told", test_v20_not_told);
 	g_test_add_func("/compat/v21-told", test_v21_told);
 	g_test_add_func("/compat/failover", test_failover);
+	g_test_add_func("/compat/superseded-orphan", test_superseded_orphan);
 	g_test_add_func("/compat/replaced-v21", test_replaced_v21);
 	g_test_add_func("/compat/busy-worker", test_busy_worker);
 	g_test_add_func("/compat/relay-types", test_relay_types);
