@@ -276,6 +276,27 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		sample(o, "rtcsignald_errors_sent_total", "code", protocol_code_name(c),
 		       (double)metrics_get(errors_sent[c]));
 
+	family(o, "rtcsignald_suppressed_errors_total", "counter",
+	       "Errors v2.0 sessions were not sent, where the original server sent none, by code.");
+	for (int c = 0; c < ERR__COUNT; c++)
+		sample(o, "rtcsignald_suppressed_errors_total", "code", protocol_code_name(c),
+		       (double)metrics_get(errors_suppressed[c]));
+	static const char *const relay_results[RELAY__COUNT] = { "forwarded", "no_target", "failed" };
+	family(o, "rtcsignald_relayed_total", "counter",
+	       "Relayed types (a busy worker's error, job_status, ...) by type and result.");
+	for (int t = 0; t < MSG__COUNT; t++)
+		for (int k = 0; k < RELAY__COUNT && protocol_is_relay(t); k++) {
+			g_string_append_printf(o, "rtcsignald_relayed_total{type=\"%s\",result=\"%s\"} %" G_GUINT64_FORMAT "\n",
+					       protocol_type_name(t), relay_results[k],
+					       (guint64)metrics_get(relayed[t][k]));
+		}
+	counter(o, "rtcsignald_sessions_superseded_total",
+		"v2.0 sessions whose peer id a newer registration took over, kept open.",
+		(double)metrics_get(sessions_superseded));
+	counter(o, "rtcsignald_superseded_closed_total",
+		"Superseded sessions closed (1000) by a third registration of their peer id.",
+		(double)metrics_get(superseded_closed));
+
 	counter(o, "rtcsignald_received_bytes_total", "WebSocket payload bytes received.",
 		(double)metrics_get(bytes_received));
 	counter(o, "rtcsignald_sent_bytes_total", "WebSocket payload bytes sent.",

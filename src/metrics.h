@@ -39,6 +39,9 @@ enum metrics_refusal {
 	REFUSED__COUNT
 };
 
+/* What became of a relayed type (protocol_is_relay). */
+enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
+
 /* Latency histograms: bucket upper bounds in seconds, and +Inf. */
 #define METRICS_BUCKETS 14
 struct metrics_histogram {
@@ -58,6 +61,10 @@ struct metrics {
 	atomic_uint_fast64_t messages_received[MSG__COUNT];
 	atomic_uint_fast64_t messages_routed;
 	atomic_uint_fast64_t errors_sent[ERR__COUNT];
+	atomic_uint_fast64_t errors_suppressed[ERR__COUNT]; /* not told to v2.0 sessions */
+	atomic_uint_fast64_t relayed[MSG__COUNT][RELAY__COUNT]; /* relayed types only */
+	atomic_uint_fast64_t sessions_superseded; /* v2.0 sockets kept open, taken over */
+	atomic_uint_fast64_t superseded_closed;   /* and closed by a third registration */
 	/* [ERR__COUNT] counts successes, the rest refusals by code */
 	atomic_uint_fast64_t registrations[ERR__COUNT + 1];
 	atomic_uint_fast64_t bytes_received;

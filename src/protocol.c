@@ -23,6 +23,15 @@ static const char *const type_names[MSG__COUNT] = {
 	[MSG_PING] = "ping",
 	[MSG_PONG] = "pong",
 	[MSG_CREATE_ROOM] = "create_room",
+	[MSG_ERROR] = "error",
+	[MSG_JOB_STATUS] = "job_status",
+	[MSG_JOB_PROGRESS] = "job_progress",
+	[MSG_ENCRYPTED_RELAY] = "encrypted_relay",
+	[MSG_FS_LIST_RES] = "fs_list_res",
+	[MSG_WORKER_PATH_OK] = "worker_path_ok",
+	[MSG_WORKER_PATH_ERROR] = "worker_path_error",
+	[MSG_FS_CHECK_VIDEOS_RESPONSE] = "fs_check_videos_response",
+	[MSG_KEY_EXCHANGE_RESPONSE] = "key_exchange_response",
 };
 
 /* The messages the server routes to one peer: the sender's field, the
@@ -74,6 +83,11 @@ const char *protocol_code_name(enum err_code c)
 	return c < ERR__COUNT ? code_names[c] : "UNKNOWN";
 }
 
+const char *protocol_version_name(enum protocol_version v)
+{
+	return v == PROTOCOL_V21 ? "2.1" : "2.0";
+}
+
 /* At most 64 bytes of TEXT for an error message, not cutting a UTF-8
  * character in two. */
 static int echo_len(const char *text, size_t len)
@@ -91,6 +105,7 @@ static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
 	va_list ap;
 	err->code = code;
 	err->limit = PROTOCOL_LIMIT_NONE;
+	err->v20_closed = false;
 	err->field = err->field_value = NULL;
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof err->message, fmt, ap);
@@ -224,6 +239,16 @@ static int decode_register(struct msg *m, struct msg_error *err)
 	    (rc = get_opt(m->root, "is_admin", json_type_boolean, &v, err)) < 0)
 		return rc;
 	r->is_admin = v && json_object_get_boolean(v);
+	/* What the session speaks: the original server's clients say
+	 * nothing, so nothing is 2.0. */
+	if (json_object_object_get_ex(m->root, "protocol", &v) && v) {
+		const char *ver = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+		if (strcmp(ver, "2.1") == 0)
+			r->version = PROTOCOL_V21;
+		else if (strcmp(ver, "2.0") != 0)
+			return fail(err, ERR_INVALID_MESSAGE,
+				    "Invalid field: protocol must be \"2.0\" or \"2.1\"");
+	}
 	r->role = "peer";
 	if (json_object_object_get_ex(m->root, "role", &v) && v && !get_string(v, &r->role))
 		return fail(err, ERR_INVALID_MESSAGE,
@@ -323,6 +348,18 @@ static int decode_signal(struct msg *m, struct msg_error *err)
 	return get_id(m, 1, route_fields[m->type].to, true, &m->signal.target, err);
 }
 
+/* A relayed type names its peer in "target" (a busy worker's error) or
+ * "to_peer_id"; one that names none, or not as an id, is only counted. */
+static int decode_relay(struct msg *m)
+{
+	struct msg_error ignored;
+
+	if (get_id(m, 1, "target", false, &m->relay.target, &ignored) < 0 || !m->relay.target)
+		if (get_id(m, 1, "to_peer_id", false, &m->relay.target, &ignored) < 0)
+			m->relay.target = NULL;
+	return 0;
+}
+
 /* What protocol_decode() learns of a message's top level before any tree. */
 struct top {
 	struct jscan_member type; /* the last "type", as json-c keeps */
@@ -353,16 +390,23 @@ static int check_json(const struct protocol_limits *lim, const char *text, size_
 	rc = jscan_check(text, len, lim->max_depth, lim->max_values, note_member, top);
 	switch (rc) {
 	case JSCAN_OK:
-		if (i == len || text[i] != '{')
-			return fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+		if (i == len || text[i] != '{') {
+			/* JSON, but no object: the original server's handler
+			 * raised and the connection closed, with no error. */
+			rc = fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+			err->v20_closed = true;
+			return rc;
+		}
 		return 0;
 	case JSCAN_TOO_DEEP:
 		rc = fail(err, ERR_INVALID_JSON, "JSON nested deeper than %u levels", lim->max_depth);
 		err->limit = PROTOCOL_LIMIT_DEPTH;
+		err->v20_closed = true;
 		return rc;
 	case JSCAN_TOO_MANY:
 		rc = fail(err, ERR_INVALID_JSON, "JSON of more than %zu values", lim->max_values);
 		err->limit = PROTOCOL_LIMIT_VALUES;
+		err->v20_closed = true;
 		return rc;
 	case JSCAN_NUL_KEY:
 		return fail(err, ERR_INVALID_MESSAGE, "Invalid key: keys must not contain \\u0000");
@@ -456,6 +500,8 @@ int protocol_decode(json_tokener *tok, const struct protocol_limits *lim, const 
 	case MSG_CREATE_ROOM:
 		return protocol_decode_create_room(m->root, &m->create, err);
 	default:
+		if (protocol_is_relay(m->type))
+			return decode_relay(m);
 		return 0;
 	}
 }
@@ -512,6 +558,9 @@ int protocol_decode_routed(const char *text, size_t len, const struct protocol_l
 			slot = &body;
 		else if (v != type && is_key(v, "type"))
 			return -1;
+		/* The server writes these of a signal (protocol_signal). */
+		else if (!rf->body && (is_key(v, "role") || is_key(v, "sender_role")))
+			return -1;
 		if (slot && *slot)
 			return -1;
 		if (slot)
@@ -545,15 +594,14 @@ void msg_clear(struct msg *m)
 	m->root = NULL;
 }
 
-struct msgbuf *protocol_error(enum err_code code, const char *message, bool with_reason,
-			      const char *field, const char *field_value)
+struct msgbuf *protocol_error(enum err_code code, const char *message, const char *field,
+			      const char *field_value)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string("error"));
 	json_object_object_add(o, "code", json_object_new_string(protocol_code_name(code)));
 	json_object_object_add(o, "message", json_object_new_string(message));
-	if (with_reason)
-		json_object_object_add(o, "reason", json_object_new_string(message));
+	json_object_object_add(o, "reason", json_object_new_string(message));
 	if (field && field_value)
 		json_object_object_add(o, field, json_object_new_string(field_value));
 	struct msgbuf *m = msgbuf_from_json(o);
@@ -561,9 +609,9 @@ struct msgbuf *protocol_error(enum err_code code, const char *message, bool with
 	return m;
 }
 
-struct msgbuf *protocol_error_from(const struct msg_error *e, bool with_reason)
+struct msgbuf *protocol_error_from(const struct msg_error *e)
 {
-	return protocol_error(e->code, e->message, with_reason, e->field, e->field_value);
+	return protocol_error(e->code, e->message, e->field, e->field_value);
 }
 
 #define PUT(w, text, len) (memcpy(w, text, len), (w) += (len))
@@ -625,12 +673,14 @@ static char *put_room_mates(char *w, const struct peer *self, bool with_metadata
 /* Its room mates make it O(room) bytes, megabytes in a room of thousands:
  * the head is built in S, and the whole written once, in place. */
 struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_object *token,
-				   const char *ice_servers_json)
+				   const char *ice_servers_json, enum protocol_version version)
 {
 	const struct room *room = self->room;
 	static const char mates_key[] = ",\"peer_metadata\":", ice_key[] = ",\"ice_servers\":",
-			  mesh_key[] = ",\"mesh_ice_servers\":";
+			  mesh_key[] = ",\"mesh_ice_servers\":", proto_key[] = ",\"protocol\":\"";
 	size_t ice_len = strlen(ice_servers_json);
+	const char *ver = protocol_version_name(version);
+	size_t ver_len = strlen(ver);
 
 	g_string_assign(s, "{\"type\":\"registered_auth\",\"room_id\":");
 	append_room_id(s, room);
@@ -650,7 +700,8 @@ struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_obj
 
 	size_t len = s->len + room_mates_len(self, false) + sizeof mates_key - 1 +
 		     room_mates_len(self, true) +
-		     sizeof ice_key - 1 + ice_len + sizeof mesh_key - 1 + ice_len + 1;
+		     sizeof ice_key - 1 + ice_len + sizeof mesh_key - 1 + ice_len +
+		     sizeof proto_key - 1 + ver_len + 2;
 	struct msgbuf *m = msgbuf_alloc(len);
 	char *w = msgbuf_text(m);
 
@@ -662,6 +713,9 @@ struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_obj
 	PUT(w, ice_servers_json, ice_len);
 	PUT_LITERAL(w, mesh_key);
 	PUT(w, ice_servers_json, ice_len);
+	PUT_LITERAL(w, proto_key);
+	PUT(w, ver, ver_len);
+	*w++ = '"';
 	*w++ = '}';
 	g_assert(w == msgbuf_text(m) + len);
 	return m;
@@ -789,20 +843,25 @@ struct msgbuf *protocol_signal(GString *s, const struct msg *m, const char *text
 	if (m->root) {
 		/* json-c's reading: it kept the last of repeated keys, so the
 		 * text could name another sender first.  What goes out has one
-		 * "sender", this socket's own. */
+		 * "sender", this socket's own, and one role, its registered
+		 * one, under a name no receiver takes for the sender's say. */
+		json_object_object_del(m->root, "role");
+		json_object_object_del(m->root, "sender_role");
 		json_object_object_add(m->root, "sender", json_object_new_string(from->id));
+		json_object_object_add(m->root, "sender_role", json_object_new_string(from->role));
 		return msgbuf_from_json(m->root);
 	}
-	/* From the fast path, which refuses repeated keys: the sender it
-	 * checked is the only one. */
-	if (m->signal.sender)
-		return msgbuf_new(text, len);
-	/* The text is exactly one object without a "sender"; the server's
-	 * goes before its closing brace. */
+	/* From the fast path, which refuses repeated keys and leaves a role
+	 * to json-c: the text is exactly one object, its sender (if any) the
+	 * one checked; the server's fields go before its closing brace. */
 	g_string_truncate(s, 0);
 	g_string_append_len(s, text, (gssize)len - 1);
-	g_string_append(s, ",\"sender\":");
-	g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+	if (!m->signal.sender) {
+		g_string_append(s, ",\"sender\":");
+		g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+	}
+	g_string_append(s, ",\"sender_role\":");
+	g_string_append_len(s, from->role_json, (gssize)from->role_json_len);
 	g_string_append_c(s, '}');
 	return finish(s);
 }

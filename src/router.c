@@ -26,6 +26,8 @@ struct router {
 	bool replaying;       /* a register whose issuer's keys were awaited */
 	gint64 quota_logged_us; /* room quota refusals: last logged, and since */
 	unsigned quota_unlogged;
+	gint64 untold_logged_us; /* errors v2.0 sessions were not told: the same */
+	unsigned untold_unlogged;
 };
 
 /* A register whose token names a key its issuer is being asked for. */
@@ -88,11 +90,87 @@ static int answer_owned(struct router *r, struct client *c, struct msgbuf *m)
 	return rc;
 }
 
+/* Whether the original v2.0 server (talmolab/webRTC-connect at ac5bf956)
+ * answered a registered client's message of type T with an error of
+ * CODE; DECODE: the message itself was malformed.  The table of
+ * docs/protocol.md "v2.0 clients", from /work/briefs/issue19-research.md
+ * section 4: it sent INVALID_JSON for text that is not JSON (JSON that is
+ * no object, or too deep, closed the connection instead), and
+ * UNKNOWN_MESSAGE_TYPE; every register error; for peer_message and
+ * mesh_connect/mesh_answer a missing field and a target not there or not
+ * reached; for update_metadata and ice_candidate a missing field.  Never
+ * anything for offer/answer/candidate, a sender field naming another
+ * peer, a filter, a rate, a replaced session or a shutdown. */
+static bool v20_sent(enum msg_type t, enum err_code code, bool decode, const struct msg_error *e)
+{
+	if (code == ERR_INVALID_JSON)
+		return !e->v20_closed;
+	if (code == ERR_UNKNOWN_MESSAGE_TYPE)
+		return true;
+	switch (t) {
+	case MSG_REGISTER:
+	case MSG_CREATE_ROOM: /* v2.0 had none: UNKNOWN_MESSAGE_TYPE */
+		return true;
+	case MSG_PEER_MESSAGE:
+	case MSG_MESH_CONNECT:
+	case MSG_MESH_ANSWER:
+		return (decode && code == ERR_INVALID_MESSAGE) || code == ERR_PEER_NOT_IN_ROOM ||
+		       code == ERR_PEER_NOT_FOUND || code == ERR_DELIVERY_FAILED;
+	case MSG_UPDATE_METADATA:
+	case MSG_ICE_CANDIDATE:
+		return decode && code == ERR_INVALID_MESSAGE;
+	default:
+		return false;
+	}
+}
+
+/* An error a v2.0 session is not told: counted by code, and logged once
+ * a second at most with how many went unlogged, so the operator still
+ * sees every failure. */
+static void untold(struct router *r, struct client *c, enum msg_type t, const struct msg_error *e)
+{
+	gint64 now = g_get_monotonic_time();
+
+	metrics_inc(errors_suppressed[e->code]);
+	if (r->untold_logged_us && now - r->untold_logged_us < G_USEC_PER_SEC) {
+		r->untold_unlogged++;
+		return;
+	}
+	struct log_fields f = { .remote = client_remote(c), .code = protocol_code_name(e->code),
+				.peer = c->peer ? c->peer->id : NULL,
+				.room = c->peer ? c->peer->room->id : NULL };
+	log_event(LOG_INFO, LOG_EVENT_NONE, &f,
+		  "not told to a v2.0 session (%s): %s (%u more not told since the last such line)",
+		  protocol_type_name(t), e->message, r->untold_unlogged);
+	r->untold_logged_us = now;
+	r->untold_unlogged = 0;
+}
+
+/* Whether C is sent an error of CODE about its message of type T: always
+ * before its first registration and for a 2.1 session; for a 2.0 one
+ * where the original server sent one. */
+static bool tells(const struct client *c, enum msg_type t, enum err_code code, bool decode,
+		  const struct msg_error *e)
+{
+	return c->proto == PROTOCOL_V21 || !c->was_registered || v20_sent(t, code, decode, e);
+}
+
+static void send_error_as(struct router *r, struct client *c, const struct msg *m,
+			  const struct msg_error *e, bool decode)
+{
+	if (!tells(c, m->type, e->code, decode, e)) {
+		untold(r, c, m->type, e);
+		return;
+	}
+	metrics_inc(errors_sent[e->code]);
+	send_owned(r, c, protocol_error_from(e));
+}
+
+/* An error the router found (the message itself was well formed). */
 static void send_error(struct router *r, struct client *c, const struct msg *m,
 		       const struct msg_error *e)
 {
-	metrics_inc(errors_sent[e->code]);
-	send_owned(r, c, protocol_error_from(e, m->type == MSG_REGISTER));
+	send_error_as(r, c, m, e, false);
 }
 
 static void error_to(struct router *r, struct client *c, const struct msg *m, enum err_code code,
@@ -126,12 +204,31 @@ static void leave(struct router *r, struct client *c, const char *why)
 
 	log_peer(LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
 	c->peer = NULL;
+	if (p->former) {
+		/* The socket it superseded stays open, registered nowhere. */
+		struct client *o = p->former;
+		o->peer = NULL;
+		o->superseded = false;
+	}
 	if (last)
 		log_debug("room %s freed", room->id);
 	registry_remove(r->reg, p);
 	metrics_set(peers, registry_n_peers(r->reg));
 	if (last)
 		metrics_set(rooms, registry_n_rooms(r->reg));
+}
+
+/* C no longer speaks as its peer: it leaves the registration it owns, or
+ * lets go of one a newer connection took over from it. */
+static void release(struct router *r, struct client *c, const char *why)
+{
+	if (c->superseded) {
+		c->peer->former = NULL;
+		c->peer = NULL;
+		c->superseded = false;
+	} else if (c->peer) {
+		leave(r, c, why);
+	}
 }
 
 static void refuse_register(struct router *r, struct client *c, const struct msg *m,
@@ -168,6 +265,21 @@ void router_rate_limited(struct router *r, struct client *c)
 {
 	struct msg none = { .type = MSG_UNKNOWN };
 	error_to(r, c, &none, ERR_RATE_LIMITED, NULL, NULL, "Too many messages: slow down");
+}
+
+void router_shutting_down(struct router *r, struct client *c)
+{
+	struct msg_error e = { .code = ERR_SERVER_SHUTTING_DOWN };
+
+	snprintf(e.message, sizeof e.message, "Server is shutting down");
+	/* Not even before registration: a v2.0 worker ends on any error,
+	 * and reconnects after a plain 1001. */
+	if (c->proto != PROTOCOL_V21) {
+		untold(r, c, MSG_UNKNOWN, &e);
+		return;
+	}
+	metrics_inc(errors_sent[e.code]);
+	send_owned(r, c, protocol_error_from(&e));
 }
 
 bool router_open_mode(struct router *r)
@@ -316,6 +428,33 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 	return ADMITTED;
 }
 
+/* A v2.0 peer registers its id again on another socket (sleap-rtc's
+ * admin failover opens a second one, issue19-research.md 2.3): the
+ * original server overwrote its routing entry and left the old socket
+ * open, silent, still able to send as the peer.  A close, with or
+ * without an error, makes that worker exit or start a reconnect fight
+ * with itself; so the old socket is kept, as PEER's former, sent nothing
+ * more.  One per peer: one superseded earlier is closed, 1000, no error. */
+static void supersede(struct router *r, struct peer *existing)
+{
+	struct client *old = existing->owner, *older = existing->former;
+
+	if (older) {
+		existing->former = NULL;
+		older->peer = NULL;
+		older->superseded = false;
+		older->closing = true;
+		metrics_inc(superseded_closed);
+		log_peer(LOG_INFO, LOG_EVENT_SESSION_CLOSED, older, existing->room->id, existing->id,
+			 existing->role, NULL, "superseded socket closed: its peer id registered a third time");
+		r->ops->close(r->ctx, older, 1000, "superseded twice");
+	}
+	metrics_inc(sessions_superseded);
+	log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, existing->room->id, existing->id,
+		 existing->role, NULL, "v2.0 session superseded by a new registration; its socket stays open");
+	leave(r, old, "superseded");
+}
+
 static void handle_register(struct router *r, struct client *c, struct msg *m)
 {
 	const struct msg_register *reg = &m->reg;
@@ -326,6 +465,7 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	const char *peer_id = reg->peer_id;
 	struct room *room;
 	struct peer *existing, *peer;
+	struct client *kept = NULL; /* a v2.0 socket this one supersedes */
 	unsigned max_peers;
 	char *ice = NULL;
 	int rc;
@@ -334,9 +474,9 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	 * as large, and only one is held outside the queue bound. */
 	if (answer_busy(r, c, m))
 		goto out;
+	c->proto = reg->version;
 	/* A registered socket moves: its old registration ends first. */
-	if (c->peer)
-		leave(r, c, "moved to another registration");
+	release(r, c, "moved to another registration");
 	unpark(c); /* a newer register replaces one that waits */
 	if (admit(r, c, m, &adm) != ADMITTED)
 		goto out;
@@ -369,15 +509,19 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 			goto out;
 		}
 		struct client *old = existing->owner;
-		log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, room->id, existing->id,
-			 existing->role, NULL, "session replaced by a new registration");
-		send_owned(r, old, protocol_error(ERR_SESSION_REPLACED,
-						  "Session replaced by a new registration", false,
-						  NULL, NULL));
-		metrics_inc(errors_sent[ERR_SESSION_REPLACED]);
-		leave(r, old, "replaced");
-		old->closing = true;
-		r->ops->close(r->ctx, old, ROUTER_CLOSE_REPLACED, "session replaced");
+		if (old->proto == PROTOCOL_V20) {
+			supersede(r, existing);
+			kept = old;
+		} else {
+			log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, room->id, existing->id,
+				 existing->role, NULL, "session replaced by a new registration");
+			send_owned(r, old, protocol_error(ERR_SESSION_REPLACED,
+							  "Session replaced by a new registration", NULL, NULL));
+			metrics_inc(errors_sent[ERR_SESSION_REPLACED]);
+			leave(r, old, "replaced");
+			old->closing = true;
+			r->ops->close(r->ctx, old, ROUTER_CLOSE_REPLACED, "session replaced");
+		}
 		room = registry_find_room(r->reg, adm.room_id);
 	}
 
@@ -399,6 +543,12 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	peer = registry_add(r->reg, room, peer_id, reg->role, meta, g_steal_pointer(&adm.principal), c,
 			    g_get_real_time());
 	c->peer = peer;
+	c->was_registered = true;
+	if (kept) {
+		kept->peer = peer;
+		kept->superseded = true;
+		peer->former = kept;
+	}
 	metrics_set(peers, registry_n_peers(r->reg));
 	metrics_inc(registrations[ERR__COUNT]);
 
@@ -410,7 +560,7 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	}
 
 	ice = turn_ice_servers(r->turn, peer->id, now_seconds());
-	answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice));
+	answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice, c->proto));
 	log_peer(LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
 		 "peer registered");
 out:
@@ -606,19 +756,38 @@ void router_http_cancel(struct router_pending *p)
 }
 
 /* Tells each client M (one reference taken here), ends its registration
- * and closes it with CODE. */
-static unsigned dismiss(struct router *r, GPtrArray *clients, struct msgbuf *m, int code,
-			const char *why)
+ * and closes it with CODE.  ERR: M is that error, which a v2.0 session is
+ * not told (counted instead); ERR__COUNT: M is no error. */
+static unsigned dismiss(struct router *r, GPtrArray *clients, struct msgbuf *m, enum err_code err,
+			int code, const char *why)
 {
+	struct msg_error e = { .code = err };
+
+	if (err != ERR__COUNT)
+		snprintf(e.message, sizeof e.message, "%s", why);
 	for (guint i = 0; i < clients->len; i++) {
 		struct client *c = g_ptr_array_index(clients, i);
-		r->ops->send(r->ctx, c, m);
-		leave(r, c, why);
+		if (err == ERR__COUNT || tells(c, MSG_UNKNOWN, err, false, &e)) {
+			if (err != ERR__COUNT)
+				metrics_inc(errors_sent[err]);
+			r->ops->send(r->ctx, c, m);
+		} else {
+			untold(r, c, MSG_UNKNOWN, &e);
+		}
+		release(r, c, why);
 		c->closing = true;
 		r->ops->close(r->ctx, c, code, why);
 	}
 	msgbuf_unref(m);
 	return clients->len;
+}
+
+/* A peer's connections: its owner, and a socket it superseded. */
+static void add_connections(GPtrArray *clients, const struct peer *p)
+{
+	g_ptr_array_add(clients, p->owner);
+	if (p->former)
+		g_ptr_array_add(clients, p->former);
 }
 
 unsigned router_close_room(struct router *r, const char *room_id, const char *reason)
@@ -630,9 +799,10 @@ unsigned router_close_room(struct router *r, const char *room_id, const char *re
 
 	if (room) {
 		ROOM_FOREACH_PEER(room, p)
-			g_ptr_array_add(clients, p->owner);
+			add_connections(clients, p);
 	}
-	return dismiss(r, clients, protocol_room_closed(room_id, reason), 1000, "room closed");
+	return dismiss(r, clients, protocol_room_closed(room_id, reason), ERR__COUNT, 1000,
+		       "room closed");
 }
 
 struct by_principal {
@@ -647,7 +817,7 @@ static void collect_principal(struct room *room, void *data)
 
 	ROOM_FOREACH_PEER(room, p) {
 		if (g_strcmp0(p->principal, b->principal) == 0)
-			g_ptr_array_add(b->clients, p->owner);
+			add_connections(b->clients, p);
 	}
 }
 
@@ -657,8 +827,8 @@ unsigned router_close_principal(struct router *r, const char *principal, const c
 	struct by_principal b = { principal, clients };
 
 	registry_foreach_room(r->reg, collect_principal, &b);
-	metrics_add(errors_sent[ERR_AUTH_FAILED], clients->len);
-	return dismiss(r, clients, protocol_error(ERR_AUTH_FAILED, reason, false, NULL, NULL), 1008, reason);
+	return dismiss(r, clients, protocol_error(ERR_AUTH_FAILED, reason, NULL, NULL), ERR_AUTH_FAILED,
+		       1008, reason);
 }
 
 /* The sender field, when given, must name the socket's own peer. */
@@ -773,6 +943,29 @@ static void handle_signal(struct router *r, struct client *c, struct msg *m, con
 		deliver(r, c, m, target, "target", protocol_signal(r->scratch, m, text, len, c->peer));
 }
 
+/* A relayed type (protocol_is_relay): forwarded whole to the peer of the
+ * room it names, with the sender stamped as for a signal; one that names
+ * none, or one not here, is counted.  Never answered with an error: these
+ * are themselves answers (a busy worker's error, a job's status), and
+ * the original server's clients end on any error. */
+static void handle_relay(struct router *r, struct client *c, struct msg *m)
+{
+	struct peer *target = m->relay.target ? room_find_peer(c->peer->room, m->relay.target) : NULL;
+
+	if (!target) {
+		metrics_inc(relayed[m->type][RELAY_NO_TARGET]);
+		log_debug("%s from %s names no peer of its room", protocol_type_name(m->type), c->peer->id);
+		return;
+	}
+	if (send_owned(r, target->owner, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
+		metrics_inc(relayed[m->type][RELAY_FAILED]);
+		return;
+	}
+	metrics_inc(relayed[m->type][RELAY_FORWARDED]);
+	metrics_inc(messages_routed);
+	metrics_observe(&metrics.route_latency, metrics_now_ns() - r->received_ns);
+}
+
 static bool needs_registration(enum msg_type t)
 {
 	return t != MSG_UNKNOWN && t != MSG_REGISTER && t != MSG_PING && t != MSG_PONG;
@@ -805,7 +998,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 										 : LIMIT_JSON_VALUES]);
 		if (m.type == MSG_REGISTER)
 			metrics_inc(registrations[err.code]);
-		send_error(r, c, &m, &err);
+		send_error_as(r, c, &m, &err, true);
 		goto out;
 	}
 
@@ -837,6 +1030,8 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 		send_owned(r, c, protocol_simple("pong"));
 		break;
 	default: /* pong: the answer to our keepalive */
+		if (protocol_is_relay(m.type))
+			handle_relay(r, c, &m);
 		break;
 	}
 out:
@@ -849,6 +1044,9 @@ void router_disconnect(struct router *r, struct client *c)
 	if (c->pending) /* the store still completes it; nobody to tell */
 		c->pending->c = NULL;
 	c->pending = NULL;
-	if (c->peer)
-		leave(r, c, "connection closed");
+	/* A superseded socket lets go: the registration it lost stays. */
+	if (c->superseded)
+		log_peer(LOG_INFO, LOG_EVENT_SESSION_CLOSED, c, c->peer->room->id, c->peer->id,
+			 c->peer->role, NULL, "superseded socket gone; its peer id stays registered");
+	release(r, c, "connection closed");
 }

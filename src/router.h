@@ -7,6 +7,7 @@
 #include "auth.h"
 #include "config.h"
 #include "msgbuf.h"
+#include "protocol.h"
 #include "registry.h"
 #include "rooms.h"
 #include "turn.h"
@@ -25,6 +26,15 @@ struct client {
 	struct router_pending *pending; /* a create_room awaiting the store */
 	struct router_parked *parked;   /* a register awaiting its issuer's keys */
 	bool answer_waiting; /* an answer over max_queued_bytes is still queued */
+	/* What it declared at its last register; until then 2.0.  Once it
+	 * has been registered, a 2.0 session is told only the errors the
+	 * original v2.0 server sent (docs/protocol.md "v2.0 clients"). */
+	enum protocol_version proto;
+	bool was_registered;
+	/* PEER is a registration a newer connection took over: this one may
+	 * still send as it (a v2.0 worker's first socket after an admin
+	 * failover), and is sent nothing more.  PEER->former is this. */
+	bool superseded;
 };
 
 /* The client's address for log fields, or NULL. */
@@ -70,6 +80,10 @@ bool router_open_mode(struct router *r);
 
 /* Tells C it is over its message rate. */
 void router_rate_limited(struct router *r, struct client *c);
+/* The server is stopping and C is about to be closed with 1001: a session
+ * that declared 2.1 gets SERVER_SHUTTING_DOWN; others are not told (the
+ * original server sent nothing), only counted. */
+void router_shutting_down(struct router *r, struct client *c);
 
 /* One complete message from C.  UTF8: the transport has checked that TEXT
  * is UTF-8 (lws does for text frames, not for binary ones); only then may

@@ -14,6 +14,7 @@
 #include <libwebsockets.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
@@ -52,6 +53,7 @@ struct session {
 	uint64_t pinged_ms;    /* and we last pinged it (WebSocket ping) */
 	uint64_t app_pinged_ms; /* and sent it {"type":"ping"} */
 	bool ping_owed;        /* a ping frame to write */
+	bool cut;              /* closed for not answering its ping */
 };
 
 /* Bodies of POST /create-room are small JSON objects. */
@@ -86,6 +88,10 @@ struct ws_server {
 	uv_timer_t housekeeping;    /* pings and dead peers, see on_housekeeping */
 	GList *cursor;              /* where its walk through sessions is */
 	struct msgbuf *ping_msg;
+	/* Sessions cut for not answering are logged once a second at most:
+	 * the time of the last line, and how many went unlogged since. */
+	uint64_t cut_logged_ms;
+	unsigned cut_unlogged;
 	lws_retry_bo_t retry; /* all zero: no lws keepalive (on_housekeeping) */
 	bool draining;
 	void (*drained)(void *data);
@@ -642,14 +648,30 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 	uint64_t silent = now - s->heard_ms;
 	bool pinged = s->pinged_ms > s->heard_ms;
 
-	if (s->close_code)
+	/* One cut already: lws may take a while to close a socket that does
+	 * not read (it flushes first), and the walk comes by every tick. */
+	if (s->close_code || s->cut)
 		return;
 	if (silent >= (uint64_t)ws->cfg->ws_ping_timeout * 1000 && pinged &&
 	    now - s->pinged_ms >
 		    (uint64_t)(ws->cfg->ws_ping_timeout - MIN(ws->cfg->ws_ping_timeout, ws->cfg->ws_ping_interval)) * 1000) {
-		struct log_fields f = { .remote = client_remote(&s->client) };
-		log_event(LOG_DEBUG, LOG_EVENT_NONE, &f, "no answer for %" G_GUINT64_FORMAT " ms; closing",
-			  silent);
+		s->cut = true;
+		if (ws->cut_logged_ms && now - ws->cut_logged_ms < 1000) {
+			ws->cut_unlogged++;
+		} else {
+			struct log_fields f = { .remote = client_remote(&s->client) };
+			log_event(LOG_DEBUG, LOG_EVENT_NONE, &f,
+				  "no answer for %" G_GUINT64_FORMAT " ms; closing (%u more closed for that "
+				  "since the last such line)", silent, ws->cut_unlogged);
+			ws->cut_logged_ms = now;
+			ws->cut_unlogged = 0;
+		}
+		/* lws closes a socket only once it has flushed what it holds
+		 * for it, which a client that reads nothing never lets happen:
+		 * the connection is ended under it, and lws sees it fail. */
+		int fd = lws_get_socket_fd(s->wsi);
+		if (fd >= 0)
+			shutdown(fd, SHUT_RDWR);
 		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		return;
 	}
@@ -667,7 +689,8 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 			want_write(s);
 		}
 	}
-	if (*budget && s->client.peer &&
+	/* A superseded socket is sent nothing (router.c, supersede). */
+	if (*budget && s->client.peer && !s->client.superseded &&
 	    now - s->app_pinged_ms >= (uint64_t)ws->cfg->app_ping_interval * 1000) {
 		s->app_pinged_ms = now;
 		(*budget)--;
@@ -813,9 +836,6 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 
 void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 {
-	struct msgbuf *bye = protocol_error(ERR_SERVER_SHUTTING_DOWN, "Server is shutting down",
-					    false, NULL, NULL);
-
 	ws->draining = true;
 	ws->drained = done;
 	ws->drained_data = data;
@@ -823,11 +843,10 @@ void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 		struct session *s = l->data;
 		if (s->close_code)
 			continue;
-		if (session_send(ws, &s->client, bye) == 0)
-			metrics_inc(errors_sent[ERR_SERVER_SHUTTING_DOWN]);
+		/* 2.1 sessions are told why; v2.0 ones get the 1001 alone. */
+		router_shutting_down(ws->router, &s->client);
 		session_close(ws, &s->client, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
 	}
-	msgbuf_unref(bye);
 	maybe_drained(ws);
 }
 

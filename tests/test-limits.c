@@ -226,7 +226,8 @@ static void test_metadata_and_depth_limits(void)
 	wsc_send_text(c, "{\"type\":\"register\",\"room_id\":\"m\",\"metadata\":{\"properties\":"
 			 "{\"x\":\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"}}}");
 	json_object_put(wsc_expect_error(c, "INVALID_MESSAGE"));
-	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"m1\",\"room_id\":\"m\",\"metadata\":{\"properties\":{\"x\":1}}}");
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"m1\",\"room_id\":\"m\",\"protocol\":\"2.1\","
+			 "\"metadata\":{\"properties\":{\"x\":1}}}");
 	json_object_put(wsc_expect(c, "registered_auth"));
 	wsc_send_text(c, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"y\":"
 			 "\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"}}}");
@@ -670,7 +671,7 @@ static void test_one_big_answer_waits(void)
 	g_autoptr(GError) err = NULL;
 	struct wsc *c = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
 	g_assert_no_error(err);
-	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"asker\",\"room_id\":\"big\"}");
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"asker\",\"room_id\":\"big\",\"protocol\":\"2.1\"}");
 	json_object_put(wsc_expect(c, "registered_auth"));
 
 	/* 40 asks of 624 KB: far more than the kernel buffers take. */

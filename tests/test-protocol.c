@@ -167,21 +167,19 @@ static const char *field(json_object *o, const char *k)
 
 static void test_error_builders(void)
 {
+	/* every error says its message as reason too (old clients read it) */
 	for (int c = 0; c < ERR__COUNT; c++) {
-		json_object *o = parse_buf(protocol_error(c, "something happened", false, NULL, NULL));
+		json_object *o = parse_buf(protocol_error(c, "something happened", NULL, NULL));
 		g_assert_cmpstr(field(o, "type"), ==, "error");
 		g_assert_cmpstr(field(o, "code"), ==, protocol_code_name(c));
 		g_assert_cmpstr(field(o, "message"), ==, "something happened");
-		g_assert_null(field(o, "reason"));
-		g_assert_cmpint(json_object_object_length(o), ==, 3);
+		g_assert_cmpstr(field(o, "reason"), ==, "something happened");
+		g_assert_cmpint(json_object_object_length(o), ==, 4);
 		json_object_put(o);
 	}
-	/* register errors carry reason, routing errors the field concerned */
-	json_object *o = parse_buf(protocol_error(ERR_ROOM_FULL, "Room is full", true, NULL, NULL));
-	g_assert_cmpstr(field(o, "reason"), ==, "Room is full");
-	json_object_put(o);
-	o = parse_buf(protocol_error(ERR_PEER_NOT_FOUND, "Target peer \"x\" not found", false,
-				     "to_peer_id", "\"x\""));
+	/* routing errors carry the field concerned */
+	json_object *o = parse_buf(protocol_error(ERR_PEER_NOT_FOUND, "Target peer \"x\" not found",
+						 "to_peer_id", "\"x\""));
 	g_assert_cmpstr(field(o, "to_peer_id"), ==, "\"x\"");
 	g_assert_cmpstr(field(o, "message"), ==, "Target peer \"x\" not found");
 	json_object_put(o);
@@ -231,6 +229,9 @@ static void test_decode_routed(void)
 		"{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":tru}",    /* not JSON */
 		"{\"type\":\"peer_messages\",\"to_peer_id\":\"b\",\"payload\":1}",
 		"{\"type\":\"offer\",\"sdp\":\"v=0\"}",
+		/* a role the sender wrote: json-c's to remove (protocol_signal) */
+		"{\"type\":\"offer\",\"target\":\"b\",\"role\":\"client\"}",
+		"{\"type\":\"answer\",\"target\":\"b\",\"sender_role\":\"client\"}",
 	};
 	struct msg m, slow_m;
 	struct msg_error e;
@@ -465,14 +466,14 @@ static void test_registered(void)
 	static const char *const expect[] = {
 		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
 		"\"admin_peer_id\":null,\"peer_list\":[],\"peer_metadata\":{},\"ice_servers\":[],"
-		"\"mesh_ice_servers\":[]}",
+		"\"mesh_ice_servers\":[],\"protocol\":\"2.0\"}",
 		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
 		"\"admin_peer_id\":null,\"peer_list\":[\"a\"],\"peer_metadata\":{\"a\":{\"tags\":[\"gpu\"]}},"
-		"\"ice_servers\":[],\"mesh_ice_servers\":[]}",
+		"\"ice_servers\":[],\"mesh_ice_servers\":[],\"protocol\":\"2.0\"}",
 		"{\"type\":\"registered_auth\",\"room_id\":\"r1\",\"token\":\"t\",\"peer_id\":\"me\","
 		"\"admin_peer_id\":null,\"peer_list\":[\"a\",\"b\\\"q\"],"
 		"\"peer_metadata\":{\"a\":{\"tags\":[\"gpu\"]},\"b\\\"q\":{\"x\":1}},"
-		"\"ice_servers\":[],\"mesh_ice_servers\":[]}",
+		"\"ice_servers\":[],\"mesh_ice_servers\":[],\"protocol\":\"2.0\"}",
 	};
 	json_object *token = json_object_new_string("t");
 	GString *s = g_string_new(NULL);
@@ -488,7 +489,7 @@ static void test_registered(void)
 		if (gone)
 			registry_remove(reg, gone);
 		struct peer *me = add_peer(reg, "me", "{}");
-		struct msgbuf *m = protocol_registered(s, me, token, "[]");
+		struct msgbuf *m = protocol_registered(s, me, token, "[]", PROTOCOL_V20);
 		g_assert_cmpstr(msgbuf_text(m), ==, expect[n]);
 		g_assert_cmpuint(m->len, ==, strlen(expect[n]));
 		msgbuf_unref(m);
@@ -496,6 +497,33 @@ static void test_registered(void)
 	}
 	g_string_free(s, TRUE);
 	json_object_put(token);
+}
+
+/* The relayed types name their peer in target, else to_peer_id; an id
+ * of the wrong type is no target, never an error. */
+static void test_relay(void)
+{
+	static const struct {
+		const char *text, *target;
+		enum msg_type type;
+	} cases[] = {
+		{ "{\"type\":\"error\",\"target\":\"alice\",\"reason\":\"worker_busy\"}", "alice", MSG_ERROR },
+		{ "{\"type\":\"job_status\",\"job_id\":\"j\"}", NULL, MSG_JOB_STATUS },
+		{ "{\"type\":\"fs_list_res\",\"to_peer_id\":7}", "7", MSG_FS_LIST_RES },
+		{ "{\"type\":\"encrypted_relay\",\"target\":{},\"to_peer_id\":\"b\"}", "b", MSG_ENCRYPTED_RELAY },
+		{ "{\"type\":\"key_exchange_response\",\"target\":[1]}", NULL, MSG_KEY_EXCHANGE_RESPONSE },
+	};
+	struct msg m;
+	struct msg_error e;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_assert_cmpint(decode(cases[i].text, &m, &e), ==, 0);
+		g_assert_cmpint(m.type, ==, cases[i].type);
+		g_assert_true(protocol_is_relay(m.type));
+		g_assert_cmpstr(m.relay.target, ==, cases[i].target);
+		msg_clear(&m);
+	}
+	g_assert_false(protocol_is_relay(MSG_OFFER));
 }
 
 int main(int argc, char *argv[])
@@ -515,6 +543,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/protocol/ids-exact", test_ids_exact);
 	g_test_add_func("/protocol/value-limit", test_value_limit);
 	g_test_add_func("/protocol/no-tree", test_no_tree);
+	g_test_add_func("/protocol/relay", test_relay);
 	int r = g_test_run();
 	json_tokener_free(tok);
 	return r;
