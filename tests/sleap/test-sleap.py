@@ -24,15 +24,10 @@ from sleapsim import (Daemon, Issuer, SimClient, SimWorker, changed, ed25519_pub
 # once it passes: an unexpected pass fails the suite, so this list cannot
 # go stale silently.
 XFAIL_UNTIL_IMPLEMENTED = [
-    "restart",
-    "failover",
-    "busy",
-    "vanished_client",
     "open_mode",
     "account_keys",
     "public_keys",
     "delete_peer",
-    "v21_errors",
 ]
 
 ADMIN = "admin-secret-for-tests"
