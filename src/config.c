@@ -51,17 +51,22 @@ static const struct key_spec keys[] = {
 	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, 0, 10u * 365 * 86400),
 	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, 0, 10u * 365 * 86400),
 	K("rooms", "store_retry_timeout", KEY_UINT, rooms_store_retry_timeout, 0, 60),
+	K("rooms", "max_rooms", KEY_UINT, rooms_max, 0, 100000000),
+	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
+	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
 	K("limits", "max_sessions", KEY_UINT, max_sessions, 1, 10000000),
 	K("limits", "max_peers_per_room", KEY_UINT, max_peers_per_room, 1, 10000000),
 	K("limits", "max_json_depth", KEY_UINT, max_json_depth, 2, CONFIG_JSON_DEPTH_MAX),
+	K("limits", "max_json_values", KEY_UINT, max_json_values, 16, 100000000),
 	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 0, 1000000),
 	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
 	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
 	K("limits", "registrations_per_address_per_minute", KEY_UINT,
 	  registrations_per_address_per_minute, 0, 1000000),
+	K("limits", "max_filter_work", KEY_U64, max_filter_work, 1000, 1000000000000),
 	K("turn", "stun_uris", KEY_STRLIST, stun_uris, 0, 0),
 	K("turn", "turn_uris", KEY_STRLIST, turn_uris, 0, 0),
 	K("turn", "secret", KEY_STRING, turn_secret, 0, 0),
@@ -139,14 +144,19 @@ struct config *config_new_defaults(void)
 	cfg->max_sessions = 100000;
 	cfg->max_peers_per_room = 1000;
 	cfg->max_json_depth = 32;
+	cfg->max_json_values = 10000;
 	cfg->messages_per_second = 50;
 	cfg->messages_burst = 200;
 	cfg->connections_per_address = 100;
 	cfg->registrations_per_address_per_minute = 60;
+	cfg->max_filter_work = 1000000;
 	cfg->rooms_store = g_strdup("sqlite");
 	cfg->rooms_default_ttl = 7200;
 	cfg->rooms_max_ttl = 2592000;
 	cfg->rooms_store_retry_timeout = 5;
+	cfg->rooms_max = 100000;
+	cfg->rooms_per_creator = 1000;
+	cfg->rooms_per_address = 1000;
 	cfg->issuers = g_ptr_array_new_with_free_func(issuer_free);
 	cfg->turn_credential_ttl = 86400;
 	cfg->log_level = LOG_INFO;
@@ -447,6 +457,12 @@ static int validate(struct config *cfg, const char *where, GError **err)
 			       where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
 	if (cfg->max_queued_bytes < cfg->max_message_bytes)
 		return invalid(err, "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
+	/* A registered_auth or peer_list lists a whole room's metadata; it is
+	 * queued outside max_queued_bytes, so this product is its bound. */
+	if ((uint64_t)cfg->max_peers_per_room * cfg->max_metadata_bytes > CONFIG_ROOM_ANSWER_MAX)
+		return invalid(err, "%s: [limits] max_peers_per_room x max_metadata_bytes must be at most "
+				    "%llu (4 GiB): one answer lists a whole room's metadata",
+			       where, (unsigned long long)CONFIG_ROOM_ANSWER_MAX);
 	if (cfg->turn_uris && cfg->turn_uris[0] && !cfg->turn_secret && !cfg->turn_secret_file)
 		return invalid(err, "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
 			       where);

@@ -10,6 +10,9 @@
 
 /* The deepest JSON [limits] max_json_depth may allow. */
 #define CONFIG_JSON_DEPTH_MAX 1000
+/* The largest max_peers_per_room x max_metadata_bytes: the bound of one
+ * registered_auth or peer_list, which max_queued_bytes does not limit. */
+#define CONFIG_ROOM_ANSWER_MAX (1ull << 32)
 
 struct netaddr_cidrs;
 
@@ -69,6 +72,9 @@ struct config {
 	unsigned rooms_default_ttl;
 	unsigned rooms_max_ttl;
 	unsigned rooms_store_retry_timeout; /* seconds a locked database is retried */
+	unsigned rooms_max;         /* unexpired persistent rooms; 0: no limit */
+	unsigned rooms_per_creator; /* of them created by one principal */
+	unsigned rooms_per_address; /* created from one client address */
 
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */
@@ -80,10 +86,12 @@ struct config {
 	unsigned max_sessions;
 	unsigned max_peers_per_room;
 	unsigned max_json_depth;
+	unsigned max_json_values;
 	unsigned messages_per_second;
 	unsigned messages_burst;
 	unsigned connections_per_address;
 	unsigned registrations_per_address_per_minute;
+	uint64_t max_filter_work; /* comparison steps per discovery query */
 
 	/* [turn] */
 	char **stun_uris;

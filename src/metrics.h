@@ -14,6 +14,7 @@
 enum metrics_limit {
 	LIMIT_MESSAGE_BYTES,
 	LIMIT_JSON_DEPTH,
+	LIMIT_JSON_VALUES,
 	LIMIT_METADATA_BYTES,
 	LIMIT_QUEUED_BYTES,
 	LIMIT_SESSIONS,
@@ -21,6 +22,11 @@ enum metrics_limit {
 	LIMIT_MESSAGES_PER_SECOND,
 	LIMIT_CONNECTIONS_PER_ADDRESS,
 	LIMIT_REGISTRATIONS_PER_ADDRESS,
+	LIMIT_ANSWER_IN_FLIGHT,  /* a second large answer asked for before the first was read */
+	LIMIT_ROOMS,             /* [rooms] max_rooms */
+	LIMIT_ROOMS_PER_CREATOR, /* [rooms] max_rooms_per_creator */
+	LIMIT_ROOMS_PER_ADDRESS, /* [rooms] max_rooms_per_address */
+	LIMIT_FILTER_WORK,       /* [limits] max_filter_work */
 	LIMIT__COUNT
 };
 
@@ -42,6 +48,8 @@ enum metrics_admin_refusal {
 	ADMIN_REFUSED_SLOW_REQUEST,  /* [admin] request_timeout */
 	ADMIN_REFUSED__COUNT
 };
+/* What became of a relayed type (protocol_is_relay). */
+enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
 
 /* Latency histograms: bucket upper bounds in seconds, and +Inf. */
 #define METRICS_BUCKETS 14
@@ -57,10 +65,15 @@ struct metrics {
 	atomic_int_fast64_t peers;
 	atomic_int_fast64_t rooms;
 	atomic_uint_fast64_t rooms_created_total;
+	atomic_int_fast64_t persistent_rooms; /* unexpired, counted by the room quotas */
 	/* by type; MSG_UNKNOWN counts what could not be decoded */
 	atomic_uint_fast64_t messages_received[MSG__COUNT];
 	atomic_uint_fast64_t messages_routed;
 	atomic_uint_fast64_t errors_sent[ERR__COUNT];
+	atomic_uint_fast64_t errors_suppressed[ERR__COUNT]; /* not told to v2.0 sessions */
+	atomic_uint_fast64_t relayed[MSG__COUNT][RELAY__COUNT]; /* relayed types only */
+	atomic_uint_fast64_t sessions_superseded; /* v2.0 sockets kept open, taken over */
+	atomic_uint_fast64_t superseded_closed;   /* and closed by a third registration */
 	/* [ERR__COUNT] counts successes, the rest refusals by code */
 	atomic_uint_fast64_t registrations[ERR__COUNT + 1];
 	atomic_uint_fast64_t bytes_received;

@@ -14,6 +14,11 @@ struct rooms {
 	GHashTable *announced; /* ids of expired rooms already reported */
 	GHashTable *deleting;  /* ids of rooms whose deletion is being written */
 	GHashTable *revoking;  /* ids of keys whose revocation is being written */
+	/* Quotas: the rooms that count, id -> their address key ("" for
+	 * none), and how many count per creator and per address. */
+	GHashTable *counted;
+	GHashTable *by_creator;
+	GHashTable *by_address;
 };
 
 struct rooms *rooms_new(struct store *st)
@@ -25,6 +30,9 @@ struct rooms *rooms_new(struct store *st)
 	r->announced = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	r->deleting = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	r->revoking = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	r->counted = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	r->by_creator = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	r->by_address = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	return r;
 }
 
@@ -35,9 +43,85 @@ void rooms_free(struct rooms *r)
 	g_hash_table_unref(r->announced);
 	g_hash_table_unref(r->deleting);
 	g_hash_table_unref(r->revoking);
+	g_hash_table_unref(r->counted);
+	g_hash_table_unref(r->by_creator);
+	g_hash_table_unref(r->by_address);
 	g_hash_table_unref(r->keys);
 	g_hash_table_unref(r->rooms);
 	g_free(r);
+}
+
+/* --- quotas --- */
+
+/* An address as a quota key: IPv4, or the /64 of IPv6 (one host usually
+ * holds a whole /64, as in addrlimit). */
+static void address_key(const struct netaddr *a, char out[NETADDR_STRLEN])
+{
+	struct netaddr net = *a;
+	if (!netaddr_is_v4(&net))
+		memset(net.b + 8, 0, 8);
+	netaddr_to_string(&net, out);
+}
+
+static unsigned count_of(GHashTable *t, const char *key)
+{
+	return GPOINTER_TO_UINT(g_hash_table_lookup(t, key));
+}
+
+static void count_add(GHashTable *t, const char *key, int delta)
+{
+	unsigned n = count_of(t, key) + (unsigned)delta;
+	if (n)
+		g_hash_table_replace(t, g_strdup(key), GUINT_TO_POINTER(n));
+	else
+		g_hash_table_remove(t, key);
+}
+
+/* ROOM (by its id and created_by) counts from now on. */
+static void count_room(struct rooms *r, const struct store_room *room, const struct netaddr *from)
+{
+	char addr[NETADDR_STRLEN] = "";
+
+	if (g_hash_table_contains(r->counted, room->id))
+		return;
+	if (from)
+		address_key(from, addr);
+	g_hash_table_insert(r->counted, g_strdup(room->id), g_strdup(addr));
+	count_add(r->by_creator, room->created_by ? room->created_by : "", 1);
+	if (addr[0])
+		count_add(r->by_address, addr, 1);
+	metrics_set(persistent_rooms, g_hash_table_size(r->counted));
+}
+
+/* ROOM no longer counts (expired, deleted, or never written). */
+static void uncount_room(struct rooms *r, const struct store_room *room)
+{
+	const char *addr = room->id ? g_hash_table_lookup(r->counted, room->id) : NULL;
+
+	if (!addr)
+		return;
+	if (addr[0])
+		count_add(r->by_address, addr, -1);
+	count_add(r->by_creator, room->created_by ? room->created_by : "", -1);
+	g_hash_table_remove(r->counted, room->id);
+	metrics_set(persistent_rooms, g_hash_table_size(r->counted));
+}
+
+enum rooms_quota_hit rooms_quota_check(struct rooms *r, const struct rooms_quota *q,
+				       const char *created_by, const struct netaddr *from)
+{
+	char addr[NETADDR_STRLEN];
+
+	if (q->total && g_hash_table_size(r->counted) >= q->total)
+		return ROOMS_QUOTA_TOTAL;
+	if (q->per_creator && count_of(r->by_creator, created_by ? created_by : "") >= q->per_creator)
+		return ROOMS_QUOTA_CREATOR;
+	if (q->per_address && from) {
+		address_key(from, addr);
+		if (count_of(r->by_address, addr) >= q->per_address)
+			return ROOMS_QUOTA_ADDRESS;
+	}
+	return ROOMS_QUOTA_OK;
 }
 
 void rooms_load(struct rooms *r, GPtrArray *rooms, GPtrArray *keys)
@@ -45,6 +129,7 @@ void rooms_load(struct rooms *r, GPtrArray *rooms, GPtrArray *keys)
 	while (rooms->len) {
 		struct store_room *room = g_ptr_array_steal_index_fast(rooms, rooms->len - 1);
 		g_hash_table_replace(r->rooms, room->id, room);
+		count_room(r, room, NULL); /* expired ones stop at rooms_take_expired */
 	}
 	while (keys->len) {
 		struct store_key *key = g_ptr_array_steal_index_fast(keys, keys->len - 1);
@@ -128,6 +213,7 @@ static void room_written(int status, const GError *err, void *data)
 	if (status < 0) {
 		store_failed("cannot create a room", err);
 		p->done(status, NULL, NULL, "the room store is unavailable", p->data);
+		uncount_room(p->r, p->room);
 		store_room_free(p->room);
 	} else {
 		g_hash_table_replace(p->r->rooms, p->room->id, p->room);
@@ -159,12 +245,15 @@ void rooms_create(struct rooms *r, const struct rooms_spec *spec, const char *cr
 		g_clear_pointer(&room->id, g_free);
 		rc = store_room_mint(room, p->token);
 	} while (rc == 0 && g_hash_table_contains(r->rooms, room->id));
+	if (rc == 0)
+		count_room(r, room, spec->from); /* from now: creations in flight count */
 	if (rc == 0 && r->st)
 		rc = store_put_room(r->st, room, room_written, p);
 	else if (rc == 0)
 		room_written(0, NULL, p);
 	if (rc < 0) {
 		done(rc, NULL, NULL, rc == -EAGAIN ? "the room store is busy" : "cannot create a room", data);
+		uncount_room(r, room);
 		store_room_free(room);
 		g_free(p);
 	}
@@ -292,6 +381,10 @@ static void room_deleted(int status, const GError *err, void *data)
 	if (status < 0) {
 		p->done(status, change_failed(status, err, "cannot delete a room"), p->data);
 	} else {
+		/* Purged meanwhile (rooms_take_expired): uncounted there. */
+		const struct store_room *room = g_hash_table_lookup(r->rooms, p->id);
+		if (room)
+			uncount_room(r, room);
 		drop_keys_of(r, p->id);
 		g_hash_table_remove(r->announced, p->id);
 		g_hash_table_remove(r->rooms, p->id);
@@ -391,6 +484,7 @@ GPtrArray *rooms_take_expired(struct rooms *r, gint64 now)
 		const struct store_room *room = v;
 		if (!rooms_expired(room, now))
 			continue;
+		uncount_room(r, room);
 		if (room->expires_at <= now - ROOMS_EXPIRED_RETENTION)
 			g_ptr_array_add(purge, g_strdup(room->id));
 		else if (!g_hash_table_contains(r->announced, room->id))

@@ -4,6 +4,7 @@
  * the store's completion. */
 #pragma once
 
+#include "netaddr.h"
 #include "store.h"
 
 #include <glib.h>
@@ -33,7 +34,23 @@ struct rooms_spec {
 	unsigned max_peers; /* 0: the global limit */
 	const char *name;
 	bool open_to_issuer;
+	const struct netaddr *from; /* the creator's address, for its quota; NULL: none */
 };
+
+/* Quotas on persistent rooms (0: no limit).  Every unexpired room counts,
+ * from its creation (while being written too) until it expires or is
+ * deleted; rooms loaded at start count against their creator, and
+ * against an address only if created since (addresses are not stored). */
+struct rooms_quota {
+	unsigned total;       /* [rooms] max_rooms */
+	unsigned per_creator; /* max_rooms_per_creator: by created_by */
+	unsigned per_address; /* max_rooms_per_address: IPv4 address or IPv6 /64 */
+};
+enum rooms_quota_hit { ROOMS_QUOTA_OK, ROOMS_QUOTA_TOTAL, ROOMS_QUOTA_CREATOR, ROOMS_QUOTA_ADDRESS };
+
+/* Whether one more room by CREATED_BY from FROM (may be NULL) fits Q. */
+enum rooms_quota_hit rooms_quota_check(struct rooms *r, const struct rooms_quota *q,
+				       const char *created_by, const struct netaddr *from);
 
 /* STATUS 0 with the room and its token (shown this once), or a negative
  * errno with WHY. */

@@ -14,6 +14,7 @@
 #include <libwebsockets.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
@@ -37,7 +38,10 @@ struct session {
 	struct lws *wsi;
 	GList link; /* in ws->sessions */
 	GQueue outq;  /* of struct msgbuf */
-	size_t queued; /* bytes in outq */
+	size_t queued; /* bytes in outq, but for answer */
+	/* An answer over max_queued_bytes (router_ops.answer) in outq; while
+	 * it or its rest in lws is unsent, client.answer_waiting is set. */
+	struct msgbuf *answer;
 	char *rx;
 	size_t rx_len, rx_cap;
 	struct ratelimit rl;
@@ -49,6 +53,7 @@ struct session {
 	uint64_t pinged_ms;    /* and we last pinged it (WebSocket ping) */
 	uint64_t app_pinged_ms; /* and sent it {"type":"ping"} */
 	bool ping_owed;        /* a ping frame to write */
+	bool cut;              /* closed for not answering its ping */
 };
 
 /* Bodies of POST /create-room are small JSON objects. */
@@ -83,6 +88,10 @@ struct ws_server {
 	uv_timer_t housekeeping;    /* pings and dead peers, see on_housekeeping */
 	GList *cursor;              /* where its walk through sessions is */
 	struct msgbuf *ping_msg;
+	/* Sessions cut for not answering are logged once a second at most:
+	 * the time of the last line, and how many went unlogged since. */
+	uint64_t cut_logged_ms;
+	unsigned cut_unlogged;
 	lws_retry_bo_t retry; /* all zero: no lws keepalive (on_housekeeping) */
 	bool draining;
 	void (*drained)(void *data);
@@ -109,6 +118,8 @@ static void drop_outq(struct session *s)
 	while ((m = g_queue_pop_head(&s->outq)))
 		msgbuf_unref(m);
 	s->queued = 0;
+	s->answer = NULL;
+	s->client.answer_waiting = false;
 }
 
 static void session_close(void *ctx, struct client *c, int code, const char *reason)
@@ -124,14 +135,18 @@ static void session_close(void *ctx, struct client *c, int code, const char *rea
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
 }
 
-static int session_send(void *ctx, struct client *c, struct msgbuf *m)
+/* ANSWER: M answers the client's own request (router_ops.answer). */
+static int queue_out(struct ws_server *ws, struct session *s, struct msgbuf *m, bool answer)
 {
-	struct session *s = session_of(c);
-	struct ws_server *ws = ctx;
+	struct client *c = &s->client;
 
 	if (s->close_code)
 		return -EPIPE;
-	if (s->queued + m->len > ws->cfg->max_queued_bytes) {
+	/* An answer lists at most a full room's metadata (max_peers_per_room
+	 * x max_metadata_bytes, kept in range by config validation): it may
+	 * exceed the queue bound, which is for what others send us. */
+	answer = answer && !s->answer && s->queued + m->len > ws->cfg->max_queued_bytes;
+	if (!answer && s->queued + m->len > ws->cfg->max_queued_bytes) {
 		/* Memory first: what this peer has not read is dropped now. */
 		drop_outq(s);
 		metrics_inc(limit_hits[LIMIT_QUEUED_BYTES]);
@@ -152,17 +167,38 @@ static int session_send(void *ctx, struct client *c, struct msgbuf *m)
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 			return -EPIPE;
 		}
+		if (answer && lws_partial_buffered(s->wsi)) {
+			/* lws holds its rest: in flight until on_writeable. */
+			c->answer_waiting = true;
+			want_write(s);
+		}
 		return 0;
 	}
 	if (g_queue_is_empty(&s->outq))
 		want_write(s);
 	g_queue_push_tail(&s->outq, msgbuf_ref(m));
-	s->queued += m->len;
+	if (answer) {
+		s->answer = m;
+		c->answer_waiting = true;
+	} else {
+		s->queued += m->len;
+	}
 	return 0;
+}
+
+static int session_send(void *ctx, struct client *c, struct msgbuf *m)
+{
+	return queue_out(ctx, session_of(c), m, false);
+}
+
+static int session_answer(void *ctx, struct client *c, struct msgbuf *m)
+{
+	return queue_out(ctx, session_of(c), m, true);
 }
 
 static const struct router_ops ws_router_ops = {
 	.send = session_send,
+	.answer = session_answer,
 	.close = session_close,
 };
 
@@ -344,6 +380,10 @@ static int write_ping(struct session *s)
 
 static int on_writeable(struct session *s)
 {
+	/* lws calls this once what it held is sent: so is a large answer
+	 * that went out directly. */
+	if (!s->answer)
+		s->client.answer_waiting = false;
 	if (s->ping_owed) {
 		if (write_ping(s) < 0)
 			return -1;
@@ -359,13 +399,17 @@ static int on_writeable(struct session *s)
 			close_politely(s);
 		return 0;
 	}
-	s->queued -= m->len;
+	bool answer = m == s->answer;
+	if (answer)
+		s->answer = NULL; /* answer_waiting stays until lws has sent it all */
+	else
+		s->queued -= m->len;
 	int n = lws_write(s->wsi, (unsigned char *)msgbuf_text(m), m->len, LWS_WRITE_TEXT);
 	metrics_add(bytes_sent, m->len);
 	msgbuf_unref(m);
 	if (n < 0)
 		return -1;
-	if (!g_queue_is_empty(&s->outq) || s->close_code)
+	if (!g_queue_is_empty(&s->outq) || s->close_code || answer)
 		want_write(s);
 	return 0;
 }
@@ -471,14 +515,16 @@ static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws
 {
 	char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
 	const char *bearer = NULL;
+	struct netaddr from; /* for the room quota per address */
+	bool from_known = client_addr(ws, wsi, &from) == 0;
 
 	if (!s->http || !s->http->body || s->http->answer)
 		return 0;
 	if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
 	    g_ascii_strncasecmp(auth, "Bearer ", 7) == 0)
 		bearer = auth + 7;
-	s->http->pending = router_http_create_room(ws->router, bearer, s->http->body->str,
-						   s->http->body->len, created, s);
+	s->http->pending = router_http_create_room(ws->router, from_known ? &from : NULL, bearer,
+						   s->http->body->str, s->http->body->len, created, s);
 	explicit_bzero(auth, sizeof auth);
 	return 0;
 }
@@ -602,14 +648,30 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 	uint64_t silent = now - s->heard_ms;
 	bool pinged = s->pinged_ms > s->heard_ms;
 
-	if (s->close_code)
+	/* One cut already: lws may take a while to close a socket that does
+	 * not read (it flushes first), and the walk comes by every tick. */
+	if (s->close_code || s->cut)
 		return;
 	if (silent >= (uint64_t)ws->cfg->ws_ping_timeout * 1000 && pinged &&
 	    now - s->pinged_ms >
 		    (uint64_t)(ws->cfg->ws_ping_timeout - MIN(ws->cfg->ws_ping_timeout, ws->cfg->ws_ping_interval)) * 1000) {
-		struct log_fields f = { .remote = client_remote(&s->client) };
-		log_event(LOG_DEBUG, LOG_EVENT_NONE, &f, "no answer for %" G_GUINT64_FORMAT " ms; closing",
-			  silent);
+		s->cut = true;
+		if (ws->cut_logged_ms && now - ws->cut_logged_ms < 1000) {
+			ws->cut_unlogged++;
+		} else {
+			struct log_fields f = { .remote = client_remote(&s->client) };
+			log_event(LOG_DEBUG, LOG_EVENT_NONE, &f,
+				  "no answer for %" G_GUINT64_FORMAT " ms; closing (%u more closed for that "
+				  "since the last such line)", silent, ws->cut_unlogged);
+			ws->cut_logged_ms = now;
+			ws->cut_unlogged = 0;
+		}
+		/* lws closes a socket only once it has flushed what it holds
+		 * for it, which a client that reads nothing never lets happen:
+		 * the connection is ended under it, and lws sees it fail. */
+		int fd = lws_get_socket_fd(s->wsi);
+		if (fd >= 0)
+			shutdown(fd, SHUT_RDWR);
 		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		return;
 	}
@@ -627,7 +689,8 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 			want_write(s);
 		}
 	}
-	if (*budget && s->client.peer &&
+	/* A superseded socket is sent nothing (router.c, supersede). */
+	if (*budget && s->client.peer && !s->client.superseded &&
 	    now - s->app_pinged_ms >= (uint64_t)ws->cfg->app_ping_interval * 1000) {
 		s->app_pinged_ms = now;
 		(*budget)--;
@@ -773,9 +836,6 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 
 void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 {
-	struct msgbuf *bye = protocol_error(ERR_SERVER_SHUTTING_DOWN, "Server is shutting down",
-					    false, NULL, NULL);
-
 	ws->draining = true;
 	ws->drained = done;
 	ws->drained_data = data;
@@ -783,11 +843,10 @@ void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 		struct session *s = l->data;
 		if (s->close_code)
 			continue;
-		if (session_send(ws, &s->client, bye) == 0)
-			metrics_inc(errors_sent[ERR_SERVER_SHUTTING_DOWN]);
+		/* 2.1 sessions are told why; v2.0 ones get the 1001 alone. */
+		router_shutting_down(ws->router, &s->client);
 		session_close(ws, &s->client, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
 	}
-	msgbuf_unref(bye);
 	maybe_drained(ws);
 }
 

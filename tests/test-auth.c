@@ -89,8 +89,8 @@ static void send_register(struct wsc *c, const char *room, const char *peer, con
 {
 	g_autofree char *tok = token ? g_strdup_printf(",\"token\":\"%s\"", token) : g_strdup("");
 	g_autofree char *cred = jwt ? g_strdup_printf(",\"id_token\":\"%s\"", jwt) : g_strdup("");
-	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\"%s%s}", peer, room,
-		  tok, cred);
+	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\",\"protocol\":\"2.1\"%s%s}",
+		  peer, room, tok, cred);
 }
 
 /* Registers and expects CODE with REASON (NULL: success). */
@@ -248,7 +248,7 @@ static void test_api_keys(void)
 
 	/* The key brings its room: no room id, no token. */
 	struct wsc *w = testd_connect(d);
-	wsc_sendf(w, "{\"type\":\"register\",\"peer_id\":\"w1\",\"role\":\"worker\",\"api_key\":\"%s\","
+	wsc_sendf(w, "{\"type\":\"register\",\"peer_id\":\"w1\",\"role\":\"worker\",\"protocol\":\"2.1\",\"api_key\":\"%s\","
 		     "\"metadata\":{\"properties\":{\"gpu\":1}}}", secret);
 	json_object *reply = wsc_expect(w, "registered_auth");
 	g_assert_cmpstr(str(reply, "room_id"), ==, room);

@@ -4,6 +4,7 @@
 #include "testd.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -162,13 +163,28 @@ static void test_sigterm_drain(void)
 	struct wsc *b = testd_register(d, "bye", "b", NULL);
 	struct wsc *anon = testd_connect(d);
 
+	struct wsc *v20 = testd_register(d, "bye", "w", ",\"protocol\":\"2.0\"");
+	GBytes *frame = NULL;
+
+	wsc_expect_quiet(anon); /* taken in */
 	testd_signal(d, SIGTERM);
-	struct wsc *all[] = { a, b, anon };
+	/* 2.1 sessions are told why... */
+	struct wsc *all[] = { a, b };
 	for (size_t i = 0; i < G_N_ELEMENTS(all); i++) {
 		json_object *o = wsc_expect_error(all[i], "SERVER_SHUTTING_DOWN");
+		g_assert_cmpstr(str(o, "reason"), ==, "Server is shutting down");
 		json_object_put(o);
 		g_assert_cmpint(wsc_wait_close(all[i], WSC_TIMEOUT_MS), ==, 1001);
 		wsc_free(all[i]);
+	}
+	/* ...a v2.0 session, or one that declared nothing yet, gets the 1001
+	 * alone: today's sleap-rtc worker exits on an error frame and
+	 * reconnects after a plain close. */
+	struct wsc *quiet[] = { v20, anon };
+	for (size_t i = 0; i < G_N_ELEMENTS(quiet); i++) {
+		g_assert_cmpint(wsc_recv(quiet[i], WSC_TIMEOUT_MS, &frame, NULL), ==, -EPIPE);
+		g_assert_cmpint(quiet[i]->close_code, ==, 1001);
+		wsc_free(quiet[i]);
 	}
 	g_assert_cmpint(testd_wait_exit(d, 10000), ==, 0);
 	g_assert_true(testd_wait_log(d, "event=stopping", 0));
@@ -198,6 +214,37 @@ static void test_drain_is_bounded(void)
 	g_assert_cmpfloat(took, >=, 0.9);
 	g_assert_cmpfloat(took, <, 4.0);
 	wsc_free(stuck);
+	testd_free(d);
+}
+
+/* A client that stops reading (its loop stalled) with data waiting for
+ * it is cut for not answering its ping, and lws then takes seconds to
+ * close it (it tries to flush first; for a client that never reads, for
+ * ever): the line saying so was logged on every pass of the keepalive
+ * walk, 42 times in 2.5 s (issue 19).  Once per connection now, and the
+ * connection goes. */
+static void test_no_answer_logged_once(void)
+{
+	struct testd *d = testd_start("[server]\nws_ping_interval = 1\nws_ping_timeout = 2\n", NULL);
+	struct wsc *deaf = testd_register_slow(d, "na", "deaf");
+	struct wsc *sender = testd_register(d, "na", "sender", NULL);
+	g_autofree char *msg = testd_message_to("deaf", 60000);
+
+	deaf->auto_pong = false;
+	for (int i = 0; i < 20; i++) /* 1.2 MB: kernel buffers full, lws holds the rest */
+		wsc_send_text(sender, msg);
+	g_assert_true(testd_wait_log(d, "no answer for", 10000));
+	/* And closed: lws, flushing first, held it open for ever. */
+	gint64 t0 = g_get_monotonic_time();
+	g_assert_true(testd_wait_log(d, "event=peer_left room=na peer=deaf", 15000));
+	double took = (g_get_monotonic_time() - t0) / 1e6;
+	g_test_message("logged %u times; gone %.2f s after the line", testd_log_count(d, "no answer for"),
+		       took);
+	g_assert_cmpfloat(took, <, 3.0);
+	g_assert_cmpuint(testd_log_count(d, "no answer for"), ==, 1);
+	wsc_free(deaf);
+	wsc_free(sender);
+	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
 
@@ -516,6 +563,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/lifecycle/loopback-rule-unit", test_loopback_rule_unit);
 	g_test_add_func("/lifecycle/open-mode-non-loopback", test_open_mode_non_loopback);
 	g_test_add_func("/lifecycle/silent-close", test_silent_close);
+	g_test_add_func("/lifecycle/no-answer-logged-once", test_no_answer_logged_once);
 	g_test_add_func("/lifecycle/out-of-descriptors", test_out_of_descriptors);
 	return g_test_run();
 }

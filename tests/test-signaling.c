@@ -34,7 +34,8 @@ static void test_register_reply(void)
 				       ",\"role\":\"client\",\"metadata\":{\"tags\":[],\"properties\":{}}");
 	struct wsc *b = testd_connect(d);
 	static const char *order[] = { "type", "room_id", "token", "peer_id", "admin_peer_id",
-				       "peer_list", "peer_metadata", "ice_servers", "mesh_ice_servers" };
+				       "peer_list", "peer_metadata", "ice_servers", "mesh_ice_servers",
+				       "protocol" };
 
 	wsc_send_text(b, "{\"type\":\"register\",\"peer_id\":\"Worker-3108\",\"room_id\":\"reg-room\","
 			 "\"token\":\"f7g8h9\",\"role\":\"worker\",\"metadata\":{\"tags\":[\"gpu\"],"
@@ -57,6 +58,7 @@ static void test_register_reply(void)
 			"{\"Client-1489\":{\"tags\":[],\"properties\":{}}}");
 	g_assert_cmpint(json_object_array_length(get(o, "ice_servers")), ==, 0);
 	g_assert_cmpint(json_object_array_length(get(o, "mesh_ice_servers")), ==, 0);
+	g_assert_cmpstr(str(o, "protocol"), ==, "2.0"); /* it declared nothing */
 	json_object_put(o);
 	drop(a);
 	drop(b);
@@ -115,10 +117,12 @@ static void test_offer_answer_candidate(void)
 		"{\"type\":\"offer\",\"sender\":\"Client-1489\",\"target\":\"Worker-3108\","
 		"\"sdp\":\"v=0\\r\\no=- 46117 2 IN IP4 127.0.0.1\\r\\n\",\"extra\":{\"n\":[1,2]},\"v\":1}";
 
-	/* With the sender given, the object is forwarded byte for byte. */
+	/* With the sender given, the object is forwarded byte for byte, and
+	 * the sender's registered role added. */
 	wsc_send_text(a, offer);
 	g_assert_cmpint(wsc_recv(b, WSC_TIMEOUT_MS, &raw, &opcode), ==, 0);
-	g_assert_cmpmem(g_bytes_get_data(raw, NULL), g_bytes_get_size(raw), offer, strlen(offer));
+	g_autofree char *want = g_strdup_printf("%.*s,\"sender_role\":\"peer\"}", (int)strlen(offer) - 1, offer);
+	g_assert_cmpmem(g_bytes_get_data(raw, NULL), g_bytes_get_size(raw), want, strlen(want));
 	g_bytes_unref(raw);
 
 	/* Without it, the server fills it in and keeps every field. */
@@ -183,6 +187,7 @@ static void test_peer_message(void)
 	wsc_send_text(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"x\",\"payload\":1}");
 	o = wsc_expect_error(a, "PEER_NOT_IN_ROOM");
 	g_assert_cmpstr(str(o, "message"), ==, "Target peer x not in same room");
+	g_assert_cmpstr(str(o, "reason"), ==, "Target peer x not in same room"); /* every error */
 	g_assert_cmpstr(str(o, "to_peer_id"), ==, "x");
 	json_object_put(o);
 	wsc_send_text(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"ghost\",\"payload\":1}");

@@ -284,8 +284,10 @@ static struct wsc *register_on(struct wsc *c, const char *room, const char *peer
 {
 	json_object *o, *v;
 
-	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\"%s}", peer_id, room,
-		  extra ? extra : "");
+	/* 2.1: the tests check every error of docs/protocol.md; EXTRA may
+	 * say "protocol":"2.0" again (the last of a repeated key counts). */
+	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\",\"protocol\":\"2.1\"%s}",
+		  peer_id, room, extra ? extra : "");
 	o = wsc_expect(c, "registered_auth");
 	g_assert_true(json_object_object_get_ex(o, "peer_id", &v));
 	g_assert_cmpstr(json_object_get_string(v), ==, peer_id);

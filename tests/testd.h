@@ -75,7 +75,8 @@ double testd_series(const char *text, const char *name);
 double testd_metric(struct testd *d, const char *name);
 
 struct wsc *testd_connect(struct testd *d);
-/* Connects and registers PEER_ID in ROOM; EXTRA is appended inside the
+/* Connects and registers PEER_ID in ROOM as a 2.1 session (every error
+ * of docs/protocol.md); EXTRA is appended inside the
  * register object (e.g. ",\"role\":\"worker\""), may be NULL.  Returns a
  * client whose registered_auth has been received and checked. */
 struct wsc *testd_register(struct testd *d, const char *room, const char *peer_id,
