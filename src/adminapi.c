@@ -135,21 +135,71 @@ static void create_room(struct adminapi *api, struct admin_request *req)
 	json_object_put(body);
 }
 
-static void delete_room(struct adminapi *api, struct admin_request *req, const char *id)
+/* A deletion or revocation waiting for the store: the request is
+ * answered from its completion, so the answer says what a restart keeps. */
+struct api_change {
+	struct adminapi *api;
+	struct admin_request *req;
+	char *id;
+};
+
+static struct api_change *api_change_new(struct adminapi *api, struct admin_request *req,
+					 const char *id)
 {
-	if (rooms_delete(api->rooms, id) < 0) {
-		answer_error(req, MHD_HTTP_NOT_FOUND, "room not found");
+	struct api_change *c = g_new0(struct api_change, 1);
+	c->api = api;
+	c->req = req;
+	c->id = g_strdup(id);
+	return c;
+}
+
+static void api_change_free(struct api_change *c)
+{
+	g_free(c->id);
+	g_free(c);
+}
+
+/* 503 with the store's reason, or 409 / 404 for what never reached it. */
+static void change_refused(struct admin_request *req, int r, const char *in_progress,
+			   const char *not_found)
+{
+	if (r == -EINPROGRESS)
+		answer_error(req, MHD_HTTP_CONFLICT, in_progress);
+	else
+		answer_error(req, MHD_HTTP_NOT_FOUND, not_found);
+}
+
+static void room_deleted(int status, const char *why, void *data)
+{
+	struct api_change *c = data;
+	struct log_fields f = { .room = c->id };
+
+	if (status < 0) {
+		log_event(LOG_WARNING, LOG_EVENT_NONE, &f, "room not deleted through the admin API: %s", why);
+		answer_error(c->req, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+		api_change_free(c);
 		return;
 	}
-	unsigned closed = router_close_room(api->router, id, "deleted");
-	struct log_fields f = { .room = id };
+	unsigned closed = router_close_room(c->api->router, c->id, "deleted");
 	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "room deleted through the admin API, %u peers closed",
 		  closed);
 	json_object *o = json_object_new_object();
-	json_object_object_add(o, "room_id", json_object_new_string(id));
+	json_object_object_add(o, "room_id", json_object_new_string(c->id));
 	json_object_object_add(o, "deleted", json_object_new_boolean(true));
 	json_object_object_add(o, "peers_closed", json_object_new_int64(closed));
-	answer(req, MHD_HTTP_OK, o);
+	answer(c->req, MHD_HTTP_OK, o);
+	api_change_free(c);
+}
+
+static void delete_room(struct adminapi *api, struct admin_request *req, const char *id)
+{
+	struct api_change *c = api_change_new(api, req, id);
+	int r = rooms_delete(api->rooms, id, room_deleted, c);
+
+	if (r < 0) {
+		change_refused(req, r, "the deletion of this room is already in progress", "room not found");
+		api_change_free(c);
+	}
 }
 
 static void list_keys(struct adminapi *api, struct admin_request *req)
@@ -176,13 +226,22 @@ static void list_keys(struct adminapi *api, struct admin_request *req)
 static void key_created(int status, const struct store_key *key, const char *api_key,
 			const char *why, void *data)
 {
-	struct admin_request *req = data;
+	struct api_change *c = data;
+	struct adminapi *api = c->api;
+	struct admin_request *req = c->req;
+
+	api_change_free(c);
 	if (status < 0) {
 		answer_error(req, status == -ENOENT ? MHD_HTTP_NOT_FOUND : MHD_HTTP_SERVICE_UNAVAILABLE, why);
 		return;
 	}
 	struct log_fields f = { .room = key->room_id };
 	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "API key %s created through the admin API", key->key_id);
+	if (router_open_mode(api->router)) /* a key does not switch authentication on */
+		log_event(LOG_WARNING, LOG_EVENT_NONE, &f,
+			  "API key %s created while authentication is off: it admits to its room but "
+			  "is not required; set [server] require_auth = true to require credentials",
+			  key->key_id);
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "key_id", json_object_new_string(key->key_id));
 	json_object_object_add(o, "api_key", json_object_new_string(api_key));
@@ -217,7 +276,7 @@ static void create_key(struct adminapi *api, struct admin_request *req)
 		answer_error(req, MHD_HTTP_BAD_REQUEST, "room_id is required");
 	} else {
 		rooms_create_key(api->rooms, room_id, name, expires_in ? now + expires_in : 0, now,
-				 key_created, req);
+				 key_created, api_change_new(api, req, room_id));
 	}
 	json_object_put(body);
 	return;
@@ -228,21 +287,36 @@ bad:;
 	json_object_put(body);
 }
 
-static void revoke_key(struct adminapi *api, struct admin_request *req, const char *key_id)
+static void key_revoked(int status, const char *why, void *data)
 {
-	g_autofree char *principal = g_strconcat("key:", key_id, NULL);
+	struct api_change *c = data;
 
-	if (rooms_revoke_key(api->rooms, key_id, now_seconds()) < 0) {
-		answer_error(req, MHD_HTTP_NOT_FOUND, "key not found");
+	if (status < 0) {
+		log_warning("API key %s not revoked through the admin API: %s", c->id, why);
+		answer_error(c->req, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+		api_change_free(c);
 		return;
 	}
 	/* Sessions that came in with the key end with it. */
-	unsigned closed = router_close_principal(api->router, principal, "Token revoked");
-	log_notice("API key %s revoked through the admin API, %u sessions closed", key_id, closed);
+	g_autofree char *principal = g_strconcat("key:", c->id, NULL);
+	unsigned closed = router_close_principal(c->api->router, principal, "Token revoked");
+	log_notice("API key %s revoked through the admin API, %u sessions closed", c->id, closed);
 	json_object *o = json_object_new_object();
-	json_object_object_add(o, "key_id", json_object_new_string(key_id));
+	json_object_object_add(o, "key_id", json_object_new_string(c->id));
 	json_object_object_add(o, "revoked", json_object_new_boolean(true));
-	answer(req, MHD_HTTP_OK, o);
+	answer(c->req, MHD_HTTP_OK, o);
+	api_change_free(c);
+}
+
+static void revoke_key(struct adminapi *api, struct admin_request *req, const char *key_id)
+{
+	struct api_change *c = api_change_new(api, req, key_id);
+	int r = rooms_revoke_key(api->rooms, key_id, now_seconds(), key_revoked, c);
+
+	if (r < 0) {
+		change_refused(req, r, "the revocation of this key is already in progress", "key not found");
+		api_change_free(c);
+	}
 }
 
 void adminapi_handle(void *data, struct admin_request *req)

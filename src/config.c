@@ -32,6 +32,7 @@ struct key_spec {
 static const struct key_spec keys[] = {
 	KR("server", "listen", KEY_LISTEN, listen, 0, 0),
 	K("server", "allow_anonymous", KEY_BOOL, allow_anonymous, 0, 0),
+	K("server", "require_auth", KEY_BOOL, require_auth, 0, 0),
 	K("server", "trusted_proxies", KEY_STRLIST, trusted_proxies, 0, 0),
 	K("server", "app_ping_interval", KEY_UINT, app_ping_interval, 1, 3600),
 	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, 1, 3600),
@@ -40,6 +41,8 @@ static const struct key_spec keys[] = {
 	KR("admin", "listen", KEY_ADDR, admin_listen, 0, 0),
 	KR("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
+	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, 1, 10000),
+	KR("admin", "request_timeout", KEY_UINT, admin_request_timeout, 1, 3600),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
 	K("admin", "token", KEY_STRING, admin_token, 0, 0),
 	K("admin", "token_file", KEY_STRING, admin_token_file, 0, 0),
@@ -50,6 +53,7 @@ static const struct key_spec keys[] = {
 	K("rooms", "max_rooms", KEY_UINT, rooms_max, 0, 100000000),
 	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
 	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
+	K("rooms", "store_retry_timeout", KEY_UINT, rooms_store_retry_timeout, 0, 60),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
@@ -126,6 +130,8 @@ struct config *config_new_defaults(void)
 	config_parse_listen("127.0.0.1:8001", &cfg->admin_listen);
 	cfg->admin_max_connections = 64;
 	cfg->admin_connection_timeout = 10;
+	cfg->admin_connections_per_address = 8;
+	cfg->admin_request_timeout = 10;
 	cfg->metrics_top_roles = 10;
 	cfg->allow_anonymous = false;
 	cfg->app_ping_interval = 30;
@@ -150,6 +156,7 @@ struct config *config_new_defaults(void)
 	cfg->rooms_max = 100000;
 	cfg->rooms_per_creator = 1000;
 	cfg->rooms_per_address = 1000;
+	cfg->rooms_store_retry_timeout = 5;
 	cfg->issuers = g_ptr_array_new_with_free_func(issuer_free);
 	cfg->turn_credential_ttl = 86400;
 	cfg->log_level = LOG_INFO;

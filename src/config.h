@@ -48,6 +48,7 @@ struct config {
 	/* [server] */
 	GArray *listen; /* of struct listen_addr */
 	bool allow_anonymous;
+	bool require_auth; /* credentials needed even with no [issuer] */
 	char **trusted_proxies; /* CIDRs, as written */
 	struct netaddr_cidrs *trusted; /* parsed; NULL: none */
 	unsigned app_ping_interval;
@@ -59,6 +60,8 @@ struct config {
 	struct listen_addr admin_listen; /* ss_family AF_UNSPEC: no admin port */
 	unsigned admin_max_connections;
 	unsigned admin_connection_timeout;
+	unsigned admin_connections_per_address;
+	unsigned admin_request_timeout;
 	unsigned metrics_top_roles;
 	char *admin_token;      /* bearer token of the admin API, or from: */
 	char *admin_token_file; /* resolved (see config_load) */
@@ -71,6 +74,7 @@ struct config {
 	unsigned rooms_max;         /* unexpired persistent rooms; 0: no limit */
 	unsigned rooms_per_creator; /* of them created by one principal */
 	unsigned rooms_per_address; /* created from one client address */
+	unsigned rooms_store_retry_timeout; /* seconds a locked database is retried */
 
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */

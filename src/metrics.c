@@ -254,6 +254,21 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		(double)metrics_get(address_evictions_total));
 	gauge(o, "rtcsignald_store_pending_writes", "Room store writes queued or in progress (at most 10000).",
 	      (double)nonneg(metrics_get(store_pending_writes)));
+	counter(o, "rtcsignald_store_retries_total",
+		"Room store writes tried again because the database was locked ([rooms] store_retry_timeout).",
+		(double)metrics_get(store_retries));
+	counter(o, "rtcsignald_store_queue_full_total",
+		"Room store writes refused because the write queue was full.",
+		(double)metrics_get(store_queue_full));
+	static const char *const admin_refusals[ADMIN_REFUSED__COUNT] = {
+		"per_address", "connection_limit", "no_descriptors", "ambiguous_framing",
+		"request_timeout"
+	};
+	family(o, "rtcsignald_admin_refused_total", "counter",
+	       "Admin port connections (or requests: ambiguous_framing) turned away, by reason.");
+	for (int i = 0; i < ADMIN_REFUSED__COUNT; i++)
+		sample(o, "rtcsignald_admin_refused_total", "reason", admin_refusals[i],
+		       (double)metrics_get(admin_refused[i]));
 
 	family(o, "rtcsignald_registrations_total", "counter", "register requests by result.");
 	sample(o, "rtcsignald_registrations_total", "result", "ok",

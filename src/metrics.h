@@ -41,6 +41,15 @@ enum metrics_refusal {
 
 /* What became of a relayed type (protocol_is_relay). */
 enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
+/* Why the admin port turned a connection or request away. */
+enum metrics_admin_refusal {
+	ADMIN_REFUSED_PER_ADDRESS,   /* [admin] connections_per_address */
+	ADMIN_REFUSED_LIMIT,         /* [admin] max_connections */
+	ADMIN_REFUSED_DESCRIPTORS,   /* accept() failed: the open file limit */
+	ADMIN_REFUSED_FRAMING,       /* ambiguous Content-Length / Transfer-Encoding */
+	ADMIN_REFUSED_SLOW_REQUEST,  /* [admin] request_timeout */
+	ADMIN_REFUSED__COUNT
+};
 
 /* Latency histograms: bucket upper bounds in seconds, and +Inf. */
 #define METRICS_BUCKETS 14
@@ -75,6 +84,9 @@ struct metrics {
 	/* copied from their owners by the loop's tick */
 	atomic_uint_fast64_t address_evictions_total;
 	atomic_int_fast64_t store_pending_writes;
+	atomic_uint_fast64_t store_retries;    /* a write tried again: database locked */
+	atomic_uint_fast64_t store_queue_full; /* a write refused: queue full */
+	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
 	/* the loop's liveness and the daemon's state, for /health and /ready */

@@ -17,6 +17,8 @@ struct rooms {
 	GHashTable *counted;
 	GHashTable *by_creator;
 	GHashTable *by_address;
+	GHashTable *deleting;  /* ids of rooms whose deletion is being written */
+	GHashTable *revoking;  /* ids of keys whose revocation is being written */
 };
 
 struct rooms *rooms_new(struct store *st)
@@ -29,6 +31,8 @@ struct rooms *rooms_new(struct store *st)
 	r->counted = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	r->by_creator = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	r->by_address = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	r->deleting = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	r->revoking = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	return r;
 }
 
@@ -40,6 +44,8 @@ void rooms_free(struct rooms *r)
 	g_hash_table_unref(r->counted);
 	g_hash_table_unref(r->by_creator);
 	g_hash_table_unref(r->by_address);
+	g_hash_table_unref(r->deleting);
+	g_hash_table_unref(r->revoking);
 	g_hash_table_unref(r->keys);
 	g_hash_table_unref(r->rooms);
 	g_free(r);
@@ -133,6 +139,8 @@ void rooms_load(struct rooms *r, GPtrArray *rooms, GPtrArray *keys)
 
 const struct store_room *rooms_find(struct rooms *r, const char *room_id)
 {
+	if (g_hash_table_contains(r->deleting, room_id))
+		return NULL;
 	return g_hash_table_lookup(r->rooms, room_id);
 }
 
@@ -159,7 +167,7 @@ int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const stru
 	/* Hash even for an unknown id, so timing does not tell ids apart. */
 	if (secret_hash(dot + 1, hash) < 0 || !key || !secret_hash_equal(hash, key->key_hash))
 		return -ENOENT;
-	if (key->revoked_at)
+	if (key->revoked_at || g_hash_table_contains(r->revoking, key_id))
 		return -EKEYREVOKED;
 	if (key->expires_at && key->expires_at <= now)
 		return -EKEYEXPIRED;
@@ -263,7 +271,7 @@ static void key_written(int status, const GError *err, void *data)
 {
 	struct pending_key *p = data;
 
-	if (status == 0 && !g_hash_table_contains(p->r->rooms, p->key->room_id)) {
+	if (status == 0 && !rooms_find(p->r, p->key->room_id)) {
 		/* The room was deleted while the key was being written: the
 		 * store dropped the key with it, and so do we. */
 		p->done(-ENOENT, NULL, NULL, "room not found", p->data);
@@ -346,29 +354,120 @@ static void drop_keys_of(struct rooms *r, const char *room_id)
 			g_hash_table_iter_remove(&it);
 }
 
-int rooms_delete(struct rooms *r, const char *room_id)
+/* A deletion or revocation on its way to the store. */
+struct pending_change {
+	struct rooms *r;
+	char *id;
+	gint64 when; /* revocation time */
+	rooms_written_fn done;
+	void *data;
+};
+
+static const char *change_failed(int status, const GError *err, const char *what)
 {
-	const struct store_room *room = g_hash_table_lookup(r->rooms, room_id);
-	if (!room)
+	store_failed(what, err);
+	return status == -EBUSY ? "the room store's database is locked: nothing was changed, try again"
+				: "the room store cannot write: nothing was changed, try again";
+}
+
+static void room_deleted(int status, const GError *err, void *data)
+{
+	struct pending_change *p = data;
+	struct rooms *r = p->r;
+
+	g_hash_table_remove(r->deleting, p->id);
+	if (status == -ENOENT) /* not in the store (purged meanwhile): gone all the same */
+		status = 0;
+	if (status < 0) {
+		p->done(status, change_failed(status, err, "cannot delete a room"), p->data);
+	} else {
+		const struct store_room *room = g_hash_table_lookup(r->rooms, p->id);
+		if (room)
+			uncount_room(r, room);
+		drop_keys_of(r, p->id);
+		g_hash_table_remove(r->announced, p->id);
+		g_hash_table_remove(r->rooms, p->id);
+		p->done(0, NULL, p->data);
+	}
+	g_free(p->id);
+	g_free(p);
+}
+
+static void key_revoked(int status, const GError *err, void *data)
+{
+	struct pending_change *p = data;
+	struct store_key *key;
+
+	g_hash_table_remove(p->r->revoking, p->id);
+	if (status < 0 && status != -ENOENT) {
+		p->done(status, change_failed(status, err, "cannot revoke a key"), p->data);
+	} else {
+		/* -ENOENT: its room was deleted meanwhile, the key with it. */
+		if ((key = g_hash_table_lookup(p->r->keys, p->id)) && !key->revoked_at)
+			key->revoked_at = p->when;
+		p->done(0, NULL, p->data);
+	}
+	g_free(p->id);
+	g_free(p);
+}
+
+/* Queues a change marked in SET; on a full queue it is unmarked and
+ * fails at once, logged by the store. */
+static void submit_change(GHashTable *set, struct pending_change *p, int rc)
+{
+	if (rc >= 0)
+		return;
+	g_hash_table_remove(set, p->id);
+	p->done(rc, rc == -EAGAIN ? "the room store's write queue is full: nothing was changed, try again"
+				  : "the room store is closing: nothing was changed", p->data);
+	g_free(p->id);
+	g_free(p);
+}
+
+static struct pending_change *change_new(struct rooms *r, GHashTable *set, const char *id,
+					 gint64 when, rooms_written_fn done, void *data)
+{
+	struct pending_change *p = g_new0(struct pending_change, 1);
+	p->r = r;
+	p->id = g_strdup(id);
+	p->when = when;
+	p->done = done;
+	p->data = data;
+	g_hash_table_add(set, g_strdup(id));
+	return p;
+}
+
+int rooms_delete(struct rooms *r, const char *room_id, rooms_written_fn done, void *data)
+{
+	if (g_hash_table_contains(r->deleting, room_id))
+		return -EINPROGRESS;
+	if (!g_hash_table_contains(r->rooms, room_id))
 		return -ENOENT;
-	uncount_room(r, room);
-	if (r->st)
-		store_delete_room(r->st, room_id, written, "cannot delete a room");
-	drop_keys_of(r, room_id);
-	g_hash_table_remove(r->announced, room_id);
-	g_hash_table_remove(r->rooms, room_id);
+	struct pending_change *p = change_new(r, r->deleting, room_id, 0, done, data);
+	if (!r->st) {
+		room_deleted(0, NULL, p);
+		return 0;
+	}
+	submit_change(r->deleting, p, store_delete_room(r->st, room_id, room_deleted, p));
 	return 0;
 }
 
-int rooms_revoke_key(struct rooms *r, const char *key_id, gint64 now)
+int rooms_revoke_key(struct rooms *r, const char *key_id, gint64 now, rooms_written_fn done,
+		     void *data)
 {
 	struct store_key *key = g_hash_table_lookup(r->keys, key_id);
 	if (!key)
 		return -ENOENT;
-	if (!key->revoked_at)
-		key->revoked_at = now;
-	if (r->st)
-		store_revoke_key(r->st, key_id, key->revoked_at, written, "cannot revoke a key");
+	if (g_hash_table_contains(r->revoking, key_id))
+		return -EINPROGRESS;
+	/* A second revocation keeps the first time, in the store as here. */
+	struct pending_change *p = change_new(r, r->revoking, key_id,
+					      key->revoked_at ? key->revoked_at : now, done, data);
+	if (!r->st) {
+		key_revoked(0, NULL, p);
+		return 0;
+	}
+	submit_change(r->revoking, p, store_revoke_key(r->st, key_id, p->when, key_revoked, p));
 	return 0;
 }
 

@@ -25,8 +25,8 @@ bool rooms_token_ok(const struct store_room *room, const char *token);
 /* API keys present "KEY_ID.SECRET".  0 and *OUT; -ENOENT (not a key of
  * ours, or a wrong secret), -EKEYREVOKED, -EKEYEXPIRED. */
 int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const struct store_key **out);
-/* True when some key is neither revoked nor expired.  Asked at every
- * connection in open mode: it stops at the first. */
+/* True when some key is neither revoked nor expired (it stops at the
+ * first).  It does not decide the authentication mode: auth_required. */
 bool rooms_any_active_key(struct rooms *r, gint64 now);
 
 struct rooms_spec {
@@ -65,9 +65,20 @@ void rooms_create(struct rooms *r, const struct rooms_spec *spec, const char *cr
 		  gint64 now, rooms_created_fn done, void *data);
 void rooms_create_key(struct rooms *r, const char *room_id, const char *name, gint64 expires_at,
 		      gint64 now, rooms_key_created_fn done, void *data);
-/* Gone from memory at once (new registrations fail); -ENOENT if unknown. */
-int rooms_delete(struct rooms *r, const char *room_id);
-int rooms_revoke_key(struct rooms *r, const char *key_id, gint64 now);
+/* STATUS 0 once the change is durable, or a negative errno with WHY:
+ * nothing changed (-EAGAIN: the store's queue was full; -EBUSY: the
+ * database stayed locked). */
+typedef void (*rooms_written_fn)(int status, const char *why, void *data);
+/* A deletion or revocation takes effect, here and in the store, when the
+ * store has it: an answer never claims what a restart would undo.  While
+ * it is being written the room is not found and the key is refused (fail
+ * closed); if the write fails both are as they were.  0 and DONE is
+ * called exactly once (it may already have run); -ENOENT if unknown,
+ * -EINPROGRESS while the same change is being written (DONE is not
+ * called then). */
+int rooms_delete(struct rooms *r, const char *room_id, rooms_written_fn done, void *data);
+int rooms_revoke_key(struct rooms *r, const char *key_id, gint64 now, rooms_written_fn done,
+		     void *data);
 
 /* An expired room is kept this long, so registrations are told
  * ROOM_EXPIRED rather than ROOM_NOT_FOUND; then it is purged. */

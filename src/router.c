@@ -284,7 +284,7 @@ void router_shutting_down(struct router *r, struct client *c)
 
 bool router_open_mode(struct router *r)
 {
-	return !auth_n_issuers(r->env.auth) && !rooms_any_active_key(r->env.rooms, now_seconds());
+	return !auth_required(r->env.auth);
 }
 
 /* Who a registration is and where it may go. */

@@ -9,6 +9,8 @@
 #include "store.h"
 
 #include "condvar.h"
+#include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -43,6 +45,7 @@ struct store {
 	GQueue done;  /* of struct job, completed */
 	bool closing;
 	unsigned limit;
+	unsigned retry_ms;
 
 	atomic_int health;
 	atomic_uint pending;
@@ -135,10 +138,11 @@ static bool backend_failure(int r)
 	return r < 0 && r != -ENOENT && r != -EEXIST && r != -EINVAL;
 }
 
-static void run_job(struct store *st, struct job *job)
+static int run_once(struct store *st, struct job *job)
 {
 	int r = -EINVAL;
 
+	g_clear_error(&job->error);
 	pthread_mutex_lock(&st->backend_lock);
 	switch (job->op) {
 	case JOB_PUT_ROOM:
@@ -158,6 +162,44 @@ static void run_job(struct store *st, struct job *job)
 		break;
 	}
 	pthread_mutex_unlock(&st->backend_lock);
+	return r;
+}
+
+#define RETRY_PAUSE_FIRST_MS 25
+#define RETRY_PAUSE_MAX_MS 500
+
+/* A database locked by someone else (an operator's sqlite3 shell, a
+ * backup) is usually released within seconds: try again, pausing a bit
+ * longer each time, until the retry window has passed.  Without this a
+ * revocation would fail on a lock the next second would not have. */
+static void run_job(struct store *st, struct job *job)
+{
+	pthread_mutex_lock(&st->lock);
+	gint64 window = (gint64)st->retry_ms * 1000;
+	pthread_mutex_unlock(&st->lock);
+	gint64 start = g_get_monotonic_time();
+	unsigned pause = RETRY_PAUSE_FIRST_MS, tries = 1;
+	int r;
+
+	while ((r = run_once(st, job)) == -EBUSY) {
+		gint64 left = start + window - g_get_monotonic_time();
+		if (left <= 0)
+			break;
+		if (tries == 1)
+			log_warning("room store: %s; retrying for up to %u ms",
+				    job->error ? job->error->message : "database busy",
+				    (unsigned)(window / 1000));
+		metrics_inc(store_retries);
+		g_usleep(MIN((gint64)pause * 1000, left));
+		pause = MIN(pause * 2, RETRY_PAUSE_MAX_MS);
+		tries++;
+	}
+	if (r == -EBUSY && tries > 1)
+		log_err("room store: still locked after %u tries in %u ms: %s", tries,
+			(unsigned)((g_get_monotonic_time() - start) / 1000),
+			job->error ? job->error->message : "database busy");
+	else if (tries > 1)
+		log_notice("room store: written after %u tries", tries);
 	job->status = r;
 	if (r >= 0)
 		atomic_store(&st->health, 0);
@@ -261,6 +303,7 @@ int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, stru
 	st = g_new0(struct store, 1);
 	st->ops = ops;
 	st->limit = STORE_QUEUE_DEFAULT;
+	st->retry_ms = STORE_RETRY_DEFAULT_MS;
 	pthread_mutex_init(&st->backend_lock, NULL);
 	pthread_mutex_init(&st->lock, NULL);
 	condvar_init(&st->wake);
@@ -303,6 +346,13 @@ void store_set_queue_limit(struct store *st, unsigned max)
 	pthread_mutex_unlock(&st->lock);
 }
 
+void store_set_retry_timeout(struct store *st, unsigned ms)
+{
+	pthread_mutex_lock(&st->lock);
+	st->retry_ms = ms;
+	pthread_mutex_unlock(&st->lock);
+}
+
 int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **err)
 {
 	g_autoptr(GPtrArray) r_list = g_ptr_array_new_with_free_func((GDestroyNotify)store_room_free);
@@ -324,10 +374,12 @@ int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **e
 static int submit(struct store *st, struct job *job, store_done_fn done, void *data)
 {
 	int r = 0;
+	unsigned limit;
 
 	job->done = done;
 	job->data = data;
 	pthread_mutex_lock(&st->lock);
+	limit = st->limit;
 	if (st->closing)
 		r = -ESHUTDOWN;
 	else if (st->queue.length >= st->limit)
@@ -338,6 +390,12 @@ static int submit(struct store *st, struct job *job, store_done_fn done, void *d
 		pthread_cond_signal(&st->wake);
 	}
 	pthread_mutex_unlock(&st->lock);
+	if (r == -EAGAIN) {
+		/* Said here, once for every caller: none may drop a write unheard. */
+		metrics_inc(store_queue_full);
+		log_err("room store: %u writes already queued: refusing another (the database is slow "
+			"or locked)", limit);
+	}
 	if (r < 0)
 		job_free(job);
 	return r;

@@ -18,6 +18,7 @@
 
 #define STORE_QUEUE_DEFAULT 10000 /* pending writes */
 #define STORE_CLOSE_TIMEOUT_MS 5000
+#define STORE_RETRY_DEFAULT_MS 5000 /* a busy (locked) database is retried this long */
 
 struct store_room {
 	char *id;
@@ -91,6 +92,11 @@ int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, stru
 	       GError **err);
 /* At most MAX writes wait in the queue (default STORE_QUEUE_DEFAULT). */
 void store_set_queue_limit(struct store *st, unsigned max);
+/* A write the backend refuses with -EBUSY (the database is locked by
+ * another process) is tried again, with a growing pause, until MS have
+ * passed since its first try (default STORE_RETRY_DEFAULT_MS; 0: no
+ * retry); then it completes with -EBUSY. */
+void store_set_retry_timeout(struct store *st, unsigned ms);
 
 /* Reads every room and key, synchronously: at start-up, before serving
  * and before any write.  The arrays own their elements. */

@@ -551,19 +551,63 @@ static void test_create_room_http_and_ws(void)
 	testd_free(d);
 }
 
-static void test_open_mode_turns_off(void)
+/* A key for ROOM (EXPIRES_IN 0: none): its secret. */
+static char *mint_key(struct testd *d, const char *room, int expires_in)
 {
-	/* No issuer, but an API key exists: authentication is on. */
-	struct testd *d = testd_start("[admin]\ntoken = " ADMIN "\n", NULL);
+	g_autofree char *body = expires_in ? g_strdup_printf("{\"room_id\":\"%s\",\"expires_in\":%d}", room, expires_in)
+					   : g_strdup_printf("{\"room_id\":\"%s\"}", room);
+	json_object *k = admin(d, "POST", "/api/keys", body, 201);
+	char *secret = g_strdup(str(k, "api_key"));
+	json_object_put(k);
+	return secret;
+}
+
+/* Whether authentication is on is the configuration's to say, never the
+ * keys': minting, expiring or revoking one does not switch it, and the
+ * mode is logged at start and on reload. */
+static void test_auth_mode_is_configured(void)
+{
+#define MODE_CONF "[admin]\ntoken = " ADMIN "\n[limits]\nregistrations_per_address_per_minute = 0\n"
+	struct testd *d = testd_start(MODE_CONF, NULL);
+	g_assert_true(testd_wait_log(d, "authentication is off", WSC_TIMEOUT_MS));
 	wsc_free(testd_register(d, "adhoc", "early", NULL)); /* open mode */
 	g_autofree char *room = NULL, *token = NULL;
 	new_room(d, NULL, &room, &token);
 	/* A persistent room wants its token even in open mode. */
 	reg_expect(d, room, "x", NULL, "wrong", "AUTH_FAILED", "Invalid token");
 	wsc_free(reg_expect(d, room, "y", NULL, token, NULL, NULL));
-	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\"}", room);
-	json_object_put(admin(d, "POST", "/api/keys", body, 201));
-	reg_expect(d, "adhoc", "late", NULL, NULL, "AUTH_REQUIRED", "Authentication required");
+	/* A key minted in open mode admits to its room, but is not required
+	 * and does not turn authentication on. */
+	g_autofree char *key = mint_key(d, room, 0);
+	g_assert_true(testd_wait_log(d, "created while authentication is off", WSC_TIMEOUT_MS));
+	wsc_free(testd_register(d, "adhoc", "late", NULL));
+	struct wsc *k = testd_connect(d);
+	wsc_sendf(k, "{\"type\":\"register\",\"api_key\":\"%s\"}", key);
+	json_object_put(wsc_expect(k, "registered_auth"));
+	wsc_free(k);
+
+	/* Required by the configuration alone, with no issuer: no key at all
+	 * yet is needed for that, and none expiring turns it off. */
+	testd_write_conf(d, MODE_CONF "[server]\nrequire_auth = true\n");
+	testd_signal(d, SIGHUP);
+	g_assert_true(testd_wait_log(d, "authentication: required", WSC_TIMEOUT_MS));
+	reg_expect(d, "adhoc", "later", NULL, NULL, "AUTH_REQUIRED", "Authentication required");
+	g_autofree char *short_lived = mint_key(d, room, 1);
+	g_autofree char *path = g_strdup_printf("/api/keys/%.*s", (int)strcspn(key, "."), key);
+	json_object_put(admin(d, "DELETE", path, NULL, 200));
+	/* Once the short-lived key has expired no key is valid: still on. */
+	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	bool expired = false;
+	while (!expired && g_get_monotonic_time() < deadline) {
+		struct wsc *c = testd_connect(d);
+		wsc_sendf(c, "{\"type\":\"register\",\"api_key\":\"%s\"}", short_lived);
+		json_object *o = wsc_recv_json(c);
+		expired = g_strcmp0(str(o, "reason"), "Token expired") == 0;
+		json_object_put(o);
+		wsc_free(c);
+	}
+	g_assert_true(expired);
+	reg_expect(d, "adhoc", "latest", NULL, NULL, "AUTH_REQUIRED", "Authentication required");
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
@@ -701,7 +745,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/auth/admin-auth", test_admin_auth);
 	g_test_add_func("/auth/create-room", test_create_room_http_and_ws);
 	g_test_add_func("/auth/many-key-sets", test_many_key_sets);
-	g_test_add_func("/auth/open-mode-turns-off", test_open_mode_turns_off);
+	g_test_add_func("/auth/auth-mode-is-configured", test_auth_mode_is_configured);
 	g_test_add_func("/auth/jwks-url", test_jwks_url);
 	int r = g_test_run();
 	unlink(jwks_path);

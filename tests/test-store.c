@@ -1,5 +1,6 @@
 /* Unit tests: the room store (async front and SQLite backend) on a real
  * libuv loop, in a temporary state directory. */
+#include "metrics.h"
 #include "rooms.h"
 #include "store.h"
 
@@ -778,6 +779,110 @@ static void key_created(int status, const struct store_key *key, const char *api
 	c->id = g_strdup(why);
 }
 
+struct written {
+	unsigned n;
+	int status;
+};
+
+static void on_written(int status, const char *why, void *data)
+{
+	struct written *w = data;
+	w->n++;
+	w->status = status;
+	g_assert_true(status == 0 || (why && *why));
+}
+
+struct key_out {
+	unsigned n;
+	char *api_key, *key_id;
+};
+
+static void key_out_cb(int status, const struct store_key *key, const char *api_key,
+		       const char *why, void *data)
+{
+	struct key_out *k = data;
+	(void)why;
+	g_assert_cmpint(status, ==, 0);
+	k->n++;
+	k->api_key = g_strdup(api_key);
+	k->key_id = g_strdup(key->key_id);
+}
+
+static struct rooms *rooms_with_key(struct fx *fx, char **api_key, char **key_id)
+{
+	struct created room = { 0 };
+	struct rooms *r = rooms_new(fx->st);
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+	rooms_create(r, &(struct rooms_spec){ .name = "r" }, "test", now, room_created, &room);
+	while (!room.n)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	g_assert_cmpint(room.status, ==, 0);
+	struct key_out k = { 0 };
+	rooms_create_key(r, room.id, "k", 0, now, key_out_cb, &k);
+	while (!k.n)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	*api_key = k.api_key;
+	*key_id = k.key_id;
+	g_free(room.id);
+	return r;
+}
+
+/* A revocation is done when the store has it: refused while being
+ * written, as it was when the write fails (busy past the retry window or
+ * a full queue, which is counted), revoked once written. */
+static void test_revoke_durable(struct fx *fx, gconstpointer unused)
+{
+	g_autofree char *api_key = NULL, *key_id = NULL;
+	const struct store_key *k;
+	struct written w = { 0 };
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+	fx_open(fx);
+	store_set_retry_timeout(fx->st, 300);
+	struct rooms *r = rooms_with_key(fx, &api_key, &key_id);
+
+	sqlite3 *blocker = hold_write_lock(fx->db);
+	uint64_t retries = metrics_get(store_retries);
+	g_assert_cmpint(rooms_revoke_key(r, key_id, now, on_written, &w), ==, 0);
+	g_assert_cmpint(rooms_check_key(r, api_key, now, &k), ==, -EKEYREVOKED); /* fail closed */
+	g_assert_cmpint(rooms_revoke_key(r, key_id, now, on_written, &w), ==, -EINPROGRESS);
+	while (!w.n)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	g_assert_cmpint(w.status, ==, -EBUSY);
+	g_assert_cmpuint(metrics_get(store_retries), >, retries);
+	g_assert_cmpint(rooms_check_key(r, api_key, now, &k), ==, 0); /* as it was */
+
+	/* A full queue: refused at once, nothing changed, counted. */
+	store_set_queue_limit(fx->st, 1);
+	struct store_room *filler = new_room("filler", 0);
+	struct done d = { 0 };
+	int rc = 0;
+	unsigned queued = 0;
+	for (int i = 0; i < 4 && rc == 0; i++)
+		if ((rc = store_put_room(fx->st, filler, on_done, &d)) == 0)
+			queued++;
+	g_assert_cmpint(rc, ==, -EAGAIN);
+	uint64_t full = metrics_get(store_queue_full);
+	g_assert_cmpint(rooms_revoke_key(r, key_id, now, on_written, &w), ==, 0);
+	g_assert_cmpuint(w.n, ==, 2);
+	g_assert_cmpint(w.status, ==, -EAGAIN);
+	g_assert_cmpuint(metrics_get(store_queue_full), ==, full + 1);
+	g_assert_cmpint(rooms_check_key(r, api_key, now, &k), ==, 0);
+	release_write_lock(blocker);
+	wait_done(fx, &d, queued);
+
+	g_assert_cmpint(rooms_revoke_key(r, key_id, now, on_written, &w), ==, 0);
+	while (w.n < 3)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	g_assert_cmpint(w.status, ==, 0);
+	g_assert_cmpint(rooms_check_key(r, api_key, now, &k), ==, -EKEYREVOKED);
+	done_clear(&d);
+	store_room_free(filler);
+	rooms_free(r);
+	(void)unused;
+}
+
 /* A key still being written when its room is deleted must not come back
  * as created: the store drops it with the room. */
 static void test_key_of_deleted_room(struct fx *fx, gconstpointer unused)
@@ -796,8 +901,9 @@ static void test_key_of_deleted_room(struct fx *fx, gconstpointer unused)
 
 	rooms_create_key(r, room.id, "k", 0, now, key_created, &key);
 	g_assert_cmpuint(key.n, ==, 0); /* queued behind the store */
-	g_assert_cmpint(rooms_delete(r, room.id), ==, 0);
-	while (!key.n)
+	struct written del = { 0 };
+	g_assert_cmpint(rooms_delete(r, room.id, on_written, &del), ==, 0);
+	while (!key.n || !del.n)
 		uv_run(&fx->loop, UV_RUN_ONCE);
 	g_assert_cmpint(key.status, ==, -ENOENT);
 	g_assert_cmpstr(key.id, ==, "room not found");
@@ -832,5 +938,6 @@ int main(int argc, char *argv[])
 	ADD("/store/newer-schema", test_newer_schema);
 	ADD("/store/many", test_many);
 	ADD("/store/key-of-deleted-room", test_key_of_deleted_room);
+	ADD("/store/revoke-durable", test_revoke_durable);
 	return g_test_run();
 }
