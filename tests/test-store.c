@@ -698,7 +698,7 @@ static void test_newer_schema(struct fx *fx, gconstpointer unused)
 	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL, NULL),
 			==, SQLITE_OK);
 	assert_open_fails(fx, -EPROTO, "schema version 99 is newer");
-	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 1", NULL, NULL, NULL),
+	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 2", NULL, NULL, NULL),
 			==, SQLITE_OK);
 	sqlite3_close(db);
 	fx_open(fx);
