@@ -41,8 +41,8 @@ struct admin {
 	 * the counts MHD's thread keeps as connections start and close. */
 	int listen_fd;
 	int stop_pipe[2];
-	int wake_pipe[2]; /* an admin connection closed: take its descriptor into reserve */
 	int reserve_fd; /* /dev/null, given up to accept one more when out of descriptors */
+	int devnull_fd; /* /dev/null, dup2()ed over a degraded connection to take its slot back */
 	GThread *acceptor;
 	pthread_mutex_t count_lock;
 	unsigned open;          /* connections MHD has started */
@@ -552,11 +552,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	g_hash_table_remove(a->receiving, GINT_TO_POINTER(connection_fd(c)));
 	count_locked(a, key, -1);
 	pthread_mutex_unlock(&a->count_lock);
-	/* MHD closes the socket right after this: the acceptor takes the
-	 * descriptor back into reserve before the WebSocket side, which may
-	 * be waiting for any free one, does. */
-	if (write(a->wake_pipe[1], "", 1) < 0 && errno != EAGAIN)
-		log_debug("admin: wake pipe: %s", g_strerror(errno));
 }
 
 /* Within the limits: one address may hold connections_per_address of
@@ -590,38 +585,75 @@ static void reserve(struct admin *a)
 		a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-#define REARM_TRIES 50
-#define REARM_PAUSE_US 200
+#define DEGRADED_READ_MS 500
 
-/* After a wake-up from on_connection: the socket is being closed, take
- * its descriptor (bounded: at most REARM_TRIES * REARM_PAUSE_US). */
-static void rearm(struct admin *a)
+/* Out of descriptors, a connection accepted with the reserve is answered
+ * here, not by MHD: /health as usual, anything else 503.  MHD would close
+ * the socket and free its slot for whoever asks first (the WebSocket side
+ * is asking all the time); dup2() of /dev/null over it closes the socket
+ * and keeps the slot as the next reserve.  The request gets
+ * DEGRADED_READ_MS to arrive. */
+static void serve_degraded(struct admin *a, int fd)
 {
-	char buf[64];
+	g_autoptr(GString) body = g_string_new(NULL), out = g_string_new(NULL);
+	gint64 deadline = g_get_monotonic_time() + DEGRADED_READ_MS * 1000;
+	char buf[1024];
+	size_t len = 0;
+	unsigned status = MHD_HTTP_SERVICE_UNAVAILABLE;
+	static const char *const names[] = { "healthy", "unhealthy", "draining" };
 
-	while (read(a->wake_pipe[0], buf, sizeof buf) > 0)
-		;
-	for (int i = 0; i < REARM_TRIES && a->reserve_fd < 0; i++) {
-		reserve(a);
-		if (a->reserve_fd < 0)
-			g_usleep(REARM_PAUSE_US);
+	while (len < sizeof buf - 1 && !g_strstr_len(buf, (gssize)len, "\r\n\r\n")) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int left = (int)((deadline - g_get_monotonic_time()) / 1000);
+		ssize_t n;
+		if (left <= 0 || poll(&p, 1, left) <= 0 || (n = read(fd, buf + len, sizeof buf - 1 - len)) <= 0)
+			break;
+		len += (size_t)n;
 	}
+	buf[len] = '\0';
+	bool head = g_str_has_prefix(buf, "HEAD /health ");
+	if (head || g_str_has_prefix(buf, "GET /health ")) {
+		enum metrics_health h = metrics_health(g_get_monotonic_time() / 1000);
+		append_status(body, names[h]);
+		g_string_append_c(body, '}');
+		status = h == HEALTH_OK ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+	} else {
+		g_string_assign(body, "{\"error\":\"out of file descriptors: only /health is served\"}");
+	}
+	g_string_printf(out, "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
+			"Content-Length: %zu\r\nConnection: close\r\n\r\n%s", status,
+			status == MHD_HTTP_OK ? "OK" : "Service Unavailable", body->len, head ? "" : body->str);
+	/* A few hundred bytes into an empty socket buffer: one send. */
+	if (send(fd, out->str, out->len, MSG_NOSIGNAL) < 0)
+		log_debug("admin: degraded answer: %s", g_strerror(errno));
+	if (a->devnull_fd >= 0 && dup2(a->devnull_fd, fd) >= 0)
+		a->reserve_fd = fd;
+	else
+		close(fd);
 }
 
-/* accept(), and when the process is out of descriptors, once more with
- * the one held in reserve: the admin port answers /health even when the
- * WebSocket side has used up the open file limit. */
-static int accept_one(struct admin *a, struct sockaddr_storage *ss, socklen_t *len)
+/* accept(); when the process is out of descriptors, once more with the
+ * one held in reserve, and that connection is served degraded.  *SERVED:
+ * so it was. */
+static int accept_one(struct admin *a, struct sockaddr_storage *ss, socklen_t *len, bool *served)
 {
 	int fd;
 
+	*served = false;
 	*len = sizeof *ss;
 	fd = accept4(a->listen_fd, (struct sockaddr *)ss, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0 && (errno == EMFILE || errno == ENFILE) && a->reserve_fd >= 0) {
+		int err = errno;
 		close(a->reserve_fd);
 		a->reserve_fd = -1;
 		*len = sizeof *ss;
 		fd = accept4(a->listen_fd, (struct sockaddr *)ss, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			serve_degraded(a, fd);
+			*served = true;
+			errno = err; /* counted and logged as out of descriptors */
+			return -1;
+		}
 	}
 	return fd;
 }
@@ -632,7 +664,8 @@ static bool accept_and_add(struct admin *a)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int fd = accept_one(a, &ss, &len), one = 1;
+	bool served;
+	int fd = accept_one(a, &ss, &len, &served), one = 1;
 
 	if (fd < 0) {
 		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
@@ -643,15 +676,15 @@ static bool accept_and_add(struct admin *a)
 			a->fd_failures++;
 			/* Coalesced: under pressure this fails at every try. */
 			if (!a->fd_logged_us || now - a->fd_logged_us >= FD_LOG_INTERVAL_US) {
-				log_warning("admin: accept failed: %s (%u times); trying again every %d ms "
-					    "(is the open file limit below max_sessions?)", g_strerror(errno),
-					    a->fd_failures, ACCEPT_PAUSE_MS);
+				log_warning("admin: accept failed: %s (%u times); /health is answered from a "
+					    "reserved descriptor, the rest gets 503 (is the open file limit below "
+					    "max_sessions?)", g_strerror(errno), a->fd_failures);
 				a->fd_logged_us = now;
 				a->fd_failures = 0;
 			}
-		} else {
-			log_warning("admin: accept failed: %s", g_strerror(errno));
+			return served; /* the reserve is back: the next may come at once */
 		}
+		log_warning("admin: accept failed: %s", g_strerror(errno));
 		return false;
 	}
 	reserve(a); /* for the next time */
@@ -679,11 +712,10 @@ static gpointer acceptor_main(gpointer data)
 	gint64 next_sweep = 0;
 
 	for (;;) {
-		struct pollfd p[3] = { { .fd = a->stop_pipe[0], .events = POLLIN },
-				       { .fd = a->wake_pipe[0], .events = POLLIN },
+		struct pollfd p[2] = { { .fd = a->stop_pipe[0], .events = POLLIN },
 				       { .fd = a->listen_fd, .events = POLLIN } };
 		/* Paused: not the listening socket, for ACCEPT_PAUSE_MS; then try. */
-		int n = poll(p, paused ? 2 : 3, paused ? ACCEPT_PAUSE_MS : SWEEP_MS);
+		int n = poll(p, paused ? 1 : 2, paused ? ACCEPT_PAUSE_MS : SWEEP_MS);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || p[0].revents)
@@ -692,10 +724,7 @@ static gpointer acceptor_main(gpointer data)
 			sweep(a);
 			next_sweep = g_get_monotonic_time() + SWEEP_MS * 1000;
 		}
-		if (p[1].revents)
-			rearm(a);
-		/* Paused with a descriptor back in reserve: try at once. */
-		if ((paused && (n == 0 || a->reserve_fd >= 0)) || (!paused && p[2].revents))
+		if ((paused && n == 0) || (!paused && p[1].revents))
 			paused = !accept_and_add(a);
 	}
 	return NULL;
@@ -705,12 +734,11 @@ static void admin_free(struct admin *a)
 {
 	if (a->reserve_fd >= 0)
 		close(a->reserve_fd);
-	for (int i = 0; i < 2; i++) {
+	if (a->devnull_fd >= 0)
+		close(a->devnull_fd);
+	for (int i = 0; i < 2; i++)
 		if (a->stop_pipe[i] >= 0)
 			close(a->stop_pipe[i]);
-		if (a->wake_pipe[i] >= 0)
-			close(a->wake_pipe[i]);
-	}
 	if (a->listen_fd >= 0)
 		close(a->listen_fd);
 	g_hash_table_unref(a->per_address);
@@ -726,16 +754,17 @@ int admin_start(const struct admin_options *o, struct admin **out)
 
 	a->o = *o;
 	a->listen_fd = o->listen_fd;
-	a->reserve_fd = -1;
-	a->stop_pipe[0] = a->stop_pipe[1] = a->wake_pipe[0] = a->wake_pipe[1] = -1;
+	a->reserve_fd = a->devnull_fd = -1;
+	a->stop_pipe[0] = a->stop_pipe[1] = -1;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->count_lock, NULL);
 	a->per_address = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	a->receiving = g_hash_table_new_full(NULL, NULL, NULL, g_free);
 	g_queue_init(&a->suspended);
 	fcntl(a->listen_fd, F_SETFL, fcntl(a->listen_fd, F_GETFL) | O_NONBLOCK);
-	if (pipe2(a->stop_pipe, O_CLOEXEC) < 0 || pipe2(a->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+	if (pipe2(a->stop_pipe, O_CLOEXEC) < 0)
 		goto fail;
+	a->devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	reserve(a);
 	/* epoll, never select(): select fails past descriptor 1024, and the
 	 * WebSocket side holds tens of thousands.  MHD gets the connections

@@ -50,10 +50,10 @@ static const struct key_spec keys[] = {
 	KR("rooms", "store", KEY_STRING, rooms_store, 0, 0),
 	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, 0, 10u * 365 * 86400),
 	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, 0, 10u * 365 * 86400),
+	K("rooms", "store_retry_timeout", KEY_UINT, rooms_store_retry_timeout, 0, 60),
 	K("rooms", "max_rooms", KEY_UINT, rooms_max, 0, 100000000),
 	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
 	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
-	K("rooms", "store_retry_timeout", KEY_UINT, rooms_store_retry_timeout, 0, 60),
 	K("rooms", "default_room", KEY_STRING, rooms_default_room, 0, 0),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
@@ -154,10 +154,10 @@ struct config *config_new_defaults(void)
 	cfg->rooms_store = g_strdup("sqlite");
 	cfg->rooms_default_ttl = 7200;
 	cfg->rooms_max_ttl = 2592000;
+	cfg->rooms_store_retry_timeout = 5;
 	cfg->rooms_max = 100000;
 	cfg->rooms_per_creator = 1000;
 	cfg->rooms_per_address = 1000;
-	cfg->rooms_store_retry_timeout = 5;
 	cfg->issuers = g_ptr_array_new_with_free_func(issuer_free);
 	cfg->turn_credential_ttl = 86400;
 	cfg->log_level = LOG_INFO;

@@ -71,10 +71,10 @@ struct config {
 	char *rooms_store; /* "sqlite" */
 	unsigned rooms_default_ttl;
 	unsigned rooms_max_ttl;
+	unsigned rooms_store_retry_timeout; /* seconds a locked database is retried */
 	unsigned rooms_max;         /* unexpired persistent rooms; 0: no limit */
 	unsigned rooms_per_creator; /* of them created by one principal */
 	unsigned rooms_per_address; /* created from one client address */
-	unsigned rooms_store_retry_timeout; /* seconds a locked database is retried */
 	char *rooms_default_room; /* a register without room_id joins it; NULL: none */
 
 	/* [issuer NAME] */

@@ -39,8 +39,6 @@ enum metrics_refusal {
 	REFUSED__COUNT
 };
 
-/* What became of a relayed type (protocol_is_relay). */
-enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
 /* Why the admin port turned a connection or request away. */
 enum metrics_admin_refusal {
 	ADMIN_REFUSED_PER_ADDRESS,   /* [admin] connections_per_address */
@@ -50,6 +48,8 @@ enum metrics_admin_refusal {
 	ADMIN_REFUSED_SLOW_REQUEST,  /* [admin] request_timeout */
 	ADMIN_REFUSED__COUNT
 };
+/* What became of a relayed type (protocol_is_relay). */
+enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
 
 /* Latency histograms: bucket upper bounds in seconds, and +Inf. */
 #define METRICS_BUCKETS 14

@@ -12,13 +12,13 @@ struct rooms {
 	GHashTable *rooms; /* id -> struct store_room */
 	GHashTable *keys;  /* key_id -> struct store_key */
 	GHashTable *announced; /* ids of expired rooms already reported */
+	GHashTable *deleting;  /* ids of rooms whose deletion is being written */
+	GHashTable *revoking;  /* ids of keys whose revocation is being written */
 	/* Quotas: the rooms that count, id -> their address key ("" for
 	 * none), and how many count per creator and per address. */
 	GHashTable *counted;
 	GHashTable *by_creator;
 	GHashTable *by_address;
-	GHashTable *deleting;  /* ids of rooms whose deletion is being written */
-	GHashTable *revoking;  /* ids of keys whose revocation is being written */
 	/* room id -> (account -> struct store_member); a room's members may
 	 * use it with their account keys. */
 	GHashTable *members;
@@ -32,11 +32,11 @@ struct rooms *rooms_new(struct store *st)
 	r->rooms = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)store_room_free);
 	r->keys = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)store_key_free);
 	r->announced = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	r->deleting = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	r->revoking = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	r->counted = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	r->by_creator = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	r->by_address = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	r->deleting = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	r->revoking = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	r->members = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					   (GDestroyNotify)g_hash_table_unref);
 	r->unjoining = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -48,11 +48,11 @@ void rooms_free(struct rooms *r)
 	if (!r)
 		return;
 	g_hash_table_unref(r->announced);
+	g_hash_table_unref(r->deleting);
+	g_hash_table_unref(r->revoking);
 	g_hash_table_unref(r->counted);
 	g_hash_table_unref(r->by_creator);
 	g_hash_table_unref(r->by_address);
-	g_hash_table_unref(r->deleting);
-	g_hash_table_unref(r->revoking);
 	g_hash_table_unref(r->members);
 	g_hash_table_unref(r->unjoining);
 	g_hash_table_unref(r->keys);
@@ -405,6 +405,7 @@ static void room_deleted(int status, const GError *err, void *data)
 	if (status < 0) {
 		p->done(status, change_failed(status, err, "cannot delete a room"), p->data);
 	} else {
+		/* Purged meanwhile (rooms_take_expired): uncounted there. */
 		const struct store_room *room = g_hash_table_lookup(r->rooms, p->id);
 		if (room)
 			uncount_room(r, room);

@@ -750,6 +750,13 @@ static unsigned long long cpu_ticks(GPid pid)
  * neither side may spin on accept(). */
 static void test_out_of_descriptors(void)
 {
+	/* Valgrind keeps descriptors of its own at the top of the limit and
+	 * closes any accept()ed there: connections are reset, not refused. */
+	const char *wrapper = g_getenv("RTCSIGNALD_WRAPPER");
+	if (wrapper && *wrapper) {
+		g_test_skip("descriptor limits do not hold under RTCSIGNALD_WRAPPER (valgrind)");
+		return;
+	}
 	const char *prefix[] = { "prlimit", "--nofile=96", NULL };
 	const struct testd_opts o = { .conf = "[limits]\nconnections_per_address = 100000\n",
 				      .prefix = prefix };
