@@ -456,9 +456,7 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 			a->principal = g_strconcat("key:", key->key_id, NULL);
 		}
 	} else if (reg->jwt && open) {
-		json_object *v;
-		bool jwt = json_object_object_get_ex(m->root, "jwt", &v) && json_object_is_type(v, json_type_string);
-		ignore_credential(r, c, jwt ? IGNORED_JWT : IGNORED_ID_TOKEN, reg);
+		/* below */
 	} else if (reg->jwt) {
 		struct jwt_claims claims = { 0 };
 		enum jwt_error why;
@@ -481,6 +479,12 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 		return REFUSED;
 	}
 
+	/* A JWT open mode cannot check, also next to an ignored api_key. */
+	if (open && reg->jwt && !by_key) {
+		json_object *v;
+		bool jwt = json_object_object_get_ex(m->root, "jwt", &v) && json_object_is_type(v, json_type_string);
+		ignore_credential(r, c, jwt ? IGNORED_JWT : IGNORED_ID_TOKEN, reg);
+	}
 	/* [rooms] default_room: for whoever open mode lets in, and for an
 	 * account key (a key bound to a room has its room). */
 	if (!a->room_id && r->cfg->rooms_default_room && (!a->principal || account)) {

@@ -138,14 +138,16 @@ static void test_open_mode(void)
 		g_autofree char *t = g_strdup_printf(",\"peer_id\":\"t%d\",\"room_id\":\"lab\",\"id_token\":\"x.y.z\"", i);
 		g_ptr_array_add(kept, reg_ok(d, "lab", t));
 	}
+	/* Both at once: each counted. */
+	g_ptr_array_add(kept, reg_ok(d, "lab", ",\"peer_id\":\"b\",\"room_id\":\"lab\",\"api_key\":\"x\",\"jwt\":\"y\""));
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_credentials_ignored_total{field=\"api_key\"}"), ==, 3);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_credentials_ignored_total{field=\"jwt\"}"), ==, 3);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_credentials_ignored_total{field=\"id_token\"}"), ==, 2);
+	/* Said once per field, in the whole log; never the credential. */
+	g_assert_cmpint(testd_stop(d), ==, 0);
 	g_assert_cmpuint(testd_log_count(d, "this api_key cannot be checked"), ==, 1);
 	g_assert_cmpuint(testd_log_count(d, "this jwt cannot be checked"), ==, 1);
 	g_assert_cmpuint(testd_log_count(d, "this id_token cannot be checked"), ==, 1);
-	g_assert_cmpfloat(testd_metric(d, "rtcsignald_credentials_ignored_total{field=\"api_key\"}"), ==, 2);
-	g_assert_cmpfloat(testd_metric(d, "rtcsignald_credentials_ignored_total{field=\"jwt\"}"), ==, 2);
-	g_assert_cmpfloat(testd_metric(d, "rtcsignald_credentials_ignored_total{field=\"id_token\"}"), ==, 2);
-	/* The credential was not kept as anyone's: the log never shows it. */
-	g_assert_cmpint(testd_stop(d), ==, 0);
 	g_autofree char *log = testd_log_copy(d);
 	g_assert_null(strstr(log, jwt));
 	testd_free(d);
