@@ -54,6 +54,7 @@ static const struct key_spec keys[] = {
 	K("rooms", "max_rooms", KEY_UINT, rooms_max, 0, 100000000),
 	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
 	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
+	K("rooms", "default_room", KEY_STRING, rooms_default_room, 0, 0),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
@@ -177,6 +178,7 @@ void config_free(struct config *cfg)
 	g_free(cfg->admin_token_file);
 	free_secret(cfg->metrics_token);
 	g_free(cfg->rooms_store);
+	g_free(cfg->rooms_default_room);
 	if (cfg->issuers)
 		g_ptr_array_unref(cfg->issuers);
 	g_strfreev(cfg->stun_uris);
@@ -473,6 +475,12 @@ static int validate(struct config *cfg, const char *where, GError **err)
 	if (strcmp(cfg->rooms_store, "sqlite") != 0)
 		return invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite)", where,
 			       cfg->rooms_store);
+	if (cfg->rooms_default_room &&
+	    (strlen(cfg->rooms_default_room) > 128 ||
+	     strspn(cfg->rooms_default_room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+		     strlen(cfg->rooms_default_room)))
+		return invalid(err, "%s: [rooms] default_room: \"%s\" is not a room id (1 to 128 of "
+				    "A-Z a-z 0-9 . _ -)", where, cfg->rooms_default_room);
 	if (cfg->rooms_max_ttl && (!cfg->rooms_default_ttl || cfg->rooms_default_ttl > cfg->rooms_max_ttl))
 		return invalid(err, "%s: [rooms] default_ttl (%u) must be between 1 and max_ttl (%u); "
 				    "0 (no expiry) needs max_ttl = 0",

@@ -75,6 +75,7 @@ struct config {
 	unsigned rooms_max;         /* unexpired persistent rooms; 0: no limit */
 	unsigned rooms_per_creator; /* of them created by one principal */
 	unsigned rooms_per_address; /* created from one client address */
+	char *rooms_default_room; /* a register without room_id joins it; NULL: none */
 
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */

@@ -357,11 +357,12 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 static int open_rooms(struct daemon *d)
 {
 	g_autoptr(GError) err = NULL;
-	g_autoptr(GPtrArray) rooms = NULL, keys = NULL;
+	g_autoptr(GPtrArray) rooms = NULL, keys = NULL, members = NULL;
 	int r;
 
 	if ((r = store_open(&d->loop, d->cfg->rooms_store, d->cfg->state_dir, &d->store, &err)) < 0 ||
-	    (r = store_load(d->store, &rooms, &keys, &err)) < 0) {
+	    (r = store_load(d->store, &rooms, &keys, &err)) < 0 ||
+	    (r = store_load_members(d->store, &members, &err)) < 0) {
 		log_err("room store: %s", err->message);
 		return r;
 	}
@@ -369,6 +370,7 @@ static int open_rooms(struct daemon *d)
 	d->rooms = rooms_new(d->store);
 	log_info("room store %s: %u rooms, %u API keys", d->cfg->state_dir, rooms->len, keys->len);
 	rooms_load(d->rooms, rooms, keys);
+	rooms_load_members(d->rooms, members);
 	return 0;
 }
 

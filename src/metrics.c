@@ -311,6 +311,17 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	counter(o, "rtcsignald_superseded_closed_total",
 		"Superseded sessions closed (1000) by a third registration of their peer id.",
 		(double)metrics_get(superseded_closed));
+	family(o, "rtcsignald_credentials_ignored_total", "counter",
+	       "Credentials a register brought that open mode cannot check and ignored, by field.");
+	sample(o, "rtcsignald_credentials_ignored_total", "field", "api_key",
+	       (double)metrics_get(credentials_ignored[0]));
+	sample(o, "rtcsignald_credentials_ignored_total", "field", "jwt",
+	       (double)metrics_get(credentials_ignored[1]));
+	sample(o, "rtcsignald_credentials_ignored_total", "field", "id_token",
+	       (double)metrics_get(credentials_ignored[2]));
+	counter(o, "rtcsignald_default_room_registrations_total",
+		"Registrations without room_id that joined [rooms] default_room.",
+		(double)metrics_get(default_room_registrations));
 
 	counter(o, "rtcsignald_received_bytes_total", "WebSocket payload bytes received.",
 		(double)metrics_get(bytes_received));

@@ -74,6 +74,9 @@ struct metrics {
 	atomic_uint_fast64_t relayed[MSG__COUNT][RELAY__COUNT]; /* relayed types only */
 	atomic_uint_fast64_t sessions_superseded; /* v2.0 sockets kept open, taken over */
 	atomic_uint_fast64_t superseded_closed;   /* and closed by a third registration */
+	/* open mode: credentials it cannot check, ignored; [0] api_key, [1] jwt, [2] id_token */
+	atomic_uint_fast64_t credentials_ignored[3];
+	atomic_uint_fast64_t default_room_registrations; /* [rooms] default_room used */
 	/* [ERR__COUNT] counts successes, the rest refusals by code */
 	atomic_uint_fast64_t registrations[ERR__COUNT + 1];
 	atomic_uint_fast64_t bytes_received;

@@ -19,6 +19,10 @@ struct rooms {
 	GHashTable *counted;
 	GHashTable *by_creator;
 	GHashTable *by_address;
+	/* room id -> (account -> struct store_member); a room's members may
+	 * use it with their account keys. */
+	GHashTable *members;
+	GHashTable *unjoining; /* "ROOM\nACCOUNT" of removals being written */
 };
 
 struct rooms *rooms_new(struct store *st)
@@ -33,6 +37,9 @@ struct rooms *rooms_new(struct store *st)
 	r->counted = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	r->by_creator = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	r->by_address = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	r->members = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					   (GDestroyNotify)g_hash_table_unref);
+	r->unjoining = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	return r;
 }
 
@@ -46,6 +53,8 @@ void rooms_free(struct rooms *r)
 	g_hash_table_unref(r->counted);
 	g_hash_table_unref(r->by_creator);
 	g_hash_table_unref(r->by_address);
+	g_hash_table_unref(r->members);
+	g_hash_table_unref(r->unjoining);
 	g_hash_table_unref(r->keys);
 	g_hash_table_unref(r->rooms);
 	g_free(r);
@@ -271,7 +280,7 @@ static void key_written(int status, const GError *err, void *data)
 {
 	struct pending_key *p = data;
 
-	if (status == 0 && !rooms_find(p->r, p->key->room_id)) {
+	if (status == 0 && p->key->room_id && !rooms_find(p->r, p->key->room_id)) {
 		/* The room was deleted while the key was being written: the
 		 * store dropped the key with it, and so do we. */
 		p->done(-ENOENT, NULL, NULL, "room not found", p->data);
@@ -289,20 +298,22 @@ static void key_written(int status, const GError *err, void *data)
 	g_free(p);
 }
 
-void rooms_create_key(struct rooms *r, const char *room_id, const char *name, gint64 expires_at,
-		      gint64 now, rooms_key_created_fn done, void *data)
+/* A key for ROOM_ID, or else for ACCOUNT. */
+static void create_key(struct rooms *r, const char *room_id, const char *account, const char *name,
+		       gint64 expires_at, gint64 now, rooms_key_created_fn done, void *data)
 {
 	char secret[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)];
 	struct pending_key *p;
 	struct store_key *key;
 	int rc;
 
-	if (!rooms_find(r, room_id)) {
+	if (room_id && !rooms_find(r, room_id)) {
 		done(-ENOENT, NULL, NULL, "room not found", data);
 		return;
 	}
 	key = g_new0(struct store_key, 1);
 	key->room_id = g_strdup(room_id);
+	key->account = room_id ? NULL : g_strdup(account);
 	key->name = g_strdup(name);
 	key->created_at = now;
 	key->expires_at = expires_at;
@@ -336,6 +347,18 @@ void rooms_create_key(struct rooms *r, const char *room_id, const char *name, gi
 	}
 }
 
+void rooms_create_key(struct rooms *r, const char *room_id, const char *name, gint64 expires_at,
+		      gint64 now, rooms_key_created_fn done, void *data)
+{
+	create_key(r, room_id, NULL, name, expires_at, now, done, data);
+}
+
+void rooms_create_account_key(struct rooms *r, const char *account, const char *name,
+			      gint64 expires_at, gint64 now, rooms_key_created_fn done, void *data)
+{
+	create_key(r, NULL, account, name, expires_at, now, done, data);
+}
+
 static void written(int status, const GError *err, void *data)
 {
 	if (status < 0)
@@ -350,8 +373,9 @@ static void drop_keys_of(struct rooms *r, const char *room_id)
 
 	g_hash_table_iter_init(&it, r->keys);
 	while (g_hash_table_iter_next(&it, NULL, &v))
-		if (strcmp(((struct store_key *)v)->room_id, room_id) == 0)
+		if (g_strcmp0(((struct store_key *)v)->room_id, room_id) == 0)
 			g_hash_table_iter_remove(&it);
+	g_hash_table_remove(r->members, room_id); /* and so do its members */
 }
 
 /* A deletion or revocation on its way to the store. */
@@ -576,4 +600,154 @@ GPtrArray *rooms_list(struct rooms *r)
 GPtrArray *rooms_list_keys(struct rooms *r)
 {
 	return sorted_values(r->keys, key_by_created);
+}
+
+/* --- members --- */
+
+void rooms_load_members(struct rooms *r, GPtrArray *members)
+{
+	while (members->len) {
+		struct store_member *m = g_ptr_array_steal_index_fast(members, members->len - 1);
+		GHashTable *set = g_hash_table_lookup(r->members, m->room_id);
+		if (!set) {
+			set = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
+						    (GDestroyNotify)store_member_free);
+			g_hash_table_insert(r->members, g_strdup(m->room_id), set);
+		}
+		g_hash_table_replace(set, m->account, m);
+	}
+}
+
+static char *member_key(const char *room_id, const char *account)
+{
+	return g_strconcat(room_id, "\n", account, NULL);
+}
+
+bool rooms_is_member(struct rooms *r, const char *room_id, const char *account)
+{
+	GHashTable *set = g_hash_table_lookup(r->members, room_id);
+	if (!set || !g_hash_table_contains(set, account))
+		return false;
+	g_autofree char *k = member_key(room_id, account);
+	return !g_hash_table_contains(r->unjoining, k); /* fail closed while removed */
+}
+
+static gint member_by_added(gconstpointer a, gconstpointer b)
+{
+	const struct store_member *x = *(const struct store_member *const *)a;
+	const struct store_member *y = *(const struct store_member *const *)b;
+	if (x->added_at != y->added_at)
+		return x->added_at < y->added_at ? -1 : 1;
+	return strcmp(x->account, y->account);
+}
+
+GPtrArray *rooms_list_members(struct rooms *r, const char *room_id)
+{
+	GHashTable *set = g_hash_table_lookup(r->members, room_id);
+	if (!set)
+		return g_ptr_array_new();
+	return sorted_values(set, member_by_added);
+}
+
+struct pending_member {
+	struct rooms *r;
+	struct store_member *m;
+	bool add;
+	rooms_written_fn done;
+	void *data;
+};
+
+static void member_written(int status, const GError *err, void *data)
+{
+	struct pending_member *p = data;
+	struct rooms *r = p->r;
+	g_autofree char *k = member_key(p->m->room_id, p->m->account);
+
+	if (!p->add)
+		g_hash_table_remove(r->unjoining, k);
+	if (status == -ENOENT && !p->add) /* gone meanwhile (with its room): gone all the same */
+		status = 0;
+	if (status == 0 && p->add && !rooms_find(r, p->m->room_id))
+		status = -ENOENT; /* the room was deleted while this was written */
+	if (status < 0) {
+		p->done(status,
+			status == -ENOENT ? "room not found"
+					  : change_failed(status, err, p->add ? "cannot add a room member"
+									      : "cannot remove a room member"),
+			p->data);
+	} else if (p->add) {
+		GHashTable *set = g_hash_table_lookup(r->members, p->m->room_id);
+		if (!set) {
+			set = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
+						    (GDestroyNotify)store_member_free);
+			g_hash_table_insert(r->members, g_strdup(p->m->room_id), set);
+		}
+		if (!g_hash_table_contains(set, p->m->account)) {
+			g_hash_table_replace(set, p->m->account, p->m);
+			p->m = NULL;
+		}
+		p->done(0, NULL, p->data);
+	} else {
+		GHashTable *set = g_hash_table_lookup(r->members, p->m->room_id);
+		if (set && g_hash_table_remove(set, p->m->account) && !g_hash_table_size(set))
+			g_hash_table_remove(r->members, p->m->room_id);
+		p->done(0, NULL, p->data);
+	}
+	store_member_free(p->m);
+	g_free(p);
+}
+
+static int member_change(struct rooms *r, bool add, const char *room_id, const char *account,
+			 gint64 now, rooms_written_fn done, void *data)
+{
+	struct pending_member *p = g_new0(struct pending_member, 1);
+	g_autofree char *k = member_key(room_id, account);
+	int rc = 0;
+
+	p->r = r;
+	p->add = add;
+	p->done = done;
+	p->data = data;
+	p->m = g_new0(struct store_member, 1);
+	p->m->room_id = g_strdup(room_id);
+	p->m->account = g_strdup(account);
+	p->m->added_at = now;
+	if (!add)
+		g_hash_table_add(r->unjoining, g_strdup(k));
+	if (!r->st) {
+		member_written(0, NULL, p);
+		return 0;
+	}
+	rc = add ? store_put_member(r->st, p->m, member_written, p)
+		 : store_delete_member(r->st, room_id, account, member_written, p);
+	if (rc < 0) {
+		if (!add)
+			g_hash_table_remove(r->unjoining, k);
+		done(rc, rc == -EAGAIN ? "the room store's write queue is full: nothing was changed, try again"
+				       : "the room store is closing: nothing was changed", data);
+		store_member_free(p->m);
+		g_free(p);
+	}
+	return 0;
+}
+
+int rooms_add_member(struct rooms *r, const char *room_id, const char *account, gint64 now,
+		     rooms_written_fn done, void *data)
+{
+	if (!rooms_find(r, room_id))
+		return -ENOENT;
+	return member_change(r, true, room_id, account, now, done, data);
+}
+
+int rooms_remove_member(struct rooms *r, const char *room_id, const char *account,
+			rooms_written_fn done, void *data)
+{
+	g_autofree char *k = member_key(room_id, account);
+	GHashTable *set = g_hash_table_lookup(r->members, room_id);
+
+	if (g_hash_table_contains(r->unjoining, k))
+		return -EINPROGRESS;
+	if (!set || !g_hash_table_contains(set, account))
+		return -ENOENT;
+	return member_change(r, false, room_id, account, 0, done, data);
 }

@@ -65,6 +65,10 @@ void rooms_create(struct rooms *r, const struct rooms_spec *spec, const char *cr
 		  gint64 now, rooms_created_fn done, void *data);
 void rooms_create_key(struct rooms *r, const char *room_id, const char *name, gint64 expires_at,
 		      gint64 now, rooms_key_created_fn done, void *data);
+/* An API key of ACCOUNT (a "jwt:ISSUER:SUB" principal) instead of a
+ * room: valid in the rooms that account may use (the router decides). */
+void rooms_create_account_key(struct rooms *r, const char *account, const char *name,
+			      gint64 expires_at, gint64 now, rooms_key_created_fn done, void *data);
 /* STATUS 0 once the change is durable, or a negative errno with WHY:
  * nothing changed (-EAGAIN: the store's queue was full; -EBUSY: the
  * database stayed locked). */
@@ -99,3 +103,19 @@ int rooms_expiry(unsigned default_ttl, unsigned max_ttl, gint64 requested, gint6
 /* In creation order (created_at, then id). */
 GPtrArray *rooms_list(struct rooms *r); /* of const struct store_room *, container only */
 GPtrArray *rooms_list_keys(struct rooms *r); /* of const struct store_key * */
+
+/* Room members: accounts ("jwt:ISSUER:SUB") added to a room by the
+ * operator, so their account keys are valid there.  They go with their
+ * room.  Takes the records of store_load_members()'s array. */
+void rooms_load_members(struct rooms *r, GPtrArray *members);
+/* False while its removal is being written (fail closed). */
+bool rooms_is_member(struct rooms *r, const char *room_id, const char *account);
+/* Of const struct store_member *, by when added; container only. */
+GPtrArray *rooms_list_members(struct rooms *r, const char *room_id);
+/* As rooms_delete: DONE once durable (adding a member twice is not an
+ * error); -ENOENT for an unknown room (add) or member (remove),
+ * -EINPROGRESS while the same removal is being written. */
+int rooms_add_member(struct rooms *r, const char *room_id, const char *account, gint64 now,
+		     rooms_written_fn done, void *data);
+int rooms_remove_member(struct rooms *r, const char *room_id, const char *account,
+			rooms_written_fn done, void *data);

@@ -28,6 +28,7 @@ struct router {
 	unsigned quota_unlogged;
 	gint64 untold_logged_us; /* errors v2.0 sessions were not told: the same */
 	unsigned untold_unlogged;
+	unsigned ignored_logged; /* bits of enum ignored: said once per process */
 };
 
 /* A register whose token names a key its issuer is being asked for. */
@@ -341,6 +342,52 @@ static bool park(struct router *r, struct client *c, const char *issuer)
 	return true;
 }
 
+/* Open mode cannot check a JWT (no [issuer]) nor an API key it did not
+ * issue; sleap-rtc sends them anyway.  Ignored, counted, said once. */
+enum ignored { IGNORED_API_KEY, IGNORED_JWT, IGNORED_ID_TOKEN };
+
+static void ignore_credential(struct router *r, struct client *c, enum ignored kind,
+			      const struct msg_register *reg)
+{
+	static const char *const names[] = { "api_key", "jwt", "id_token" };
+
+	metrics_inc(credentials_ignored[kind]);
+	if (r->ignored_logged & (1u << kind))
+		return;
+	r->ignored_logged |= 1u << kind;
+	struct log_fields f = { .remote = client_remote(c), .room = reg->room_id, .peer = reg->peer_id };
+	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f,
+		  "authentication is off and this %s cannot be checked here: ignored, the register "
+		  "goes on without it (said once; rtcsignald_credentials_ignored_total counts them)",
+		  names[kind]);
+}
+
+/* Whether ACCOUNT ("jwt:NAME:SUB") may use ROOM: it created it, the room
+ * is open to its issuer (as for a JWT), or the operator added it. */
+static bool account_may_use(struct router *r, const struct store_room *room, const char *account)
+{
+	if (strcmp(room->created_by, account) == 0)
+		return true;
+	if (room->open_to_issuer) {
+		g_autofree char *creator = auth_principal_issuer(room->created_by);
+		g_autofree char *mine = auth_principal_issuer(account);
+		if (mine && (!creator || strcmp(creator, mine) == 0))
+			return true;
+	}
+	return rooms_is_member(r->env.rooms, room->id, account);
+}
+
+static bool issuer_configured(struct router *r, const char *account)
+{
+	g_autofree char *name = auth_principal_issuer(account);
+
+	for (guint i = 0; name && i < r->cfg->issuers->len; i++)
+		if (strcmp(((const struct config_issuer *)g_ptr_array_index(r->cfg->issuers, i))->name,
+			   name) == 0)
+			return true;
+	return false;
+}
+
 /* PROTOCOL.md 3.1 and 6: api_key, else a JWT with the room's token, else
  * (authentication off) just a room id. */
 static enum admit_result admit(struct router *r, struct client *c, struct msg *m,
@@ -348,6 +395,8 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 {
 	const struct msg_register *reg = &m->reg;
 	const char *token = reg->token ? json_object_get_string(reg->token) : NULL;
+	const char *account = NULL; /* an account key's owner */
+	bool open = router_open_mode(r), by_key = false;
 	gint64 now = now_seconds();
 
 	a->room_id = reg->room_id;
@@ -374,11 +423,40 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Token expired");
 			return REFUSED;
 		default:
+			if (open)
+				break; /* not one of ours: ignored below */
 			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Invalid API key");
 			return REFUSED;
 		}
-		a->room_id = key->room_id; /* the key names the room */
-		a->principal = g_strconcat("key:", key->key_id, NULL);
+		if (key && key->account && !issuer_configured(r, key->account)) {
+			if (!open) {
+				refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id,
+						"API key's account belongs to an issuer no longer configured");
+				return REFUSED;
+			}
+			key = NULL;
+		}
+		if (!key) {
+			ignore_credential(r, c, IGNORED_API_KEY, reg);
+		} else if (key->room_id) {
+			/* The key names the room; another one named is a mistake
+			 * worth telling, not a room to silently ignore. */
+			if (reg->room_id && strcmp(reg->room_id, key->room_id) != 0) {
+				g_autofree char *why = g_strdup_printf(
+					"API key is for room %s, not room %s", key->room_id, reg->room_id);
+				refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, why);
+				return REFUSED;
+			}
+			a->room_id = key->room_id;
+		} else {
+			account = key->account;
+		}
+		if (key) {
+			by_key = true;
+			a->principal = g_strconcat("key:", key->key_id, NULL);
+		}
+	} else if (reg->jwt && open) {
+		/* below */
 	} else if (reg->jwt) {
 		struct jwt_claims claims = { 0 };
 		enum jwt_error why;
@@ -395,19 +473,31 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 		}
 		a->principal = auth_principal(issuer, &claims);
 		jwt_claims_clear(&claims);
-	} else if (!router_open_mode(r)) {
+	} else if (!open) {
 		refuse_register(r, c, m, ERR_AUTH_REQUIRED, reg->room_id, reg->peer_id,
 				"Authentication required");
 		return REFUSED;
 	}
 
+	/* A JWT open mode cannot check, also next to an ignored api_key. */
+	if (open && reg->jwt && !by_key) {
+		json_object *v;
+		bool jwt = json_object_object_get_ex(m->root, "jwt", &v) && json_object_is_type(v, json_type_string);
+		ignore_credential(r, c, jwt ? IGNORED_JWT : IGNORED_ID_TOKEN, reg);
+	}
+	/* [rooms] default_room: for whoever open mode lets in, and for an
+	 * account key (a key bound to a room has its room). */
+	if (!a->room_id && r->cfg->rooms_default_room && (!a->principal || account)) {
+		a->room_id = r->cfg->rooms_default_room;
+		metrics_inc(default_room_registrations);
+	}
 	if (!a->room_id) {
 		refuse_register(r, c, m, ERR_INVALID_MESSAGE, NULL, reg->peer_id, "Missing field: room_id");
 		return REFUSED;
 	}
 	a->proom = rooms_find(r->env.rooms, a->room_id);
 	/* With credentials, rooms are those created through an API. */
-	if (!a->proom && (reg->api_key || reg->jwt)) {
+	if (!a->proom && a->principal) {
 		refuse_register(r, c, m, ERR_ROOM_NOT_FOUND, a->room_id, reg->peer_id, "Room not found");
 		return REFUSED;
 	}
@@ -415,9 +505,14 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 		refuse_register(r, c, m, ERR_ROOM_EXPIRED, a->room_id, reg->peer_id, "Room expired");
 		return REFUSED;
 	}
+	if (account && !account_may_use(r, a->proom, account)) {
+		g_autofree char *why = g_strdup_printf("API key's account may not use room %s", a->room_id);
+		refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id, why);
+		return REFUSED;
+	}
 	/* A persistent room wants its token, unless an API key brought the
 	 * caller, or the room is open to every valid token of its issuer. */
-	if (a->proom && !reg->api_key && !rooms_token_ok(a->proom, token)) {
+	if (a->proom && !by_key && !rooms_token_ok(a->proom, token)) {
 		g_autofree char *creator = auth_principal_issuer(a->proom->created_by);
 		g_autofree char *mine = auth_principal_issuer(a->principal);
 		if (!a->proom->open_to_issuer || !mine || (creator && strcmp(creator, mine) != 0)) {

@@ -16,12 +16,14 @@
 #include <stdatomic.h>
 #include <string.h>
 
-enum job_op { JOB_PUT_ROOM, JOB_DELETE_ROOM, JOB_PUT_KEY, JOB_REVOKE_KEY, JOB_PURGE };
+enum job_op { JOB_PUT_ROOM, JOB_DELETE_ROOM, JOB_PUT_KEY, JOB_REVOKE_KEY, JOB_PURGE, JOB_PUT_MEMBER,
+	      JOB_DELETE_MEMBER };
 
 struct job {
 	enum job_op op;
 	struct store_room *room;
 	struct store_key *key;
+	struct store_member *member; /* put_member, delete_member */
 	char *id;     /* delete_room, revoke_key */
 	int64_t when; /* revoke_key, purge_expired */
 	store_done_fn done;
@@ -79,6 +81,7 @@ static struct store_key *store_key_copy(const struct store_key *key)
 	*c = *key;
 	c->key_id = g_strdup(key->key_id);
 	c->room_id = g_strdup(key->room_id);
+	c->account = g_strdup(key->account);
 	c->name = g_strdup(key->name);
 	return c;
 }
@@ -89,8 +92,18 @@ void store_key_free(struct store_key *key)
 		return;
 	g_free(key->key_id);
 	g_free(key->room_id);
+	g_free(key->account);
 	g_free(key->name);
 	g_free(key);
+}
+
+void store_member_free(struct store_member *m)
+{
+	if (!m)
+		return;
+	g_free(m->room_id);
+	g_free(m->account);
+	g_free(m);
 }
 
 /* A fresh id into *ID when it has none, and a fresh credential into
@@ -126,6 +139,7 @@ static void job_free(struct job *job)
 {
 	store_room_free(job->room);
 	store_key_free(job->key);
+	store_member_free(job->member);
 	g_free(job->id);
 	g_clear_error(&job->error);
 	g_free(job);
@@ -159,6 +173,12 @@ static int run_once(struct store *st, struct job *job)
 		break;
 	case JOB_PURGE:
 		r = st->ops->purge_expired(st->be, job->when, &job->error);
+		break;
+	case JOB_PUT_MEMBER:
+		r = st->ops->put_member(st->be, job->member, &job->error);
+		break;
+	case JOB_DELETE_MEMBER:
+		r = st->ops->delete_member(st->be, job->member->room_id, job->member->account, &job->error);
 		break;
 	}
 	pthread_mutex_unlock(&st->backend_lock);
@@ -370,6 +390,20 @@ int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **e
 	return 0;
 }
 
+int store_load_members(struct store *st, GPtrArray **members, GError **err)
+{
+	g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func((GDestroyNotify)store_member_free);
+	int r;
+
+	pthread_mutex_lock(&st->backend_lock);
+	r = st->ops->load_members(st->be, list, err);
+	pthread_mutex_unlock(&st->backend_lock);
+	if (r < 0)
+		return r;
+	*members = g_steal_pointer(&list);
+	return 0;
+}
+
 /* Takes JOB (freeing it when it cannot be queued). */
 static int submit(struct store *st, struct job *job, store_done_fn done, void *data)
 {
@@ -435,11 +469,39 @@ int store_put_key(struct store *st, const struct store_key *key, store_done_fn d
 {
 	struct job *job;
 
-	if (!key->key_id || !*key->key_id || !key->room_id || !*key->room_id)
+	/* Exactly one of a room and an account. */
+	if (!key->key_id || !*key->key_id || !key->room_id == !key->account ||
+	    (key->room_id && !*key->room_id) || (key->account && !*key->account))
 		return -EINVAL;
 	job = job_new(JOB_PUT_KEY);
 	job->key = store_key_copy(key);
 	return submit(st, job, done, data);
+}
+
+static struct job *member_job(enum job_op op, const char *room_id, const char *account,
+			      int64_t added_at)
+{
+	struct job *job = job_new(op);
+	job->member = g_new0(struct store_member, 1);
+	job->member->room_id = g_strdup(room_id);
+	job->member->account = g_strdup(account);
+	job->member->added_at = added_at;
+	return job;
+}
+
+int store_put_member(struct store *st, const struct store_member *m, store_done_fn done, void *data)
+{
+	if (!m->room_id || !*m->room_id || !m->account || !*m->account)
+		return -EINVAL;
+	return submit(st, member_job(JOB_PUT_MEMBER, m->room_id, m->account, m->added_at), done, data);
+}
+
+int store_delete_member(struct store *st, const char *room_id, const char *account,
+			store_done_fn done, void *data)
+{
+	if (!room_id || !*room_id || !account || !*account)
+		return -EINVAL;
+	return submit(st, member_job(JOB_DELETE_MEMBER, room_id, account, 0), done, data);
 }
 
 int store_revoke_key(struct store *st, const char *key_id, int64_t when, store_done_fn done,

@@ -35,14 +35,24 @@ struct store_key {
 	char *key_id;     /* public */
 	uint8_t key_hash[SECRET_HASH_LEN]; /* SHA-256 of the secret */
 	char *room_id;    /* the room it grants; keys go with their room */
+	char *account;    /* instead of room_id: the "jwt:ISSUER:SUB" it speaks for,
+			   * valid in every room that principal may use */
 	char *name;       /* NULL: none */
 	int64_t created_at;
 	int64_t expires_at; /* 0: never */
 	int64_t revoked_at; /* 0: not revoked */
 };
 
+/* A room's member: an account that may use it with an account key. */
+struct store_member {
+	char *room_id;
+	char *account; /* "jwt:ISSUER:SUB" */
+	int64_t added_at;
+};
+
 void store_room_free(struct store_room *room);
 void store_key_free(struct store_key *key);
+void store_member_free(struct store_member *m);
 
 /* Gives ROOM a fresh random id (when it has none) and a fresh token:
  * the token is written to TOKEN for the creator to see once, only its
@@ -67,6 +77,13 @@ struct store_backend_ops {
 	int (*delete_room)(void *be, const char *room_id, GError **err);
 	/* Creates or replaces the key; -ENOENT when its room does not exist. */
 	int (*put_key)(void *be, const struct store_key *key, GError **err);
+	/* Appends every room membership (struct store_member) to MEMBERS. */
+	int (*load_members)(void *be, GPtrArray *members, GError **err);
+	/* Adds the membership (kept as it is when present); -ENOENT when the
+	 * room does not exist.  Deleting the room deletes its members. */
+	int (*put_member)(void *be, const struct store_member *m, GError **err);
+	/* -ENOENT when there is no such membership. */
+	int (*delete_member)(void *be, const char *room_id, const char *account, GError **err);
 	/* Marks the key revoked at WHEN (a second revoke keeps the first
 	 * time); -ENOENT when there is no such key. */
 	int (*revoke_key)(void *be, const char *key_id, int64_t when, GError **err);
@@ -101,16 +118,22 @@ void store_set_retry_timeout(struct store *st, unsigned ms);
 /* Reads every room and key, synchronously: at start-up, before serving
  * and before any write.  The arrays own their elements. */
 int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **err);
+/* The same for the room memberships, right after store_load. */
+int store_load_members(struct store *st, GPtrArray **members, GError **err);
 
 /* Queue one write; the record is copied.  Return 0 (DONE, when not NULL,
  * will be called exactly once, completions in the order of the calls),
  * -EAGAIN when the queue is full, -EINVAL for a record without id (or a
- * room without created_by, a key without room_id), -ESHUTDOWN once the
+ * room without created_by, a key without exactly one of room_id and
+ * account), -ESHUTDOWN once the
  * store is closing. */
 int store_put_room(struct store *st, const struct store_room *room, store_done_fn done,
 		   void *data);
 int store_delete_room(struct store *st, const char *room_id, store_done_fn done, void *data);
 int store_put_key(struct store *st, const struct store_key *key, store_done_fn done, void *data);
+int store_put_member(struct store *st, const struct store_member *m, store_done_fn done, void *data);
+int store_delete_member(struct store *st, const char *room_id, const char *account,
+			store_done_fn done, void *data);
 int store_revoke_key(struct store *st, const char *key_id, int64_t when, store_done_fn done,
 		     void *data);
 int store_purge_expired(struct store *st, int64_t now, store_done_fn done, void *data);

@@ -698,7 +698,7 @@ static void test_newer_schema(struct fx *fx, gconstpointer unused)
 	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL, NULL),
 			==, SQLITE_OK);
 	assert_open_fails(fx, -EPROTO, "schema version 99 is newer");
-	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 1", NULL, NULL, NULL),
+	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 2", NULL, NULL, NULL),
 			==, SQLITE_OK);
 	sqlite3_close(db);
 	fx_open(fx);
@@ -924,6 +924,56 @@ static void test_key_of_deleted_room(struct fx *fx, gconstpointer unused)
 	(void)unused;
 }
 
+/* Account keys (no room) and room members: stored, loaded, and gone
+ * with their room. */
+static void test_accounts(struct fx *fx, gconstpointer unused)
+{
+	g_autoptr(GHashTable) rooms = NULL, keys = NULL;
+	g_autoptr(GError) err = NULL;
+	g_autoptr(GPtrArray) members = NULL;
+	struct store_room *room = new_room("r1", 0);
+	struct store_key *key = new_key("acct1", NULL);
+	struct store_member m = { .room_id = "r1", .account = "jwt:lab:ada", .added_at = 5 };
+	struct done d = { 0 };
+
+	key->account = g_strdup("jwt:lab:ada");
+	fx_open(fx);
+	/* Exactly one of a room and an account. */
+	struct store_key both = *key;
+	both.room_id = "r1";
+	g_assert_cmpint(store_put_key(fx->st, &both, on_done, &d), ==, -EINVAL);
+	g_assert_cmpint(store_put_room(fx->st, room, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_key(fx->st, key, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_member(fx->st, &m, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_member(fx->st, &m, on_done, &d), ==, 0); /* twice: no error */
+	wait_done(fx, &d, 4);
+	g_assert_cmpuint(d.failed, ==, 0);
+	fx_close(fx);
+	fx_open(fx);
+	load(fx, &rooms, &keys);
+	const struct store_key *k = g_hash_table_lookup(keys, "acct1");
+	assert_key_eq(k, key);
+	g_assert_cmpstr(k->account, ==, "jwt:lab:ada");
+	g_assert_cmpint(store_load_members(fx->st, &members, &err), ==, 0);
+	g_assert_cmpuint(members->len, ==, 1);
+	g_assert_cmpstr(((struct store_member *)members->pdata[0])->account, ==, "jwt:lab:ada");
+	g_clear_pointer(&members, g_ptr_array_unref);
+	/* The room's deletion takes its members, not the account's key. */
+	g_assert_cmpint(store_delete_room(fx->st, "r1", on_done, &d), ==, 0);
+	g_assert_cmpint(store_delete_member(fx->st, "r1", "jwt:lab:ada", on_done, &d), ==, 0);
+	wait_done(fx, &d, 6);
+	g_assert_cmpint(d.status, ==, -ENOENT);
+	g_assert_cmpint(store_load_members(fx->st, &members, &err), ==, 0);
+	g_assert_cmpuint(members->len, ==, 0);
+	g_clear_pointer(&rooms, g_hash_table_unref);
+	g_clear_pointer(&keys, g_hash_table_unref);
+	load(fx, &rooms, &keys);
+	g_assert_nonnull(g_hash_table_lookup(keys, "acct1"));
+	done_clear(&d);
+	store_room_free(room);
+	store_key_free(key);
+}
+
 #define ADD(path, fn) g_test_add(path, struct fx, NULL, fx_setup, fn, fx_teardown)
 
 int main(int argc, char *argv[])
@@ -946,5 +996,6 @@ int main(int argc, char *argv[])
 	ADD("/store/many", test_many);
 	ADD("/store/key-of-deleted-room", test_key_of_deleted_room);
 	ADD("/store/revoke-durable", test_revoke_durable);
+	ADD("/store/accounts", test_accounts);
 	return g_test_run();
 }

@@ -24,8 +24,6 @@ from sleapsim import (Daemon, Issuer, SimClient, SimWorker, changed, ed25519_pub
 # once it passes: an unexpected pass fails the suite, so this list cannot
 # go stale silently.
 XFAIL_UNTIL_IMPLEMENTED = [
-    "open_mode",
-    "account_keys",
     "public_keys",
     "delete_peer",
 ]
@@ -114,8 +112,9 @@ async def lab_room(d, name="lab"):
 async def mint_account_key(d, issuer, sub, name="sleap-account"):
     """The ONE place that mints an account key (issue 19: "an API key may
     belong to an account (a JWT subject of a configured issuer) instead of
-    one room", created with the admin API).  The body's shape is not fixed
-    by the issue yet; adapt it here."""
+    one room", created with the admin API): POST /api/keys with "account"
+    (the JWT subject) and "issuer" (the [issuer NAME] or, as here, its iss)
+    instead of "room_id"; the secret is in "api_key", shown this once."""
     _, key = await d.admin(ADMIN, "POST", "/api/keys",
                            {"account": sub, "issuer": issuer.ISS, "name": name}, want=201)
     return key["api_key"]
