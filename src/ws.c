@@ -326,6 +326,10 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 	bool complete = lws_is_final_fragment(s->wsi) && remaining == 0;
 
 	metrics_add(bytes_received, len);
+	/* An empty frame (FIN=0 with no payload, an empty continuation) may
+	 * come with IN NULL: nothing to copy, and nothing copied from it. */
+	if (len == 0)
+		in = "";
 	if (s->rx_len + len + remaining > ws->cfg->max_message_bytes) {
 		static const char why[] = "message too large";
 		metrics_inc(limit_hits[LIMIT_MESSAGE_BYTES]);
@@ -340,15 +344,17 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 		deliver_in(ws, s, in, len);
 		return 0;
 	}
-	if (s->rx_len + len > s->rx_cap) {
-		s->rx_cap = MIN(MAX(s->rx_len + len + remaining, s->rx_cap * 2),
-				ws->cfg->max_message_bytes);
-		s->rx = g_realloc(s->rx, s->rx_cap);
+	if (len) {
+		if (s->rx_len + len > s->rx_cap) {
+			s->rx_cap = MIN(MAX(s->rx_len + len + remaining, s->rx_cap * 2),
+					ws->cfg->max_message_bytes);
+			s->rx = g_realloc(s->rx, s->rx_cap);
+		}
+		memcpy(s->rx + s->rx_len, in, len);
+		s->rx_len += len;
 	}
-	memcpy(s->rx + s->rx_len, in, len);
-	s->rx_len += len;
 	if (complete) {
-		deliver_in(ws, s, s->rx, s->rx_len);
+		deliver_in(ws, s, s->rx ? s->rx : "", s->rx_len);
 		/* Released at once: most peers send one large message (their
 		 * register) and then idle, and what the next allocation reuses
 		 * costs no memory per peer. */
