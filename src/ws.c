@@ -49,6 +49,7 @@ struct session {
 	int close_code; /* nonzero: close once outq is empty */
 	const char *close_reason;
 	struct http_req *http; /* a plain HTTP request on this connection */
+	bool linger_on_close;  /* closed by us after an HTTP answer */
 	uint64_t heard_ms;     /* loop time the client last sent anything */
 	uint64_t pinged_ms;    /* and we last pinged it (WebSocket ping) */
 	uint64_t app_pinged_ms; /* and sent it {"type":"ping"} */
@@ -68,6 +69,8 @@ struct http_req {
 	const char *type;
 	char *answer;
 	bool headers_sent;
+	bool body_done;   /* its one completion has run */
+	bool close_after; /* no keep-alive: the connection ends with the answer */
 };
 
 struct ws_server {
@@ -431,11 +434,11 @@ static void maybe_drained(struct ws_server *ws)
 
 /* We closed on a peer that is still sending: lws would close() over its
  * unread input and the reset would destroy our close frame. */
-static void linger_if_unread(struct ws_server *ws, struct session *s)
+static void linger_if_unread(struct ws_server *ws, struct lws *wsi)
 {
-	int fd = lws_get_socket_fd(s->wsi), unread = 0;
+	int fd = lws_get_socket_fd(wsi), unread = 0;
 
-	if (s->close_code && fd >= 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0)
+	if (fd >= 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0)
 		linger_add(ws->linger, fcntl(fd, F_DUPFD_CLOEXEC, 3));
 }
 
@@ -443,7 +446,8 @@ static void on_closed(struct ws_server *ws, struct session *s)
 {
 	if (!s->ws)
 		return; /* never established */
-	linger_if_unread(ws, s);
+	if (s->close_code)
+		linger_if_unread(ws, s->wsi);
 	router_disconnect(ws->router, &s->client);
 	if (s->addr_counted)
 		addrlimit_conn_close(ws->env.addrlimit, &s->client.addr);
@@ -458,7 +462,8 @@ static void on_closed(struct ws_server *ws, struct session *s)
 }
 
 /* S is NULL for a connection closed before its request came: lws has
- * given it no session yet. */
+ * given it no session yet.  Frees the request and cancels its pending
+ * creation, whose completion then never runs. */
 static void http_free(struct session *s)
 {
 	struct http_req *h = s ? s->http : NULL;
@@ -472,34 +477,56 @@ static void http_free(struct session *s)
 	s->http = NULL;
 }
 
-/* The answer is known: write it when the socket can take it. */
-static void http_answer(struct session *s, struct lws *wsi, unsigned status, const char *type,
-			char *text)
+/* The answer is known: write it when the socket can take it.  At most
+ * once per request; a later one (none is expected) is dropped. */
+static void http_answer(struct session *s, unsigned status, const char *type, char *text)
 {
-	s->http->pending = NULL;
-	s->http->status = status;
-	s->http->type = type;
-	s->http->answer = text;
-	lws_callback_on_writable(wsi);
+	struct http_req *h = s->http;
+
+	h->pending = NULL;
+	if (h->answer) {
+		g_free(text);
+		return;
+	}
+	h->status = status;
+	h->type = type;
+	h->answer = text;
+	/* lws 4.1 writes nothing on an HTTP connection that does not read:
+	 * reading resumes for the answer, and what follows the body only
+	 * reports the body's end again, which is ignored, until it is sent. */
+	if (h->body_done)
+		lws_rx_flow_control(s->wsi, 1);
+	lws_callback_on_writable(s->wsi);
 }
 
 static void created(unsigned status, char *json, void *data)
 {
 	struct session *s = data;
-	http_answer(s, s->wsi, status, "application/json", json);
+	http_answer(s, status, "application/json", json);
 }
 
 /* Anything but POST /create-room is answered 426: this port speaks
- * WebSocket. */
+ * WebSocket.
+ *
+ * The lifecycle of POST /create-room: one request, one completion.  Its
+ * body ends once (lws reports the end again for any byte that follows it:
+ * a pipelined request), so nothing is read from the connection after it;
+ * the pending creation belongs to the request, which belongs to the
+ * connection, and is cancelled when either goes (http_free); the answer
+ * says Connection: close and the connection ends after it.  So a request
+ * pipelined behind a create-room is never read, let alone answered. */
 static int on_http(struct session *s, struct lws *wsi, const char *uri)
 {
+	if (s->http)
+		return -1; /* a second request while one is open: not ours to queue */
 	s->wsi = wsi;
 	s->http = g_new0(struct http_req, 1);
 	if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) && strcmp(uri, "/create-room") == 0) {
 		s->http->body = g_string_new(NULL);
+		s->http->close_after = true;
 		return 0; /* the body comes next */
 	}
-	http_answer(s, wsi, 426, "text/plain", g_strdup(http_426_body));
+	http_answer(s, 426, "text/plain", g_strdup(http_426_body));
 	return 0;
 }
 
@@ -507,13 +534,14 @@ static int on_http_body(struct session *s, const char *in, size_t len)
 {
 	if (!s->http || !s->http->body)
 		return 1;
-	if (s->http->answer)
+	if (s->http->answer || s->http->body_done)
 		return 0; /* refused already: the rest is dropped */
 	if (s->http->body->len + len > HTTP_BODY_MAX) {
-		http_answer(s, s->wsi, 413, "application/json", g_strdup("{\"error\":\"body too large\"}"));
+		http_answer(s, 413, "application/json", g_strdup("{\"error\":\"body too large\"}"));
 		return 0;
 	}
-	g_string_append_len(s->http->body, in, (gssize)len);
+	if (len)
+		g_string_append_len(s->http->body, in, (gssize)len);
 	return 0;
 }
 
@@ -521,21 +549,31 @@ static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws
 {
 	char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
 	const char *bearer = NULL;
+	struct http_req *h = s->http;
 	struct netaddr from; /* for the room quota per address */
-	bool from_known = client_addr(ws, wsi, &from) == 0;
 
-	if (!s->http || !s->http->body || s->http->answer)
+	if (!h || !h->body || h->body_done)
+		return 0;
+	h->body_done = true;
+	/* Nothing more from this client while the room is created: lws would
+	 * otherwise hand back whatever follows the body, again and again. */
+	lws_rx_flow_control(wsi, 0);
+	if (h->answer)
 		return 0;
 	if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
 	    g_ascii_strncasecmp(auth, "Bearer ", 7) == 0)
 		bearer = auth + 7;
-	s->http->pending = router_http_create_room(ws->router, from_known ? &from : NULL, bearer,
-						   s->http->body->str, s->http->body->len, created, s);
+	bool from_known = client_addr(ws, wsi, &from) == 0;
+	struct router_pending *p = router_http_create_room(ws->router, from_known ? &from : NULL, bearer,
+							   h->body->str, h->body->len, created, s);
+	/* Answered already (the request was refused), or pending. */
+	if (!h->answer)
+		h->pending = p;
 	explicit_bzero(auth, sizeof auth);
 	return 0;
 }
 
-static int on_http_writeable(struct session *s, struct lws *wsi)
+static int on_http_writeable(struct ws_server *ws, struct session *s, struct lws *wsi)
 {
 	struct http_req *h = s->http;
 	size_t len;
@@ -548,6 +586,8 @@ static int on_http_writeable(struct session *s, struct lws *wsi)
 		if (lws_add_http_common_headers(wsi, h->status, h->type, len, &p, end) ||
 		    (h->status == 426 &&
 		     lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (unsigned char *)"websocket", 9, &p, end)) ||
+		    (h->close_after &&
+		     lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (unsigned char *)"close", 5, &p, end)) ||
 		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store", 8,
 						 &p, end) ||
 		    lws_finalize_write_http_header(wsi, start, &p, end))
@@ -562,7 +602,15 @@ static int on_http_writeable(struct session *s, struct lws *wsi)
 	if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < 0)
 		return 1;
 	explicit_bzero(buf + LWS_PRE, len);
+	bool close_after = h->close_after;
 	http_free(s);
+	if (close_after) {
+		/* lws sends what it still holds before closing; what the client
+		 * sent after its request is then drained (CLOSED_HTTP), not
+		 * reset over the answer. */
+		s->linger_on_close = true;
+		return -1;
+	}
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -580,8 +628,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		return on_http_body_done(ws, s, wsi);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
-		return on_http_writeable(s, wsi);
+		return on_http_writeable(ws, s, wsi);
 	case LWS_CALLBACK_CLOSED_HTTP:
+		if (s && s->linger_on_close)
+			linger_if_unread(ws, wsi);
 		http_free(s);
 		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
