@@ -31,6 +31,27 @@ _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
 #define LINGER_MAX 1024
 /* How long a closing session may take to flush before it is cut. */
 #define CLOSE_GRACE_SECS 5
+/* Overdue handshakes closed per housekeeping tick, at most. */
+#define EXPIRE_PER_TICK 256
+
+/* One per adopted socket (lws's opaque user data), from accept to
+ * WSI_DESTROY: lws gives a connection its session only once a request
+ * arrives, and a slowloris client never gets that far. */
+struct conn {
+	struct ws_server *ws;
+	struct lws *wsi;
+	GList link;           /* in ws->handshakes while the deadline runs */
+	uint64_t accepted_ms; /* loop time */
+	struct netaddr addr;  /* the TCP peer, when counted */
+	bool counted;         /* holds a count in the per-address table */
+};
+
+/* A line logged once a second at most: when it was, and how many went
+ * unlogged since. */
+struct log_rate {
+	uint64_t logged_ms;
+	unsigned unlogged;
+};
 
 struct session {
 	struct client client; /* first: the router's view of us */
@@ -84,10 +105,10 @@ struct ws_server {
 	GQueue sessions;   /* established */
 	struct linger_pool *linger;
 	unsigned n_conns;  /* adopted sockets not yet destroyed */
-	/* Refusals at max_sessions are logged once a second at most: the
-	 * time of the last line, and how many went unlogged since. */
-	uint64_t full_logged_ms;
-	unsigned full_unlogged;
+	/* Refusals at max_sessions and per address, and handshakes cut,
+	 * are logged once a second at most. */
+	struct log_rate full_log, per_address_log, handshake_log;
+	GQueue handshakes;          /* of struct conn, oldest first */
 	uv_timer_t housekeeping;    /* pings and dead peers, see on_housekeeping */
 	GList *cursor;              /* where its walk through sessions is */
 	struct msgbuf *ping_msg;
@@ -100,6 +121,35 @@ struct ws_server {
 	void (*drained)(void *data);
 	void *drained_data;
 };
+
+/* True when a line is due; *SKIPPED: how many were not logged since. */
+static bool log_rate_due(struct log_rate *r, uint64_t now, unsigned *skipped)
+{
+	if (r->logged_ms && now - r->logged_ms < 1000) {
+		r->unlogged++;
+		return false;
+	}
+	*skipped = r->unlogged;
+	r->logged_ms = now;
+	r->unlogged = 0;
+	return true;
+}
+
+/* The conn of a connection we adopted, or NULL. */
+static struct conn *conn_of(struct ws_server *ws, struct lws *wsi)
+{
+	struct conn *c = ws ? lws_get_opaque_user_data(wsi) : NULL;
+	return c && lws_get_vhost(wsi) == ws->vh ? c : NULL;
+}
+
+/* Its deadline no longer runs: it upgraded, or its request is in. */
+static void handshake_done(struct conn *c)
+{
+	if (c && c->link.data) {
+		g_queue_unlink(&c->ws->handshakes, &c->link);
+		c->link.data = NULL;
+	}
+}
 
 static const char http_426_body[] =
 	"426 Upgrade Required: this is a WebSocket endpoint (rtcsignald)\n";
@@ -229,12 +279,20 @@ static int client_addr(struct ws_server *ws, struct lws *wsi, struct netaddr *ou
 			      n > 0 ? (size_t)n : 0, out);
 }
 
-static void refuse(struct lws *wsi, const struct netaddr *remote, enum metrics_refusal why,
-		   unsigned status, const char *text)
+/* Per-address refusals are logged once a second at most: a flood from
+ * one address is what they look like. */
+static void refuse(struct ws_server *ws, struct lws *wsi, const struct netaddr *remote,
+		   enum metrics_refusal why, unsigned status, const char *text)
 {
 	struct log_fields f = { .remote = remote, .code = metrics_refusal_name(why) };
+	unsigned skipped = 0;
+
 	metrics_inc(sessions_refused[why]);
-	log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f, "connection refused: %s", text);
+	if (why != REFUSED_PER_ADDRESS)
+		log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f, "connection refused: %s", text);
+	else if (log_rate_due(&ws->per_address_log, uv_now(ws->loop), &skipped))
+		log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f,
+			  "connection refused: %s (%u more refused since the last such line)", text, skipped);
 	lws_return_http_status(wsi, status, text);
 }
 
@@ -245,6 +303,7 @@ static void refuse(struct lws *wsi, const struct netaddr *remote, enum metrics_r
  * A refusal is answered with an HTTP status, so the client can tell why. */
 static bool admit(struct ws_server *ws, struct lws *wsi)
 {
+	struct conn *c = conn_of(ws, wsi);
 	struct netaddr addr;
 
 	if (ws->draining) {
@@ -261,13 +320,16 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 	}
 	if (!ws->cfg->allow_anonymous && router_open_mode(ws->router) &&
 	    !netaddr_is_loopback_addr(&addr)) {
-		refuse(wsi, &addr, REFUSED_NOT_LOOPBACK, HTTP_STATUS_FORBIDDEN,
+		refuse(ws, wsi, &addr, REFUSED_NOT_LOOPBACK, HTTP_STATUS_FORBIDDEN,
 		       "authentication is off: only loopback clients are served");
 		return false;
 	}
-	if (addrlimit_conn_count(ws->env.addrlimit, &addr) >= ws->cfg->connections_per_address) {
+	/* Counted since accept (see ws_server_adopt), or behind a proxy:
+	 * counted from the upgrade, by the address the proxy names. */
+	if (!(c && c->counted) &&
+	    addrlimit_conn_count(ws->env.addrlimit, &addr) >= ws->cfg->connections_per_address) {
 		metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
-		refuse(wsi, &addr, REFUSED_PER_ADDRESS, 429,
+		refuse(ws, wsi, &addr, REFUSED_PER_ADDRESS, 429,
 		       "too many connections from this address ([limits] connections_per_address)");
 		return false;
 	}
@@ -276,6 +338,7 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 
 static void on_established(struct ws_server *ws, struct session *s, struct lws *wsi)
 {
+	handshake_done(conn_of(ws, wsi));
 	s->ws = ws;
 	s->wsi = wsi;
 	g_queue_init(&s->outq);
@@ -288,7 +351,11 @@ static void on_established(struct ws_server *ws, struct session *s, struct lws *
 	if (client_addr(ws, wsi, &s->client.addr) < 0)
 		return;
 	s->client.addr_known = true;
-	/* Counted here, with the session: admit() only looked. */
+	struct conn *c = conn_of(ws, wsi);
+	if (c && c->counted)
+		return; /* since accept, by the conn */
+	/* Behind a proxy: counted here, with the session; admit() only
+	 * looked. */
 	if (addrlimit_conn_open(ws->env.addrlimit, &s->client.addr) == 0)
 		s->addr_counted = true;
 	else
@@ -555,6 +622,8 @@ static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws
 	if (!h || !h->body || h->body_done)
 		return 0;
 	h->body_done = true;
+	/* The request is in: the time it takes now is ours. */
+	handshake_done(conn_of(ws, wsi));
 	/* Nothing more from this client while the room is created: lws would
 	 * otherwise hand back whatever follows the body, again and again. */
 	lws_rx_flow_control(wsi, 0);
@@ -614,6 +683,20 @@ static int on_http_writeable(struct ws_server *ws, struct session *s, struct lws
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* The connection is gone: its count and its deadline with it. */
+static void conn_free(struct ws_server *ws, struct conn *c)
+{
+	if (!c)
+		return;
+	handshake_done(c);
+	if (c->counted)
+		addrlimit_conn_close(ws->env.addrlimit, &c->addr);
+	lws_set_opaque_user_data(c->wsi, NULL);
+	g_free(c);
+	ws->n_conns--;
+	log_debug("connection released, %u open", ws->n_conns);
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		    size_t len)
 {
@@ -630,6 +713,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return on_http_writeable(ws, s, wsi);
 	case LWS_CALLBACK_CLOSED_HTTP:
+		handshake_done(conn_of(ws, wsi)); /* closing: no deadline to enforce */
 		if (s && s->linger_on_close)
 			linger_if_unread(ws, wsi);
 		http_free(s);
@@ -654,11 +738,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		http_free(s);
-		/* Only the connections we adopted carry this mark. */
-		if (ws && lws_get_opaque_user_data(wsi) == ws) {
-			ws->n_conns--;
-			log_debug("connection released, %u open", ws->n_conns);
-		}
+		conn_free(ws, conn_of(ws, wsi));
 		return 0;
 	default:
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -754,6 +834,33 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 	}
 }
 
+/* Connections that have not upgraded (nor sent a whole create-room
+ * request) within handshake_timeout_ms of their accept are cut: a client
+ * sending its headers a byte at a time holds a header table and a slot
+ * of its address, and lws's own timeouts restart with every request. */
+static void expire_handshakes(struct ws_server *ws, uint64_t now)
+{
+	uint64_t limit = ws->cfg->handshake_timeout_ms;
+	struct conn *c;
+	unsigned skipped;
+
+	for (unsigned n = 0; n < EXPIRE_PER_TICK && (c = g_queue_peek_head(&ws->handshakes)) &&
+			     now - c->accepted_ms >= limit; n++) {
+		handshake_done(c);
+		metrics_inc(limit_hits[LIMIT_HANDSHAKE_TIMEOUT]);
+		if (log_rate_due(&ws->handshake_log, now, &skipped)) {
+			struct log_fields f = { .remote = c->counted ? &c->addr : NULL,
+						.code = "handshake_timeout_ms" };
+			log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f,
+				  "connection closed: no WebSocket upgrade within handshake_timeout_ms (%u ms) "
+				  "(%u more closed since the last such line)",
+				  ws->cfg->handshake_timeout_ms, skipped);
+		}
+		/* From our timer, outside lws: closed now, C freed with it. */
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+	}
+}
+
 static void on_housekeeping(uv_timer_t *t)
 {
 	struct ws_server *ws = t->data;
@@ -765,6 +872,7 @@ static void on_housekeeping(uv_timer_t *t)
 	unsigned budget = MAX(PINGS_PER_TICK_MIN, 2 * 2 * slice / MAX(shortest, 1u) + 1);
 	uint64_t now = uv_now(ws->loop);
 
+	expire_handshakes(ws, now);
 	for (unsigned i = 0; i < slice && n; i++) {
 		if (!ws->cursor)
 			ws->cursor = ws->sessions.head;
@@ -795,6 +903,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	ws->cfg = cfg;
 	ws->env = *env;
 	g_queue_init(&ws->sessions);
+	g_queue_init(&ws->handshakes);
 	apply_limits(ws);
 	ws->ping_msg = protocol_simple("ping");
 
@@ -858,8 +967,56 @@ unsigned ws_server_sessions(const struct ws_server *ws)
 	return ws->sessions.length;
 }
 
+#define HTTP_429_BODY "too many connections from this address ([limits] connections_per_address)\n"
+_Static_assert(sizeof HTTP_429_BODY - 1 == 74, "http_429: content-length");
+static const char http_429[] =
+	"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 74\r\n"
+	"connection: close\r\ncache-control: no-store\r\n\r\n" HTTP_429_BODY;
+
+/* Counts FD against its address from accept on, so that connections
+ * still in their handshake count too.  A proxy's connections are not
+ * counted here (admit() counts the client it names); neither are unix
+ * sockets.  False when the address has no slot left. */
+static bool count_at_accept(struct ws_server *ws, int fd, struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    netaddr_from_sockaddr((struct sockaddr *)&ss, &c->addr) < 0 ||
+	    netaddr_in_cidrs(ws->cfg->trusted, (struct sockaddr *)&ss))
+		return true;
+	if (addrlimit_conn_open(ws->env.addrlimit, &c->addr) < 0)
+		return false;
+	c->counted = true;
+	return true;
+}
+
+/* Over connections_per_address: answered 429 without reading the
+ * request, and drained rather than reset over the answer (linger).  The
+ * log line is coalesced: this is what a flood from one address looks
+ * like. */
+static void refuse_at_accept(struct ws_server *ws, int fd, const struct netaddr *addr)
+{
+	unsigned skipped;
+
+	metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
+	metrics_inc(sessions_refused[REFUSED_PER_ADDRESS]);
+	(void)!send(fd, http_429, sizeof http_429 - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	linger_add(ws->linger, fd);
+	if (log_rate_due(&ws->per_address_log, uv_now(ws->loop), &skipped)) {
+		struct log_fields f = { .remote = addr, .code = metrics_refusal_name(REFUSED_PER_ADDRESS) };
+		log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f,
+			  "connection refused: too many connections from this address ([limits] "
+			  "connections_per_address = %u) (%u more refused since the last such line)",
+			  ws->cfg->connections_per_address, skipped);
+	}
+}
+
 void ws_server_adopt(struct ws_server *ws, int fd)
 {
+	unsigned skipped;
+
 	if (ws->draining) {
 		close(fd);
 		return;
@@ -867,26 +1024,35 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 	if (ws->n_conns >= ws->cfg->max_sessions) {
 		metrics_inc(limit_hits[LIMIT_SESSIONS]);
 		metrics_inc(sessions_refused[REFUSED_MAX_SESSIONS]);
-		uint64_t now = uv_now(ws->loop);
-		if (ws->full_logged_ms && now - ws->full_logged_ms < 1000) {
-			ws->full_unlogged++;
-		} else {
+		if (log_rate_due(&ws->full_log, uv_now(ws->loop), &skipped)) {
 			struct log_fields f = { .code = metrics_refusal_name(REFUSED_MAX_SESSIONS) };
 			log_event(LOG_WARNING, LOG_EVENT_CONNECTION_REFUSED, &f,
 				  "connection refused: max_sessions (%u) reached (%u more refused since the last "
-				  "such line)", ws->cfg->max_sessions, ws->full_unlogged);
-			ws->full_logged_ms = now;
-			ws->full_unlogged = 0;
+				  "such line)", ws->cfg->max_sessions, skipped);
 		}
 		close(fd);
+		return;
+	}
+	struct conn *c = g_new0(struct conn, 1);
+	if (!count_at_accept(ws, fd, c)) {
+		refuse_at_accept(ws, fd, &c->addr);
+		g_free(c);
 		return;
 	}
 	struct lws *wsi = lws_adopt_socket_vhost(ws->vh, fd);
 	if (!wsi) {
 		log_warning("could not adopt an accepted connection");
+		if (c->counted)
+			addrlimit_conn_close(ws->env.addrlimit, &c->addr);
+		g_free(c);
 		return; /* lws closed it */
 	}
-	lws_set_opaque_user_data(wsi, ws);
+	c->ws = ws;
+	c->wsi = wsi;
+	c->accepted_ms = uv_now(ws->loop);
+	c->link.data = c;
+	g_queue_push_tail_link(&ws->handshakes, &c->link);
+	lws_set_opaque_user_data(wsi, c);
 	ws->n_conns++;
 }
 

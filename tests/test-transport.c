@@ -1,6 +1,6 @@
 /* Integration tests: the WebSocket port's transport against hostile
  * clients, over raw TCP sockets: pipelined and reset POST /create-room
- * requests, empty fragments. */
+ * requests, half-sent upgrade requests (slowloris), empty fragments. */
 #include "jwtmint.h"
 #include "testd.h"
 
@@ -98,6 +98,18 @@ static void reset_close(int fd)
 	close(fd);
 }
 
+/* Polls the metric NAME until it reaches AT_LEAST or TIMEOUT_MS pass; its
+ * last value. */
+static double await_metric(struct testd *d, const char *name, double at_least, int timeout_ms)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	double v;
+
+	while (!((v = testd_metric(d, name)) >= at_least) && g_get_monotonic_time() < deadline)
+		g_usleep(20 * 1000);
+	return v;
+}
+
 static unsigned persistent_rooms(struct testd *d)
 {
 	struct httpc_reply r;
@@ -174,7 +186,7 @@ static void test_create_room_pipelined(void)
 static void test_create_room_reset(void)
 {
 	enum { N = 200 };
-	struct testd *d = start_auth(NULL);
+	struct testd *d = start_auth("[limits]\nconnections_per_address = 1000\n");
 	g_autofree char *jwt = token_for("ada");
 	g_autofree char *req = pipelined_request(jwt);
 
@@ -198,6 +210,70 @@ static void test_create_room_reset(void)
 	wsc_send_text(c, "{\"type\":\"ping\"}");
 	json_object_put(wsc_expect(c, "pong"));
 	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* Half-sent upgrade requests from one address: the connections over
+ * connections_per_address are refused from accept on, the rest are cut
+ * after handshake_timeout_ms, and a client from elsewhere is served at
+ * once meanwhile. */
+static void test_slowloris(void)
+{
+	enum { LIMIT = 8, EXTRA = 4, N = LIMIT + EXTRA };
+	struct testd *d = testd_start("[limits]\nconnections_per_address = 8\nhandshake_timeout_ms = 3000\n",
+				      NULL);
+	const char *refused = "rtcsignald_sessions_refused_total{reason=\"connections_per_address\"}";
+	const char *timed_out = "rtcsignald_limit_hits_total{limit=\"handshake_timeout_ms\"}";
+	static const char partial[] = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: web";
+	int fds[N];
+
+	g_assert_cmpfloat(testd_metric(d, timed_out), ==, 0);
+	/* A byte at a time, each connection a byte further per round. */
+	for (int i = 0; i < N; i++)
+		fds[i] = tcp_from(d, "127.0.0.2");
+	for (size_t b = 0; b < 8; b++)
+		for (int i = 0; i < N; i++)
+			send(fds[i], partial + b, 1, MSG_NOSIGNAL);
+	g_assert_cmpfloat(await_metric(d, refused, EXTRA, 5000), ==, EXTRA);
+	/* Refused at once, and told why. */
+	unsigned closed = 0;
+	for (int i = 0; i < N; i++) {
+		g_autoptr(GString) got = g_string_new(NULL);
+		struct pollfd p = { .fd = fds[i], .events = POLLIN };
+		if (poll(&p, 1, 0) == 1 && read_to_close(fds[i], 1000, got) != -ETIMEDOUT) {
+			g_assert_true(g_str_has_prefix(got->str, "HTTP/1.1 429"));
+			close(fds[i]);
+			fds[i] = -1;
+			closed++;
+		}
+	}
+	g_assert_cmpuint(closed, ==, EXTRA);
+	/* Logged, but not once per refusal. */
+	g_assert_true(testd_wait_log(d, "code=connections_per_address", 5000));
+	g_assert_cmpuint(testd_log_count(d, "code=connections_per_address"), <=, 2);
+
+	/* Another client, meanwhile: served before any handshake is due. */
+	struct wsc *legit = testd_register(d, "r", "legit", NULL);
+	g_assert_cmpfloat(testd_metric(d, timed_out), ==, 0);
+
+	/* The half-sent ones are cut once due, and it is counted and logged. */
+	g_assert_cmpfloat(await_metric(d, timed_out, LIMIT, 15000), ==, LIMIT);
+	g_assert_true(testd_wait_log(d, "handshake_timeout_ms", 5000));
+	for (int i = 0; i < N; i++) {
+		if (fds[i] < 0)
+			continue;
+		g_assert_cmpint(read_to_close(fds[i], 5000, NULL), !=, -ETIMEDOUT);
+		close(fds[i]);
+	}
+	/* The WebSocket session is not a handshake: it lives on. */
+	wsc_send_text(legit, "{\"type\":\"ping\"}");
+	json_object_put(wsc_expect(legit, "pong"));
+	/* And the address has its slots back. */
+	wsc_free(wsc_connect_opts(&(struct wsc_opts){ .source = "127.0.0.2" }, "127.0.0.1", d->port, "/",
+				  NULL));
+	g_assert_cmpfloat(testd_metric(d, refused), ==, EXTRA);
+	wsc_free(legit);
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
@@ -242,6 +318,7 @@ int main(int argc, char *argv[])
 
 	g_test_add_func("/transport/create-room-pipelined", test_create_room_pipelined);
 	g_test_add_func("/transport/create-room-reset", test_create_room_reset);
+	g_test_add_func("/transport/slowloris", test_slowloris);
 	g_test_add_func("/transport/empty-fragments", test_empty_fragments);
 	int r = g_test_run();
 	unlink(jwks_path);
