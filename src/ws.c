@@ -1000,10 +1000,10 @@ static void refuse_at_accept(struct ws_server *ws, int fd, const struct netaddr 
 {
 	unsigned skipped;
 
-	metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
-	metrics_inc(sessions_refused[REFUSED_PER_ADDRESS]);
 	(void)!send(fd, http_429, sizeof http_429 - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 	linger_add(ws->linger, fd);
+	metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
+	metrics_inc(sessions_refused[REFUSED_PER_ADDRESS]);
 	if (log_rate_due(&ws->per_address_log, uv_now(ws->loop), &skipped)) {
 		struct log_fields f = { .remote = addr, .code = metrics_refusal_name(REFUSED_PER_ADDRESS) };
 		log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f,
