@@ -80,6 +80,9 @@ struct session {
 
 /* Bodies of POST /create-room are small JSON objects. */
 #define HTTP_BODY_MAX 65536
+/* A creation the store has not finished in this time is given up on
+ * (the room may still come to be): a connection does not wait forever. */
+#define HTTP_PENDING_SECS 60
 /* All of a request's headers: JWTs from OIDC providers are large. */
 #define HTTP_HEADER_DATA_MAX 16384
 
@@ -636,12 +639,17 @@ static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws
 	struct router_pending *p = router_http_create_room(ws->router, from_known ? &from : NULL, bearer,
 							   h->body->str, h->body->len, created, s);
 	/* Answered already (the request was refused), or pending. */
-	if (!h->answer)
+	if (!h->answer) {
 		h->pending = p;
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HTTP_PENDING_SECS);
+	}
 	explicit_bzero(auth, sizeof auth);
 	return 0;
 }
 
+/* A failed write closes: lws 4.1 closes an HTTP connection on a negative
+ * return from HTTP_WRITEABLE only, and one whose next bytes wait in its
+ * buffer would not notice the reset otherwise. */
 static int on_http_writeable(struct ws_server *ws, struct session *s, struct lws *wsi)
 {
 	struct http_req *h = s->http;
@@ -660,7 +668,7 @@ static int on_http_writeable(struct ws_server *ws, struct session *s, struct lws
 		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store", 8,
 						 &p, end) ||
 		    lws_finalize_write_http_header(wsi, start, &p, end))
-			return 1;
+			return -1;
 		h->headers_sent = true;
 		lws_callback_on_writable(wsi);
 		return 0;
@@ -669,7 +677,7 @@ static int on_http_writeable(struct ws_server *ws, struct session *s, struct lws
 	memcpy(buf + LWS_PRE, h->answer, len);
 	explicit_bzero(h->answer, len); /* it may hold a room token */
 	if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < 0)
-		return 1;
+		return -1;
 	explicit_bzero(buf + LWS_PRE, len);
 	bool close_after = h->close_after;
 	http_free(s);
