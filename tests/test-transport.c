@@ -198,7 +198,7 @@ static void test_create_room_reset(void)
 		send_all(fds[i], req);
 	}
 	/* Reset once the store is at work: most creations are pending. */
-	g_assert_true(testd_wait_log(d, "room created by", 10000));
+	g_assert_true(testd_wait_log(d, "room created by", 60000));
 	for (int i = 0; i < N; i++)
 		reset_close(fds[i]);
 	g_assert_true(testd_wait_log_count(d, "connection released", N, 60000));
