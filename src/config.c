@@ -64,6 +64,7 @@ static const struct key_spec keys[] = {
 	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 0, 1000000),
 	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
 	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
+	K("limits", "handshake_timeout_ms", KEY_UINT, handshake_timeout_ms, 100, 3600000),
 	K("limits", "registrations_per_address_per_minute", KEY_UINT,
 	  registrations_per_address_per_minute, 0, 1000000),
 	K("limits", "max_filter_work", KEY_U64, max_filter_work, 1000, 1000000000000),
@@ -148,6 +149,7 @@ struct config *config_new_defaults(void)
 	cfg->messages_per_second = 50;
 	cfg->messages_burst = 200;
 	cfg->connections_per_address = 100;
+	cfg->handshake_timeout_ms = 10000;
 	cfg->registrations_per_address_per_minute = 60;
 	cfg->max_filter_work = 1000000;
 	cfg->rooms_store = g_strdup("sqlite");

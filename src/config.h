@@ -90,6 +90,7 @@ struct config {
 	unsigned messages_per_second;
 	unsigned messages_burst;
 	unsigned connections_per_address;
+	unsigned handshake_timeout_ms; /* accept to upgrade (or a whole request) */
 	unsigned registrations_per_address_per_minute;
 	uint64_t max_filter_work; /* comparison steps per discovery query */
 

@@ -32,6 +32,7 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_ROOMS_PER_CREATOR] = "max_rooms_per_creator",
 	[LIMIT_ROOMS_PER_ADDRESS] = "max_rooms_per_address",
 	[LIMIT_FILTER_WORK] = "max_filter_work",
+	[LIMIT_HANDSHAKE_TIMEOUT] = "handshake_timeout_ms",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {

@@ -27,6 +27,7 @@ enum metrics_limit {
 	LIMIT_ROOMS_PER_CREATOR, /* [rooms] max_rooms_per_creator */
 	LIMIT_ROOMS_PER_ADDRESS, /* [rooms] max_rooms_per_address */
 	LIMIT_FILTER_WORK,       /* [limits] max_filter_work */
+	LIMIT_HANDSHAKE_TIMEOUT, /* [limits] handshake_timeout_ms */
 	LIMIT__COUNT
 };
 
