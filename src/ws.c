@@ -86,8 +86,20 @@ struct session {
 /* All of a request's headers: JWTs from OIDC providers are large. */
 #define HTTP_HEADER_DATA_MAX 16384
 
+/* What a plain HTTP request on this port asks for. */
+enum http_route {
+	ROUTE_OTHER,          /* 426: this port speaks WebSocket */
+	ROUTE_CREATE_ROOM,    /* POST /create-room */
+	ROUTE_DELETE,         /* POST /delete-peer, /delete-peers-and-room: ignored */
+	ROUTE_PUBLIC_KEYS,    /* POST /api/auth/public-keys */
+	ROUTE_AUTHORIZED_KEYS /* GET /api/rooms/{id}/authorized-keys */
+};
+
 struct http_req {
-	GString *body;           /* what the client sent */
+	enum http_route route;
+	char *room_id;           /* ROUTE_AUTHORIZED_KEYS */
+	bool head;               /* HEAD: the answer's headers only */
+	GString *body;           /* what the client sent, when it sends one */
 	struct router_pending *pending;
 	unsigned status;         /* the answer, once known */
 	const char *type;
@@ -542,6 +554,7 @@ static void http_free(struct session *s)
 	router_http_cancel(h->pending);
 	if (h->body)
 		g_string_free(h->body, TRUE);
+	g_free(h->room_id);
 	g_free(h->answer);
 	g_free(h);
 	s->http = NULL;
@@ -575,28 +588,94 @@ static void created(unsigned status, char *json, void *data)
 	http_answer(s, status, "application/json", json);
 }
 
-/* Anything but POST /create-room is answered 426: this port speaks
- * WebSocket.
+static bool has_header(struct lws *wsi, enum lws_token_indexes t)
+{
+	return lws_hdr_total_length(wsi, t) > 0;
+}
+
+/* Whether the request carries a body: a Content-Length other than 0, or
+ * any Transfer-Encoding. */
+static bool has_body(struct lws *wsi)
+{
+	char cl[32] = "";
+
+	if (has_header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING))
+		return true;
+	if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+		return false;
+	return strspn(cl, "0 \t") != strlen(cl);
+}
+
+/* The route of METHOD-less URI: POST_PATH is set for POST. */
+static enum http_route http_route(struct lws *wsi, const char *uri, char **room_id)
+{
+	static const char rooms[] = "/api/rooms/", keys[] = "/authorized-keys";
+
+	if (has_header(wsi, WSI_TOKEN_POST_URI)) {
+		if (strcmp(uri, "/create-room") == 0)
+			return ROUTE_CREATE_ROOM;
+		if (strcmp(uri, "/delete-peer") == 0 || strcmp(uri, "/delete-peers-and-room") == 0)
+			return ROUTE_DELETE;
+		if (strcmp(uri, "/api/auth/public-keys") == 0)
+			return ROUTE_PUBLIC_KEYS;
+	} else if (has_header(wsi, WSI_TOKEN_GET_URI) && g_str_has_prefix(uri, rooms) &&
+		   g_str_has_suffix(uri, keys)) {
+		size_t n = strlen(uri) - strlen(rooms) - strlen(keys);
+		const char *id = uri + strlen(rooms);
+		if (strlen(uri) > strlen(rooms) + strlen(keys) && !memchr(id, '/', n)) {
+			*room_id = g_strndup(id, n);
+			return ROUTE_AUTHORIZED_KEYS;
+		}
+	}
+	return ROUTE_OTHER;
+}
+
+/* The Authorization header's bearer token copied into BUF, or NULL. */
+static const char *http_bearer(struct lws *wsi, char *buf, size_t size)
+{
+	if (lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+	    g_ascii_strncasecmp(buf, "Bearer ", 7) == 0)
+		return buf + 7;
+	return NULL;
+}
+
+static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *wsi);
+
+/* Every request is answered, once.  A request without a body is answered
+ * at once and the connection kept alive (lws reads the next); one with a
+ * body is read whole (up to HTTP_BODY_MAX) before it is answered, and its
+ * answer says Connection: close.
  *
- * The lifecycle of POST /create-room: one request, one completion.  Its
- * body ends once (lws reports the end again for any byte that follows it:
- * a pipelined request), so nothing is read from the connection after it;
- * the pending creation belongs to the request, which belongs to the
- * connection, and is cancelled when either goes (http_free); the answer
- * says Connection: close and the connection ends after it.  So a request
- * pipelined behind a create-room is never read, let alone answered. */
-static int on_http(struct session *s, struct lws *wsi, const char *uri)
+ * The lifecycle of a request with a body: one request, one completion.
+ * Its body ends once (lws reports the end again for any byte that
+ * follows it: a pipelined request), so nothing is read from the
+ * connection after it; a pending creation belongs to the request, which
+ * belongs to the connection, and is cancelled when either goes
+ * (http_free).  So a request pipelined behind one with a body is never
+ * read, let alone answered: the Connection: close tells its client so. */
+static int on_http(struct ws_server *ws, struct session *s, struct lws *wsi, const char *uri)
 {
 	if (s->http)
 		return -1; /* a second request while one is open: not ours to queue */
 	s->wsi = wsi;
 	s->http = g_new0(struct http_req, 1);
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) && strcmp(uri, "/create-room") == 0) {
+	s->http->head = has_header(wsi, WSI_TOKEN_HEAD_URI);
+	s->http->route = http_route(wsi, uri, &s->http->room_id);
+	/* lws 4.1 reads no chunked request body: such a request is answered
+	 * 411 and the connection ends, rather than dropped unanswered. */
+	if (has_header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
+		s->http->close_after = true;
+		handshake_done(conn_of(ws, wsi));
+		http_answer(s, 411, "application/json", g_strdup("{\"error\":\"a Content-Length is required\"}"));
+		return 0;
+	}
+	if (s->http->route == ROUTE_CREATE_ROOM || has_body(wsi)) {
 		s->http->body = g_string_new(NULL);
 		s->http->close_after = true;
-		return 0; /* the body comes next */
+		if (has_body(wsi))
+			return 0; /* the body comes next */
 	}
-	http_answer(s, 426, "text/plain", g_strdup(http_426_body));
+	http_dispatch(ws, s, wsi);
 	return 0;
 }
 
@@ -607,6 +686,7 @@ static int on_http_body(struct session *s, const char *in, size_t len)
 	if (s->http->answer || s->http->body_done)
 		return 0; /* refused already: the rest is dropped */
 	if (s->http->body->len + len > HTTP_BODY_MAX) {
+		metrics_inc(limit_hits[LIMIT_HTTP_BODY]);
 		http_answer(s, 413, "application/json", g_strdup("{\"error\":\"body too large\"}"));
 		return 0;
 	}
@@ -615,35 +695,68 @@ static int on_http_body(struct session *s, const char *in, size_t len)
 	return 0;
 }
 
-static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws *wsi)
+static void create_room(struct ws_server *ws, struct session *s, struct lws *wsi)
 {
 	char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
-	const char *bearer = NULL;
-	struct http_req *h = s->http;
+	const char *bearer = http_bearer(wsi, auth, sizeof auth);
 	struct netaddr from; /* for the room quota per address */
-
-	if (!h || !h->body || h->body_done)
-		return 0;
-	h->body_done = true;
-	/* The request is in: the time it takes now is ours. */
-	handshake_done(conn_of(ws, wsi));
-	/* Nothing more from this client while the room is created: lws would
-	 * otherwise hand back whatever follows the body, again and again. */
-	lws_rx_flow_control(wsi, 0);
-	if (h->answer)
-		return 0;
-	if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
-	    g_ascii_strncasecmp(auth, "Bearer ", 7) == 0)
-		bearer = auth + 7;
 	bool from_known = client_addr(ws, wsi, &from) == 0;
-	struct router_pending *p = router_http_create_room(ws->router, from_known ? &from : NULL, bearer,
-							   h->body->str, h->body->len, created, s);
+	struct http_req *h = s->http;
+
+	struct router_pending *p = router_http_create_room(ws->router, from_known ? &from : NULL,
+							   bearer, h->body->str, h->body->len, created, s);
 	/* Answered already (the request was refused), or pending. */
 	if (!h->answer) {
 		h->pending = p;
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HTTP_PENDING_SECS);
 	}
 	explicit_bzero(auth, sizeof auth);
+}
+
+/* The request is in, body and all: answer it, now or (create-room) once
+ * the store has the room. */
+static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *wsi)
+{
+	struct http_req *h = s->http;
+
+	/* The request is in: the time it takes now is ours. */
+	handshake_done(conn_of(ws, wsi));
+	switch (h->route) {
+	case ROUTE_CREATE_ROOM:
+		create_room(ws, s, wsi);
+		return;
+	case ROUTE_DELETE:
+		/* The original server deleted the named peer or room for anyone
+		 * who asked (docs/protocol.md): nothing is deleted here, and
+		 * the client, which posts this on its way out, hears 200. */
+		metrics_inc(http_deletes_ignored);
+		http_answer(s, 200, "application/json", g_strdup("{\"status\":\"ignored\"}"));
+		return;
+	case ROUTE_PUBLIC_KEYS:
+	case ROUTE_AUTHORIZED_KEYS:
+	case ROUTE_OTHER:
+		break;
+	}
+	http_answer(s, 426, "text/plain", g_strdup(http_426_body));
+}
+
+static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws *wsi)
+{
+	struct http_req *h = s->http;
+
+	if (!h || !h->body || h->body_done)
+		return 0;
+	h->body_done = true;
+	/* Nothing more from this client while its request is answered: lws
+	 * would otherwise hand back whatever follows the body, again and
+	 * again. */
+	lws_rx_flow_control(wsi, 0);
+	if (h->answer) {
+		handshake_done(conn_of(ws, wsi));
+		lws_rx_flow_control(wsi, 1); /* refused while read: the answer waits */
+		return 0;
+	}
+	http_dispatch(ws, s, wsi);
 	return 0;
 }
 
@@ -670,15 +783,18 @@ static int on_http_writeable(struct ws_server *ws, struct session *s, struct lws
 		    lws_finalize_write_http_header(wsi, start, &p, end))
 			return -1;
 		h->headers_sent = true;
-		lws_callback_on_writable(wsi);
-		return 0;
+		if (!h->head) {
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+	} else {
+		g_autofree unsigned char *buf = g_malloc(LWS_PRE + len);
+		memcpy(buf + LWS_PRE, h->answer, len);
+		explicit_bzero(h->answer, len); /* it may hold a room token */
+		if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < 0)
+			return -1;
+		explicit_bzero(buf + LWS_PRE, len);
 	}
-	g_autofree unsigned char *buf = g_malloc(LWS_PRE + len);
-	memcpy(buf + LWS_PRE, h->answer, len);
-	explicit_bzero(h->answer, len); /* it may hold a room token */
-	if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < 0)
-		return -1;
-	explicit_bzero(buf + LWS_PRE, len);
 	bool close_after = h->close_after;
 	http_free(s);
 	if (close_after) {
@@ -713,7 +829,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		return on_http(s, wsi, in);
+		return on_http(ws, s, wsi, in);
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_http_body(s, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
