@@ -54,6 +54,8 @@ static const struct key_spec keys[] = {
 	K("rooms", "max_rooms", KEY_UINT, rooms_max, 0, 100000000),
 	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
 	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
+	K("rooms", "max_public_keys_per_account", KEY_UINT, public_keys_per_account, 0, 100000),
+	K("rooms", "max_authorized_keys", KEY_UINT, authorized_keys_max, 1, 1000000),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
@@ -152,6 +154,8 @@ struct config *config_new_defaults(void)
 	cfg->handshake_timeout_ms = 10000;
 	cfg->registrations_per_address_per_minute = 60;
 	cfg->max_filter_work = 1000000;
+	cfg->public_keys_per_account = 10;
+	cfg->authorized_keys_max = 1000;
 	cfg->rooms_store = g_strdup("sqlite");
 	cfg->rooms_default_ttl = 7200;
 	cfg->rooms_max_ttl = 2592000;

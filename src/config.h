@@ -74,6 +74,8 @@ struct config {
 	unsigned rooms_store_retry_timeout; /* seconds a locked database is retried */
 	unsigned rooms_max;         /* unexpired persistent rooms; 0: no limit */
 	unsigned rooms_per_creator; /* of them created by one principal */
+	unsigned public_keys_per_account; /* Ed25519 keys one account may publish; 0: no limit */
+	unsigned authorized_keys_max;     /* listed by GET /api/rooms/{id}/authorized-keys */
 	unsigned rooms_per_address; /* created from one client address */
 
 	/* [issuer NAME] */

@@ -45,6 +45,16 @@ static const char *const migrations[] = {
 	" revoked_at INTEGER NOT NULL DEFAULT 0"
 	");"
 	"CREATE INDEX IF NOT EXISTS api_keys_room_id ON api_keys (room_id);",
+	/* 2: Ed25519 public keys accounts publish (pubkeys.h); a step of
+	 * its own, idempotent, so other tables' steps merge around it. */
+	"CREATE TABLE IF NOT EXISTS public_keys ("
+	" account TEXT NOT NULL,"
+	" public_key TEXT NOT NULL,"
+	" device_name TEXT,"
+	" username TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY (account, public_key)"
+	");",
 };
 
 enum stmt {
@@ -58,6 +68,8 @@ enum stmt {
 	ST_PURGE,
 	ST_LOAD_ROOMS,
 	ST_LOAD_KEYS,
+	ST_PUT_PUBKEY,
+	ST_LOAD_PUBKEYS,
 	ST__COUNT
 };
 
@@ -88,6 +100,11 @@ static const char *const stmt_sql[ST__COUNT] = {
 			  " max_peers, open_to_issuer FROM rooms",
 	[ST_LOAD_KEYS] = "SELECT key_id, key_hash, room_id, name, created_at, expires_at,"
 			 " revoked_at FROM api_keys",
+	[ST_PUT_PUBKEY] = "INSERT INTO public_keys (account, public_key, device_name, username, created_at)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account, public_key) DO UPDATE SET"
+			  " device_name = excluded.device_name, username = excluded.username",
+	[ST_LOAD_PUBKEYS] = "SELECT account, public_key, device_name, username, created_at"
+			    " FROM public_keys ORDER BY created_at, rowid",
 };
 
 struct sq {
@@ -375,6 +392,19 @@ static bool key_row(sqlite3_stmt *stmt, GPtrArray *keys, const char **id)
 	return key->key_id && key->room_id && column_hash(stmt, 1, key->key_hash);
 }
 
+static bool pubkey_row(sqlite3_stmt *stmt, GPtrArray *out, const char **id)
+{
+	struct store_pubkey *k = g_new0(struct store_pubkey, 1);
+
+	g_ptr_array_add(out, k);
+	*id = k->account = column_strdup(stmt, 0);
+	k->public_key = column_strdup(stmt, 1);
+	k->device_name = column_strdup(stmt, 2);
+	k->username = column_strdup(stmt, 3);
+	k->created_at = sqlite3_column_int64(stmt, 4);
+	return k->account && k->public_key;
+}
+
 /* Every row of the query ST, decoded by ROW into OUT; WHAT names a row. */
 static int load_all(struct sq *s, enum stmt st, row_fn row, GPtrArray *out, const char *what,
 		    GError **err)
@@ -519,6 +549,25 @@ static int sq_revoke_key(void *be, const char *key_id, int64_t when, GError **er
 	return r < 0 ? r : 0;
 }
 
+static int sq_load_pubkeys(void *be, GPtrArray *out, GError **err)
+{
+	return load_all(be, ST_LOAD_PUBKEYS, pubkey_row, out, "public key of", err);
+}
+
+static int sq_put_pubkey(void *be, const struct store_pubkey *k, GError **err)
+{
+	struct sq *s = be;
+	sqlite3_stmt *stmt = s->stmt[ST_PUT_PUBKEY];
+
+	bind_text(stmt, 1, k->account);
+	bind_text(stmt, 2, k->public_key);
+	bind_text(stmt, 3, k->device_name);
+	bind_text(stmt, 4, k->username);
+	sqlite3_bind_int64(stmt, 5, k->created_at);
+	int r = write_one(s, ST_PUT_PUBKEY, "cannot store a public key", err);
+	return r < 0 ? r : 0;
+}
+
 static int sq_purge_expired(void *be, int64_t now, GError **err)
 {
 	struct sq *s = be;
@@ -536,5 +585,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.put_key = sq_put_key,
 	.revoke_key = sq_revoke_key,
 	.purge_expired = sq_purge_expired,
+	.load_pubkeys = sq_load_pubkeys,
+	.put_pubkey = sq_put_pubkey,
 	.close = sq_close,
 };

@@ -6,6 +6,7 @@
 #include "ratelimit.h"
 #include "protocol.h"
 #include "jwt.h"
+#include "keyapi.h"
 #include "linger.h"
 #include "router.h"
 
@@ -733,7 +734,18 @@ static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *w
 		http_answer(s, 200, "application/json", g_strdup("{\"status\":\"ignored\"}"));
 		return;
 	case ROUTE_PUBLIC_KEYS:
-	case ROUTE_AUTHORIZED_KEYS:
+	case ROUTE_AUTHORIZED_KEYS: {
+		char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
+		const char *bearer = http_bearer(wsi, auth, sizeof auth);
+		char *json = NULL;
+		unsigned status = h->route == ROUTE_PUBLIC_KEYS
+			? keyapi_publish(&ws->env, ws->cfg, bearer, h->body ? h->body->str : "",
+					 h->body ? h->body->len : 0, &json)
+			: keyapi_authorized(&ws->env, ws->cfg, h->room_id, bearer, &json);
+		explicit_bzero(auth, sizeof auth);
+		http_answer(s, status, "application/json", json);
+		return;
+	}
 	case ROUTE_OTHER:
 		break;
 	}

@@ -37,7 +37,7 @@ static char *token_from(const char *iss, const char *sub)
 	return jwtmint_token(key, "k1", o);
 }
 
-G_GNUC_UNUSED static char *token_for(const char *sub)
+static char *token_for(const char *sub)
 {
 	return token_from(ISS, sub);
 }
@@ -215,6 +215,163 @@ static void test_every_request_answered(void)
 	testd_free(d);
 }
 
+/* A raw 32-byte key as base64url without padding: SEED repeated. */
+static char *pubkey_text(unsigned char seed)
+{
+	unsigned char raw[32];
+	memset(raw, seed, sizeof raw);
+	g_autofree char *b = g_base64_encode(raw, sizeof raw);
+	b[43] = '\0';
+	g_strdelimit(b, "+", '-');
+	g_strdelimit(b, "/", '_');
+	return g_strdup(b);
+}
+
+static unsigned publish(struct testd *d, const char *bearer, const char *pub, const char *device)
+{
+	g_autofree char *body = g_strdup_printf("{\"public_key\":\"%s\",\"device_name\":\"%s\"}", pub, device);
+	return ws_http(d, "POST", "/api/auth/public-keys", bearer, body, NULL);
+}
+
+static char *create_room(struct testd *d, const char *jwt, bool open)
+{
+	json_object *o, *v;
+	g_assert_cmpuint(ws_http(d, "POST", "/create-room", jwt, open ? "{\"open_to_issuer\":true}" : "{}", &o),
+			 ==, 201);
+	g_assert_true(json_object_object_get_ex(o, "room_id", &v));
+	char *id = g_strdup(json_object_get_string(v));
+	json_object_put(o);
+	return id;
+}
+
+static char *api_key_for(struct testd *d, const char *room)
+{
+	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\"}", room);
+	struct httpc_reply r;
+	json_object *v;
+	g_assert_cmpint(testd_http(d->admin_port, "POST", "/api/keys", "Authorization: Bearer " ADMIN "\r\n", body, &r),
+			==, 0);
+	g_assert_cmpint(r.status, ==, 201);
+	json_object *o = json_tokener_parse(r.body->str);
+	httpc_reply_clear(&r);
+	g_assert_true(json_object_object_get_ex(o, "api_key", &v));
+	char *k = g_strdup(json_object_get_string(v));
+	json_object_put(o);
+	return k;
+}
+
+/* GET /api/rooms/ROOM/authorized-keys with BEARER: the status; *KEYS the
+ * listed public keys joined by spaces, in order. */
+static unsigned list_keys(struct testd *d, const char *room, const char *bearer, char **keys)
+{
+	g_autofree char *path = g_strdup_printf("/api/rooms/%s/authorized-keys", room);
+	json_object *o, *list, *v;
+	unsigned status = ws_http(d, "GET", path, bearer, NULL, &o);
+	if (keys) {
+		GString *k = g_string_new(NULL);
+		if (json_object_object_get_ex(o, "authorized_keys", &list))
+			for (size_t i = 0; i < json_object_array_length(list); i++) {
+				json_object *e = json_object_array_get_idx(list, i);
+				g_assert_true(json_object_object_get_ex(e, "public_key", &v));
+				g_string_append_printf(k, "%s%s", i ? " " : "", json_object_get_string(v));
+				g_assert_true(json_object_object_get_ex(e, "username", &v));
+				g_assert_true(json_object_object_get_ex(e, "device_name", &v));
+			}
+		*keys = g_string_free(k, FALSE);
+	}
+	json_object_put(o);
+	return status;
+}
+
+/* Publishing: a JWT of a configured issuer, a key of exactly 32 bytes;
+ * the same key again changes nothing; an account has a bounded number. */
+static void test_publish(void)
+{
+	struct testd *d = start_auth("[rooms]\nmax_public_keys_per_account = 2\n");
+	g_autofree char *ada = token_for("ada"), *k1 = pubkey_text(1), *k2 = pubkey_text(2), *k3 = pubkey_text(3);
+
+	g_assert_cmpuint(publish(d, ada, k1, "cli"), ==, 201);
+	g_assert_cmpuint(publish(d, ada, k1, "cli"), ==, 200); /* idempotent */
+	g_assert_cmpuint(publish(d, NULL, k2, "cli"), ==, 401);
+	g_assert_cmpuint(publish(d, "not.a.jwt", k2, "cli"), ==, 401);
+	g_assert_cmpuint(publish(d, ada, "not base64!", "cli"), ==, 400);
+	g_assert_cmpuint(publish(d, ada, "AAAA", "cli"), ==, 400);  /* 3 bytes */
+	g_autofree char *longer = g_strconcat(k1, "AAAA", NULL); /* 35 bytes */
+	g_assert_cmpuint(publish(d, ada, longer, "cli"), ==, 400);
+	g_autofree char *padded = g_strconcat(k1, "=", NULL);
+	g_assert_cmpuint(publish(d, ada, padded, "cli"), ==, 400);
+	g_assert_cmpuint(ws_http(d, "POST", "/api/auth/public-keys", ada, "[1]", NULL), ==, 400);
+	g_assert_cmpuint(publish(d, ada, k2, "gui"), ==, 201);
+	g_assert_cmpuint(publish(d, ada, k3, "laptop"), ==, 429); /* over the bound */
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"max_public_keys_per_account\"}"), ==, 1);
+	g_assert_cmpuint(publish(d, ada, k2, "gui"), ==, 200); /* a key it has: still fine */
+	g_autofree char *bob = token_for("bob");
+	g_assert_cmpuint(publish(d, bob, k3, "cli"), ==, 201); /* per account */
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* Listing: with an API key of the room or a JWT that may use it; the
+ * creator's keys, and for a room open to its issuer every account of
+ * that issuer with a key; kept across a restart. */
+static void test_authorized_keys(void)
+{
+	struct testd *d = start_auth(NULL);
+	g_autofree char *ada = token_for("ada"), *bob = token_for("bob"), *eve = token_from(ISS2, "eve");
+	g_autofree char *k1 = pubkey_text(1), *k2 = pubkey_text(2), *k3 = pubkey_text(3);
+	g_autofree char *closed = create_room(d, ada, false), *open = create_room(d, ada, true);
+	g_autofree char *room_key = api_key_for(d, closed), *open_key = api_key_for(d, open);
+	char *keys = NULL;
+
+	g_assert_cmpuint(publish(d, ada, k1, "cli"), ==, 201);
+	g_assert_cmpuint(publish(d, bob, k2, "gui"), ==, 201);
+	g_assert_cmpuint(publish(d, eve, k3, "cli"), ==, 201);
+	/* The closed room: its creator's keys only. */
+	g_assert_cmpuint(list_keys(d, closed, room_key, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, k1);
+	g_clear_pointer(&keys, g_free);
+	g_assert_cmpuint(list_keys(d, closed, ada, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, k1);
+	g_clear_pointer(&keys, g_free);
+	/* The open room: every account of its issuer, not the other's. */
+	g_autofree char *both = g_strdup_printf("%s %s", k1, k2);
+	g_assert_cmpuint(list_keys(d, open, bob, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, both);
+	g_clear_pointer(&keys, g_free);
+	g_assert_cmpuint(list_keys(d, open, open_key, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, both);
+	g_clear_pointer(&keys, g_free);
+	/* Refused: no credential, a bad one, another room's key, an account
+	 * that may not use the room; an unknown room. */
+	g_assert_cmpuint(list_keys(d, closed, NULL, NULL), ==, 401);
+	g_assert_cmpuint(list_keys(d, closed, "garbage", NULL), ==, 401);
+	g_assert_cmpuint(list_keys(d, closed, open_key, NULL), ==, 403);
+	g_assert_cmpuint(list_keys(d, closed, bob, NULL), ==, 403);
+	g_assert_cmpuint(list_keys(d, open, eve, NULL), ==, 403);
+	g_assert_cmpuint(list_keys(d, "no-such-room", ada, NULL), ==, 404);
+
+	/* The keys survive a restart on the same state directory. */
+	g_autofree char *state = g_build_filename(d->dir, "state", NULL);
+	g_autofree char *keep = g_dir_make_tmp("state-XXXXXX", NULL);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	g_autofree char *cp = g_strdup_printf("cp -a %s/. %s/", state, keep);
+	g_assert_true(g_spawn_command_line_sync(cp, NULL, NULL, NULL, NULL));
+	testd_free(d);
+	g_autofree char *c = conf_text("[rooms]\nmax_authorized_keys = 1\n");
+	const char *args[] = { "--state-dir", keep, NULL };
+	d = testd_start(c, args);
+	g_assert_true(testd_wait_log(d, "3 public keys", 0));
+	g_assert_cmpuint(list_keys(d, open, open_key, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, k1); /* bounded: the creator's first */
+	g_clear_pointer(&keys, g_free);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"max_authorized_keys\"}"), ==, 1);
+	g_assert_cmpuint(publish(d, bob, k2, "gui"), ==, 200); /* known after the restart */
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_autofree char *rm = g_strdup_printf("rm -rf %s", keep);
+	g_assert_true(g_spawn_command_line_sync(rm, NULL, NULL, NULL, NULL));
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -226,6 +383,8 @@ int main(int argc, char *argv[])
 	g_assert_true(g_file_set_contents(jwks_path, doc, -1, NULL));
 	g_test_add_func("/wshttp/delete-peer", test_delete_peer);
 	g_test_add_func("/wshttp/every-request-answered", test_every_request_answered);
+	g_test_add_func("/wshttp/publish", test_publish);
+	g_test_add_func("/wshttp/authorized-keys", test_authorized_keys);
 	int r = g_test_run();
 	unlink(jwks_path);
 	rmdir(dir);

@@ -1,0 +1,125 @@
+#include "keyapi.h"
+
+#include "auth.h"
+#include "log.h"
+#include "metrics.h"
+#include "pubkeys.h"
+#include "rooms.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+
+static char *error_body(const char *why)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "error", json_object_new_string(why));
+	char *text = g_strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return text;
+}
+
+static gint64 now_seconds(void)
+{
+	return g_get_real_time() / G_USEC_PER_SEC;
+}
+
+/* The account a JWT speaks for ("jwt:ISSUER:SUB"), and its display name;
+ * NULL with *WHY when the token is not valid. */
+static char *jwt_account(const struct router_env *env, const char *bearer, char **username,
+			 const char **why)
+{
+	struct jwt_claims claims = { 0 };
+	enum jwt_error jwt_why;
+	const char *issuer = NULL;
+
+	if (auth_verify(env->auth, bearer, now_seconds(), &claims, &jwt_why, &issuer) < 0) {
+		*why = jwt_error_reason(jwt_why);
+		return NULL;
+	}
+	char *account = auth_principal(issuer, &claims);
+	if (username)
+		*username = g_strdup(claims.username ? claims.username : claims.sub);
+	jwt_claims_clear(&claims);
+	return account;
+}
+
+static void stored(int status, const GError *err, void *data)
+{
+	(void)data;
+	if (status < 0)
+		log_warning("public key not stored: %s", err ? err->message : g_strerror(-status));
+}
+
+unsigned keyapi_publish(const struct router_env *env, const struct config *cfg, const char *bearer,
+			const char *body, size_t len, char **json)
+{
+	g_autofree char *username = NULL, *key = NULL, *device = NULL;
+	const char *why = "Authentication required";
+	const struct store_pubkey *rec = NULL;
+
+	/* Seam: an account API key (accounts branch) would name the account
+	 * here as well; today only a JWT does. */
+	g_autofree char *account = bearer ? jwt_account(env, bearer, &username, &why) : NULL;
+	if (!account) {
+		*json = error_body(why);
+		return 401;
+	}
+	if (pubkeys_parse_request(body, len, &key, &device, &why) < 0) {
+		*json = error_body(why);
+		return 400;
+	}
+	int r = pubkeys_add(env->pubkeys, account, username, key, device, cfg->public_keys_per_account,
+			    now_seconds(), &rec);
+	if (r == -EDQUOT) {
+		metrics_inc(limit_hits[LIMIT_PUBLIC_KEYS_PER_ACCOUNT]);
+		*json = error_body("too many public keys for this account ([rooms] max_public_keys_per_account)");
+		return 429;
+	}
+	if (r == 0 && env->store && (r = store_put_pubkey(env->store, rec, stored, NULL)) < 0)
+		log_warning("public key of %s not stored: %s", account, g_strerror(-r));
+	if (r == 0)
+		log_info("public key published by %s (device \"%s\")", account, device);
+	*json = g_strdup(r == 1 ? "{\"status\":\"exists\"}" : "{\"status\":\"registered\"}");
+	return r == 1 ? 200 : 201;
+}
+
+unsigned keyapi_authorized(const struct router_env *env, const struct config *cfg,
+			   const char *room_id, const char *bearer, char **json)
+{
+	const struct store_key *key = NULL;
+	const char *why = "Authentication required";
+	g_autofree char *account = NULL;
+	gint64 now = now_seconds();
+
+	if (!bearer) {
+		*json = error_body(why);
+		return 401;
+	}
+	/* An API key, checked as registration checks it; else a JWT.  Seam:
+	 * an account key (accounts branch) is valid where its account may
+	 * go, as for a JWT below. */
+	int kr = rooms_check_key(env->rooms, bearer, now, &key);
+	if (kr == -EKEYREVOKED || kr == -EKEYEXPIRED) {
+		*json = error_body(kr == -EKEYREVOKED ? "Token revoked" : "Token expired");
+		return 401;
+	}
+	if (kr < 0 && !(account = jwt_account(env, bearer, NULL, &why))) {
+		*json = error_body(why);
+		return 401;
+	}
+	const struct store_room *room = rooms_find(env->rooms, room_id);
+	if (!room || rooms_expired(room, now)) {
+		*json = error_body(room ? "Room expired" : "Room not found");
+		return 404;
+	}
+	if (key ? g_strcmp0(key->room_id, room->id) != 0 : !pubkeys_account_may_use(room, account)) {
+		*json = error_body(key ? "the API key is not valid for this room"
+				       : "this account may not use this room");
+		return 403;
+	}
+	bool truncated;
+	*json = pubkeys_authorized_json(env->pubkeys, room, cfg->authorized_keys_max, &truncated);
+	if (truncated)
+		metrics_inc(limit_hits[LIMIT_AUTHORIZED_KEYS_LISTED]);
+	return 200;
+}
