@@ -26,8 +26,6 @@ from sleapsim import (Daemon, Issuer, SimClient, SimWorker, changed, ed25519_pub
 XFAIL_UNTIL_IMPLEMENTED = [
     "open_mode",
     "account_keys",
-    "public_keys",
-    "delete_peer",
 ]
 
 ADMIN = "admin-secret-for-tests"
