@@ -43,15 +43,49 @@ static char *jwt_account(const struct router_env *env, const char *bearer, char 
 	return account;
 }
 
-static void stored(int status, const GError *err, void *data)
+struct keyapi_pending {
+	struct pubkeys *pk;
+	char *account, *key;
+	bool added; /* new: taken back if it cannot be stored */
+	bool cancelled;
+	keyapi_done_fn done;
+	void *data;
+};
+
+static void pending_free(struct keyapi_pending *p)
 {
-	(void)data;
-	if (status < 0)
-		log_warning("public key not stored: %s", err ? err->message : g_strerror(-status));
+	g_free(p->account);
+	g_free(p->key);
+	g_free(p);
 }
 
-unsigned keyapi_publish(const struct router_env *env, const struct config *cfg, const char *bearer,
-			const char *body, size_t len, char **json)
+static void stored(int status, const GError *err, void *data)
+{
+	struct keyapi_pending *p = data;
+
+	if (status < 0) {
+		log_warning("public key of %s not stored: %s", p->account,
+			    err ? err->message : g_strerror(-status));
+		if (p->added)
+			pubkeys_remove(p->pk, p->account, p->key);
+	}
+	if (!p->cancelled)
+		p->done(status < 0 ? 503 : p->added ? 201 : 200,
+			g_strdup(status < 0 ? "{\"error\":\"the key store is unavailable\"}"
+					    : "{\"status\":\"registered\"}"),
+			p->data);
+	pending_free(p);
+}
+
+void keyapi_cancel(struct keyapi_pending *p)
+{
+	if (p)
+		p->cancelled = true;
+}
+
+struct keyapi_pending *keyapi_publish(const struct router_env *env, const struct config *cfg,
+				      const char *bearer, const char *body, size_t len,
+				      keyapi_done_fn done, void *data)
 {
 	g_autofree char *username = NULL, *key = NULL, *device = NULL;
 	const char *why = "Authentication required";
@@ -61,26 +95,42 @@ unsigned keyapi_publish(const struct router_env *env, const struct config *cfg, 
 	 * here as well; today only a JWT does. */
 	g_autofree char *account = bearer ? jwt_account(env, bearer, &username, &why) : NULL;
 	if (!account) {
-		*json = error_body(why);
-		return 401;
+		done(401, error_body(why), data);
+		return NULL;
 	}
 	if (pubkeys_parse_request(body, len, &key, &device, &why) < 0) {
-		*json = error_body(why);
-		return 400;
+		done(400, error_body(why), data);
+		return NULL;
 	}
 	int r = pubkeys_add(env->pubkeys, account, username, key, device, cfg->public_keys_per_account,
 			    now_seconds(), &rec);
 	if (r == -EDQUOT) {
 		metrics_inc(limit_hits[LIMIT_PUBLIC_KEYS_PER_ACCOUNT]);
-		*json = error_body("too many public keys for this account ([rooms] max_public_keys_per_account)");
-		return 429;
+		done(429, error_body("too many public keys for this account ([rooms] max_public_keys_per_account)"),
+		     data);
+		return NULL;
 	}
-	if (r == 0 && env->store && (r = store_put_pubkey(env->store, rec, stored, NULL)) < 0)
-		log_warning("public key of %s not stored: %s", account, g_strerror(-r));
-	if (r == 0)
-		log_info("public key published by %s (device \"%s\")", account, device);
-	*json = g_strdup(r == 1 ? "{\"status\":\"exists\"}" : "{\"status\":\"registered\"}");
-	return r == 1 ? 200 : 201;
+	if (r == PUBKEYS_UNCHANGED) {
+		done(200, g_strdup("{\"status\":\"registered\"}"), data);
+		return NULL;
+	}
+	log_info("public key %s by %s (device \"%s\")", r == PUBKEYS_ADDED ? "published" : "updated",
+		 account, device);
+	struct keyapi_pending *p = g_new0(struct keyapi_pending, 1);
+	p->pk = env->pubkeys;
+	p->account = g_steal_pointer(&account);
+	p->key = g_steal_pointer(&key);
+	p->added = r == PUBKEYS_ADDED;
+	p->done = done;
+	p->data = data;
+	int rc = env->store ? store_put_pubkey(env->store, rec, stored, p) : 0;
+	if (!env->store || rc < 0) {
+		/* Answered now: memory only (tests), or the store refused it
+		 * (-EAGAIN: its queue is full). */
+		stored(rc, NULL, p);
+		return NULL;
+	}
+	return p;
 }
 
 unsigned keyapi_authorized(const struct router_env *env, const struct config *cfg,

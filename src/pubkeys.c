@@ -130,13 +130,13 @@ int pubkeys_add(struct pubkeys *pk, const char *account, const char *username, c
 		if (strcmp(k->account, account) != 0 || strcmp(k->public_key, key) != 0)
 			continue;
 		if (g_strcmp0(k->device_name, device) == 0 && g_strcmp0(k->username, username) == 0)
-			return 1;
+			return PUBKEYS_UNCHANGED;
 		g_free(k->device_name);
 		k->device_name = g_strdup(device);
 		g_free(k->username);
 		k->username = g_strdup(username);
 		*out = k;
-		return 0;
+		return PUBKEYS_UPDATED;
 	}
 	if (max && pubkeys_count(pk, account) >= max)
 		return -EDQUOT;
@@ -149,7 +149,23 @@ int pubkeys_add(struct pubkeys *pk, const char *account, const char *username, c
 	g_ptr_array_add(pk->all, k);
 	count(pk, account);
 	*out = k;
-	return 0;
+	return PUBKEYS_ADDED;
+}
+
+void pubkeys_remove(struct pubkeys *pk, const char *account, const char *key)
+{
+	for (guint i = 0; i < pk->all->len; i++) {
+		struct store_pubkey *k = g_ptr_array_index(pk->all, i);
+		if (strcmp(k->account, account) != 0 || strcmp(k->public_key, key) != 0)
+			continue;
+		unsigned n = pubkeys_count(pk, account);
+		if (n > 1)
+			g_hash_table_replace(pk->counts, g_strdup(account), GUINT_TO_POINTER(n - 1));
+		else
+			g_hash_table_remove(pk->counts, account);
+		g_ptr_array_remove_index(pk->all, i); /* keeps the order */
+		return;
+	}
 }
 
 /* The issuer part of "jwt:ISSUER:SUB", its length in *LEN; NULL if none. */

@@ -31,11 +31,15 @@ int pubkeys_decode(const char *text, uint8_t out[PUBKEYS_KEY_BYTES]);
 int pubkeys_parse_request(const char *body, size_t len, char **key, char **device,
 			  const char **why);
 
-/* ACCOUNT ("jwt:ISSUER:SUB") publishes KEY from DEVICE.  0: added (or
- * its device name changed), *OUT is the record to store; 1: it had that
- * key already, nothing changes; -EDQUOT: it has MAX keys (0: no limit). */
+enum { PUBKEYS_ADDED, PUBKEYS_UNCHANGED, PUBKEYS_UPDATED };
+/* ACCOUNT ("jwt:ISSUER:SUB") publishes KEY from DEVICE.  PUBKEYS_ADDED,
+ * or PUBKEYS_UPDATED (it had the key, under another device or user
+ * name): *OUT is the record to store; PUBKEYS_UNCHANGED: it had that key
+ * as it is; -EDQUOT: it has MAX keys (0: no limit). */
 int pubkeys_add(struct pubkeys *pk, const char *account, const char *username, const char *key,
 		const char *device, unsigned max, int64_t now, const struct store_pubkey **out);
+/* Takes back an addition that could not be stored. */
+void pubkeys_remove(struct pubkeys *pk, const char *account, const char *key);
 unsigned pubkeys_count(struct pubkeys *pk, const char *account);
 
 /* Whether ACCOUNT may use ROOM with a JWT, as registration admits it

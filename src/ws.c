@@ -102,6 +102,7 @@ struct http_req {
 	bool head;               /* HEAD: the answer's headers only */
 	GString *body;           /* what the client sent, when it sends one */
 	struct router_pending *pending;
+	struct keyapi_pending *key_pending;
 	unsigned status;         /* the answer, once known */
 	const char *type;
 	char *answer;
@@ -553,6 +554,7 @@ static void http_free(struct session *s)
 	if (!h)
 		return;
 	router_http_cancel(h->pending);
+	keyapi_cancel(h->key_pending);
 	if (h->body)
 		g_string_free(h->body, TRUE);
 	g_free(h->room_id);
@@ -568,6 +570,7 @@ static void http_answer(struct session *s, unsigned status, const char *type, ch
 	struct http_req *h = s->http;
 
 	h->pending = NULL;
+	h->key_pending = NULL;
 	if (h->answer) {
 		g_free(text);
 		return;
@@ -583,7 +586,8 @@ static void http_answer(struct session *s, unsigned status, const char *type, ch
 	lws_callback_on_writable(s->wsi);
 }
 
-static void created(unsigned status, char *json, void *data)
+/* A pending request's answer (router_http_done_fn, keyapi_done_fn). */
+static void answered(unsigned status, char *json, void *data)
 {
 	struct session *s = data;
 	http_answer(s, status, "application/json", json);
@@ -607,7 +611,7 @@ static bool has_body(struct lws *wsi)
 	return strspn(cl, "0 \t") != strlen(cl);
 }
 
-/* The route of METHOD-less URI: POST_PATH is set for POST. */
+/* What the request asks for; *ROOM_ID for ROUTE_AUTHORIZED_KEYS. */
 static enum http_route http_route(struct lws *wsi, const char *uri, char **room_id)
 {
 	static const char rooms[] = "/api/rooms/", keys[] = "/authorized-keys";
@@ -705,7 +709,7 @@ static void create_room(struct ws_server *ws, struct session *s, struct lws *wsi
 	struct http_req *h = s->http;
 
 	struct router_pending *p = router_http_create_room(ws->router, from_known ? &from : NULL,
-							   bearer, h->body->str, h->body->len, created, s);
+							   bearer, h->body->str, h->body->len, answered, s);
 	/* Answered already (the request was refused), or pending. */
 	if (!h->answer) {
 		h->pending = p;
@@ -733,15 +737,24 @@ static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *w
 		metrics_inc(http_deletes_ignored);
 		http_answer(s, 200, "application/json", g_strdup("{\"status\":\"ignored\"}"));
 		return;
-	case ROUTE_PUBLIC_KEYS:
-	case ROUTE_AUTHORIZED_KEYS: {
+	case ROUTE_PUBLIC_KEYS: {
 		char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
 		const char *bearer = http_bearer(wsi, auth, sizeof auth);
+		struct keyapi_pending *p = keyapi_publish(&ws->env, ws->cfg, bearer,
+							  h->body ? h->body->str : "",
+							  h->body ? h->body->len : 0, answered, s);
+		explicit_bzero(auth, sizeof auth);
+		if (!h->answer) {
+			h->key_pending = p;
+			lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HTTP_PENDING_SECS);
+		}
+		return;
+	}
+	case ROUTE_AUTHORIZED_KEYS: {
+		char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
 		char *json = NULL;
-		unsigned status = h->route == ROUTE_PUBLIC_KEYS
-			? keyapi_publish(&ws->env, ws->cfg, bearer, h->body ? h->body->str : "",
-					 h->body ? h->body->len : 0, &json)
-			: keyapi_authorized(&ws->env, ws->cfg, h->room_id, bearer, &json);
+		unsigned status = keyapi_authorized(&ws->env, ws->cfg, h->room_id,
+						    http_bearer(wsi, auth, sizeof auth), &json);
 		explicit_bzero(auth, sizeof auth);
 		http_answer(s, status, "application/json", json);
 		return;

@@ -80,12 +80,18 @@ static void test_add_and_list(void)
 	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:bob", NULL, k2, "gui", 2, 1, &rec), ==, 0);
 	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", "Ada", k1, "cli", 2, 2, &rec), ==, 0);
 	g_assert_cmpstr(rec->public_key, ==, k1);
-	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", "Ada", k1, "cli", 2, 3, &rec), ==, 1);
-	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", "Ada", k1, "laptop", 2, 3, &rec), ==, 0);
+	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", "Ada", k1, "cli", 2, 3, &rec), ==, PUBKEYS_UNCHANGED);
+	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", "Ada", k1, "laptop", 2, 3, &rec), ==, PUBKEYS_UPDATED);
 	g_assert_cmpstr(rec->device_name, ==, "laptop");
 	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", "Ada", k2, "cli", 2, 4, &rec), ==, 0);
 	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", "Ada", k3, "cli", 2, 5, &rec), ==, -EDQUOT);
 	g_assert_cmpint(pubkeys_add(pk, "jwt:other:eve", NULL, k3, "cli", 0, 6, &rec), ==, 0);
+	/* An addition taken back (not stored) frees its place. */
+	g_assert_cmpint(pubkeys_add(pk, "jwt:other:eve", NULL, k1, "cli", 2, 7, &rec), ==, PUBKEYS_ADDED);
+	pubkeys_remove(pk, "jwt:other:eve", k1);
+	g_assert_cmpuint(pubkeys_count(pk, "jwt:other:eve"), ==, 1);
+	g_assert_cmpint(pubkeys_add(pk, "jwt:other:eve", NULL, k2, "cli", 2, 8, &rec), ==, PUBKEYS_ADDED);
+	pubkeys_remove(pk, "jwt:other:eve", k2);
 	g_assert_cmpuint(pubkeys_count(pk, "jwt:lab:ada"), ==, 2);
 
 	g_assert_true(pubkeys_account_may_use(&closed, "jwt:lab:ada"));
