@@ -108,6 +108,7 @@ struct http_req {
 	char *answer;
 	bool headers_sent;
 	bool body_done;   /* its one completion has run */
+	bool rx_paused;   /* reading stopped at the end of its body */
 	bool close_after; /* no keep-alive: the connection ends with the answer */
 };
 
@@ -581,7 +582,7 @@ static void http_answer(struct session *s, unsigned status, const char *type, ch
 	/* lws 4.1 writes nothing on an HTTP connection that does not read:
 	 * reading resumes for the answer, and what follows the body only
 	 * reports the body's end again, which is ignored, until it is sent. */
-	if (h->body_done)
+	if (h->rx_paused)
 		lws_rx_flow_control(s->wsi, 1);
 	lws_callback_on_writable(s->wsi);
 }
@@ -666,14 +667,6 @@ static int on_http(struct ws_server *ws, struct session *s, struct lws *wsi, con
 	s->http = g_new0(struct http_req, 1);
 	s->http->head = has_header(wsi, WSI_TOKEN_HEAD_URI);
 	s->http->route = http_route(wsi, uri, &s->http->room_id);
-	/* lws 4.1 reads no chunked request body: such a request is answered
-	 * 411 and the connection ends, rather than dropped unanswered. */
-	if (has_header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
-		s->http->close_after = true;
-		handshake_done(conn_of(ws, wsi));
-		http_answer(s, 411, "application/json", g_strdup("{\"error\":\"a Content-Length is required\"}"));
-		return 0;
-	}
 	if (s->http->route == ROUTE_CREATE_ROOM || has_body(wsi)) {
 		s->http->body = g_string_new(NULL);
 		s->http->close_after = true;
@@ -686,8 +679,16 @@ static int on_http(struct ws_server *ws, struct session *s, struct lws *wsi, con
 
 static int on_http_body(struct session *s, const char *in, size_t len)
 {
-	if (!s->http || !s->http->body)
+	if (!s->http)
 		return 1;
+	if (!s->http->body) {
+		/* lws reports an empty body (Content-Length: 0), or takes what
+		 * follows a POST without Content-Length for its body: dropped,
+		 * and the connection ends with the answer. */
+		if (len)
+			s->http->close_after = true;
+		return 0;
+	}
 	if (s->http->answer || s->http->body_done)
 		return 0; /* refused already: the rest is dropped */
 	if (s->http->body->len + len > HTTP_BODY_MAX) {
@@ -726,6 +727,9 @@ static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *w
 
 	/* The request is in: the time it takes now is ours. */
 	handshake_done(conn_of(ws, wsi));
+	/* Its one completion: lws may yet report the end of an empty body,
+	 * which then changes nothing. */
+	h->body_done = true;
 	switch (h->route) {
 	case ROUTE_CREATE_ROOM:
 		create_room(ws, s, wsi);
@@ -771,16 +775,18 @@ static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws
 
 	if (!h || !h->body || h->body_done)
 		return 0;
-	h->body_done = true;
-	/* Nothing more from this client while its request is answered: lws
-	 * would otherwise hand back whatever follows the body, again and
-	 * again. */
-	lws_rx_flow_control(wsi, 0);
 	if (h->answer) {
+		/* Refused while it was read (413): the answer is on its way. */
+		h->body_done = true;
 		handshake_done(conn_of(ws, wsi));
-		lws_rx_flow_control(wsi, 1); /* refused while read: the answer waits */
 		return 0;
 	}
+	/* Nothing more from this client while its request is answered: lws
+	 * would otherwise hand back whatever follows the body, again and
+	 * again.  (Without a body lws reads nothing more until the answer
+	 * is written, as for a GET.) */
+	lws_rx_flow_control(wsi, 0);
+	h->rx_paused = true;
 	http_dispatch(ws, s, wsi);
 	return 0;
 }
