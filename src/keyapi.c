@@ -1,5 +1,6 @@
 #include "keyapi.h"
 
+#include "addrlimit.h"
 #include "auth.h"
 #include "log.h"
 #include "metrics.h"
@@ -134,13 +135,19 @@ struct keyapi_pending *keyapi_publish(const struct router_env *env, const struct
 }
 
 unsigned keyapi_authorized(const struct router_env *env, const struct config *cfg,
-			   const char *room_id, const char *bearer, char **json)
+			   const struct netaddr *from, const char *room_id, const char *bearer,
+			   char **json)
 {
 	const struct store_key *key = NULL;
 	const char *why = "Authentication required";
 	g_autofree char *account = NULL;
 	gint64 now = now_seconds();
 
+	if (from && addrlimit_register(env->addrlimit, from, g_get_monotonic_time()) < 0) {
+		metrics_inc(limit_hits[LIMIT_REGISTRATIONS_PER_ADDRESS]);
+		*json = error_body("Too many attempts: try again later");
+		return 429;
+	}
 	if (!bearer) {
 		*json = error_body(why);
 		return 401;

@@ -21,7 +21,10 @@ struct keyapi_pending *keyapi_publish(const struct router_env *env, const struct
 				      keyapi_done_fn done, void *data);
 void keyapi_cancel(struct keyapi_pending *p);
 
-/* GET /api/rooms/ROOM_ID/authorized-keys: BEARER an API key of the room,
- * or a JWT of an account that may use it. */
+/* GET /api/rooms/ROOM_ID/authorized-keys from FROM (NULL: unknown):
+ * BEARER an API key of the room, or a JWT of an account that may use it.
+ * Each attempt counts against the address's registrations, so keys are
+ * no faster to guess here than at register. */
 unsigned keyapi_authorized(const struct router_env *env, const struct config *cfg,
-			   const char *room_id, const char *bearer, char **json);
+			   const struct netaddr *from, const char *room_id, const char *bearer,
+			   char **json);

@@ -87,7 +87,10 @@ int pubkeys_parse_request(const char *body, size_t len, char **key, char **devic
 	*key = *device = NULL;
 	if (len <= INT_MAX)
 		o = json_tokener_parse_ex(tok, body, (int)len);
-	if (!o || json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object)) {
+	size_t end = o ? json_tokener_get_parse_end(tok) : 0;
+	while (end < len && strchr(" \t\r\n", body[end]) && body[end])
+		end++; /* whitespace may follow the object */
+	if (!o || end != len || !json_object_is_type(o, json_type_object)) {
 		*why = "the body must be a JSON object";
 		goto out;
 	}
@@ -95,7 +98,9 @@ int pubkeys_parse_request(const char *body, size_t len, char **key, char **devic
 		*why = "public_key (a string) is required";
 		goto out;
 	}
-	if (pubkeys_decode(json_object_get_string(v), NULL) < 0) {
+	/* (A string holding \u0000 is longer than C reads it: refused.) */
+	if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)) ||
+	    pubkeys_decode(json_object_get_string(v), NULL) < 0) {
 		*why = "public_key must be the base64url (unpadded) of a 32-byte Ed25519 key";
 		goto out;
 	}
@@ -107,6 +112,10 @@ int pubkeys_parse_request(const char *body, size_t len, char **key, char **devic
 			goto out;
 		}
 		dev = json_object_get_string(v);
+		if ((size_t)json_object_get_string_len(v) != strlen(dev)) {
+			*why = "device_name must not hold \\u0000";
+			goto out;
+		}
 	}
 	if (strlen(dev) > PUBKEYS_DEVICE_NAME_MAX || !g_utf8_validate(dev, -1, NULL)) {
 		*why = "device_name must be UTF-8 of at most 128 bytes";

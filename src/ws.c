@@ -757,8 +757,10 @@ static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *w
 	case ROUTE_AUTHORIZED_KEYS: {
 		char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
 		char *json = NULL;
-		unsigned status = keyapi_authorized(&ws->env, ws->cfg, h->room_id,
-						    http_bearer(wsi, auth, sizeof auth), &json);
+		struct netaddr from;
+		bool from_known = client_addr(ws, wsi, &from) == 0;
+		unsigned status = keyapi_authorized(&ws->env, ws->cfg, from_known ? &from : NULL,
+						    h->room_id, http_bearer(wsi, auth, sizeof auth), &json);
 		explicit_bzero(auth, sizeof auth);
 		http_answer(s, status, "application/json", json);
 		return;

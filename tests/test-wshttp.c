@@ -423,6 +423,20 @@ static void test_authorized_keys(void)
 	g_assert_true(g_spawn_command_line_sync(rm, NULL, NULL, NULL, NULL));
 }
 
+/* Listing counts against the address's registration attempts, so API
+ * keys are no faster to guess here than at register. */
+static void test_list_rate(void)
+{
+	struct testd *d = start_auth("[limits]\nregistrations_per_address_per_minute = 3\n");
+	for (int i = 0; i < 3; i++)
+		g_assert_cmpuint(list_keys(d, "no-such-room", "guess", NULL), ==, 401);
+	g_assert_cmpuint(list_keys(d, "no-such-room", "guess", NULL), ==, 429);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"registrations_per_address_per_minute\"}"),
+			  ==, 1);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -436,6 +450,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/wshttp/every-request-answered", test_every_request_answered);
 	g_test_add_func("/wshttp/publish", test_publish);
 	g_test_add_func("/wshttp/authorized-keys", test_authorized_keys);
+	g_test_add_func("/wshttp/list-rate", test_list_rate);
 	int r = g_test_run();
 	unlink(jwks_path);
 	rmdir(dir);
