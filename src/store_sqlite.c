@@ -45,8 +45,10 @@ static const char *const migrations[] = {
 	" revoked_at INTEGER NOT NULL DEFAULT 0"
 	");"
 	"CREATE INDEX IF NOT EXISTS api_keys_room_id ON api_keys (room_id);",
-	/* 2: Ed25519 public keys accounts publish (pubkeys.h); a step of
-	 * its own, idempotent, so other tables' steps merge around it. */
+	/* Ed25519 public keys accounts publish (pubkeys.h): 2 on its own,
+	 * 3 after the accounts branch's step 2 (account keys, members),
+	 * which goes first when both are merged.  Idempotent, so its place
+	 * in the order does not matter. */
 	"CREATE TABLE IF NOT EXISTS public_keys ("
 	" account TEXT NOT NULL,"
 	" public_key TEXT NOT NULL,"
