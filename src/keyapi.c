@@ -169,13 +169,16 @@ unsigned keyapi_authorized(const struct router_env *env, const struct config *cf
 		*json = error_body(room ? "Room expired" : "Room not found");
 		return 404;
 	}
-	if (key ? g_strcmp0(key->room_id, room->id) != 0 : !pubkeys_account_may_use(room, account)) {
+	/* Seam: with room members (accounts branch), M's is_member wraps
+	 * rooms_is_member; an account key's account is checked as a JWT's. */
+	const struct pubkeys_members *m = NULL;
+	if (key ? g_strcmp0(key->room_id, room->id) != 0 : !pubkeys_account_may_use(room, account, m)) {
 		*json = error_body(key ? "the API key is not valid for this room"
 				       : "this account may not use this room");
 		return 403;
 	}
 	bool truncated;
-	*json = pubkeys_authorized_json(env->pubkeys, room, cfg->authorized_keys_max, &truncated);
+	*json = pubkeys_authorized_json(env->pubkeys, room, m, cfg->authorized_keys_max, &truncated);
 	if (truncated)
 		metrics_inc(limit_hits[LIMIT_AUTHORIZED_KEYS_LISTED]);
 	return 200;

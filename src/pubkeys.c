@@ -189,7 +189,8 @@ static const char *issuer_of(const char *principal, size_t *len)
 	return name;
 }
 
-bool pubkeys_account_may_use(const struct store_room *room, const char *account)
+bool pubkeys_account_may_use(const struct store_room *room, const char *account,
+			     const struct pubkeys_members *m)
 {
 	size_t mine_len = 0, creator_len = 0;
 	const char *mine = issuer_of(account, &mine_len);
@@ -197,6 +198,8 @@ bool pubkeys_account_may_use(const struct store_room *room, const char *account)
 	if (!mine)
 		return false;
 	if (room->created_by && strcmp(room->created_by, account) == 0)
+		return true;
+	if (m && m->is_member(m->data, room->id, account))
 		return true;
 	if (!room->open_to_issuer)
 		return false;
@@ -215,8 +218,8 @@ static void add_entry(json_object *list, const struct store_pubkey *k)
 	json_object_array_add(list, e);
 }
 
-char *pubkeys_authorized_json(struct pubkeys *pk, const struct store_room *room, unsigned limit,
-			      bool *truncated)
+char *pubkeys_authorized_json(struct pubkeys *pk, const struct store_room *room,
+			      const struct pubkeys_members *m, unsigned limit, bool *truncated)
 {
 	json_object *o = json_object_new_object(), *list = json_object_new_array();
 	unsigned n = 0;
@@ -227,7 +230,7 @@ char *pubkeys_authorized_json(struct pubkeys *pk, const struct store_room *room,
 		for (guint i = 0; i < pk->all->len; i++) {
 			const struct store_pubkey *k = g_ptr_array_index(pk->all, i);
 			bool creator = room->created_by && strcmp(k->account, room->created_by) == 0;
-			if (creator != (pass == 0) || (!creator && !pubkeys_account_may_use(room, k->account)))
+			if (creator != (pass == 0) || (!creator && !pubkeys_account_may_use(room, k->account, m)))
 				continue;
 			if (limit && n >= limit) {
 				*truncated = true;

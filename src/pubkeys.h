@@ -42,13 +42,22 @@ int pubkeys_add(struct pubkeys *pk, const char *account, const char *username, c
 void pubkeys_remove(struct pubkeys *pk, const char *account, const char *key);
 unsigned pubkeys_count(struct pubkeys *pk, const char *account);
 
+/* Whether ACCOUNT was added to ROOM_ID by the operator (room members:
+ * the accounts branch's rooms_is_member); NULL: no members. */
+struct pubkeys_members {
+	bool (*is_member)(void *data, const char *room_id, const char *account);
+	void *data;
+};
+
 /* Whether ACCOUNT may use ROOM with a JWT, as registration admits it
  * without the room token: it created the room, or the room is open to
- * its issuer (to every issuer when its creator is not a JWT account). */
-bool pubkeys_account_may_use(const struct store_room *room, const char *account);
+ * its issuer (to every issuer when its creator is not a JWT account), or
+ * it is a member (M may be NULL). */
+bool pubkeys_account_may_use(const struct store_room *room, const char *account,
+			     const struct pubkeys_members *m);
 
 /* {"authorized_keys":[{"public_key","username","device_name"}...]}: the
  * keys of the accounts that may use ROOM, the creator's first, at most
  * LIMIT (0: no limit); *TRUNCATED when some were left out. */
-char *pubkeys_authorized_json(struct pubkeys *pk, const struct store_room *room, unsigned limit,
-			      bool *truncated);
+char *pubkeys_authorized_json(struct pubkeys *pk, const struct store_room *room,
+			      const struct pubkeys_members *m, unsigned limit, bool *truncated);

@@ -75,6 +75,12 @@ static void test_parse(void)
 	}
 }
 
+static bool bob_member(void *data, const char *room_id, const char *account)
+{
+	(void)data;
+	return strcmp(room_id, "r1") == 0 && strcmp(account, "jwt:lab:bob") == 0;
+}
+
 static void test_add_and_list(void)
 {
 	struct pubkeys *pk = pubkeys_new();
@@ -102,15 +108,22 @@ static void test_add_and_list(void)
 	pubkeys_remove(pk, "jwt:other:eve", k2);
 	g_assert_cmpuint(pubkeys_count(pk, "jwt:lab:ada"), ==, 2);
 
-	g_assert_true(pubkeys_account_may_use(&closed, "jwt:lab:ada"));
-	g_assert_false(pubkeys_account_may_use(&closed, "jwt:lab:bob"));
-	g_assert_true(pubkeys_account_may_use(&open, "jwt:lab:bob"));
-	g_assert_false(pubkeys_account_may_use(&open, "jwt:other:eve"));
-	g_assert_false(pubkeys_account_may_use(&open, "key:abc"));
-	g_assert_true(pubkeys_account_may_use(&admin_open, "jwt:other:eve"));
-	g_assert_false(pubkeys_account_may_use(&open, "jwt:labx:ada"));
+	g_assert_true(pubkeys_account_may_use(&closed, "jwt:lab:ada", NULL));
+	g_assert_false(pubkeys_account_may_use(&closed, "jwt:lab:bob", NULL));
+	g_assert_true(pubkeys_account_may_use(&open, "jwt:lab:bob", NULL));
+	g_assert_false(pubkeys_account_may_use(&open, "jwt:other:eve", NULL));
+	g_assert_false(pubkeys_account_may_use(&open, "key:abc", NULL));
+	g_assert_true(pubkeys_account_may_use(&admin_open, "jwt:other:eve", NULL));
+	g_assert_false(pubkeys_account_may_use(&open, "jwt:labx:ada", NULL));
+	/* A member of a closed room may use it, and is listed. */
+	const struct pubkeys_members bob_in_r1 = { .is_member = bob_member };
+	g_assert_true(pubkeys_account_may_use(&closed, "jwt:lab:bob", &bob_in_r1));
+	g_assert_false(pubkeys_account_may_use(&closed, "jwt:other:eve", &bob_in_r1));
+	g_autofree char *mem = pubkeys_authorized_json(pk, &closed, &bob_in_r1, 0, &cut);
+	g_assert_nonnull(strstr(mem, "\"bob\""));
+	g_assert_null(strstr(mem, k3));
 
-	g_autofree char *c = pubkeys_authorized_json(pk, &closed, 0, &cut);
+	g_autofree char *c = pubkeys_authorized_json(pk, &closed, NULL, 0, &cut);
 	g_autofree char *want_c = g_strdup_printf("{\"authorized_keys\":[{\"public_key\":\"%s\",\"username\":\"Ada\","
 						  "\"device_name\":\"laptop\"},{\"public_key\":\"%s\",\"username\":\"Ada\","
 						  "\"device_name\":\"cli\"}]}", k1, k2);
@@ -118,15 +131,15 @@ static void test_add_and_list(void)
 	g_assert_false(cut);
 	/* Open: the creator's first although bob published earlier; the
 	 * bound cuts the others. */
-	g_autofree char *all = pubkeys_authorized_json(pk, &open, 3, &cut);
+	g_autofree char *all = pubkeys_authorized_json(pk, &open, NULL, 3, &cut);
 	g_assert_false(cut);
 	g_assert_nonnull(strstr(all, "\"bob\""));
 	g_assert_true(strstr(all, k1) < strstr(all, "\"bob\""));
 	g_assert_null(strstr(all, k3));
-	g_autofree char *o = pubkeys_authorized_json(pk, &open, 2, &cut);
+	g_autofree char *o = pubkeys_authorized_json(pk, &open, NULL, 2, &cut);
 	g_assert_true(cut);
 	g_assert_null(strstr(o, "\"bob\""));
-	g_autofree char *a = pubkeys_authorized_json(pk, &admin_open, 0, &cut);
+	g_autofree char *a = pubkeys_authorized_json(pk, &admin_open, NULL, 0, &cut);
 	g_assert_nonnull(strstr(a, "\"eve\""));
 	pubkeys_free(pk);
 }
