@@ -55,6 +55,8 @@ static const struct key_spec keys[] = {
 	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
 	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
 	K("rooms", "default_room", KEY_STRING, rooms_default_room, 0, 0),
+	K("rooms", "max_public_keys_per_account", KEY_UINT, public_keys_per_account, 0, 100000),
+	K("rooms", "max_authorized_keys", KEY_UINT, authorized_keys_max, 1, 1000000),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
@@ -65,6 +67,7 @@ static const struct key_spec keys[] = {
 	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 0, 1000000),
 	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
 	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
+	K("limits", "handshake_timeout_ms", KEY_UINT, handshake_timeout_ms, 100, 3600000),
 	K("limits", "registrations_per_address_per_minute", KEY_UINT,
 	  registrations_per_address_per_minute, 0, 1000000),
 	K("limits", "max_filter_work", KEY_U64, max_filter_work, 1000, 1000000000000),
@@ -149,8 +152,11 @@ struct config *config_new_defaults(void)
 	cfg->messages_per_second = 50;
 	cfg->messages_burst = 200;
 	cfg->connections_per_address = 100;
+	cfg->handshake_timeout_ms = 10000;
 	cfg->registrations_per_address_per_minute = 60;
 	cfg->max_filter_work = 1000000;
+	cfg->public_keys_per_account = 10;
+	cfg->authorized_keys_max = 1000;
 	cfg->rooms_store = g_strdup("sqlite");
 	cfg->rooms_default_ttl = 7200;
 	cfg->rooms_max_ttl = 2592000;

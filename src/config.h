@@ -74,6 +74,8 @@ struct config {
 	unsigned rooms_store_retry_timeout; /* seconds a locked database is retried */
 	unsigned rooms_max;         /* unexpired persistent rooms; 0: no limit */
 	unsigned rooms_per_creator; /* of them created by one principal */
+	unsigned public_keys_per_account; /* Ed25519 keys one account may publish; 0: no limit */
+	unsigned authorized_keys_max;     /* listed by GET /api/rooms/{id}/authorized-keys */
 	unsigned rooms_per_address; /* created from one client address */
 	char *rooms_default_room; /* a register without room_id joins it; NULL: none */
 
@@ -91,6 +93,7 @@ struct config {
 	unsigned messages_per_second;
 	unsigned messages_burst;
 	unsigned connections_per_address;
+	unsigned handshake_timeout_ms; /* accept to upgrade (or a whole request) */
 	unsigned registrations_per_address_per_minute;
 	uint64_t max_filter_work; /* comparison steps per discovery query */
 

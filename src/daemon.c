@@ -10,6 +10,7 @@
 #include "loopcall.h"
 #include "metrics.h"
 #include "registry.h"
+#include "pubkeys.h"
 #include "rooms.h"
 #include "store.h"
 #include "systemd.h"
@@ -32,6 +33,7 @@ struct daemon {
 	struct registry *reg;
 	struct store *store;
 	struct rooms *rooms;
+	struct pubkeys *pubkeys;
 	struct auth *auth;
 	struct fetch_client *fetch; /* issuers' key sets */
 	struct addrlimit *addrlimit;
@@ -367,10 +369,18 @@ static int open_rooms(struct daemon *d)
 		return r;
 	}
 	store_set_retry_timeout(d->store, d->cfg->rooms_store_retry_timeout * 1000);
+	g_autoptr(GPtrArray) pubkeys = NULL;
+	if ((r = store_load_pubkeys(d->store, &pubkeys, &err)) < 0) {
+		log_err("room store: %s", err->message);
+		return r;
+	}
 	d->rooms = rooms_new(d->store);
-	log_info("room store %s: %u rooms, %u API keys", d->cfg->state_dir, rooms->len, keys->len);
+	log_info("room store %s: %u rooms, %u API keys, %u public keys", d->cfg->state_dir, rooms->len,
+		 keys->len, pubkeys->len);
 	rooms_load(d->rooms, rooms, keys);
 	rooms_load_members(d->rooms, members);
+	d->pubkeys = pubkeys_new();
+	pubkeys_load(d->pubkeys, pubkeys);
 	return 0;
 }
 
@@ -428,7 +438,8 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	}
 	if ((r = set_addrlimits(d, cfg)) < 0)
 		goto fail;
-	const struct router_env env = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit };
+	const struct router_env env = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit,
+					.pubkeys = d->pubkeys, .store = d->store };
 	r = ws_server_new(&d->loop, cfg, d->reg, &env, &d->ws);
 	if (r < 0) {
 		log_err("cannot create the WebSocket server");
@@ -492,6 +503,7 @@ void daemon_free(struct daemon *d)
 	ws_server_free(d->ws);
 	loopcall_free(d->loopcall);
 	rooms_free(d->rooms);
+	pubkeys_free(d->pubkeys);
 	auth_free(d->auth);
 	addrlimit_free(d->addrlimit);
 	registry_free(d->reg);

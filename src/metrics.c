@@ -32,6 +32,10 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_ROOMS_PER_CREATOR] = "max_rooms_per_creator",
 	[LIMIT_ROOMS_PER_ADDRESS] = "max_rooms_per_address",
 	[LIMIT_FILTER_WORK] = "max_filter_work",
+	[LIMIT_HANDSHAKE_TIMEOUT] = "handshake_timeout_ms",
+	[LIMIT_HTTP_BODY] = "http_body_bytes",
+	[LIMIT_PUBLIC_KEYS_PER_ACCOUNT] = "max_public_keys_per_account",
+	[LIMIT_AUTHORIZED_KEYS_LISTED] = "max_authorized_keys",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {
@@ -308,6 +312,9 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	counter(o, "rtcsignald_sessions_superseded_total",
 		"v2.0 sessions whose peer id a newer registration took over, kept open.",
 		(double)metrics_get(sessions_superseded));
+	counter(o, "rtcsignald_http_deletes_ignored_total",
+		"POST /delete-peer and /delete-peers-and-room, answered 200 and ignored.",
+		(double)metrics_get(http_deletes_ignored));
 	counter(o, "rtcsignald_superseded_closed_total",
 		"Superseded sessions closed (1000) by a third registration of their peer id.",
 		(double)metrics_get(superseded_closed));

@@ -27,6 +27,10 @@ enum metrics_limit {
 	LIMIT_ROOMS_PER_CREATOR, /* [rooms] max_rooms_per_creator */
 	LIMIT_ROOMS_PER_ADDRESS, /* [rooms] max_rooms_per_address */
 	LIMIT_FILTER_WORK,       /* [limits] max_filter_work */
+	LIMIT_HANDSHAKE_TIMEOUT, /* [limits] handshake_timeout_ms */
+	LIMIT_HTTP_BODY,                  /* a plain HTTP request's body over 64 KiB */
+	LIMIT_PUBLIC_KEYS_PER_ACCOUNT,    /* [auth] max_public_keys_per_account */
+	LIMIT_AUTHORIZED_KEYS_LISTED,     /* [auth] max_authorized_keys */
 	LIMIT__COUNT
 };
 
@@ -73,6 +77,7 @@ struct metrics {
 	atomic_uint_fast64_t errors_suppressed[ERR__COUNT]; /* not told to v2.0 sessions */
 	atomic_uint_fast64_t relayed[MSG__COUNT][RELAY__COUNT]; /* relayed types only */
 	atomic_uint_fast64_t sessions_superseded; /* v2.0 sockets kept open, taken over */
+	atomic_uint_fast64_t http_deletes_ignored; /* POST /delete-peer, /delete-peers-and-room */
 	atomic_uint_fast64_t superseded_closed;   /* and closed by a third registration */
 	/* open mode: credentials it cannot check, ignored; [0] api_key, [1] jwt, [2] id_token */
 	atomic_uint_fast64_t credentials_ignored[3];

@@ -67,6 +67,8 @@ struct router_env {
 	struct rooms *rooms;
 	struct auth *auth;
 	struct addrlimit *addrlimit; /* per-address limits */
+	struct pubkeys *pubkeys;     /* Ed25519 public keys of accounts */
+	struct store *store;         /* where they are written; NULL: memory only */
 };
 
 struct router *router_new(const struct config *cfg, struct registry *reg,

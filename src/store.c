@@ -17,13 +17,14 @@
 #include <string.h>
 
 enum job_op { JOB_PUT_ROOM, JOB_DELETE_ROOM, JOB_PUT_KEY, JOB_REVOKE_KEY, JOB_PURGE, JOB_PUT_MEMBER,
-	      JOB_DELETE_MEMBER };
+	      JOB_DELETE_MEMBER, JOB_PUT_PUBKEY };
 
 struct job {
 	enum job_op op;
 	struct store_room *room;
 	struct store_key *key;
 	struct store_member *member; /* put_member, delete_member */
+	struct store_pubkey *pubkey;
 	char *id;     /* delete_room, revoke_key */
 	int64_t when; /* revoke_key, purge_expired */
 	store_done_fn done;
@@ -106,6 +107,17 @@ void store_member_free(struct store_member *m)
 	g_free(m);
 }
 
+void store_pubkey_free(struct store_pubkey *k)
+{
+	if (!k)
+		return;
+	g_free(k->account);
+	g_free(k->public_key);
+	g_free(k->device_name);
+	g_free(k->username);
+	g_free(k);
+}
+
 /* A fresh id into *ID when it has none, and a fresh credential into
  * SECRET with its hash into HASH. */
 static int mint(char **id, char secret[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)],
@@ -140,6 +152,7 @@ static void job_free(struct job *job)
 	store_room_free(job->room);
 	store_key_free(job->key);
 	store_member_free(job->member);
+	store_pubkey_free(job->pubkey);
 	g_free(job->id);
 	g_clear_error(&job->error);
 	g_free(job);
@@ -179,6 +192,9 @@ static int run_once(struct store *st, struct job *job)
 		break;
 	case JOB_DELETE_MEMBER:
 		r = st->ops->delete_member(st->be, job->member->room_id, job->member->account, &job->error);
+		break;
+	case JOB_PUT_PUBKEY:
+		r = st->ops->put_pubkey(st->be, job->pubkey, &job->error);
 		break;
 	}
 	pthread_mutex_unlock(&st->backend_lock);
@@ -522,6 +538,36 @@ int store_purge_expired(struct store *st, int64_t now, store_done_fn done, void 
 	struct job *job = job_new(JOB_PURGE);
 	job->when = now;
 	return submit(st, job, done, data);
+}
+
+int store_put_pubkey(struct store *st, const struct store_pubkey *k, store_done_fn done, void *data)
+{
+	struct job *job;
+
+	if (!k->account || !*k->account || !k->public_key || !*k->public_key)
+		return -EINVAL;
+	job = job_new(JOB_PUT_PUBKEY);
+	job->pubkey = g_new0(struct store_pubkey, 1);
+	*job->pubkey = *k;
+	job->pubkey->account = g_strdup(k->account);
+	job->pubkey->public_key = g_strdup(k->public_key);
+	job->pubkey->device_name = g_strdup(k->device_name);
+	job->pubkey->username = g_strdup(k->username);
+	return submit(st, job, done, data);
+}
+
+int store_load_pubkeys(struct store *st, GPtrArray **out, GError **err)
+{
+	g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func((GDestroyNotify)store_pubkey_free);
+	int r;
+
+	pthread_mutex_lock(&st->backend_lock);
+	r = st->ops->load_pubkeys(st->be, list, err);
+	pthread_mutex_unlock(&st->backend_lock);
+	if (r < 0)
+		return r;
+	*out = g_steal_pointer(&list);
+	return 0;
 }
 
 int store_ping(struct store *st)

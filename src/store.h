@@ -50,7 +50,17 @@ struct store_member {
 	int64_t added_at;
 };
 
+/* An Ed25519 public key an account published (pubkeys.h). */
+struct store_pubkey {
+	char *account;     /* "jwt:ISSUER:SUB" */
+	char *public_key;  /* base64url, unpadded */
+	char *device_name;
+	char *username;    /* NULL: the subject */
+	int64_t created_at;
+};
+
 void store_room_free(struct store_room *room);
+void store_pubkey_free(struct store_pubkey *k);
 void store_key_free(struct store_key *key);
 void store_member_free(struct store_member *m);
 
@@ -89,6 +99,10 @@ struct store_backend_ops {
 	int (*revoke_key)(void *be, const char *key_id, int64_t when, GError **err);
 	/* Deletes the rooms with 0 < expires_at <= NOW, and their keys. */
 	int (*purge_expired)(void *be, int64_t now, GError **err);
+	/* Public keys: appends every struct store_pubkey to OUT; creates or
+	 * replaces one (by account and key). */
+	int (*load_pubkeys)(void *be, GPtrArray *out, GError **err);
+	int (*put_pubkey)(void *be, const struct store_pubkey *k, GError **err);
 	void (*close)(void *be);
 };
 
@@ -120,6 +134,8 @@ void store_set_retry_timeout(struct store *st, unsigned ms);
 int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **err);
 /* The same for the room memberships, right after store_load. */
 int store_load_members(struct store *st, GPtrArray **members, GError **err);
+/* The same for the public keys (struct store_pubkey). */
+int store_load_pubkeys(struct store *st, GPtrArray **out, GError **err);
 
 /* Queue one write; the record is copied.  Return 0 (DONE, when not NULL,
  * will be called exactly once, completions in the order of the calls),
@@ -137,6 +153,7 @@ int store_delete_member(struct store *st, const char *room_id, const char *accou
 int store_revoke_key(struct store *st, const char *key_id, int64_t when, store_done_fn done,
 		     void *data);
 int store_purge_expired(struct store *st, int64_t now, store_done_fn done, void *data);
+int store_put_pubkey(struct store *st, const struct store_pubkey *k, store_done_fn done, void *data);
 
 /* 0 while the backend answers (the last write reached it), else the
  * negative errno of the last backend failure; a write naming a missing

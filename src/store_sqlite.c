@@ -70,6 +70,16 @@ static const char *const migrations[] = {
 	" added_at INTEGER NOT NULL,"
 	" PRIMARY KEY (room_id, account)"
 	") WITHOUT ROWID;",
+	/* Ed25519 public keys accounts publish (pubkeys.h): 3, after the account
+	 * keys and members. */
+	"CREATE TABLE IF NOT EXISTS public_keys ("
+	" account TEXT NOT NULL,"
+	" public_key TEXT NOT NULL,"
+	" device_name TEXT,"
+	" username TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY (account, public_key)"
+	");",
 };
 
 enum stmt {
@@ -86,6 +96,8 @@ enum stmt {
 	ST_PUT_MEMBER,
 	ST_DELETE_MEMBER,
 	ST_LOAD_MEMBERS,
+	ST_PUT_PUBKEY,
+	ST_LOAD_PUBKEYS,
 	ST__COUNT
 };
 
@@ -120,6 +132,11 @@ static const char *const stmt_sql[ST__COUNT] = {
 			  " ON CONFLICT DO NOTHING",
 	[ST_DELETE_MEMBER] = "DELETE FROM room_members WHERE room_id = ?1 AND account = ?2",
 	[ST_LOAD_MEMBERS] = "SELECT room_id, account, added_at FROM room_members",
+	[ST_PUT_PUBKEY] = "INSERT INTO public_keys (account, public_key, device_name, username, created_at)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account, public_key) DO UPDATE SET"
+			  " device_name = excluded.device_name, username = excluded.username",
+	[ST_LOAD_PUBKEYS] = "SELECT account, public_key, device_name, username, created_at"
+			    " FROM public_keys ORDER BY created_at, rowid",
 };
 
 struct sq {
@@ -423,6 +440,19 @@ static bool member_row(sqlite3_stmt *stmt, GPtrArray *members, const char **id)
 	return m->room_id && m->account;
 }
 
+static bool pubkey_row(sqlite3_stmt *stmt, GPtrArray *out, const char **id)
+{
+	struct store_pubkey *k = g_new0(struct store_pubkey, 1);
+
+	g_ptr_array_add(out, k);
+	*id = k->account = column_strdup(stmt, 0);
+	k->public_key = column_strdup(stmt, 1);
+	k->device_name = column_strdup(stmt, 2);
+	k->username = column_strdup(stmt, 3);
+	k->created_at = sqlite3_column_int64(stmt, 4);
+	return k->account && k->public_key;
+}
+
 /* Every row of the query ST, decoded by ROW into OUT; WHAT names a row. */
 static int load_all(struct sq *s, enum stmt st, row_fn row, GPtrArray *out, const char *what,
 		    GError **err)
@@ -604,6 +634,25 @@ static int sq_revoke_key(void *be, const char *key_id, int64_t when, GError **er
 	return r < 0 ? r : 0;
 }
 
+static int sq_load_pubkeys(void *be, GPtrArray *out, GError **err)
+{
+	return load_all(be, ST_LOAD_PUBKEYS, pubkey_row, out, "public key of", err);
+}
+
+static int sq_put_pubkey(void *be, const struct store_pubkey *k, GError **err)
+{
+	struct sq *s = be;
+	sqlite3_stmt *stmt = s->stmt[ST_PUT_PUBKEY];
+
+	bind_text(stmt, 1, k->account);
+	bind_text(stmt, 2, k->public_key);
+	bind_text(stmt, 3, k->device_name);
+	bind_text(stmt, 4, k->username);
+	sqlite3_bind_int64(stmt, 5, k->created_at);
+	int r = write_one(s, ST_PUT_PUBKEY, "cannot store a public key", err);
+	return r < 0 ? r : 0;
+}
+
 static int sq_purge_expired(void *be, int64_t now, GError **err)
 {
 	struct sq *s = be;
@@ -624,5 +673,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.delete_member = sq_delete_member,
 	.revoke_key = sq_revoke_key,
 	.purge_expired = sq_purge_expired,
+	.load_pubkeys = sq_load_pubkeys,
+	.put_pubkey = sq_put_pubkey,
 	.close = sq_close,
 };

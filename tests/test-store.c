@@ -974,6 +974,52 @@ static void test_accounts(struct fx *fx, gconstpointer unused)
 	store_key_free(key);
 }
 
+/* Public keys: stored, replaced by account and key, loaded; a database
+ * of the schema before them gets their table when opened. */
+static void test_pubkeys(struct fx *fx, gconstpointer unused)
+{
+	struct store_pubkey a = { .account = "jwt:lab:ada", .public_key = "k1", .device_name = "cli",
+				  .created_at = 5 };
+	struct store_pubkey b = { .account = "jwt:lab:bob", .public_key = "k1", .username = "Bob",
+				  .created_at = 6 };
+	g_autoptr(GPtrArray) out = NULL;
+	g_autoptr(GError) err = NULL;
+	struct done d = { 0 };
+	sqlite3 *db = NULL;
+
+	fx_open(fx);
+	fx_close(fx);
+	/* Back to the version before the public keys (the last step), as a
+	 * release before them left it. */
+	g_assert_cmpint(sqlite3_open(fx->db, &db), ==, SQLITE_OK);
+	g_assert_cmpint(sqlite3_exec(db, "DROP TABLE public_keys; UPDATE schema_version SET version = version - 1",
+				     NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_close(db);
+	fx_open(fx);
+	g_assert_cmpint(store_put_pubkey(fx->st, &a, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_pubkey(fx->st, &b, on_done, &d), ==, 0);
+	a.device_name = "laptop"; /* the same account and key: replaced */
+	g_assert_cmpint(store_put_pubkey(fx->st, &a, on_done, &d), ==, 0);
+	struct store_pubkey bad = { .account = "", .public_key = "k" };
+	g_assert_cmpint(store_put_pubkey(fx->st, &bad, on_done, &d), ==, -EINVAL);
+	wait_done(fx, &d, 3);
+	g_assert_cmpuint(d.ok, ==, 3);
+	fx_close(fx);
+	fx_open(fx);
+	g_assert_cmpint(store_load_pubkeys(fx->st, &out, &err), ==, 0);
+	g_assert_no_error(err);
+	g_assert_cmpuint(out->len, ==, 2);
+	const struct store_pubkey *x = g_ptr_array_index(out, 0), *y = g_ptr_array_index(out, 1);
+	g_assert_cmpstr(x->account, ==, "jwt:lab:ada");
+	g_assert_cmpstr(x->device_name, ==, "laptop");
+	g_assert_null(x->username);
+	g_assert_cmpint(x->created_at, ==, 5);
+	g_assert_cmpstr(y->account, ==, "jwt:lab:bob");
+	g_assert_cmpstr(y->username, ==, "Bob");
+	g_assert_null(y->device_name);
+	done_clear(&d);
+}
+
 #define ADD(path, fn) g_test_add(path, struct fx, NULL, fx_setup, fn, fx_teardown)
 
 int main(int argc, char *argv[])
@@ -997,5 +1043,6 @@ int main(int argc, char *argv[])
 	ADD("/store/key-of-deleted-room", test_key_of_deleted_room);
 	ADD("/store/revoke-durable", test_revoke_durable);
 	ADD("/store/accounts", test_accounts);
+	ADD("/store/public-keys", test_pubkeys);
 	return g_test_run();
 }

@@ -24,8 +24,6 @@ from sleapsim import (Daemon, Issuer, SimClient, SimWorker, changed, ed25519_pub
 # once it passes: an unexpected pass fails the suite, so this list cannot
 # go stale silently.
 XFAIL_UNTIL_IMPLEMENTED = [
-    "public_keys",
-    "delete_peer",
 ]
 
 ADMIN = "admin-secret-for-tests"
