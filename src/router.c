@@ -24,10 +24,9 @@ struct router {
 	const char *text;     /* and its text */
 	size_t len;
 	bool replaying;       /* a register whose issuer's keys were awaited */
-	gint64 quota_logged_us; /* room quota refusals: last logged, and since */
-	unsigned quota_unlogged;
-	gint64 untold_logged_us; /* errors v2.0 sessions were not told: the same */
-	unsigned untold_unlogged;
+	/* Logged once a second at most: room quota refusals, and errors
+	 * v2.0 sessions were not told. */
+	struct log_rate quota_log, untold_log;
 	unsigned ignored_logged; /* bits of enum ignored: said once per process */
 };
 
@@ -130,21 +129,17 @@ static bool v20_sent(enum msg_type t, enum err_code code, bool decode, const str
  * sees every failure. */
 static void untold(struct router *r, struct client *c, enum msg_type t, const struct msg_error *e)
 {
-	gint64 now = g_get_monotonic_time();
+	unsigned skipped;
 
 	metrics_inc(errors_suppressed[e->code]);
-	if (r->untold_logged_us && now - r->untold_logged_us < G_USEC_PER_SEC) {
-		r->untold_unlogged++;
+	if (!log_rate_due(&r->untold_log, (uint64_t)g_get_monotonic_time() / 1000, &skipped))
 		return;
-	}
 	struct log_fields f = { .remote = client_remote(c), .code = protocol_code_name(e->code),
 				.peer = c->peer ? c->peer->id : NULL,
 				.room = c->peer ? c->peer->room->id : NULL };
 	log_event(LOG_INFO, LOG_EVENT_NONE, &f,
 		  "not told to a v2.0 session (%s): %s (%u more not told since the last such line)",
-		  protocol_type_name(t), e->message, r->untold_unlogged);
-	r->untold_logged_us = now;
-	r->untold_unlogged = 0;
+		  protocol_type_name(t), e->message, skipped);
 }
 
 /* Whether C is sent an error of CODE about its message of type T: always
@@ -729,20 +724,16 @@ static int check_quota(struct router *r, const char *principal, const struct net
 				       .per_creator = r->cfg->rooms_per_creator,
 				       .per_address = r->cfg->rooms_per_address };
 	enum rooms_quota_hit hit = rooms_quota_check(r->env.rooms, &q, principal, from);
-	gint64 now = g_get_monotonic_time();
+	unsigned skipped;
 
 	if (hit == ROOMS_QUOTA_OK)
 		return 0;
 	metrics_inc(limit_hits[hits[hit].limit]);
 	*why = hits[hit].why;
-	if (now - r->quota_logged_us >= G_USEC_PER_SEC) {
+	if (log_rate_due(&r->quota_log, (uint64_t)g_get_monotonic_time() / 1000, &skipped)) {
 		struct log_fields f = { .remote = from, .code = hits[hit].key };
 		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "create_room by %s refused: %s (%u more since)",
-			  principal, hits[hit].why, r->quota_unlogged);
-		r->quota_logged_us = now;
-		r->quota_unlogged = 0;
-	} else {
-		r->quota_unlogged++;
+			  principal, hits[hit].why, skipped);
 	}
 	return -EDQUOT;
 }

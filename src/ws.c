@@ -47,13 +47,6 @@ struct conn {
 	bool counted;         /* holds a count in the per-address table */
 };
 
-/* A line logged once a second at most: when it was, and how many went
- * unlogged since. */
-struct log_rate {
-	uint64_t logged_ms;
-	unsigned unlogged;
-};
-
 struct session {
 	struct client client; /* first: the router's view of us */
 	struct ws_server *ws;
@@ -123,35 +116,18 @@ struct ws_server {
 	GQueue sessions;   /* established */
 	struct linger_pool *linger;
 	unsigned n_conns;  /* adopted sockets not yet destroyed */
-	/* Refusals at max_sessions and per address, and handshakes cut,
-	 * are logged once a second at most. */
-	struct log_rate full_log, per_address_log, handshake_log;
+	/* Refusals at max_sessions and per address, handshakes cut and
+	 * sessions cut for not answering are logged once a second at most. */
+	struct log_rate full_log, per_address_log, handshake_log, cut_log;
 	GQueue handshakes;          /* of struct conn, oldest first */
 	uv_timer_t housekeeping;    /* pings and dead peers, see on_housekeeping */
 	GList *cursor;              /* where its walk through sessions is */
 	struct msgbuf *ping_msg;
-	/* Sessions cut for not answering are logged once a second at most:
-	 * the time of the last line, and how many went unlogged since. */
-	uint64_t cut_logged_ms;
-	unsigned cut_unlogged;
 	lws_retry_bo_t retry; /* all zero: no lws keepalive (on_housekeeping) */
 	bool draining;
 	void (*drained)(void *data);
 	void *drained_data;
 };
-
-/* True when a line is due; *SKIPPED: how many were not logged since. */
-static bool log_rate_due(struct log_rate *r, uint64_t now, unsigned *skipped)
-{
-	if (r->logged_ms && now - r->logged_ms < 1000) {
-		r->unlogged++;
-		return false;
-	}
-	*skipped = r->unlogged;
-	r->logged_ms = now;
-	r->unlogged = 0;
-	return true;
-}
 
 /* The conn of a connection we adopted, or NULL. */
 static struct conn *conn_of(struct ws_server *ws, struct lws *wsi)
@@ -949,15 +925,12 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 	    now - s->pinged_ms >
 		    (uint64_t)(ws->cfg->ws_ping_timeout - MIN(ws->cfg->ws_ping_timeout, ws->cfg->ws_ping_interval)) * 1000) {
 		s->cut = true;
-		if (ws->cut_logged_ms && now - ws->cut_logged_ms < 1000) {
-			ws->cut_unlogged++;
-		} else {
+		unsigned skipped;
+		if (log_rate_due(&ws->cut_log, now, &skipped)) {
 			struct log_fields f = { .remote = client_remote(&s->client) };
 			log_event(LOG_DEBUG, LOG_EVENT_NONE, &f,
 				  "no answer for %" G_GUINT64_FORMAT " ms; closing (%u more closed for that "
-				  "since the last such line)", silent, ws->cut_unlogged);
-			ws->cut_logged_ms = now;
-			ws->cut_unlogged = 0;
+				  "since the last such line)", silent, skipped);
 		}
 		/* lws closes a socket only once it has flushed what it holds
 		 * for it, which a client that reads nothing never lets happen:
