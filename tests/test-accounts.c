@@ -21,14 +21,7 @@ static char *jwks_path, *ctl_conf;
 
 static char *token_for(const char *sub)
 {
-	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "iss", json_object_new_string(ISS));
-	json_object_object_add(o, "aud", json_object_new_string(AUD));
-	json_object_object_add(o, "sub", json_object_new_string(sub));
-	json_object_object_add(o, "exp", json_object_new_int64(now + 600));
-	json_object_object_add(o, "iat", json_object_new_int64(now - 5));
-	return jwtmint_token(rsa_key, "r1", o);
+	return jwtmint_token(rsa_key, "r1", jwtmint_claims(ISS, AUD, sub));
 }
 
 static char *auth_conf(const char *extra)
@@ -53,17 +46,11 @@ static json_object *admin(struct testd *d, const char *method, const char *path,
 	return o;
 }
 
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
 /* A room made by the operator (BODY: its options): its id. */
 static char *admin_room(struct testd *d, const char *body)
 {
 	json_object *o = admin(d, "POST", "/api/rooms", body, 201);
-	char *id = g_strdup(str(o, "room_id"));
+	char *id = g_strdup(testd_str(o, "room_id"));
 	json_object_put(o);
 	return id;
 }
@@ -78,7 +65,7 @@ static char *user_room(struct testd *d, const char *sub)
 	g_assert_cmpint(r.status, ==, 201);
 	json_object *o = json_tokener_parse(r.body->str);
 	httpc_reply_clear(&r);
-	char *id = g_strdup(str(o, "room_id"));
+	char *id = g_strdup(testd_str(o, "room_id"));
 	json_object_put(o);
 	return id;
 }
@@ -103,10 +90,10 @@ static struct wsc *reg_ok(struct testd *d, const char *room, const char *rest)
 {
 	struct wsc *c;
 	json_object *o = reg(d, rest, &c);
-	if (g_strcmp0(str(o, "type"), "registered_auth") != 0)
+	if (g_strcmp0(testd_str(o, "type"), "registered_auth") != 0)
 		g_error("register %s: %s", rest, json_object_to_json_string(o));
 	if (room)
-		g_assert_cmpstr(str(o, "room_id"), ==, room);
+		g_assert_cmpstr(testd_str(o, "room_id"), ==, room);
 	json_object_put(o);
 	return c;
 }
@@ -114,7 +101,7 @@ static struct wsc *reg_ok(struct testd *d, const char *room, const char *rest)
 static void reg_refused(struct testd *d, const char *rest, const char *code, const char *reason)
 {
 	json_object *o = reg(d, rest, NULL);
-	if (g_strcmp0(str(o, "code"), code) != 0 || (reason && g_strcmp0(str(o, "reason"), reason) != 0))
+	if (g_strcmp0(testd_str(o, "code"), code) != 0 || (reason && g_strcmp0(testd_str(o, "reason"), reason) != 0))
 		g_error("register %s: %s, wanted %s %s", rest, json_object_to_json_string(o), code,
 			reason ? reason : "");
 	json_object_put(o);
@@ -174,10 +161,10 @@ static void test_default_room(void)
 static char *mint_account_key(struct testd *d, const char *body, char **key_id)
 {
 	json_object *k = admin(d, "POST", "/api/keys", body, 201);
-	g_assert_null(str(k, "room_id"));
-	char *secret = g_strdup(str(k, "api_key"));
+	g_assert_null(testd_str(k, "room_id"));
+	char *secret = g_strdup(testd_str(k, "api_key"));
 	if (key_id)
-		*key_id = g_strdup(str(k, "key_id"));
+		*key_id = g_strdup(testd_str(k, "key_id"));
 	json_object_put(k);
 	return secret;
 }
@@ -201,7 +188,7 @@ static void test_account_keys(void)
 	g_autofree char *other = user_room(d, "mallory");                         /* none of these */
 	g_autofree char *path = g_strdup_printf("/api/rooms/%s/members", added);
 	json_object *m = admin(d, "POST", path, "{\"account\":\"ada\",\"issuer\":\"lab\"}", 201);
-	g_assert_cmpstr(str(m, "account"), ==, "ada");
+	g_assert_cmpstr(testd_str(m, "account"), ==, "ada");
 	json_object_put(m);
 	m = admin(d, "GET", path, NULL, 200);
 	g_assert_nonnull(strstr(json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN), "\"account\":\"ada\""));
@@ -246,7 +233,7 @@ static void test_account_keys(void)
 	json_object_put(admin(d, "DELETE", kpath, NULL, 200));
 	for (int i = 0; i < 3; i++) {
 		json_object *e = wsc_expect_error(s[i], "AUTH_FAILED");
-		g_assert_cmpstr(str(e, "reason"), ==, "Token revoked");
+		g_assert_cmpstr(testd_str(e, "reason"), ==, "Token revoked");
 		json_object_put(e);
 		g_assert_cmpint(wsc_wait_close(s[i], WSC_TIMEOUT_MS), ==, 1008);
 		wsc_free(s[i]);
@@ -276,7 +263,7 @@ static void test_room_key_other_room(void)
 	g_autofree char *a = admin_room(d, "{}"), *b = admin_room(d, "{}");
 	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\"}", a);
 	json_object *k = admin(d, "POST", "/api/keys", body, 201);
-	g_autofree char *key = g_strdup(str(k, "api_key"));
+	g_autofree char *key = g_strdup(testd_str(k, "api_key"));
 	json_object_put(k);
 	g_autofree char *rest = g_strdup_printf(",\"room_id\":\"%s\",\"api_key\":\"%s\"", b, key);
 	g_autofree char *why = g_strdup_printf("API key is for room %s, not room %s", a, b);

@@ -25,13 +25,7 @@ static gint64 now_s(void)
 
 static json_object *claims_for(const char *sub)
 {
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "iss", json_object_new_string(ISS));
-	json_object_object_add(o, "aud", json_object_new_string(AUD));
-	json_object_object_add(o, "sub", json_object_new_string(sub));
-	json_object_object_add(o, "exp", json_object_new_int64(now_s() + 600));
-	json_object_object_add(o, "iat", json_object_new_int64(now_s() - 5));
-	return o;
+	return jwtmint_claims(ISS, AUD, sub);
 }
 
 static char *token_for(const char *sub)
@@ -67,18 +61,12 @@ static json_object *admin(struct testd *d, const char *method, const char *path,
 	return o;
 }
 
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
 /* A room made through the admin API: its id and token (g_free both). */
 static void new_room(struct testd *d, const char *body, char **id, char **token)
 {
 	json_object *o = admin(d, "POST", "/api/rooms", body ? body : "{}", 201);
-	*id = g_strdup(str(o, "room_id"));
-	*token = g_strdup(str(o, "token"));
+	*id = g_strdup(testd_str(o, "room_id"));
+	*token = g_strdup(testd_str(o, "token"));
 	g_assert_cmpuint(strlen(*id), >=, 16);    /* 64 random bits */
 	g_assert_cmpuint(strlen(*token), >=, 32); /* 128 */
 	json_object_put(o);
@@ -105,7 +93,7 @@ static struct wsc *reg_expect(struct testd *d, const char *room, const char *pee
 	}
 	json_object *o = wsc_expect_error(c, code);
 	if (reason)
-		g_assert_cmpstr(str(o, "reason"), ==, reason);
+		g_assert_cmpstr(testd_str(o, "reason"), ==, reason);
 	json_object_put(o);
 	wsc_free(c);
 	return NULL;
@@ -242,7 +230,7 @@ static void test_api_keys(void)
 	new_room(d, NULL, &room, &token);
 	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\",\"name\":\"worker-pool\"}", room);
 	json_object *k = admin(d, "POST", "/api/keys", body, 201);
-	g_autofree char *key_id = g_strdup(str(k, "key_id")), *secret = g_strdup(str(k, "api_key"));
+	g_autofree char *key_id = g_strdup(testd_str(k, "key_id")), *secret = g_strdup(testd_str(k, "api_key"));
 	json_object_put(k);
 	g_assert_true(g_str_has_prefix(secret, key_id));
 
@@ -251,7 +239,7 @@ static void test_api_keys(void)
 	wsc_sendf(w, "{\"type\":\"register\",\"peer_id\":\"w1\",\"role\":\"worker\",\"protocol\":\"2.1\",\"api_key\":\"%s\","
 		     "\"metadata\":{\"properties\":{\"gpu\":1}}}", secret);
 	json_object *reply = wsc_expect(w, "registered_auth");
-	g_assert_cmpstr(str(reply, "room_id"), ==, room);
+	g_assert_cmpstr(testd_str(reply, "room_id"), ==, room);
 	json_object_put(reply);
 	g_autofree char *ada = token_for("ada");
 	struct wsc *other = reg_expect(d, room, "c1", ada, token, NULL, NULL);
@@ -269,7 +257,7 @@ static void test_api_keys(void)
 	struct wsc *bad = testd_connect(d);
 	wsc_sendf(bad, "{\"type\":\"register\",\"api_key\":\"%s.0000\"}", key_id);
 	json_object *e = wsc_expect_error(bad, "AUTH_FAILED");
-	g_assert_cmpstr(str(e, "reason"), ==, "Invalid API key");
+	g_assert_cmpstr(testd_str(e, "reason"), ==, "Invalid API key");
 	json_object_put(e);
 	wsc_free(bad);
 
@@ -277,14 +265,14 @@ static void test_api_keys(void)
 	g_autofree char *path = g_strdup_printf("/api/keys/%s", key_id);
 	json_object_put(admin(d, "DELETE", path, NULL, 200));
 	e = wsc_expect_error(w, "AUTH_FAILED");
-	g_assert_cmpstr(str(e, "message"), ==, "Token revoked");
+	g_assert_cmpstr(testd_str(e, "message"), ==, "Token revoked");
 	json_object_put(e);
 	g_assert_cmpint(wsc_wait_close(w, WSC_TIMEOUT_MS), ==, 1008);
 	wsc_free(w);
 	bad = testd_connect(d);
 	wsc_sendf(bad, "{\"type\":\"register\",\"api_key\":\"%s\"}", secret);
 	e = wsc_expect_error(bad, "AUTH_FAILED");
-	g_assert_cmpstr(str(e, "reason"), ==, "Token revoked");
+	g_assert_cmpstr(testd_str(e, "reason"), ==, "Token revoked");
 	json_object_put(e);
 	wsc_free(bad);
 	json_object_put(admin(d, "DELETE", "/api/keys/0000000000000000", NULL, 404));
@@ -314,7 +302,7 @@ static void test_api_keys(void)
 	/* An expiring key stops working at its time. */
 	g_autofree char *body2 = g_strdup_printf("{\"room_id\":\"%s\",\"expires_in\":1}", room);
 	k = admin(d, "POST", "/api/keys", body2, 201);
-	g_autofree char *short_lived = g_strdup(str(k, "api_key"));
+	g_autofree char *short_lived = g_strdup(testd_str(k, "api_key"));
 	json_object_put(k);
 	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
 	bool expired = false;
@@ -322,7 +310,7 @@ static void test_api_keys(void)
 		struct wsc *c = testd_connect(d);
 		wsc_sendf(c, "{\"type\":\"register\",\"api_key\":\"%s\"}", short_lived);
 		json_object *o = wsc_recv_json(c);
-		expired = g_strcmp0(str(o, "reason"), "Token expired") == 0;
+		expired = g_strcmp0(testd_str(o, "reason"), "Token expired") == 0;
 		json_object_put(o);
 		wsc_free(c);
 	}
@@ -356,8 +344,8 @@ static void test_room_persists(void)
 	wsc_free(reg_expect(d, room, "back", ada, token, NULL, NULL));
 	json_object *rooms = admin(d, "GET", "/api/rooms", NULL, 200);
 	json_object *r0 = json_object_array_get_idx(json_object_object_get(rooms, "rooms"), 0);
-	g_assert_cmpstr(str(r0, "room_id"), ==, room);
-	g_assert_cmpstr(str(r0, "name"), ==, "durable");
+	g_assert_cmpstr(testd_str(r0, "room_id"), ==, room);
+	g_assert_cmpstr(testd_str(r0, "name"), ==, "durable");
 	g_assert_cmpint(json_object_get_int(json_object_object_get(r0, "max_peers")), ==, 3);
 	g_assert_null(strstr(json_object_to_json_string(rooms), token));
 	json_object_put(rooms);
@@ -379,8 +367,8 @@ static void test_expiry_and_delete(void)
 
 	/* Expiry while connected: room_closed, then the session ends. */
 	json_object *closed = wsc_expect(a, "room_closed");
-	g_assert_cmpstr(str(closed, "room_id"), ==, room);
-	g_assert_cmpstr(str(closed, "reason"), ==, "expired");
+	g_assert_cmpstr(testd_str(closed, "room_id"), ==, room);
+	g_assert_cmpstr(testd_str(closed, "reason"), ==, "expired");
 	json_object_put(closed);
 	g_assert_cmpint(wsc_wait_close(a, WSC_TIMEOUT_MS), ==, 1000);
 	wsc_free(a);
@@ -392,7 +380,7 @@ static void test_expiry_and_delete(void)
 	g_assert_cmpint(json_object_get_int(json_object_object_get(del, "peers_closed")), ==, 1);
 	json_object_put(del);
 	closed = wsc_expect(b, "room_closed");
-	g_assert_cmpstr(str(closed, "reason"), ==, "deleted");
+	g_assert_cmpstr(testd_str(closed, "reason"), ==, "deleted");
 	json_object_put(closed);
 	g_assert_cmpint(wsc_wait_close(b, WSC_TIMEOUT_MS), ==, 1000);
 	wsc_free(b);
@@ -515,7 +503,7 @@ static void test_create_room_http_and_ws(void)
 	g_assert_cmpint(r.status, ==, 201);
 	json_object *o = json_tokener_parse(r.body->str);
 	httpc_reply_clear(&r);
-	g_autofree char *room = g_strdup(str(o, "room_id")), *token = g_strdup(str(o, "token"));
+	g_autofree char *room = g_strdup(testd_str(o, "room_id")), *token = g_strdup(testd_str(o, "token"));
 	g_assert_cmpint(json_object_get_int64(json_object_object_get(o, "expires_at")), >, now_s() + 590);
 	json_object_put(o);
 
@@ -529,7 +517,7 @@ static void test_create_room_http_and_ws(void)
 	/* create_room over WebSocket from the JWT session. */
 	wsc_send_text(a, "{\"type\":\"create_room\",\"expires_in\":300,\"max_peers\":4}");
 	o = wsc_expect(a, "room_created");
-	g_autofree char *room2 = g_strdup(str(o, "room_id")), *token2 = g_strdup(str(o, "token"));
+	g_autofree char *room2 = g_strdup(testd_str(o, "room_id")), *token2 = g_strdup(testd_str(o, "token"));
 	json_object_put(o);
 	wsc_free(reg_expect(d, room2, "ada-2", jwt, token2, NULL, NULL));
 	reg_expect(d, room2, "bob-2", bob, NULL, "AUTH_FAILED", "Invalid token"); /* not open */
@@ -557,7 +545,7 @@ static char *mint_key(struct testd *d, const char *room, int expires_in)
 	g_autofree char *body = expires_in ? g_strdup_printf("{\"room_id\":\"%s\",\"expires_in\":%d}", room, expires_in)
 					   : g_strdup_printf("{\"room_id\":\"%s\"}", room);
 	json_object *k = admin(d, "POST", "/api/keys", body, 201);
-	char *secret = g_strdup(str(k, "api_key"));
+	char *secret = g_strdup(testd_str(k, "api_key"));
 	json_object_put(k);
 	return secret;
 }
@@ -602,7 +590,7 @@ static void test_auth_mode_is_configured(void)
 		struct wsc *c = testd_connect(d);
 		wsc_sendf(c, "{\"type\":\"register\",\"api_key\":\"%s\"}", short_lived);
 		json_object *o = wsc_recv_json(c);
-		expired = g_strcmp0(str(o, "reason"), "Token expired") == 0;
+		expired = g_strcmp0(testd_str(o, "reason"), "Token expired") == 0;
 		json_object_put(o);
 		wsc_free(c);
 	}

@@ -15,12 +15,6 @@
 
 static struct testd *d;
 
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
 static bool has(json_object *o, const char *key)
 {
 	return json_object_object_get_ex(o, key, NULL);
@@ -36,8 +30,8 @@ static struct wsc *v20_on(struct wsc *c, const char *room, const char *id, const
 		  "\"available\"}}}",
 		  id, room, role);
 	json_object *o = wsc_expect(c, "registered_auth");
-	g_assert_cmpstr(str(o, "peer_id"), ==, id);
-	g_assert_cmpstr(str(o, "protocol"), ==, "2.0");
+	g_assert_cmpstr(testd_str(o, "peer_id"), ==, id);
+	g_assert_cmpstr(testd_str(o, "protocol"), ==, "2.0");
 	json_object_put(o);
 	return c;
 }
@@ -70,8 +64,8 @@ static double relayed(const char *type, const char *result)
 static void expect_told(struct wsc *c, const char *code)
 {
 	json_object *o = wsc_expect_error(c, code);
-	g_assert_nonnull(str(o, "reason"));
-	g_assert_cmpstr(str(o, "reason"), ==, str(o, "message"));
+	g_assert_nonnull(testd_str(o, "reason"));
+	g_assert_cmpstr(testd_str(o, "reason"), ==, testd_str(o, "message"));
 	json_object_put(o);
 }
 
@@ -182,7 +176,7 @@ static void test_v21_told(void)
 	struct wsc *c = testd_connect(d);
 	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"p\",\"room_id\":\"loud\",\"protocol\":\"2.1\"}");
 	json_object *o = wsc_expect(c, "registered_auth");
-	g_assert_cmpstr(str(o, "protocol"), ==, "2.1");
+	g_assert_cmpstr(testd_str(o, "protocol"), ==, "2.1");
 	json_object_put(o);
 	/* Any other version is refused at register, where errors are sent. */
 	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"p\",\"room_id\":\"loud\",\"protocol\":\"3\"}");
@@ -210,7 +204,7 @@ static void test_failover(void)
 	/* Frames to the peer go to the newest socket only. */
 	wsc_send_text(alice, "{\"type\":\"offer\",\"sender\":\"alice\",\"target\":\"worker-x\",\"sdp\":\"v=0\"}");
 	o = wsc_expect(second, "offer");
-	g_assert_cmpstr(str(o, "sender"), ==, "alice");
+	g_assert_cmpstr(testd_str(o, "sender"), ==, "alice");
 	json_object_put(o);
 	wsc_expect_quiet(first);
 
@@ -218,12 +212,12 @@ static void test_failover(void)
 	 * keeps using it). */
 	wsc_send_text(first, "{\"type\":\"answer\",\"sender\":\"worker-x\",\"target\":\"alice\",\"sdp\":\"v=0 a\"}");
 	o = wsc_expect(alice, "answer");
-	g_assert_cmpstr(str(o, "sender"), ==, "worker-x");
+	g_assert_cmpstr(testd_str(o, "sender"), ==, "worker-x");
 	json_object_put(o);
 	wsc_send_text(first, "{\"type\":\"peer_message\",\"from_peer_id\":\"worker-x\",\"to_peer_id\":\"alice\","
 			     "\"payload\":{\"app_message_type\":\"job_response\"}}");
 	o = wsc_expect(alice, "peer_message");
-	g_assert_cmpstr(str(o, "from_peer_id"), ==, "worker-x");
+	g_assert_cmpstr(testd_str(o, "from_peer_id"), ==, "worker-x");
 	json_object_put(o);
 	wsc_expect_quiet(first);
 
@@ -301,11 +295,11 @@ static void test_busy_worker(void)
 			 "\"Worker is currently busy. Please try again later.\",\"current_status\":\"busy\","
 			 "\"sender\":\"forged\"}");
 	json_object *o = wsc_expect(bob, "error");
-	g_assert_cmpstr(str(o, "sender"), ==, "worker-b");
-	g_assert_cmpstr(str(o, "sender_role"), ==, "worker");
-	g_assert_cmpstr(str(o, "target"), ==, "bob");
-	g_assert_cmpstr(str(o, "reason"), ==, "worker_busy");
-	g_assert_cmpstr(str(o, "current_status"), ==, "busy");
+	g_assert_cmpstr(testd_str(o, "sender"), ==, "worker-b");
+	g_assert_cmpstr(testd_str(o, "sender_role"), ==, "worker");
+	g_assert_cmpstr(testd_str(o, "target"), ==, "bob");
+	g_assert_cmpstr(testd_str(o, "reason"), ==, "worker_busy");
+	g_assert_cmpstr(testd_str(o, "current_status"), ==, "busy");
 	json_object_put(o);
 	wsc_expect_quiet(w);
 	g_assert_cmpfloat(relayed("error", "forwarded"), ==, before + 1);
@@ -339,12 +333,12 @@ static void test_relay_types(void)
 		/* Naming a peer, in either field; one not in the room. */
 		wsc_sendf(w, "{\"type\":\"%s\",\"to_peer_id\":\"alice\",\"job_id\":\"j1\"}", t);
 		json_object *o = wsc_expect(alice, t);
-		g_assert_cmpstr(str(o, "sender"), ==, "worker-r");
-		g_assert_cmpstr(str(o, "job_id"), ==, "j1");
+		g_assert_cmpstr(testd_str(o, "sender"), ==, "worker-r");
+		g_assert_cmpstr(testd_str(o, "job_id"), ==, "j1");
 		json_object_put(o);
 		wsc_sendf(w21, "{\"type\":\"%s\",\"target\":\"alice\"}", t);
 		o = wsc_expect(alice, t);
-		g_assert_cmpstr(str(o, "sender"), ==, "worker-21");
+		g_assert_cmpstr(testd_str(o, "sender"), ==, "worker-21");
 		json_object_put(o);
 		wsc_sendf(w, "{\"type\":\"%s\",\"target\":\"nobody\"}", t);
 		wsc_expect_quiet(w);
@@ -376,15 +370,15 @@ static void test_role_stripped(void)
 			       "\"sdp\":\"v=0\",\"role\":\"client\"}");
 	o = wsc_expect(w, "offer");
 	g_assert_false(has(o, "role"));
-	g_assert_cmpstr(str(o, "sender"), ==, "mallory");
-	g_assert_cmpstr(str(o, "sender_role"), ==, "peer");
+	g_assert_cmpstr(testd_str(o, "sender"), ==, "mallory");
+	g_assert_cmpstr(testd_str(o, "sender_role"), ==, "peer");
 	json_object_put(o);
 	wsc_send_text(mallory, "{\"type\":\"offer\", \"target\":\"worker-q\",\"role\":\"client\","
 			       "\"sender_role\":\"client\",\"sdp\":\"v=0\"}");
 	o = wsc_expect(w, "offer");
 	g_assert_false(has(o, "role"));
-	g_assert_cmpstr(str(o, "sender"), ==, "mallory");
-	g_assert_cmpstr(str(o, "sender_role"), ==, "peer");
+	g_assert_cmpstr(testd_str(o, "sender"), ==, "mallory");
+	g_assert_cmpstr(testd_str(o, "sender_role"), ==, "peer");
 	json_object_put(o);
 
 	/* A real client's offer (C:2622): no role comes out of it either,
@@ -402,14 +396,14 @@ static void test_role_stripped(void)
 	wsc_send_text(w, "{\"type\":\"answer\",\"target\":\"alice\",\"sdp\":\"v=0\",\"role\":\"admin\"}");
 	o = wsc_expect(alice, "answer");
 	g_assert_false(has(o, "role"));
-	g_assert_cmpstr(str(o, "sender"), ==, "worker-q");
-	g_assert_cmpstr(str(o, "sender_role"), ==, "worker");
+	g_assert_cmpstr(testd_str(o, "sender"), ==, "worker-q");
+	g_assert_cmpstr(testd_str(o, "sender_role"), ==, "worker");
 	json_object_put(o);
 	wsc_send_text(alice, "{\"type\":\"candidate\",\"target\":\"worker-q\",\"candidate\":{\"role\":\"x\"},"
 			     "\"role\":\"client\"}");
 	o = wsc_expect(w, "candidate");
 	g_assert_false(has(o, "role"));
-	g_assert_cmpstr(str(json_object_object_get(o, "candidate"), "role"), ==, "x");
+	g_assert_cmpstr(testd_str(json_object_object_get(o, "candidate"), "role"), ==, "x");
 	json_object_put(o);
 	wsc_free(w);
 	wsc_free(mallory);

@@ -17,12 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
 /* Runs rtcsignald with ARGS to completion, with the extra NAME=VALUE
  * settings ENV (may be NULL): exit status, and its output. */
 static int run_env(const char *const *args, const char *const *env, char **out, char **err)
@@ -172,7 +166,7 @@ static void test_sigterm_drain(void)
 	struct wsc *all[] = { a, b };
 	for (size_t i = 0; i < G_N_ELEMENTS(all); i++) {
 		json_object *o = wsc_expect_error(all[i], "SERVER_SHUTTING_DOWN");
-		g_assert_cmpstr(str(o, "reason"), ==, "Server is shutting down");
+		g_assert_cmpstr(testd_str(o, "reason"), ==, "Server is shutting down");
 		json_object_put(o);
 		g_assert_cmpint(wsc_wait_close(all[i], WSC_TIMEOUT_MS), ==, 1001);
 		wsc_free(all[i]);
@@ -384,7 +378,7 @@ static void test_ipv6_and_several_listeners(void)
 	struct wsc *v4 = testd_register(d, "dual", "four", NULL);
 	wsc_send_text(v4, "{\"type\":\"peer_message\",\"to_peer_id\":\"six\",\"payload\":\"over v6\"}");
 	json_object *o = wsc_expect(v6, "peer_message");
-	g_assert_cmpstr(str(o, "payload"), ==, "over v6");
+	g_assert_cmpstr(testd_str(o, "payload"), ==, "over v6");
 	json_object_put(o);
 	wsc_free(v6);
 	wsc_free(v4);
@@ -411,7 +405,7 @@ static void test_turn_credentials(void)
 	g_assert_cmpstr(json_object_get_string(json_object_array_get_idx(json_object_object_get(stun, "urls"), 0)), ==,
 			"stun:stun.example.org:3478");
 	g_assert_cmpint(json_object_array_length(json_object_object_get(turn, "urls")), ==, 2);
-	const char *user = str(turn, "username");
+	const char *user = testd_str(turn, "username");
 	g_assert_nonnull(user);
 	long long expiry = g_ascii_strtoll(user, NULL, 10);
 	g_assert_cmpint(expiry, >=, now + 600 - 5);
@@ -421,7 +415,7 @@ static void test_turn_credentials(void)
 	unsigned mac_len;
 	HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)user, strlen(user), mac, &mac_len);
 	g_autofree char *want = g_base64_encode(mac, mac_len);
-	g_assert_cmpstr(str(turn, "credential"), ==, want);
+	g_assert_cmpstr(testd_str(turn, "credential"), ==, want);
 	g_assert_cmpstr(json_object_to_json_string(json_object_object_get(o, "mesh_ice_servers")), ==,
 			json_object_to_json_string(ice));
 	json_object_put(o);

@@ -10,12 +10,6 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
 /* Two peers that keep talking: proof that the others were not harmed. */
 static void assert_bystanders_fine(struct testd *d, const char *room)
 {
@@ -122,7 +116,7 @@ static void test_slow_reader(void)
 	}
 	if (!failed)
 		failed = wsc_expect_error(fast, "DELIVERY_FAILED");
-	g_assert_cmpstr(str(failed, "to_peer_id"), ==, "slow");
+	g_assert_cmpstr(testd_str(failed, "to_peer_id"), ==, "slow");
 	json_object_put(failed);
 
 	long rss_after = testd_rss_kib(d);
@@ -142,9 +136,9 @@ static void test_slow_reader(void)
 	wsc_send_text(fast, "{\"type\":\"peer_message\",\"to_peer_id\":\"slow\",\"payload\":1}");
 	for (int i = 0; i <= 5000; i++) {
 		json_object *o = wsc_expect(fast, "error");
-		bool done = g_strcmp0(str(o, "code"), "PEER_NOT_FOUND") == 0;
+		bool done = g_strcmp0(testd_str(o, "code"), "PEER_NOT_FOUND") == 0;
 		if (!done)
-			g_assert_cmpstr(str(o, "code"), ==, "DELIVERY_FAILED");
+			g_assert_cmpstr(testd_str(o, "code"), ==, "DELIVERY_FAILED");
 		json_object_put(o);
 		if (done)
 			break;
@@ -163,7 +157,7 @@ static void test_room_full(void)
 	struct wsc *c = testd_connect(d);
 	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"c\",\"room_id\":\"small\"}");
 	json_object *o = wsc_expect_error(c, "ROOM_FULL");
-	g_assert_cmpstr(str(o, "reason"), ==, "Room is full");
+	g_assert_cmpstr(testd_str(o, "reason"), ==, "Room is full");
 	json_object_put(o);
 	/* Replacing a member is not joining. */
 	struct wsc *b2 = testd_register(d, "small", "b", NULL);
@@ -297,9 +291,9 @@ static void test_message_rate(void)
 		wsc_send_text(c, "{\"type\":\"ping\"}");
 	for (int i = 0; i < 15; i++) {
 		json_object *o = wsc_recv_json(c);
-		if (g_strcmp0(str(o, "type"), "pong") == 0)
+		if (g_strcmp0(testd_str(o, "type"), "pong") == 0)
 			pongs++;
-		else if (g_strcmp0(str(o, "code"), "RATE_LIMITED") == 0)
+		else if (g_strcmp0(testd_str(o, "code"), "RATE_LIMITED") == 0)
 			limited++;
 		json_object_put(o);
 	}
@@ -334,8 +328,8 @@ static GArray *ping_times(struct wsc *c, unsigned *others)
 		wsc_send_text(c, "{\"type\":\"ping\"}");
 		for (;;) {
 			json_object *o = wsc_recv_json(c);
-			bool pong = g_strcmp0(str(o, "type"), "pong") == 0;
-			if (!pong && g_strcmp0(str(o, "type"), "peer_message") != 0)
+			bool pong = g_strcmp0(testd_str(o, "type"), "pong") == 0;
+			if (!pong && g_strcmp0(testd_str(o, "type"), "peer_message") != 0)
 				g_error("victim got %s", json_object_to_json_string(o));
 			json_object_put(o);
 			if (pong)
@@ -681,11 +675,11 @@ static void test_one_big_answer_waits(void)
 	unsigned lists = 0, refused = 0;
 	for (int i = 0; i < ASKS; i++) {
 		json_object *o = wsc_recv_json(c);
-		if (g_strcmp0(str(o, "type"), "peer_list") == 0) {
+		if (g_strcmp0(testd_str(o, "type"), "peer_list") == 0) {
 			g_assert_cmpint(peer_count(o), ==, BIG_PEERS - 1);
 			lists++;
 		} else {
-			g_assert_cmpstr(str(o, "code"), ==, "RATE_LIMITED");
+			g_assert_cmpstr(testd_str(o, "code"), ==, "RATE_LIMITED");
 			refused++;
 		}
 		json_object_put(o);
@@ -755,13 +749,13 @@ static char *create_from(struct wsc *c, const char *body, const char *quota)
 	wsc_sendf(c, "{\"type\":\"create_room\"%s}", body ? body : "");
 	if (quota) {
 		json_object *e = wsc_expect_error(c, "RATE_LIMITED");
-		if (!strstr(str(e, "message"), quota))
-			g_error("refusal does not name %s: %s", quota, str(e, "message"));
+		if (!strstr(testd_str(e, "message"), quota))
+			g_error("refusal does not name %s: %s", quota, testd_str(e, "message"));
 		json_object_put(e);
 		return NULL;
 	}
 	json_object *o = wsc_expect(c, "room_created");
-	char *id = g_strdup(str(o, "room_id"));
+	char *id = g_strdup(testd_str(o, "room_id"));
 	json_object_put(o);
 	return id;
 }

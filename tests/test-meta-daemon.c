@@ -5,19 +5,13 @@
 #include <math.h>
 #include <string.h>
 
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
 /* The metadata peer_list shows for PEER, as text. */
 static char *listed_metadata(json_object *list, const char *peer)
 {
 	json_object *peers = json_object_object_get(list, "peers");
 	for (size_t i = 0; i < json_object_array_length(peers); i++) {
 		json_object *p = json_object_array_get_idx(peers, i);
-		if (g_strcmp0(str(p, "peer_id"), peer) == 0)
+		if (g_strcmp0(testd_str(p, "peer_id"), peer) == 0)
 			return g_strdup(json_object_to_json_string_ext(json_object_object_get(p, "metadata"),
 								       JSON_C_TO_STRING_PLAIN));
 	}
@@ -133,7 +127,7 @@ static void test_filter_work(void)
 	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"max_filter_work\"}"), ==, 0);
 	wsc_send_text(asker, s->str);
 	o = wsc_expect_error(asker, "INVALID_FILTER");
-	g_assert_nonnull(strstr(str(o, "message"), "max_filter_work"));
+	g_assert_nonnull(strstr(testd_str(o, "message"), "max_filter_work"));
 	json_object_put(o);
 	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"max_filter_work\"}"), ==, 1);
 

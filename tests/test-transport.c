@@ -24,14 +24,7 @@ static char *jwks_path;
 
 static char *token_for(const char *sub)
 {
-	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "iss", json_object_new_string(ISS));
-	json_object_object_add(o, "aud", json_object_new_string(AUD));
-	json_object_object_add(o, "sub", json_object_new_string(sub));
-	json_object_object_add(o, "exp", json_object_new_int64(now + 600));
-	json_object_object_add(o, "iat", json_object_new_int64(now - 5));
-	return jwtmint_token(key, "k1", o);
+	return jwtmint_token(key, "k1", jwtmint_claims(ISS, AUD, sub));
 }
 
 static struct testd *start_auth(const char *extra)

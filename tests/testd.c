@@ -321,3 +321,9 @@ char *testd_message_to(const char *to_peer, size_t bytes)
 	g_string_append(msg, "\"}");
 	return g_string_free(msg, FALSE);
 }
+
+const char *testd_str(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+}

@@ -86,3 +86,7 @@ struct wsc *testd_register(struct testd *d, const char *room, const char *peer_i
 struct wsc *testd_register_slow(struct testd *d, const char *room, const char *peer_id);
 /* A peer_message to TO_PEER of BYTES bytes (payload a run of 'q'). */
 char *testd_message_to(const char *to_peer, size_t bytes);
+
+/* O's member KEY as a string (a number as its text), or NULL when absent
+ * or null. */
+const char *testd_str(json_object *o, const char *key);
