@@ -34,16 +34,7 @@ static char *auth_conf(const char *extra)
 static json_object *admin(struct testd *d, const char *method, const char *path, const char *body,
 			  int want)
 {
-	struct httpc_reply r;
-	g_assert_cmpint(testd_http(d->admin_port, method, path,
-				     "Authorization: Bearer " ADMIN "\r\nContent-Type: application/json\r\n",
-				     body, &r), ==, 0);
-	if (r.status != want)
-		g_error("%s %s: %d, wanted %d: %s", method, path, r.status, want, r.body->str);
-	json_object *o = json_tokener_parse(r.body->str);
-	g_assert_nonnull(o);
-	httpc_reply_clear(&r);
-	return o;
+	return testd_admin_api(d, ADMIN, method, path, body, want);
 }
 
 /* A room made by the operator (BODY: its options): its id. */

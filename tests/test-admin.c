@@ -410,14 +410,7 @@ static void test_decimal_comma_locale(void)
 static json_object *api(struct testd *d, const char *method, const char *path, const char *body,
 			int want)
 {
-	struct httpc_reply r;
-	g_assert_cmpint(testd_http(d->admin_port, method, path, ADMIN_HDR, body, &r), ==, 0);
-	if (r.status != want)
-		g_error("%s %s: %d, wanted %d: %s", method, path, r.status, want, r.body->str);
-	json_object *o = json_tokener_parse(r.body->str);
-	g_assert_nonnull(o);
-	httpc_reply_clear(&r);
-	return o;
+	return testd_admin_api(d, ADMIN_TOKEN, method, path, body, want);
 }
 
 static char *api_str(struct testd *d, const char *method, const char *path, const char *body,

@@ -327,3 +327,19 @@ const char *testd_str(json_object *o, const char *key)
 	json_object *v;
 	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
 }
+
+json_object *testd_admin_api(struct testd *d, const char *token, const char *method,
+			     const char *path, const char *body, int want)
+{
+	g_autofree char *headers =
+		g_strdup_printf("Authorization: Bearer %s\r\nContent-Type: application/json\r\n", token);
+	struct httpc_reply r;
+
+	g_assert_cmpint(testd_http(d->admin_port, method, path, headers, body, &r), ==, 0);
+	if (r.status != want)
+		g_error("%s %s: %d, wanted %d: %s", method, path, r.status, want, r.body->str);
+	json_object *o = json_tokener_parse(r.body->str);
+	g_assert_nonnull(o);
+	httpc_reply_clear(&r);
+	return o;
+}

@@ -90,3 +90,8 @@ char *testd_message_to(const char *to_peer, size_t bytes);
 /* O's member KEY as a string (a number as its text), or NULL when absent
  * or null. */
 const char *testd_str(json_object *o, const char *key);
+
+/* METHOD PATH on D's admin API with the bearer TOKEN and a JSON BODY (may
+ * be NULL): the answer's JSON.  Fails the test unless the status is WANT. */
+json_object *testd_admin_api(struct testd *d, const char *token, const char *method,
+			     const char *path, const char *body, int want);
