@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <string.h>
 
 static char *error_body(const char *why)
 {
@@ -42,6 +43,52 @@ static char *jwt_account(const struct router_env *env, const char *bearer, char 
 		*username = g_strdup(claims.username ? claims.username : claims.sub);
 	jwt_claims_clear(&claims);
 	return account;
+}
+
+static bool issuer_configured(const struct config *cfg, const char *account)
+{
+	g_autofree char *name = auth_principal_issuer(account);
+
+	for (guint i = 0; name && i < cfg->issuers->len; i++)
+		if (strcmp(((const struct config_issuer *)g_ptr_array_index(cfg->issuers, i))->name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Who BEARER is, checked as registration checks api_key and jwt: one of
+ * our API keys (*KEY; for an account key *ACCOUNT too), else a JWT
+ * (*ACCOUNT, *USERNAME if asked).  0, or 401 with *WHY. */
+static unsigned bearer_check(const struct router_env *env, const struct config *cfg,
+			     const char *bearer, gint64 now, const struct store_key **key,
+			     char **account, char **username, const char **why)
+{
+	*key = NULL;
+	*account = NULL;
+	if (!bearer) {
+		*why = "Authentication required";
+		return 401;
+	}
+	int kr = rooms_check_key(env->rooms, bearer, now, key);
+	if (kr == -EKEYREVOKED || kr == -EKEYEXPIRED) {
+		*why = kr == -EKEYREVOKED ? "Token revoked" : "Token expired";
+		return 401;
+	}
+	if (kr == 0) {
+		if ((*key)->account && !issuer_configured(cfg, (*key)->account)) {
+			*why = "API key's account belongs to an issuer no longer configured";
+			return 401;
+		}
+		*account = g_strdup((*key)->account);
+		return 0;
+	}
+	*key = NULL;
+	*account = jwt_account(env, bearer, username, why);
+	return *account ? 0 : 401;
+}
+
+static bool is_member(void *data, const char *room_id, const char *account)
+{
+	return rooms_is_member(data, room_id, account);
 }
 
 struct keyapi_pending {
@@ -85,18 +132,29 @@ void keyapi_cancel(struct keyapi_pending *p)
 }
 
 struct keyapi_pending *keyapi_publish(const struct router_env *env, const struct config *cfg,
-				      const char *bearer, const char *body, size_t len,
-				      keyapi_done_fn done, void *data)
+				      const struct netaddr *from, const char *bearer, const char *body,
+				      size_t len, keyapi_done_fn done, void *data)
 {
-	g_autofree char *username = NULL, *key = NULL, *device = NULL;
-	const char *why = "Authentication required";
+	g_autofree char *username = NULL, *key = NULL, *device = NULL, *account = NULL;
+	const char *why = NULL;
 	const struct store_pubkey *rec = NULL;
+	const struct store_key *api_key;
 
-	/* Seam: an account API key (accounts branch) would name the account
-	 * here as well; today only a JWT does. */
-	g_autofree char *account = bearer ? jwt_account(env, bearer, &username, &why) : NULL;
+	/* An API key may be presented here too: as slow to guess as at
+	 * register. */
+	if (from && addrlimit_register(env->addrlimit, from, g_get_monotonic_time()) < 0) {
+		metrics_inc(limit_hits[LIMIT_REGISTRATIONS_PER_ADDRESS]);
+		done(429, error_body("Too many attempts: try again later"), data);
+		return NULL;
+	}
+	unsigned st = bearer_check(env, cfg, bearer, now_seconds(), &api_key, &account, &username, &why);
+	if (st) {
+		done(st, error_body(why), data);
+		return NULL;
+	}
 	if (!account) {
-		done(401, error_body(why), data);
+		/* A room's key is valid, but speaks for no account. */
+		done(403, error_body("a room's API key cannot publish keys: use an account key or a JWT"), data);
 		return NULL;
 	}
 	if (pubkeys_parse_request(body, len, &key, &device, &why) < 0) {
@@ -139,7 +197,7 @@ unsigned keyapi_authorized(const struct router_env *env, const struct config *cf
 			   char **json)
 {
 	const struct store_key *key = NULL;
-	const char *why = "Authentication required";
+	const char *why = NULL;
 	g_autofree char *account = NULL;
 	gint64 now = now_seconds();
 
@@ -148,37 +206,28 @@ unsigned keyapi_authorized(const struct router_env *env, const struct config *cf
 		*json = error_body("Too many attempts: try again later");
 		return 429;
 	}
-	if (!bearer) {
+	unsigned st = bearer_check(env, cfg, bearer, now, &key, &account, NULL, &why);
+	if (st) {
 		*json = error_body(why);
-		return 401;
-	}
-	/* An API key, checked as registration checks it; else a JWT.  Seam:
-	 * an account key (accounts branch) is valid where its account may
-	 * go, as for a JWT below. */
-	int kr = rooms_check_key(env->rooms, bearer, now, &key);
-	if (kr == -EKEYREVOKED || kr == -EKEYEXPIRED) {
-		*json = error_body(kr == -EKEYREVOKED ? "Token revoked" : "Token expired");
-		return 401;
-	}
-	if (kr < 0 && !(account = jwt_account(env, bearer, NULL, &why))) {
-		*json = error_body(why);
-		return 401;
+		return st;
 	}
 	const struct store_room *room = rooms_find(env->rooms, room_id);
 	if (!room || rooms_expired(room, now)) {
 		*json = error_body(room ? "Room expired" : "Room not found");
 		return 404;
 	}
-	/* Seam: with room members (accounts branch), M's is_member wraps
-	 * rooms_is_member; an account key's account is checked as a JWT's. */
-	const struct pubkeys_members *m = NULL;
-	if (key ? g_strcmp0(key->room_id, room->id) != 0 : !pubkeys_account_may_use(room, account, m)) {
-		*json = error_body(key ? "the API key is not valid for this room"
-				       : "this account may not use this room");
+	/* The rule register applies: a room key in its room; an account
+	 * (an account key's or a JWT's) where it created, is a member, or
+	 * the room is open to its issuer. */
+	const struct pubkeys_members m = { .is_member = is_member, .data = env->rooms };
+	if (key ? !pubkeys_key_may_use(room, key, &m) : !pubkeys_account_may_use(room, account, &m)) {
+		*json = error_body(!key		   ? "this account may not use this room"
+				   : key->account ? "the API key's account may not use this room"
+						  : "the API key is not valid for this room");
 		return 403;
 	}
 	bool truncated;
-	*json = pubkeys_authorized_json(env->pubkeys, room, m, cfg->authorized_keys_max, &truncated);
+	*json = pubkeys_authorized_json(env->pubkeys, room, &m, cfg->authorized_keys_max, &truncated);
 	if (truncated)
 		metrics_inc(limit_hits[LIMIT_AUTHORIZED_KEYS_LISTED]);
 	return 200;

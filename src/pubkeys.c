@@ -138,12 +138,17 @@ int pubkeys_add(struct pubkeys *pk, const char *account, const char *username, c
 		struct store_pubkey *k = g_ptr_array_index(pk->all, i);
 		if (strcmp(k->account, account) != 0 || strcmp(k->public_key, key) != 0)
 			continue;
+		/* An account key names no user: the name a JWT gave stays. */
+		if (!username)
+			username = k->username;
 		if (g_strcmp0(k->device_name, device) == 0 && g_strcmp0(k->username, username) == 0)
 			return PUBKEYS_UNCHANGED;
 		g_free(k->device_name);
 		k->device_name = g_strdup(device);
-		g_free(k->username);
-		k->username = g_strdup(username);
+		if (username != k->username) {
+			g_free(k->username);
+			k->username = g_strdup(username);
+		}
 		*out = k;
 		return PUBKEYS_UPDATED;
 	}
@@ -205,6 +210,14 @@ bool pubkeys_account_may_use(const struct store_room *room, const char *account,
 		return false;
 	const char *creator = issuer_of(room->created_by, &creator_len);
 	return !creator || (creator_len == mine_len && memcmp(creator, mine, mine_len) == 0);
+}
+
+bool pubkeys_key_may_use(const struct store_room *room, const struct store_key *key,
+			 const struct pubkeys_members *m)
+{
+	if (key->room_id)
+		return strcmp(key->room_id, room->id) == 0;
+	return key->account && pubkeys_account_may_use(room, key->account, m);
 }
 
 static void add_entry(json_object *list, const struct store_pubkey *k)

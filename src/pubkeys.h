@@ -35,7 +35,8 @@ enum { PUBKEYS_ADDED, PUBKEYS_UNCHANGED, PUBKEYS_UPDATED };
 /* ACCOUNT ("jwt:ISSUER:SUB") publishes KEY from DEVICE.  PUBKEYS_ADDED,
  * or PUBKEYS_UPDATED (it had the key, under another device or user
  * name): *OUT is the record to store; PUBKEYS_UNCHANGED: it had that key
- * as it is; -EDQUOT: it has MAX keys (0: no limit). */
+ * as it is; -EDQUOT: it has MAX keys (0: no limit).  USERNAME NULL: not
+ * known (an account key has none): a known key keeps the one it has. */
 int pubkeys_add(struct pubkeys *pk, const char *account, const char *username, const char *key,
 		const char *device, unsigned max, int64_t now, const struct store_pubkey **out);
 /* Takes back an addition that could not be stored. */
@@ -43,18 +44,23 @@ void pubkeys_remove(struct pubkeys *pk, const char *account, const char *key);
 unsigned pubkeys_count(struct pubkeys *pk, const char *account);
 
 /* Whether ACCOUNT was added to ROOM_ID by the operator (room members:
- * the accounts branch's rooms_is_member); NULL: no members. */
+ * rooms_is_member, wired by keyapi.c); NULL: no members. */
 struct pubkeys_members {
 	bool (*is_member)(void *data, const char *room_id, const char *account);
 	void *data;
 };
 
-/* Whether ACCOUNT may use ROOM with a JWT, as registration admits it
- * without the room token: it created the room, or the room is open to
- * its issuer (to every issuer when its creator is not a JWT account), or
- * it is a member (M may be NULL). */
+/* Whether ACCOUNT may use ROOM with a JWT or an account key, as
+ * registration admits it without the room token: it created the room,
+ * or the room is open to its issuer (to every issuer when its creator is
+ * not a JWT account), or it is a member (M may be NULL). */
 bool pubkeys_account_may_use(const struct store_room *room, const char *account,
 			     const struct pubkeys_members *m);
+/* Whether API key KEY (valid now: rooms_check_key) may be used for ROOM:
+ * a room's key for its room only, an account key wherever its account
+ * may go (pubkeys_account_may_use). */
+bool pubkeys_key_may_use(const struct store_room *room, const struct store_key *key,
+			 const struct pubkeys_members *m);
 
 /* {"authorized_keys":[{"public_key","username","device_name"}...]}: the
  * keys of the accounts that may use ROOM, the creator's first, at most

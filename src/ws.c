@@ -720,7 +720,9 @@ static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *w
 	case ROUTE_PUBLIC_KEYS: {
 		char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
 		const char *bearer = http_bearer(wsi, auth, sizeof auth);
-		struct keyapi_pending *p = keyapi_publish(&ws->env, ws->cfg, bearer,
+		struct netaddr from;
+		bool from_known = client_addr(ws, wsi, &from) == 0;
+		struct keyapi_pending *p = keyapi_publish(&ws->env, ws->cfg, from_known ? &from : NULL, bearer,
 							  h->body ? h->body->str : "",
 							  h->body ? h->body->len : 0, answered, s);
 		explicit_bzero(auth, sizeof auth);

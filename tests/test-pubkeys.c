@@ -144,11 +144,53 @@ static void test_add_and_list(void)
 	pubkeys_free(pk);
 }
 
+/* Account keys: a publication names no user (a known key keeps the name
+ * its JWT gave); a key may list a room as its account may use it. */
+static void test_account_keys(void)
+{
+	struct pubkeys *pk = pubkeys_new();
+	g_autofree char *k1 = text_of(1), *k2 = text_of(2);
+	const struct store_pubkey *rec = NULL;
+	struct store_room closed = { .id = "r1", .created_by = "jwt:lab:ada" };
+	struct store_room other = { .id = "r9", .created_by = "admin" };
+	struct store_room open = { .id = "r2", .created_by = "jwt:lab:ada", .open_to_issuer = true };
+	struct store_key room_key = { .key_id = "k", .room_id = "r1" };
+	struct store_key ada_key = { .key_id = "a", .account = "jwt:lab:ada" };
+	struct store_key bob_key = { .key_id = "b", .account = "jwt:lab:bob" };
+	struct store_key eve_key = { .key_id = "e", .account = "jwt:other:eve" };
+	const struct pubkeys_members bob_in_r1 = { .is_member = bob_member };
+	bool cut;
+
+	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", "Ada", k1, "cli", 0, 1, &rec), ==, PUBKEYS_ADDED);
+	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", NULL, k1, "cli", 0, 2, &rec), ==, PUBKEYS_UNCHANGED);
+	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:ada", NULL, k1, "gui", 0, 3, &rec), ==, PUBKEYS_UPDATED);
+	g_assert_cmpstr(rec->username, ==, "Ada");
+	g_assert_cmpint(pubkeys_add(pk, "jwt:lab:bob", NULL, k2, "cli", 0, 4, &rec), ==, PUBKEYS_ADDED);
+	g_assert_null(rec->username);
+
+	g_assert_true(pubkeys_key_may_use(&closed, &room_key, &bob_in_r1));
+	g_assert_false(pubkeys_key_may_use(&open, &room_key, &bob_in_r1));
+	g_assert_true(pubkeys_key_may_use(&closed, &ada_key, NULL));     /* created it */
+	g_assert_false(pubkeys_key_may_use(&closed, &bob_key, NULL));
+	g_assert_true(pubkeys_key_may_use(&closed, &bob_key, &bob_in_r1)); /* a member */
+	g_assert_false(pubkeys_key_may_use(&other, &bob_key, &bob_in_r1));
+	g_assert_true(pubkeys_key_may_use(&open, &bob_key, NULL));        /* its issuer's */
+	g_assert_false(pubkeys_key_may_use(&open, &eve_key, &bob_in_r1));
+	/* The member's key is listed (by its subject), after the creator's. */
+	g_autofree char *c = pubkeys_authorized_json(pk, &closed, &bob_in_r1, 0, &cut);
+	g_autofree char *want = g_strdup_printf("{\"authorized_keys\":[{\"public_key\":\"%s\",\"username\":\"Ada\","
+						"\"device_name\":\"gui\"},{\"public_key\":\"%s\",\"username\":\"bob\","
+						"\"device_name\":\"cli\"}]}", k1, k2);
+	g_assert_cmpstr(c, ==, want);
+	pubkeys_free(pk);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/pubkeys/decode", test_decode);
 	g_test_add_func("/pubkeys/parse", test_parse);
 	g_test_add_func("/pubkeys/add-and-list", test_add_and_list);
+	g_test_add_func("/pubkeys/account-keys", test_account_keys);
 	return g_test_run();
 }

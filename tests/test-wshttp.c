@@ -1,8 +1,8 @@
 /* Integration tests: plain HTTP on the WebSocket port (issue 19).  Every
  * request gets an answer; POST /delete-peer and /delete-peers-and-room
  * answer 200 and change nothing; Ed25519 public keys are published with
- * a JWT and listed for a room with a credential valid for it, and
- * survive a restart. */
+ * a JWT or an account key and listed for a room with a credential valid
+ * for it (room members included), and survive a restart. */
 #include "jwtmint.h"
 #include "testd.h"
 
@@ -423,16 +423,85 @@ static void test_authorized_keys(void)
 	g_assert_true(g_spawn_command_line_sync(rm, NULL, NULL, NULL, NULL));
 }
 
-/* Listing counts against the address's registration attempts, so API
- * keys are no faster to guess here than at register. */
+/* An account key of SUB (issuer lab), and its id in *KEY_ID. */
+static char *account_key_for(struct testd *d, const char *sub, char **key_id)
+{
+	g_autofree char *body = g_strdup_printf("{\"account\":\"%s\",\"issuer\":\"lab\"}", sub);
+	json_object *o = testd_admin_api(d, ADMIN, "POST", "/api/keys", body, 201);
+	*key_id = g_strdup(testd_str(o, "key_id"));
+	char *k = g_strdup(testd_str(o, "api_key"));
+	json_object_put(o);
+	return k;
+}
+
+/* sleap-rtc's account keys: the CLI publishes with one, the worker lists
+ * with one.  Valid where its account may go (created, member, open to its
+ * issuer), as at register; room members' keys are listed; a revoked key
+ * is refused. */
+static void test_account_keys(void)
+{
+	struct testd *d = start_auth(NULL);
+	g_autofree char *ada = token_for("ada"), *bob = token_for("bob");
+	g_autofree char *k1 = pubkey_text(1), *k2 = pubkey_text(2), *k3 = pubkey_text(3);
+	g_autofree char *ada_id = NULL, *bob_id = NULL;
+	g_autofree char *ada_key = account_key_for(d, "ada", &ada_id), *bob_key = account_key_for(d, "bob", &bob_id);
+	g_autofree char *closed = create_room(d, ada, false);
+	json_object *o = testd_admin_api(d, ADMIN, "POST", "/api/rooms", "{}", 201); /* the operator's, closed */
+	g_autofree char *theirs = g_strdup(testd_str(o, "room_id"));
+	json_object_put(o);
+	g_autofree char *room_key = api_key_for(d, closed);
+	char *keys = NULL;
+
+	/* Published with an account key: the key's account's. */
+	g_assert_cmpuint(publish(d, ada_key, k1, "cli"), ==, 201);
+	g_assert_cmpuint(publish(d, ada, k1, "cli"), ==, 200); /* the same account */
+	g_assert_cmpuint(publish(d, bob_key, k2, "cli"), ==, 201);
+	g_assert_cmpuint(publish(d, room_key, k3, "cli"), ==, 403); /* speaks for no account */
+	/* Listed with an account key of the creator; not yet by bob. */
+	g_assert_cmpuint(list_keys(d, closed, ada_key, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, k1);
+	g_clear_pointer(&keys, g_free);
+	g_assert_cmpuint(list_keys(d, closed, bob_key, NULL), ==, 403);
+	g_assert_cmpuint(list_keys(d, closed, bob, NULL), ==, 403);
+	/* Bob a member: his key lists the room, and his key is listed. */
+	g_autofree char *mpath = g_strdup_printf("/api/rooms/%s/members", closed);
+	json_object_put(testd_admin_api(d, ADMIN, "POST", mpath, "{\"account\":\"bob\",\"issuer\":\"lab\"}", 201));
+	g_autofree char *both = g_strdup_printf("%s %s", k1, k2);
+	g_assert_cmpuint(list_keys(d, closed, bob_key, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, both);
+	g_clear_pointer(&keys, g_free);
+	g_assert_cmpuint(list_keys(d, closed, bob, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, both);
+	g_clear_pointer(&keys, g_free);
+	g_assert_cmpuint(list_keys(d, closed, room_key, &keys), ==, 200);
+	g_assert_cmpstr(keys, ==, both);
+	g_clear_pointer(&keys, g_free);
+	/* A room neither may use. */
+	g_assert_cmpuint(list_keys(d, theirs, bob_key, NULL), ==, 403);
+	g_assert_cmpuint(list_keys(d, theirs, ada_key, NULL), ==, 403);
+	/* Revoked: refused on both endpoints. */
+	g_autofree char *kpath = g_strdup_printf("/api/keys/%s", bob_id);
+	json_object_put(testd_admin_api(d, ADMIN, "DELETE", kpath, NULL, 200));
+	g_assert_cmpuint(list_keys(d, closed, bob_key, NULL), ==, 401);
+	g_assert_cmpuint(publish(d, bob_key, k2, "cli"), ==, 401);
+	g_assert_cmpuint(list_keys(d, closed, ada_key, NULL), ==, 200);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* Listing and publishing count against the address's registration
+ * attempts, so API keys are no faster to guess here than at register. */
 static void test_list_rate(void)
 {
 	struct testd *d = start_auth("[limits]\nregistrations_per_address_per_minute = 3\n");
+	g_autofree char *k = pubkey_text(1);
 	for (int i = 0; i < 3; i++)
 		g_assert_cmpuint(list_keys(d, "no-such-room", "guess", NULL), ==, 401);
 	g_assert_cmpuint(list_keys(d, "no-such-room", "guess", NULL), ==, 429);
+	/* Publishing takes an API key too: counted alike. */
+	g_assert_cmpuint(publish(d, "guess", k, "cli"), ==, 429);
 	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"registrations_per_address_per_minute\"}"),
-			  ==, 1);
+			  ==, 2);
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
@@ -450,6 +519,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/wshttp/every-request-answered", test_every_request_answered);
 	g_test_add_func("/wshttp/publish", test_publish);
 	g_test_add_func("/wshttp/authorized-keys", test_authorized_keys);
+	g_test_add_func("/wshttp/account-keys", test_account_keys);
 	g_test_add_func("/wshttp/list-rate", test_list_rate);
 	int r = g_test_run();
 	unlink(jwks_path);
