@@ -347,8 +347,9 @@ async def t_account_keys(ctx):
 
 
 async def t_public_keys(ctx):
-    """(g) a client publishes its Ed25519 key with its JWT; a worker lists
-    the room's authorized keys with a key valid for the room."""
+    """(g) a client publishes its Ed25519 key with its JWT or its account
+    key; a worker lists the room's authorized keys with a key valid for the
+    room: a room key, or an account key of a member."""
     iss = ctx.issuer
     d = await ctx.daemon(ctx.auth_conf())
     room = await user_room(d, iss, "ada")
@@ -369,6 +370,33 @@ async def t_public_keys(ctx):
     st, body = await http(d.port, "GET", "/api/rooms/%s/authorized-keys" % room,
                           {"Authorization": "Bearer " + k2["api_key"]}, timeout=10)
     assert st in (401, 403), "another room's key: %d %s" % (st, body)
+    # With account keys, as today's sleap-rtc: bob's CLI login posts its key
+    # with his stored account key; the operator adds bob to ada's room; his
+    # worker registers with that key and lists the room named in
+    # registered_auth with its api_key.  Ada's key and his are listed.
+    acct = await mint_account_key(d, iss, "bob")
+    pk2 = ed25519_public_key(ctx.tmp)
+    st, body = await http(d.port, "POST", "/api/auth/public-keys", {"Authorization": "Bearer " + acct},
+                          {"public_key": pk2, "device_name": "cli"}, timeout=10)
+    assert 200 <= st < 300, "POST /api/auth/public-keys with an account key: %d %s" % (st, body)
+    await d.admin(ADMIN, "POST", "/api/rooms/%s/members" % room, {"account": "bob", "issuer": iss.ISS},
+                  want=201)
+    w = ctx.worker(d, acct, room_id=room, hostname="gpu-b")
+    await registered(w)
+    st, body = await http(d.port, "GET", "/api/rooms/%s/authorized-keys" % w.room_id,
+                          {"Authorization": "Bearer " + w.api_key}, timeout=10)
+    assert st == 200, "GET authorized-keys with an account key: %d %s" % (st, body)
+    listed = [e.get("public_key") for e in json.loads(body).get("authorized_keys", [])]
+    assert listed == [pk, pk2], listed
+    # Not for a room bob may not use; not once revoked.
+    closed = await user_room(d, iss, "mallory", open_to_issuer=False)
+    st, body = await http(d.port, "GET", "/api/rooms/%s/authorized-keys" % closed,
+                          {"Authorization": "Bearer " + acct}, timeout=10)
+    assert st == 403, "an account key for a room its account may not use: %d %s" % (st, body)
+    await d.admin(ADMIN, "DELETE", "/api/keys/%s" % acct.split(".")[0], None, want=200)
+    st, body = await http(d.port, "GET", "/api/rooms/%s/authorized-keys" % room,
+                          {"Authorization": "Bearer " + acct}, timeout=10)
+    assert st == 401, "a revoked account key: %d %s" % (st, body)
 
 
 async def t_delete_peer(ctx):
