@@ -444,3 +444,13 @@ bool auth_keys_loaded(const struct auth *a)
 {
 	return atomic_load(&((struct auth *)a)->issuers_without_keys) == 0;
 }
+
+bool auth_principal_issuer_configured(const struct config *cfg, const char *principal)
+{
+	g_autofree char *name = auth_principal_issuer(principal);
+
+	for (guint i = 0; name && i < cfg->issuers->len; i++)
+		if (strcmp(((const struct config_issuer *)g_ptr_array_index(cfg->issuers, i))->name, name) == 0)
+			return true;
+	return false;
+}

@@ -55,5 +55,8 @@ void auth_wait_cancel(struct auth_wait *w);
 char *auth_principal(const char *issuer_name, const struct jwt_claims *claims);
 /* The issuer name of a "jwt:NAME:SUB" principal, or NULL. */
 char *auth_principal_issuer(const char *principal);
+/* Whether PRINCIPAL's issuer is one of CFG's (an account key outlives
+ * the removal of its issuer, and is refused then). */
+bool auth_principal_issuer_configured(const struct config *cfg, const char *principal);
 /* True when every issuer has a key set; safe from any thread (/ready). */
 bool auth_keys_loaded(const struct auth *a);

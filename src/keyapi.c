@@ -45,16 +45,6 @@ static char *jwt_account(const struct router_env *env, const char *bearer, char 
 	return account;
 }
 
-static bool issuer_configured(const struct config *cfg, const char *account)
-{
-	g_autofree char *name = auth_principal_issuer(account);
-
-	for (guint i = 0; name && i < cfg->issuers->len; i++)
-		if (strcmp(((const struct config_issuer *)g_ptr_array_index(cfg->issuers, i))->name, name) == 0)
-			return true;
-	return false;
-}
-
 /* Who BEARER is, checked as registration checks api_key and jwt: one of
  * our API keys (*KEY; for an account key *ACCOUNT too), else a JWT
  * (*ACCOUNT, *USERNAME if asked).  0, or 401 with *WHY. */
@@ -74,7 +64,7 @@ static unsigned bearer_check(const struct router_env *env, const struct config *
 		return 401;
 	}
 	if (kr == 0) {
-		if ((*key)->account && !issuer_configured(cfg, (*key)->account)) {
+		if ((*key)->account && !auth_principal_issuer_configured(cfg, (*key)->account)) {
 			*why = "API key's account belongs to an issuer no longer configured";
 			return 401;
 		}

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "protocol.h"
+#include "pubkeys.h"
 #include "secret.h"
 
 #include <errno.h>
@@ -357,30 +358,17 @@ static void ignore_credential(struct router *r, struct client *c, enum ignored k
 		  names[kind]);
 }
 
-/* Whether ACCOUNT ("jwt:NAME:SUB") may use ROOM: it created it, the room
- * is open to its issuer (as for a JWT), or the operator added it. */
-static bool account_may_use(struct router *r, const struct store_room *room, const char *account)
+static bool is_member(void *rooms, const char *room_id, const char *account)
 {
-	if (strcmp(room->created_by, account) == 0)
-		return true;
-	if (room->open_to_issuer) {
-		g_autofree char *creator = auth_principal_issuer(room->created_by);
-		g_autofree char *mine = auth_principal_issuer(account);
-		if (mine && (!creator || strcmp(creator, mine) == 0))
-			return true;
-	}
-	return rooms_is_member(r->env.rooms, room->id, account);
+	return rooms_is_member(rooms, room_id, account);
 }
 
-static bool issuer_configured(struct router *r, const char *account)
+/* Whether ACCOUNT ("jwt:NAME:SUB") may use ROOM: the rule the public key
+ * listing applies too. */
+static bool account_may_use(struct router *r, const struct store_room *room, const char *account)
 {
-	g_autofree char *name = auth_principal_issuer(account);
-
-	for (guint i = 0; name && i < r->cfg->issuers->len; i++)
-		if (strcmp(((const struct config_issuer *)g_ptr_array_index(r->cfg->issuers, i))->name,
-			   name) == 0)
-			return true;
-	return false;
+	const struct pubkeys_members m = { .is_member = is_member, .data = r->env.rooms };
+	return pubkeys_account_may_use(room, account, &m);
 }
 
 /* PROTOCOL.md 3.1 and 6: api_key, else a JWT with the room's token, else
@@ -423,7 +411,7 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Invalid API key");
 			return REFUSED;
 		}
-		if (key && key->account && !issuer_configured(r, key->account)) {
+		if (key && key->account && !auth_principal_issuer_configured(r->cfg, key->account)) {
 			if (!open) {
 				refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id,
 						"API key's account belongs to an issuer no longer configured");
