@@ -101,9 +101,12 @@ static json_object *body_object(struct admin_request *req)
 
 	if (!len)
 		return json_object_new_object();
+	/* The operator's bodies are small objects: RFC 8259 only, as for
+	 * clients' messages, and little of it. */
+	static const struct protocol_limits lim = { .max_depth = 16, .max_values = 1000 };
 	tok = json_tokener_new_ex(16);
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_parse_object(tok, body, len);
+	o = protocol_parse_object(tok, &lim, body, len);
 	json_tokener_free(tok);
 	return o;
 }

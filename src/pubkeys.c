@@ -1,5 +1,7 @@
 #include "pubkeys.h"
 
+#include "jscan.h"
+
 #include <errno.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -85,7 +87,8 @@ int pubkeys_parse_request(const char *body, size_t len, char **key, char **devic
 	int r = -EINVAL;
 
 	*key = *device = NULL;
-	if (len <= INT_MAX)
+	/* RFC 8259 only (json-c alone would take NaN), and a small object. */
+	if (len <= INT_MAX && jscan_check(body, len, 4, 64, NULL, NULL) == JSCAN_OK)
 		o = json_tokener_parse_ex(tok, body, (int)len);
 	size_t end = o ? json_tokener_get_parse_end(tok) : 0;
 	while (end < len && strchr(" \t\r\n", body[end]) && body[end])

@@ -510,6 +510,8 @@ static void test_store_locked(void)
 	g_autofree char *tmp = g_dir_make_tmp("rtcsignald-locked-XXXXXX", NULL);
 	g_autofree char *state = g_build_filename(tmp, "state", NULL);
 	struct testd *d = start_with_state(state);
+	/* Only RFC 8259 JSON, from the operator too. */
+	json_object_put(api(d, "POST", "/api/rooms", "{\"name\":\"nan\",\"x\":NaN}", 400));
 	g_autofree char *kept_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"kept\"}", "room_id");
 	g_autofree char *gone_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"gone\"}", "room_id");
 	g_autofree char *key_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"keys\"}", "room_id");

@@ -67,7 +67,8 @@ static void test_parse(void)
 	g_autofree char *nul = g_strdup_printf("{\"public_key\":\"%s\\u0000x\"}", k);
 	g_autofree char *nuldev = g_strdup_printf("{\"public_key\":\"%s\",\"device_name\":\"a\\u0000b\"}", k);
 	g_autofree char *longdev = g_strdup_printf("{\"public_key\":\"%s\",\"device_name\":\"%0129d\"}", k, 0);
-	const char *bad[] = { badev, trail, nul, nuldev, longdev, "", "[]", "{\"public_key\":1}",
+	g_autofree char *nan = g_strdup_printf("{\"public_key\":\"%s\",\"x\":NaN}", k);
+	const char *bad[] = { badev, trail, nul, nuldev, longdev, nan, "", "[]", "{\"public_key\":1}",
 			      "{\"public_key\":\"AAAA\"}" };
 	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
 		g_assert_cmpint(pubkeys_parse_request(bad[i], strlen(bad[i]), &key, &dev, &why), ==, -EINVAL);
