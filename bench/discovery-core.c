@@ -91,7 +91,7 @@ int main(int argc, char *argv[])
 			char *why = NULL;
 
 			json_object_object_get_ex(o, "filters", &filters);
-			if (filter_compile(filters, &flt, &why) < 0)
+			if (filter_compile(filters, UINT64_MAX, &flt, &why) < 0)
 				g_error("workload filter refused: %s", why);
 			struct msgbuf *m = protocol_peer_list(scratch, self, lim, match_filter, flt);
 			/* the reply ends with "count":N} */

@@ -1,7 +1,8 @@
-/* admin: the admin HTTP port (libmicrohttpd in its own thread, epoll):
- * /health, /ready, /metrics and the /api/ of adminapi.  It reads the
- * metrics atomics and asks the loop (through loopcall) for anything else;
- * it never touches loop state itself. */
+/* admin: the admin HTTP port (libmicrohttpd in its own thread, epoll,
+ * fed by an accept thread of ours that enforces the connection limits
+ * and a deadline per request): /health, /ready, /metrics and the /api/
+ * of adminapi.  It reads the metrics atomics and asks the loop (through
+ * loopcall) for anything else; it never touches loop state itself. */
 #pragma once
 
 #include "loopcall.h"
@@ -20,7 +21,9 @@ typedef bool (*admin_ready_fn)(void *data, const char **reason);
 struct admin_options {
 	int listen_fd; /* a bound, listening socket; the admin takes it */
 	unsigned max_connections;
+	unsigned connections_per_address; /* of max_connections, from one address */
 	unsigned connection_timeout; /* seconds */
+	unsigned request_timeout;    /* seconds to send a whole request */
 	struct loopcall *loopcall;
 	/* Run on the loop: the registered peers by role. */
 	void (*roles)(void *data, struct metrics_roles *out);

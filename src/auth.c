@@ -51,6 +51,7 @@ struct auth {
 	uv_loop_t *loop;        /* NULL: not fetching */
 	struct fetch_client *fc;
 	atomic_uint issuers_without_keys; /* read by /ready from the admin thread */
+	bool required; /* see auth_required */
 };
 
 static void issuer_free(gpointer p)
@@ -325,6 +326,7 @@ int auth_configure(struct auth *a, const struct config *cfg, GError **err)
 	for (guint i = 0; i < a->issuers->len; i++)
 		g_ptr_array_add(a->jwt_issuers, ((struct issuer *)g_ptr_array_index(a->issuers, i))->jwt);
 	count_missing_keys(a);
+	a->required = cfg->require_auth || a->issuers->len > 0;
 
 	/* Sources no issuer names any more go; their waiters learn now. */
 	for (guint i = 0; i < old_sources->len; i++) {
@@ -360,6 +362,11 @@ void auth_stop_fetching(struct auth *a)
 unsigned auth_n_issuers(const struct auth *a)
 {
 	return a->issuers->len;
+}
+
+bool auth_required(const struct auth *a)
+{
+	return a->required;
 }
 
 static struct issuer *find_issuer(struct auth *a, const struct jwt_issuer *jwt, const char *name)
@@ -436,4 +443,14 @@ char *auth_principal_issuer(const char *principal)
 bool auth_keys_loaded(const struct auth *a)
 {
 	return atomic_load(&((struct auth *)a)->issuers_without_keys) == 0;
+}
+
+bool auth_principal_issuer_configured(const struct config *cfg, const char *principal)
+{
+	g_autofree char *name = auth_principal_issuer(principal);
+
+	for (guint i = 0; name && i < cfg->issuers->len; i++)
+		if (strcmp(((const struct config_issuer *)g_ptr_array_index(cfg->issuers, i))->name, name) == 0)
+			return true;
+	return false;
 }

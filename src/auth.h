@@ -32,6 +32,11 @@ void auth_start_fetching(struct auth *a, uv_loop_t *loop, struct fetch_client *f
 void auth_stop_fetching(struct auth *a);
 
 unsigned auth_n_issuers(const struct auth *a);
+/* Whether every register needs a credential (a JWT or an API key).  The
+ * configuration alone decides: [server] require_auth, or any [issuer].
+ * Never the API keys that exist, so minting, expiring or revoking one
+ * cannot switch authentication on or off. */
+bool auth_required(const struct auth *a);
 /* Verifies TOKEN; on success *NAME is the [issuer NAME] that vouches.  On
  * JWT_UNKNOWN_KID *NAME is the issuer the token names, and its key set is
  * refetched unless that was done less than jwks_refresh_min ago. */
@@ -50,5 +55,8 @@ void auth_wait_cancel(struct auth_wait *w);
 char *auth_principal(const char *issuer_name, const struct jwt_claims *claims);
 /* The issuer name of a "jwt:NAME:SUB" principal, or NULL. */
 char *auth_principal_issuer(const char *principal);
+/* Whether PRINCIPAL's issuer is one of CFG's (an account key outlives
+ * the removal of its issuer, and is refused then). */
+bool auth_principal_issuer_configured(const struct config *cfg, const char *principal);
 /* True when every issuer has a key set; safe from any thread (/ready). */
 bool auth_keys_loaded(const struct auth *a);

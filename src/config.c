@@ -32,6 +32,7 @@ struct key_spec {
 static const struct key_spec keys[] = {
 	KR("server", "listen", KEY_LISTEN, listen, 0, 0),
 	K("server", "allow_anonymous", KEY_BOOL, allow_anonymous, 0, 0),
+	K("server", "require_auth", KEY_BOOL, require_auth, 0, 0),
 	K("server", "trusted_proxies", KEY_STRLIST, trusted_proxies, 0, 0),
 	K("server", "app_ping_interval", KEY_UINT, app_ping_interval, 1, 3600),
 	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, 1, 3600),
@@ -40,6 +41,8 @@ static const struct key_spec keys[] = {
 	KR("admin", "listen", KEY_ADDR, admin_listen, 0, 0),
 	KR("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
+	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, 1, 10000),
+	KR("admin", "request_timeout", KEY_UINT, admin_request_timeout, 1, 3600),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
 	K("admin", "token", KEY_STRING, admin_token, 0, 0),
 	K("admin", "token_file", KEY_STRING, admin_token_file, 0, 0),
@@ -47,17 +50,27 @@ static const struct key_spec keys[] = {
 	KR("rooms", "store", KEY_STRING, rooms_store, 0, 0),
 	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, 0, 10u * 365 * 86400),
 	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, 0, 10u * 365 * 86400),
+	K("rooms", "store_retry_timeout", KEY_UINT, rooms_store_retry_timeout, 0, 60),
+	K("rooms", "max_rooms", KEY_UINT, rooms_max, 0, 100000000),
+	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
+	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
+	K("rooms", "default_room", KEY_STRING, rooms_default_room, 0, 0),
+	K("rooms", "max_public_keys_per_account", KEY_UINT, public_keys_per_account, 0, 100000),
+	K("rooms", "max_authorized_keys", KEY_UINT, authorized_keys_max, 1, 1000000),
 	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
 	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
 	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
 	K("limits", "max_sessions", KEY_UINT, max_sessions, 1, 10000000),
 	K("limits", "max_peers_per_room", KEY_UINT, max_peers_per_room, 1, 10000000),
 	K("limits", "max_json_depth", KEY_UINT, max_json_depth, 2, CONFIG_JSON_DEPTH_MAX),
+	K("limits", "max_json_values", KEY_UINT, max_json_values, 16, 100000000),
 	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 0, 1000000),
 	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
 	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
+	K("limits", "handshake_timeout_ms", KEY_UINT, handshake_timeout_ms, 100, 3600000),
 	K("limits", "registrations_per_address_per_minute", KEY_UINT,
 	  registrations_per_address_per_minute, 0, 1000000),
+	K("limits", "max_filter_work", KEY_U64, max_filter_work, 1000, 1000000000000),
 	K("turn", "stun_uris", KEY_STRLIST, stun_uris, 0, 0),
 	K("turn", "turn_uris", KEY_STRLIST, turn_uris, 0, 0),
 	K("turn", "secret", KEY_STRING, turn_secret, 0, 0),
@@ -121,6 +134,8 @@ struct config *config_new_defaults(void)
 	config_parse_listen("127.0.0.1:8001", &cfg->admin_listen);
 	cfg->admin_max_connections = 64;
 	cfg->admin_connection_timeout = 10;
+	cfg->admin_connections_per_address = 8;
+	cfg->admin_request_timeout = 10;
 	cfg->metrics_top_roles = 10;
 	cfg->allow_anonymous = false;
 	cfg->app_ping_interval = 30;
@@ -133,13 +148,22 @@ struct config *config_new_defaults(void)
 	cfg->max_sessions = 100000;
 	cfg->max_peers_per_room = 1000;
 	cfg->max_json_depth = 32;
+	cfg->max_json_values = 10000;
 	cfg->messages_per_second = 50;
 	cfg->messages_burst = 200;
 	cfg->connections_per_address = 100;
+	cfg->handshake_timeout_ms = 10000;
 	cfg->registrations_per_address_per_minute = 60;
+	cfg->max_filter_work = 1000000;
+	cfg->public_keys_per_account = 10;
+	cfg->authorized_keys_max = 1000;
 	cfg->rooms_store = g_strdup("sqlite");
 	cfg->rooms_default_ttl = 7200;
 	cfg->rooms_max_ttl = 2592000;
+	cfg->rooms_store_retry_timeout = 5;
+	cfg->rooms_max = 100000;
+	cfg->rooms_per_creator = 1000;
+	cfg->rooms_per_address = 1000;
 	cfg->issuers = g_ptr_array_new_with_free_func(issuer_free);
 	cfg->turn_credential_ttl = 86400;
 	cfg->log_level = LOG_INFO;
@@ -160,6 +184,7 @@ void config_free(struct config *cfg)
 	g_free(cfg->admin_token_file);
 	free_secret(cfg->metrics_token);
 	g_free(cfg->rooms_store);
+	g_free(cfg->rooms_default_room);
 	if (cfg->issuers)
 		g_ptr_array_unref(cfg->issuers);
 	g_strfreev(cfg->stun_uris);
@@ -440,6 +465,12 @@ static int validate(struct config *cfg, const char *where, GError **err)
 			       where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
 	if (cfg->max_queued_bytes < cfg->max_message_bytes)
 		return invalid(err, "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
+	/* A registered_auth or peer_list lists a whole room's metadata; it is
+	 * queued outside max_queued_bytes, so this product is its bound. */
+	if ((uint64_t)cfg->max_peers_per_room * cfg->max_metadata_bytes > CONFIG_ROOM_ANSWER_MAX)
+		return invalid(err, "%s: [limits] max_peers_per_room x max_metadata_bytes must be at most "
+				    "%llu (4 GiB): one answer lists a whole room's metadata",
+			       where, (unsigned long long)CONFIG_ROOM_ANSWER_MAX);
 	if (cfg->turn_uris && cfg->turn_uris[0] && !cfg->turn_secret && !cfg->turn_secret_file)
 		return invalid(err, "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
 			       where);
@@ -450,6 +481,12 @@ static int validate(struct config *cfg, const char *where, GError **err)
 	if (strcmp(cfg->rooms_store, "sqlite") != 0)
 		return invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite)", where,
 			       cfg->rooms_store);
+	if (cfg->rooms_default_room &&
+	    (strlen(cfg->rooms_default_room) > 128 ||
+	     strspn(cfg->rooms_default_room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+		     strlen(cfg->rooms_default_room)))
+		return invalid(err, "%s: [rooms] default_room: \"%s\" is not a room id (1 to 128 of "
+				    "A-Z a-z 0-9 . _ -)", where, cfg->rooms_default_room);
 	if (cfg->rooms_max_ttl && (!cfg->rooms_default_ttl || cfg->rooms_default_ttl > cfg->rooms_max_ttl))
 		return invalid(err, "%s: [rooms] default_ttl (%u) must be between 1 and max_ttl (%u); "
 				    "0 (no expiry) needs max_ttl = 0",

@@ -10,6 +10,9 @@
 
 /* The deepest JSON [limits] max_json_depth may allow. */
 #define CONFIG_JSON_DEPTH_MAX 1000
+/* The largest max_peers_per_room x max_metadata_bytes: the bound of one
+ * registered_auth or peer_list, which max_queued_bytes does not limit. */
+#define CONFIG_ROOM_ANSWER_MAX (1ull << 32)
 
 struct netaddr_cidrs;
 
@@ -45,6 +48,7 @@ struct config {
 	/* [server] */
 	GArray *listen; /* of struct listen_addr */
 	bool allow_anonymous;
+	bool require_auth; /* credentials needed even with no [issuer] */
 	char **trusted_proxies; /* CIDRs, as written */
 	struct netaddr_cidrs *trusted; /* parsed; NULL: none */
 	unsigned app_ping_interval;
@@ -56,6 +60,8 @@ struct config {
 	struct listen_addr admin_listen; /* ss_family AF_UNSPEC: no admin port */
 	unsigned admin_max_connections;
 	unsigned admin_connection_timeout;
+	unsigned admin_connections_per_address;
+	unsigned admin_request_timeout;
 	unsigned metrics_top_roles;
 	char *admin_token;      /* bearer token of the admin API, or from: */
 	char *admin_token_file; /* resolved (see config_load) */
@@ -65,6 +71,13 @@ struct config {
 	char *rooms_store; /* "sqlite" */
 	unsigned rooms_default_ttl;
 	unsigned rooms_max_ttl;
+	unsigned rooms_store_retry_timeout; /* seconds a locked database is retried */
+	unsigned rooms_max;         /* unexpired persistent rooms; 0: no limit */
+	unsigned rooms_per_creator; /* of them created by one principal */
+	unsigned public_keys_per_account; /* Ed25519 keys one account may publish; 0: no limit */
+	unsigned authorized_keys_max;     /* listed by GET /api/rooms/{id}/authorized-keys */
+	unsigned rooms_per_address; /* created from one client address */
+	char *rooms_default_room; /* a register without room_id joins it; NULL: none */
 
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */
@@ -76,10 +89,13 @@ struct config {
 	unsigned max_sessions;
 	unsigned max_peers_per_room;
 	unsigned max_json_depth;
+	unsigned max_json_values;
 	unsigned messages_per_second;
 	unsigned messages_burst;
 	unsigned connections_per_address;
+	unsigned handshake_timeout_ms; /* accept to upgrade (or a whole request) */
 	unsigned registrations_per_address_per_minute;
+	uint64_t max_filter_work; /* comparison steps per discovery query */
 
 	/* [turn] */
 	char **stun_uris;

@@ -24,6 +24,8 @@ enum {
 	OPT_NAME = 1 << 2,
 	OPT_OPEN = 1 << 3,
 	OPT_ROOM = 1 << 4,
+	OPT_ACCOUNT = 1 << 5,
+	OPT_ISSUER = 1 << 6,
 };
 
 static const struct command_spec {
@@ -39,12 +41,17 @@ static const struct command_spec {
 	  NULL, true },
 	{ "rooms", "delete", CTL_ROOMS_DELETE, 0, N_("ROOM_ID"), true },
 	{ "keys", "list", CTL_KEYS_LIST, 0, NULL, true },
-	{ "keys", "create", CTL_KEYS_CREATE, OPT_ROOM | OPT_NAME | OPT_EXPIRES_IN, NULL, true },
+	{ "keys", "create", CTL_KEYS_CREATE,
+	  OPT_ROOM | OPT_ACCOUNT | OPT_ISSUER | OPT_NAME | OPT_EXPIRES_IN, NULL, true },
 	{ "keys", "revoke", CTL_KEYS_REVOKE, 0, N_("KEY_ID"), true },
+	{ "rooms", "members", CTL_ROOMS_MEMBERS, 0, N_("ROOM_ID"), true },
+	{ "rooms", "add-member", CTL_ROOMS_ADD_MEMBER, OPT_ACCOUNT | OPT_ISSUER, N_("ROOM_ID"), true },
+	{ "rooms", "remove-member", CTL_ROOMS_REMOVE_MEMBER, OPT_ACCOUNT | OPT_ISSUER, N_("ROOM_ID"),
+	  true },
 };
 
 static const char *const option_names[] = { "--expires-in", "--max-peers", "--name",
-					    "--open-to-issuer", "--room" };
+					    "--open-to-issuer", "--room", "--account", "--issuer" };
 
 static const struct command_spec *find_command(enum ctl_command c)
 {
@@ -164,8 +171,10 @@ static int parse_command(char **words, struct ctl_args *a, const struct command_
 		return CTL_EXIT_OK;
 	}
 	if (strcmp(noun, "rooms") == 0)
-		return verb ? usage(err, _("unknown command 'rooms %s' (list, create or delete)"), verb)
-			    : usage(err, _("'rooms' needs list, create or delete"));
+		return verb ? usage(err, _("unknown command 'rooms %s' (list, create, delete, members, "
+					   "add-member or remove-member)"), verb)
+			    : usage(err, _("'rooms' needs list, create, delete, members, add-member or "
+					   "remove-member"));
 	if (strcmp(noun, "keys") == 0)
 		return verb ? usage(err, _("unknown command 'keys %s' (list, create or revoke)"), verb)
 			    : usage(err, _("'keys' needs list, create or revoke"));
@@ -182,8 +191,14 @@ static const char summary[] = N_(
 	"  rooms create [--expires-in S] [--max-peers N] [--name NAME] [--open-to-issuer]\n"
 	"                         create a room; prints its token, shown only once\n"
 	"  rooms delete ROOM_ID   delete a room and close its peers' connections\n"
+	"  rooms members ROOM_ID  the accounts added to a room\n"
+	"  rooms add-member ROOM_ID --account SUB [--issuer NAME]\n"
+	"                         let an account's keys use the room\n"
+	"  rooms remove-member ROOM_ID --account SUB [--issuer NAME]\n"
 	"  keys create --room ROOM_ID [--name NAME] [--expires-in S]\n"
 	"                         create an API key; prints it, shown only once\n"
+	"  keys create --account SUB [--issuer NAME] [--name NAME] [--expires-in S]\n"
+	"                         an account's key, valid in every room it may use\n"
 	"  keys list              API keys (never their secrets)\n"
 	"  keys revoke KEY_ID     revoke an API key\n"
 	"'room' and 'key' work as 'rooms' and 'keys'.");
@@ -235,6 +250,10 @@ int ctl_parse(int argc, char **argv, struct ctl_args *a, GString *out, GString *
 		  N_("Peers with a valid JWT join without the room token"), NULL },
 		{ "room", 0, 0, G_OPTION_ARG_STRING, &a->room, N_("The room of the new key"),
 		  N_("ROOM_ID") },
+		{ "account", 0, 0, G_OPTION_ARG_STRING, &a->account,
+		  N_("The account (JWT subject) of the new key, or the member"), N_("SUB") },
+		{ "issuer", 0, 0, G_OPTION_ARG_STRING, &a->issuer,
+		  N_("The account's [issuer NAME], when several are configured"), N_("NAME") },
 		{ NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new(N_("COMMAND [ARGUMENT…]"));
@@ -289,13 +308,19 @@ int ctl_parse(int argc, char **argv, struct ctl_args *a, GString *out, GString *
 	a->command = c->command;
 
 	given = (expires_in ? OPT_EXPIRES_IN : 0) | (max_peers ? OPT_MAX_PEERS : 0) |
-		(a->name ? OPT_NAME : 0) | (open ? OPT_OPEN : 0) | (a->room ? OPT_ROOM : 0);
+		(a->name ? OPT_NAME : 0) | (open ? OPT_OPEN : 0) | (a->room ? OPT_ROOM : 0) |
+		(a->account ? OPT_ACCOUNT : 0) | (a->issuer ? OPT_ISSUER : 0);
 	for (unsigned i = 0; i < G_N_ELEMENTS(option_names); i++)
 		if (given & ~c->options & (1u << i))
 			return usage(err, _("%s is not an option of '%s%s%s'"), option_names[i], c->noun,
 				     c->verb ? " " : "", c->verb ? c->verb : "");
-	if (c->command == CTL_KEYS_CREATE && (!a->room || !*a->room))
-		return usage(err, _("'keys create' needs --room ROOM_ID"));
+	if (c->command == CTL_KEYS_CREATE && (a->room ? !*a->room || a->account : !a->account || !*a->account))
+		return usage(err, _("'keys create' needs --room ROOM_ID or --account SUB"));
+	if (c->command == CTL_KEYS_CREATE && a->issuer && !a->account)
+		return usage(err, _("--issuer goes with --account"));
+	if ((c->command == CTL_ROOMS_ADD_MEMBER || c->command == CTL_ROOMS_REMOVE_MEMBER) &&
+	    (!a->account || !*a->account))
+		return usage(err, _("'rooms %s' needs --account SUB"), c->verb);
 	if (timeout) {
 		gint64 s;
 		if ((r = parse_number("--timeout", timeout, 1, MAX_TIMEOUT_S, &s, err)) != CTL_EXIT_OK)
@@ -318,6 +343,8 @@ void ctl_args_clear(struct ctl_args *a)
 	g_free(a->token_file);
 	g_free(a->name);
 	g_free(a->room);
+	g_free(a->account);
+	g_free(a->issuer);
 	g_free(a->id);
 	memset(a, 0, sizeof *a);
 }
@@ -845,9 +872,20 @@ static int cmd_rooms_list(const struct ctl_args *a, const struct ctl_target *t, 
 	return r;
 }
 
+/* "account SUB (ISSUER)" of an account's key or member. */
+static char *account_text(struct reader *rd, json_object *o)
+{
+	g_autofree char *sub = text(rd, o, "account", NULL), *issuer = text(rd, o, "issuer", "-");
+	return g_strdup_printf(_("account %s (%s)"), sub, issuer);
+}
+
 static void key_row(struct reader *rd, struct table *tb, json_object *key)
 {
-	table_row(tb, text(rd, key, "key_id", NULL), text(rd, key, "room_id", NULL),
+	json_object *account = NULL;
+	bool of_account = json_object_object_get_ex(key, "account", &account) && account;
+
+	table_row(tb, text(rd, key, "key_id", NULL),
+		  of_account ? account_text(rd, key) : text(rd, key, "room_id", NULL),
 		  text(rd, key, "name", "-"), when(rd, key, "created_at", NULL),
 		  when(rd, key, "expires_at", _("never")), when(rd, key, "revoked_at", "-"));
 }
@@ -930,8 +968,26 @@ static int cmd_keys_create(const struct ctl_args *a, const struct ctl_target *t,
 		{ N_("API key:"), "api_key", false },
 		{ N_("Expires:"), "expires_at", true },
 	};
+	static const struct shown account_fields[] = {
+		{ N_("Key ID:"), "key_id", false },
+		{ N_("Account:"), "account", false },
+		{ N_("Issuer:"), "issuer", false },
+		{ N_("API key:"), "api_key", false },
+		{ N_("Expires:"), "expires_at", true },
+	};
 	json_object *body = json_object_new_object();
 
+	if (a->account) {
+		json_object_object_add(body, "account", json_object_new_string(a->account));
+		if (a->issuer)
+			json_object_object_add(body, "issuer", json_object_new_string(a->issuer));
+		if (a->name)
+			json_object_object_add(body, "name", json_object_new_string(a->name));
+		if (a->expires_in >= 0)
+			json_object_object_add(body, "expires_in", json_object_new_int64(a->expires_in));
+		return create(a, t, "/api/keys", body, account_fields, G_N_ELEMENTS(account_fields),
+			      _("Keep the API key now: it is not shown again."), out, err);
+	}
 	json_object_object_add(body, "room_id", json_object_new_string(a->room));
 	if (a->name)
 		json_object_object_add(body, "name", json_object_new_string(a->name));
@@ -980,6 +1036,51 @@ static int cmd_keys_revoke(const struct ctl_args *a, const struct ctl_target *t,
 	return r;
 }
 
+static void member_row(struct reader *rd, struct table *tb, json_object *m)
+{
+	table_row(tb, text(rd, m, "account", NULL), text(rd, m, "issuer", "-"),
+		  when(rd, m, "added_at", NULL));
+}
+
+static int cmd_rooms_members(const struct ctl_args *a, const struct ctl_target *t, GString *out,
+			     GString *err)
+{
+	static const char *const headers[] = { N_("ACCOUNT"), N_("ISSUER"), N_("ADDED") };
+	g_autofree char *id = g_uri_escape_string(a->id, NULL, FALSE);
+	g_autofree char *target = g_strdup_printf("/api/rooms/%s/members", id);
+	json_object *json;
+	int r = api(a, t, "GET", target, NULL, &json, out, err);
+
+	if (r == CTL_EXIT_OK && json)
+		r = print_list(json, "members", headers, G_N_ELEMENTS(headers), member_row,
+			       _("No members."), out, err);
+	json_object_put(json);
+	return r;
+}
+
+static int cmd_rooms_member_change(const struct ctl_args *a, const struct ctl_target *t,
+				   GString *out, GString *err)
+{
+	bool add = a->command == CTL_ROOMS_ADD_MEMBER;
+	g_autofree char *id = g_uri_escape_string(a->id, NULL, FALSE);
+	g_autofree char *target = g_strdup_printf("/api/rooms/%s/members", id);
+	g_autofree char *shown = clean(a->id), *who = clean(a->account);
+	json_object *body = json_object_new_object(), *json;
+	int r;
+
+	json_object_object_add(body, "account", json_object_new_string(a->account));
+	if (a->issuer)
+		json_object_object_add(body, "issuer", json_object_new_string(a->issuer));
+	r = api(a, t, add ? "POST" : "DELETE", target, body, &json, out, err);
+	json_object_put(body);
+	if (r == CTL_EXIT_OK && json)
+		g_string_append_printf(out, add ? _("Account %s added to room %s.\n")
+						: _("Account %s removed from room %s.\n"),
+				       who, shown);
+	json_object_put(json);
+	return r;
+}
+
 int ctl_execute(const struct ctl_args *a, const struct ctl_target *t, GString *out, GString *err)
 {
 	static int (*const run[])(const struct ctl_args *, const struct ctl_target *, GString *,
@@ -991,6 +1092,9 @@ int ctl_execute(const struct ctl_args *a, const struct ctl_target *t, GString *o
 		[CTL_KEYS_LIST] = cmd_keys_list,
 		[CTL_KEYS_CREATE] = cmd_keys_create,
 		[CTL_KEYS_REVOKE] = cmd_keys_revoke,
+		[CTL_ROOMS_MEMBERS] = cmd_rooms_members,
+		[CTL_ROOMS_ADD_MEMBER] = cmd_rooms_member_change,
+		[CTL_ROOMS_REMOVE_MEMBER] = cmd_rooms_member_change,
 	};
 
 	if (a->command == CTL_NONE)

@@ -27,6 +27,9 @@ enum ctl_command {
 	CTL_KEYS_LIST,
 	CTL_KEYS_CREATE,
 	CTL_KEYS_REVOKE,
+	CTL_ROOMS_MEMBERS,
+	CTL_ROOMS_ADD_MEMBER,
+	CTL_ROOMS_REMOVE_MEMBER,
 };
 
 struct ctl_args {
@@ -42,7 +45,9 @@ struct ctl_args {
 	char *name;
 	bool open_to_issuer;
 	char *room;
-	char *id; /* rooms delete, keys revoke */
+	char *account; /* keys create, rooms add-member / remove-member: a JWT subject */
+	char *issuer;  /* its [issuer NAME]; NULL: the only one configured */
+	char *id; /* rooms delete, keys revoke, rooms members ... */
 };
 
 /* An admin API call, as httpc_request makes it. */

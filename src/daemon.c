@@ -10,6 +10,7 @@
 #include "loopcall.h"
 #include "metrics.h"
 #include "registry.h"
+#include "pubkeys.h"
 #include "rooms.h"
 #include "store.h"
 #include "systemd.h"
@@ -32,6 +33,7 @@ struct daemon {
 	struct registry *reg;
 	struct store *store;
 	struct rooms *rooms;
+	struct pubkeys *pubkeys;
 	struct auth *auth;
 	struct fetch_client *fetch; /* issuers' key sets */
 	struct addrlimit *addrlimit;
@@ -152,7 +154,9 @@ static int start_admin(struct daemon *d)
 	struct admin_options o = {
 		.listen_fd = fd,
 		.max_connections = d->cfg->admin_max_connections,
+		.connections_per_address = d->cfg->admin_connections_per_address,
 		.connection_timeout = d->cfg->admin_connection_timeout,
+		.request_timeout = d->cfg->admin_request_timeout,
 		.loopcall = d->loopcall,
 		.roles = roles_on_loop,
 		.roles_data = d,
@@ -302,6 +306,8 @@ static int set_addrlimits(struct daemon *d, const struct config *cfg)
 	return d->addrlimit ? addrlimit_set_limits(d->addrlimit, &l) : addrlimit_new(&l, &d->addrlimit);
 }
 
+static void log_auth_mode(struct daemon *d);
+
 /* SIGHUP: the new file wholly, or nothing of it. */
 static void reload(struct daemon *d)
 {
@@ -320,9 +326,11 @@ static void reload(struct daemon *d)
 		log_set_level(cfg->log_level);
 		ws_server_set_config(d->ws, cfg);
 		set_addrlimits(d, cfg);
+		store_set_retry_timeout(d->store, cfg->rooms_store_retry_timeout * 1000);
 		admin_set_tokens(d->admin, cfg->admin_token, cfg->metrics_token);
 		config_free(d->cfg);
 		d->cfg = cfg;
+		log_auth_mode(d);
 		log_event(LOG_NOTICE, LOG_EVENT_RELOADED, NULL, "configuration reloaded%s",
 			  restart ? "; some changes need a restart" : "");
 	}
@@ -351,30 +359,52 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 static int open_rooms(struct daemon *d)
 {
 	g_autoptr(GError) err = NULL;
-	g_autoptr(GPtrArray) rooms = NULL, keys = NULL;
+	g_autoptr(GPtrArray) rooms = NULL, keys = NULL, members = NULL;
 	int r;
 
 	if ((r = store_open(&d->loop, d->cfg->rooms_store, d->cfg->state_dir, &d->store, &err)) < 0 ||
-	    (r = store_load(d->store, &rooms, &keys, &err)) < 0) {
+	    (r = store_load(d->store, &rooms, &keys, &err)) < 0 ||
+	    (r = store_load_members(d->store, &members, &err)) < 0) {
+		log_err("room store: %s", err->message);
+		return r;
+	}
+	store_set_retry_timeout(d->store, d->cfg->rooms_store_retry_timeout * 1000);
+	g_autoptr(GPtrArray) pubkeys = NULL;
+	if ((r = store_load_pubkeys(d->store, &pubkeys, &err)) < 0) {
 		log_err("room store: %s", err->message);
 		return r;
 	}
 	d->rooms = rooms_new(d->store);
-	log_info("room store %s: %u rooms, %u API keys", d->cfg->state_dir, rooms->len, keys->len);
+	log_info("room store %s: %u rooms, %u API keys, %u public keys", d->cfg->state_dir, rooms->len,
+		 keys->len, pubkeys->len);
 	rooms_load(d->rooms, rooms, keys);
+	rooms_load_members(d->rooms, members);
+	d->pubkeys = pubkeys_new();
+	pubkeys_load(d->pubkeys, pubkeys);
 	return 0;
 }
 
-static void warn_if_open(struct daemon *d)
+/* The mode comes from the configuration alone (auth_required): said at
+ * start and on every reload, so a change is in the log. */
+static void log_auth_mode(struct daemon *d)
 {
-	if (!router_open_mode(ws_server_router(d->ws)))
+	if (auth_required(d->auth)) {
+		log_notice("authentication: required (%u [issuer] groups%s): every register needs a JWT "
+			   "or an API key", auth_n_issuers(d->auth),
+			   d->cfg->require_auth ? ", [server] require_auth = true" : "");
 		return;
+	}
 	if (d->cfg->allow_anonymous)
 		log_warning("authentication is off and allow_anonymous is true: anyone who can reach the "
 			    "port can join any room");
 	else
 		log_warning("authentication is off: only loopback clients are served "
-			    "(configure an [issuer] or API keys, or set allow_anonymous)");
+			    "(configure an [issuer] or [server] require_auth, or set allow_anonymous)");
+	/* Keys once switched authentication on by existing; no longer. */
+	if (rooms_any_active_key(d->rooms, g_get_real_time() / G_USEC_PER_SEC))
+		log_warning("authentication is off although API keys are stored: they admit to their "
+			    "rooms but are not required; set [server] require_auth = true to require "
+			    "them");
 }
 
 int daemon_new(struct config *cfg, const char *reload_path, const struct config_overrides *ov,
@@ -408,13 +438,14 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	}
 	if ((r = set_addrlimits(d, cfg)) < 0)
 		goto fail;
-	const struct router_env env = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit };
+	const struct router_env env = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit,
+					.pubkeys = d->pubkeys, .store = d->store };
 	r = ws_server_new(&d->loop, cfg, d->reg, &env, &d->ws);
 	if (r < 0) {
 		log_err("cannot create the WebSocket server");
 		goto fail;
 	}
-	warn_if_open(d);
+	log_auth_mode(d);
 	if ((r = fetch_client_new(&d->loop, ws_server_context(d->ws), &d->fetch)) < 0) {
 		log_err("cannot create the key set fetcher");
 		goto fail;
@@ -472,6 +503,7 @@ void daemon_free(struct daemon *d)
 	ws_server_free(d->ws);
 	loopcall_free(d->loopcall);
 	rooms_free(d->rooms);
+	pubkeys_free(d->pubkeys);
 	auth_free(d->auth);
 	addrlimit_free(d->addrlimit);
 	registry_free(d->reg);

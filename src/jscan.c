@@ -6,6 +6,9 @@
 struct scan {
 	const char *p, *end;
 	unsigned max_depth;
+	size_t values, max_values;
+	bool surrogates; /* take \u escapes of surrogates (jscan_check) */
+	bool nul;        /* a string held \u0000 */
 };
 
 static bool is_ws(char c)
@@ -89,8 +92,9 @@ static int scan_string(struct scan *s, bool *escaped)
 					return -1;
 				v = v << 4 | h;
 			}
-			if (v >= 0xd800 && v <= 0xdfff)
+			if (v >= 0xd800 && v <= 0xdfff && !s->surrogates)
 				return -1; /* surrogates: json-c's business */
+			s->nul |= v == 0;
 			p += 5;
 		} else if (*p && strchr("\"\\/bfnrt", *p)) {
 			p++;
@@ -188,7 +192,7 @@ static int scan_container(struct scan *s, unsigned depth, bool object)
 static int scan_value(struct scan *s, unsigned depth, enum jscan_kind *kind, bool *escaped)
 {
 	*escaped = false;
-	if (s->p >= s->end)
+	if (s->p >= s->end || ++s->values > s->max_values)
 		return -1;
 	switch (*s->p) {
 	case '"':
@@ -215,12 +219,15 @@ static int scan_value(struct scan *s, unsigned depth, enum jscan_kind *kind, boo
 	}
 }
 
-int jscan_object(const char *text, size_t len, unsigned max_depth, struct jscan_member *out,
-		 size_t max, size_t *n)
+int jscan_object(const char *text, size_t len, unsigned max_depth, size_t max_values,
+		 struct jscan_member *out, size_t max, size_t *n)
 {
-	struct scan s = { text, text + len, max_depth < JSCAN_MAX_DEPTH ? max_depth : JSCAN_MAX_DEPTH };
+	struct scan s = { text, text + len, max_depth < JSCAN_MAX_DEPTH ? max_depth : JSCAN_MAX_DEPTH,
+			  1, max_values, false, false };
 
 	*n = 0;
+	if (max_values < 1)
+		return -1;
 	if (len < 2 || text[0] != '{' || text[len - 1] != '}' || s.max_depth < 1)
 		return -1;
 	s.p++;
@@ -238,6 +245,7 @@ int jscan_object(const char *text, size_t len, unsigned max_depth, struct jscan_
 		if (scan_string(&s, &key_escaped) < 0 || key_escaped)
 			return -1;
 		m.key_len = (size_t)(s.p - 1 - m.key);
+		m.key_escaped = false;
 		skip_ws(&s);
 		if (s.p >= s.end || *s.p != ':')
 			return -1;
@@ -261,5 +269,140 @@ int jscan_object(const char *text, size_t len, unsigned max_depth, struct jscan_
 			return -1;
 		s.p++;
 		skip_ws(&s);
+	}
+}
+
+/* A string, number or literal at P. */
+static int scan_scalar(struct scan *s, enum jscan_kind *kind, bool *escaped)
+{
+	*escaped = false;
+	switch (*s->p) {
+	case '"':
+		*kind = JSCAN_STRING;
+		return scan_string(s, escaped);
+	case 't':
+		*kind = JSCAN_LITERAL;
+		return scan_literal(s, "true", 4);
+	case 'f':
+		*kind = JSCAN_LITERAL;
+		return scan_literal(s, "false", 5);
+	case 'n':
+		*kind = JSCAN_LITERAL;
+		return scan_literal(s, "null", 4);
+	default:
+		*kind = JSCAN_NUMBER;
+		return *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? scan_number(s) : -1;
+	}
+}
+
+/* A key and its colon; the key into M when given.  A jscan_verdict. */
+static int scan_key(struct scan *s, struct jscan_member *m)
+{
+	const char *key = s->p + 1;
+	bool escaped;
+
+	if (s->p >= s->end || *s->p != '"')
+		return JSCAN_INVALID;
+	s->nul = false;
+	if (scan_string(s, &escaped) < 0)
+		return JSCAN_INVALID;
+	/* json-c keeps keys as C strings: "a\u0000b" would be "a". */
+	if (s->nul)
+		return JSCAN_NUL_KEY;
+	if (m) {
+		m->key = key;
+		m->key_len = (size_t)(s->p - 1 - key);
+		m->key_escaped = escaped;
+	}
+	skip_ws(s);
+	if (s->p >= s->end || *s->p != ':')
+		return JSCAN_INVALID;
+	s->p++;
+	skip_ws(s);
+	return JSCAN_OK;
+}
+
+/* Without recursion: a message may nest as deep as the configuration
+ * allows, and the kind of each open container is all there is to keep. */
+int jscan_check(const char *text, size_t len, unsigned max_depth, size_t max_values,
+		jscan_member_fn fn, void *data)
+{
+	struct scan s = { text, text + len, 0, 0, max_values, true, false };
+	bool is_object[JSCAN_CHECK_DEPTH_MAX];
+	struct jscan_member m = { 0 };
+	unsigned depth = 0;
+	int rc;
+
+	if (max_depth > JSCAN_CHECK_DEPTH_MAX)
+		max_depth = JSCAN_CHECK_DEPTH_MAX;
+	skip_ws(&s);
+	for (;;) {
+		/* A value starts here. */
+		bool member = depth == 1 && is_object[0];
+		if (s.p >= s.end)
+			return JSCAN_INVALID;
+		if (++s.values > s.max_values)
+			return JSCAN_TOO_MANY;
+		if (member)
+			m.value = s.p;
+		if (*s.p == '{' || *s.p == '[') {
+			bool object = *s.p == '{';
+			if (depth >= max_depth)
+				return JSCAN_TOO_DEEP;
+			if (member) {
+				m.kind = object ? JSCAN_OBJECT : JSCAN_ARRAY;
+				m.escaped = false;
+			}
+			is_object[depth++] = object;
+			s.p++;
+			skip_ws(&s);
+			if (s.p < s.end && *s.p == (object ? '}' : ']')) {
+				s.p++;
+				depth--;
+			} else if (object) {
+				goto key;
+			} else {
+				continue;
+			}
+		} else {
+			enum jscan_kind kind;
+			bool escaped;
+			if (scan_scalar(&s, &kind, &escaped) < 0)
+				return JSCAN_INVALID;
+			if (member) {
+				m.kind = kind;
+				m.escaped = escaped;
+			}
+		}
+		/* A value ended; so may the containers around it. */
+		for (;;) {
+			if (depth == 1 && is_object[0] && fn) {
+				m.value_len = (size_t)(s.p - m.value);
+				if (m.kind == JSCAN_STRING) {
+					m.value++;
+					m.value_len -= 2;
+				}
+				fn(&m, data);
+			}
+			skip_ws(&s);
+			if (depth == 0)
+				return s.p == s.end ? JSCAN_OK : JSCAN_INVALID;
+			if (s.p >= s.end)
+				return JSCAN_INVALID;
+			if (*s.p == ',') {
+				s.p++;
+				skip_ws(&s);
+				break;
+			}
+			if (*s.p != (is_object[depth - 1] ? '}' : ']'))
+				return JSCAN_INVALID;
+			s.p++;
+			depth--;
+		}
+		if (!is_object[depth - 1])
+			continue;
+	key:
+		if ((rc = scan_key(&s, depth == 1 ? &m : NULL)) < 0)
+			return rc;
 	}
 }

@@ -255,3 +255,15 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 	(void)w;
 	g_string_free(s, TRUE);
 }
+
+bool log_rate_due(struct log_rate *r, uint64_t now_ms, unsigned *skipped)
+{
+	if (r->logged_ms && now_ms - r->logged_ms < 1000) {
+		r->unlogged++;
+		return false;
+	}
+	*skipped = r->unlogged;
+	r->logged_ms = now_ms;
+	r->unlogged = 0;
+	return true;
+}

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct netaddr;
 #include <syslog.h>
@@ -66,3 +67,16 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 #define log_notice(...)  log_event(LOG_NOTICE, LOG_EVENT_NONE, NULL, __VA_ARGS__)
 #define log_info(...)    log_event(LOG_INFO, LOG_EVENT_NONE, NULL, __VA_ARGS__)
 #define log_debug(...)   log_event(LOG_DEBUG, LOG_EVENT_NONE, NULL, __VA_ARGS__)
+
+/* A kind of line logged once a second at most, so that a flood (of
+ * refusals, of cut sessions) costs one line a second and still says how
+ * many: when it was last logged, and how many went unlogged since. */
+struct log_rate {
+	uint64_t logged_ms;
+	unsigned unlogged;
+};
+
+/* True when a line is due at NOW_MS (any monotonic clock), with in
+ * *SKIPPED how many were not logged since the last; else counts this one
+ * as skipped. */
+bool log_rate_due(struct log_rate *r, uint64_t now_ms, unsigned *skipped);

@@ -3,7 +3,9 @@
  * Stored compactly, in one allocation: the serialized full metadata (for
  * merges and the owner's own view), the serialized public view (keys
  * starting with '_' removed, at the top level and in "properties"), and an
- * index of tags and public properties for discovery filters. */
+ * index of tags and public properties for discovery filters.  Arrays and
+ * objects among the properties are kept as canonical text, not as json-c
+ * trees, so what a peer keeps stays proportional to its metadata's size. */
 #pragma once
 
 #include <json-c/json.h>
@@ -23,19 +25,36 @@ struct meta_value {
 			const char *ptr;
 			size_t len;
 		} s;
-		json_object *complex; /* array or object */
+		/* An array or object: its canonical text (keys sorted, numbers
+		 * by value), so deep equality is a hash check and one memcmp. */
+		struct {
+			const char *text;
+			size_t len;
+			uint64_t hash;
+		} c;
 	};
 };
 
-/* V borrows O's storage. */
-void meta_value_from_json(json_object *o, struct meta_value *v);
+/* V borrows O's storage for a string.  For an array or object V gets its
+ * canonical text, returned for the caller to g_free (NULL otherwise).  A
+ * NULL O is JSON null. */
+char *meta_value_from_json(json_object *o, struct meta_value *v);
 /* JSON equality: numbers by value (1 == 1.0), arrays and objects deeply. */
 bool meta_value_equal(const struct meta_value *a, const struct meta_value *b);
 /* Orders two numbers or two strings (bytewise); false for any other pair. */
 bool meta_value_compare(const struct meta_value *a, const struct meta_value *b, int *cmp);
 
+/* Work as discovery counts it: one unit per comparison, plus one per
+ * META_WORK_BYTES bytes a comparison may read. */
+#define META_WORK_BYTES 64
+
+struct meta_str {
+	const char *ptr;
+	size_t len;
+};
+
 struct meta_prop {
-	const char *key;
+	struct meta_str key; /* first: lookups read either index as meta_str */
 	struct meta_value value;
 };
 
@@ -45,9 +64,10 @@ struct meta {
 	const char *full_json; /* == public_json when nothing is private */
 	size_t full_len;
 	size_t n_tags;
-	const char **tags;
+	const struct meta_str *tags; /* ordered by length, then bytes */
 	size_t n_props;
-	struct meta_prop *props; /* public properties only */
+	struct meta_prop *props; /* public properties only, ordered by key as tags */
+	size_t kept_bytes;       /* the whole allocation */
 	char data[];
 };
 
@@ -62,3 +82,7 @@ void meta_free(struct meta *m);
 
 const struct meta_value *meta_find_prop(const struct meta *m, const char *key);
 bool meta_has_tag(const struct meta *m, const char *tag);
+/* The same for a KEY or TAG of LEN bytes, adding the work done to *WORK. */
+const struct meta_value *meta_lookup_prop(const struct meta *m, const char *key, size_t len,
+					  uint64_t *work);
+bool meta_lookup_tag(const struct meta *m, const char *tag, size_t len, uint64_t *work);

@@ -19,6 +19,7 @@ static const double bucket_bounds[METRICS_BUCKETS] = {
 static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_MESSAGE_BYTES] = "max_message_bytes",
 	[LIMIT_JSON_DEPTH] = "max_json_depth",
+	[LIMIT_JSON_VALUES] = "max_json_values",
 	[LIMIT_METADATA_BYTES] = "max_metadata_bytes",
 	[LIMIT_QUEUED_BYTES] = "max_queued_bytes",
 	[LIMIT_SESSIONS] = "max_sessions",
@@ -26,6 +27,15 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_MESSAGES_PER_SECOND] = "messages_per_second",
 	[LIMIT_CONNECTIONS_PER_ADDRESS] = "connections_per_address",
 	[LIMIT_REGISTRATIONS_PER_ADDRESS] = "registrations_per_address_per_minute",
+	[LIMIT_ANSWER_IN_FLIGHT] = "answer_in_flight",
+	[LIMIT_ROOMS] = "max_rooms",
+	[LIMIT_ROOMS_PER_CREATOR] = "max_rooms_per_creator",
+	[LIMIT_ROOMS_PER_ADDRESS] = "max_rooms_per_address",
+	[LIMIT_FILTER_WORK] = "max_filter_work",
+	[LIMIT_HANDSHAKE_TIMEOUT] = "handshake_timeout_ms",
+	[LIMIT_HTTP_BODY] = "http_body_bytes",
+	[LIMIT_PUBLIC_KEYS_PER_ACCOUNT] = "max_public_keys_per_account",
+	[LIMIT_AUTHORIZED_KEYS_LISTED] = "max_authorized_keys",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {
@@ -227,6 +237,8 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	      metrics_get(draining) ? 1 : 0);
 	gauge(o, "rtcsignald_rooms", "Rooms with at least one registered peer.",
 	      (double)nonneg(metrics_get(rooms)));
+	gauge(o, "rtcsignald_persistent_rooms", "Unexpired persistent rooms ([rooms] max_rooms counts them).",
+	      (double)nonneg(metrics_get(persistent_rooms)));
 
 	family(o, "rtcsignald_peers", "gauge",
 	       "Registered peers by role (the most common roles; the rest as \"other\").");
@@ -246,6 +258,21 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		(double)metrics_get(address_evictions_total));
 	gauge(o, "rtcsignald_store_pending_writes", "Room store writes queued or in progress (at most 10000).",
 	      (double)nonneg(metrics_get(store_pending_writes)));
+	counter(o, "rtcsignald_store_retries_total",
+		"Room store writes tried again because the database was locked ([rooms] store_retry_timeout).",
+		(double)metrics_get(store_retries));
+	counter(o, "rtcsignald_store_queue_full_total",
+		"Room store writes refused because the write queue was full.",
+		(double)metrics_get(store_queue_full));
+	static const char *const admin_refusals[ADMIN_REFUSED__COUNT] = {
+		"per_address", "connection_limit", "no_descriptors", "ambiguous_framing",
+		"request_timeout"
+	};
+	family(o, "rtcsignald_admin_refused_total", "counter",
+	       "Admin port connections (or requests: ambiguous_framing) turned away, by reason.");
+	for (int i = 0; i < ADMIN_REFUSED__COUNT; i++)
+		sample(o, "rtcsignald_admin_refused_total", "reason", admin_refusals[i],
+		       (double)metrics_get(admin_refused[i]));
 
 	family(o, "rtcsignald_registrations_total", "counter", "register requests by result.");
 	sample(o, "rtcsignald_registrations_total", "result", "ok",
@@ -267,6 +294,41 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	for (int c = 0; c < ERR__COUNT; c++)
 		sample(o, "rtcsignald_errors_sent_total", "code", protocol_code_name(c),
 		       (double)metrics_get(errors_sent[c]));
+
+	family(o, "rtcsignald_suppressed_errors_total", "counter",
+	       "Errors v2.0 sessions were not sent, where the original server sent none, by code.");
+	for (int c = 0; c < ERR__COUNT; c++)
+		sample(o, "rtcsignald_suppressed_errors_total", "code", protocol_code_name(c),
+		       (double)metrics_get(errors_suppressed[c]));
+	static const char *const relay_results[RELAY__COUNT] = { "forwarded", "no_target", "failed" };
+	family(o, "rtcsignald_relayed_total", "counter",
+	       "Relayed types (a busy worker's error, job_status, ...) by type and result.");
+	for (int t = 0; t < MSG__COUNT; t++)
+		for (int k = 0; k < RELAY__COUNT && protocol_is_relay(t); k++) {
+			g_string_append_printf(o, "rtcsignald_relayed_total{type=\"%s\",result=\"%s\"} %" G_GUINT64_FORMAT "\n",
+					       protocol_type_name(t), relay_results[k],
+					       (guint64)metrics_get(relayed[t][k]));
+		}
+	counter(o, "rtcsignald_sessions_superseded_total",
+		"v2.0 sessions whose peer id a newer registration took over, kept open.",
+		(double)metrics_get(sessions_superseded));
+	counter(o, "rtcsignald_http_deletes_ignored_total",
+		"POST /delete-peer and /delete-peers-and-room, answered 200 and ignored.",
+		(double)metrics_get(http_deletes_ignored));
+	counter(o, "rtcsignald_superseded_closed_total",
+		"Superseded sessions closed (1000) by a third registration of their peer id.",
+		(double)metrics_get(superseded_closed));
+	family(o, "rtcsignald_credentials_ignored_total", "counter",
+	       "Credentials a register brought that open mode cannot check and ignored, by field.");
+	sample(o, "rtcsignald_credentials_ignored_total", "field", "api_key",
+	       (double)metrics_get(credentials_ignored[0]));
+	sample(o, "rtcsignald_credentials_ignored_total", "field", "jwt",
+	       (double)metrics_get(credentials_ignored[1]));
+	sample(o, "rtcsignald_credentials_ignored_total", "field", "id_token",
+	       (double)metrics_get(credentials_ignored[2]));
+	counter(o, "rtcsignald_default_room_registrations_total",
+		"Registrations without room_id that joined [rooms] default_room.",
+		(double)metrics_get(default_room_registrations));
 
 	counter(o, "rtcsignald_received_bytes_total", "WebSocket payload bytes received.",
 		(double)metrics_get(bytes_received));

@@ -14,6 +14,7 @@
 enum metrics_limit {
 	LIMIT_MESSAGE_BYTES,
 	LIMIT_JSON_DEPTH,
+	LIMIT_JSON_VALUES,
 	LIMIT_METADATA_BYTES,
 	LIMIT_QUEUED_BYTES,
 	LIMIT_SESSIONS,
@@ -21,6 +22,15 @@ enum metrics_limit {
 	LIMIT_MESSAGES_PER_SECOND,
 	LIMIT_CONNECTIONS_PER_ADDRESS,
 	LIMIT_REGISTRATIONS_PER_ADDRESS,
+	LIMIT_ANSWER_IN_FLIGHT,  /* a second large answer asked for before the first was read */
+	LIMIT_ROOMS,             /* [rooms] max_rooms */
+	LIMIT_ROOMS_PER_CREATOR, /* [rooms] max_rooms_per_creator */
+	LIMIT_ROOMS_PER_ADDRESS, /* [rooms] max_rooms_per_address */
+	LIMIT_FILTER_WORK,       /* [limits] max_filter_work */
+	LIMIT_HANDSHAKE_TIMEOUT, /* [limits] handshake_timeout_ms */
+	LIMIT_HTTP_BODY,                  /* a plain HTTP request's body over 64 KiB */
+	LIMIT_PUBLIC_KEYS_PER_ACCOUNT,    /* [auth] max_public_keys_per_account */
+	LIMIT_AUTHORIZED_KEYS_LISTED,     /* [auth] max_authorized_keys */
 	LIMIT__COUNT
 };
 
@@ -32,6 +42,18 @@ enum metrics_refusal {
 	REFUSED_PER_ADDRESS,
 	REFUSED__COUNT
 };
+
+/* Why the admin port turned a connection or request away. */
+enum metrics_admin_refusal {
+	ADMIN_REFUSED_PER_ADDRESS,   /* [admin] connections_per_address */
+	ADMIN_REFUSED_LIMIT,         /* [admin] max_connections */
+	ADMIN_REFUSED_DESCRIPTORS,   /* accept() failed: the open file limit */
+	ADMIN_REFUSED_FRAMING,       /* ambiguous Content-Length / Transfer-Encoding */
+	ADMIN_REFUSED_SLOW_REQUEST,  /* [admin] request_timeout */
+	ADMIN_REFUSED__COUNT
+};
+/* What became of a relayed type (protocol_is_relay). */
+enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
 
 /* Latency histograms: bucket upper bounds in seconds, and +Inf. */
 #define METRICS_BUCKETS 14
@@ -47,10 +69,19 @@ struct metrics {
 	atomic_int_fast64_t peers;
 	atomic_int_fast64_t rooms;
 	atomic_uint_fast64_t rooms_created_total;
+	atomic_int_fast64_t persistent_rooms; /* unexpired, counted by the room quotas */
 	/* by type; MSG_UNKNOWN counts what could not be decoded */
 	atomic_uint_fast64_t messages_received[MSG__COUNT];
 	atomic_uint_fast64_t messages_routed;
 	atomic_uint_fast64_t errors_sent[ERR__COUNT];
+	atomic_uint_fast64_t errors_suppressed[ERR__COUNT]; /* not told to v2.0 sessions */
+	atomic_uint_fast64_t relayed[MSG__COUNT][RELAY__COUNT]; /* relayed types only */
+	atomic_uint_fast64_t sessions_superseded; /* v2.0 sockets kept open, taken over */
+	atomic_uint_fast64_t http_deletes_ignored; /* POST /delete-peer, /delete-peers-and-room */
+	atomic_uint_fast64_t superseded_closed;   /* and closed by a third registration */
+	/* open mode: credentials it cannot check, ignored; [0] api_key, [1] jwt, [2] id_token */
+	atomic_uint_fast64_t credentials_ignored[3];
+	atomic_uint_fast64_t default_room_registrations; /* [rooms] default_room used */
 	/* [ERR__COUNT] counts successes, the rest refusals by code */
 	atomic_uint_fast64_t registrations[ERR__COUNT + 1];
 	atomic_uint_fast64_t bytes_received;
@@ -61,6 +92,9 @@ struct metrics {
 	/* copied from their owners by the loop's tick */
 	atomic_uint_fast64_t address_evictions_total;
 	atomic_int_fast64_t store_pending_writes;
+	atomic_uint_fast64_t store_retries;    /* a write tried again: database locked */
+	atomic_uint_fast64_t store_queue_full; /* a write refused: queue full */
+	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
 	/* the loop's liveness and the daemon's state, for /health and /ready */

@@ -3,6 +3,7 @@
 #include "jscan.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,15 @@ static const char *const type_names[MSG__COUNT] = {
 	[MSG_PING] = "ping",
 	[MSG_PONG] = "pong",
 	[MSG_CREATE_ROOM] = "create_room",
+	[MSG_ERROR] = "error",
+	[MSG_JOB_STATUS] = "job_status",
+	[MSG_JOB_PROGRESS] = "job_progress",
+	[MSG_ENCRYPTED_RELAY] = "encrypted_relay",
+	[MSG_FS_LIST_RES] = "fs_list_res",
+	[MSG_WORKER_PATH_OK] = "worker_path_ok",
+	[MSG_WORKER_PATH_ERROR] = "worker_path_error",
+	[MSG_FS_CHECK_VIDEOS_RESPONSE] = "fs_check_videos_response",
+	[MSG_KEY_EXCHANGE_RESPONSE] = "key_exchange_response",
 };
 
 /* The messages the server routes to one peer: the sender's field, the
@@ -73,12 +83,29 @@ const char *protocol_code_name(enum err_code c)
 	return c < ERR__COUNT ? code_names[c] : "UNKNOWN";
 }
 
+const char *protocol_version_name(enum protocol_version v)
+{
+	return v == PROTOCOL_V21 ? "2.1" : "2.0";
+}
+
+/* At most 64 bytes of TEXT for an error message, not cutting a UTF-8
+ * character in two. */
+static int echo_len(const char *text, size_t len)
+{
+	size_t n = MIN(len, 64);
+	while (n > 0 && n < len && ((unsigned char)text[n] & 0xc0) == 0x80)
+		n--;
+	return (int)n;
+}
+
 static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
 {
 	va_list ap;
 	err->code = code;
+	err->limit = PROTOCOL_LIMIT_NONE;
+	err->v20_closed = false;
 	err->field = err->field_value = NULL;
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof err->message, fmt, ap);
@@ -108,7 +135,25 @@ static bool get_string(json_object *v, const char **out)
 	return len > 0 && len <= REGISTRY_ID_MAX && strlen(*out) == (size_t)len;
 }
 
-/* A peer id field: a string, or a number turned into its decimal text.
+/* A string without NUL: json-c keeps the length, but C reads up to the
+ * first NUL, so "a\u0000b" would be taken as "a". */
+static bool no_nul(json_object *v)
+{
+	return strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v);
+}
+
+/* An integer that json-c holds exactly: it clamps what is out of range to
+ * INT64_MIN, or to INT64_MAX and above (kept as unsigned), so those edges
+ * are refused with all beyond them.  Fractions and exponents are doubles. */
+static bool exact_int(json_object *v, int64_t *out)
+{
+	if (!json_object_is_type(v, json_type_int))
+		return false;
+	*out = json_object_get_int64(v);
+	return *out != INT64_MIN && (*out != INT64_MAX || json_object_get_uint64(v) == INT64_MAX);
+}
+
+/* A peer id field: a string, or an integer turned into its decimal text.
  * Absent or null leaves *OUT NULL, which is an error when REQUIRED. */
 static int get_id(struct msg *m, int slot, const char *key, bool required, const char **out,
 		  struct msg_error *err)
@@ -122,10 +167,13 @@ static int get_id(struct msg *m, int slot, const char *key, bool required, const
 		return 0;
 	}
 	if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
-		const char *text = json_object_to_json_string_ext(v, JSON_FLAGS);
-		if (strlen(text) >= PROTOCOL_ID_BUF)
-			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s", key);
-		strcpy(m->idbuf[slot], text);
+		/* "1e3", "1.0" or a clamped 1e30 would be ids that other
+		 * numbers, or strings, also spell. */
+		int64_t n;
+		if (!exact_int(v, &n))
+			return fail(err, ERR_INVALID_MESSAGE,
+				    "Invalid field: %s must be a string or an integer within 64 bits", key);
+		snprintf(m->idbuf[slot], sizeof m->idbuf[slot], "%" PRId64, n);
 		*out = m->idbuf[slot];
 		return 0;
 	}
@@ -162,6 +210,8 @@ static int get_opt_string(json_object *root, const char *key, const char **out,
 	json_object *v;
 	int rc = get_opt(root, key, json_type_string, &v, err);
 	*out = v ? json_object_get_string(v) : NULL;
+	if (v && !no_nul(v))
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: %s must not contain \\u0000", key);
 	return rc;
 }
 
@@ -178,14 +228,27 @@ static int decode_register(struct msg *m, struct msg_error *err)
 		return fail(err, ERR_INVALID_MESSAGE,
 			    "Invalid field: room_id must be 1 to %d characters of A-Z a-z 0-9 . _ -",
 			    REGISTRY_ID_MAX);
-	if ((rc = get_opt(m->root, "token", json_type_string, &r->token, err)) < 0 ||
-	    (rc = get_opt_string(m->root, "jwt", &r->jwt, err)) < 0 ||
+	if ((rc = get_opt(m->root, "token", json_type_string, &r->token, err)) < 0)
+		return rc;
+	if (r->token && !no_nul(r->token))
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid field: token must not contain \\u0000");
+	if ((rc = get_opt_string(m->root, "jwt", &r->jwt, err)) < 0 ||
 	    (!r->jwt && (rc = get_opt_string(m->root, "id_token", &r->jwt, err)) < 0) ||
 	    (rc = get_opt_string(m->root, "api_key", &r->api_key, err)) < 0 ||
 	    (rc = get_opt(m->root, "metadata", json_type_object, &r->metadata, err)) < 0 ||
 	    (rc = get_opt(m->root, "is_admin", json_type_boolean, &v, err)) < 0)
 		return rc;
 	r->is_admin = v && json_object_get_boolean(v);
+	/* What the session speaks: the original server's clients say
+	 * nothing, so nothing is 2.0. */
+	if (json_object_object_get_ex(m->root, "protocol", &v) && v) {
+		const char *ver = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+		if (strcmp(ver, "2.1") == 0)
+			r->version = PROTOCOL_V21;
+		else if (strcmp(ver, "2.0") != 0)
+			return fail(err, ERR_INVALID_MESSAGE,
+				    "Invalid field: protocol must be \"2.0\" or \"2.1\"");
+	}
 	r->role = "peer";
 	if (json_object_object_get_ex(m->root, "role", &v) && v && !get_string(v, &r->role))
 		return fail(err, ERR_INVALID_MESSAGE,
@@ -285,12 +348,120 @@ static int decode_signal(struct msg *m, struct msg_error *err)
 	return get_id(m, 1, route_fields[m->type].to, true, &m->signal.target, err);
 }
 
-int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
-		    struct msg_error *err)
+/* A relayed type names its peer in "target" (a busy worker's error) or
+ * "to_peer_id"; one that names none, or not as an id, is only counted. */
+static int decode_relay(struct msg *m)
 {
+	struct msg_error ignored;
+
+	if (get_id(m, 1, "target", false, &m->relay.target, &ignored) < 0 || !m->relay.target)
+		if (get_id(m, 1, "to_peer_id", false, &m->relay.target, &ignored) < 0)
+			m->relay.target = NULL;
+	return 0;
+}
+
+/* What protocol_decode() learns of a message's top level before any tree. */
+struct top {
+	struct jscan_member type; /* the last "type", as json-c keeps */
+	bool has_type;
+	bool escaped_key; /* then only json-c can say which is "type" */
+};
+
+static void note_member(const struct jscan_member *v, void *data)
+{
+	struct top *top = data;
+	top->escaped_key |= v->key_escaped;
+	if (v->key_len == 4 && memcmp(v->key, "type", 4) == 0) {
+		top->type = *v;
+		top->has_type = true;
+	}
+}
+
+/* The gate before json-c: only RFC 8259 JSON within LIM passes.  Fills
+ * TOP from the object's members. */
+static int check_json(const struct protocol_limits *lim, const char *text, size_t len,
+		      struct top *top, struct msg_error *err)
+{
+	size_t i = 0;
+	int rc;
+
+	while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+		i++;
+	rc = jscan_check(text, len, lim->max_depth, lim->max_values, note_member, top);
+	switch (rc) {
+	case JSCAN_OK:
+		if (i == len || text[i] != '{') {
+			/* JSON, but no object: the original server's handler
+			 * raised and the connection closed, with no error. */
+			rc = fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+			err->v20_closed = true;
+			return rc;
+		}
+		return 0;
+	case JSCAN_TOO_DEEP:
+		rc = fail(err, ERR_INVALID_JSON, "JSON nested deeper than %u levels", lim->max_depth);
+		err->limit = PROTOCOL_LIMIT_DEPTH;
+		err->v20_closed = true;
+		return rc;
+	case JSCAN_TOO_MANY:
+		rc = fail(err, ERR_INVALID_JSON, "JSON of more than %zu values", lim->max_values);
+		err->limit = PROTOCOL_LIMIT_VALUES;
+		err->v20_closed = true;
+		return rc;
+	case JSCAN_NUL_KEY:
+		return fail(err, ERR_INVALID_MESSAGE, "Invalid key: keys must not contain \\u0000");
+	default:
+		return fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+	}
+}
+
+/* Ping, pong and unknown types from the scan alone: their other members
+ * are ignored, so no tree is built for them, however big.  1 when decided
+ * (0 or a failure in *RC), 0 when json-c must read the message. */
+static int decode_without_tree(const struct top *top, const char *text, size_t len, struct msg *m,
+			       struct msg_error *err, int *rc)
+{
+	const struct jscan_member *t = top->has_type ? &top->type : NULL;
+
+	if (top->escaped_key || (t && (t->kind != JSCAN_STRING || t->escaped)))
+		return 0;
+	/* json-c would have checked a binary frame's UTF-8. */
+	if (!g_utf8_validate_len(text, len, NULL)) {
+		*rc = fail(err, ERR_INVALID_JSON, "Invalid JSON format");
+		return 1;
+	}
+	if (!t) {
+		*rc = fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: None");
+		return 1;
+	}
+	for (int i = MSG_UNKNOWN + 1; i < MSG__COUNT && m->type == MSG_UNKNOWN; i++)
+		if (strlen(type_names[i]) == t->value_len &&
+		    memcmp(type_names[i], t->value, t->value_len) == 0)
+			m->type = (enum msg_type)i;
+	if (m->type == MSG_UNKNOWN) {
+		*rc = fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.*s",
+			   echo_len(t->value, t->value_len), t->value);
+		return 1;
+	}
+	if (m->type != MSG_PING && m->type != MSG_PONG) {
+		m->type = MSG_UNKNOWN;
+		return 0;
+	}
+	*rc = 0;
+	return 1;
+}
+
+int protocol_decode(json_tokener *tok, const struct protocol_limits *lim, const char *text,
+		    size_t len, struct msg *m, struct msg_error *err)
+{
+	struct top top = { 0 };
 	json_object *type;
+	int rc;
 
 	memset(m, 0, offsetof(struct msg, idbuf));
+	if ((rc = check_json(lim, text, len, &top, err)) < 0 ||
+	    decode_without_tree(&top, text, len, m, err, &rc))
+		return rc;
 	json_tokener_reset(tok);
 	m->root = json_tokener_parse_ex(tok, text, (int)len);
 	if (json_tokener_get_error(tok) != json_tokener_success ||
@@ -309,7 +480,8 @@ int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg 
 
 	switch (m->type) {
 	case MSG_UNKNOWN:
-		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.64s", type_text);
+		return fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: %.*s",
+			    echo_len(type_text, strlen(type_text)), type_text);
 	case MSG_REGISTER:
 		return decode_register(m, err);
 	case MSG_DISCOVER_PEERS:
@@ -328,6 +500,8 @@ int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg 
 	case MSG_CREATE_ROOM:
 		return protocol_decode_create_room(m->root, &m->create, err);
 	default:
+		if (protocol_is_relay(m->type))
+			return decode_relay(m);
 		return 0;
 	}
 }
@@ -350,14 +524,16 @@ static bool is_key(const struct jscan_member *v, const char *name)
 	return v->key_len == n && memcmp(v->key, name, n) == 0;
 }
 
-int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, struct msg *m)
+int protocol_decode_routed(const char *text, size_t len, const struct protocol_limits *lim,
+			   struct msg *m)
 {
 	struct jscan_member members[16];
 	const struct jscan_member *type = NULL, *from = NULL, *to = NULL, *body = NULL;
 	size_t n;
 
 	memset(m, 0, offsetof(struct msg, idbuf));
-	if (jscan_object(text, len, max_depth, members, G_N_ELEMENTS(members), &n) < 0)
+	if (jscan_object(text, len, lim->max_depth, lim->max_values, members, G_N_ELEMENTS(members),
+			 &n) < 0)
 		return -1;
 	for (size_t i = 0; i < n && !type; i++)
 		if (is_key(&members[i], "type"))
@@ -382,6 +558,9 @@ int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, str
 			slot = &body;
 		else if (v != type && is_key(v, "type"))
 			return -1;
+		/* The server writes these of a signal (protocol_signal). */
+		else if (!rf->body && (is_key(v, "role") || is_key(v, "sender_role")))
+			return -1;
 		if (slot && *slot)
 			return -1;
 		if (slot)
@@ -401,21 +580,28 @@ int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, str
 	return 0;
 }
 
+json_object *protocol_parse_object(json_tokener *tok, const struct protocol_limits *lim,
+				   const char *text, size_t len)
+{
+	if (jscan_check(text, len, lim->max_depth, lim->max_values, NULL, NULL) != JSCAN_OK)
+		return NULL;
+	return json_parse_object(tok, text, len);
+}
+
 void msg_clear(struct msg *m)
 {
 	json_object_put(m->root);
 	m->root = NULL;
 }
 
-struct msgbuf *protocol_error(enum err_code code, const char *message, bool with_reason,
-			      const char *field, const char *field_value)
+struct msgbuf *protocol_error(enum err_code code, const char *message, const char *field,
+			      const char *field_value)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string("error"));
 	json_object_object_add(o, "code", json_object_new_string(protocol_code_name(code)));
 	json_object_object_add(o, "message", json_object_new_string(message));
-	if (with_reason)
-		json_object_object_add(o, "reason", json_object_new_string(message));
+	json_object_object_add(o, "reason", json_object_new_string(message));
 	if (field && field_value)
 		json_object_object_add(o, field, json_object_new_string(field_value));
 	struct msgbuf *m = msgbuf_from_json(o);
@@ -423,9 +609,9 @@ struct msgbuf *protocol_error(enum err_code code, const char *message, bool with
 	return m;
 }
 
-struct msgbuf *protocol_error_from(const struct msg_error *e, bool with_reason)
+struct msgbuf *protocol_error_from(const struct msg_error *e)
 {
-	return protocol_error(e->code, e->message, with_reason, e->field, e->field_value);
+	return protocol_error(e->code, e->message, e->field, e->field_value);
 }
 
 #define PUT(w, text, len) (memcpy(w, text, len), (w) += (len))
@@ -487,12 +673,14 @@ static char *put_room_mates(char *w, const struct peer *self, bool with_metadata
 /* Its room mates make it O(room) bytes, megabytes in a room of thousands:
  * the head is built in S, and the whole written once, in place. */
 struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_object *token,
-				   const char *ice_servers_json)
+				   const char *ice_servers_json, enum protocol_version version)
 {
 	const struct room *room = self->room;
 	static const char mates_key[] = ",\"peer_metadata\":", ice_key[] = ",\"ice_servers\":",
-			  mesh_key[] = ",\"mesh_ice_servers\":";
+			  mesh_key[] = ",\"mesh_ice_servers\":", proto_key[] = ",\"protocol\":\"";
 	size_t ice_len = strlen(ice_servers_json);
+	const char *ver = protocol_version_name(version);
+	size_t ver_len = strlen(ver);
 
 	g_string_assign(s, "{\"type\":\"registered_auth\",\"room_id\":");
 	append_room_id(s, room);
@@ -512,7 +700,8 @@ struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_obj
 
 	size_t len = s->len + room_mates_len(self, false) + sizeof mates_key - 1 +
 		     room_mates_len(self, true) +
-		     sizeof ice_key - 1 + ice_len + sizeof mesh_key - 1 + ice_len + 1;
+		     sizeof ice_key - 1 + ice_len + sizeof mesh_key - 1 + ice_len +
+		     sizeof proto_key - 1 + ver_len + 2;
 	struct msgbuf *m = msgbuf_alloc(len);
 	char *w = msgbuf_text(m);
 
@@ -524,6 +713,9 @@ struct msgbuf *protocol_registered(GString *s, const struct peer *self, json_obj
 	PUT(w, ice_servers_json, ice_len);
 	PUT_LITERAL(w, mesh_key);
 	PUT(w, ice_servers_json, ice_len);
+	PUT_LITERAL(w, proto_key);
+	PUT(w, ver, ver_len);
+	*w++ = '"';
 	*w++ = '}';
 	g_assert(w == msgbuf_text(m) + len);
 	return m;
@@ -651,20 +843,25 @@ struct msgbuf *protocol_signal(GString *s, const struct msg *m, const char *text
 	if (m->root) {
 		/* json-c's reading: it kept the last of repeated keys, so the
 		 * text could name another sender first.  What goes out has one
-		 * "sender", this socket's own. */
+		 * "sender", this socket's own, and one role, its registered
+		 * one, under a name no receiver takes for the sender's say. */
+		json_object_object_del(m->root, "role");
+		json_object_object_del(m->root, "sender_role");
 		json_object_object_add(m->root, "sender", json_object_new_string(from->id));
+		json_object_object_add(m->root, "sender_role", json_object_new_string(from->role));
 		return msgbuf_from_json(m->root);
 	}
-	/* From the fast path, which refuses repeated keys: the sender it
-	 * checked is the only one. */
-	if (m->signal.sender)
-		return msgbuf_new(text, len);
-	/* The text is exactly one object without a "sender"; the server's
-	 * goes before its closing brace. */
+	/* From the fast path, which refuses repeated keys and leaves a role
+	 * to json-c: the text is exactly one object, its sender (if any) the
+	 * one checked; the server's fields go before its closing brace. */
 	g_string_truncate(s, 0);
 	g_string_append_len(s, text, (gssize)len - 1);
-	g_string_append(s, ",\"sender\":");
-	g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+	if (!m->signal.sender) {
+		g_string_append(s, ",\"sender\":");
+		g_string_append_len(s, from->id_json, (gssize)from->id_json_len);
+	}
+	g_string_append(s, ",\"sender_role\":");
+	g_string_append_len(s, from->role_json, (gssize)from->role_json_len);
 	g_string_append_c(s, '}');
 	return finish(s);
 }

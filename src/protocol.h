@@ -25,8 +25,31 @@ enum msg_type {
 	MSG_PING,
 	MSG_PONG,
 	MSG_CREATE_ROOM,
+	/* What today's sleap-rtc workers send for the server to pass on
+	 * (docs/protocol.md "Relayed types"): forwarded when they name a
+	 * peer of the room, otherwise counted; never answered with an error. */
+	MSG_ERROR, /* a peer's own error for another, e.g. a busy worker's */
+	MSG_JOB_STATUS,
+	MSG_JOB_PROGRESS,
+	MSG_ENCRYPTED_RELAY,
+	MSG_FS_LIST_RES,
+	MSG_WORKER_PATH_OK,
+	MSG_WORKER_PATH_ERROR,
+	MSG_FS_CHECK_VIDEOS_RESPONSE,
+	MSG_KEY_EXCHANGE_RESPONSE,
 	MSG__COUNT
 };
+
+/* The relayed types are MSG_ERROR up to the end. */
+static inline bool protocol_is_relay(int t)
+{
+	return t >= MSG_ERROR && t < MSG__COUNT;
+}
+
+/* What a session speaks, declared in register ("protocol"): 2.0 when it
+ * declares nothing, the original server's error behaviour; 2.1 every
+ * error of docs/protocol.md. */
+enum protocol_version { PROTOCOL_V20 = 0, PROTOCOL_V21 };
 
 enum err_code {
 	ERR_INVALID_JSON,
@@ -70,6 +93,7 @@ struct msg_register {
 	const char *role;
 	json_object *metadata; /* NULL means {} */
 	bool is_admin;
+	enum protocol_version version;
 };
 
 struct msg_discover {
@@ -91,6 +115,12 @@ struct msg_route {
 	json_object *body;    /* payload, offer, answer or candidate */
 	const char *body_text; /* or, from protocol_decode_routed, its text */
 	size_t body_len;
+};
+
+/* The relayed types: the peer named by "target" or "to_peer_id", if any
+ * (an id of the wrong type is no target); forwarded whole. */
+struct msg_relay {
+	const char *target;
 };
 
 /* create_room (and the body of POST /create-room). */
@@ -117,12 +147,24 @@ struct msg {
 		struct msg_route route;
 		struct msg_signal signal;
 		struct msg_create_room create;
+		struct msg_relay relay;
 	};
 	char idbuf[2][PROTOCOL_ID_BUF];
 };
 
+/* What a message's JSON may cost to read (PROTOCOL.md 1, [limits]). */
+struct protocol_limits {
+	unsigned max_depth; /* containers, the message itself counting 1 */
+	size_t max_values;  /* every value, the message itself counting 1 */
+};
+
+/* Which of those a refused message went past, for the metrics. */
+enum protocol_limit { PROTOCOL_LIMIT_NONE, PROTOCOL_LIMIT_DEPTH, PROTOCOL_LIMIT_VALUES };
+
 struct msg_error {
 	enum err_code code;
+	enum protocol_limit limit;
+	bool v20_closed; /* the original server closed the connection over it */
 	char message[200];
 	const char *field;      /* the field the error concerns, if any */
 	const char *field_value;
@@ -130,16 +172,24 @@ struct msg_error {
 
 /* Parses and validates one message.  On failure returns -EINVAL and fills
  * ERR (INVALID_JSON, UNKNOWN_MESSAGE_TYPE or INVALID_MESSAGE; FORBIDDEN
- * and the rest are the router's).  M->root must be released with
+ * and the rest are the router's).  Only RFC 8259 JSON within LIM reaches
+ * json-c (TOK, set up with at least LIM's depth); ping and pong build no
+ * tree at all (M->root stays NULL).  M->root must be released with
  * msg_clear() either way. */
-int protocol_decode(json_tokener *tok, const char *text, size_t len, struct msg *m,
-		    struct msg_error *err);
+int protocol_decode(json_tokener *tok, const struct protocol_limits *lim, const char *text,
+		    size_t len, struct msg *m, struct msg_error *err);
 void msg_clear(struct msg *m);
 /* The fast path for the messages that are only routed (peer_message,
  * mesh_*, ice_candidate, offer, answer, candidate) when they are plain:
  * 0 with M filled (M->root NULL, bodies as spans of TEXT), or -1 when the
  * message is anything else, and protocol_decode must judge it. */
-int protocol_decode_routed(const char *text, size_t len, unsigned max_depth, struct msg *m);
+int protocol_decode_routed(const char *text, size_t len, const struct protocol_limits *lim,
+			   struct msg *m);
+
+/* TEXT as a JSON object, when it is RFC 8259 JSON within LIM (the body
+ * of POST /create-room); NULL otherwise. */
+json_object *protocol_parse_object(json_tokener *tok, const struct protocol_limits *lim,
+				   const char *text, size_t len);
 
 /* The fields of a create_room request in OBJ (a message or an HTTP body). */
 int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
@@ -147,13 +197,17 @@ int protocol_decode_create_room(json_object *obj, struct msg_create_room *out,
 
 /* --- builders; every result has one reference --- */
 
-/* {"type":"error","code":C,"message":M[,"reason":M][,FIELD:VALUE]} */
-struct msgbuf *protocol_error(enum err_code code, const char *message, bool with_reason,
-			      const char *field, const char *field_value);
-struct msgbuf *protocol_error_from(const struct msg_error *e, bool with_reason);
+/* {"type":"error","code":C,"message":M,"reason":M[,FIELD:VALUE]}: every
+ * error says its message as "reason" too, which the original server's
+ * clients read (docs/protocol.md "Errors"). */
+struct msgbuf *protocol_error(enum err_code code, const char *message, const char *field,
+			      const char *field_value);
+struct msgbuf *protocol_error_from(const struct msg_error *e);
 
+/* "2.0" or "2.1" */
+const char *protocol_version_name(enum protocol_version v);
 struct msgbuf *protocol_registered(GString *scratch, const struct peer *self, json_object *token,
-				   const char *ice_servers_json);
+				   const char *ice_servers_json, enum protocol_version version);
 struct msgbuf *protocol_admin_conflict(const struct room *room);
 
 /* peer_list: the peers of SELF's room accepted by MATCH, at most LIMIT. */
@@ -164,7 +218,11 @@ struct msgbuf *protocol_peer_list(GString *scratch, const struct peer *self, uns
 struct msgbuf *protocol_metadata_updated(GString *scratch, const struct peer *self);
 struct msgbuf *protocol_routed(GString *scratch, enum msg_type type, const struct peer *from,
 			       const struct peer *to, const struct msg_route *rt);
-/* The whole signal object, with "sender" filled in when it was missing. */
+/* The whole signal (or relayed) object as its target gets it: "sender"
+ * is FROM's id and "sender_role" FROM's registered role, whatever the
+ * sender wrote; a "role" it wrote is removed, as receivers take it for a
+ * role the server vouched for (docs/protocol.md "offer, answer,
+ * candidate"). */
 struct msgbuf *protocol_signal(GString *scratch, const struct msg *m, const char *text, size_t len,
 			       const struct peer *from);
 struct msgbuf *protocol_simple(const char *type); /* {"type":T} */

@@ -16,6 +16,10 @@ struct metrics_roles;
 struct peer {
 	struct room *room;
 	void *owner;     /* the connection that holds this registration */
+	/* A v2.0 connection whose registration of this id the owner's took
+	 * over: it may still send as this peer, receives nothing (router.c,
+	 * "superseded"); at most one. */
+	void *former;
 	struct meta *meta;
 	char *principal; /* who registered it; NULL when auth is off */
 	gint64 connected_at; /* microseconds since the epoch */

@@ -7,6 +7,7 @@
 #include "auth.h"
 #include "config.h"
 #include "msgbuf.h"
+#include "protocol.h"
 #include "registry.h"
 #include "rooms.h"
 #include "turn.h"
@@ -24,6 +25,16 @@ struct client {
 	struct netaddr addr; /* the client (behind trusted proxies: theirs) */
 	struct router_pending *pending; /* a create_room awaiting the store */
 	struct router_parked *parked;   /* a register awaiting its issuer's keys */
+	bool answer_waiting; /* an answer over max_queued_bytes is still queued */
+	/* What it declared at its last register; until then 2.0.  Once it
+	 * has been registered, a 2.0 session is told only the errors the
+	 * original v2.0 server sent (docs/protocol.md "v2.0 clients"). */
+	enum protocol_version proto;
+	bool was_registered;
+	/* PEER is a registration a newer connection took over: this one may
+	 * still send as it (a v2.0 worker's first socket after an admin
+	 * failover), and is sent nothing more.  PEER->former is this. */
+	bool superseded;
 };
 
 /* The client's address for log fields, or NULL. */
@@ -37,6 +48,12 @@ struct router_ops {
 	 * queue bound is exceeded: C is then closed with 1008; -EPIPE when C
 	 * is closing already or its socket failed. */
 	int (*send)(void *ctx, struct client *c, struct msgbuf *m);
+	/* The same for an answer to C's own request (registered_auth,
+	 * peer_list), which may be as large as a full room's metadata: one
+	 * that does not fit within max_queued_bytes is queued anyway, outside
+	 * that bound, and C->answer_waiting is set until it has left the
+	 * queue.  NULL: send. */
+	int (*answer)(void *ctx, struct client *c, struct msgbuf *m);
 	/* Closes C with CODE once what is already queued has gone out. */
 	void (*close)(void *ctx, struct client *c, int code, const char *reason);
 };
@@ -50,6 +67,8 @@ struct router_env {
 	struct rooms *rooms;
 	struct auth *auth;
 	struct addrlimit *addrlimit; /* per-address limits */
+	struct pubkeys *pubkeys;     /* Ed25519 public keys of accounts */
+	struct store *store;         /* where they are written; NULL: memory only */
 };
 
 struct router *router_new(const struct config *cfg, struct registry *reg,
@@ -63,6 +82,10 @@ bool router_open_mode(struct router *r);
 
 /* Tells C it is over its message rate. */
 void router_rate_limited(struct router *r, struct client *c);
+/* The server is stopping and C is about to be closed with 1001: a session
+ * that declared 2.1 gets SERVER_SHUTTING_DOWN; others are not told (the
+ * original server sent nothing), only counted. */
+void router_shutting_down(struct router *r, struct client *c);
 
 /* One complete message from C.  UTF8: the transport has checked that TEXT
  * is UTF-8 (lws does for text frames, not for binary ones); only then may
@@ -78,12 +101,13 @@ unsigned router_close_room(struct router *r, const char *room_id, const char *re
  * with REASON and are disconnected; returns how many. */
 unsigned router_close_principal(struct router *r, const char *principal, const char *reason);
 
-/* POST /create-room: BEARER is the Authorization header's token, BODY the
- * request body (may be empty).  DONE gets the HTTP status and a JSON body
+/* POST /create-room from FROM (NULL: unknown, a unix socket): BEARER is
+ * the Authorization header's token, BODY the request body (may be empty);
+ * 429 when a room quota is full.  DONE gets the HTTP status and a JSON body
  * (g_free), now or once the room is durable; router_http_cancel() stops a
  * pending one (the connection went away). */
 typedef void (*router_http_done_fn)(unsigned status, char *json, void *data);
-struct router_pending *router_http_create_room(struct router *r, const char *bearer,
-					       const char *body, size_t len,
+struct router_pending *router_http_create_room(struct router *r, const struct netaddr *from,
+					       const char *bearer, const char *body, size_t len,
 					       router_http_done_fn done, void *data);
 void router_http_cancel(struct router_pending *p);

@@ -9,17 +9,22 @@
 #include "store.h"
 
 #include "condvar.h"
+#include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 
-enum job_op { JOB_PUT_ROOM, JOB_DELETE_ROOM, JOB_PUT_KEY, JOB_REVOKE_KEY, JOB_PURGE };
+enum job_op { JOB_PUT_ROOM, JOB_DELETE_ROOM, JOB_PUT_KEY, JOB_REVOKE_KEY, JOB_PURGE, JOB_PUT_MEMBER,
+	      JOB_DELETE_MEMBER, JOB_PUT_PUBKEY };
 
 struct job {
 	enum job_op op;
 	struct store_room *room;
 	struct store_key *key;
+	struct store_member *member; /* put_member, delete_member */
+	struct store_pubkey *pubkey;
 	char *id;     /* delete_room, revoke_key */
 	int64_t when; /* revoke_key, purge_expired */
 	store_done_fn done;
@@ -43,6 +48,7 @@ struct store {
 	GQueue done;  /* of struct job, completed */
 	bool closing;
 	unsigned limit;
+	unsigned retry_ms;
 
 	atomic_int health;
 	atomic_uint pending;
@@ -76,6 +82,7 @@ static struct store_key *store_key_copy(const struct store_key *key)
 	*c = *key;
 	c->key_id = g_strdup(key->key_id);
 	c->room_id = g_strdup(key->room_id);
+	c->account = g_strdup(key->account);
 	c->name = g_strdup(key->name);
 	return c;
 }
@@ -86,8 +93,29 @@ void store_key_free(struct store_key *key)
 		return;
 	g_free(key->key_id);
 	g_free(key->room_id);
+	g_free(key->account);
 	g_free(key->name);
 	g_free(key);
+}
+
+void store_member_free(struct store_member *m)
+{
+	if (!m)
+		return;
+	g_free(m->room_id);
+	g_free(m->account);
+	g_free(m);
+}
+
+void store_pubkey_free(struct store_pubkey *k)
+{
+	if (!k)
+		return;
+	g_free(k->account);
+	g_free(k->public_key);
+	g_free(k->device_name);
+	g_free(k->username);
+	g_free(k);
 }
 
 /* A fresh id into *ID when it has none, and a fresh credential into
@@ -123,6 +151,8 @@ static void job_free(struct job *job)
 {
 	store_room_free(job->room);
 	store_key_free(job->key);
+	store_member_free(job->member);
+	store_pubkey_free(job->pubkey);
 	g_free(job->id);
 	g_clear_error(&job->error);
 	g_free(job);
@@ -135,10 +165,11 @@ static bool backend_failure(int r)
 	return r < 0 && r != -ENOENT && r != -EEXIST && r != -EINVAL;
 }
 
-static void run_job(struct store *st, struct job *job)
+static int run_once(struct store *st, struct job *job)
 {
 	int r = -EINVAL;
 
+	g_clear_error(&job->error);
 	pthread_mutex_lock(&st->backend_lock);
 	switch (job->op) {
 	case JOB_PUT_ROOM:
@@ -156,8 +187,55 @@ static void run_job(struct store *st, struct job *job)
 	case JOB_PURGE:
 		r = st->ops->purge_expired(st->be, job->when, &job->error);
 		break;
+	case JOB_PUT_MEMBER:
+		r = st->ops->put_member(st->be, job->member, &job->error);
+		break;
+	case JOB_DELETE_MEMBER:
+		r = st->ops->delete_member(st->be, job->member->room_id, job->member->account, &job->error);
+		break;
+	case JOB_PUT_PUBKEY:
+		r = st->ops->put_pubkey(st->be, job->pubkey, &job->error);
+		break;
 	}
 	pthread_mutex_unlock(&st->backend_lock);
+	return r;
+}
+
+#define RETRY_PAUSE_FIRST_MS 25
+#define RETRY_PAUSE_MAX_MS 500
+
+/* A database locked by someone else (an operator's sqlite3 shell, a
+ * backup) is usually released within seconds: try again, pausing a bit
+ * longer each time, until the retry window has passed.  Without this a
+ * revocation would fail on a lock the next second would not have. */
+static void run_job(struct store *st, struct job *job)
+{
+	pthread_mutex_lock(&st->lock);
+	gint64 window = (gint64)st->retry_ms * 1000;
+	pthread_mutex_unlock(&st->lock);
+	gint64 start = g_get_monotonic_time();
+	unsigned pause = RETRY_PAUSE_FIRST_MS, tries = 1;
+	int r;
+
+	while ((r = run_once(st, job)) == -EBUSY) {
+		gint64 left = start + window - g_get_monotonic_time();
+		if (left <= 0)
+			break;
+		if (tries == 1)
+			log_warning("room store: %s; retrying for up to %u ms",
+				    job->error ? job->error->message : "database busy",
+				    (unsigned)(window / 1000));
+		metrics_inc(store_retries);
+		g_usleep(MIN((gint64)pause * 1000, left));
+		pause = MIN(pause * 2, RETRY_PAUSE_MAX_MS);
+		tries++;
+	}
+	if (r == -EBUSY && tries > 1)
+		log_err("room store: still locked after %u tries in %u ms: %s", tries,
+			(unsigned)((g_get_monotonic_time() - start) / 1000),
+			job->error ? job->error->message : "database busy");
+	else if (tries > 1)
+		log_notice("room store: written after %u tries", tries);
 	job->status = r;
 	if (r >= 0)
 		atomic_store(&st->health, 0);
@@ -261,6 +339,7 @@ int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, stru
 	st = g_new0(struct store, 1);
 	st->ops = ops;
 	st->limit = STORE_QUEUE_DEFAULT;
+	st->retry_ms = STORE_RETRY_DEFAULT_MS;
 	pthread_mutex_init(&st->backend_lock, NULL);
 	pthread_mutex_init(&st->lock, NULL);
 	condvar_init(&st->wake);
@@ -303,6 +382,13 @@ void store_set_queue_limit(struct store *st, unsigned max)
 	pthread_mutex_unlock(&st->lock);
 }
 
+void store_set_retry_timeout(struct store *st, unsigned ms)
+{
+	pthread_mutex_lock(&st->lock);
+	st->retry_ms = ms;
+	pthread_mutex_unlock(&st->lock);
+}
+
 int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **err)
 {
 	g_autoptr(GPtrArray) r_list = g_ptr_array_new_with_free_func((GDestroyNotify)store_room_free);
@@ -320,14 +406,30 @@ int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **e
 	return 0;
 }
 
+int store_load_members(struct store *st, GPtrArray **members, GError **err)
+{
+	g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func((GDestroyNotify)store_member_free);
+	int r;
+
+	pthread_mutex_lock(&st->backend_lock);
+	r = st->ops->load_members(st->be, list, err);
+	pthread_mutex_unlock(&st->backend_lock);
+	if (r < 0)
+		return r;
+	*members = g_steal_pointer(&list);
+	return 0;
+}
+
 /* Takes JOB (freeing it when it cannot be queued). */
 static int submit(struct store *st, struct job *job, store_done_fn done, void *data)
 {
 	int r = 0;
+	unsigned limit;
 
 	job->done = done;
 	job->data = data;
 	pthread_mutex_lock(&st->lock);
+	limit = st->limit;
 	if (st->closing)
 		r = -ESHUTDOWN;
 	else if (st->queue.length >= st->limit)
@@ -338,6 +440,12 @@ static int submit(struct store *st, struct job *job, store_done_fn done, void *d
 		pthread_cond_signal(&st->wake);
 	}
 	pthread_mutex_unlock(&st->lock);
+	if (r == -EAGAIN) {
+		/* Said here, once for every caller: none may drop a write unheard. */
+		metrics_inc(store_queue_full);
+		log_err("room store: %u writes already queued: refusing another (the database is slow "
+			"or locked)", limit);
+	}
 	if (r < 0)
 		job_free(job);
 	return r;
@@ -377,11 +485,39 @@ int store_put_key(struct store *st, const struct store_key *key, store_done_fn d
 {
 	struct job *job;
 
-	if (!key->key_id || !*key->key_id || !key->room_id || !*key->room_id)
+	/* Exactly one of a room and an account. */
+	if (!key->key_id || !*key->key_id || !key->room_id == !key->account ||
+	    (key->room_id && !*key->room_id) || (key->account && !*key->account))
 		return -EINVAL;
 	job = job_new(JOB_PUT_KEY);
 	job->key = store_key_copy(key);
 	return submit(st, job, done, data);
+}
+
+static struct job *member_job(enum job_op op, const char *room_id, const char *account,
+			      int64_t added_at)
+{
+	struct job *job = job_new(op);
+	job->member = g_new0(struct store_member, 1);
+	job->member->room_id = g_strdup(room_id);
+	job->member->account = g_strdup(account);
+	job->member->added_at = added_at;
+	return job;
+}
+
+int store_put_member(struct store *st, const struct store_member *m, store_done_fn done, void *data)
+{
+	if (!m->room_id || !*m->room_id || !m->account || !*m->account)
+		return -EINVAL;
+	return submit(st, member_job(JOB_PUT_MEMBER, m->room_id, m->account, m->added_at), done, data);
+}
+
+int store_delete_member(struct store *st, const char *room_id, const char *account,
+			store_done_fn done, void *data)
+{
+	if (!room_id || !*room_id || !account || !*account)
+		return -EINVAL;
+	return submit(st, member_job(JOB_DELETE_MEMBER, room_id, account, 0), done, data);
 }
 
 int store_revoke_key(struct store *st, const char *key_id, int64_t when, store_done_fn done,
@@ -402,6 +538,36 @@ int store_purge_expired(struct store *st, int64_t now, store_done_fn done, void 
 	struct job *job = job_new(JOB_PURGE);
 	job->when = now;
 	return submit(st, job, done, data);
+}
+
+int store_put_pubkey(struct store *st, const struct store_pubkey *k, store_done_fn done, void *data)
+{
+	struct job *job;
+
+	if (!k->account || !*k->account || !k->public_key || !*k->public_key)
+		return -EINVAL;
+	job = job_new(JOB_PUT_PUBKEY);
+	job->pubkey = g_new0(struct store_pubkey, 1);
+	*job->pubkey = *k;
+	job->pubkey->account = g_strdup(k->account);
+	job->pubkey->public_key = g_strdup(k->public_key);
+	job->pubkey->device_name = g_strdup(k->device_name);
+	job->pubkey->username = g_strdup(k->username);
+	return submit(st, job, done, data);
+}
+
+int store_load_pubkeys(struct store *st, GPtrArray **out, GError **err)
+{
+	g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func((GDestroyNotify)store_pubkey_free);
+	int r;
+
+	pthread_mutex_lock(&st->backend_lock);
+	r = st->ops->load_pubkeys(st->be, list, err);
+	pthread_mutex_unlock(&st->backend_lock);
+	if (r < 0)
+		return r;
+	*out = g_steal_pointer(&list);
+	return 0;
 }
 
 int store_ping(struct store *st)

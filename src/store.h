@@ -18,6 +18,7 @@
 
 #define STORE_QUEUE_DEFAULT 10000 /* pending writes */
 #define STORE_CLOSE_TIMEOUT_MS 5000
+#define STORE_RETRY_DEFAULT_MS 5000 /* a busy (locked) database is retried this long */
 
 struct store_room {
 	char *id;
@@ -34,14 +35,34 @@ struct store_key {
 	char *key_id;     /* public */
 	uint8_t key_hash[SECRET_HASH_LEN]; /* SHA-256 of the secret */
 	char *room_id;    /* the room it grants; keys go with their room */
+	char *account;    /* instead of room_id: the "jwt:ISSUER:SUB" it speaks for,
+			   * valid in every room that principal may use */
 	char *name;       /* NULL: none */
 	int64_t created_at;
 	int64_t expires_at; /* 0: never */
 	int64_t revoked_at; /* 0: not revoked */
 };
 
+/* A room's member: an account that may use it with an account key. */
+struct store_member {
+	char *room_id;
+	char *account; /* "jwt:ISSUER:SUB" */
+	int64_t added_at;
+};
+
+/* An Ed25519 public key an account published (pubkeys.h). */
+struct store_pubkey {
+	char *account;     /* "jwt:ISSUER:SUB" */
+	char *public_key;  /* base64url, unpadded */
+	char *device_name;
+	char *username;    /* NULL: the subject */
+	int64_t created_at;
+};
+
 void store_room_free(struct store_room *room);
+void store_pubkey_free(struct store_pubkey *k);
 void store_key_free(struct store_key *key);
+void store_member_free(struct store_member *m);
 
 /* Gives ROOM a fresh random id (when it has none) and a fresh token:
  * the token is written to TOKEN for the creator to see once, only its
@@ -66,11 +87,22 @@ struct store_backend_ops {
 	int (*delete_room)(void *be, const char *room_id, GError **err);
 	/* Creates or replaces the key; -ENOENT when its room does not exist. */
 	int (*put_key)(void *be, const struct store_key *key, GError **err);
+	/* Appends every room membership (struct store_member) to MEMBERS. */
+	int (*load_members)(void *be, GPtrArray *members, GError **err);
+	/* Adds the membership (kept as it is when present); -ENOENT when the
+	 * room does not exist.  Deleting the room deletes its members. */
+	int (*put_member)(void *be, const struct store_member *m, GError **err);
+	/* -ENOENT when there is no such membership. */
+	int (*delete_member)(void *be, const char *room_id, const char *account, GError **err);
 	/* Marks the key revoked at WHEN (a second revoke keeps the first
 	 * time); -ENOENT when there is no such key. */
 	int (*revoke_key)(void *be, const char *key_id, int64_t when, GError **err);
 	/* Deletes the rooms with 0 < expires_at <= NOW, and their keys. */
 	int (*purge_expired)(void *be, int64_t now, GError **err);
+	/* Public keys: appends every struct store_pubkey to OUT; creates or
+	 * replaces one (by account and key). */
+	int (*load_pubkeys)(void *be, GPtrArray *out, GError **err);
+	int (*put_pubkey)(void *be, const struct store_pubkey *k, GError **err);
 	void (*close)(void *be);
 };
 
@@ -91,23 +123,37 @@ int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, stru
 	       GError **err);
 /* At most MAX writes wait in the queue (default STORE_QUEUE_DEFAULT). */
 void store_set_queue_limit(struct store *st, unsigned max);
+/* A write the backend refuses with -EBUSY (the database is locked by
+ * another process) is tried again, with a growing pause, until MS have
+ * passed since its first try (default STORE_RETRY_DEFAULT_MS; 0: no
+ * retry); then it completes with -EBUSY. */
+void store_set_retry_timeout(struct store *st, unsigned ms);
 
 /* Reads every room and key, synchronously: at start-up, before serving
  * and before any write.  The arrays own their elements. */
 int store_load(struct store *st, GPtrArray **rooms, GPtrArray **keys, GError **err);
+/* The same for the room memberships, right after store_load. */
+int store_load_members(struct store *st, GPtrArray **members, GError **err);
+/* The same for the public keys (struct store_pubkey). */
+int store_load_pubkeys(struct store *st, GPtrArray **out, GError **err);
 
 /* Queue one write; the record is copied.  Return 0 (DONE, when not NULL,
  * will be called exactly once, completions in the order of the calls),
  * -EAGAIN when the queue is full, -EINVAL for a record without id (or a
- * room without created_by, a key without room_id), -ESHUTDOWN once the
+ * room without created_by, a key without exactly one of room_id and
+ * account), -ESHUTDOWN once the
  * store is closing. */
 int store_put_room(struct store *st, const struct store_room *room, store_done_fn done,
 		   void *data);
 int store_delete_room(struct store *st, const char *room_id, store_done_fn done, void *data);
 int store_put_key(struct store *st, const struct store_key *key, store_done_fn done, void *data);
+int store_put_member(struct store *st, const struct store_member *m, store_done_fn done, void *data);
+int store_delete_member(struct store *st, const char *room_id, const char *account,
+			store_done_fn done, void *data);
 int store_revoke_key(struct store *st, const char *key_id, int64_t when, store_done_fn done,
 		     void *data);
 int store_purge_expired(struct store *st, int64_t now, store_done_fn done, void *data);
+int store_put_pubkey(struct store *st, const struct store_pubkey *k, store_done_fn done, void *data);
 
 /* 0 while the backend answers (the last write reached it), else the
  * negative errno of the last backend failure; a write naming a missing

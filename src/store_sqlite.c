@@ -15,9 +15,10 @@
 #include <unistd.h>
 
 #define DB_NAME "rooms.db"
-/* The daemon is the only writer; a lock held longer than this is a
- * stuck process, better reported than waited for. */
-#define BUSY_TIMEOUT_MS 1000
+/* The daemon is the only writer, but an operator's sqlite3 shell or a
+ * backup may hold the lock for a while: sqlite waits this long, then the
+ * store retries with pauses for its bounded window (store.h). */
+#define BUSY_TIMEOUT_MS 200
 
 /* Schema migrations, in order: entry N-1 brings a database from version
  * N-1 to N.  Never edit one that shipped; append. */
@@ -44,6 +45,41 @@ static const char *const migrations[] = {
 	" revoked_at INTEGER NOT NULL DEFAULT 0"
 	");"
 	"CREATE INDEX IF NOT EXISTS api_keys_room_id ON api_keys (room_id);",
+	/* 2: account keys (an account instead of a room: room_id becomes
+	 * optional, which sqlite can only do by rebuilding the table) and
+	 * room memberships. */
+	"CREATE TABLE api_keys_2 ("
+	" key_id TEXT PRIMARY KEY NOT NULL,"
+	" key_hash BLOB NOT NULL CHECK (length(key_hash) = 32),"
+	" room_id TEXT REFERENCES rooms (id) ON DELETE CASCADE,"
+	" account TEXT,"
+	" name TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" expires_at INTEGER NOT NULL DEFAULT 0,"
+	" revoked_at INTEGER NOT NULL DEFAULT 0,"
+	" CHECK ((room_id IS NULL) <> (account IS NULL))"
+	");"
+	"INSERT INTO api_keys_2 (key_id, key_hash, room_id, name, created_at, expires_at, revoked_at)"
+	" SELECT key_id, key_hash, room_id, name, created_at, expires_at, revoked_at FROM api_keys;"
+	"DROP TABLE api_keys;"
+	"ALTER TABLE api_keys_2 RENAME TO api_keys;"
+	"CREATE INDEX api_keys_room_id ON api_keys (room_id);"
+	"CREATE TABLE room_members ("
+	" room_id TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,"
+	" account TEXT NOT NULL,"
+	" added_at INTEGER NOT NULL,"
+	" PRIMARY KEY (room_id, account)"
+	") WITHOUT ROWID;",
+	/* Ed25519 public keys accounts publish (pubkeys.h): 3, after the account
+	 * keys and members. */
+	"CREATE TABLE IF NOT EXISTS public_keys ("
+	" account TEXT NOT NULL,"
+	" public_key TEXT NOT NULL,"
+	" device_name TEXT,"
+	" username TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" PRIMARY KEY (account, public_key)"
+	");",
 };
 
 enum stmt {
@@ -57,6 +93,11 @@ enum stmt {
 	ST_PURGE,
 	ST_LOAD_ROOMS,
 	ST_LOAD_KEYS,
+	ST_PUT_MEMBER,
+	ST_DELETE_MEMBER,
+	ST_LOAD_MEMBERS,
+	ST_PUT_PUBKEY,
+	ST_LOAD_PUBKEYS,
 	ST__COUNT
 };
 
@@ -74,9 +115,9 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_DELETE_ROOM] = "DELETE FROM rooms WHERE id = ?1",
 	[ST_PUT_KEY] =
 		"INSERT INTO api_keys (key_id, key_hash, room_id, name, created_at, expires_at,"
-		" revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+		" revoked_at, account) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 		" ON CONFLICT (key_id) DO UPDATE SET key_hash = excluded.key_hash,"
-		" room_id = excluded.room_id, name = excluded.name,"
+		" room_id = excluded.room_id, account = excluded.account, name = excluded.name,"
 		" created_at = excluded.created_at, expires_at = excluded.expires_at,"
 		" revoked_at = excluded.revoked_at",
 	/* Matches a revoked key too (changes() = 1) but keeps its time. */
@@ -86,7 +127,16 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_LOAD_ROOMS] = "SELECT id, name, token_hash, created_by, created_at, expires_at,"
 			  " max_peers, open_to_issuer FROM rooms",
 	[ST_LOAD_KEYS] = "SELECT key_id, key_hash, room_id, name, created_at, expires_at,"
-			 " revoked_at FROM api_keys",
+			 " revoked_at, account FROM api_keys",
+	[ST_PUT_MEMBER] = "INSERT INTO room_members (room_id, account, added_at) VALUES (?1, ?2, ?3)"
+			  " ON CONFLICT DO NOTHING",
+	[ST_DELETE_MEMBER] = "DELETE FROM room_members WHERE room_id = ?1 AND account = ?2",
+	[ST_LOAD_MEMBERS] = "SELECT room_id, account, added_at FROM room_members",
+	[ST_PUT_PUBKEY] = "INSERT INTO public_keys (account, public_key, device_name, username, created_at)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account, public_key) DO UPDATE SET"
+			  " device_name = excluded.device_name, username = excluded.username",
+	[ST_LOAD_PUBKEYS] = "SELECT account, public_key, device_name, username, created_at"
+			    " FROM public_keys ORDER BY created_at, rowid",
 };
 
 struct sq {
@@ -220,6 +270,10 @@ static int migrate(struct sq *s, GError **err)
 		version = sqlite3_column_int(stmt, 0);
 		rc = SQLITE_OK;
 	}
+	/* Done with it: a statement still open would keep a migration from
+	 * dropping a table ("database table is locked"). */
+	sqlite3_finalize(stmt);
+	stmt = NULL;
 	if (rc != SQLITE_OK) {
 		r = fail(s, rc, "cannot read the schema version", err);
 		goto rollback;
@@ -371,7 +425,32 @@ static bool key_row(sqlite3_stmt *stmt, GPtrArray *keys, const char **id)
 	key->created_at = sqlite3_column_int64(stmt, 4);
 	key->expires_at = sqlite3_column_int64(stmt, 5);
 	key->revoked_at = sqlite3_column_int64(stmt, 6);
-	return key->key_id && key->room_id && column_hash(stmt, 1, key->key_hash);
+	key->account = column_strdup(stmt, 7);
+	return key->key_id && !key->room_id != !key->account && column_hash(stmt, 1, key->key_hash);
+}
+
+static bool member_row(sqlite3_stmt *stmt, GPtrArray *members, const char **id)
+{
+	struct store_member *m = g_new0(struct store_member, 1);
+
+	g_ptr_array_add(members, m);
+	*id = m->room_id = column_strdup(stmt, 0);
+	m->account = column_strdup(stmt, 1);
+	m->added_at = sqlite3_column_int64(stmt, 2);
+	return m->room_id && m->account;
+}
+
+static bool pubkey_row(sqlite3_stmt *stmt, GPtrArray *out, const char **id)
+{
+	struct store_pubkey *k = g_new0(struct store_pubkey, 1);
+
+	g_ptr_array_add(out, k);
+	*id = k->account = column_strdup(stmt, 0);
+	k->public_key = column_strdup(stmt, 1);
+	k->device_name = column_strdup(stmt, 2);
+	k->username = column_strdup(stmt, 3);
+	k->created_at = sqlite3_column_int64(stmt, 4);
+	return k->account && k->public_key;
 }
 
 /* Every row of the query ST, decoded by ROW into OUT; WHAT names a row. */
@@ -495,12 +574,49 @@ static int sq_put_key(void *be, const struct store_key *key, GError **err)
 	sqlite3_bind_int64(stmt, 5, key->created_at);
 	sqlite3_bind_int64(stmt, 6, key->expires_at);
 	sqlite3_bind_int64(stmt, 7, key->revoked_at);
+	bind_text(stmt, 8, key->account);
 	r = write_one(s, ST_PUT_KEY, "cannot store an API key", err);
 	if (r == -ENOENT) {
 		g_clear_error(err);
 		return fail_with(s, -ENOENT, err, "cannot store API key \"%s\": no room \"%s\"",
 				 key->key_id, key->room_id);
 	}
+	return r < 0 ? r : 0;
+}
+
+static int sq_load_members(void *be, GPtrArray *members, GError **err)
+{
+	return load_all(be, ST_LOAD_MEMBERS, member_row, members, "room membership of room", err);
+}
+
+static int sq_put_member(void *be, const struct store_member *m, GError **err)
+{
+	struct sq *s = be;
+	sqlite3_stmt *stmt = s->stmt[ST_PUT_MEMBER];
+	int r;
+
+	bind_text(stmt, 1, m->room_id);
+	bind_text(stmt, 2, m->account);
+	sqlite3_bind_int64(stmt, 3, m->added_at);
+	r = write_one(s, ST_PUT_MEMBER, "cannot store a room member", err);
+	if (r == -ENOENT) {
+		g_clear_error(err);
+		return fail_with(s, -ENOENT, err, "cannot add a member to room \"%s\": no such room",
+				 m->room_id);
+	}
+	return r < 0 ? r : 0;
+}
+
+static int sq_delete_member(void *be, const char *room_id, const char *account, GError **err)
+{
+	struct sq *s = be;
+	int r;
+
+	bind_text(s->stmt[ST_DELETE_MEMBER], 1, room_id);
+	bind_text(s->stmt[ST_DELETE_MEMBER], 2, account);
+	r = write_one(s, ST_DELETE_MEMBER, "cannot remove a room member", err);
+	if (r == 0)
+		return fail_with(s, -ENOENT, err, "room \"%s\" has no such member", room_id);
 	return r < 0 ? r : 0;
 }
 
@@ -515,6 +631,25 @@ static int sq_revoke_key(void *be, const char *key_id, int64_t when, GError **er
 	r = write_one(s, ST_REVOKE_KEY, "cannot revoke an API key", err);
 	if (r == 0)
 		return fail_with(s, -ENOENT, err, "cannot revoke API key \"%s\": no such key", key_id);
+	return r < 0 ? r : 0;
+}
+
+static int sq_load_pubkeys(void *be, GPtrArray *out, GError **err)
+{
+	return load_all(be, ST_LOAD_PUBKEYS, pubkey_row, out, "public key of", err);
+}
+
+static int sq_put_pubkey(void *be, const struct store_pubkey *k, GError **err)
+{
+	struct sq *s = be;
+	sqlite3_stmt *stmt = s->stmt[ST_PUT_PUBKEY];
+
+	bind_text(stmt, 1, k->account);
+	bind_text(stmt, 2, k->public_key);
+	bind_text(stmt, 3, k->device_name);
+	bind_text(stmt, 4, k->username);
+	sqlite3_bind_int64(stmt, 5, k->created_at);
+	int r = write_one(s, ST_PUT_PUBKEY, "cannot store a public key", err);
 	return r < 0 ? r : 0;
 }
 
@@ -533,7 +668,12 @@ const struct store_backend_ops store_sqlite_ops = {
 	.put_room = sq_put_room,
 	.delete_room = sq_delete_room,
 	.put_key = sq_put_key,
+	.load_members = sq_load_members,
+	.put_member = sq_put_member,
+	.delete_member = sq_delete_member,
 	.revoke_key = sq_revoke_key,
 	.purge_expired = sq_purge_expired,
+	.load_pubkeys = sq_load_pubkeys,
+	.put_pubkey = sq_put_pubkey,
 	.close = sq_close,
 };

@@ -6,6 +6,7 @@
 #include "ratelimit.h"
 #include "protocol.h"
 #include "jwt.h"
+#include "keyapi.h"
 #include "linger.h"
 #include "router.h"
 
@@ -14,6 +15,7 @@
 #include <libwebsockets.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
@@ -30,6 +32,20 @@ _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
 #define LINGER_MAX 1024
 /* How long a closing session may take to flush before it is cut. */
 #define CLOSE_GRACE_SECS 5
+/* Overdue handshakes closed per housekeeping tick, at most. */
+#define EXPIRE_PER_TICK 256
+
+/* One per adopted socket (lws's opaque user data), from accept to
+ * WSI_DESTROY: lws gives a connection its session only once a request
+ * arrives, and a slowloris client never gets that far. */
+struct conn {
+	struct ws_server *ws;
+	struct lws *wsi;
+	GList link;           /* in ws->handshakes while the deadline runs */
+	uint64_t accepted_ms; /* loop time */
+	struct netaddr addr;  /* the TCP peer, when counted */
+	bool counted;         /* holds a count in the per-address table */
+};
 
 struct session {
 	struct client client; /* first: the router's view of us */
@@ -37,7 +53,10 @@ struct session {
 	struct lws *wsi;
 	GList link; /* in ws->sessions */
 	GQueue outq;  /* of struct msgbuf */
-	size_t queued; /* bytes in outq */
+	size_t queued; /* bytes in outq, but for answer */
+	/* An answer over max_queued_bytes (router_ops.answer) in outq; while
+	 * it or its rest in lws is unsent, client.answer_waiting is set. */
+	struct msgbuf *answer;
 	char *rx;
 	size_t rx_len, rx_cap;
 	struct ratelimit rl;
@@ -45,24 +64,45 @@ struct session {
 	int close_code; /* nonzero: close once outq is empty */
 	const char *close_reason;
 	struct http_req *http; /* a plain HTTP request on this connection */
+	bool linger_on_close;  /* closed by us after an HTTP answer */
 	uint64_t heard_ms;     /* loop time the client last sent anything */
 	uint64_t pinged_ms;    /* and we last pinged it (WebSocket ping) */
 	uint64_t app_pinged_ms; /* and sent it {"type":"ping"} */
 	bool ping_owed;        /* a ping frame to write */
+	bool cut;              /* closed for not answering its ping */
 };
 
 /* Bodies of POST /create-room are small JSON objects. */
 #define HTTP_BODY_MAX 65536
+/* A creation the store has not finished in this time is given up on
+ * (the room may still come to be): a connection does not wait forever. */
+#define HTTP_PENDING_SECS 60
 /* All of a request's headers: JWTs from OIDC providers are large. */
 #define HTTP_HEADER_DATA_MAX 16384
 
+/* What a plain HTTP request on this port asks for. */
+enum http_route {
+	ROUTE_OTHER,          /* 426: this port speaks WebSocket */
+	ROUTE_CREATE_ROOM,    /* POST /create-room */
+	ROUTE_DELETE,         /* POST /delete-peer, /delete-peers-and-room: ignored */
+	ROUTE_PUBLIC_KEYS,    /* POST /api/auth/public-keys */
+	ROUTE_AUTHORIZED_KEYS /* GET /api/rooms/{id}/authorized-keys */
+};
+
 struct http_req {
-	GString *body;           /* what the client sent */
+	enum http_route route;
+	char *room_id;           /* ROUTE_AUTHORIZED_KEYS */
+	bool head;               /* HEAD: the answer's headers only */
+	GString *body;           /* what the client sent, when it sends one */
 	struct router_pending *pending;
+	struct keyapi_pending *key_pending;
 	unsigned status;         /* the answer, once known */
 	const char *type;
 	char *answer;
 	bool headers_sent;
+	bool body_done;   /* its one completion has run */
+	bool rx_paused;   /* reading stopped at the end of its body */
+	bool close_after; /* no keep-alive: the connection ends with the answer */
 };
 
 struct ws_server {
@@ -76,10 +116,10 @@ struct ws_server {
 	GQueue sessions;   /* established */
 	struct linger_pool *linger;
 	unsigned n_conns;  /* adopted sockets not yet destroyed */
-	/* Refusals at max_sessions are logged once a second at most: the
-	 * time of the last line, and how many went unlogged since. */
-	uint64_t full_logged_ms;
-	unsigned full_unlogged;
+	/* Refusals at max_sessions and per address, handshakes cut and
+	 * sessions cut for not answering are logged once a second at most. */
+	struct log_rate full_log, per_address_log, handshake_log, cut_log;
+	GQueue handshakes;          /* of struct conn, oldest first */
 	uv_timer_t housekeeping;    /* pings and dead peers, see on_housekeeping */
 	GList *cursor;              /* where its walk through sessions is */
 	struct msgbuf *ping_msg;
@@ -88,6 +128,22 @@ struct ws_server {
 	void (*drained)(void *data);
 	void *drained_data;
 };
+
+/* The conn of a connection we adopted, or NULL. */
+static struct conn *conn_of(struct ws_server *ws, struct lws *wsi)
+{
+	struct conn *c = ws ? lws_get_opaque_user_data(wsi) : NULL;
+	return c && lws_get_vhost(wsi) == ws->vh ? c : NULL;
+}
+
+/* Its deadline no longer runs: it upgraded, or its request is in. */
+static void handshake_done(struct conn *c)
+{
+	if (c && c->link.data) {
+		g_queue_unlink(&c->ws->handshakes, &c->link);
+		c->link.data = NULL;
+	}
+}
 
 static const char http_426_body[] =
 	"426 Upgrade Required: this is a WebSocket endpoint (rtcsignald)\n";
@@ -109,6 +165,8 @@ static void drop_outq(struct session *s)
 	while ((m = g_queue_pop_head(&s->outq)))
 		msgbuf_unref(m);
 	s->queued = 0;
+	s->answer = NULL;
+	s->client.answer_waiting = false;
 }
 
 static void session_close(void *ctx, struct client *c, int code, const char *reason)
@@ -124,14 +182,18 @@ static void session_close(void *ctx, struct client *c, int code, const char *rea
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
 }
 
-static int session_send(void *ctx, struct client *c, struct msgbuf *m)
+/* ANSWER: M answers the client's own request (router_ops.answer). */
+static int queue_out(struct ws_server *ws, struct session *s, struct msgbuf *m, bool answer)
 {
-	struct session *s = session_of(c);
-	struct ws_server *ws = ctx;
+	struct client *c = &s->client;
 
 	if (s->close_code)
 		return -EPIPE;
-	if (s->queued + m->len > ws->cfg->max_queued_bytes) {
+	/* An answer lists at most a full room's metadata (max_peers_per_room
+	 * x max_metadata_bytes, kept in range by config validation): it may
+	 * exceed the queue bound, which is for what others send us. */
+	answer = answer && !s->answer && s->queued + m->len > ws->cfg->max_queued_bytes;
+	if (!answer && s->queued + m->len > ws->cfg->max_queued_bytes) {
 		/* Memory first: what this peer has not read is dropped now. */
 		drop_outq(s);
 		metrics_inc(limit_hits[LIMIT_QUEUED_BYTES]);
@@ -152,17 +214,38 @@ static int session_send(void *ctx, struct client *c, struct msgbuf *m)
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 			return -EPIPE;
 		}
+		if (answer && lws_partial_buffered(s->wsi)) {
+			/* lws holds its rest: in flight until on_writeable. */
+			c->answer_waiting = true;
+			want_write(s);
+		}
 		return 0;
 	}
 	if (g_queue_is_empty(&s->outq))
 		want_write(s);
 	g_queue_push_tail(&s->outq, msgbuf_ref(m));
-	s->queued += m->len;
+	if (answer) {
+		s->answer = m;
+		c->answer_waiting = true;
+	} else {
+		s->queued += m->len;
+	}
 	return 0;
+}
+
+static int session_send(void *ctx, struct client *c, struct msgbuf *m)
+{
+	return queue_out(ctx, session_of(c), m, false);
+}
+
+static int session_answer(void *ctx, struct client *c, struct msgbuf *m)
+{
+	return queue_out(ctx, session_of(c), m, true);
 }
 
 static const struct router_ops ws_router_ops = {
 	.send = session_send,
+	.answer = session_answer,
 	.close = session_close,
 };
 
@@ -190,12 +273,20 @@ static int client_addr(struct ws_server *ws, struct lws *wsi, struct netaddr *ou
 			      n > 0 ? (size_t)n : 0, out);
 }
 
-static void refuse(struct lws *wsi, const struct netaddr *remote, enum metrics_refusal why,
-		   unsigned status, const char *text)
+/* Per-address refusals are logged once a second at most: a flood from
+ * one address is what they look like. */
+static void refuse(struct ws_server *ws, struct lws *wsi, const struct netaddr *remote,
+		   enum metrics_refusal why, unsigned status, const char *text)
 {
 	struct log_fields f = { .remote = remote, .code = metrics_refusal_name(why) };
+	unsigned skipped = 0;
+
 	metrics_inc(sessions_refused[why]);
-	log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f, "connection refused: %s", text);
+	if (why != REFUSED_PER_ADDRESS)
+		log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f, "connection refused: %s", text);
+	else if (log_rate_due(&ws->per_address_log, uv_now(ws->loop), &skipped))
+		log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f,
+			  "connection refused: %s (%u more refused since the last such line)", text, skipped);
 	lws_return_http_status(wsi, status, text);
 }
 
@@ -206,6 +297,7 @@ static void refuse(struct lws *wsi, const struct netaddr *remote, enum metrics_r
  * A refusal is answered with an HTTP status, so the client can tell why. */
 static bool admit(struct ws_server *ws, struct lws *wsi)
 {
+	struct conn *c = conn_of(ws, wsi);
 	struct netaddr addr;
 
 	if (ws->draining) {
@@ -222,13 +314,16 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 	}
 	if (!ws->cfg->allow_anonymous && router_open_mode(ws->router) &&
 	    !netaddr_is_loopback_addr(&addr)) {
-		refuse(wsi, &addr, REFUSED_NOT_LOOPBACK, HTTP_STATUS_FORBIDDEN,
+		refuse(ws, wsi, &addr, REFUSED_NOT_LOOPBACK, HTTP_STATUS_FORBIDDEN,
 		       "authentication is off: only loopback clients are served");
 		return false;
 	}
-	if (addrlimit_conn_count(ws->env.addrlimit, &addr) >= ws->cfg->connections_per_address) {
+	/* Counted since accept (see ws_server_adopt), or behind a proxy:
+	 * counted from the upgrade, by the address the proxy names. */
+	if (!(c && c->counted) &&
+	    addrlimit_conn_count(ws->env.addrlimit, &addr) >= ws->cfg->connections_per_address) {
 		metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
-		refuse(wsi, &addr, REFUSED_PER_ADDRESS, 429,
+		refuse(ws, wsi, &addr, REFUSED_PER_ADDRESS, 429,
 		       "too many connections from this address ([limits] connections_per_address)");
 		return false;
 	}
@@ -237,6 +332,7 @@ static bool admit(struct ws_server *ws, struct lws *wsi)
 
 static void on_established(struct ws_server *ws, struct session *s, struct lws *wsi)
 {
+	handshake_done(conn_of(ws, wsi));
 	s->ws = ws;
 	s->wsi = wsi;
 	g_queue_init(&s->outq);
@@ -249,7 +345,11 @@ static void on_established(struct ws_server *ws, struct session *s, struct lws *
 	if (client_addr(ws, wsi, &s->client.addr) < 0)
 		return;
 	s->client.addr_known = true;
-	/* Counted here, with the session: admit() only looked. */
+	struct conn *c = conn_of(ws, wsi);
+	if (c && c->counted)
+		return; /* since accept, by the conn */
+	/* Behind a proxy: counted here, with the session; admit() only
+	 * looked. */
 	if (addrlimit_conn_open(ws->env.addrlimit, &s->client.addr) == 0)
 		s->addr_counted = true;
 	else
@@ -290,6 +390,10 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 	bool complete = lws_is_final_fragment(s->wsi) && remaining == 0;
 
 	metrics_add(bytes_received, len);
+	/* An empty frame (FIN=0 with no payload, an empty continuation) may
+	 * come with IN NULL: nothing to copy, and nothing copied from it. */
+	if (len == 0)
+		in = "";
 	if (s->rx_len + len + remaining > ws->cfg->max_message_bytes) {
 		static const char why[] = "message too large";
 		metrics_inc(limit_hits[LIMIT_MESSAGE_BYTES]);
@@ -304,15 +408,17 @@ static int on_receive(struct ws_server *ws, struct session *s, const char *in, s
 		deliver_in(ws, s, in, len);
 		return 0;
 	}
-	if (s->rx_len + len > s->rx_cap) {
-		s->rx_cap = MIN(MAX(s->rx_len + len + remaining, s->rx_cap * 2),
-				ws->cfg->max_message_bytes);
-		s->rx = g_realloc(s->rx, s->rx_cap);
+	if (len) {
+		if (s->rx_len + len > s->rx_cap) {
+			s->rx_cap = MIN(MAX(s->rx_len + len + remaining, s->rx_cap * 2),
+					ws->cfg->max_message_bytes);
+			s->rx = g_realloc(s->rx, s->rx_cap);
+		}
+		memcpy(s->rx + s->rx_len, in, len);
+		s->rx_len += len;
 	}
-	memcpy(s->rx + s->rx_len, in, len);
-	s->rx_len += len;
 	if (complete) {
-		deliver_in(ws, s, s->rx, s->rx_len);
+		deliver_in(ws, s, s->rx ? s->rx : "", s->rx_len);
 		/* Released at once: most peers send one large message (their
 		 * register) and then idle, and what the next allocation reuses
 		 * costs no memory per peer. */
@@ -344,6 +450,10 @@ static int write_ping(struct session *s)
 
 static int on_writeable(struct session *s)
 {
+	/* lws calls this once what it held is sent: so is a large answer
+	 * that went out directly. */
+	if (!s->answer)
+		s->client.answer_waiting = false;
 	if (s->ping_owed) {
 		if (write_ping(s) < 0)
 			return -1;
@@ -359,13 +469,17 @@ static int on_writeable(struct session *s)
 			close_politely(s);
 		return 0;
 	}
-	s->queued -= m->len;
+	bool answer = m == s->answer;
+	if (answer)
+		s->answer = NULL; /* answer_waiting stays until lws has sent it all */
+	else
+		s->queued -= m->len;
 	int n = lws_write(s->wsi, (unsigned char *)msgbuf_text(m), m->len, LWS_WRITE_TEXT);
 	metrics_add(bytes_sent, m->len);
 	msgbuf_unref(m);
 	if (n < 0)
 		return -1;
-	if (!g_queue_is_empty(&s->outq) || s->close_code)
+	if (!g_queue_is_empty(&s->outq) || s->close_code || answer)
 		want_write(s);
 	return 0;
 }
@@ -381,11 +495,11 @@ static void maybe_drained(struct ws_server *ws)
 
 /* We closed on a peer that is still sending: lws would close() over its
  * unread input and the reset would destroy our close frame. */
-static void linger_if_unread(struct ws_server *ws, struct session *s)
+static void linger_if_unread(struct ws_server *ws, struct lws *wsi)
 {
-	int fd = lws_get_socket_fd(s->wsi), unread = 0;
+	int fd = lws_get_socket_fd(wsi), unread = 0;
 
-	if (s->close_code && fd >= 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0)
+	if (fd >= 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0)
 		linger_add(ws->linger, fcntl(fd, F_DUPFD_CLOEXEC, 3));
 }
 
@@ -393,7 +507,8 @@ static void on_closed(struct ws_server *ws, struct session *s)
 {
 	if (!s->ws)
 		return; /* never established */
-	linger_if_unread(ws, s);
+	if (s->close_code)
+		linger_if_unread(ws, s->wsi);
 	router_disconnect(ws->router, &s->client);
 	if (s->addr_counted)
 		addrlimit_conn_close(ws->env.addrlimit, &s->client.addr);
@@ -408,82 +523,258 @@ static void on_closed(struct ws_server *ws, struct session *s)
 }
 
 /* S is NULL for a connection closed before its request came: lws has
- * given it no session yet. */
+ * given it no session yet.  Frees the request and cancels its pending
+ * creation, whose completion then never runs. */
 static void http_free(struct session *s)
 {
 	struct http_req *h = s ? s->http : NULL;
 	if (!h)
 		return;
 	router_http_cancel(h->pending);
+	keyapi_cancel(h->key_pending);
 	if (h->body)
 		g_string_free(h->body, TRUE);
+	g_free(h->room_id);
 	g_free(h->answer);
 	g_free(h);
 	s->http = NULL;
 }
 
-/* The answer is known: write it when the socket can take it. */
-static void http_answer(struct session *s, struct lws *wsi, unsigned status, const char *type,
-			char *text)
+/* The answer is known: write it when the socket can take it.  At most
+ * once per request; a later one (none is expected) is dropped. */
+static void http_answer(struct session *s, unsigned status, const char *type, char *text)
 {
-	s->http->pending = NULL;
-	s->http->status = status;
-	s->http->type = type;
-	s->http->answer = text;
-	lws_callback_on_writable(wsi);
+	struct http_req *h = s->http;
+
+	h->pending = NULL;
+	h->key_pending = NULL;
+	if (h->answer) {
+		g_free(text);
+		return;
+	}
+	h->status = status;
+	h->type = type;
+	h->answer = text;
+	/* lws 4.1 writes nothing on an HTTP connection that does not read:
+	 * reading resumes for the answer, and what follows the body only
+	 * reports the body's end again, which is ignored, until it is sent. */
+	if (h->rx_paused)
+		lws_rx_flow_control(s->wsi, 1);
+	lws_callback_on_writable(s->wsi);
 }
 
-static void created(unsigned status, char *json, void *data)
+/* A pending request's answer (router_http_done_fn, keyapi_done_fn). */
+static void answered(unsigned status, char *json, void *data)
 {
 	struct session *s = data;
-	http_answer(s, s->wsi, status, "application/json", json);
+	http_answer(s, status, "application/json", json);
 }
 
-/* Anything but POST /create-room is answered 426: this port speaks
- * WebSocket. */
-static int on_http(struct session *s, struct lws *wsi, const char *uri)
+static bool has_header(struct lws *wsi, enum lws_token_indexes t)
 {
+	return lws_hdr_total_length(wsi, t) > 0;
+}
+
+/* Whether the request carries a body: a Content-Length other than 0, or
+ * any Transfer-Encoding. */
+static bool has_body(struct lws *wsi)
+{
+	char cl[32] = "";
+
+	if (has_header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING))
+		return true;
+	if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+		return false;
+	return strspn(cl, "0 \t") != strlen(cl);
+}
+
+/* What the request asks for; *ROOM_ID for ROUTE_AUTHORIZED_KEYS. */
+static enum http_route http_route(struct lws *wsi, const char *uri, char **room_id)
+{
+	static const char rooms[] = "/api/rooms/", keys[] = "/authorized-keys";
+
+	if (has_header(wsi, WSI_TOKEN_POST_URI)) {
+		if (strcmp(uri, "/create-room") == 0)
+			return ROUTE_CREATE_ROOM;
+		if (strcmp(uri, "/delete-peer") == 0 || strcmp(uri, "/delete-peers-and-room") == 0)
+			return ROUTE_DELETE;
+		if (strcmp(uri, "/api/auth/public-keys") == 0)
+			return ROUTE_PUBLIC_KEYS;
+	} else if (has_header(wsi, WSI_TOKEN_GET_URI) && g_str_has_prefix(uri, rooms) &&
+		   g_str_has_suffix(uri, keys)) {
+		size_t n = strlen(uri) - strlen(rooms) - strlen(keys);
+		const char *id = uri + strlen(rooms);
+		if (strlen(uri) > strlen(rooms) + strlen(keys) && !memchr(id, '/', n)) {
+			*room_id = g_strndup(id, n);
+			return ROUTE_AUTHORIZED_KEYS;
+		}
+	}
+	return ROUTE_OTHER;
+}
+
+/* The Authorization header's bearer token copied into BUF, or NULL. */
+static const char *http_bearer(struct lws *wsi, char *buf, size_t size)
+{
+	if (lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+	    g_ascii_strncasecmp(buf, "Bearer ", 7) == 0)
+		return buf + 7;
+	return NULL;
+}
+
+static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *wsi);
+
+/* Every request is answered, once.  A request without a body is answered
+ * at once and the connection kept alive (lws reads the next); one with a
+ * body is read whole (up to HTTP_BODY_MAX) before it is answered, and its
+ * answer says Connection: close.
+ *
+ * The lifecycle of a request with a body: one request, one completion.
+ * Its body ends once (lws reports the end again for any byte that
+ * follows it: a pipelined request), so nothing is read from the
+ * connection after it; a pending creation belongs to the request, which
+ * belongs to the connection, and is cancelled when either goes
+ * (http_free).  So a request pipelined behind one with a body is never
+ * read, let alone answered: the Connection: close tells its client so. */
+static int on_http(struct ws_server *ws, struct session *s, struct lws *wsi, const char *uri)
+{
+	if (s->http)
+		return -1; /* a second request while one is open: not ours to queue */
 	s->wsi = wsi;
 	s->http = g_new0(struct http_req, 1);
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) && strcmp(uri, "/create-room") == 0) {
+	s->http->head = has_header(wsi, WSI_TOKEN_HEAD_URI);
+	s->http->route = http_route(wsi, uri, &s->http->room_id);
+	if (s->http->route == ROUTE_CREATE_ROOM || has_body(wsi)) {
 		s->http->body = g_string_new(NULL);
-		return 0; /* the body comes next */
+		s->http->close_after = true;
+		if (has_body(wsi))
+			return 0; /* the body comes next */
 	}
-	http_answer(s, wsi, 426, "text/plain", g_strdup(http_426_body));
+	http_dispatch(ws, s, wsi);
 	return 0;
 }
 
 static int on_http_body(struct session *s, const char *in, size_t len)
 {
-	if (!s->http || !s->http->body)
+	if (!s->http)
 		return 1;
-	if (s->http->answer)
-		return 0; /* refused already: the rest is dropped */
-	if (s->http->body->len + len > HTTP_BODY_MAX) {
-		http_answer(s, s->wsi, 413, "application/json", g_strdup("{\"error\":\"body too large\"}"));
+	if (!s->http->body) {
+		/* lws reports an empty body (Content-Length: 0), or takes what
+		 * follows a POST without Content-Length for its body: dropped,
+		 * and the connection ends with the answer. */
+		if (len)
+			s->http->close_after = true;
 		return 0;
 	}
-	g_string_append_len(s->http->body, in, (gssize)len);
+	if (s->http->answer || s->http->body_done)
+		return 0; /* refused already: the rest is dropped */
+	if (s->http->body->len + len > HTTP_BODY_MAX) {
+		metrics_inc(limit_hits[LIMIT_HTTP_BODY]);
+		http_answer(s, 413, "application/json", g_strdup("{\"error\":\"body too large\"}"));
+		return 0;
+	}
+	if (len)
+		g_string_append_len(s->http->body, in, (gssize)len);
 	return 0;
+}
+
+static void create_room(struct ws_server *ws, struct session *s, struct lws *wsi)
+{
+	char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
+	const char *bearer = http_bearer(wsi, auth, sizeof auth);
+	struct netaddr from; /* for the room quota per address */
+	bool from_known = client_addr(ws, wsi, &from) == 0;
+	struct http_req *h = s->http;
+
+	struct router_pending *p = router_http_create_room(ws->router, from_known ? &from : NULL,
+							   bearer, h->body->str, h->body->len, answered, s);
+	/* Answered already (the request was refused), or pending. */
+	if (!h->answer) {
+		h->pending = p;
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HTTP_PENDING_SECS);
+	}
+	explicit_bzero(auth, sizeof auth);
+}
+
+/* The request is in, body and all: answer it, now or (create-room) once
+ * the store has the room. */
+static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *wsi)
+{
+	struct http_req *h = s->http;
+
+	/* The request is in: the time it takes now is ours. */
+	handshake_done(conn_of(ws, wsi));
+	/* Its one completion: lws may yet report the end of an empty body,
+	 * which then changes nothing. */
+	h->body_done = true;
+	switch (h->route) {
+	case ROUTE_CREATE_ROOM:
+		create_room(ws, s, wsi);
+		return;
+	case ROUTE_DELETE:
+		/* The original server deleted the named peer or room for anyone
+		 * who asked (docs/protocol.md): nothing is deleted here, and
+		 * the client, which posts this on its way out, hears 200. */
+		metrics_inc(http_deletes_ignored);
+		http_answer(s, 200, "application/json", g_strdup("{\"status\":\"ignored\"}"));
+		return;
+	case ROUTE_PUBLIC_KEYS: {
+		char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
+		const char *bearer = http_bearer(wsi, auth, sizeof auth);
+		struct netaddr from;
+		bool from_known = client_addr(ws, wsi, &from) == 0;
+		struct keyapi_pending *p = keyapi_publish(&ws->env, ws->cfg, from_known ? &from : NULL, bearer,
+							  h->body ? h->body->str : "",
+							  h->body ? h->body->len : 0, answered, s);
+		explicit_bzero(auth, sizeof auth);
+		if (!h->answer) {
+			h->key_pending = p;
+			lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HTTP_PENDING_SECS);
+		}
+		return;
+	}
+	case ROUTE_AUTHORIZED_KEYS: {
+		char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
+		char *json = NULL;
+		struct netaddr from;
+		bool from_known = client_addr(ws, wsi, &from) == 0;
+		unsigned status = keyapi_authorized(&ws->env, ws->cfg, from_known ? &from : NULL,
+						    h->room_id, http_bearer(wsi, auth, sizeof auth), &json);
+		explicit_bzero(auth, sizeof auth);
+		http_answer(s, status, "application/json", json);
+		return;
+	}
+	case ROUTE_OTHER:
+		break;
+	}
+	http_answer(s, 426, "text/plain", g_strdup(http_426_body));
 }
 
 static int on_http_body_done(struct ws_server *ws, struct session *s, struct lws *wsi)
 {
-	char auth[JWT_MAX_TOKEN_BYTES + 16] = "";
-	const char *bearer = NULL;
+	struct http_req *h = s->http;
 
-	if (!s->http || !s->http->body || s->http->answer)
+	if (!h || !h->body || h->body_done)
 		return 0;
-	if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
-	    g_ascii_strncasecmp(auth, "Bearer ", 7) == 0)
-		bearer = auth + 7;
-	s->http->pending = router_http_create_room(ws->router, bearer, s->http->body->str,
-						   s->http->body->len, created, s);
-	explicit_bzero(auth, sizeof auth);
+	if (h->answer) {
+		/* Refused while it was read (413): the answer is on its way. */
+		h->body_done = true;
+		handshake_done(conn_of(ws, wsi));
+		return 0;
+	}
+	/* Nothing more from this client while its request is answered: lws
+	 * would otherwise hand back whatever follows the body, again and
+	 * again.  (Without a body lws reads nothing more until the answer
+	 * is written, as for a GET.) */
+	lws_rx_flow_control(wsi, 0);
+	h->rx_paused = true;
+	http_dispatch(ws, s, wsi);
 	return 0;
 }
 
-static int on_http_writeable(struct session *s, struct lws *wsi)
+/* A failed write closes: lws 4.1 closes an HTTP connection on a negative
+ * return from HTTP_WRITEABLE only, and one whose next bytes wait in its
+ * buffer would not notice the reset otherwise. */
+static int on_http_writeable(struct ws_server *ws, struct session *s, struct lws *wsi)
 {
 	struct http_req *h = s->http;
 	size_t len;
@@ -496,22 +787,49 @@ static int on_http_writeable(struct session *s, struct lws *wsi)
 		if (lws_add_http_common_headers(wsi, h->status, h->type, len, &p, end) ||
 		    (h->status == 426 &&
 		     lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (unsigned char *)"websocket", 9, &p, end)) ||
+		    (h->close_after &&
+		     lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (unsigned char *)"close", 5, &p, end)) ||
 		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store", 8,
 						 &p, end) ||
 		    lws_finalize_write_http_header(wsi, start, &p, end))
-			return 1;
+			return -1;
 		h->headers_sent = true;
-		lws_callback_on_writable(wsi);
-		return 0;
+		if (!h->head) {
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+	} else {
+		g_autofree unsigned char *buf = g_malloc(LWS_PRE + len);
+		memcpy(buf + LWS_PRE, h->answer, len);
+		explicit_bzero(h->answer, len); /* it may hold a room token */
+		if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < 0)
+			return -1;
+		explicit_bzero(buf + LWS_PRE, len);
 	}
-	g_autofree unsigned char *buf = g_malloc(LWS_PRE + len);
-	memcpy(buf + LWS_PRE, h->answer, len);
-	explicit_bzero(h->answer, len); /* it may hold a room token */
-	if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < 0)
-		return 1;
-	explicit_bzero(buf + LWS_PRE, len);
+	bool close_after = h->close_after;
 	http_free(s);
+	if (close_after) {
+		/* lws sends what it still holds before closing; what the client
+		 * sent after its request is then drained (CLOSED_HTTP), not
+		 * reset over the answer. */
+		s->linger_on_close = true;
+		return -1;
+	}
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* The connection is gone: its count and its deadline with it. */
+static void conn_free(struct ws_server *ws, struct conn *c)
+{
+	if (!c)
+		return;
+	handshake_done(c);
+	if (c->counted)
+		addrlimit_conn_close(ws->env.addrlimit, &c->addr);
+	lws_set_opaque_user_data(c->wsi, NULL);
+	g_free(c);
+	ws->n_conns--;
+	log_debug("connection released, %u open", ws->n_conns);
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -522,14 +840,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		return on_http(s, wsi, in);
+		return on_http(ws, s, wsi, in);
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_http_body(s, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		return on_http_body_done(ws, s, wsi);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
-		return on_http_writeable(s, wsi);
+		return on_http_writeable(ws, s, wsi);
 	case LWS_CALLBACK_CLOSED_HTTP:
+		handshake_done(conn_of(ws, wsi)); /* closing: no deadline to enforce */
+		if (s && s->linger_on_close)
+			linger_if_unread(ws, wsi);
 		http_free(s);
 		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -552,11 +873,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		http_free(s);
-		/* Only the connections we adopted carry this mark. */
-		if (ws && lws_get_opaque_user_data(wsi) == ws) {
-			ws->n_conns--;
-			log_debug("connection released, %u open", ws->n_conns);
-		}
+		conn_free(ws, conn_of(ws, wsi));
 		return 0;
 	default:
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -602,14 +919,27 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 	uint64_t silent = now - s->heard_ms;
 	bool pinged = s->pinged_ms > s->heard_ms;
 
-	if (s->close_code)
+	/* One cut already: lws may take a while to close a socket that does
+	 * not read (it flushes first), and the walk comes by every tick. */
+	if (s->close_code || s->cut)
 		return;
 	if (silent >= (uint64_t)ws->cfg->ws_ping_timeout * 1000 && pinged &&
 	    now - s->pinged_ms >
 		    (uint64_t)(ws->cfg->ws_ping_timeout - MIN(ws->cfg->ws_ping_timeout, ws->cfg->ws_ping_interval)) * 1000) {
-		struct log_fields f = { .remote = client_remote(&s->client) };
-		log_event(LOG_DEBUG, LOG_EVENT_NONE, &f, "no answer for %" G_GUINT64_FORMAT " ms; closing",
-			  silent);
+		s->cut = true;
+		unsigned skipped;
+		if (log_rate_due(&ws->cut_log, now, &skipped)) {
+			struct log_fields f = { .remote = client_remote(&s->client) };
+			log_event(LOG_DEBUG, LOG_EVENT_NONE, &f,
+				  "no answer for %" G_GUINT64_FORMAT " ms; closing (%u more closed for that "
+				  "since the last such line)", silent, skipped);
+		}
+		/* lws closes a socket only once it has flushed what it holds
+		 * for it, which a client that reads nothing never lets happen:
+		 * the connection is ended under it, and lws sees it fail. */
+		int fd = lws_get_socket_fd(s->wsi);
+		if (fd >= 0)
+			shutdown(fd, SHUT_RDWR);
 		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		return;
 	}
@@ -627,11 +957,39 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 			want_write(s);
 		}
 	}
-	if (*budget && s->client.peer &&
+	/* A superseded socket is sent nothing (router.c, supersede). */
+	if (*budget && s->client.peer && !s->client.superseded &&
 	    now - s->app_pinged_ms >= (uint64_t)ws->cfg->app_ping_interval * 1000) {
 		s->app_pinged_ms = now;
 		(*budget)--;
 		session_send(ws, &s->client, ws->ping_msg);
+	}
+}
+
+/* Connections that have not upgraded (nor sent a whole create-room
+ * request) within handshake_timeout_ms of their accept are cut: a client
+ * sending its headers a byte at a time holds a header table and a slot
+ * of its address, and lws's own timeouts restart with every request. */
+static void expire_handshakes(struct ws_server *ws, uint64_t now)
+{
+	uint64_t limit = ws->cfg->handshake_timeout_ms;
+	struct conn *c;
+	unsigned skipped;
+
+	for (unsigned n = 0; n < EXPIRE_PER_TICK && (c = g_queue_peek_head(&ws->handshakes)) &&
+			     now - c->accepted_ms >= limit; n++) {
+		handshake_done(c);
+		metrics_inc(limit_hits[LIMIT_HANDSHAKE_TIMEOUT]);
+		if (log_rate_due(&ws->handshake_log, now, &skipped)) {
+			struct log_fields f = { .remote = c->counted ? &c->addr : NULL,
+						.code = "handshake_timeout_ms" };
+			log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f,
+				  "connection closed: no WebSocket upgrade within handshake_timeout_ms (%u ms) "
+				  "(%u more closed since the last such line)",
+				  ws->cfg->handshake_timeout_ms, skipped);
+		}
+		/* From our timer, outside lws: closed now, C freed with it. */
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
 	}
 }
 
@@ -646,6 +1004,7 @@ static void on_housekeeping(uv_timer_t *t)
 	unsigned budget = MAX(PINGS_PER_TICK_MIN, 2 * 2 * slice / MAX(shortest, 1u) + 1);
 	uint64_t now = uv_now(ws->loop);
 
+	expire_handshakes(ws, now);
 	for (unsigned i = 0; i < slice && n; i++) {
 		if (!ws->cursor)
 			ws->cursor = ws->sessions.head;
@@ -676,6 +1035,7 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 	ws->cfg = cfg;
 	ws->env = *env;
 	g_queue_init(&ws->sessions);
+	g_queue_init(&ws->handshakes);
 	apply_limits(ws);
 	ws->ping_msg = protocol_simple("ping");
 
@@ -739,8 +1099,56 @@ unsigned ws_server_sessions(const struct ws_server *ws)
 	return ws->sessions.length;
 }
 
+#define HTTP_429_BODY "too many connections from this address ([limits] connections_per_address)\n"
+_Static_assert(sizeof HTTP_429_BODY - 1 == 74, "http_429: content-length");
+static const char http_429[] =
+	"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 74\r\n"
+	"connection: close\r\ncache-control: no-store\r\n\r\n" HTTP_429_BODY;
+
+/* Counts FD against its address from accept on, so that connections
+ * still in their handshake count too.  A proxy's connections are not
+ * counted here (admit() counts the client it names); neither are unix
+ * sockets.  False when the address has no slot left. */
+static bool count_at_accept(struct ws_server *ws, int fd, struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    netaddr_from_sockaddr((struct sockaddr *)&ss, &c->addr) < 0 ||
+	    netaddr_in_cidrs(ws->cfg->trusted, (struct sockaddr *)&ss))
+		return true;
+	if (addrlimit_conn_open(ws->env.addrlimit, &c->addr) < 0)
+		return false;
+	c->counted = true;
+	return true;
+}
+
+/* Over connections_per_address: answered 429 without reading the
+ * request, and drained rather than reset over the answer (linger).  The
+ * log line is coalesced: this is what a flood from one address looks
+ * like. */
+static void refuse_at_accept(struct ws_server *ws, int fd, const struct netaddr *addr)
+{
+	unsigned skipped;
+
+	(void)!send(fd, http_429, sizeof http_429 - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	linger_add(ws->linger, fd);
+	metrics_inc(limit_hits[LIMIT_CONNECTIONS_PER_ADDRESS]);
+	metrics_inc(sessions_refused[REFUSED_PER_ADDRESS]);
+	if (log_rate_due(&ws->per_address_log, uv_now(ws->loop), &skipped)) {
+		struct log_fields f = { .remote = addr, .code = metrics_refusal_name(REFUSED_PER_ADDRESS) };
+		log_event(LOG_NOTICE, LOG_EVENT_CONNECTION_REFUSED, &f,
+			  "connection refused: too many connections from this address ([limits] "
+			  "connections_per_address = %u) (%u more refused since the last such line)",
+			  ws->cfg->connections_per_address, skipped);
+	}
+}
+
 void ws_server_adopt(struct ws_server *ws, int fd)
 {
+	unsigned skipped;
+
 	if (ws->draining) {
 		close(fd);
 		return;
@@ -748,34 +1156,40 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 	if (ws->n_conns >= ws->cfg->max_sessions) {
 		metrics_inc(limit_hits[LIMIT_SESSIONS]);
 		metrics_inc(sessions_refused[REFUSED_MAX_SESSIONS]);
-		uint64_t now = uv_now(ws->loop);
-		if (ws->full_logged_ms && now - ws->full_logged_ms < 1000) {
-			ws->full_unlogged++;
-		} else {
+		if (log_rate_due(&ws->full_log, uv_now(ws->loop), &skipped)) {
 			struct log_fields f = { .code = metrics_refusal_name(REFUSED_MAX_SESSIONS) };
 			log_event(LOG_WARNING, LOG_EVENT_CONNECTION_REFUSED, &f,
 				  "connection refused: max_sessions (%u) reached (%u more refused since the last "
-				  "such line)", ws->cfg->max_sessions, ws->full_unlogged);
-			ws->full_logged_ms = now;
-			ws->full_unlogged = 0;
+				  "such line)", ws->cfg->max_sessions, skipped);
 		}
 		close(fd);
+		return;
+	}
+	struct conn *c = g_new0(struct conn, 1);
+	if (!count_at_accept(ws, fd, c)) {
+		refuse_at_accept(ws, fd, &c->addr);
+		g_free(c);
 		return;
 	}
 	struct lws *wsi = lws_adopt_socket_vhost(ws->vh, fd);
 	if (!wsi) {
 		log_warning("could not adopt an accepted connection");
+		if (c->counted)
+			addrlimit_conn_close(ws->env.addrlimit, &c->addr);
+		g_free(c);
 		return; /* lws closed it */
 	}
-	lws_set_opaque_user_data(wsi, ws);
+	c->ws = ws;
+	c->wsi = wsi;
+	c->accepted_ms = uv_now(ws->loop);
+	c->link.data = c;
+	g_queue_push_tail_link(&ws->handshakes, &c->link);
+	lws_set_opaque_user_data(wsi, c);
 	ws->n_conns++;
 }
 
 void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 {
-	struct msgbuf *bye = protocol_error(ERR_SERVER_SHUTTING_DOWN, "Server is shutting down",
-					    false, NULL, NULL);
-
 	ws->draining = true;
 	ws->drained = done;
 	ws->drained_data = data;
@@ -783,11 +1197,10 @@ void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data)
 		struct session *s = l->data;
 		if (s->close_code)
 			continue;
-		if (session_send(ws, &s->client, bye) == 0)
-			metrics_inc(errors_sent[ERR_SERVER_SHUTTING_DOWN]);
+		/* 2.1 sessions are told why; v2.0 ones get the 1001 alone. */
+		router_shutting_down(ws->router, &s->client);
 		session_close(ws, &s->client, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
 	}
-	msgbuf_unref(bye);
 	maybe_drained(ws);
 }
 

@@ -24,8 +24,9 @@ unsigned ws_server_sessions(const struct ws_server *ws);
 /* The lws context, for other clients of the loop (fetch). */
 struct lws_context *ws_server_context(struct ws_server *ws);
 
-/* Graceful shutdown: every session gets SERVER_SHUTTING_DOWN and a 1001
- * close; DONE runs once the last one is gone. */
+/* Graceful shutdown: every session gets a 1001 close, after
+ * SERVER_SHUTTING_DOWN when it speaks 2.1; DONE runs once the last one
+ * is gone. */
 void ws_server_drain(struct ws_server *ws, void (*done)(void *data), void *data);
 /* Destroys the lws context (inside the loop; completes asynchronously). */
 void ws_server_stop(struct ws_server *ws);

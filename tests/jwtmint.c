@@ -88,3 +88,16 @@ char *jwtmint_token(EVP_PKEY *k, const char *kid, json_object *payload)
 {
 	return jwtmint_token_alg(k, EVP_PKEY_is_a(k, "EC") ? "ES256" : "RS256", kid, payload);
 }
+
+json_object *jwtmint_claims(const char *iss, const char *aud, const char *sub)
+{
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "iss", json_object_new_string(iss));
+	json_object_object_add(o, "aud", json_object_new_string(aud));
+	json_object_object_add(o, "sub", json_object_new_string(sub));
+	json_object_object_add(o, "exp", json_object_new_int64(now + 600));
+	json_object_object_add(o, "iat", json_object_new_int64(now - 5));
+	return o;
+}

@@ -19,3 +19,6 @@ char *jwtmint_sign(EVP_PKEY *k, const EVP_MD *md, const char *header, const char
 char *jwtmint_token_alg(EVP_PKEY *k, const char *alg, const char *kid, json_object *payload);
 /* The same with the algorithm K's type calls for (RS256, ES256). */
 char *jwtmint_token(EVP_PKEY *k, const char *kid, json_object *payload);
+/* The claims of a valid token: ISS, AUD, SUB, issued 5 s ago, expiring
+ * in 600 s.  Add to or change them before signing. */
+json_object *jwtmint_claims(const char *iss, const char *aud, const char *sub);

@@ -2,10 +2,16 @@
  * real daemon, scraped over real HTTP. */
 #include "testd.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static char *scrape(struct testd *d, const char *path, const char *headers)
 {
@@ -396,6 +402,393 @@ static void test_decimal_comma_locale(void)
 	testd_free(d);
 }
 
+/* --- writes the store must keep: answered only once they are durable --- */
+
+#define ADMIN_TOKEN "admin-token-for-tests"
+#define ADMIN_HDR "Authorization: Bearer " ADMIN_TOKEN "\r\n"
+
+static json_object *api(struct testd *d, const char *method, const char *path, const char *body,
+			int want)
+{
+	return testd_admin_api(d, ADMIN_TOKEN, method, path, body, want);
+}
+
+static char *api_str(struct testd *d, const char *method, const char *path, const char *body,
+		     const char *key)
+{
+	json_object *o = api(d, method, path, body, 201);
+	char *v = g_strdup(jstr(o, key));
+	json_object_put(o);
+	return v;
+}
+
+/* Registers with API_KEY: NULL when admitted, else the error's reason. */
+static char *register_with_key(struct testd *d, const char *api_key)
+{
+	struct wsc *c = testd_connect(d);
+	wsc_sendf(c, "{\"type\":\"register\",\"api_key\":\"%s\"}", api_key);
+	json_object *o = wsc_recv_json(c);
+	g_assert_nonnull(o);
+	char *why = g_strcmp0(jstr(o, "type"), "registered_auth") == 0 ? NULL : g_strdup(jstr(o, "reason"));
+	json_object_put(o);
+	wsc_free(c);
+	return why;
+}
+
+static bool room_listed(struct testd *d, const char *room)
+{
+	json_object *o = api(d, "GET", "/api/rooms", NULL, 200);
+	bool found = strstr(json_object_to_json_string(o), room) != NULL;
+	json_object_put(o);
+	return found;
+}
+
+struct bg_request {
+	int port;
+	char *method, *path;
+	int status;
+	GThread *thread;
+};
+
+static gpointer bg_main(gpointer data)
+{
+	struct bg_request *b = data;
+	struct httpc_reply r;
+	b->status = testd_http(b->port, b->method, b->path, ADMIN_HDR, NULL, &r) == 0 ? r.status : -1;
+	httpc_reply_clear(&r);
+	return NULL;
+}
+
+static struct bg_request *bg_start(struct testd *d, const char *method, const char *path)
+{
+	struct bg_request *b = g_new0(struct bg_request, 1);
+	b->port = d->admin_port;
+	b->method = g_strdup(method);
+	b->path = g_strdup(path);
+	b->thread = g_thread_new("bg-request", bg_main, b);
+	return b;
+}
+
+static int bg_finish(struct bg_request *b)
+{
+	g_thread_join(b->thread);
+	int status = b->status;
+	g_free(b->method);
+	g_free(b->path);
+	g_free(b);
+	return status;
+}
+
+/* The test holds the database's write lock, as an operator's sqlite3
+ * shell or a backup would. */
+static sqlite3 *lock_db(const char *state_dir)
+{
+	g_autofree char *path = g_build_filename(state_dir, "rooms.db", NULL);
+	sqlite3 *db = NULL;
+	g_assert_cmpint(sqlite3_open(path, &db), ==, SQLITE_OK);
+	g_assert_cmpint(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), ==, SQLITE_OK);
+	return db;
+}
+
+static void unlock_db(sqlite3 *db)
+{
+	g_assert_cmpint(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static struct testd *start_with_state(const char *state_dir)
+{
+	const char *args[] = { "--state-dir", state_dir, NULL };
+	return testd_start("[admin]\ntoken = " ADMIN_TOKEN "\n[rooms]\nstore_retry_timeout = 2\n", args);
+}
+
+/* A revocation or deletion the store could not write is answered 503 and
+ * undone nowhere; one written after a lock was released in the retry
+ * window is answered 200; a restart shows exactly what the answers said. */
+static void test_store_locked(void)
+{
+	g_autofree char *tmp = g_dir_make_tmp("rtcsignald-locked-XXXXXX", NULL);
+	g_autofree char *state = g_build_filename(tmp, "state", NULL);
+	struct testd *d = start_with_state(state);
+	/* Only RFC 8259 JSON, from the operator too. */
+	json_object_put(api(d, "POST", "/api/rooms", "{\"name\":\"nan\",\"x\":NaN}", 400));
+	g_autofree char *kept_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"kept\"}", "room_id");
+	g_autofree char *gone_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"gone\"}", "room_id");
+	g_autofree char *key_room = api_str(d, "POST", "/api/rooms", "{\"name\":\"keys\"}", "room_id");
+	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\"}", key_room);
+	g_autofree char *kept_key = api_str(d, "POST", "/api/keys", body, "api_key");
+	g_autofree char *gone_key = api_str(d, "POST", "/api/keys", body, "api_key");
+	g_autofree char *kept_id = g_strndup(kept_key, strcspn(kept_key, "."));
+	g_autofree char *gone_id = g_strndup(gone_key, strcspn(gone_key, "."));
+	g_autofree char *kept_key_path = g_strconcat("/api/keys/", kept_id, NULL);
+	g_autofree char *gone_key_path = g_strconcat("/api/keys/", gone_id, NULL);
+	g_autofree char *kept_room_path = g_strconcat("/api/rooms/", kept_room, NULL);
+	g_autofree char *gone_room_path = g_strconcat("/api/rooms/", gone_room, NULL);
+
+	/* Locked past the retry window: 503 with a reason, nothing changed. */
+	sqlite3 *db = lock_db(state);
+	gint64 t0 = g_get_monotonic_time();
+	json_object *o = api(d, "DELETE", kept_key_path, NULL, 503);
+	g_assert_nonnull(strstr(jstr(o, "error"), "locked"));
+	json_object_put(o);
+	g_test_message("revoke under a held lock: 503 after %" G_GINT64_FORMAT " ms",
+		       (g_get_monotonic_time() - t0) / 1000);
+	json_object_put(api(d, "DELETE", kept_room_path, NULL, 503));
+	unlock_db(db);
+	g_assert_null(register_with_key(d, kept_key));
+	g_assert_true(room_listed(d, kept_room));
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_store_retries_total"), >, 0);
+
+	/* Locked, then released within the window: the answer waits, 200. */
+	unsigned retries = testd_log_count(d, "retrying for up to");
+	db = lock_db(state);
+	struct bg_request *revoke = bg_start(d, "DELETE", gone_key_path);
+	g_assert_true(testd_wait_log_count(d, "retrying for up to", retries + 1, 5000));
+	/* While it is being written the key is refused already. */
+	g_autofree char *why = register_with_key(d, gone_key);
+	g_assert_cmpstr(why, ==, "Token revoked");
+	unlock_db(db);
+	g_assert_cmpint(bg_finish(revoke), ==, 200);
+	db = lock_db(state);
+	struct bg_request *del = bg_start(d, "DELETE", gone_room_path);
+	g_assert_true(testd_wait_log_count(d, "retrying for up to", retries + 2, 5000));
+	unlock_db(db);
+	g_assert_cmpint(bg_finish(del), ==, 200);
+	g_assert_false(room_listed(d, gone_room));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	/* After a restart: exactly what the answers said. */
+	d = start_with_state(state);
+	g_assert_null(register_with_key(d, kept_key));
+	g_autofree char *why2 = register_with_key(d, gone_key);
+	g_assert_cmpstr(why2, ==, "Token revoked");
+	g_assert_true(room_listed(d, kept_room));
+	g_assert_false(room_listed(d, gone_room));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
+	g_assert_cmpint(system(rm), ==, 0);
+}
+
+/* --- the admin port's availability --- */
+
+/* A TCP connection to PORT from the loopback address FROM (127.0.0.2 is
+ * another client than 127.0.0.1 to the daemon). */
+static int connect_from(const char *from, int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in src = { .sin_family = AF_INET }, dst = { .sin_family = AF_INET };
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(inet_pton(AF_INET, from, &src.sin_addr), ==, 1);
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&src, sizeof src), ==, 0);
+	dst.sin_port = htons((uint16_t)port);
+	dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	g_assert_cmpint(connect(fd, (struct sockaddr *)&dst, sizeof dst), ==, 0);
+	return fd;
+}
+
+/* GET /health with a 3 s budget (sanitizer builds on a loaded machine
+ * are slow): true when it answered 200. */
+static bool health_answers(struct testd *d)
+{
+	g_autofree char *text = g_strdup_printf("127.0.0.1:%d", d->admin_port);
+	const struct httpc_request req = { .method = "GET", .target = "/health", .timeout_ms = 3000 };
+	struct listen_addr to;
+	struct httpc_reply r;
+	g_assert_cmpint(config_parse_listen(text, &to), ==, 0);
+	bool ok = httpc_request(&to, &req, &r) == 0 && r.status == 200;
+	httpc_reply_clear(&r);
+	return ok;
+}
+
+/* 64 connections that dribble a request from one address (slowloris)
+ * must not take the port from others: /health still answers. */
+static void test_slow_connections(void)
+{
+	struct testd *d = testd_start(NULL, NULL);
+	enum { SLOW = 64, CHECKS = 10 };
+	int fds[SLOW];
+	unsigned answered = 0;
+
+	for (int i = 0; i < SLOW; i++) {
+		fds[i] = connect_from("127.0.0.2", d->admin_port);
+		g_assert_cmpint(write(fds[i], "GET /health HTTP/1.1\r\nHo", 24), ==, 24);
+	}
+	for (int i = 0; i < CHECKS; i++) {
+		/* A byte more on each, as the attack does to stay under the
+		 * idle timeout (those refused are closed: ignore errors). */
+		for (int j = 0; j < SLOW; j++)
+			(void)send(fds[j], "s", 1, MSG_NOSIGNAL);
+		answered += health_answers(d);
+	}
+	g_test_message("health checks answered with %d slow connections open: %u of %d", SLOW,
+		       answered, CHECKS);
+	g_assert_cmpuint(answered, ==, CHECKS);
+	/* The ones past the per-address limit were refused, and counted. */
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_admin_refused_total{reason=\"per_address\"}"),
+			  >=, SLOW - 8);
+	for (int i = 0; i < SLOW; i++)
+		close(fds[i]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* Slow clients from several addresses, each within its per-address
+ * share, can fill the port; a request not sent whole within
+ * request_timeout is cut, however often it sends a byte. */
+static void test_slow_from_many_addresses(void)
+{
+	struct testd *d = testd_start("[admin]\nmax_connections = 16\nconnections_per_address = 4\n"
+				      "request_timeout = 2\nconnection_timeout = 60\n", NULL);
+	enum { SLOW = 16 };
+	int fds[SLOW];
+
+	for (int i = 0; i < SLOW; i++) {
+		g_autofree char *from = g_strdup_printf("127.0.0.%d", 2 + i / 4);
+		fds[i] = connect_from(from, d->admin_port);
+		g_assert_cmpint(write(fds[i], "GET /health HTTP/1.1\r\nHo", 24), ==, 24);
+	}
+	/* Full: refused at once (not left waiting in the backlog). */
+	g_assert_false(health_answers(d));
+	/* Each keeps sending a byte; they are cut all the same. */
+	for (int i = 0; i < SLOW; i++)
+		g_assert_cmpint(write(fds[i], "s", 1), ==, 1);
+	g_assert_true(testd_wait_log(d, "did not send a whole request within 2 s", 5000));
+	/* MHD closes them as it sees the shutdown: the first check that
+	 * gets in says it has. */
+	gint64 until = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	while (!health_answers(d) && g_get_monotonic_time() < until)
+		;
+	unsigned answered = 0;
+	for (int i = 0; i < 10; i++)
+		answered += health_answers(d);
+	g_assert_cmpuint(answered, ==, 10);
+	/* The sweep may have cut them in two rounds (500 ms apart). */
+	gint64 deadline = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+	double cut;
+	while ((cut = testd_metric(d, "rtcsignald_admin_refused_total{reason=\"request_timeout\"}")) < SLOW &&
+	       g_get_monotonic_time() < deadline)
+		;
+	g_assert_cmpfloat(cut, ==, SLOW);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_admin_refused_total{reason=\"connection_limit\"}"),
+			  >=, 1);
+	for (int i = 0; i < SLOW; i++)
+		close(fds[i]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* The status of a raw REQUEST to the admin port, or 0 when none came
+ * (the connection closed, or 2 s passed). */
+static int raw_status(struct testd *d, const char *request)
+{
+	int fd = connect_from("127.0.0.1", d->admin_port);
+	char buf[512];
+	size_t len = 0;
+	ssize_t n;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	g_assert_cmpint(write(fd, request, strlen(request)), ==, (ssize_t)strlen(request));
+	while (len < sizeof buf - 1 && poll(&p, 1, 2000) == 1 &&
+	       (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	int status = 0;
+	return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
+}
+
+/* Framing a proxy in front could read otherwise than we do is refused:
+ * two different Content-Lengths, or Transfer-Encoding with a
+ * Content-Length. */
+static void test_ambiguous_framing(void)
+{
+	struct testd *d = testd_start("[admin]\ntoken = t\n", NULL);
+	static const char *const bad[] = {
+		"POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+		"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+		"POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+		"Content-Length: 2, 40\r\n\r\n{}",
+		"POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+		"Transfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+		"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++)
+		g_assert_cmpint(raw_status(d, bad[i]), ==, 400);
+	/* The same value twice is one length (RFC 9112 6.3); plain ones work. */
+	g_assert_cmpint(raw_status(d, "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+				      "Content-Length: 0\r\n\r\n"), ==, 200);
+	g_assert_cmpint(raw_status(d, "POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+				      "Content-Length: 2\r\n\r\n{}"), ==, 201);
+	g_assert_cmpint(raw_status(d, "POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+				      "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"), ==, 201);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* utime + stime of PID in clock ticks, from /proc/PID/stat. */
+static unsigned long long cpu_ticks(GPid pid)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid), *text = NULL;
+	unsigned long long ut = 0, st = 0;
+	g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+	const char *p = strrchr(text, ')'); /* the command may hold spaces */
+	g_assert_nonnull(p);
+	g_assert_cmpint(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st),
+			==, 2);
+	return ut + st;
+}
+
+/* With an open file limit below max_sessions the WebSocket side takes
+ * every descriptor; the admin port must still answer /health, and
+ * neither side may spin on accept(). */
+static void test_out_of_descriptors(void)
+{
+	/* Valgrind keeps descriptors of its own at the top of the limit and
+	 * closes any accept()ed there: connections are reset, not refused. */
+	const char *wrapper = g_getenv("RTCSIGNALD_WRAPPER");
+	if (wrapper && *wrapper) {
+		g_test_skip("descriptor limits do not hold under RTCSIGNALD_WRAPPER (valgrind)");
+		return;
+	}
+	const char *prefix[] = { "prlimit", "--nofile=96", NULL };
+	const struct testd_opts o = { .conf = "[limits]\nconnections_per_address = 100000\n",
+				      .prefix = prefix };
+	enum { MAX_CONNS = 300, CHECKS = 10, WINDOW_MS = 2000 };
+	struct testd *d = testd_start_opts(&o);
+	int fds[MAX_CONNS], n = 0;
+	unsigned answered = 0;
+
+	/* WebSocket upgrades, half sent so they stay, until accept() fails. */
+	while (n < MAX_CONNS && !testd_log_count(d, "pausing new connections")) {
+		fds[n] = connect_from("127.0.0.1", d->port);
+		g_assert_cmpint(write(fds[n], "GET / HTTP/1.1\r\n", 16), ==, 16);
+		n++;
+	}
+	g_assert_true(testd_wait_log(d, "pausing new connections", 5000));
+	/* CPU over the checks and then a window in which the daemon must
+	 * stay up. */
+	long hz = sysconf(_SC_CLK_TCK);
+	unsigned long long before = cpu_ticks(d->pid);
+	gint64 t0 = g_get_monotonic_time();
+	for (int i = 0; i < CHECKS; i++)
+		answered += health_answers(d);
+	g_test_message("health checks answered out of descriptors (%d connections tried): %u of %d", n,
+		       answered, CHECKS);
+	g_assert_cmpint(testd_wait_exit(d, WINDOW_MS), ==, -1);
+	double secs = (double)(g_get_monotonic_time() - t0) / G_USEC_PER_SEC;
+	double cpu = (double)(cpu_ticks(d->pid) - before) / (double)hz / secs;
+	g_test_message("daemon CPU while out of descriptors: %.0f%%", cpu * 100);
+	g_assert_cmpuint(answered, ==, CHECKS);
+	g_assert_cmpfloat(cpu, <, 0.25);
+	g_assert_true(health_answers(d));
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -405,5 +798,10 @@ int main(int argc, char *argv[])
 	g_test_add_func("/admin/health-and-ready", test_health_and_ready);
 	g_test_add_func("/admin/churn-while-scraped", test_churn_while_scraped);
 	g_test_add_func("/admin/decimal-comma-locale", test_decimal_comma_locale);
+	g_test_add_func("/admin/store-locked", test_store_locked);
+	g_test_add_func("/admin/slow-connections", test_slow_connections);
+	g_test_add_func("/admin/slow-from-many-addresses", test_slow_from_many_addresses);
+	g_test_add_func("/admin/ambiguous-framing", test_ambiguous_framing);
+	g_test_add_func("/admin/out-of-descriptors", test_out_of_descriptors);
 	return g_test_run();
 }

@@ -25,13 +25,7 @@ static gint64 now_s(void)
 
 static json_object *claims_for(const char *sub)
 {
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "iss", json_object_new_string(ISS));
-	json_object_object_add(o, "aud", json_object_new_string(AUD));
-	json_object_object_add(o, "sub", json_object_new_string(sub));
-	json_object_object_add(o, "exp", json_object_new_int64(now_s() + 600));
-	json_object_object_add(o, "iat", json_object_new_int64(now_s() - 5));
-	return o;
+	return jwtmint_claims(ISS, AUD, sub);
 }
 
 static char *token_for(const char *sub)
@@ -55,30 +49,15 @@ static struct testd *start(const char *extra)
 static json_object *admin(struct testd *d, const char *method, const char *path, const char *body,
 			  int want)
 {
-	struct httpc_reply r;
-	g_assert_cmpint(testd_http(d->admin_port, method, path,
-				     "Authorization: Bearer " ADMIN "\r\nContent-Type: application/json\r\n",
-				     body, &r), ==, 0);
-	if (r.status != want)
-		g_error("%s %s: %d, wanted %d: %s", method, path, r.status, want, r.body->str);
-	json_object *o = json_tokener_parse(r.body->str);
-	g_assert_nonnull(o);
-	httpc_reply_clear(&r);
-	return o;
-}
-
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+	return testd_admin_api(d, ADMIN, method, path, body, want);
 }
 
 /* A room made through the admin API: its id and token (g_free both). */
 static void new_room(struct testd *d, const char *body, char **id, char **token)
 {
 	json_object *o = admin(d, "POST", "/api/rooms", body ? body : "{}", 201);
-	*id = g_strdup(str(o, "room_id"));
-	*token = g_strdup(str(o, "token"));
+	*id = g_strdup(testd_str(o, "room_id"));
+	*token = g_strdup(testd_str(o, "token"));
 	g_assert_cmpuint(strlen(*id), >=, 16);    /* 64 random bits */
 	g_assert_cmpuint(strlen(*token), >=, 32); /* 128 */
 	json_object_put(o);
@@ -89,8 +68,8 @@ static void send_register(struct wsc *c, const char *room, const char *peer, con
 {
 	g_autofree char *tok = token ? g_strdup_printf(",\"token\":\"%s\"", token) : g_strdup("");
 	g_autofree char *cred = jwt ? g_strdup_printf(",\"id_token\":\"%s\"", jwt) : g_strdup("");
-	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\"%s%s}", peer, room,
-		  tok, cred);
+	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\",\"protocol\":\"2.1\"%s%s}",
+		  peer, room, tok, cred);
 }
 
 /* Registers and expects CODE with REASON (NULL: success). */
@@ -105,7 +84,7 @@ static struct wsc *reg_expect(struct testd *d, const char *room, const char *pee
 	}
 	json_object *o = wsc_expect_error(c, code);
 	if (reason)
-		g_assert_cmpstr(str(o, "reason"), ==, reason);
+		g_assert_cmpstr(testd_str(o, "reason"), ==, reason);
 	json_object_put(o);
 	wsc_free(c);
 	return NULL;
@@ -242,16 +221,16 @@ static void test_api_keys(void)
 	new_room(d, NULL, &room, &token);
 	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\",\"name\":\"worker-pool\"}", room);
 	json_object *k = admin(d, "POST", "/api/keys", body, 201);
-	g_autofree char *key_id = g_strdup(str(k, "key_id")), *secret = g_strdup(str(k, "api_key"));
+	g_autofree char *key_id = g_strdup(testd_str(k, "key_id")), *secret = g_strdup(testd_str(k, "api_key"));
 	json_object_put(k);
 	g_assert_true(g_str_has_prefix(secret, key_id));
 
 	/* The key brings its room: no room id, no token. */
 	struct wsc *w = testd_connect(d);
-	wsc_sendf(w, "{\"type\":\"register\",\"peer_id\":\"w1\",\"role\":\"worker\",\"api_key\":\"%s\","
+	wsc_sendf(w, "{\"type\":\"register\",\"peer_id\":\"w1\",\"role\":\"worker\",\"protocol\":\"2.1\",\"api_key\":\"%s\","
 		     "\"metadata\":{\"properties\":{\"gpu\":1}}}", secret);
 	json_object *reply = wsc_expect(w, "registered_auth");
-	g_assert_cmpstr(str(reply, "room_id"), ==, room);
+	g_assert_cmpstr(testd_str(reply, "room_id"), ==, room);
 	json_object_put(reply);
 	g_autofree char *ada = token_for("ada");
 	struct wsc *other = reg_expect(d, room, "c1", ada, token, NULL, NULL);
@@ -269,7 +248,7 @@ static void test_api_keys(void)
 	struct wsc *bad = testd_connect(d);
 	wsc_sendf(bad, "{\"type\":\"register\",\"api_key\":\"%s.0000\"}", key_id);
 	json_object *e = wsc_expect_error(bad, "AUTH_FAILED");
-	g_assert_cmpstr(str(e, "reason"), ==, "Invalid API key");
+	g_assert_cmpstr(testd_str(e, "reason"), ==, "Invalid API key");
 	json_object_put(e);
 	wsc_free(bad);
 
@@ -277,14 +256,14 @@ static void test_api_keys(void)
 	g_autofree char *path = g_strdup_printf("/api/keys/%s", key_id);
 	json_object_put(admin(d, "DELETE", path, NULL, 200));
 	e = wsc_expect_error(w, "AUTH_FAILED");
-	g_assert_cmpstr(str(e, "message"), ==, "Token revoked");
+	g_assert_cmpstr(testd_str(e, "message"), ==, "Token revoked");
 	json_object_put(e);
 	g_assert_cmpint(wsc_wait_close(w, WSC_TIMEOUT_MS), ==, 1008);
 	wsc_free(w);
 	bad = testd_connect(d);
 	wsc_sendf(bad, "{\"type\":\"register\",\"api_key\":\"%s\"}", secret);
 	e = wsc_expect_error(bad, "AUTH_FAILED");
-	g_assert_cmpstr(str(e, "reason"), ==, "Token revoked");
+	g_assert_cmpstr(testd_str(e, "reason"), ==, "Token revoked");
 	json_object_put(e);
 	wsc_free(bad);
 	json_object_put(admin(d, "DELETE", "/api/keys/0000000000000000", NULL, 404));
@@ -314,7 +293,7 @@ static void test_api_keys(void)
 	/* An expiring key stops working at its time. */
 	g_autofree char *body2 = g_strdup_printf("{\"room_id\":\"%s\",\"expires_in\":1}", room);
 	k = admin(d, "POST", "/api/keys", body2, 201);
-	g_autofree char *short_lived = g_strdup(str(k, "api_key"));
+	g_autofree char *short_lived = g_strdup(testd_str(k, "api_key"));
 	json_object_put(k);
 	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
 	bool expired = false;
@@ -322,7 +301,7 @@ static void test_api_keys(void)
 		struct wsc *c = testd_connect(d);
 		wsc_sendf(c, "{\"type\":\"register\",\"api_key\":\"%s\"}", short_lived);
 		json_object *o = wsc_recv_json(c);
-		expired = g_strcmp0(str(o, "reason"), "Token expired") == 0;
+		expired = g_strcmp0(testd_str(o, "reason"), "Token expired") == 0;
 		json_object_put(o);
 		wsc_free(c);
 	}
@@ -356,8 +335,8 @@ static void test_room_persists(void)
 	wsc_free(reg_expect(d, room, "back", ada, token, NULL, NULL));
 	json_object *rooms = admin(d, "GET", "/api/rooms", NULL, 200);
 	json_object *r0 = json_object_array_get_idx(json_object_object_get(rooms, "rooms"), 0);
-	g_assert_cmpstr(str(r0, "room_id"), ==, room);
-	g_assert_cmpstr(str(r0, "name"), ==, "durable");
+	g_assert_cmpstr(testd_str(r0, "room_id"), ==, room);
+	g_assert_cmpstr(testd_str(r0, "name"), ==, "durable");
 	g_assert_cmpint(json_object_get_int(json_object_object_get(r0, "max_peers")), ==, 3);
 	g_assert_null(strstr(json_object_to_json_string(rooms), token));
 	json_object_put(rooms);
@@ -379,8 +358,8 @@ static void test_expiry_and_delete(void)
 
 	/* Expiry while connected: room_closed, then the session ends. */
 	json_object *closed = wsc_expect(a, "room_closed");
-	g_assert_cmpstr(str(closed, "room_id"), ==, room);
-	g_assert_cmpstr(str(closed, "reason"), ==, "expired");
+	g_assert_cmpstr(testd_str(closed, "room_id"), ==, room);
+	g_assert_cmpstr(testd_str(closed, "reason"), ==, "expired");
 	json_object_put(closed);
 	g_assert_cmpint(wsc_wait_close(a, WSC_TIMEOUT_MS), ==, 1000);
 	wsc_free(a);
@@ -392,7 +371,7 @@ static void test_expiry_and_delete(void)
 	g_assert_cmpint(json_object_get_int(json_object_object_get(del, "peers_closed")), ==, 1);
 	json_object_put(del);
 	closed = wsc_expect(b, "room_closed");
-	g_assert_cmpstr(str(closed, "reason"), ==, "deleted");
+	g_assert_cmpstr(testd_str(closed, "reason"), ==, "deleted");
 	json_object_put(closed);
 	g_assert_cmpint(wsc_wait_close(b, WSC_TIMEOUT_MS), ==, 1000);
 	wsc_free(b);
@@ -515,7 +494,7 @@ static void test_create_room_http_and_ws(void)
 	g_assert_cmpint(r.status, ==, 201);
 	json_object *o = json_tokener_parse(r.body->str);
 	httpc_reply_clear(&r);
-	g_autofree char *room = g_strdup(str(o, "room_id")), *token = g_strdup(str(o, "token"));
+	g_autofree char *room = g_strdup(testd_str(o, "room_id")), *token = g_strdup(testd_str(o, "token"));
 	g_assert_cmpint(json_object_get_int64(json_object_object_get(o, "expires_at")), >, now_s() + 590);
 	json_object_put(o);
 
@@ -529,7 +508,7 @@ static void test_create_room_http_and_ws(void)
 	/* create_room over WebSocket from the JWT session. */
 	wsc_send_text(a, "{\"type\":\"create_room\",\"expires_in\":300,\"max_peers\":4}");
 	o = wsc_expect(a, "room_created");
-	g_autofree char *room2 = g_strdup(str(o, "room_id")), *token2 = g_strdup(str(o, "token"));
+	g_autofree char *room2 = g_strdup(testd_str(o, "room_id")), *token2 = g_strdup(testd_str(o, "token"));
 	json_object_put(o);
 	wsc_free(reg_expect(d, room2, "ada-2", jwt, token2, NULL, NULL));
 	reg_expect(d, room2, "bob-2", bob, NULL, "AUTH_FAILED", "Invalid token"); /* not open */
@@ -551,19 +530,63 @@ static void test_create_room_http_and_ws(void)
 	testd_free(d);
 }
 
-static void test_open_mode_turns_off(void)
+/* A key for ROOM (EXPIRES_IN 0: none): its secret. */
+static char *mint_key(struct testd *d, const char *room, int expires_in)
 {
-	/* No issuer, but an API key exists: authentication is on. */
-	struct testd *d = testd_start("[admin]\ntoken = " ADMIN "\n", NULL);
+	g_autofree char *body = expires_in ? g_strdup_printf("{\"room_id\":\"%s\",\"expires_in\":%d}", room, expires_in)
+					   : g_strdup_printf("{\"room_id\":\"%s\"}", room);
+	json_object *k = admin(d, "POST", "/api/keys", body, 201);
+	char *secret = g_strdup(testd_str(k, "api_key"));
+	json_object_put(k);
+	return secret;
+}
+
+/* Whether authentication is on is the configuration's to say, never the
+ * keys': minting, expiring or revoking one does not switch it, and the
+ * mode is logged at start and on reload. */
+static void test_auth_mode_is_configured(void)
+{
+#define MODE_CONF "[admin]\ntoken = " ADMIN "\n[limits]\nregistrations_per_address_per_minute = 0\n"
+	struct testd *d = testd_start(MODE_CONF, NULL);
+	g_assert_true(testd_wait_log(d, "authentication is off", WSC_TIMEOUT_MS));
 	wsc_free(testd_register(d, "adhoc", "early", NULL)); /* open mode */
 	g_autofree char *room = NULL, *token = NULL;
 	new_room(d, NULL, &room, &token);
 	/* A persistent room wants its token even in open mode. */
 	reg_expect(d, room, "x", NULL, "wrong", "AUTH_FAILED", "Invalid token");
 	wsc_free(reg_expect(d, room, "y", NULL, token, NULL, NULL));
-	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\"}", room);
-	json_object_put(admin(d, "POST", "/api/keys", body, 201));
-	reg_expect(d, "adhoc", "late", NULL, NULL, "AUTH_REQUIRED", "Authentication required");
+	/* A key minted in open mode admits to its room, but is not required
+	 * and does not turn authentication on. */
+	g_autofree char *key = mint_key(d, room, 0);
+	g_assert_true(testd_wait_log(d, "created while authentication is off", WSC_TIMEOUT_MS));
+	wsc_free(testd_register(d, "adhoc", "late", NULL));
+	struct wsc *k = testd_connect(d);
+	wsc_sendf(k, "{\"type\":\"register\",\"api_key\":\"%s\"}", key);
+	json_object_put(wsc_expect(k, "registered_auth"));
+	wsc_free(k);
+
+	/* Required by the configuration alone, with no issuer: no key at all
+	 * yet is needed for that, and none expiring turns it off. */
+	testd_write_conf(d, MODE_CONF "[server]\nrequire_auth = true\n");
+	testd_signal(d, SIGHUP);
+	g_assert_true(testd_wait_log(d, "authentication: required", WSC_TIMEOUT_MS));
+	reg_expect(d, "adhoc", "later", NULL, NULL, "AUTH_REQUIRED", "Authentication required");
+	g_autofree char *short_lived = mint_key(d, room, 1);
+	g_autofree char *path = g_strdup_printf("/api/keys/%.*s", (int)strcspn(key, "."), key);
+	json_object_put(admin(d, "DELETE", path, NULL, 200));
+	/* Once the short-lived key has expired no key is valid: still on. */
+	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	bool expired = false;
+	while (!expired && g_get_monotonic_time() < deadline) {
+		struct wsc *c = testd_connect(d);
+		wsc_sendf(c, "{\"type\":\"register\",\"api_key\":\"%s\"}", short_lived);
+		json_object *o = wsc_recv_json(c);
+		expired = g_strcmp0(testd_str(o, "reason"), "Token expired") == 0;
+		json_object_put(o);
+		wsc_free(c);
+	}
+	g_assert_true(expired);
+	reg_expect(d, "adhoc", "latest", NULL, NULL, "AUTH_REQUIRED", "Authentication required");
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
@@ -701,7 +724,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/auth/admin-auth", test_admin_auth);
 	g_test_add_func("/auth/create-room", test_create_room_http_and_ws);
 	g_test_add_func("/auth/many-key-sets", test_many_key_sets);
-	g_test_add_func("/auth/open-mode-turns-off", test_open_mode_turns_off);
+	g_test_add_func("/auth/auth-mode-is-configured", test_auth_mode_is_configured);
 	g_test_add_func("/auth/jwks-url", test_jwks_url);
 	int r = g_test_run();
 	unlink(jwks_path);

@@ -190,7 +190,11 @@ static void test_parse_usage(void)
 		{ "", "no command given" },
 		{ "--json", "no command given" },
 		{ "frob", "unknown command 'frob'" },
-		{ "rooms", "'rooms' needs list, create or delete" },
+		{ "rooms", "'rooms' needs list, create, delete, members, add-member or remove-member" },
+		{ "keys create --room r --account a", "'keys create' needs --room ROOM_ID or --account SUB" },
+		{ "keys create --room r --issuer lab", "--issuer goes with --account" },
+		{ "rooms add-member r", "'rooms add-member' needs --account SUB" },
+		{ "rooms members", "'rooms members' needs ROOM_ID" },
 		{ "keys", "'keys' needs list, create or revoke" },
 		{ "rooms revoke x", "unknown command 'rooms revoke'" },
 		{ "keys delete x", "unknown command 'keys delete'" },
@@ -848,8 +852,8 @@ static void test_bash_completion(void)
 		g_test_message("%s", opt);
 		g_assert_true(has(r, opt) || has(k, opt));
 	}
-	g_assert_cmpuint(n, ==, 12);
-	g_assert_cmpuint(r->len + k->len, ==, 2 * 7 + 4 + 3);
+	g_assert_cmpuint(n, ==, 14);
+	g_assert_cmpuint(r->len + k->len, ==, 2 * 7 + 4 + 5);
 }
 
 int main(int argc, char *argv[])

@@ -31,7 +31,7 @@ static int match(const char *role, const char *md, const char *filters)
 	int r;
 
 	g_assert_nonnull(f);
-	if (filter_compile(f, &flt, &why) < 0) {
+	if (filter_compile(f, UINT64_MAX, &flt, &why) < 0) {
 		g_assert_nonnull(why);
 		g_free(why);
 		r = -1;
@@ -189,6 +189,146 @@ static void test_private_invisible(void)
 	MATCHES("{\"properties\":{\"_secret\":{\"$exists\":false}}}");
 }
 
+/* Composite values compare deeply through their canonical text. */
+static void test_composite(void)
+{
+	const char *md = "{\"properties\":{\"v\":{\"b\":[1,2.5,\"x\",null,{\"z\":true,\"y\":[]}],\"a\":-0.0},"
+			 "\"s\":[\"ab\"],\"n\":[null],\"big\":[18446744073709551615,-9223372036854775808]}}";
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"v\":{\"a\":0,\"b\":[1.0,2.5,\"x\",null,"
+				       "{\"y\":[],\"z\":true}]}}}"), ==, 1);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"v\":{\"a\":0,\"b\":[1.0,2.5,\"x\",null,"
+				       "{\"y\":[],\"z\":false}]}}}"), ==, 0);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"v\":{\"a\":0,\"b\":[1,2.5,\"x\",null]}}}"), ==, 0);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"s\":[\"ab\"]}}"), ==, 1);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"s\":[\"a\",\"b\"]}}"), ==, 0);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"s\":[\"a\\u0062\"]}}"), ==, 1);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"n\":[null]}}"), ==, 1);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"n\":[]}}"), ==, 0);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"n\":{\"$in\":[[0],[null]]}}}"), ==, 1);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"big\":[18446744073709551615,"
+				       "-9223372036854775808]}}"), ==, 1);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"big\":[9223372036854775807,"
+				       "-9223372036854775808]}}"), ==, 0);
+	/* Numbers by exact value: 2^53 + 1 is not the double 2^53. */
+	g_assert_cmpint(match("w", "{\"properties\":{\"i\":9007199254740993}}",
+			      "{\"properties\":{\"i\":9007199254740992.0}}"), ==, 0);
+	g_assert_cmpint(match("w", "{\"properties\":{\"i\":[9007199254740992]}}",
+			      "{\"properties\":{\"i\":[9007199254740992.0]}}"), ==, 1);
+	/* JSON null anywhere in a filter is null. */
+	g_assert_cmpint(match("w", md, "{\"role\":null,\"tags\":null,\"properties\":{\"n\":{\"$nin\":[null,[]]}}}"), ==, 1);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"v\":{\"$eq\":null}}}"), ==, 0);
+	g_assert_cmpint(match("w", md, "{\"properties\":{\"v\":{\"$in\":null}}}"), ==, -1);
+	g_assert_cmpint(match("w", md, "{\"tags\":{\"$any\":null}}"), ==, -1);
+	g_assert_cmpint(match("w", md, "{\"tags\":[null]}"), ==, -1);
+}
+
+/* Compiles FILTERS with a budget of MAX_WORK and matches it against each
+ * of N peers with metadata MD: how many matched. */
+static int scan(const char *md, unsigned n, const char *filters, uint64_t max_work, struct filter **out)
+{
+	json_object *f = json_tokener_parse(filters);
+	struct meta *m = meta_from(md);
+	char *why = NULL;
+	int hits = 0;
+
+	g_assert_nonnull(f);
+	g_assert_cmpint(filter_compile(f, max_work, out, &why), ==, 0);
+	for (unsigned i = 0; i < n; i++)
+		hits += filter_match(*out, "worker", m);
+	json_object_put(f);
+	meta_free(m);
+	return hits;
+}
+
+static GString *zeros(GString *s, unsigned n, int last)
+{
+	g_string_append_c(s, '[');
+	for (unsigned i = 0; i + 1 < n; i++)
+		g_string_append(s, "0,");
+	g_string_append_printf(s, "%d]", last);
+	return s;
+}
+
+/* Issue 12, finding 3: a peer holding a long array and a $nin of many
+ * near-identical arrays cost a deep comparison each. */
+static void test_composite_cost(void)
+{
+	g_autoptr(GString) md = g_string_new("{\"properties\":{\"a\":");
+	zeros(md, 5000, 0);
+	g_string_append(md, "}}");
+	g_autoptr(GString) f = g_string_new("{\"properties\":{\"a\":{\"$nin\":[");
+	for (int k = 0; k < 100; k++) {
+		if (k)
+			g_string_append_c(f, ',');
+		zeros(f, 5000, k + 1);
+	}
+	g_string_append(f, "]}}}");
+	struct filter *flt;
+	g_assert_cmpint(scan(md->str, 200, f->str, UINT64_MAX, &flt), ==, 200);
+	/* One unit per operand and peer, and the lookups: no deep walks. */
+	g_test_message("work for 200 peers: %" G_GUINT64_FORMAT, filter_work(flt));
+	g_assert_cmpuint(filter_work(flt), <, 200 * 110);
+	filter_free(flt);
+
+	/* An equal array reads the text once per comparison, and pays. */
+	g_string_assign(f, "{\"properties\":{\"a\":{\"$in\":[");
+	zeros(f, 5000, 0);
+	g_string_append(f, "]}}}");
+	g_assert_cmpint(scan(md->str, 10, f->str, UINT64_MAX, &flt), ==, 10);
+	g_assert_cmpuint(filter_work(flt), >, 10 * 10000 / META_WORK_BYTES);
+	filter_free(flt);
+}
+
+/* Every way to make a query long is counted: once over budget every
+ * match fails and the filter says so. */
+static void test_budget(void)
+{
+	g_autoptr(GString) md = g_string_new("{\"tags\":[");
+	for (int i = 0; i < 1000; i++)
+		g_string_append_printf(md, "%s\"t%d\"", i ? "," : "", i);
+	g_string_append(md, "],\"properties\":{");
+	for (int i = 0; i < 1000; i++)
+		g_string_append_printf(md, "%s\"k%d\":%d", i ? "," : "", i, i);
+	g_string_append(md, "}}");
+
+	g_autoptr(GString) tags = g_string_new("{\"tags\":{\"$any\":[");
+	for (int i = 0; i < 5000; i++)
+		g_string_append_printf(tags, "%s\"x%d\"", i ? "," : "", i);
+	g_string_append(tags, "]}}");
+	g_autoptr(GString) props = g_string_new("{\"properties\":{");
+	for (int i = 0; i < 5000; i++)
+		g_string_append_printf(props, "%s\"k%d\":{\"$ne\":-1}", i ? "," : "", i);
+	g_string_append(props, "}}");
+	g_autoptr(GString) in = g_string_new("{\"properties\":{\"k1\":{\"$in\":[");
+	for (int i = 0; i < 5000; i++)
+		g_string_append_printf(in, "%s%d", i ? "," : "", i + 2);
+	g_string_append(in, "]}}}");
+	g_autoptr(GString) roles = g_string_new("{\"role\":[");
+	for (int i = 0; i < 5000; i++)
+		g_string_append_printf(roles, "%s\"r%d\"", i ? "," : "", i);
+	g_string_append(roles, "]}");
+	const char *queries[] = { tags->str, props->str, in->str, roles->str };
+
+	for (size_t q = 0; q < G_N_ELEMENTS(queries); q++) {
+		struct filter *flt;
+		int hits = scan(md->str, 100, queries[q], 100000, &flt);
+		g_assert_cmpint(hits, <, 2); /* the first peer may fit */
+		g_assert_true(filter_exhausted(flt));
+		g_test_message("query %zu: %d hits, %" G_GUINT64_FORMAT " units", q, hits, filter_work(flt));
+		/* Stopped close to the budget: no peer ran far past it. */
+		g_assert_cmpuint(filter_work(flt), <, 100000 + 100);
+		filter_free(flt);
+	}
+	/* With room to spare, the same queries answer and are not exhausted. */
+	struct filter *flt;
+	g_assert_cmpint(scan(md->str, 3, props->str, UINT64_MAX, &flt), ==, 3); /* $ne holds for every key */
+	g_assert_false(filter_exhausted(flt));
+	filter_free(flt);
+	g_assert_cmpint(scan(md->str, 3, "{\"tags\":[\"t999\"],\"properties\":{\"k7\":7}}", 1000, &flt), ==, 3);
+	g_assert_false(filter_exhausted(flt));
+	filter_free(flt);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -202,5 +342,8 @@ int main(int argc, char *argv[])
 	g_test_add_func("/filter/exists", test_exists);
 	g_test_add_func("/filter/unknown-operator", test_unknown_operator);
 	g_test_add_func("/filter/private-invisible", test_private_invisible);
+	g_test_add_func("/filter/composite", test_composite);
+	g_test_add_func("/filter/composite-cost", test_composite_cost);
+	g_test_add_func("/filter/budget", test_budget);
 	return g_test_run();
 }

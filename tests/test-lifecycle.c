@@ -4,6 +4,7 @@
 #include "testd.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -15,12 +16,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
 
 /* Runs rtcsignald with ARGS to completion, with the extra NAME=VALUE
  * settings ENV (may be NULL): exit status, and its output. */
@@ -162,13 +157,28 @@ static void test_sigterm_drain(void)
 	struct wsc *b = testd_register(d, "bye", "b", NULL);
 	struct wsc *anon = testd_connect(d);
 
+	struct wsc *v20 = testd_register(d, "bye", "w", ",\"protocol\":\"2.0\"");
+	GBytes *frame = NULL;
+
+	wsc_expect_quiet(anon); /* taken in */
 	testd_signal(d, SIGTERM);
-	struct wsc *all[] = { a, b, anon };
+	/* 2.1 sessions are told why... */
+	struct wsc *all[] = { a, b };
 	for (size_t i = 0; i < G_N_ELEMENTS(all); i++) {
 		json_object *o = wsc_expect_error(all[i], "SERVER_SHUTTING_DOWN");
+		g_assert_cmpstr(testd_str(o, "reason"), ==, "Server is shutting down");
 		json_object_put(o);
 		g_assert_cmpint(wsc_wait_close(all[i], WSC_TIMEOUT_MS), ==, 1001);
 		wsc_free(all[i]);
+	}
+	/* ...a v2.0 session, or one that declared nothing yet, gets the 1001
+	 * alone: today's sleap-rtc worker exits on an error frame and
+	 * reconnects after a plain close. */
+	struct wsc *quiet[] = { v20, anon };
+	for (size_t i = 0; i < G_N_ELEMENTS(quiet); i++) {
+		g_assert_cmpint(wsc_recv(quiet[i], WSC_TIMEOUT_MS, &frame, NULL), ==, -EPIPE);
+		g_assert_cmpint(quiet[i]->close_code, ==, 1001);
+		wsc_free(quiet[i]);
 	}
 	g_assert_cmpint(testd_wait_exit(d, 10000), ==, 0);
 	g_assert_true(testd_wait_log(d, "event=stopping", 0));
@@ -198,6 +208,37 @@ static void test_drain_is_bounded(void)
 	g_assert_cmpfloat(took, >=, 0.9);
 	g_assert_cmpfloat(took, <, 4.0);
 	wsc_free(stuck);
+	testd_free(d);
+}
+
+/* A client that stops reading (its loop stalled) with data waiting for
+ * it is cut for not answering its ping, and lws then takes seconds to
+ * close it (it tries to flush first; for a client that never reads, for
+ * ever): the line saying so was logged on every pass of the keepalive
+ * walk, 42 times in 2.5 s (issue 19).  Once per connection now, and the
+ * connection goes. */
+static void test_no_answer_logged_once(void)
+{
+	struct testd *d = testd_start("[server]\nws_ping_interval = 1\nws_ping_timeout = 2\n", NULL);
+	struct wsc *deaf = testd_register_slow(d, "na", "deaf");
+	struct wsc *sender = testd_register(d, "na", "sender", NULL);
+	g_autofree char *msg = testd_message_to("deaf", 60000);
+
+	deaf->auto_pong = false;
+	for (int i = 0; i < 20; i++) /* 1.2 MB: kernel buffers full, lws holds the rest */
+		wsc_send_text(sender, msg);
+	g_assert_true(testd_wait_log(d, "no answer for", 10000));
+	/* And closed: lws, flushing first, held it open for ever. */
+	gint64 t0 = g_get_monotonic_time();
+	g_assert_true(testd_wait_log(d, "event=peer_left room=na peer=deaf", 15000));
+	double took = (g_get_monotonic_time() - t0) / 1e6;
+	g_test_message("logged %u times; gone %.2f s after the line", testd_log_count(d, "no answer for"),
+		       took);
+	g_assert_cmpfloat(took, <, 3.0);
+	g_assert_cmpuint(testd_log_count(d, "no answer for"), ==, 1);
+	wsc_free(deaf);
+	wsc_free(sender);
+	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }
 
@@ -337,7 +378,7 @@ static void test_ipv6_and_several_listeners(void)
 	struct wsc *v4 = testd_register(d, "dual", "four", NULL);
 	wsc_send_text(v4, "{\"type\":\"peer_message\",\"to_peer_id\":\"six\",\"payload\":\"over v6\"}");
 	json_object *o = wsc_expect(v6, "peer_message");
-	g_assert_cmpstr(str(o, "payload"), ==, "over v6");
+	g_assert_cmpstr(testd_str(o, "payload"), ==, "over v6");
 	json_object_put(o);
 	wsc_free(v6);
 	wsc_free(v4);
@@ -364,7 +405,7 @@ static void test_turn_credentials(void)
 	g_assert_cmpstr(json_object_get_string(json_object_array_get_idx(json_object_object_get(stun, "urls"), 0)), ==,
 			"stun:stun.example.org:3478");
 	g_assert_cmpint(json_object_array_length(json_object_object_get(turn, "urls")), ==, 2);
-	const char *user = str(turn, "username");
+	const char *user = testd_str(turn, "username");
 	g_assert_nonnull(user);
 	long long expiry = g_ascii_strtoll(user, NULL, 10);
 	g_assert_cmpint(expiry, >=, now + 600 - 5);
@@ -374,7 +415,7 @@ static void test_turn_credentials(void)
 	unsigned mac_len;
 	HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)user, strlen(user), mac, &mac_len);
 	g_autofree char *want = g_base64_encode(mac, mac_len);
-	g_assert_cmpstr(str(turn, "credential"), ==, want);
+	g_assert_cmpstr(testd_str(turn, "credential"), ==, want);
 	g_assert_cmpstr(json_object_to_json_string(json_object_object_get(o, "mesh_ice_servers")), ==,
 			json_object_to_json_string(ice));
 	json_object_put(o);
@@ -516,6 +557,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/lifecycle/loopback-rule-unit", test_loopback_rule_unit);
 	g_test_add_func("/lifecycle/open-mode-non-loopback", test_open_mode_non_loopback);
 	g_test_add_func("/lifecycle/silent-close", test_silent_close);
+	g_test_add_func("/lifecycle/no-answer-logged-once", test_no_answer_logged_once);
 	g_test_add_func("/lifecycle/out-of-descriptors", test_out_of_descriptors);
 	return g_test_run();
 }

@@ -1,16 +1,14 @@
 /* Integration tests: every bound, and bad input that must leave the daemon
  * and the other peers unharmed. */
+#include "jwtmint.h"
 #include "testd.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
+#include <openssl/rsa.h>
 #include <poll.h>
 #include <string.h>
-
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
+#include <sys/wait.h>
 
 /* Two peers that keep talking: proof that the others were not harmed. */
 static void assert_bystanders_fine(struct testd *d, const char *room)
@@ -118,7 +116,7 @@ static void test_slow_reader(void)
 	}
 	if (!failed)
 		failed = wsc_expect_error(fast, "DELIVERY_FAILED");
-	g_assert_cmpstr(str(failed, "to_peer_id"), ==, "slow");
+	g_assert_cmpstr(testd_str(failed, "to_peer_id"), ==, "slow");
 	json_object_put(failed);
 
 	long rss_after = testd_rss_kib(d);
@@ -138,9 +136,9 @@ static void test_slow_reader(void)
 	wsc_send_text(fast, "{\"type\":\"peer_message\",\"to_peer_id\":\"slow\",\"payload\":1}");
 	for (int i = 0; i <= 5000; i++) {
 		json_object *o = wsc_expect(fast, "error");
-		bool done = g_strcmp0(str(o, "code"), "PEER_NOT_FOUND") == 0;
+		bool done = g_strcmp0(testd_str(o, "code"), "PEER_NOT_FOUND") == 0;
 		if (!done)
-			g_assert_cmpstr(str(o, "code"), ==, "DELIVERY_FAILED");
+			g_assert_cmpstr(testd_str(o, "code"), ==, "DELIVERY_FAILED");
 		json_object_put(o);
 		if (done)
 			break;
@@ -159,7 +157,7 @@ static void test_room_full(void)
 	struct wsc *c = testd_connect(d);
 	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"c\",\"room_id\":\"small\"}");
 	json_object *o = wsc_expect_error(c, "ROOM_FULL");
-	g_assert_cmpstr(str(o, "reason"), ==, "Room is full");
+	g_assert_cmpstr(testd_str(o, "reason"), ==, "Room is full");
 	json_object_put(o);
 	/* Replacing a member is not joining. */
 	struct wsc *b2 = testd_register(d, "small", "b", NULL);
@@ -222,7 +220,8 @@ static void test_metadata_and_depth_limits(void)
 	wsc_send_text(c, "{\"type\":\"register\",\"room_id\":\"m\",\"metadata\":{\"properties\":"
 			 "{\"x\":\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"}}}");
 	json_object_put(wsc_expect_error(c, "INVALID_MESSAGE"));
-	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"m1\",\"room_id\":\"m\",\"metadata\":{\"properties\":{\"x\":1}}}");
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"m1\",\"room_id\":\"m\",\"protocol\":\"2.1\","
+			 "\"metadata\":{\"properties\":{\"x\":1}}}");
 	json_object_put(wsc_expect(c, "registered_auth"));
 	wsc_send_text(c, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"y\":"
 			 "\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"}}}");
@@ -292,9 +291,9 @@ static void test_message_rate(void)
 		wsc_send_text(c, "{\"type\":\"ping\"}");
 	for (int i = 0; i < 15; i++) {
 		json_object *o = wsc_recv_json(c);
-		if (g_strcmp0(str(o, "type"), "pong") == 0)
+		if (g_strcmp0(testd_str(o, "type"), "pong") == 0)
 			pongs++;
-		else if (g_strcmp0(str(o, "code"), "RATE_LIMITED") == 0)
+		else if (g_strcmp0(testd_str(o, "code"), "RATE_LIMITED") == 0)
 			limited++;
 		json_object_put(o);
 	}
@@ -329,8 +328,8 @@ static GArray *ping_times(struct wsc *c, unsigned *others)
 		wsc_send_text(c, "{\"type\":\"ping\"}");
 		for (;;) {
 			json_object *o = wsc_recv_json(c);
-			bool pong = g_strcmp0(str(o, "type"), "pong") == 0;
-			if (!pong && g_strcmp0(str(o, "type"), "peer_message") != 0)
+			bool pong = g_strcmp0(testd_str(o, "type"), "pong") == 0;
+			if (!pong && g_strcmp0(testd_str(o, "type"), "peer_message") != 0)
 				g_error("victim got %s", json_object_to_json_string(o));
 			json_object_put(o);
 			if (pong)
@@ -552,6 +551,343 @@ static void test_trusted_proxy(void)
 	testd_free(d);
 }
 
+/* ---- answers to a peer's own requests (issue 12, finding 6) ---- */
+
+/* A room filled to max_peers_per_room, each peer with max_metadata_bytes
+ * of public metadata, while the queue bound is at its minimum (the size
+ * of one message): its registered_auth and peer_list are many times the
+ * queue bound, and still they are answers, not a slow reader's backlog. */
+#define BIG_PEERS 40
+#define BIG_META 16000
+static const char big_conf[] = "[limits]\nmax_peers_per_room = 40\nmax_metadata_bytes = 16000\n"
+			       "max_message_bytes = 32768\nmax_queued_bytes = 32768\n"
+			       "messages_per_second = 0\nregistrations_per_address_per_minute = 0\n";
+
+/* A register's EXTRA with metadata of exactly BIG_META bytes. */
+static char *big_metadata(void)
+{
+	static const char head[] = "{\"blob\":\"", tail[] = "\"}";
+	g_autofree char *blob = g_strnfill(BIG_META - (sizeof head - 1) - (sizeof tail - 1), 'm');
+	return g_strdup_printf(",\"metadata\":%s%s%s", head, blob, tail);
+}
+
+/* BIG_PEERS - 1 members with big metadata in room "big". */
+static struct wsc **fill_big_room(struct testd *d)
+{
+	g_autofree char *extra = big_metadata();
+	struct wsc **members = g_new0(struct wsc *, BIG_PEERS);
+	for (int i = 0; i < BIG_PEERS - 1; i++) {
+		g_autofree char *id = g_strdup_printf("m%02d", i);
+		members[i] = testd_register(d, "big", id, extra);
+	}
+	return members;
+}
+
+static void free_members(struct wsc **members)
+{
+	for (int i = 0; i < BIG_PEERS; i++)
+		if (members[i])
+			wsc_free(members[i]);
+	g_free(members);
+}
+
+static int peer_count(json_object *list)
+{
+	return json_object_get_int(json_object_object_get(list, "count"));
+}
+
+static void test_big_room_answers(void)
+{
+	struct testd *d = testd_start(big_conf, NULL);
+	struct wsc **members = fill_big_room(d);
+	g_autofree char *extra = big_metadata();
+
+	/* The last seat: its registered_auth lists 39 mates (624 KB), 19
+	 * times max_queued_bytes. */
+	struct wsc *late = testd_connect(d);
+	wsc_sendf(late, "{\"type\":\"register\",\"peer_id\":\"late\",\"room_id\":\"big\"%s}", extra);
+	json_object *o = wsc_expect(late, "registered_auth");
+	g_assert_cmpint(json_object_object_length(json_object_object_get(o, "peer_metadata")), ==,
+			BIG_PEERS - 1);
+	json_object_put(o);
+	/* And it discovers the whole room. */
+	wsc_send_text(late, "{\"type\":\"discover_peers\"}");
+	o = wsc_expect(late, "peer_list");
+	g_assert_cmpint(peer_count(o), ==, BIG_PEERS - 1);
+	json_object_put(o);
+	/* A member that was there first discovers too. */
+	wsc_send_text(members[0], "{\"type\":\"discover_peers\"}");
+	o = wsc_expect(members[0], "peer_list");
+	g_assert_cmpint(peer_count(o), ==, BIG_PEERS - 1);
+	json_object_put(o);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"max_queued_bytes\"}"), ==, 0);
+
+	/* The room is full now: max_peers_per_room still holds. */
+	struct wsc *extra_peer = testd_connect(d);
+	wsc_send_text(extra_peer, "{\"type\":\"register\",\"peer_id\":\"x\",\"room_id\":\"big\"}");
+	json_object_put(wsc_expect_error(extra_peer, "ROOM_FULL"));
+	wsc_free(extra_peer);
+
+	/* A slow reader of peer messages is still closed with 1008: the
+	 * exemption is for answers only. */
+	wsc_free(members[1]);
+	members[1] = NULL;
+	g_assert_true(testd_wait_log(d, "event=peer_left room=big peer=m01", 5000));
+	struct wsc *slow = testd_register_slow(d, "big", "slow");
+	g_autofree char *msg = testd_message_to("slow", 8000);
+	json_object *failed = NULL;
+	for (int i = 0; i < 5000 && !failed; i++) {
+		wsc_send_text(late, msg);
+		struct pollfd p = { .fd = late->fd, .events = POLLIN };
+		if (poll(&p, 1, 0) == 1)
+			failed = wsc_expect_error(late, "DELIVERY_FAILED");
+	}
+	g_assert_nonnull(failed);
+	json_object_put(failed);
+	slow->auto_pong = true;
+	g_assert_cmpint(wsc_wait_close(slow, 10000), ==, 1008);
+	wsc_free(slow);
+
+	wsc_free(late);
+	free_members(members);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* At most one answer over the queue bound waits per session: a client
+ * that asks again and again without reading gets RATE_LIMITED, is not
+ * closed, and gets its answers once it reads. */
+static void test_one_big_answer_waits(void)
+{
+	struct testd *d = testd_start(big_conf, NULL);
+	struct wsc **members = fill_big_room(d);
+	const struct wsc_opts small = { .rcvbuf = 4096 };
+	g_autoptr(GError) err = NULL;
+	struct wsc *c = wsc_connect_opts(&small, "127.0.0.1", d->port, "/", &err);
+	g_assert_no_error(err);
+	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"asker\",\"room_id\":\"big\",\"protocol\":\"2.1\"}");
+	json_object_put(wsc_expect(c, "registered_auth"));
+
+	/* 40 asks of 624 KB: far more than the kernel buffers take. */
+	enum { ASKS = 40 };
+	for (int i = 0; i < ASKS; i++)
+		wsc_send_text(c, "{\"type\":\"discover_peers\"}");
+	unsigned lists = 0, refused = 0;
+	for (int i = 0; i < ASKS; i++) {
+		json_object *o = wsc_recv_json(c);
+		if (g_strcmp0(testd_str(o, "type"), "peer_list") == 0) {
+			g_assert_cmpint(peer_count(o), ==, BIG_PEERS - 1);
+			lists++;
+		} else {
+			g_assert_cmpstr(testd_str(o, "code"), ==, "RATE_LIMITED");
+			refused++;
+		}
+		json_object_put(o);
+	}
+	g_test_message("%u answers, %u refused", lists, refused);
+	g_assert_cmpuint(lists, >=, 2);
+	g_assert_cmpuint(refused, >=, 1);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_limit_hits_total{limit=\"answer_in_flight\"}"), ==,
+			  refused);
+	/* Still served. */
+	wsc_send_text(c, "{\"type\":\"discover_peers\"}");
+	json_object *o = wsc_expect(c, "peer_list");
+	json_object_put(o);
+	wsc_free(c);
+	free_members(members);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* A room's answer is bounded by max_peers_per_room x max_metadata_bytes:
+ * configuration keeps that product in range. */
+static void test_room_answer_bound_config(void)
+{
+	const char *bin = g_getenv("RTCSIGNALD") ? g_getenv("RTCSIGNALD") : "src/rtcsignald";
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-limits-XXXXXX", NULL);
+	g_autofree char *conf = g_build_filename(dir, "c.conf", NULL);
+	g_autofree char *out = NULL, *err = NULL;
+	int status = 0;
+
+	g_assert_true(g_file_set_contents(conf, "[limits]\nmax_peers_per_room = 300000\n", -1, NULL));
+	const char *argv[] = { bin, "--check-config", "--config", conf, NULL };
+	g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err,
+				   &status, NULL));
+	g_assert_cmpint(WEXITSTATUS(status), ==, 78);
+	g_assert_nonnull(strstr(err, "max_peers_per_room x max_metadata_bytes"));
+	/* Smaller metadata makes the same room size fine. */
+	g_assert_true(g_file_set_contents(conf, "[limits]\nmax_peers_per_room = 300000\n"
+					  "max_metadata_bytes = 4096\n", -1, NULL));
+	g_clear_pointer(&out, g_free);
+	g_clear_pointer(&err, g_free);
+	g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err,
+				   &status, NULL));
+	g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+	g_unlink(conf);
+	g_rmdir(dir);
+}
+
+/* ---- persistent room quotas (issue 12, finding 9) ---- */
+
+#define ADMIN_TOKEN "quota-admin-token-0123456789abcdef"
+
+/* A registered open-mode peer from SOURCE, which may create rooms. */
+static struct wsc *creator_from(struct testd *d, const char *source, const char *peer)
+{
+	g_autoptr(GError) err = NULL;
+	struct wsc *c = connect_from(d, source, NULL, &err);
+	g_assert_no_error(err);
+	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"lobby\"}", peer);
+	json_object_put(wsc_expect(c, "registered_auth"));
+	return c;
+}
+
+/* A create_room from C: the new room's id (g_free), or NULL when refused
+ * with RATE_LIMITED naming QUOTA. */
+static char *create_from(struct wsc *c, const char *body, const char *quota)
+{
+	wsc_sendf(c, "{\"type\":\"create_room\"%s}", body ? body : "");
+	if (quota) {
+		json_object *e = wsc_expect_error(c, "RATE_LIMITED");
+		if (!strstr(testd_str(e, "message"), quota))
+			g_error("refusal does not name %s: %s", quota, testd_str(e, "message"));
+		json_object_put(e);
+		return NULL;
+	}
+	json_object *o = wsc_expect(c, "room_created");
+	char *id = g_strdup(testd_str(o, "room_id"));
+	json_object_put(o);
+	return id;
+}
+
+static void admin_call(struct testd *d, const char *method, const char *path, const char *body,
+		       int want)
+{
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, method, path,
+				     "Authorization: Bearer " ADMIN_TOKEN "\r\nContent-Type: application/json\r\n",
+				     body, &r), ==, 0);
+	g_assert_cmpint(r.status, ==, want);
+	httpc_reply_clear(&r);
+}
+
+static double quota_hits(struct testd *d, const char *key)
+{
+	g_autofree char *name = g_strdup_printf("rtcsignald_limit_hits_total{limit=\"%s\"}", key);
+	return testd_metric(d, name);
+}
+
+static void test_room_quotas(void)
+{
+	struct testd *d = testd_start("[admin]\ntoken = " ADMIN_TOKEN "\n"
+				      "[rooms]\nmax_rooms_per_address = 3\nmax_rooms_per_creator = 5\n"
+				      "max_rooms = 7\n", NULL);
+	struct wsc *a = creator_from(d, "127.0.0.1", "a");
+	struct wsc *b = creator_from(d, "127.0.0.2", "b");
+	char *ids[3];
+
+	/* Per address: the fourth from 127.0.0.1 is refused... */
+	for (int i = 0; i < 3; i++)
+		ids[i] = create_from(a, NULL, NULL);
+	g_assert_null(create_from(a, NULL, "max_rooms_per_address"));
+	/* ...per creator (in open mode every creator is "anonymous"): 5. */
+	g_free(create_from(b, NULL, NULL));
+	g_free(create_from(b, NULL, NULL));
+	g_assert_null(create_from(b, NULL, "max_rooms_per_creator"));
+
+	/* A deleted room frees its quotas: address and creator (both were
+	 * full, so this creation proves both). */
+	g_autofree char *path = g_strdup_printf("/api/rooms/%s", ids[0]);
+	admin_call(d, "DELETE", path, NULL, 200);
+	g_free(create_from(a, NULL, NULL));
+	g_assert_null(create_from(a, NULL, "max_rooms_per_creator"));
+
+	/* Globally: rooms the operator made count too (and are never refused). */
+	admin_call(d, "POST", "/api/rooms", "{}", 201);
+	admin_call(d, "POST", "/api/rooms", "{}", 201);
+	g_assert_null(create_from(b, NULL, "max_rooms"));
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_persistent_rooms"), ==, 7);
+
+	g_assert_cmpfloat(quota_hits(d, "max_rooms_per_address"), ==, 1);
+	g_assert_cmpfloat(quota_hits(d, "max_rooms_per_creator"), ==, 2);
+	g_assert_cmpfloat(quota_hits(d, "max_rooms"), ==, 1);
+	g_assert_true(testd_wait_log(d, "max_rooms_per_address", 0));
+	for (int i = 0; i < 3; i++)
+		g_free(ids[i]);
+	wsc_free(a);
+	wsc_free(b);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* An expired room frees its quota at expiry. */
+static void test_room_quota_expiry(void)
+{
+	struct testd *d = testd_start("[rooms]\nmax_rooms_per_address = 1\n", NULL);
+	struct wsc *a = creator_from(d, "127.0.0.1", "a");
+
+	g_free(create_from(a, ",\"expires_in\":2", NULL));
+	g_assert_null(create_from(a, NULL, "max_rooms_per_address"));
+	g_assert_true(testd_wait_log(d, "room expired", 10000));
+	g_free(create_from(a, NULL, NULL));
+	wsc_free(a);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* POST /create-room shares the quotas: per creator (the JWT subject) and
+ * per address, answered 429 naming the key. */
+static json_object *quota_claims(const char *sub)
+{
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "iss", json_object_new_string("https://id.example.org/q"));
+	json_object_object_add(o, "aud", json_object_new_string("rtcsignald"));
+	json_object_object_add(o, "sub", json_object_new_string(sub));
+	json_object_object_add(o, "exp", json_object_new_int64(now + 600));
+	json_object_object_add(o, "iat", json_object_new_int64(now - 5));
+	return o;
+}
+
+static void http_create(struct testd *d, EVP_PKEY *key, const char *sub, int want, const char *quota)
+{
+	g_autofree char *jwt = jwtmint_token(key, "q1", quota_claims(sub));
+	g_autofree char *hdr = g_strdup_printf("Authorization: Bearer %s\r\n", jwt);
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->port, "POST", "/create-room", hdr, "{}", &r), ==, 0);
+	g_assert_cmpint(r.status, ==, want);
+	if (quota)
+		g_assert_nonnull(strstr(r.body->str, quota));
+	httpc_reply_clear(&r);
+}
+
+static void test_room_quota_http(void)
+{
+	EVP_PKEY *key = EVP_RSA_gen(2048);
+	g_autofree char *jwk = jwtmint_jwk(key, "q1", "");
+	g_autofree char *doc = g_strdup_printf("{\"keys\":[%s]}", jwk);
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-quota-XXXXXX", NULL);
+	g_autofree char *jwks = g_build_filename(dir, "jwks.json", NULL);
+	g_assert_true(g_file_set_contents(jwks, doc, -1, NULL));
+	g_autofree char *conf = g_strdup_printf(
+		"[issuer q]\nissuer = https://id.example.org/q\naudience = rtcsignald\njwks_file = %s\n"
+		"[rooms]\nmax_rooms_per_creator = 2\nmax_rooms_per_address = 3\n", jwks);
+	struct testd *d = testd_start(conf, NULL);
+
+	http_create(d, key, "ada", 201, NULL);
+	http_create(d, key, "ada", 201, NULL);
+	http_create(d, key, "ada", 429, "max_rooms_per_creator");
+	http_create(d, key, "bob", 201, NULL); /* another creator: its own quota */
+	http_create(d, key, "bob", 429, "max_rooms_per_address");
+	g_assert_cmpfloat(quota_hits(d, "max_rooms_per_creator"), ==, 1);
+	g_assert_cmpfloat(quota_hits(d, "max_rooms_per_address"), ==, 1);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_unlink(jwks);
+	g_rmdir(dir);
+	EVP_PKEY_free(key);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -569,5 +905,11 @@ int main(int argc, char *argv[])
 	g_test_add_func("/limits/registrations-per-address", test_registrations_per_address);
 	g_test_add_func("/limits/address-evictions", test_address_evictions);
 	g_test_add_func("/limits/trusted-proxy", test_trusted_proxy);
+	g_test_add_func("/limits/big-room-answers", test_big_room_answers);
+	g_test_add_func("/limits/one-big-answer-waits", test_one_big_answer_waits);
+	g_test_add_func("/limits/room-answer-bound-config", test_room_answer_bound_config);
+	g_test_add_func("/limits/room-quotas", test_room_quotas);
+	g_test_add_func("/limits/room-quota-expiry", test_room_quota_expiry);
+	g_test_add_func("/limits/room-quota-http", test_room_quota_http);
 	return g_test_run();
 }

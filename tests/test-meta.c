@@ -205,6 +205,132 @@ static void test_values(void)
 	g_assert_false(meta_value_equal(&big1, &big2));
 }
 
+/* JSON null arrives as a NULL json_object: every walker must take it as
+ * null, wherever it sits (issue 12, finding 1). */
+static void test_null_values(void)
+{
+	struct meta *m = meta_from("{\"_a\":1,\"b\":null}");
+	g_assert_cmpstr(m->public_json, ==, "{\"b\":null}");
+	meta_free(m);
+
+	m = meta_from("{\"_a\":1,\"properties\":null}");
+	g_assert_cmpstr(m->public_json, ==, "{\"properties\":null}");
+	g_assert_cmpuint(m->n_props, ==, 0);
+	meta_free(m);
+
+	m = meta_from("{\"_a\":1,\"b\":null,\"properties\":{\"_p\":null,\"q\":null},\"c\":[null,{\"x\":null}]}");
+	g_assert_cmpstr(m->public_json, ==,
+			"{\"b\":null,\"properties\":{\"q\":null},\"c\":[null,{\"x\":null}]}");
+	const struct meta_value *v = meta_find_prop(m, "q");
+	g_assert_nonnull(v);
+	g_assert_cmpint(v->type, ==, META_NULL);
+	meta_free(m);
+
+	m = meta_from("{\"tags\":null,\"properties\":{\"a\":[null],\"b\":{\"n\":null}}}");
+	g_assert_cmpuint(m->n_tags, ==, 0);
+	g_assert_cmpint(meta_find_prop(m, "a")->type, ==, META_COMPLEX);
+	meta_free(m);
+
+	/* A private key, then an update with a null top-level key. */
+	m = merged("{\"_a\":1,\"properties\":{\"s\":\"x\"}}", "{\"status\":null}");
+	g_assert_cmpstr(m->public_json, ==, "{\"properties\":{\"s\":\"x\"},\"status\":null}");
+	meta_free(m);
+	m = merged("{\"_a\":1}", "{\"status\":null}");
+	g_assert_cmpstr(m->public_json, ==, "{\"status\":null}");
+	meta_free(m);
+	m = merged("{\"_a\":1,\"properties\":null}", "{\"properties\":{\"k\":null,\"j\":2}}");
+	g_assert_cmpstr(m->public_json, ==, "{\"properties\":{\"j\":2}}");
+	meta_free(m);
+}
+
+/* Issue 12, finding 4: what is kept is proportional to the metadata's
+ * size, whatever its shape (json-c trees of [{},{},...] cost 265 times). */
+static void test_kept_bytes(void)
+{
+	static const char *shapes[][3] = {
+		{ "{\"properties\":{\"a\":[", "{},", "{}]}}" },
+		{ "{\"properties\":{\"a\":[", "[],", "[]]}}" },
+		{ "{\"properties\":{\"a\":[", "0.1,", "0]}}" },
+		{ "{\"_p\":1,\"a\":[", "{},", "{}]}" },
+		{ "{\"tags\":[", "\"\",", "\"\"]}" },
+		{ "{\"properties\":{\"b\":0", ",\"c\":0", "}}" },
+	};
+	for (size_t k = 0; k < G_N_ELEMENTS(shapes); k++) {
+		GString *s = g_string_new(shapes[k][0]);
+		while (s->len < 16000)
+			g_string_append(s, shapes[k][1]);
+		g_string_append(s, shapes[k][2]);
+		if (k == 5) { /* distinct keys */
+			g_string_assign(s, shapes[k][0]);
+			for (int i = 0; s->len < 16000; i++)
+				g_string_append_printf(s, ",\"%x\":0", i);
+			g_string_append(s, shapes[k][2]);
+		}
+		struct meta *m = meta_from(s->str);
+		g_test_message("%.24s...: %zu bytes kept for %zu", s->str, m->kept_bytes, s->len);
+		g_assert_cmpuint(m->kept_bytes, <, 8 * s->len);
+		meta_free(m);
+		g_string_free(s, TRUE);
+	}
+}
+
+/* The index is sorted for lookups; every tag and key is still found,
+ * bytes and lengths both count. */
+static void test_lookup(void)
+{
+	struct meta *m = meta_from("{\"tags\":[\"b\",\"a\",\"ab\",\"a\\u0000\",\"a\"],"
+				   "\"properties\":{\"zz\":1,\"z\":2,\"a\":3,\"_q\":4,\"\":5}}");
+	static const char *tags[] = { "a", "b", "ab" };
+	uint64_t work = 0;
+	for (size_t i = 0; i < G_N_ELEMENTS(tags); i++)
+		g_assert_true(meta_has_tag(m, tags[i]));
+	g_assert_true(meta_lookup_tag(m, "a\0", 2, &work));
+	g_assert_false(meta_lookup_tag(m, "b\0", 2, &work));
+	g_assert_false(meta_has_tag(m, "c"));
+	g_assert_false(meta_has_tag(m, ""));
+	g_assert_cmpuint(m->n_props, ==, 4);
+	g_assert_cmpint(meta_find_prop(m, "zz")->i, ==, 1);
+	g_assert_cmpint(meta_find_prop(m, "z")->i, ==, 2);
+	g_assert_cmpint(meta_find_prop(m, "a")->i, ==, 3);
+	g_assert_cmpint(meta_find_prop(m, "")->i, ==, 5);
+	g_assert_null(meta_find_prop(m, "_q"));
+	g_assert_cmpuint(work, >, 0);
+	meta_free(m);
+}
+
+/* Canonical text: equal JSON, equal text; anything else differs. */
+static void test_canonical(void)
+{
+	static const char *same[][2] = {
+		{ "{\"a\":1,\"b\":[1.0,\"x\"]}", "{\"b\":[1,\"x\"],\"a\":1.0}" },
+		{ "[0.1,-0.0,1e2]", "[0.1,0,100]" },
+		{ "[\"\\u00e9\"]", "[\"\xc3\xa9\"]" },
+	};
+	static const char *differ[][2] = {
+		{ "[\"ab\"]", "[\"a\",\"b\"]" },
+		{ "{\"a\":\"b\"}", "{\"ab\":\"\"}" },
+		{ "[null]", "[]" },
+		{ "[[]]", "[{}]" },
+		{ "[1]", "[\"1\"]" },
+		{ "[true]", "[1]" },
+		{ "[0.1]", "[0.10000000000000002]" },
+	};
+	for (int pass = 0; pass < 2; pass++) {
+		size_t n = pass ? G_N_ELEMENTS(differ) : G_N_ELEMENTS(same);
+		for (size_t i = 0; i < n; i++) {
+			const char *const *pair = pass ? differ[i] : same[i];
+			json_object *x = json_tokener_parse(pair[0]), *y = json_tokener_parse(pair[1]);
+			struct meta_value a, b;
+			g_autofree char *ta = meta_value_from_json(x, &a);
+			g_autofree char *tb = meta_value_from_json(y, &b);
+			g_assert_nonnull(ta);
+			g_assert_cmpint(meta_value_equal(&a, &b), ==, !pass);
+			json_object_put(x);
+			json_object_put(y);
+		}
+	}
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -217,5 +343,9 @@ int main(int argc, char *argv[])
 	g_test_add_func("/meta/merge-errors", test_merge_errors);
 	g_test_add_func("/meta/merge-deep", test_merge_deep);
 	g_test_add_func("/meta/values", test_values);
+	g_test_add_func("/meta/null-values", test_null_values);
+	g_test_add_func("/meta/kept-bytes", test_kept_bytes);
+	g_test_add_func("/meta/lookup", test_lookup);
+	g_test_add_func("/meta/canonical", test_canonical);
 	return g_test_run();
 }

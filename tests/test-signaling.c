@@ -10,12 +10,6 @@
 
 static struct testd *d;
 
-static const char *str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
 static json_object *get(json_object *o, const char *key)
 {
 	json_object *v = NULL;
@@ -34,7 +28,8 @@ static void test_register_reply(void)
 				       ",\"role\":\"client\",\"metadata\":{\"tags\":[],\"properties\":{}}");
 	struct wsc *b = testd_connect(d);
 	static const char *order[] = { "type", "room_id", "token", "peer_id", "admin_peer_id",
-				       "peer_list", "peer_metadata", "ice_servers", "mesh_ice_servers" };
+				       "peer_list", "peer_metadata", "ice_servers", "mesh_ice_servers",
+				       "protocol" };
 
 	wsc_send_text(b, "{\"type\":\"register\",\"peer_id\":\"Worker-3108\",\"room_id\":\"reg-room\","
 			 "\"token\":\"f7g8h9\",\"role\":\"worker\",\"metadata\":{\"tags\":[\"gpu\"],"
@@ -47,9 +42,9 @@ static void test_register_reply(void)
 		g_assert_cmpstr(key, ==, order[i++]);
 	}
 	g_assert_cmpint(i, ==, G_N_ELEMENTS(order));
-	g_assert_cmpstr(str(o, "room_id"), ==, "reg-room");
-	g_assert_cmpstr(str(o, "token"), ==, "f7g8h9");
-	g_assert_cmpstr(str(o, "peer_id"), ==, "Worker-3108");
+	g_assert_cmpstr(testd_str(o, "room_id"), ==, "reg-room");
+	g_assert_cmpstr(testd_str(o, "token"), ==, "f7g8h9");
+	g_assert_cmpstr(testd_str(o, "peer_id"), ==, "Worker-3108");
 	g_assert_null(get(o, "admin_peer_id"));
 	g_assert_cmpstr(json_object_to_json_string_ext(get(o, "peer_list"), JSON_C_TO_STRING_PLAIN), ==,
 			"[\"Client-1489\"]");
@@ -57,6 +52,7 @@ static void test_register_reply(void)
 			"{\"Client-1489\":{\"tags\":[],\"properties\":{}}}");
 	g_assert_cmpint(json_object_array_length(get(o, "ice_servers")), ==, 0);
 	g_assert_cmpint(json_object_array_length(get(o, "mesh_ice_servers")), ==, 0);
+	g_assert_cmpstr(testd_str(o, "protocol"), ==, "2.0"); /* it declared nothing */
 	json_object_put(o);
 	drop(a);
 	drop(b);
@@ -67,7 +63,7 @@ static void test_generated_peer_id(void)
 	struct wsc *c = testd_connect(d);
 	wsc_send_text(c, "{\"type\":\"register\",\"room_id\":\"gen\"}");
 	json_object *o = wsc_expect(c, "registered_auth");
-	const char *id = str(o, "peer_id");
+	const char *id = testd_str(o, "peer_id");
 	g_assert_true(g_str_has_prefix(id, "peer-"));
 	g_assert_cmpuint(strlen(id), ==, 5 + 12);
 	g_assert_cmpuint(strspn(id + 5, "0123456789abcdef"), ==, 12);
@@ -87,19 +83,19 @@ static void test_v1_compat(void)
 	wsc_send_text(v2, "{\"type\":\"discover_peers\",\"from_peer_id\":\"w2\",\"filters\":{\"room_id\":\"compat\"}}");
 	json_object *o = wsc_expect(v2, "peer_list");
 	json_object *p = json_object_array_get_idx(get(o, "peers"), 0);
-	g_assert_cmpstr(str(p, "peer_id"), ==, "42");
-	g_assert_cmpstr(str(p, "role"), ==, "peer");
+	g_assert_cmpstr(testd_str(p, "peer_id"), ==, "42");
+	g_assert_cmpstr(testd_str(p, "role"), ==, "peer");
 	g_assert_cmpstr(json_object_to_json_string_ext(get(p, "metadata"), JSON_C_TO_STRING_PLAIN), ==, "{}");
 	json_object_put(o);
 
 	/* v1 and v2 talk both ways. */
 	wsc_send_text(v1, "{\"type\":\"peer_message\",\"from_peer_id\":42,\"to_peer_id\":\"w2\",\"payload\":\"hi\"}");
 	o = wsc_expect(v2, "peer_message");
-	g_assert_cmpstr(str(o, "from_peer_id"), ==, "42");
+	g_assert_cmpstr(testd_str(o, "from_peer_id"), ==, "42");
 	json_object_put(o);
 	wsc_send_text(v2, "{\"type\":\"peer_message\",\"to_peer_id\":42,\"payload\":\"yo\"}");
 	o = wsc_expect(v1, "peer_message");
-	g_assert_cmpstr(str(o, "payload"), ==, "yo");
+	g_assert_cmpstr(testd_str(o, "payload"), ==, "yo");
 	json_object_put(o);
 	drop(v1);
 	drop(v2);
@@ -115,18 +111,20 @@ static void test_offer_answer_candidate(void)
 		"{\"type\":\"offer\",\"sender\":\"Client-1489\",\"target\":\"Worker-3108\","
 		"\"sdp\":\"v=0\\r\\no=- 46117 2 IN IP4 127.0.0.1\\r\\n\",\"extra\":{\"n\":[1,2]},\"v\":1}";
 
-	/* With the sender given, the object is forwarded byte for byte. */
+	/* With the sender given, the object is forwarded byte for byte, and
+	 * the sender's registered role added. */
 	wsc_send_text(a, offer);
 	g_assert_cmpint(wsc_recv(b, WSC_TIMEOUT_MS, &raw, &opcode), ==, 0);
-	g_assert_cmpmem(g_bytes_get_data(raw, NULL), g_bytes_get_size(raw), offer, strlen(offer));
+	g_autofree char *want = g_strdup_printf("%.*s,\"sender_role\":\"peer\"}", (int)strlen(offer) - 1, offer);
+	g_assert_cmpmem(g_bytes_get_data(raw, NULL), g_bytes_get_size(raw), want, strlen(want));
 	g_bytes_unref(raw);
 
 	/* Without it, the server fills it in and keeps every field. */
 	wsc_send_text(b, "{\"type\":\"answer\",\"target\":\"Client-1489\",\"sdp\":\"v=0 answer\",\"seq\":7}");
 	json_object *o = wsc_expect(a, "answer");
-	g_assert_cmpstr(str(o, "sender"), ==, "Worker-3108");
-	g_assert_cmpstr(str(o, "target"), ==, "Client-1489");
-	g_assert_cmpstr(str(o, "sdp"), ==, "v=0 answer");
+	g_assert_cmpstr(testd_str(o, "sender"), ==, "Worker-3108");
+	g_assert_cmpstr(testd_str(o, "target"), ==, "Client-1489");
+	g_assert_cmpstr(testd_str(o, "sdp"), ==, "v=0 answer");
 	g_assert_cmpint(json_object_get_int(get(o, "seq")), ==, 7);
 	json_object_put(o);
 
@@ -134,7 +132,7 @@ static void test_offer_answer_candidate(void)
 			 "\"candidate\":{\"candidate\":\"candidate:1 1 udp 2122260223 10.0.0.1 54321 typ host\","
 			 "\"sdpMid\":\"0\",\"sdpMLineIndex\":0}}");
 	o = wsc_expect(b, "candidate");
-	g_assert_cmpstr(str(get(o, "candidate"), "sdpMid"), ==, "0");
+	g_assert_cmpstr(testd_str(get(o, "candidate"), "sdpMid"), ==, "0");
 	g_assert_cmpint(json_object_get_int(get(get(o, "candidate"), "sdpMLineIndex")), ==, 0);
 	json_object_put(o);
 
@@ -156,7 +154,7 @@ static void test_offer_answer_candidate(void)
 	g_bytes_unref(raw);
 	g_assert_null(strstr(text, "Victim-1"));
 	o = json_tokener_parse(text);
-	g_assert_cmpstr(str(o, "sender"), ==, "Client-1489");
+	g_assert_cmpstr(testd_str(o, "sender"), ==, "Client-1489");
 	json_object_put(o);
 	drop(a);
 	drop(b);
@@ -173,8 +171,8 @@ static void test_peer_message(void)
 			 "\"extra\":\"dropped\"}");
 	json_object *o = wsc_expect(b, "peer_message");
 	g_assert_cmpint(json_object_object_length(o), ==, 4);
-	g_assert_cmpstr(str(o, "from_peer_id"), ==, "a");
-	g_assert_cmpstr(str(o, "to_peer_id"), ==, "b");
+	g_assert_cmpstr(testd_str(o, "from_peer_id"), ==, "a");
+	g_assert_cmpstr(testd_str(o, "to_peer_id"), ==, "b");
 	g_assert_cmpstr(json_object_to_json_string_ext(get(o, "payload"), JSON_C_TO_STRING_PLAIN), ==,
 			"{\"app_message_type\":\"job_request\",\"job_id\":\"uuid-123\",\"n\":[1,{\"d\":null}]}");
 	json_object_put(o);
@@ -182,12 +180,13 @@ static void test_peer_message(void)
 
 	wsc_send_text(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"x\",\"payload\":1}");
 	o = wsc_expect_error(a, "PEER_NOT_IN_ROOM");
-	g_assert_cmpstr(str(o, "message"), ==, "Target peer x not in same room");
-	g_assert_cmpstr(str(o, "to_peer_id"), ==, "x");
+	g_assert_cmpstr(testd_str(o, "message"), ==, "Target peer x not in same room");
+	g_assert_cmpstr(testd_str(o, "reason"), ==, "Target peer x not in same room"); /* every error */
+	g_assert_cmpstr(testd_str(o, "to_peer_id"), ==, "x");
 	json_object_put(o);
 	wsc_send_text(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"ghost\",\"payload\":1}");
 	o = wsc_expect_error(a, "PEER_NOT_FOUND");
-	g_assert_cmpstr(str(o, "message"), ==, "Target peer ghost not found");
+	g_assert_cmpstr(testd_str(o, "message"), ==, "Target peer ghost not found");
 	json_object_put(o);
 	wsc_send_text(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"b\"}");
 	json_object_put(wsc_expect_error(a, "INVALID_MESSAGE"));
@@ -213,27 +212,27 @@ static void test_mesh(void)
 			 "\"offer\":{\"type\":\"offer\",\"sdp\":\"v=0\"},\"junk\":1}");
 	o = wsc_expect(b, "mesh_offer");
 	g_assert_cmpint(json_object_object_length(o), ==, 3);
-	g_assert_cmpstr(str(o, "from_peer_id"), ==, "w1");
-	g_assert_cmpstr(str(get(o, "offer"), "sdp"), ==, "v=0");
+	g_assert_cmpstr(testd_str(o, "from_peer_id"), ==, "w1");
+	g_assert_cmpstr(testd_str(get(o, "offer"), "sdp"), ==, "v=0");
 	json_object_put(o);
 
 	wsc_send_text(b, "{\"type\":\"mesh_answer\",\"target_peer_id\":\"w1\",\"answer\":{\"sdp\":\"v=1\"}}");
 	o = wsc_expect(a, "mesh_answer");
 	g_assert_cmpint(json_object_object_length(o), ==, 3);
-	g_assert_cmpstr(str(o, "from_peer_id"), ==, "w2");
-	g_assert_cmpstr(str(get(o, "answer"), "sdp"), ==, "v=1");
+	g_assert_cmpstr(testd_str(o, "from_peer_id"), ==, "w2");
+	g_assert_cmpstr(testd_str(get(o, "answer"), "sdp"), ==, "v=1");
 	json_object_put(o);
 
 	wsc_send_text(a, "{\"type\":\"ice_candidate\",\"target_peer_id\":\"w2\",\"candidate\":{\"candidate\":\"c\"}}");
 	o = wsc_expect(b, "ice_candidate");
 	g_assert_cmpint(json_object_object_length(o), ==, 3);
-	g_assert_cmpstr(str(o, "from_peer_id"), ==, "w1");
-	g_assert_cmpstr(str(get(o, "candidate"), "candidate"), ==, "c");
+	g_assert_cmpstr(testd_str(o, "from_peer_id"), ==, "w1");
+	g_assert_cmpstr(testd_str(get(o, "candidate"), "candidate"), ==, "c");
 	json_object_put(o);
 
 	wsc_send_text(a, "{\"type\":\"mesh_connect\",\"target_peer_id\":\"w9\",\"offer\":{}}");
 	o = wsc_expect_error(a, "PEER_NOT_FOUND");
-	g_assert_cmpstr(str(o, "target_peer_id"), ==, "w9");
+	g_assert_cmpstr(testd_str(o, "target_peer_id"), ==, "w9");
 	json_object_put(o);
 	wsc_send_text(a, "{\"type\":\"ice_candidate\",\"from_peer_id\":\"w2\",\"target_peer_id\":\"w2\",\"candidate\":{}}");
 	json_object_put(wsc_expect_error(a, "FORBIDDEN"));
@@ -256,7 +255,7 @@ static char *discover(struct wsc *c, const char *filters_and_limit)
 		/* Seconds since the epoch: within this test's minute. */
 		double at = json_object_get_double(get(p, "connected_at"));
 		g_assert_cmpfloat(fabs(at - (double)g_get_real_time() / G_USEC_PER_SEC), <, 60.0);
-		g_string_append_printf(s, "%s%s", i ? "," : "", str(p, "peer_id"));
+		g_string_append_printf(s, "%s%s", i ? "," : "", testd_str(p, "peer_id"));
 	}
 	json_object_put(o);
 	return g_string_free(s, FALSE);
@@ -328,7 +327,7 @@ static void test_update_metadata(void)
 
 	wsc_send_text(w, "{\"type\":\"update_metadata\",\"peer_id\":\"w\",\"metadata\":{\"properties\":{\"status\":\"busy\",\"mem\":null}}}");
 	json_object *o = wsc_expect(w, "metadata_updated");
-	g_assert_cmpstr(str(o, "peer_id"), ==, "w");
+	g_assert_cmpstr(testd_str(o, "peer_id"), ==, "w");
 	g_assert_cmpstr(json_object_to_json_string_ext(get(o, "metadata"), JSON_C_TO_STRING_PLAIN), ==,
 			"{\"tags\":[\"gpu\"],\"properties\":{\"status\":\"busy\",\"_cred\":\"s3cret\"}}");
 	json_object_put(o);
@@ -375,13 +374,13 @@ static void test_bad_input_keeps_socket(void)
 
 	wsc_send_text(c, "{not json");
 	o = wsc_expect_error(c, "INVALID_JSON");
-	g_assert_cmpstr(str(o, "message"), ==, "Invalid JSON format");
+	g_assert_cmpstr(testd_str(o, "message"), ==, "Invalid JSON format");
 	json_object_put(o);
 	wsc_send_text(c, "[1,2,3]");
 	json_object_put(wsc_expect_error(c, "INVALID_JSON"));
 	wsc_send_text(c, "{\"type\":\"teleport\"}");
 	o = wsc_expect_error(c, "UNKNOWN_MESSAGE_TYPE");
-	g_assert_cmpstr(str(o, "message"), ==, "Unknown message type: teleport");
+	g_assert_cmpstr(testd_str(o, "message"), ==, "Unknown message type: teleport");
 	json_object_put(o);
 	wsc_send_text(c, "{\"hello\":1}");
 	json_object_put(wsc_expect_error(c, "UNKNOWN_MESSAGE_TYPE"));
@@ -436,7 +435,7 @@ static void test_replace_and_move(void)
 	DISCOVERS(other, "", "dup");
 	wsc_send_text(other, "{\"type\":\"peer_message\",\"to_peer_id\":\"dup\",\"payload\":\"to-new\"}");
 	o = wsc_expect(fresh, "peer_message");
-	g_assert_cmpstr(str(o, "payload"), ==, "to-new");
+	g_assert_cmpstr(testd_str(o, "payload"), ==, "to-new");
 	json_object_put(o);
 
 	/* A second register on a registered socket moves it. */
@@ -459,11 +458,11 @@ static void test_admin_seat(void)
 
 	wsc_send_text(b, "{\"type\":\"register\",\"peer_id\":\"pretender\",\"room_id\":\"adm\",\"is_admin\":true}");
 	o = wsc_expect(b, "admin_conflict");
-	g_assert_cmpstr(str(o, "room_id"), ==, "adm");
-	g_assert_cmpstr(str(o, "current_admin"), ==, "boss");
+	g_assert_cmpstr(testd_str(o, "room_id"), ==, "adm");
+	g_assert_cmpstr(testd_str(o, "current_admin"), ==, "boss");
 	json_object_put(o);
 	o = wsc_expect(b, "registered_auth");
-	g_assert_cmpstr(str(o, "admin_peer_id"), ==, "boss");
+	g_assert_cmpstr(testd_str(o, "admin_peer_id"), ==, "boss");
 	json_object_put(o);
 
 	/* When the admin leaves, the seat is empty and can be taken. */
@@ -472,7 +471,7 @@ static void test_admin_seat(void)
 	struct wsc *c = testd_connect(d);
 	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"next\",\"room_id\":\"adm\",\"is_admin\":true}");
 	o = wsc_expect(c, "registered_auth");
-	g_assert_cmpstr(str(o, "admin_peer_id"), ==, "next");
+	g_assert_cmpstr(testd_str(o, "admin_peer_id"), ==, "next");
 	json_object_put(o);
 	drop(b);
 	drop(c);
@@ -499,7 +498,7 @@ static void test_register_errors(void)
 
 	wsc_send_text(c, "{\"type\":\"register\",\"peer_id\":\"p\"}");
 	o = wsc_expect_error(c, "INVALID_MESSAGE");
-	g_assert_cmpstr(str(o, "reason"), ==, str(o, "message"));
+	g_assert_cmpstr(testd_str(o, "reason"), ==, testd_str(o, "message"));
 	json_object_put(o);
 	wsc_send_text(c, "{\"type\":\"register\",\"room_id\":\"bad room!\"}");
 	json_object_put(wsc_expect_error(c, "INVALID_MESSAGE"));
@@ -513,7 +512,7 @@ static void test_register_errors(void)
 	wsc_send_text(c, big->str);
 	g_string_free(big, TRUE);
 	o = wsc_expect_error(c, "INVALID_MESSAGE");
-	g_assert_cmpstr(str(o, "reason"), ==, "metadata is too large");
+	g_assert_cmpstr(testd_str(o, "reason"), ==, "metadata is too large");
 	json_object_put(o);
 	wsc_expect_quiet(c);
 	drop(c);

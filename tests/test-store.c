@@ -1,5 +1,6 @@
 /* Unit tests: the room store (async front and SQLite backend) on a real
  * libuv loop, in a temporary state directory. */
+#include "metrics.h"
 #include "rooms.h"
 #include "store.h"
 
@@ -697,7 +698,7 @@ static void test_newer_schema(struct fx *fx, gconstpointer unused)
 	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL, NULL),
 			==, SQLITE_OK);
 	assert_open_fails(fx, -EPROTO, "schema version 99 is newer");
-	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 1", NULL, NULL, NULL),
+	g_assert_cmpint(sqlite3_exec(db, "UPDATE schema_version SET version = 2", NULL, NULL, NULL),
 			==, SQLITE_OK);
 	sqlite3_close(db);
 	fx_open(fx);
@@ -778,6 +779,117 @@ static void key_created(int status, const struct store_key *key, const char *api
 	c->id = g_strdup(why);
 }
 
+struct written {
+	unsigned n;
+	int status;
+};
+
+static void on_written(int status, const char *why, void *data)
+{
+	struct written *w = data;
+	w->n++;
+	w->status = status;
+	g_assert_true(status == 0 || (why && *why));
+}
+
+struct key_out {
+	unsigned n;
+	char *api_key, *key_id;
+};
+
+static void key_out_cb(int status, const struct store_key *key, const char *api_key,
+		       const char *why, void *data)
+{
+	struct key_out *k = data;
+	(void)why;
+	g_assert_cmpint(status, ==, 0);
+	k->n++;
+	k->api_key = g_strdup(api_key);
+	k->key_id = g_strdup(key->key_id);
+}
+
+static struct rooms *rooms_with_key(struct fx *fx, char **api_key, char **key_id)
+{
+	struct created room = { 0 };
+	struct rooms *r = rooms_new(fx->st);
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+	rooms_create(r, &(struct rooms_spec){ .name = "r" }, "test", now, room_created, &room);
+	while (!room.n)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	g_assert_cmpint(room.status, ==, 0);
+	struct key_out k = { 0 };
+	rooms_create_key(r, room.id, "k", 0, now, key_out_cb, &k);
+	while (!k.n)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	*api_key = k.api_key;
+	*key_id = k.key_id;
+	g_free(room.id);
+	return r;
+}
+
+/* A revocation is done when the store has it: refused while being
+ * written, as it was when the write fails (busy past the retry window or
+ * a full queue, which is counted), revoked once written. */
+static void test_revoke_durable(struct fx *fx, gconstpointer unused)
+{
+	g_autofree char *api_key = NULL, *key_id = NULL;
+	const struct store_key *k;
+	struct written w = { 0 };
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+	fx_open(fx);
+	store_set_retry_timeout(fx->st, 300);
+	struct rooms *r = rooms_with_key(fx, &api_key, &key_id);
+
+	sqlite3 *blocker = hold_write_lock(fx->db);
+	uint64_t retries = metrics_get(store_retries);
+	g_assert_cmpint(rooms_revoke_key(r, key_id, now, on_written, &w), ==, 0);
+	g_assert_cmpint(rooms_check_key(r, api_key, now, &k), ==, -EKEYREVOKED); /* fail closed */
+	g_assert_cmpint(rooms_revoke_key(r, key_id, now, on_written, &w), ==, -EINPROGRESS);
+	while (!w.n)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	g_assert_cmpint(w.status, ==, -EBUSY);
+	g_assert_cmpuint(metrics_get(store_retries), >, retries);
+	g_assert_cmpint(rooms_check_key(r, api_key, now, &k), ==, 0); /* as it was */
+
+	/* A full queue: refused at once, nothing changed, counted.  The
+	 * write in progress keeps retrying meanwhile (a slow run under
+	 * valgrind must not see the queue drain). */
+	store_set_retry_timeout(fx->st, 60000);
+	store_set_queue_limit(fx->st, 1);
+	struct store_room *filler = new_room("filler", 0);
+	struct done d = { 0 };
+	const unsigned queued = 2;
+	/* The first is in progress once it is being retried, the second
+	 * then fills the queue. */
+	uint64_t tries = metrics_get(store_retries);
+	g_assert_cmpint(store_put_room(fx->st, filler, on_done, &d), ==, 0);
+	for (int i = 0; i < 10000 && metrics_get(store_retries) == tries; i++)
+		g_usleep(1000);
+	g_assert_cmpuint(metrics_get(store_retries), >, tries);
+	g_assert_cmpint(store_put_room(fx->st, filler, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_room(fx->st, filler, on_done, &d), ==, -EAGAIN);
+	uint64_t full = metrics_get(store_queue_full);
+	g_assert_cmpint(rooms_revoke_key(r, key_id, now, on_written, &w), ==, 0);
+	g_assert_cmpuint(w.n, ==, 2);
+	g_assert_cmpint(w.status, ==, -EAGAIN);
+	g_assert_cmpuint(metrics_get(store_queue_full), ==, full + 1);
+	g_assert_cmpint(rooms_check_key(r, api_key, now, &k), ==, 0);
+	release_write_lock(blocker);
+	wait_done(fx, &d, queued);
+
+	g_assert_cmpint(rooms_revoke_key(r, key_id, now, on_written, &w), ==, 0);
+	while (w.n < 3)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	g_assert_cmpint(w.status, ==, 0);
+	g_assert_cmpint(rooms_check_key(r, api_key, now, &k), ==, -EKEYREVOKED);
+	done_clear(&d);
+	store_room_free(filler);
+	rooms_free(r);
+	(void)unused;
+}
+
 /* A key still being written when its room is deleted must not come back
  * as created: the store drops it with the room. */
 static void test_key_of_deleted_room(struct fx *fx, gconstpointer unused)
@@ -796,8 +908,9 @@ static void test_key_of_deleted_room(struct fx *fx, gconstpointer unused)
 
 	rooms_create_key(r, room.id, "k", 0, now, key_created, &key);
 	g_assert_cmpuint(key.n, ==, 0); /* queued behind the store */
-	g_assert_cmpint(rooms_delete(r, room.id), ==, 0);
-	while (!key.n)
+	struct written del = { 0 };
+	g_assert_cmpint(rooms_delete(r, room.id, on_written, &del), ==, 0);
+	while (!key.n || !del.n)
 		uv_run(&fx->loop, UV_RUN_ONCE);
 	g_assert_cmpint(key.status, ==, -ENOENT);
 	g_assert_cmpstr(key.id, ==, "room not found");
@@ -809,6 +922,102 @@ static void test_key_of_deleted_room(struct fx *fx, gconstpointer unused)
 	g_free(room.id);
 	g_free(key.id);
 	(void)unused;
+}
+
+/* Account keys (no room) and room members: stored, loaded, and gone
+ * with their room. */
+static void test_accounts(struct fx *fx, gconstpointer unused)
+{
+	g_autoptr(GHashTable) rooms = NULL, keys = NULL;
+	g_autoptr(GError) err = NULL;
+	g_autoptr(GPtrArray) members = NULL;
+	struct store_room *room = new_room("r1", 0);
+	struct store_key *key = new_key("acct1", NULL);
+	struct store_member m = { .room_id = "r1", .account = "jwt:lab:ada", .added_at = 5 };
+	struct done d = { 0 };
+
+	key->account = g_strdup("jwt:lab:ada");
+	fx_open(fx);
+	/* Exactly one of a room and an account. */
+	struct store_key both = *key;
+	both.room_id = "r1";
+	g_assert_cmpint(store_put_key(fx->st, &both, on_done, &d), ==, -EINVAL);
+	g_assert_cmpint(store_put_room(fx->st, room, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_key(fx->st, key, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_member(fx->st, &m, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_member(fx->st, &m, on_done, &d), ==, 0); /* twice: no error */
+	wait_done(fx, &d, 4);
+	g_assert_cmpuint(d.failed, ==, 0);
+	fx_close(fx);
+	fx_open(fx);
+	load(fx, &rooms, &keys);
+	const struct store_key *k = g_hash_table_lookup(keys, "acct1");
+	assert_key_eq(k, key);
+	g_assert_cmpstr(k->account, ==, "jwt:lab:ada");
+	g_assert_cmpint(store_load_members(fx->st, &members, &err), ==, 0);
+	g_assert_cmpuint(members->len, ==, 1);
+	g_assert_cmpstr(((struct store_member *)members->pdata[0])->account, ==, "jwt:lab:ada");
+	g_clear_pointer(&members, g_ptr_array_unref);
+	/* The room's deletion takes its members, not the account's key. */
+	g_assert_cmpint(store_delete_room(fx->st, "r1", on_done, &d), ==, 0);
+	g_assert_cmpint(store_delete_member(fx->st, "r1", "jwt:lab:ada", on_done, &d), ==, 0);
+	wait_done(fx, &d, 6);
+	g_assert_cmpint(d.status, ==, -ENOENT);
+	g_assert_cmpint(store_load_members(fx->st, &members, &err), ==, 0);
+	g_assert_cmpuint(members->len, ==, 0);
+	g_clear_pointer(&rooms, g_hash_table_unref);
+	g_clear_pointer(&keys, g_hash_table_unref);
+	load(fx, &rooms, &keys);
+	g_assert_nonnull(g_hash_table_lookup(keys, "acct1"));
+	done_clear(&d);
+	store_room_free(room);
+	store_key_free(key);
+}
+
+/* Public keys: stored, replaced by account and key, loaded; a database
+ * of the schema before them gets their table when opened. */
+static void test_pubkeys(struct fx *fx, gconstpointer unused)
+{
+	struct store_pubkey a = { .account = "jwt:lab:ada", .public_key = "k1", .device_name = "cli",
+				  .created_at = 5 };
+	struct store_pubkey b = { .account = "jwt:lab:bob", .public_key = "k1", .username = "Bob",
+				  .created_at = 6 };
+	g_autoptr(GPtrArray) out = NULL;
+	g_autoptr(GError) err = NULL;
+	struct done d = { 0 };
+	sqlite3 *db = NULL;
+
+	fx_open(fx);
+	fx_close(fx);
+	/* Back to the version before the public keys (the last step), as a
+	 * release before them left it. */
+	g_assert_cmpint(sqlite3_open(fx->db, &db), ==, SQLITE_OK);
+	g_assert_cmpint(sqlite3_exec(db, "DROP TABLE public_keys; UPDATE schema_version SET version = version - 1",
+				     NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_close(db);
+	fx_open(fx);
+	g_assert_cmpint(store_put_pubkey(fx->st, &a, on_done, &d), ==, 0);
+	g_assert_cmpint(store_put_pubkey(fx->st, &b, on_done, &d), ==, 0);
+	a.device_name = "laptop"; /* the same account and key: replaced */
+	g_assert_cmpint(store_put_pubkey(fx->st, &a, on_done, &d), ==, 0);
+	struct store_pubkey bad = { .account = "", .public_key = "k" };
+	g_assert_cmpint(store_put_pubkey(fx->st, &bad, on_done, &d), ==, -EINVAL);
+	wait_done(fx, &d, 3);
+	g_assert_cmpuint(d.ok, ==, 3);
+	fx_close(fx);
+	fx_open(fx);
+	g_assert_cmpint(store_load_pubkeys(fx->st, &out, &err), ==, 0);
+	g_assert_no_error(err);
+	g_assert_cmpuint(out->len, ==, 2);
+	const struct store_pubkey *x = g_ptr_array_index(out, 0), *y = g_ptr_array_index(out, 1);
+	g_assert_cmpstr(x->account, ==, "jwt:lab:ada");
+	g_assert_cmpstr(x->device_name, ==, "laptop");
+	g_assert_null(x->username);
+	g_assert_cmpint(x->created_at, ==, 5);
+	g_assert_cmpstr(y->account, ==, "jwt:lab:bob");
+	g_assert_cmpstr(y->username, ==, "Bob");
+	g_assert_null(y->device_name);
+	done_clear(&d);
 }
 
 #define ADD(path, fn) g_test_add(path, struct fx, NULL, fx_setup, fn, fx_teardown)
@@ -832,5 +1041,8 @@ int main(int argc, char *argv[])
 	ADD("/store/newer-schema", test_newer_schema);
 	ADD("/store/many", test_many);
 	ADD("/store/key-of-deleted-room", test_key_of_deleted_room);
+	ADD("/store/revoke-durable", test_revoke_durable);
+	ADD("/store/accounts", test_accounts);
+	ADD("/store/public-keys", test_pubkeys);
 	return g_test_run();
 }

@@ -152,7 +152,7 @@ static void test_served_before_ready(void)
 		json_object_put(wsc_expect(c, "registered_auth"));
 		wsc_free(c);
 	}
-	g_assert_true(testd_wait_log(d, "admin listening on 127.0.0.1", 0));
+	g_assert_true(testd_wait_log(d, "admin listening on 127.0.0.1", 10000));
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }

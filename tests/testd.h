@@ -75,7 +75,8 @@ double testd_series(const char *text, const char *name);
 double testd_metric(struct testd *d, const char *name);
 
 struct wsc *testd_connect(struct testd *d);
-/* Connects and registers PEER_ID in ROOM; EXTRA is appended inside the
+/* Connects and registers PEER_ID in ROOM as a 2.1 session (every error
+ * of docs/protocol.md); EXTRA is appended inside the
  * register object (e.g. ",\"role\":\"worker\""), may be NULL.  Returns a
  * client whose registered_auth has been received and checked. */
 struct wsc *testd_register(struct testd *d, const char *room, const char *peer_id,
@@ -85,3 +86,12 @@ struct wsc *testd_register(struct testd *d, const char *room, const char *peer_i
 struct wsc *testd_register_slow(struct testd *d, const char *room, const char *peer_id);
 /* A peer_message to TO_PEER of BYTES bytes (payload a run of 'q'). */
 char *testd_message_to(const char *to_peer, size_t bytes);
+
+/* O's member KEY as a string (a number as its text), or NULL when absent
+ * or null. */
+const char *testd_str(json_object *o, const char *key);
+
+/* METHOD PATH on D's admin API with the bearer TOKEN and a JSON BODY (may
+ * be NULL): the answer's JSON.  Fails the test unless the status is WANT. */
+json_object *testd_admin_api(struct testd *d, const char *token, const char *method,
+			     const char *path, const char *body, int want);
