@@ -478,9 +478,10 @@ static int validate(struct config *cfg, const char *where, GError **err)
 		return invalid(err, "%s: [turn] secret and secret_file are mutually exclusive", where);
 	if (cfg->admin_token && cfg->admin_token_file)
 		return invalid(err, "%s: [admin] token and token_file are mutually exclusive", where);
-	if (strcmp(cfg->rooms_store, "sqlite") != 0)
+	/* An empty value is NULL, as for every string key. */
+	if (g_strcmp0(cfg->rooms_store, "sqlite") != 0)
 		return invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite)", where,
-			       cfg->rooms_store);
+			       cfg->rooms_store ? cfg->rooms_store : "");
 	if (cfg->rooms_default_room &&
 	    (strlen(cfg->rooms_default_room) > 128 ||
 	     strspn(cfg->rooms_default_room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
