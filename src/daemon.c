@@ -411,6 +411,8 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	       struct daemon **out)
 {
 	struct daemon *d = g_new0(struct daemon, 1);
+	/* Before the first goto: its cleanup runs at every return. */
+	g_autoptr(GError) err = NULL;
 	int r;
 
 	d->cfg = cfg;
@@ -431,7 +433,6 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	if ((r = loopcall_new(&d->loop, &d->loopcall)) < 0 || (r = open_rooms(d)) < 0)
 		goto fail;
 	d->auth = auth_new();
-	g_autoptr(GError) err = NULL;
 	if ((r = auth_configure(d->auth, cfg, &err)) < 0) {
 		log_err("%s", err->message);
 		goto fail;

@@ -13,9 +13,7 @@ OBJ = tests/fuzz/obj
 FUZZ_WARN = -Wformat=2 -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 BIN = tests/fuzz/bin
 
-# daemon.c is left out: no harness needs the composition root, and clang
-# refuses its goto past a g_autoptr declaration in daemon_new() (gcc
-# builds it; the cleanup would then free an uninitialised pointer).
+# daemon.c is left out: no harness needs the composition root.
 LIB_SRC = $(filter-out src/daemon.c,$(filter %.c,$(SOURCES)))
 LIB_OBJ = $(patsubst src/%.c,$(OBJ)/src/%.o,$(LIB_SRC))
 # Test helpers a harness uses (token minting).
