@@ -19,9 +19,9 @@ for name in "$@"; do
 	opts=$(cat "$srcdir/tests/fuzz/$name.options" 2>/dev/null)
 	# New inputs go to the work corpus; the committed seeds and past
 	# findings (regress/NAME) are read only.
+	# shellcheck disable=SC2086
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
-	# shellcheck disable=SC2086
 	"$bin" $opts -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
 		-print_final_stats=1 -dict="$srcdir/tests/fuzz/json.dict" \
 		-artifact_prefix="$work/" "$work/corpus" "$srcdir/tests/fuzz/corpus/$name" \
