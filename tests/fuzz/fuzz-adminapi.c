@@ -202,7 +202,7 @@ static void http_start(struct world *w, unsigned slot, const char *bearer, const
 	ctx->w = w;
 	ctx->slot = slot;
 	w->http[slot] = ctx;
-	struct router_pending *p = router_http_create_room(w->router, bearer, body, len, http_done, ctx);
+	struct router_pending *p = router_http_create_room(w->router, NULL, bearer, body, len, http_done, ctx);
 	if (w->http[slot] == ctx) { /* not answered yet: pending */
 		if (!p)
 			fuzz_fail("POST /create-room neither answered nor pending");

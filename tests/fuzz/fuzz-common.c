@@ -138,32 +138,6 @@ bool fuzz_utf8(const char *s, size_t len)
 	return true;
 }
 
-bool fuzz_skip_known(void)
-{
-	static int skip = -1;
-	if (skip < 0) {
-		const char *env = getenv("FUZZ_SKIP_KNOWN");
-		skip = env && *env == '1';
-	}
-	return skip;
-}
-
-bool fuzz_known_meta_null(json_object *md)
-{
-	json_object *props = NULL;
-
-	if (!json_object_is_type(md, json_type_object))
-		return false;
-	if (json_object_object_get_ex(md, "properties", &props) && props)
-		return false;
-	json_object_object_foreach(md, key, val) {
-		(void)key;
-		if (!val)
-			return true;
-	}
-	return false;
-}
-
 bool fuzz_has_nonfinite(json_object *v)
 {
 	switch (json_object_get_type(v)) {

@@ -1,8 +1,11 @@
 /* jscan, the fast scanner, against json-c (strict, as the router sets it
  * up): whatever jscan accepts at a depth bound, json-c must accept at the
- * same bound, with the same members, kinds and plain string values.  And
- * the fast path of the router (protocol_decode_routed) against the slow
- * one (protocol_decode): same type, same ids.
+ * same bound, with the same members, kinds and plain string values.  The
+ * gate every message passes (jscan_check) likewise: what it lets through
+ * json-c must read, and anything json-c writes back must be RFC 8259
+ * (no NaN or Infinity).  And the fast path of the router
+ * (protocol_decode_routed) against the slow one (protocol_decode): same
+ * type, same ids.
  *
  * Input: one byte choosing the depth bound (1-64) and the member bound
  * (1-16), then the JSON text. */
@@ -51,7 +54,7 @@ static void differential(json_tokener **toks, const char *text, size_t len, unsi
 	struct jscan_member m[16];
 	size_t n;
 
-	if (jscan_object(text, len, depth, m, max, &n) < 0)
+	if (jscan_object(text, len, depth, SIZE_MAX, m, max, &n) < 0)
 		return;
 	if (n > max)
 		fuzz_fail("jscan returned %zu members, bound %zu", n, max);
@@ -88,15 +91,41 @@ static void differential(json_tokener **toks, const char *text, size_t len, unsi
 	json_object_put(o);
 }
 
+/* What the gate passes, json-c reads, and writes back as RFC 8259. */
+static void gate(json_tokener *tok, const char *text, size_t len, unsigned depth)
+{
+	if (jscan_check(text, len, depth, SIZE_MAX, NULL, NULL) != JSCAN_OK)
+		return;
+	json_object *o = json_c(tok, text, len);
+	if (!o) {
+		/* json_c() wants an object; the gate takes any value. */
+		size_t i = 0;
+		while (i < len && strchr(" \t\r\n", text[i]))
+			i++;
+		if (i < len && text[i] == '{')
+			fuzz_fail("jscan_check (depth %u) passes what json-c refuses: %.*s", depth,
+				  (int)len, text);
+		return;
+	}
+	const char *back = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	if (strstr(back, "NaN") || strstr(back, "Infinity")) {
+		/* Only inside strings may they stand: check it the slow way. */
+		if (jscan_check(back, strlen(back), depth + 1, SIZE_MAX, NULL, NULL) != JSCAN_OK)
+			fuzz_fail("json-c writes back what is not RFC 8259: %s", back);
+	}
+	json_object_put(o);
+}
+
 /* The fast path's verdict must be the slow path's. */
 static void routed(json_tokener *tok, const char *text, size_t len, unsigned depth)
 {
+	const struct protocol_limits lim = { .max_depth = depth, .max_values = SIZE_MAX };
 	struct msg fast, slow;
 	struct msg_error err;
 
-	if (protocol_decode_routed(text, len, depth, &fast) != 0)
+	if (protocol_decode_routed(text, len, &lim, &fast) != 0)
 		return;
-	int rc = protocol_decode(tok, text, len, &slow, &err);
+	int rc = protocol_decode(tok, &lim, text, len, &slow, &err);
 	if (rc < 0)
 		fuzz_fail("the fast path routes what protocol_decode refuses (%s): %.*s", err.message,
 			  (int)len, text);
@@ -136,6 +165,7 @@ FUZZ_TARGET(jscan)
 	if (!fuzz_utf8(text, len))
 		return 0;
 	differential(toks, text, len, depth, max);
+	gate(toks[depth], text, len, depth);
 	routed(toks[depth], text, len, depth);
 	return 0;
 }

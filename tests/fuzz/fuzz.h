@@ -70,15 +70,7 @@ void fuzz_quiet(void);
 /* UTF-8 as lws checks text frames, U+0000 included. */
 bool fuzz_utf8(const char *s, size_t len);
 
-/* Findings whose fix is not merged yet crash at once: with
- * FUZZ_SKIP_KNOWN=1 in the environment a harness steps around their
- * inputs, so a long campaign can look for new ones (docs/fuzzing.md).
- * Never set in make check or CI. */
-bool fuzz_skip_known(void);
-/* Finding 1 (meta.c public_view): metadata whose "properties" is absent or
- * null with a null value at its top level. */
-bool fuzz_known_meta_null(json_object *md);
-/* Finding 7: NaN, Infinity or -Infinity anywhere in V; in JSON text
+/* NaN, Infinity or -Infinity anywhere in V; in JSON text
  * (an 'N' or 'I' outside strings). */
 bool fuzz_text_nonfinite(const char *s, size_t len);
 bool fuzz_has_nonfinite(json_object *v);
