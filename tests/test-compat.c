@@ -1,7 +1,7 @@
 /* Integration tests: today's sleap-rtc workers and clients, which speak
  * the v2.0 protocol (they declare nothing in register), against the real
  * daemon.  What they send and how they react is in
- * /work/briefs/issue19-research.md: a non-admin worker exits on any
+ * docs/sleap-rtc.md: a non-admin worker exits on any
  * error frame, reconnects after a plain close, and on an admin failover
  * registers its peer id again on a second socket.  Sessions that declare
  * "protocol":"2.1" keep every error of docs/protocol.md. */
@@ -70,7 +70,7 @@ static void expect_told(struct wsc *c, const char *code)
 }
 
 /* Situations where the original server sent a registered client no
- * error (research section 4), and the code rtcsignald finds. */
+ * error (docs/sleap-rtc.md section 4), and the code rtcsignald finds. */
 static const struct {
 	const char *what, *code;
 	const char *text; /* sent by worker-1 */
@@ -184,7 +184,7 @@ static void test_v21_told(void)
 	wsc_free(c);
 }
 
-/* Admin failover (research 2.3): the promoted worker registers its id
+/* Admin failover (docs/sleap-rtc.md 2.3): the promoted worker registers its id
  * again on a second socket.  The first stays open and is told nothing,
  * may still send as the peer, and receives nothing more; frames to the
  * peer go to the newest socket.  A third registration closes the oldest
@@ -351,7 +351,7 @@ static void test_relay_types(void)
 	wsc_free(alice);
 }
 
-/* research section 6: the worker skips its challenge when the offer says
+/* docs/sleap-rtc.md section 6: the worker skips its challenge when the offer says
  * "role":"client", and no sleap-rtc client writes a role in its offers.
  * So a role the sender wrote is removed (never stamped as "role", which
  * would switch every challenge off); the registered role arrives as
