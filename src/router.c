@@ -94,7 +94,7 @@ static int answer_owned(struct router *r, struct client *c, struct msgbuf *m)
 /* Whether the original v2.0 server (talmolab/webRTC-connect at ac5bf956)
  * answered a registered client's message of type T with an error of
  * CODE; DECODE: the message itself was malformed.  The table of
- * docs/protocol.md "v2.0 clients", from /work/briefs/issue19-research.md
+ * docs/protocol.md "v2.0 clients", from docs/sleap-rtc.md
  * section 4: it sent INVALID_JSON for text that is not JSON (JSON that is
  * no object, or too deep, closed the connection instead), and
  * UNKNOWN_MESSAGE_TYPE; every register error; for peer_message and
@@ -494,20 +494,19 @@ static enum admit_result admit(struct router *r, struct client *c, struct msg *m
 		return REFUSED;
 	}
 	/* A persistent room wants its token, unless an API key brought the
-	 * caller, or the room is open to every valid token of its issuer. */
-	if (a->proom && !by_key && !rooms_token_ok(a->proom, token)) {
-		g_autofree char *creator = auth_principal_issuer(a->proom->created_by);
-		g_autofree char *mine = auth_principal_issuer(a->principal);
-		if (!a->proom->open_to_issuer || !mine || (creator && strcmp(creator, mine) != 0)) {
-			refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id, "Invalid token");
-			return REFUSED;
-		}
+	 * caller, or a JWT's account may use the room as an account key's
+	 * would: it created it, was added to it, or the room is open to its
+	 * issuer (sleap-rtc's clients never send a room token). */
+	if (a->proom && !by_key && !rooms_token_ok(a->proom, token) &&
+	    !(a->principal && account_may_use(r, a->proom, a->principal))) {
+		refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id, "Invalid token");
+		return REFUSED;
 	}
 	return ADMITTED;
 }
 
 /* A v2.0 peer registers its id again on another socket (sleap-rtc's
- * admin failover opens a second one, issue19-research.md 2.3): the
+ * admin failover opens a second one, docs/sleap-rtc.md 2.3): the
  * original server overwrote its routing entry and left the old socket
  * open, silent, still able to send as the peer.  A close, with or
  * without an error, makes that worker exit or start a reconnect fight

@@ -246,6 +246,36 @@ static void test_account_keys(void)
 	testd_free(d);
 }
 
+/* sleap-rtc's client registers with its JWT and never a room token: it
+ * gets in where its account may go (as an account key would), and only
+ * there. */
+static void test_jwt_account_rooms(void)
+{
+	g_autofree char *c = auth_conf(NULL);
+	struct testd *d = testd_start(c, NULL);
+	g_autofree char *mine = user_room(d, "ada");
+	g_autofree char *added = admin_room(d, "{}");
+	g_autofree char *other = user_room(d, "mallory");
+	g_autofree char *path = g_strdup_printf("/api/rooms/%s/members", added);
+	json_object_put(admin(d, "POST", path, "{\"account\":\"ada\",\"issuer\":\"lab\"}", 201));
+	g_autofree char *jwt = token_for("ada");
+
+	const char *rooms[] = { mine, added };
+	for (int i = 0; i < 2; i++) {
+		g_autofree char *rest = g_strdup_printf(",\"peer_id\":\"ada%d\",\"room_id\":\"%s\","
+							"\"token\":\"\",\"jwt\":\"%s\"", i, rooms[i], jwt);
+		wsc_free(reg_ok(d, rooms[i], rest));
+	}
+	g_autofree char *rest = g_strdup_printf(",\"room_id\":\"%s\",\"token\":\"\",\"jwt\":\"%s\"", other, jwt);
+	reg_refused(d, rest, "AUTH_FAILED", "Invalid token");
+	/* No longer a member: refused there too. */
+	json_object_put(admin(d, "DELETE", path, "{\"account\":\"ada\",\"issuer\":\"lab\"}", 200));
+	g_autofree char *again = g_strdup_printf(",\"room_id\":\"%s\",\"token\":\"\",\"jwt\":\"%s\"", added, jwt);
+	reg_refused(d, again, "AUTH_FAILED", "Invalid token");
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 /* A room-bound key names its room: another room_id is refused, said. */
 static void test_room_key_other_room(void)
 {
@@ -465,6 +495,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/accounts/open-mode", test_open_mode);
 	g_test_add_func("/accounts/default-room", test_default_room);
 	g_test_add_func("/accounts/account-keys", test_account_keys);
+	g_test_add_func("/accounts/jwt-account-rooms", test_jwt_account_rooms);
 	g_test_add_func("/accounts/room-key-other-room", test_room_key_other_room);
 	g_test_add_func("/accounts/ctl", test_ctl_account);
 	g_test_add_func("/accounts/migration", test_migration);
