@@ -670,8 +670,13 @@ static void test_one_big_answer_waits(void)
 
 	/* 40 asks of 624 KB: far more than the kernel buffers take. */
 	enum { ASKS = 40 };
+	const char *asked = "rtcsignald_messages_received_total{type=\"discover_peers\"}";
+	double before = testd_metric(d, asked);
 	for (int i = 0; i < ASKS; i++)
 		wsc_send_text(c, "{\"type\":\"discover_peers\"}");
+	/* Every ask in before reading any answer: however fast or slow the
+	 * daemon, the answers then meet a full socket. */
+	g_assert_cmpfloat(testd_await_metric(d, asked, before + ASKS, 60000), ==, before + ASKS);
 	unsigned lists = 0, refused = 0;
 	for (int i = 0; i < ASKS; i++) {
 		json_object *o = wsc_recv_json(c);

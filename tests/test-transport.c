@@ -91,18 +91,6 @@ static void reset_close(int fd)
 	close(fd);
 }
 
-/* Polls the metric NAME until it reaches AT_LEAST or TIMEOUT_MS pass; its
- * last value. */
-static double await_metric(struct testd *d, const char *name, double at_least, int timeout_ms)
-{
-	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-	double v;
-
-	while (!((v = testd_metric(d, name)) >= at_least) && g_get_monotonic_time() < deadline)
-		g_usleep(20 * 1000);
-	return v;
-}
-
 static unsigned persistent_rooms(struct testd *d)
 {
 	struct httpc_reply r;
@@ -231,7 +219,7 @@ static void test_slowloris(void)
 	for (size_t b = 0; b < 8; b++)
 		for (int i = 0; i < N; i++)
 			send(fds[i], partial + b, 1, MSG_NOSIGNAL);
-	g_assert_cmpfloat(await_metric(d, refused, EXTRA, 5000), ==, EXTRA);
+	g_assert_cmpfloat(testd_await_metric(d, refused, EXTRA, 5000), ==, EXTRA);
 	/* Refused at once, and told why (the answer goes before the count). */
 	unsigned closed = 0;
 	for (int i = 0; i < N; i++) {
@@ -254,7 +242,7 @@ static void test_slowloris(void)
 	g_assert_cmpfloat(testd_metric(d, timed_out), ==, 0);
 
 	/* The half-sent ones are cut once due, and it is counted and logged. */
-	g_assert_cmpfloat(await_metric(d, timed_out, LIMIT, 15000), ==, LIMIT);
+	g_assert_cmpfloat(testd_await_metric(d, timed_out, LIMIT, 15000), ==, LIMIT);
 	g_assert_true(testd_wait_log(d, "handshake_timeout_ms", 5000));
 	for (int i = 0; i < N; i++) {
 		if (fds[i] < 0)

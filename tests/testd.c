@@ -343,3 +343,23 @@ json_object *testd_admin_api(struct testd *d, const char *token, const char *met
 	httpc_reply_clear(&r);
 	return o;
 }
+
+double testd_await_metric(struct testd *d, const char *name, double at_least, int timeout_ms)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	double v;
+
+	while (!((v = testd_metric(d, name)) >= at_least) && g_get_monotonic_time() < deadline)
+		g_usleep(20 * 1000);
+	return v;
+}
+
+bool testd_rss_meaningful(struct testd *d)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/maps", (int)d->pid);
+	g_autofree char *maps = NULL;
+
+	if (!g_file_get_contents(path, &maps, NULL, NULL))
+		return true;
+	return !strstr(maps, "libtsan") && !strstr(maps, "vgpreload");
+}

@@ -73,6 +73,12 @@ int testd_http(int port, const char *method, const char *path, const char *heade
 double testd_series(const char *text, const char *name);
 /* The same from a scrape of D's /metrics. */
 double testd_metric(struct testd *d, const char *name);
+/* Scrapes until the sample NAME reaches AT_LEAST or TIMEOUT_MS pass: its
+ * last value. */
+double testd_await_metric(struct testd *d, const char *name, double at_least, int timeout_ms);
+/* False when D's RSS says little of the daemon's own memory: run under
+ * ThreadSanitizer or valgrind, whose shadow memory grows with it. */
+bool testd_rss_meaningful(struct testd *d);
 
 struct wsc *testd_connect(struct testd *d);
 /* Connects and registers PEER_ID in ROOM as a 2.1 session (every error
