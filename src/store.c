@@ -260,7 +260,6 @@ static gpointer worker(gpointer data)
 
 		pthread_mutex_lock(&st->lock);
 		g_queue_push_tail(&st->done, job);
-		atomic_fetch_sub(&st->pending, 1);
 		if (!st->queue.length)
 			pthread_cond_broadcast(&st->idle);
 		/* Coalesced by libuv: one on_async for many jobs. */
@@ -271,8 +270,10 @@ static gpointer worker(gpointer data)
 }
 
 /* Calls the completions of the jobs in LIST, on the loop thread, without
- * the lock: a completion may queue the next write. */
-static void complete(GQueue *list)
+ * the lock: a completion may queue the next write.  A job is pending
+ * until its completion has run, so that whoever waits for none pending
+ * (a shutdown, a test) knows every completion has been called. */
+static void complete(struct store *st, GQueue *list)
 {
 	struct job *job;
 
@@ -280,6 +281,7 @@ static void complete(GQueue *list)
 		if (job->done)
 			job->done(job->status, job->error, job->data);
 		job_free(job);
+		atomic_fetch_sub(&st->pending, 1);
 	}
 }
 
@@ -292,7 +294,7 @@ static void on_async(uv_async_t *async)
 	list = st->done;
 	g_queue_init(&st->done);
 	pthread_mutex_unlock(&st->lock);
-	complete(&list);
+	complete(st, &list);
 }
 
 static const struct store_backend_ops *find_backend(const char *name)
@@ -605,7 +607,6 @@ int store_close(struct store *st, unsigned timeout_ms)
 		g_set_error(&job->error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
 			    "room store: not written, gave up after %u ms at shutdown", timeout_ms);
 		g_queue_push_tail(&cancelled, job);
-		atomic_fetch_sub(&st->pending, 1);
 	}
 	pthread_mutex_unlock(&st->lock);
 
@@ -618,9 +619,9 @@ int store_close(struct store *st, unsigned timeout_ms)
 	 * queued after every job done. */
 	list = st->done;
 	g_queue_init(&st->done);
-	complete(&list);
+	complete(st, &list);
 	int r = cancelled.length ? -ETIMEDOUT : 0;
-	complete(&cancelled);
+	complete(st, &cancelled);
 	uv_close((uv_handle_t *)&st->async, on_closed);
 	return r;
 }

@@ -160,7 +160,9 @@ int store_put_pubkey(struct store *st, const struct store_pubkey *k, store_done_
  * room or key is the caller's error and does not count.  Any thread may
  * call it while the store is open. */
 int store_ping(struct store *st);
-/* Writes queued or in progress.  Any thread, while the store is open. */
+/* Writes whose completion has not run yet: queued, in progress, or
+ * written and about to complete on the loop.  Any thread, while the store
+ * is open. */
 unsigned store_pending(struct store *st);
 
 /* Stops taking writes, waits up to TIMEOUT_MS for the queued ones, joins
