@@ -371,8 +371,9 @@ static bool account_may_use(struct router *r, const struct store_room *room, con
 	return pubkeys_account_may_use(room, account, &m);
 }
 
-/* PROTOCOL.md 3.1 and 6: api_key, else a JWT with the room's token, else
- * (authentication off) just a room id. */
+/* docs/protocol.md, "register" and "Authentication and rooms": api_key,
+ * else a JWT with the room's token, else (authentication off) just a room
+ * id. */
 static enum admit_result admit(struct router *r, struct client *c, struct msg *m,
 			       struct admission *a)
 {

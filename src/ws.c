@@ -21,7 +21,7 @@
 _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
 
 /* lws allocates this for every connection: keep it small and reassemble
- * larger messages ourselves (DESIGN.md: 1.7 KiB per idle peer at 256). */
+ * larger messages ourselves (docs/performance.md, "Trade-offs kept"). */
 #define RX_CHUNK 256
 /* The most lws offers one send(): more than all but the rarest giant
  * messages, so the socket takes what it can at once.  At 64 KiB a
