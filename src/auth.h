@@ -1,4 +1,5 @@
-/* auth: the configured JWT issuers and their key sets (PROTOCOL.md 6).
+/* auth: the configured JWT issuers and their key sets (docs/protocol.md,
+ * "Authentication and rooms").
  * Key sets come from a file (read at start and on reload) or from the
  * issuer's URL: fetched on the loop once auth_start_fetching is called,
  * refreshed every jwks_refresh seconds, and on an unknown kid (at most

@@ -1,5 +1,6 @@
-/* filter: the discovery filter language of PROTOCOL.md 3.2, compiled once
- * per request and matched against each peer of a room.
+/* filter: the discovery filter language (docs/protocol.md,
+ * "discover_peers"), compiled once per request and matched against each
+ * peer of a room.
  *
  * A query's work is bounded: every comparison counts (meta.h's work
  * units) against the budget given at compile time; once it is spent every

@@ -113,7 +113,7 @@ static int fail(struct msg_error *err, enum err_code code, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* Room ids of PROTOCOL.md section 2: 1 to 128 of A-Z a-z 0-9 . _ - */
+/* Room ids (docs/protocol.md, "Identity"): 1 to 128 of A-Z a-z 0-9 . _ - */
 static bool valid_room_id(const char *id, size_t len)
 {
 	if (len == 0 || len > REGISTRY_ID_MAX)

@@ -152,7 +152,8 @@ struct msg {
 	char idbuf[2][PROTOCOL_ID_BUF];
 };
 
-/* What a message's JSON may cost to read (PROTOCOL.md 1, [limits]). */
+/* What a message's JSON may cost to read (docs/protocol.md, "Transport";
+ * [limits]). */
 struct protocol_limits {
 	unsigned max_depth; /* containers, the message itself counting 1 */
 	size_t max_values;  /* every value, the message itself counting 1 */

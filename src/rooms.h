@@ -1,6 +1,6 @@
-/* rooms: persistent rooms and API keys (PROTOCOL.md 5 and 6), kept in
- * memory and answered from there; every change is written behind to the
- * store.  Creations are visible once durable: their callbacks run after
+/* rooms: persistent rooms and API keys (docs/protocol.md,
+ * "Authentication and rooms"), kept in memory and answered from there;
+ * every change is written behind to the store.  Creations are visible once durable: their callbacks run after
  * the store's completion. */
 #pragma once
 

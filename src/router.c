@@ -371,10 +371,11 @@ static bool account_may_use(struct router *r, const struct store_room *room, con
 	return pubkeys_account_may_use(room, account, &m);
 }
 
-/* PROTOCOL.md 3.1 and 6: api_key, else a JWT with the room's token, else
- * (authentication off) just a room id. */
-static enum admit_result admit(struct router *r, struct client *c, struct msg *m,
-			       struct admission *a)
+/* docs/protocol.md, "register" and "Authentication and rooms": api_key,
+ * else a JWT with the room's token, else (authentication off) just a room
+ * id. */
+static enum admit_result admit_registration(struct router *r, struct client *c,
+					    struct msg *m, struct admission *a)
 {
 	const struct msg_register *reg = &m->reg;
 	const char *token = reg->token ? json_object_get_string(reg->token) : NULL;
@@ -555,7 +556,7 @@ static void handle_register(struct router *r, struct client *c, struct msg *m)
 	/* A registered socket moves: its old registration ends first. */
 	release(r, c, "moved to another registration");
 	unpark(c); /* a newer register replaces one that waits */
-	if (admit(r, c, m, &adm) != ADMITTED)
+	if (admit_registration(r, c, m, &adm) != ADMITTED)
 		goto out;
 
 	rc = meta_new(reg->metadata, r->cfg->max_metadata_bytes, &meta, &why);

@@ -21,7 +21,7 @@
 _Static_assert(LWS_PRE <= MSGBUF_HEADROOM, "msgbuf headroom too small for lws");
 
 /* lws allocates this for every connection: keep it small and reassemble
- * larger messages ourselves (DESIGN.md: 1.7 KiB per idle peer at 256). */
+ * larger messages ourselves (docs/performance.md, "Trade-offs kept"). */
 #define RX_CHUNK 256
 /* The most lws offers one send(): more than all but the rarest giant
  * messages, so the socket takes what it can at once.  At 64 KiB a
@@ -295,7 +295,7 @@ static void refuse(struct ws_server *ws, struct lws *wsi, const struct netaddr *
  * authentication on, registration is where callers prove who they are.
  * A client holding connections_per_address connections gets no more.
  * A refusal is answered with an HTTP status, so the client can tell why. */
-static bool admit(struct ws_server *ws, struct lws *wsi)
+static bool admit_connection(struct ws_server *ws, struct lws *wsi)
 {
 	struct conn *c = conn_of(ws, wsi);
 	struct netaddr addr;
@@ -348,8 +348,8 @@ static void on_established(struct ws_server *ws, struct session *s, struct lws *
 	struct conn *c = conn_of(ws, wsi);
 	if (c && c->counted)
 		return; /* since accept, by the conn */
-	/* Behind a proxy: counted here, with the session; admit() only
-	 * looked. */
+	/* Behind a proxy: counted here, with the session;
+	 * admit_connection() only looked. */
 	if (addrlimit_conn_open(ws->env.addrlimit, &s->client.addr) == 0)
 		s->addr_counted = true;
 	else
@@ -855,7 +855,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 		/* >0: refused, with the HTTP answer already written */
-		return admit(ws, wsi) ? 0 : 1;
+		return admit_connection(ws, wsi) ? 0 : 1;
 	case LWS_CALLBACK_ESTABLISHED:
 		on_established(ws, s, wsi);
 		if (ws->draining)
@@ -1107,8 +1107,8 @@ static const char http_429[] =
 
 /* Counts FD against its address from accept on, so that connections
  * still in their handshake count too.  A proxy's connections are not
- * counted here (admit() counts the client it names); neither are unix
- * sockets.  False when the address has no slot left. */
+ * counted here (admit_connection() counts the client it names); neither
+ * are unix sockets.  False when the address has no slot left. */
 static bool count_at_accept(struct ws_server *ws, int fd, struct conn *c)
 {
 	struct sockaddr_storage ss;

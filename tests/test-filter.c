@@ -1,4 +1,5 @@
-/* Unit tests: the discovery filter language (PROTOCOL.md 3.2). */
+/* Unit tests: the discovery filter language (docs/protocol.md,
+ * "discover_peers"). */
 #include "filter.h"
 
 #include <glib.h>

@@ -239,24 +239,6 @@ static void test_invalid(void)
 	g_assert_cmpint(b.tokens, ==, (int64_t)RATELIMIT_MAX * 60000000 - 60000000);
 }
 
-static void test_bench(void)
-{
-	struct ratelimit_policy p = defaults();
-	struct ratelimit b;
-	const unsigned n = 2000000;
-	unsigned allowed = 0;
-
-	ratelimit_init(&b, &p, T0);
-	gint64 start = g_get_monotonic_time();
-	/* One message every 10 us: refills and refusals both exercised. */
-	for (unsigned i = 0; i < n; i++)
-		allowed += ratelimit_take(&b, &p, T0 + (int64_t)i * 10) == RATELIMIT_ALLOW;
-	gint64 took = g_get_monotonic_time() - start;
-	g_assert_cmpuint(allowed, >, 0);
-	g_test_message("ratelimit_take: %.1f ns per call (%u calls, %u allowed)",
-		       (double)took * 1000 / n, n, allowed);
-}
-
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
@@ -271,6 +253,5 @@ int main(int argc, char *argv[])
 	g_test_add_func("/ratelimit/clock-backwards", test_clock_backwards);
 	g_test_add_func("/ratelimit/idle", test_idle);
 	g_test_add_func("/ratelimit/invalid", test_invalid);
-	g_test_add_func("/ratelimit/bench", test_bench);
 	return g_test_run();
 }
