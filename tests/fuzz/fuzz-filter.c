@@ -1,5 +1,5 @@
-/* The discovery filter language (PROTOCOL.md 3.2): filter_compile on any
- * JSON, then filter_match against a room of peers: metadata generated
+/* The discovery filter language (docs/protocol.md, "discover_peers"):
+ * filter_compile on any JSON, then filter_match against a room of peers: metadata generated
  * here (every value type, long tag lists and arrays; the long one CROWD
  * times more) and metadata from the input.  Checks:
  *  - budget: compiling and matching one input against the whole room costs

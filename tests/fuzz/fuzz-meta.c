@@ -1,4 +1,5 @@
-/* Metadata: meta_new and a chain of meta_merge (PROTOCOL.md 3.1, 3.3).
+/* Metadata: meta_new and a chain of meta_merge (docs/protocol.md,
+ * "register" and "update_metadata").
  * Each result is checked against a model of the rules: the full text is
  * the metadata, the public view is it without the keys starting with '_'
  * (top level and properties), the index holds exactly the public
@@ -120,8 +121,8 @@ static void check(const struct meta *m, json_object *md)
 	json_object_put(want);
 }
 
-/* The model of meta_merge (PROTOCOL.md 3.3): properties merged key by key,
- * null removing; any other key replaced. */
+/* The model of meta_merge (docs/protocol.md, "update_metadata"):
+ * properties merged key by key, null removing; any other key replaced. */
 static json_object *model_merge(json_object *cur, json_object *upd)
 {
 	json_object *out = NULL;

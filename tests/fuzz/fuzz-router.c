@@ -121,7 +121,7 @@ static void check_ids(const struct session *s, json_object *o)
 	check_id(o, "peer_id", s->want_peer);
 }
 
-/* What a session is told, checked against PROTOCOL.md: error codes are
+/* What a session is told, checked against docs/protocol.md: error codes are
  * known; registered_auth and peer_list show others only public metadata;
  * peer_list never lists its asker, and counts what it lists. */
 static void check_message(const struct session *s, const char *text, size_t len)
