@@ -1,7 +1,7 @@
 /* The discovery filter language (docs/protocol.md, "discover_peers"):
- * filter_compile on any JSON, then filter_match against a room of peers: metadata generated
- * here (every value type, long tag lists and arrays; the long one CROWD
- * times more) and metadata from the input.  Checks:
+ * filter_compile on any JSON, then filter_match against a room of peers:
+ * metadata generated here (every value type, long tag lists and arrays;
+ * the long one CROWD times more) and metadata from the input.  Checks:
  *  - budget: compiling and matching one input against the whole room costs
  *    at most FILTER_BUDGET_US of CPU (times fuzz_budget_scale()); inputs
  *    are at most 16 KiB (filter.options), so a query whose cost grows
