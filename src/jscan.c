@@ -188,22 +188,14 @@ static int scan_container(struct scan *s, unsigned depth, bool object)
 	}
 }
 
-/* At the first character of a value inside a container of level DEPTH. */
-static int scan_value(struct scan *s, unsigned depth, enum jscan_kind *kind, bool *escaped)
+/* A string, number or literal at P. */
+static int scan_scalar(struct scan *s, enum jscan_kind *kind, bool *escaped)
 {
 	*escaped = false;
-	if (s->p >= s->end || ++s->values > s->max_values)
-		return -1;
 	switch (*s->p) {
 	case '"':
 		*kind = JSCAN_STRING;
 		return scan_string(s, escaped);
-	case '{':
-		*kind = JSCAN_OBJECT;
-		return scan_container(s, depth + 1, true);
-	case '[':
-		*kind = JSCAN_ARRAY;
-		return scan_container(s, depth + 1, false);
 	case 't':
 		*kind = JSCAN_LITERAL;
 		return scan_literal(s, "true", 4);
@@ -217,6 +209,20 @@ static int scan_value(struct scan *s, unsigned depth, enum jscan_kind *kind, boo
 		*kind = JSCAN_NUMBER;
 		return *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? scan_number(s) : -1;
 	}
+}
+
+/* At the first character of a value inside a container of level DEPTH. */
+static int scan_value(struct scan *s, unsigned depth, enum jscan_kind *kind, bool *escaped)
+{
+	*escaped = false;
+	if (s->p >= s->end || ++s->values > s->max_values)
+		return -1;
+	if (*s->p == '{' || *s->p == '[') {
+		bool object = *s->p == '{';
+		*kind = object ? JSCAN_OBJECT : JSCAN_ARRAY;
+		return scan_container(s, depth + 1, object);
+	}
+	return scan_scalar(s, kind, escaped);
 }
 
 int jscan_object(const char *text, size_t len, unsigned max_depth, size_t max_values,
@@ -269,29 +275,6 @@ int jscan_object(const char *text, size_t len, unsigned max_depth, size_t max_va
 			return -1;
 		s.p++;
 		skip_ws(&s);
-	}
-}
-
-/* A string, number or literal at P. */
-static int scan_scalar(struct scan *s, enum jscan_kind *kind, bool *escaped)
-{
-	*escaped = false;
-	switch (*s->p) {
-	case '"':
-		*kind = JSCAN_STRING;
-		return scan_string(s, escaped);
-	case 't':
-		*kind = JSCAN_LITERAL;
-		return scan_literal(s, "true", 4);
-	case 'f':
-		*kind = JSCAN_LITERAL;
-		return scan_literal(s, "false", 5);
-	case 'n':
-		*kind = JSCAN_LITERAL;
-		return scan_literal(s, "null", 4);
-	default:
-		*kind = JSCAN_NUMBER;
-		return *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? scan_number(s) : -1;
 	}
 }
 

@@ -4,6 +4,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <string.h>
+#include <unistd.h>
 
 char *jwtmint_b64url(const void *data, size_t len)
 {
@@ -100,4 +101,24 @@ json_object *jwtmint_claims(const char *iss, const char *aud, const char *sub)
 	json_object_object_add(o, "exp", json_object_new_int64(now + 600));
 	json_object_object_add(o, "iat", json_object_new_int64(now - 5));
 	return o;
+}
+
+char *jwtmint_jwks_file(EVP_PKEY *k, const char *kid)
+{
+	g_autofree char *jwk = jwtmint_jwk(k, kid, "");
+	g_autofree char *doc = g_strdup_printf("{\"keys\":[%s]}", jwk);
+	g_autofree char *dir = g_dir_make_tmp("jwks-XXXXXX", NULL);
+	char *path = g_build_filename(dir, "jwks.json", NULL);
+
+	g_assert_true(g_file_set_contents(path, doc, -1, NULL));
+	return path;
+}
+
+void jwtmint_jwks_file_remove(char *path)
+{
+	g_autofree char *dir = g_path_get_dirname(path);
+
+	unlink(path);
+	rmdir(dir);
+	g_free(path);
 }

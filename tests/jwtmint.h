@@ -22,3 +22,7 @@ char *jwtmint_token(EVP_PKEY *k, const char *kid, json_object *payload);
 /* The claims of a valid token: ISS, AUD, SUB, issued 5 s ago, expiring
  * in 600 s.  Add to or change them before signing. */
 json_object *jwtmint_claims(const char *iss, const char *aud, const char *sub);
+/* A key set file holding K's public JWK as KID, in a directory of its
+ * own; jwtmint_jwks_file_remove() removes both and frees the path. */
+char *jwtmint_jwks_file(EVP_PKEY *k, const char *kid);
+void jwtmint_jwks_file_remove(char *path);

@@ -294,20 +294,14 @@ int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
 	key = EVP_EC_gen("P-256");
-	g_autofree char *jwk = jwtmint_jwk(key, "k1", "");
-	g_autofree char *doc = g_strdup_printf("{\"keys\":[%s]}", jwk);
-	g_autofree char *dir = g_dir_make_tmp("jwks-XXXXXX", NULL);
-	jwks_path = g_build_filename(dir, "jwks.json", NULL);
-	g_assert_true(g_file_set_contents(jwks_path, doc, -1, NULL));
+	jwks_path = jwtmint_jwks_file(key, "k1");
 
 	g_test_add_func("/transport/create-room-pipelined", test_create_room_pipelined);
 	g_test_add_func("/transport/create-room-reset", test_create_room_reset);
 	g_test_add_func("/transport/slowloris", test_slowloris);
 	g_test_add_func("/transport/empty-fragments", test_empty_fragments);
 	int r = g_test_run();
-	unlink(jwks_path);
-	rmdir(dir);
-	g_free(jwks_path);
+	jwtmint_jwks_file_remove(jwks_path);
 	EVP_PKEY_free(key);
 	return r;
 }

@@ -27,14 +27,7 @@ static char *jwks_path;
 
 static char *token_from(const char *iss, const char *sub)
 {
-	gint64 now = g_get_real_time() / G_USEC_PER_SEC;
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "iss", json_object_new_string(iss));
-	json_object_object_add(o, "aud", json_object_new_string(AUD));
-	json_object_object_add(o, "sub", json_object_new_string(sub));
-	json_object_object_add(o, "exp", json_object_new_int64(now + 600));
-	json_object_object_add(o, "iat", json_object_new_int64(now - 5));
-	return jwtmint_token(key, "k1", o);
+	return jwtmint_token(key, "k1", jwtmint_claims(iss, AUD, sub));
 }
 
 static char *token_for(const char *sub)
@@ -510,11 +503,7 @@ int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
 	key = EVP_EC_gen("P-256");
-	g_autofree char *jwk = jwtmint_jwk(key, "k1", "");
-	g_autofree char *doc = g_strdup_printf("{\"keys\":[%s]}", jwk);
-	g_autofree char *dir = g_dir_make_tmp("jwks-XXXXXX", NULL);
-	jwks_path = g_build_filename(dir, "jwks.json", NULL);
-	g_assert_true(g_file_set_contents(jwks_path, doc, -1, NULL));
+	jwks_path = jwtmint_jwks_file(key, "k1");
 	g_test_add_func("/wshttp/delete-peer", test_delete_peer);
 	g_test_add_func("/wshttp/every-request-answered", test_every_request_answered);
 	g_test_add_func("/wshttp/publish", test_publish);
@@ -522,9 +511,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/wshttp/account-keys", test_account_keys);
 	g_test_add_func("/wshttp/list-rate", test_list_rate);
 	int r = g_test_run();
-	unlink(jwks_path);
-	rmdir(dir);
-	g_free(jwks_path);
+	jwtmint_jwks_file_remove(jwks_path);
 	EVP_PKEY_free(key);
 	return r;
 }
