@@ -164,7 +164,10 @@ static int scan_container(struct scan *s, unsigned depth, bool object)
 	}
 	for (;;) {
 		if (object) {
-			if (s->p >= s->end || *s->p != '"' || scan_string(s, &escaped) < 0)
+			/* A key holding \u0000 is refused (jscan_check): the
+			 * slow path says so. */
+			s->nul = false;
+			if (s->p >= s->end || *s->p != '"' || scan_string(s, &escaped) < 0 || s->nul)
 				return -1;
 			skip_ws(s);
 			if (s->p >= s->end || *s->p != ':')

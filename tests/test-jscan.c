@@ -157,6 +157,9 @@ static void test_gives_up(void)
 	g_assert_false(accepts("{\"a\":1} "));
 	g_assert_false(accepts("{\"\\u0074ype\":\"ping\"}"));
 	g_assert_false(accepts("{\"a\":\"\\ud83d\\ude00\"}"));
+	/* A key with \u0000 at any depth: the slow path refuses it. */
+	g_assert_false(accepts("{\"p\":{\"\\u0000\":1}}"));
+	g_assert_true(accepts("{\"p\":{\"a\":\"\\u0000\"}}")); /* in a value: forwarded */
 	GString *deep = nested_json("{\"a\":", DEPTH - 1, true);
 	g_assert_true(accepts(deep->str)); /* DEPTH levels, the object's included */
 	g_string_insert_c(deep, 5, '[');
