@@ -397,6 +397,13 @@ static int check_json(const struct protocol_limits *lim, const char *text, size_
 			err->v20_closed = true;
 			return rc;
 		}
+		/* A binary frame's UTF-8 is checked here, not by json-c: a
+		 * parse json-c abandons part way leaves a half-read \u escape
+		 * in its tokener, which json_tokener_reset() (json-c 0.16) does
+		 * not clear, and the next message parsed, anyone's, would get a
+		 * U+FFFD.  Past this gate json-c never fails. */
+		if (!g_utf8_validate_len(text, len, NULL))
+			return fail(err, ERR_INVALID_JSON, "Invalid JSON format");
 		return 0;
 	case JSCAN_TOO_DEEP:
 		rc = fail(err, ERR_INVALID_JSON, "JSON nested deeper than %u levels", lim->max_depth);
@@ -425,11 +432,6 @@ static int decode_without_tree(const struct top *top, const char *text, size_t l
 
 	if (top->escaped_key || (t && (t->kind != JSCAN_STRING || t->escaped)))
 		return 0;
-	/* json-c would have checked a binary frame's UTF-8. */
-	if (!g_utf8_validate_len(text, len, NULL)) {
-		*rc = fail(err, ERR_INVALID_JSON, "Invalid JSON format");
-		return 1;
-	}
 	if (!t) {
 		*rc = fail(err, ERR_UNKNOWN_MESSAGE_TYPE, "Unknown message type: None");
 		return 1;
@@ -583,7 +585,8 @@ int protocol_decode_routed(const char *text, size_t len, const struct protocol_l
 json_object *protocol_parse_object(json_tokener *tok, const struct protocol_limits *lim,
 				   const char *text, size_t len)
 {
-	if (jscan_check(text, len, lim->max_depth, lim->max_values, NULL, NULL) != JSCAN_OK)
+	if (jscan_check(text, len, lim->max_depth, lim->max_values, NULL, NULL) != JSCAN_OK ||
+	    !g_utf8_validate_len(text, len, NULL)) /* as check_json() */
 		return NULL;
 	return json_parse_object(tok, text, len);
 }
