@@ -305,7 +305,7 @@ static void http_done(unsigned status, char *json, void *data)
 static void expect_ids(struct session *s, const char *text, size_t len)
 {
 	static json_tokener *tok;
-	json_object *o, *v;
+	json_object *o = NULL, *v;
 	struct jscan_member m[16];
 	size_t n;
 
@@ -317,6 +317,10 @@ static void expect_ids(struct session *s, const char *text, size_t len)
 		tok = json_tokener_new_ex(33);
 		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	}
+	/* Only what the daemon's gate passes (json-c 0.16 would otherwise
+	 * carry a half-read \\u escape into the next text). */
+	if (jscan_check(text, len, 32, SIZE_MAX, NULL, NULL) != JSCAN_OK)
+		goto out;
 	json_tokener_reset(tok);
 	o = json_tokener_parse_ex(tok, text, (int)len);
 	if (!json_object_is_type(o, json_type_object) ||
