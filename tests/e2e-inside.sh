@@ -104,8 +104,11 @@ async def expect(ws, wanted):
         if m["type"] in (wanted, "error"):
             return m
 
-async def register(ws, room, peer):
-    await ws.send(json.dumps({"type": "register", "room_id": room, "peer_id": peer}))
+async def register(ws, room, peer, protocol=None):
+    msg = {"type": "register", "room_id": room, "peer_id": peer}
+    if protocol:
+        msg["protocol"] = protocol
+    await ws.send(json.dumps(msg))
     return await expect(ws, "registered_auth")
 
 async def room_full(url):
@@ -135,10 +138,12 @@ async def hammer(url, seconds):
     await asyncio.gather(loop(), loop(), loop())
     print(json.dumps(stats))
 
-async def hold(url):
-    """Registers, says so, and reports how the server ends the session."""
+async def hold(url, protocol):
+    """Registers (declaring PROTOCOL unless it is 2.0), says so, and
+    reports how the server ends the session."""
     async with websockets.connect(url) as ws:
-        await register(ws, "stop", "holder")
+        await register(ws, "stop", "holder" + protocol.replace(".", ""),
+                       None if protocol == "2.0" else protocol)
         print("registered", flush=True)
         code = None
         try:
@@ -213,11 +218,11 @@ wait_for 10 eval "[ \$(count_reloaded) -gt $((reloads + 1)) ]"
 # The CLI as packaged: rtcsignalctl finds the admin port in
 # /etc/rtcsignald/rtcsignald.conf; status needs no token, the admin API
 # does.
-check "rtcsignalctl --version and its bash completion (rooms <TAB>: list create delete)" \
+check "rtcsignalctl --version and its bash completion (rooms <TAB>: list create delete members add-member remove-member)" \
 	eval 'test "$(rtcsignalctl --version)" = "rtcsignalctl $version" &&
 		bash -c "source /usr/share/bash-completion/completions/rtcsignalctl &&
 			COMP_WORDS=(rtcsignalctl rooms \"\") COMP_CWORD=2 && _rtcsignalctl &&
-			test \"\${COMPREPLY[*]}\" = \"list create delete\""'
+			test \"\${COMPREPLY[*]}\" = \"list create delete members add-member remove-member\""'
 check "rtcsignalctl status and status --json: healthy, ready, version $version, without a token" ctl_status
 check "rtcsignalctl rooms list without an admin token: exit 77, says where to set one" \
 	eval 'ctl 77 rooms list && grep -q "no admin token found; set \[admin\] token or token_file in /etc/rtcsignald/rtcsignald.conf" /tmp/ctl.err'
@@ -277,14 +282,20 @@ check "upgrade (dpkg -i) while clients keep connecting: service restarted, socke
 		"$py" -c "import json, sys; s = json.loads(sys.argv[1]); sys.exit(not (s[\"refused\"] == 0 and s[\"ok\"] > 0))" "$stats" ||
 		{ cat /tmp/hammer.err; false; }'
 
-# Stop: a registered client gets SERVER_SHUTTING_DOWN and close 1001.
-timeout 60 "$py" "$client" hold "$url" >/tmp/hold.out 2>&1 &
-holder=$!
-wait_for 10 grep -q registered /tmp/hold.out
+# Stop: a client that declared protocol 2.1 gets SERVER_SHUTTING_DOWN and
+# close 1001; a v2.0 client (sleap-rtc) the close alone, as it reconnects
+# on a close and would end for good on an error frame.
+timeout 60 "$py" "$client" hold "$url" 2.1 >/tmp/hold21.out 2>&1 &
+holder21=$!
+timeout 60 "$py" "$client" hold "$url" 2.0 >/tmp/hold20.out 2>&1 &
+holder20=$!
+wait_for 10 grep -q registered /tmp/hold21.out
+wait_for 10 grep -q registered /tmp/hold20.out
 timeout 40 systemctl stop rtcsignald.service
-wait $holder
-check "systemctl stop: a connected client gets SERVER_SHUTTING_DOWN and close 1001" \
-	eval 'grep -qx "close 1001 SERVER_SHUTTING_DOWN" /tmp/hold.out || { cat /tmp/hold.out; false; }'
+wait $holder21 $holder20
+check "systemctl stop: a 2.1 client gets SERVER_SHUTTING_DOWN and close 1001, a v2.0 client close 1001 alone" \
+	eval 'grep -qx "close 1001 SERVER_SHUTTING_DOWN" /tmp/hold21.out && grep -qx "close 1001 None" /tmp/hold20.out ||
+		{ cat /tmp/hold21.out /tmp/hold20.out; false; }'
 
 # Purge: the package, its units, its config and its state go.
 check "the state directory exists before the purge" test -d /var/lib/private/rtcsignald
