@@ -14,7 +14,7 @@
  * separated by "%%" lines. */
 #include "fuzz.h"
 
-#include "jscan.h"
+#include "protocol.h"
 #include "filter.h"
 #include "meta.h"
 
@@ -43,20 +43,11 @@ static size_t n_generated;
 
 static json_object *parse(const char *text, size_t len)
 {
-	/* What the protocol's gate refuses never reaches here; its depth
-	 * is json-c's less one, as in the daemon, so that json-c never stops
-	 * part way (json-c 0.16 keeps a half-read \\u escape across
-	 * json_tokener_reset() and would put U+FFFD into the next text). */
-	if (jscan_check(text, len, JSON_DEPTH, SIZE_MAX, NULL, NULL) != JSCAN_OK)
-		return NULL;
-	json_tokener_reset(tok);
-	json_object *o = json_tokener_parse_ex(tok, text, (int)len);
-	if (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len) {
-		json_object_put(o);
-		return NULL;
-	}
-	return o;
+	/* As the daemon parses: through the protocol's gate (RFC 8259, UTF-8,
+	 * bounds), so that json-c never abandons a text part way, which in
+	 * json-c 0.16 leaves a half-read \u escape for the next one. */
+	static const struct protocol_limits lim = { JSON_DEPTH, SIZE_MAX };
+	return protocol_parse_object(tok, &lim, text, len);
 }
 
 static void add_generated(const char *role, const char *text)

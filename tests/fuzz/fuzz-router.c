@@ -318,7 +318,7 @@ static void expect_ids(struct session *s, const char *text, size_t len)
 		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	}
 	/* Only what the daemon's gate passes (json-c 0.16 would otherwise
-	 * carry a half-read \\u escape into the next text). */
+	 * carry a half-read \u escape into the next text). */
 	if (jscan_check(text, len, 32, SIZE_MAX, NULL, NULL) != JSCAN_OK)
 		goto out;
 	json_tokener_reset(tok);
