@@ -2,6 +2,7 @@
  * accepts, json-c (strict, as the router sets it up) must accept too, with
  * the same members. */
 #include "jscan.h"
+#include "msgbuf.h"
 #include "nested.h"
 
 #include <glib.h>
@@ -15,14 +16,7 @@ static json_tokener *tok;
 
 static json_object *json_c(const char *text, size_t len)
 {
-	json_tokener_reset(tok);
-	json_object *o = json_tokener_parse_ex(tok, text, (int)len);
-	if (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		return NULL;
-	}
-	return o;
+	return json_parse_object(tok, text, len);
 }
 
 static enum json_type kind_type(enum jscan_kind k, const char *v)

@@ -12,22 +12,12 @@
 #include "fuzz.h"
 
 #include "jscan.h"
+#include "msgbuf.h"
 #include "protocol.h"
 
 #include <json-c/json.h>
 #include <string.h>
 
-static json_object *json_c(json_tokener *tok, const char *text, size_t len)
-{
-	json_tokener_reset(tok);
-	json_object *o = json_tokener_parse_ex(tok, text, (int)len);
-	if (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		return NULL;
-	}
-	return o;
-}
 
 static bool kind_agrees(enum jscan_kind k, const char *v, size_t len, json_object *o)
 {
@@ -59,7 +49,7 @@ static void differential(json_tokener **toks, const char *text, size_t len, unsi
 	if (n > max)
 		fuzz_fail("jscan returned %zu members, bound %zu", n, max);
 	/* json-c counts the innermost value as a level of its own. */
-	json_object *o = json_c(toks[depth], text, len);
+	json_object *o = json_parse_object(toks[depth], text, len);
 	if (!o)
 		fuzz_fail("jscan (depth %u) accepts what json-c refuses: %.*s", depth, (int)len, text);
 	if ((size_t)json_object_object_length(o) > n)
@@ -96,9 +86,9 @@ static void gate(json_tokener *tok, const char *text, size_t len, unsigned depth
 {
 	if (jscan_check(text, len, depth, SIZE_MAX, NULL, NULL) != JSCAN_OK)
 		return;
-	json_object *o = json_c(tok, text, len);
+	json_object *o = json_parse_object(tok, text, len);
 	if (!o) {
-		/* json_c() wants an object; the gate takes any value. */
+		/* json_parse_object() wants an object; the gate takes any value. */
 		size_t i = 0;
 		while (i < len && strchr(" \t\r\n", text[i]))
 			i++;
