@@ -447,7 +447,7 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 		goto fail;
 	}
 	log_auth_mode(d);
-	if ((r = fetch_client_new(&d->loop, ws_server_context(d->ws), &d->fetch)) < 0) {
+	if ((r = fetch_client_new(&d->loop, &d->fetch)) < 0) {
 		log_err("cannot create the key set fetcher");
 		goto fail;
 	}

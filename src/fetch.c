@@ -1,41 +1,38 @@
+/* fetch: a thin adapter from libcurl's multi socket interface to the
+ * daemon's libuv loop, plus the rules of what may be fetched. */
 #include "fetch.h"
 
 #include "log.h"
 #include "netaddr.h"
 
-#include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <glib.h>
-#include <libwebsockets.h>
-#include <netdb.h>
-#include <openssl/ssl.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
-#define PROTOCOL_NAME "rtcsignal-fetch"
 #define MAX_URL 2048
-#define READ_CHUNK 4096
-/* "host:port/path", for logs */
-#define TARGET_FMT "%s%.*s"
-#define TARGET(f) (f)->host_header, (f)->path_log_len, (f)->path
+#define SCHEME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-"
 #define HOST_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
 
-/* One per CA bundle.  Owned by its vhost from creation on: lws keeps a
- * pointer to the name until the (deferred) free, which calls finalize. */
-struct client_vhost {
-	char *name;
-	unsigned n_certs; /* trust anchors lws loaded, counted at creation */
-	struct lws_vhost *vh;
+struct fetch_client {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer;   /* curl's next timeout */
+	GHashTable *cas;    /* CA file path -> GBytes, its PEM */
+	GQueue active;      /* of struct fetch */
+	GQueue socks;       /* of struct sock */
 };
 
-struct fetch_client {
-	struct lws_context *ctx;
-	uv_loop_t *loop;
-	GHashTable *vhosts; /* CA file path -> struct client_vhost */
-	GQueue active;      /* of struct fetch */
-	unsigned n_created;
+/* One per socket curl asks us to watch. */
+struct sock {
+	uv_poll_t poll;
+	struct fetch_client *fc;
+	GList link; /* in fc->socks */
+	curl_socket_t fd;
 };
 
 struct fetch {
@@ -43,260 +40,429 @@ struct fetch {
 	GList link; /* in fc->active */
 	fetch_done_fn done;
 	void *data;
-	struct lws_vhost *vh;
-	struct lws *wsi;
-	uv_getaddrinfo_t *gai; /* while resolving; its data is NULL once dropped */
-	lws_sorted_usec_list_t timer;
-	char *host;        /* as in the URL, without brackets */
-	char *host_header; /* host[:port], also what the certificate must name */
-	char *path;        /* with the query */
-	int path_log_len;  /* without it: no query in logs */
-	int port;
-	bool tls;
-	char addr[INET6_ADDRSTRLEN];
+	CURL *easy;
+	CURLU *url;
+	struct curl_slist *headers;
+	GBytes *ca; /* curl reads it in place (CURL_BLOB_NOCOPY) */
+	char *target; /* host[:port]/path, no query: for logs */
+	bool host_is_ip;
 	size_t max_body;
 	unsigned timeout_ms;
 	GByteArray *body;
-	gint64 content_length; /* -1: not announced */
-	bool chunked;
+	size_t header_bytes;
+	bool headers_done;
 	unsigned http_status;
-	gint64 started;
-	/* Inside lws_client_connect_via_info, which may report a failure
-	 * before it returns: the outcome is kept for after. */
-	bool connecting;
-	int deferred_status;
+	char location[128];
+	/* Set when a callback of ours stopped the transfer: curl then says
+	 * only "write error". */
+	int status;
 	char why[256];
+	char errbuf[CURL_ERROR_SIZE];
+	gint64 started;
 };
+
+static void check_done(struct fetch_client *fc);
 
 static void fetch_free(struct fetch *f)
 {
-	g_free(f->host);
-	g_free(f->host_header);
-	g_free(f->path);
+	if (f->easy) {
+		curl_multi_remove_handle(f->fc->multi, f->easy);
+		curl_easy_cleanup(f->easy);
+	}
+	curl_url_cleanup(f->url);
+	curl_slist_free_all(f->headers);
+	if (f->ca)
+		g_bytes_unref(f->ca);
 	if (f->body)
 		g_byte_array_unref(f->body);
+	g_free(f->target);
 	g_free(f);
 }
 
-/* Lets go of the connection or the lookup.  KILL: the wsi is not the one
- * whose callback we are in, so lws must be told to close it. */
-static void detach(struct fetch *f, bool kill)
+/* Returns 0: what a curl data callback returns to stop the transfer. */
+static size_t fail(struct fetch *f, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static size_t fail(struct fetch *f, int status, const char *fmt, ...)
 {
-	lws_sul_cancel(&f->timer);
-	if (f->wsi) {
-		lws_set_opaque_user_data(f->wsi, NULL);
-		if (kill)
-			lws_set_timeout(f->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-		f->wsi = NULL;
-	}
-	if (f->gai) {
-		f->gai->data = NULL;
-		uv_cancel((uv_req_t *)f->gai); /* too late once it runs: on_resolved frees it */
-		f->gai = NULL;
-	}
-	g_queue_unlink(&f->fc->active, &f->link);
+	va_list ap;
+
+	va_start(ap, fmt);
+	g_vsnprintf(f->why, sizeof f->why, fmt, ap);
+	va_end(ap);
+	f->status = status;
+	return 0;
 }
 
-static void finish(struct fetch *f, int status, bool kill, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+/* --- the loop side: curl's sockets and timer on libuv --- */
 
-/* Reports the outcome and frees F. */
-static void finish(struct fetch *f, int status, bool kill, const char *fmt, ...)
+static void on_sock_closed(uv_handle_t *h)
 {
-	if (fmt) {
-		va_list ap;
-		va_start(ap, fmt);
-		g_vsnprintf(f->why, sizeof f->why, fmt, ap);
-		va_end(ap);
-	}
-	if (f->connecting) {
-		f->deferred_status = status;
-		if (f->wsi)
-			lws_set_opaque_user_data(f->wsi, NULL);
-		f->wsi = NULL;
-		return;
-	}
-	detach(f, kill);
-	gint64 ms = (g_get_monotonic_time() - f->started) / 1000;
-	if (status == 0) {
-		log_debug("fetch " TARGET_FMT ": %u bytes in %" G_GINT64_FORMAT " ms", TARGET(f),
-			  f->body->len, ms);
-		f->done(0, f->http_status, (const char *)f->body->data, f->body->len, NULL, f->data);
-	} else {
-		log_notice("fetch " TARGET_FMT " failed after %" G_GINT64_FORMAT " ms: %s", TARGET(f),
-			   ms, f->why);
-		f->done(status, f->http_status, NULL, 0, f->why, f->data);
-	}
-	fetch_free(f);
+	g_free(h->data);
 }
 
-static void on_timeout(lws_sorted_usec_list_t *sul)
+static void sock_close(struct sock *s)
 {
-	struct fetch *f = lws_container_of(sul, struct fetch, timer);
-	finish(f, -ETIMEDOUT, true, "no complete response within %u ms", f->timeout_ms);
+	g_queue_unlink(&s->fc->socks, &s->link);
+	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
-/* The reason, told better than lws 4.1.6 does: it says "server's cert
- * didn't look good, X509_V_ERR = 62: ..." for a certificate and "closed
- * before established" for a refused connection. */
-static void connection_error(struct fetch *f, struct lws *wsi, const char *in, size_t len)
+static void on_poll(uv_poll_t *p, int status, int events)
 {
-	SSL *ssl = f->tls ? lws_get_ssl(wsi) : NULL;
-	long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-	int fd = lws_get_socket_fd(wsi), err = 0;
-	socklen_t err_len = sizeof err;
-	int n = in ? (int)strnlen(in, len) : 0;
+	struct sock *s = p->data;
+	struct fetch_client *fc = s->fc;
+	int flags = 0, running;
 
-	while (n && (in[n - 1] == '\n' || in[n - 1] == '\r'))
-		n--;
-	if (fd >= 0)
-		getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len);
-	if (err)
-		finish(f, -err, false, "cannot connect to %s port %d: %s", f->addr, f->port,
-		       g_strerror(err));
-	else if (in && (strcasestr(in, "timed out") || strcasestr(in, "timeout")))
-		/* lws's own limit per step, the context's timeout_secs */
-		finish(f, -ETIMEDOUT, false, "timed out: %.*s", n, in);
-	else if (v != X509_V_OK)
-		finish(f, -EPROTO, false, "TLS: certificate verification failed: %s",
-		       X509_verify_cert_error_string(v));
-	else if (ssl && !SSL_is_init_finished(ssl))
-		finish(f, -EPROTO, false, "TLS handshake failed: %.*s", n, in ? in : "");
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
 	else
-		finish(f, -EIO, false, "connection failed: %.*s", n, in ? in : "unknown error");
+		flags = (events & UV_READABLE ? CURL_CSELECT_IN : 0) |
+			(events & UV_WRITABLE ? CURL_CSELECT_OUT : 0);
+	/* S may be closed inside this call. */
+	curl_multi_socket_action(fc->multi, s->fd, flags, &running);
+	check_done(fc);
 }
 
-static int on_established(struct fetch *f, struct lws *wsi)
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	char v[64];
+	struct fetch_client *fc = userp;
+	struct sock *s = socketp;
 
-	f->http_status = lws_http_client_http_response(wsi);
-	if (f->http_status >= 300 && f->http_status < 400) {
-		char where[128] = "";
-		lws_hdr_copy(wsi, where, sizeof where, WSI_TOKEN_HTTP_LOCATION);
-		finish(f, -EREMOTEIO, false, "HTTP %u redirect to %s not followed", f->http_status,
-		       where);
-		return -1;
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			curl_multi_assign(fc->multi, fd, NULL);
+			sock_close(s);
+		}
+		return 0;
 	}
-	if (f->http_status != 200) {
-		finish(f, -EREMOTEIO, false, "HTTP status %u", f->http_status);
-		return -1;
-	}
-	if (lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-		char *end;
-		errno = 0;
-		guint64 n = g_ascii_strtoull(v, &end, 10);
-		if (errno || end == v || *end) {
-			finish(f, -EPROTO, false, "bad Content-Length");
+	if (!s) {
+		s = g_new0(struct sock, 1);
+		if (uv_poll_init_socket(fc->loop, &s->poll, fd) < 0) {
+			g_free(s);
 			return -1;
 		}
-		if (n > f->max_body) {
-			finish(f, -EFBIG, false, "body of %" G_GUINT64_FORMAT " bytes is over the limit of %zu",
-			       n, f->max_body);
-			return -1;
-		}
-		f->content_length = (gint64)n;
-		g_byte_array_set_size(f->body, (guint)n);
+		s->poll.data = s;
+		s->fc = fc;
+		s->fd = fd;
+		s->link.data = s;
+		g_queue_push_tail_link(&fc->socks, &s->link);
+		curl_multi_assign(fc->multi, fd, s);
+	}
+	int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+	return uv_poll_start(&s->poll, events, on_poll) < 0 ? -1 : 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct fetch_client *fc = t->data;
+	int running;
+
+	curl_multi_socket_action(fc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(fc);
+}
+
+/* Never acts from here: curl may be inside curl_multi_add_handle. */
+static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct fetch_client *fc = userp;
+
+	if (timeout_ms < 0)
+		uv_timer_stop(&fc->timer);
+	else
+		uv_timer_start(&fc->timer, on_timer, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+/* --- one transfer --- */
+
+static size_t on_header(char *buf, size_t size, size_t n, void *data)
+{
+	struct fetch *f = data;
+	long code = 0;
+	curl_off_t length = -1;
+
+	if (f->headers_done) /* trailers of a chunked body */
+		return n;
+	f->header_bytes += n;
+	if (f->header_bytes > FETCH_MAX_HEADER)
+		return fail(f, -EIO, "response header over %u bytes", FETCH_MAX_HEADER);
+	if (n > 9 && !g_ascii_strncasecmp(buf, "location:", 9)) {
+		const char *v = buf + 9, *end = buf + n;
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		while (end > v && g_ascii_isspace(end[-1]))
+			end--;
+		g_snprintf(f->location, sizeof f->location, "%.*s", (int)(end - v), v);
+		return n;
+	}
+	if (!(n == 2 && buf[0] == '\r') && !(n == 1 && buf[0] == '\n'))
+		return n;
+	/* The end of a head: decide before any of the body comes. */
+	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (code >= 100 && code < 200) /* 100 Continue: the real head follows */
+		return n;
+	f->headers_done = true;
+	f->http_status = (unsigned)code;
+	if (code >= 300 && code < 400)
+		return fail(f, -EREMOTEIO, "HTTP %ld redirect to %s not followed", code, f->location);
+	if (code != 200)
+		return fail(f, -EREMOTEIO, "HTTP status %ld", code);
+	curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+	if (length > 0 && (curl_off_t)f->max_body < length)
+		return fail(f, -EFBIG, "body of %" CURL_FORMAT_CURL_OFF_T " bytes is over the limit of %zu",
+			    length, f->max_body);
+	if (length > 0) {
+		g_byte_array_set_size(f->body, (guint)length);
 		g_byte_array_set_size(f->body, 0);
 	}
-	f->chunked = lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
-	return 0;
+	return n;
 }
 
-static int on_body(struct fetch *f, const void *in, size_t len)
+static size_t on_body(char *buf, size_t size, size_t n, void *data)
 {
-	if (len > f->max_body - f->body->len) {
-		finish(f, -EFBIG, false, "body is over the limit of %zu bytes", f->max_body);
-		return -1;
-	}
-	g_byte_array_append(f->body, in, (guint)len);
-	return 0;
+	struct fetch *f = data;
+
+	if (n > f->max_body - f->body->len)
+		return fail(f, -EFBIG, "body is over the limit of %zu bytes", f->max_body);
+	g_byte_array_append(f->body, (const guint8 *)buf, (guint)n);
+	return n;
 }
 
-/* A close before COMPLETED: the end of a body sent without length or
- * chunking (HTTP/1.0 style; a cut one fails as JSON), or a failure. */
-static void on_closed(struct fetch *f)
+/* Turns curl's outcome into ours: an errno and a reason. */
+static void outcome(struct fetch *f, CURLcode rc)
 {
-	if (f->http_status == 200 && f->content_length < 0 && !f->chunked)
-		finish(f, 0, false, NULL);
-	else if (f->http_status)
-		finish(f, -ECONNRESET, false, "connection closed after %u of %" G_GINT64_FORMAT " bytes",
-		       f->body->len, f->content_length);
-	else
-		finish(f, -ECONNRESET, false, "connection closed before a response");
-}
+	long os_errno = 0, verify = X509_V_OK;
+	curl_off_t length = -1;
+	const char *msg = *f->errbuf ? f->errbuf : curl_easy_strerror(rc);
 
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		    size_t len)
-{
-	struct fetch *f = wsi ? lws_get_opaque_user_data(wsi) : NULL;
-
-	switch (reason) {
-	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS: {
-		/* lws logs an unreadable CA file and goes on with an empty
-		 * store: count what it loaded, so we can refuse instead. */
-		struct client_vhost *cv = lws_vhost_user(lws_get_vhost(wsi));
-		X509_STORE *store = SSL_CTX_get_cert_store(user);
-		if (cv && store)
-			cv->n_certs = (unsigned)sk_X509_OBJECT_num(X509_STORE_get0_objects(store));
-		return 0;
-	}
-	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-		unsigned char **p = in, *end = *p + len;
-		static const char ua[] = PACKAGE_NAME "/" PACKAGE_VERSION;
-		static const char accept[] = "application/json";
-		if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_USER_AGENT, (const unsigned char *)ua,
-						 sizeof ua - 1, p, end) ||
-		    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_ACCEPT,
-						 (const unsigned char *)accept, sizeof accept - 1, p, end))
-			return -1;
-		return 0;
-	}
-	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		if (f)
-			connection_error(f, wsi, in, len);
-		return 0;
-	case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-		return f ? on_established(f, wsi) : -1;
-	case LWS_CALLBACK_CLIENT_HTTP_REDIRECT:
-		/* Not reached with LCCSCF_HTTP_NO_FOLLOW_REDIRECT; a belt. */
-		if (f)
-			finish(f, -EREMOTEIO, false, "redirect not followed");
-		return 1;
-	case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: {
-		char buf[LWS_PRE + READ_CHUNK], *p = buf + LWS_PRE;
-		int n = READ_CHUNK;
-		if (!f)
-			return -1;
-		/* Calls back RECEIVE_CLIENT_HTTP_READ and maybe COMPLETED: F
-		 * may be gone after it. */
-		return lws_http_client_read(wsi, &p, &n) < 0 ? -1 : 0;
-	}
-	case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
-		return f ? on_body(f, in, len) : -1;
-	case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
-		if (f)
-			finish(f, 0, false, NULL);
-		return -1; /* one request per connection */
-	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-		if (f)
-			on_closed(f);
-		return 0;
+	if (f->status)
+		return; /* ours, from a callback */
+	switch (rc) {
+	case CURLE_OK:
+		if (f->http_status != 200)
+			fail(f, -EREMOTEIO, "HTTP status %u", f->http_status);
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		fail(f, -EHOSTUNREACH, "cannot resolve: %s", msg);
+		break;
+	case CURLE_COULDNT_CONNECT:
+		/* connect()'s errno; 0 when no socket could be made */
+		curl_easy_getinfo(f->easy, CURLINFO_OS_ERRNO, &os_errno);
+		if (os_errno)
+			fail(f, -(int)os_errno, "%s (%s)", msg, g_strerror((int)os_errno));
+		else
+			fail(f, -EIO, "%s", msg);
+		break;
+	case CURLE_OPERATION_TIMEDOUT:
+		fail(f, -ETIMEDOUT, "no complete response within %u ms", f->timeout_ms);
+		break;
+	case CURLE_PEER_FAILED_VERIFICATION:
+		/* OpenSSL's verdict on the chain; curl 7.88 leaves its
+		 * placeholder (1, "unspecified") when its own check of the name
+		 * failed after a good chain. */
+		curl_easy_getinfo(f->easy, CURLINFO_SSL_VERIFYRESULT, &verify);
+		if (verify != X509_V_OK && verify != X509_V_ERR_UNSPECIFIED)
+			fail(f, -EPROTO, "TLS: certificate verification failed: %s",
+			     X509_verify_cert_error_string(verify));
+		else
+			fail(f, -EPROTO, "TLS: certificate verification failed: %s mismatch (%s)",
+			     f->host_is_ip ? "IP address" : "hostname", msg);
+		break;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+		fail(f, -EPROTO, "TLS handshake failed: %s", msg);
+		break;
+	case CURLE_PARTIAL_FILE:
+		curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+		fail(f, -ECONNRESET, "connection closed after %u of %" CURL_FORMAT_CURL_OFF_T " bytes",
+		     f->body->len, length);
+		break;
+	case CURLE_GOT_NOTHING:
+		fail(f, -ECONNRESET, "connection closed before a response");
+		break;
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+		fail(f, -ECONNRESET, "connection failed: %s", msg);
+		break;
+	case CURLE_OUT_OF_MEMORY:
+		fail(f, -ENOMEM, "out of memory");
+		break;
 	default:
-		return 0;
+		fail(f, -EIO, "%s", msg);
+		break;
 	}
 }
 
-static const struct lws_protocols protocols[] = {
-	{ .name = PROTOCOL_NAME, .callback = callback },
-	{ NULL, NULL, 0, 0, 0, NULL, 0 }
-};
-
-static void on_vhost_freed(struct lws_vhost *vh, void *arg)
+/* Reports what curl finished and frees it. */
+static void check_done(struct fetch_client *fc)
 {
-	struct client_vhost *cv = arg;
-	g_free(cv->name);
-	g_free(cv);
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(fc->multi, &left))) {
+		struct fetch *f = NULL;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&f);
+		outcome(f, m->data.result);
+		g_queue_unlink(&fc->active, &f->link);
+		gint64 ms = (g_get_monotonic_time() - f->started) / 1000;
+		if (f->status == 0) {
+			log_debug("fetch %s: %u bytes in %" G_GINT64_FORMAT " ms", f->target, f->body->len,
+				  ms);
+			f->done(0, f->http_status, (const char *)f->body->data, f->body->len, NULL, f->data);
+		} else {
+			log_notice("fetch %s failed after %" G_GINT64_FORMAT " ms: %s", f->target, ms, f->why);
+			f->done(f->status, f->http_status, NULL, 0, f->why, f->data);
+		}
+		fetch_free(f);
+	}
+}
+
+int fetch_client_new(uv_loop_t *loop, struct fetch_client **out)
+{
+	struct fetch_client *fc = g_new0(struct fetch_client, 1);
+
+	fc->multi = curl_multi_init();
+	if (!fc->multi) {
+		g_free(fc);
+		return -ENOMEM;
+	}
+	fc->loop = loop;
+	fc->cas = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_bytes_unref);
+	g_queue_init(&fc->active);
+	g_queue_init(&fc->socks);
+	uv_timer_init(loop, &fc->timer);
+	fc->timer.data = fc;
+	curl_multi_setopt(fc->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(fc->multi, CURLMOPT_SOCKETDATA, fc);
+	curl_multi_setopt(fc->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+	curl_multi_setopt(fc->multi, CURLMOPT_TIMERDATA, fc);
+	*out = fc;
+	return 0;
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+	g_free(h->data);
+}
+
+void fetch_client_free(struct fetch_client *fc)
+{
+	if (!fc)
+		return;
+	while (fc->active.head)
+		fetch_cancel(fc->active.head->data);
+	curl_multi_cleanup(fc->multi);
+	/* curl said REMOVE for each socket it closed; any left is ours. */
+	while (fc->socks.head)
+		sock_close(fc->socks.head->data);
+	g_hash_table_unref(fc->cas);
+	uv_close((uv_handle_t *)&fc->timer, on_client_closed);
+}
+
+/* --- what may be fetched --- */
+
+static char *url_part(CURLU *u, CURLUPart what)
+{
+	char *v = NULL;
+	return curl_url_get(u, what, &v, 0) == CURLUE_OK ? v : NULL;
+}
+
+/* HOST as curl has it (an IPv6 address in brackets) as an address. */
+static bool host_address(const char *host, struct netaddr *a)
+{
+	size_t len = strlen(host);
+
+	if (len > 2 && host[0] == '[' && host[len - 1] == ']')
+		return netaddr_parse(host + 1, len - 2, a) == 0;
+	return netaddr_parse(host, len, a) == 0;
+}
+
+/* Parsed by curl, so the rules apply to the URL curl will use (curl's
+ * normal form: "http://2130706433/" is 127.0.0.1 to both).  On success
+ * *OUT is the handle to give curl. */
+static int parse_url(const char *url, CURLU **out, bool *tls, bool *is_ip, const char **why)
+{
+	CURLU *u = NULL;
+	char *scheme = NULL, *host = NULL, *user = NULL, *password = NULL, *options = NULL;
+	char *zone = NULL;
+	struct netaddr a;
+	int r = -EINVAL;
+
+	if (!url || strnlen(url, MAX_URL + 1) > MAX_URL) {
+		*why = "no URL, or longer than 2048 bytes";
+		goto out;
+	}
+	/* curl reads "https:///x" and "https:/x" as host x: the authority
+	 * must be where RFC 3986 has it, right after "scheme://". */
+	const char *sep = strstr(url, "://");
+	if (!sep || strspn(url, SCHEME_CHARS) != (size_t)(sep - url) || sep[3] == '/') {
+		*why = "not a valid URL";
+		goto out;
+	}
+	if (!(u = curl_url())) {
+		*why = "out of memory";
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Without CURLU_ALLOW_SPACE curl refuses spaces and control
+	 * characters: the path goes into the request line as it is. */
+	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+		*why = "not a valid URL";
+		goto out;
+	}
+	scheme = url_part(u, CURLUPART_SCHEME);
+	host = url_part(u, CURLUPART_HOST);
+	user = url_part(u, CURLUPART_USER);
+	password = url_part(u, CURLUPART_PASSWORD);
+	options = url_part(u, CURLUPART_OPTIONS);
+	zone = url_part(u, CURLUPART_ZONEID);
+	*is_ip = host && host_address(host, &a);
+	if (!host || !*host || strlen(host) > 253 ||
+	    (!*is_ip && strspn(host, HOST_CHARS) != strlen(host))) {
+		*why = "the URL has no usable host";
+		goto out;
+	}
+	if (user || password || options) {
+		*why = "credentials in the URL are not supported";
+		goto out;
+	}
+	if (scheme && !strcmp(scheme, "https")) {
+		*tls = true;
+	} else if (scheme && !strcmp(scheme, "http")) {
+		*tls = false;
+		if (!*is_ip || zone || !netaddr_is_loopback_addr(&a)) {
+			*why = "http:// is only allowed to 127.0.0.0/8 and ::1; use https://";
+			goto out;
+		}
+	} else {
+		*why = "the URL must start with https://";
+		goto out;
+	}
+	r = 0;
+	*out = g_steal_pointer(&u);
+out:
+	curl_url_cleanup(u);
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_free(password);
+	curl_free(options);
+	curl_free(zone);
+	return r;
+}
+
+int fetch_url_check(const char *url, const char **why)
+{
+	CURLU *u = NULL;
+	bool tls, is_ip;
+	int r = parse_url(url, &u, &tls, &is_ip, why);
+
+	curl_url_cleanup(u);
+	return r;
 }
 
 static const char *system_ca_file(void)
@@ -305,286 +471,143 @@ static const char *system_ca_file(void)
 	return env && *env ? env : X509_get_default_cert_file();
 }
 
-/* The client vhost trusting exactly CA_FILE, or with CA_FILE NULL the one
- * without TLS: a client connection must name a vhost that has our
- * protocol, else lws binds it to the first protocol of the context's
- * first vhost (ws.c's).  OS CAs are turned off: with no CA file lws 4.1.6
- * would also trust a "../share" directory relative to the working
- * directory (LWS_OPENSSL_CLIENT_CERTS). */
-static int client_vhost(struct fetch_client *fc, const char *ca_file, struct lws_vhost **out)
+/* The PEM of CA_FILE, read once per client and refused when it holds no
+ * certificate: curl would only find out when connecting. */
+static int load_ca(struct fetch_client *fc, const char *ca_file, GBytes **out)
 {
-	const char *key = ca_file ? ca_file : "";
-	struct client_vhost *cv = g_hash_table_lookup(fc->vhosts, key);
-	struct lws_context_creation_info info;
+	GBytes *pem = g_hash_table_lookup(fc->cas, ca_file);
+	g_autoptr(GError) err = NULL;
+	STACK_OF(X509_INFO) *infos = NULL;
+	unsigned n_certs = 0;
+	char *text;
+	gsize len;
+	BIO *bio;
 
-	if (!cv) {
-		cv = g_new0(struct client_vhost, 1);
-		cv->name = g_strdup_printf("fetch-%u", fc->n_created++);
-		memset(&info, 0, sizeof info);
-		info.port = CONTEXT_PORT_NO_LISTEN;
-		info.protocols = protocols;
-		if (ca_file)
-			info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-				       LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-		info.vhost_name = cv->name;
-		info.client_ssl_ca_filepath = ca_file;
-		info.alpn = "http/1.1";
-		/* Not $http_proxy, which lws 4.1.6 would read here: we connect
-		 * to the address we resolved.  Port 0 means no proxy. */
-		info.http_proxy_address = ":0";
-		info.user = cv;
-		info.finalize = on_vhost_freed;
-		info.finalize_arg = cv;
-		cv->vh = lws_create_vhost(fc->ctx, &info);
-		if (!cv->vh) {
-			log_warning("fetch: cannot create a client vhost for %s", ca_file ? ca_file : "http");
-			on_vhost_freed(NULL, cv);
+	if (!pem) {
+		if (!g_file_get_contents(ca_file, &text, &len, &err)) {
+			log_warning("fetch: cannot read the CA file: %s", err->message);
 			return -EIO;
 		}
-		g_hash_table_insert(fc->vhosts, g_strdup(key), cv);
-		if (ca_file)
-			log_debug("fetch: vhost %s trusts %u certificates from %s", cv->name, cv->n_certs,
-				  ca_file);
+		pem = g_bytes_new_take(text, len);
+		if ((bio = BIO_new_mem_buf(text, (int)MIN(len, (gsize)G_MAXINT))))
+			infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+		for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++)
+			n_certs += sk_X509_INFO_value(infos, i)->x509 != NULL;
+		sk_X509_INFO_pop_free(infos, X509_INFO_free);
+		BIO_free(bio);
+		if (!n_certs) {
+			/* Not kept: the next try reads the file again. */
+			log_warning("fetch: no CA certificate could be loaded from %s", ca_file);
+			g_bytes_unref(pem);
+			return -EIO;
+		}
+		log_debug("fetch: trusting %u certificates from %s", n_certs, ca_file);
+		g_hash_table_insert(fc->cas, g_strdup(ca_file), pem);
 	}
-	if (ca_file && !cv->n_certs) {
-		/* Dropped, so that the next try reads the file again. */
-		log_warning("fetch: no CA certificate could be loaded from %s", ca_file);
-		g_hash_table_remove(fc->vhosts, key);
-		lws_vhost_destroy(cv->vh);
-		return -EIO;
-	}
-	*out = cv->vh;
+	*out = g_bytes_ref(pem);
 	return 0;
 }
 
-int fetch_client_new(uv_loop_t *loop, struct lws_context *ctx, struct fetch_client **out)
+/* "host[:port]/path" of U, without the query. */
+static char *log_target(CURLU *u)
 {
-	struct fetch_client *fc = g_new0(struct fetch_client, 1);
-	fc->ctx = ctx;
-	fc->loop = loop;
-	fc->vhosts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	g_queue_init(&fc->active);
-	*out = fc;
-	return 0;
+	char *host = url_part(u, CURLUPART_HOST), *port = url_part(u, CURLUPART_PORT);
+	char *path = url_part(u, CURLUPART_PATH);
+	char *t = g_strdup_printf("%s%s%s%s", host ? host : "", port ? ":" : "", port ? port : "",
+				  path ? path : "/");
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	return t;
 }
 
-void fetch_client_free(struct fetch_client *fc)
+static int setup_easy(struct fetch *f, bool tls)
 {
-	GHashTableIter it;
-	struct client_vhost *cv;
+	static const char ua[] = PACKAGE_NAME "/" PACKAGE_VERSION;
+	CURL *e = f->easy;
+	CURLcode rc = CURLE_OK;
 
-	if (!fc)
-		return;
-	while (fc->active.head)
-		fetch_cancel(fc->active.head->data);
-	g_hash_table_iter_init(&it, fc->vhosts);
-	while (g_hash_table_iter_next(&it, NULL, (void **)&cv))
-		lws_vhost_destroy(cv->vh);
-	g_hash_table_unref(fc->vhosts);
-	g_free(fc);
-}
-
-struct target {
-	bool tls;
-	char *host, *host_header, *path;
-	int port;
-};
-
-static void target_clear(struct target *t)
-{
-	g_free(t->host);
-	g_free(t->host_header);
-	g_free(t->path);
-}
-
-static bool is_literal(const char *host)
-{
-	struct netaddr a;
-	return netaddr_parse(host, strlen(host), &a) == 0;
-}
-
-static bool is_loopback_literal(const char *host)
-{
-	struct netaddr a;
-	return netaddr_parse(host, strlen(host), &a) == 0 && netaddr_is_loopback_addr(&a);
-}
-
-static int parse_url(const char *url, struct target *t, const char **why)
-{
-	g_autoptr(GUri) u = NULL;
-	const char *scheme, *host, *path, *query;
-
-	memset(t, 0, sizeof *t);
-	if (!url || strnlen(url, MAX_URL + 1) > MAX_URL) {
-		*why = "no URL, or longer than 2048 bytes";
-		return -EINVAL;
+	f->headers = curl_slist_append(NULL, "Accept: application/json");
+	if (!f->headers)
+		return -ENOMEM;
+#define SET(opt, val) \
+	if (rc == CURLE_OK) \
+		rc = curl_easy_setopt(e, opt, val)
+	SET(CURLOPT_CURLU, f->url);
+	SET(CURLOPT_PRIVATE, f);
+	SET(CURLOPT_ERRORBUFFER, f->errbuf);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	/* Not $http_proxy or $https_proxy: straight to the server. */
+	SET(CURLOPT_PROXY, "");
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	SET(CURLOPT_FORBID_REUSE, 1L);
+	SET(CURLOPT_TIMEOUT_MS, (long)f->timeout_ms);
+	SET(CURLOPT_USERAGENT, ua);
+	SET(CURLOPT_HTTPHEADER, f->headers);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, f);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, f);
+	if (tls) {
+		struct curl_blob blob = { .flags = CURL_BLOB_NOCOPY };
+		blob.data = (void *)g_bytes_get_data(f->ca, &blob.len);
+		SET(CURLOPT_SSL_VERIFYPEER, 1L);
+		SET(CURLOPT_SSL_VERIFYHOST, 2L);
+		SET(CURLOPT_CAINFO_BLOB, &blob);
+		/* Exactly that bundle: not also curl's built-in CA directory. */
+		SET(CURLOPT_CAPATH, NULL);
 	}
-	/* The path goes into the request line as it is. */
-	for (const char *c = url; *c; c++) {
-		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-			*why = "the URL has a space or a control character";
-			return -EINVAL;
-		}
-	}
-	u = g_uri_parse(url, G_URI_FLAGS_ENCODED, NULL);
-	if (!u) {
-		*why = "not a valid URL";
-		return -EINVAL;
-	}
-	scheme = g_uri_get_scheme(u);
-	host = g_uri_get_host(u);
-	path = g_uri_get_path(u);
-	query = g_uri_get_query(u);
-	if (!host || !*host || strlen(host) > 253 ||
-	    (!is_literal(host) && strspn(host, HOST_CHARS) != strlen(host))) {
-		*why = "the URL has no usable host";
-		return -EINVAL;
-	}
-	if (g_uri_get_userinfo(u)) {
-		*why = "credentials in the URL are not supported";
-		return -EINVAL;
-	}
-	if (!g_ascii_strcasecmp(scheme, "https")) {
-		t->tls = true;
-	} else if (!g_ascii_strcasecmp(scheme, "http")) {
-		if (!is_loopback_literal(host)) {
-			*why = "http:// is only allowed to 127.0.0.0/8 and ::1; use https://";
-			return -EINVAL;
-		}
-	} else {
-		*why = "the URL must start with https://";
-		return -EINVAL;
-	}
-	t->port = g_uri_get_port(u);
-	if (t->port <= 0)
-		t->port = t->tls ? 443 : 80;
-	t->host = g_strdup(host);
-	const char *lb = strchr(host, ':') ? "[" : "", *rb = *lb ? "]" : "";
-	if (t->port == (t->tls ? 443 : 80))
-		t->host_header = g_strdup_printf("%s%s%s", lb, host, rb);
-	else
-		t->host_header = g_strdup_printf("%s%s%s:%d", lb, host, rb, t->port);
-	t->path = g_strdup_printf("%s%s%s", *path ? path : "/", query ? "?" : "", query ? query : "");
-	return 0;
-}
-
-int fetch_url_check(const char *url, const char **why)
-{
-	struct target t;
-	int r = parse_url(url, &t, why);
-	target_clear(&t);
-	return r;
-}
-
-static void connect_now(struct fetch *f)
-{
-	struct lws_client_connect_info i;
-
-	memset(&i, 0, sizeof i);
-	i.context = f->fc->ctx;
-	i.vhost = f->vh;
-	i.address = f->addr;
-	i.port = f->port;
-	i.path = f->path;
-	i.host = f->host_header; /* also the name the certificate is checked against */
-	i.method = "GET";
-	i.protocol = PROTOCOL_NAME;
-	i.local_protocol_name = PROTOCOL_NAME;
-	i.ssl_connection = LCCSCF_HTTP_NO_FOLLOW_REDIRECT | (f->tls ? LCCSCF_USE_SSL : 0);
-	i.alpn = "http/1.1";
-	i.opaque_user_data = f;
-	i.pwsi = &f->wsi;
-
-	f->connecting = true;
-	struct lws *wsi = lws_client_connect_via_info(&i);
-	f->connecting = false;
-	if (f->deferred_status) {
-		f->wsi = NULL; /* lws is closing it */
-		finish(f, f->deferred_status, false, NULL);
-	} else if (!wsi) {
-		f->wsi = NULL;
-		finish(f, -EIO, false, "lws could not start the connection");
-	}
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct fetch *f = req->data;
-
-	if (f) {
-		f->gai = NULL;
-		if (status < 0) {
-			finish(f, -EHOSTUNREACH, true, "cannot resolve %s: %s", f->host,
-			       uv_strerror(status));
-		} else {
-			/* The first address only: no fallback to the next. */
-			if (res->ai_family == AF_INET6)
-				uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, f->addr, sizeof f->addr);
-			else
-				uv_ip4_name((struct sockaddr_in *)res->ai_addr, f->addr, sizeof f->addr);
-			log_debug("fetch " TARGET_FMT ": connecting to %s", TARGET(f), f->addr);
-			connect_now(f);
-		}
-	}
-	uv_freeaddrinfo(res);
-	g_free(req);
+#undef SET
+	return rc == CURLE_OK ? 0 : -ENOMEM;
 }
 
 int fetch_start(struct fetch_client *fc, const struct fetch_request *req, fetch_done_fn done,
 		void *data, struct fetch **out)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
-	struct lws_vhost *vh = NULL;
 	const char *why;
-	struct target t;
+	bool tls = false, is_ip = false;
+	CURLU *u = NULL;
+	GBytes *ca = NULL;
 	int r;
 
-	if ((r = parse_url(req->url, &t, &why)) < 0) {
+	if ((r = parse_url(req->url, &u, &tls, &is_ip, &why)) < 0) {
 		log_notice("fetch: refusing URL: %s", why);
 		return r;
 	}
 	if (fc->active.length >= FETCH_MAX_IN_FLIGHT) {
-		target_clear(&t);
+		curl_url_cleanup(u);
 		return -EBUSY;
 	}
-	const char *ca = !t.tls ? NULL : req->ca_file && *req->ca_file ? req->ca_file : system_ca_file();
-	if ((r = client_vhost(fc, ca, &vh)) < 0) {
-		target_clear(&t);
+	if (tls && (r = load_ca(fc, req->ca_file && *req->ca_file ? req->ca_file : system_ca_file(),
+				&ca)) < 0) {
+		curl_url_cleanup(u);
 		return r;
 	}
 	struct fetch *f = g_new0(struct fetch, 1);
 	f->fc = fc;
 	f->done = done;
 	f->data = data;
-	f->vh = vh;
-	f->tls = t.tls;
-	f->host = t.host;
-	f->host_header = t.host_header;
-	f->path = t.path;
-	f->path_log_len = (int)strcspn(t.path, "?");
-	f->port = t.port;
+	f->url = u;
+	f->ca = ca;
+	f->host_is_ip = is_ip;
+	f->target = log_target(u);
 	f->max_body = req->max_body ? req->max_body : FETCH_DEFAULT_MAX_BODY;
 	f->timeout_ms = req->timeout_ms ? req->timeout_ms : FETCH_DEFAULT_TIMEOUT_MS;
 	f->body = g_byte_array_new();
-	f->content_length = -1;
 	f->started = g_get_monotonic_time();
 	f->link.data = f;
-
-	/* Always through the resolver, also for a literal address: the
-	 * connection then starts from the loop, never inside this call. */
-	f->gai = g_new0(uv_getaddrinfo_t, 1);
-	f->gai->data = f;
-	/* AI_ADDRCONFIG would refuse ::1 on a host with no global IPv6. */
-	hints.ai_flags = is_literal(f->host) ? AI_NUMERICHOST : AI_ADDRCONFIG;
-	r = uv_getaddrinfo(fc->loop, f->gai, on_resolved, f->host, NULL, &hints);
-	if (r < 0) {
-		g_free(f->gai);
+	f->easy = curl_easy_init();
+	if (!f->easy || (r = setup_easy(f, tls)) < 0 ||
+	    curl_multi_add_handle(fc->multi, f->easy) != CURLM_OK) {
+		/* Not added, or curl_multi_remove_handle in fetch_free is a no-op. */
 		fetch_free(f);
-		return -EIO;
+		return -ENOMEM;
 	}
+	/* curl starts from the timer it has just asked for, on the loop. */
 	g_queue_push_tail_link(&fc->active, &f->link);
-	lws_sul_schedule(fc->ctx, 0, &f->timer, on_timeout, (lws_usec_t)f->timeout_ms * 1000);
-	log_debug("fetch " TARGET_FMT ": started", TARGET(f));
+	log_debug("fetch %s: started", f->target);
 	if (out)
 		*out = f;
 	return 0;
@@ -594,7 +617,7 @@ void fetch_cancel(struct fetch *f)
 {
 	if (!f)
 		return;
-	log_debug("fetch " TARGET_FMT ": cancelled", TARGET(f));
-	detach(f, true);
+	log_debug("fetch %s: cancelled", f->target);
+	g_queue_unlink(&f->fc->active, &f->link);
 	fetch_free(f);
 }

@@ -5,6 +5,7 @@
 #include "i18n.h"
 #include "log.h"
 
+#include <curl/curl.h>
 #include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,9 +85,17 @@ int main(int argc, char *argv[])
 		config_free(cfg);
 		return EXIT_SUCCESS;
 	}
-	if (daemon_new(cfg, config_path, &ov, &d) < 0)
+	/* Once, before any thread (curl's resolver runs some). */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fputs("rtcsignald: cannot initialise libcurl\n", stderr);
+		config_free(cfg);
 		return EXIT_FAILURE;
-	int status = daemon_run(d);
-	daemon_free(d);
+	}
+	int status = EXIT_FAILURE;
+	if (daemon_new(cfg, config_path, &ov, &d) == 0) {
+		status = daemon_run(d);
+		daemon_free(d);
+	}
+	curl_global_cleanup();
 	return status;
 }

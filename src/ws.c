@@ -1089,11 +1089,6 @@ struct router *ws_server_router(struct ws_server *ws)
 	return ws->router;
 }
 
-struct lws_context *ws_server_context(struct ws_server *ws)
-{
-	return ws->ctx;
-}
-
 unsigned ws_server_sessions(const struct ws_server *ws)
 {
 	return ws->sessions.length;

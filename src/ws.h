@@ -21,8 +21,6 @@ struct router *ws_server_router(struct ws_server *ws);
 void ws_server_adopt(struct ws_server *ws, int fd);
 void ws_server_set_config(struct ws_server *ws, const struct config *cfg);
 unsigned ws_server_sessions(const struct ws_server *ws);
-/* The lws context, for other clients of the loop (fetch). */
-struct lws_context *ws_server_context(struct ws_server *ws);
 
 /* Graceful shutdown: every session gets a 1001 close, after
  * SERVER_SHUTTING_DOWN when it speaks 2.1; DONE runs once the last one

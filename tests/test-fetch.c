@@ -1,5 +1,6 @@
-/* Unit tests: fetch, on the daemon's own lws context (ws_server_new on a
- * real libuv loop) against a real HTTPS server on 127.0.0.1
+/* Unit tests: fetch, on a real libuv loop beside the daemon's WebSocket
+ * server (ws_server_new, as the daemon runs them) against a real HTTPS
+ * server on 127.0.0.1
  * (fetch-server.py), with a test CA and certificates made here with the
  * openssl command.  Every wait is for an event, bounded by a guard timer. */
 #include "config.h"
@@ -9,6 +10,7 @@
 #include "registry.h"
 #include "ws.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
@@ -76,8 +78,8 @@ static void on_done(int status, unsigned http_status, const char *b, size_t len,
 		g_test_message("done: %d (HTTP %u) %s", status, http_status, why);
 }
 
-/* The daemon's setup: its config, registry and WebSocket server, whose
- * lws context fetch shares. */
+/* The daemon's setup: its config, registry and WebSocket server on the
+ * loop fetch runs on. */
 static void fx_setup(struct fx *fx, gconstpointer unused)
 {
 	g_assert_cmpint(uv_loop_init(&fx->loop), ==, 0);
@@ -86,13 +88,13 @@ static void fx_setup(struct fx *fx, gconstpointer unused)
 	/* No rooms, auth or address limits: no session ever connects. */
 	const struct router_env env = { 0 };
 	g_assert_cmpint(ws_server_new(&fx->loop, fx->cfg, fx->reg, &env, &fx->ws), ==, 0);
-	g_assert_cmpint(fetch_client_new(&fx->loop, ws_server_context(fx->ws), &fx->fc), ==, 0);
+	g_assert_cmpint(fetch_client_new(&fx->loop, &fx->fc), ==, 0);
 	uv_timer_init(&fx->loop, &fx->guard);
 	fx->guard.data = fx;
 }
 
-/* The daemon's shutdown order: clients of the context, then the context,
- * then the loop runs until every handle is closed. */
+/* The daemon's shutdown order: fetch, then the context, then the loop
+ * runs until every handle is closed. */
 static void fx_teardown(struct fx *fx, gconstpointer unused)
 {
 	fetch_client_free(fx->fc);
@@ -456,9 +458,11 @@ int main(int argc, char *argv[])
 	if (g_test_verbose())
 		log_set_level(LOG_DEBUG);
 	signal(SIGPIPE, SIG_IGN);
-	/* lws 4.1.6 would take this as a proxy for every client connection;
-	 * fetch must not (nothing listens on port 9). */
+	g_assert_cmpint(curl_global_init(CURL_GLOBAL_DEFAULT), ==, CURLE_OK);
+	/* curl (and lws 4.1.6) would take these as a proxy for every client
+	 * connection; fetch must not (nothing listens on port 9). */
 	g_setenv("http_proxy", "http://127.0.0.1:9", TRUE);
+	g_setenv("https_proxy", "http://127.0.0.1:9", TRUE);
 	server = httpsd_start();
 	port_good = server->port_good;
 	port_otherca = server->port_otherca;
@@ -480,5 +484,6 @@ int main(int argc, char *argv[])
 	rc = g_test_run();
 
 	httpsd_stop(server);
+	curl_global_cleanup();
 	return rc;
 }
