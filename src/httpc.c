@@ -1,63 +1,20 @@
-/* httpc: one request per connection, every wait bounded by one deadline. */
+/* httpc: one request per connection through curl's easy interface, with
+ * the reply checked here against the admin port's rules. */
 #include "httpc.h"
 
+#include <curl/curl.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-/* Waits for EVENTS on FD until DEADLINE (monotonic us): 0 or -ETIMEDOUT. */
-static int wait_fd(int fd, short events, gint64 deadline)
-{
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = events };
-		gint64 left = deadline - g_get_monotonic_time();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		int n = poll(&p, 1, (int)((left + 999) / 1000));
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
-static int connect_to(int fd, const struct listen_addr *to, gint64 deadline)
-{
-	int error = 0;
-	socklen_t len = sizeof error;
-	int r;
-
-	if (connect(fd, (const struct sockaddr *)&to->ss, to->len) == 0)
-		return 0;
-	if (errno != EINPROGRESS)
-		return -errno;
-	if ((r = wait_fd(fd, POLLOUT, deadline)) < 0)
-		return r;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
-		return -errno;
-	return -error;
-}
-
-static int send_all(int fd, const char *data, size_t len, gint64 deadline)
-{
-	while (len) {
-		ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			int r = wait_fd(fd, POLLOUT, deadline);
-			if (r < 0)
-				return r;
-			continue;
-		}
-		if (n < 0)
-			return -errno;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
+struct xfer {
+	const char *method;
+	size_t max;    /* of head and body */
+	size_t total;  /* bytes of head and body so far */
+	bool in_head;
+	int status;    /* ours, when a callback stopped the transfer */
+	struct httpc_reply *out;
+};
 
 /* The value of NAME in HEAD (header lines after the status line), not
  * NUL-terminated: its length goes to LEN. */
@@ -83,104 +40,222 @@ static const char *find_header(const char *head, const char *name, size_t *len)
 	return NULL;
 }
 
-/* From the head: the status, and how many body bytes to expect (-1: until
- * the server closes). */
-static int parse_head(const char *method, const char *head, int *status, gint64 *body_len)
+static bool status_line_ok(const char *l)
 {
+	return g_str_has_prefix(l, "HTTP/1.") && g_ascii_isdigit(l[7]) && l[8] == ' ' &&
+	       g_ascii_isdigit(l[9]) && g_ascii_isdigit(l[10]) && g_ascii_isdigit(l[11]) &&
+	       (l[12] == ' ' || l[12] == '\0');
+}
+
+/* The complete head: what curl would let pass but the admin port never
+ * sends (chunking, a Content-Length that is not digits), and the size
+ * cap counted ahead when the length is announced. */
+static int check_head(struct xfer *x)
+{
+	struct httpc_reply *r = x->out;
 	const char *v;
 	size_t len;
 
-	if (!g_str_has_prefix(head, "HTTP/1.") || !g_ascii_isdigit(head[7]) || head[8] != ' ' ||
-	    !g_ascii_isdigit(head[9]) || !g_ascii_isdigit(head[10]) || !g_ascii_isdigit(head[11]) ||
-	    (head[12] != ' ' && head[12] != '\r' && head[12] != '\0'))
+	if (find_header(r->head->str, "transfer-encoding", &len))
 		return -EPROTO;
-	*status = atoi(head + 9);
-	if (find_header(head, "transfer-encoding", &len))
-		return -EPROTO; /* chunked: not sent by the admin port's buffered replies */
-	if (strcmp(method, "HEAD") == 0 || *status / 100 == 1 || *status == 204 || *status == 304) {
-		*body_len = 0;
-	} else if ((v = find_header(head, "content-length", &len))) {
+	if (strcmp(x->method, "HEAD") == 0 || r->status / 100 == 1 || r->status == 204 ||
+	    r->status == 304)
+		return 0;
+	if ((v = find_header(r->head->str, "content-length", &len))) {
 		if (len == 0 || len > 15 || strspn(v, "0123456789") < len)
 			return -EPROTO;
-		*body_len = g_ascii_strtoll(v, NULL, 10);
-	} else {
-		*body_len = -1;
+		if (x->total + (size_t)g_ascii_strtoull(v, NULL, 10) > x->max)
+			return -EMSGSIZE;
 	}
 	return 0;
 }
 
-static int read_reply(int fd, const char *method, size_t max, gint64 deadline,
-		      struct httpc_reply *out)
+static size_t on_header(char *buf, size_t size, size_t n, void *data)
 {
-	g_autoptr(GString) raw = g_string_new(NULL);
-	gint64 body_len = -1;
-	size_t head_len = 0; /* with the blank line; 0 until it is in */
-	char buf[16384];
-	int r;
+	struct xfer *x = data;
+	struct httpc_reply *r = x->out;
+	size_t len = n;
 
-	for (;;) {
-		if (head_len && body_len >= 0 && raw->len >= head_len + (size_t)body_len)
-			break;
-		if ((r = wait_fd(fd, POLLIN, deadline)) < 0)
-			return r;
-		ssize_t n = read(fd, buf, sizeof buf);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		if (raw->len + (size_t)n > max)
-			return -EMSGSIZE;
-		g_string_append_len(raw, buf, n);
-		if (!head_len) {
-			const char *end = strstr(raw->str, "\r\n\r\n");
-			if (!end)
-				continue;
-			head_len = (size_t)(end - raw->str) + 4;
-			out->head = g_string_new_len(raw->str, (gssize)head_len - 4);
-			if ((r = parse_head(method, out->head->str, &out->status, &body_len)) < 0)
-				return r;
-			if (body_len >= 0 && head_len + (size_t)body_len > max)
-				return -EMSGSIZE;
-		}
+	if ((x->total += n) > x->max) {
+		x->status = -EMSGSIZE;
+		return 0;
 	}
-	if (!head_len || (body_len >= 0 && raw->len < head_len + (size_t)body_len))
-		return -EPROTO; /* closed early */
-	out->body = g_string_new_len(raw->str + head_len,
-				     body_len >= 0 ? body_len : (gssize)(raw->len - head_len));
-	return 0;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	if (!x->in_head) { /* a status line: a new head (after a 1xx, the final one) */
+		g_string_truncate(r->head, 0);
+		g_string_append_len(r->head, buf, (gssize)len);
+		if (!status_line_ok(r->head->str)) {
+			x->status = -EPROTO;
+			return 0;
+		}
+		r->status = atoi(r->head->str + 9);
+		x->in_head = true;
+	} else if (len) {
+		g_string_append(r->head, "\r\n");
+		g_string_append_len(r->head, buf, (gssize)len);
+	} else {
+		x->in_head = false;
+		if ((x->status = check_head(x)) < 0)
+			return 0;
+	}
+	return n;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *data)
+{
+	struct xfer *x = data;
+
+	if ((x->total += n) > x->max) {
+		x->status = -EMSGSIZE;
+		return 0;
+	}
+	g_string_append_len(x->out->body, buf, (gssize)n);
+	return n;
+}
+
+/* Every header line of TEXT ("Name: value\r\n"...) onto LIST. */
+static struct curl_slist *add_lines(struct curl_slist *list, const char *text)
+{
+	g_auto(GStrv) lines = g_strsplit(text ? text : "", "\r\n", -1);
+	struct curl_slist *l = list;
+
+	for (char **p = lines; l && *p; p++)
+		if (**p)
+			l = curl_slist_append(l, *p);
+	for (char **p = lines; *p; p++)
+		explicit_bzero(*p, strlen(*p));
+	return l;
+}
+
+static void free_headers(struct curl_slist *list)
+{
+	for (struct curl_slist *l = list; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data)); /* may carry a bearer token */
+	curl_slist_free_all(list);
+}
+
+/* The request as the hand-written client sent it: Host (curl's, from
+ * the URL), Connection: close, the caller's lines, Content-Length; none
+ * of curl's Accept, Content-Type or Expect (an empty "Name:" removes
+ * curl's own, and a caller's line of that name still goes out). */
+static struct curl_slist *request_headers(const struct httpc_request *req, size_t body_len)
+{
+	char cl[48];
+	struct curl_slist *l = curl_slist_append(NULL, "Connection: close");
+	const char *const tail[] = { cl, "Accept:", "Content-Type:", "Expect:" };
+
+	l = add_lines(l, req->headers);
+	g_snprintf(cl, sizeof cl, "Content-Length: %zu", body_len);
+	for (size_t i = 0; l && i < G_N_ELEMENTS(tail); i++) {
+		struct curl_slist *n = curl_slist_append(l, tail[i]);
+		if (!n) {
+			free_headers(l);
+			return NULL;
+		}
+		l = n;
+	}
+	return l;
+}
+
+/* curl's outcome as this API has always told it. */
+static int outcome(CURL *e, CURLcode rc, const struct xfer *x, struct httpc_reply *out)
+{
+	long os_errno = 0;
+
+	if (x->status)
+		return x->status;
+	switch (rc) {
+	case CURLE_OK:
+		return out->head->len && !x->in_head ? 0 : -EPROTO;
+	case CURLE_COULDNT_CONNECT:
+		out->connected = false;
+		curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+		return os_errno ? -(int)os_errno : -ECONNREFUSED;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_URL_MALFORMAT:
+		return -EINVAL;
+	case CURLE_SEND_ERROR:
+		curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+		return os_errno ? -(int)os_errno : -EIO;
+	case CURLE_RECV_ERROR:
+		curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+		return os_errno ? -(int)os_errno : -EPROTO;
+	default:
+		/* not HTTP (0.9), a bad status line or length, cut short,
+		 * nothing at all */
+		return -EPROTO;
+	}
 }
 
 int httpc_request(const struct listen_addr *to, const struct httpc_request *req,
 		  struct httpc_reply *out)
 {
-	gint64 deadline = g_get_monotonic_time() +
-			  (gint64)(req->timeout_ms > 0 ? req->timeout_ms : HTTPC_TIMEOUT_MS) * 1000;
 	size_t body_len = req->body ? strlen(req->body) : 0;
-	g_autoptr(GString) msg = g_string_new(NULL);
-	int fd, r;
+	struct xfer x = { .method = req->method,
+			  .max = req->max_reply ? req->max_reply : HTTPC_MAX_REPLY,
+			  .out = out };
+	g_autofree char *url = NULL;
+	struct curl_slist *headers = NULL;
+	CURLcode rc = CURLE_OK;
+	curl_off_t connect_us = 0;
+	long sent = 0;
+	CURL *e;
+	int r;
 
 	memset(out, 0, sizeof *out);
-	fd = socket(to->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if ((r = connect_to(fd, to, deadline)) < 0)
+	out->head = g_string_new(NULL);
+	out->body = g_string_new(NULL);
+	if (!(e = curl_easy_init()) || !(headers = request_headers(req, body_len))) {
+		r = -ENOMEM;
 		goto out;
-	out->connected = true;
-	g_string_printf(msg, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s"
-			     "Content-Length: %zu\r\n\r\n",
-			req->method, req->target, to->text, req->headers ? req->headers : "", body_len);
-	g_string_append_len(msg, req->body ? req->body : "", (gssize)body_len);
-	/* A server may answer and close before taking the whole body (413):
-	 * its answer still counts. */
-	if ((r = send_all(fd, msg->str, msg->len, deadline)) < 0 && r != -EPIPE && r != -ECONNRESET)
+	}
+	url = g_strdup_printf("http://%s%s", to->text, req->target);
+#define SET(opt, val) \
+	if (rc == CURLE_OK) \
+		rc = curl_easy_setopt(e, opt, val)
+	SET(CURLOPT_URL, url);
+	SET(CURLOPT_PATH_AS_IS, 1L); /* the target as given, no "/../" squashing */
+	SET(CURLOPT_PROTOCOLS_STR, "http");
+	SET(CURLOPT_PROXY, ""); /* not $http_proxy: the admin port is local */
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	SET(CURLOPT_FORBID_REUSE, 1L);
+	SET(CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : HTTPC_TIMEOUT_MS));
+	SET(CURLOPT_HTTPHEADER, headers);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, &x);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, &x);
+	if (strcmp(req->method, "HEAD") == 0) {
+		SET(CURLOPT_NOBODY, 1L);
+	} else if (strcmp(req->method, "GET") != 0 || body_len) {
+		/* A body, even an empty one: curl then also reads an answer that
+		 * comes before the whole body was taken (413). */
+		SET(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+		SET(CURLOPT_CUSTOMREQUEST, req->method);
+	}
+#undef SET
+	if (rc != CURLE_OK) {
+		r = rc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
 		goto out;
-	r = read_reply(fd, req->method, req->max_reply ? req->max_reply : HTTPC_MAX_REPLY, deadline,
-		       out);
+	}
+	out->connected = true; /* until curl says it could not */
+	rc = curl_easy_perform(e);
+	r = outcome(e, rc, &x, out);
+	if (r == -ETIMEDOUT) {
+		/* Timed out in connect(), or after? */
+		curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connect_us);
+		curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &sent);
+		out->connected = connect_us > 0 || sent > 0;
+	}
 out:
-	close(fd);
-	explicit_bzero(msg->str, msg->len); /* the headers may carry a bearer token */
+	free_headers(headers);
+	curl_easy_cleanup(e);
 	return r;
 }
 

@@ -1,6 +1,8 @@
 /* httpc: a small blocking HTTP/1.1 client for the loopback admin port,
- * shared by rtcsignalctl and the tests.  One request per connection
- * (Connection: close), numeric IPv4/IPv6 addresses, no TLS. */
+ * shared by rtcsignalctl and the tests, on curl's easy interface.  One
+ * request per connection (Connection: close), numeric IPv4/IPv6
+ * addresses, no TLS, no proxy.  curl_global_init() is the caller's, once
+ * per process (else curl makes it implicitly, and never undoes it). */
 #pragma once
 
 #include "config.h"

@@ -2,6 +2,7 @@
 #include "ctl.h"
 #include "i18n.h"
 
+#include <curl/curl.h>
 #include <glib.h>
 #include <stdio.h>
 
@@ -14,7 +15,13 @@ int main(int argc, char *argv[])
 	i18n_init();
 	g_set_prgname("rtcsignalctl");
 
+	/* Once per process: httpc's curl handles rely on it. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fputs("rtcsignalctl: cannot initialise libcurl\n", stderr);
+		return 1;
+	}
 	status = ctl_main(argc, argv, out, err);
+	curl_global_cleanup();
 	fputs(out->str, stdout);
 	fputs(err->str, stderr);
 	/* A full disk or a closed pipe must not pass for success. */

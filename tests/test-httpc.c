@@ -3,6 +3,7 @@
 #include "httpc.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <netinet/in.h>
@@ -257,6 +258,7 @@ int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	g_assert_cmpint(curl_global_init(CURL_GLOBAL_DEFAULT), ==, CURLE_OK);
 	g_test_add_func("/httpc/content-length", test_content_length);
 	g_test_add_func("/httpc/request-shape", test_request_shape);
 	g_test_add_func("/httpc/until-close", test_until_close);
@@ -266,5 +268,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/httpc/too-big", test_too_big);
 	g_test_add_func("/httpc/malformed", test_malformed);
 	g_test_add_func("/httpc/no-body", test_no_body);
-	return g_test_run();
+	int rc = g_test_run();
+	curl_global_cleanup();
+	return rc;
 }
