@@ -26,6 +26,8 @@
 #include <uv.h>
 
 #define GUARD_MS 8000
+/* The tests below wait for exactly this many at once. */
+G_STATIC_ASSERT(FETCH_MAX_IN_FLIGHT == 4);
 #define BODY_LEN 100000
 
 /* Made once in main(). */
@@ -389,6 +391,62 @@ static void test_in_flight_limit(struct fx *fx, gconstpointer unused)
 	/* teardown cancels them */
 }
 
+/* The URL rules hold at fetch_start too, whatever the configuration
+ * check said: refused at once, no callback, no slot taken. */
+static void test_refused_url(struct fx *fx, gconstpointer unused)
+{
+	g_autofree char *ok = url("https", "127.0.0.1", port_good, "/jwks.json");
+	g_autofree char *name = url("http", "localhost", port_plain, "/jwks.json");
+	g_autofree char *other = g_strdup_printf("http://192.0.2.1:%d/jwks.json", port_plain);
+	g_autofree char *slashes = g_strdup_printf("https:///127.0.0.1:%d/jwks.json", port_good);
+	g_autofree char *ftp = url("ftp", "127.0.0.1", port_plain, "/jwks.json");
+	const char *const bad[] = { name, other, slashes, ftp, "http://[::ffff:10.0.0.1]/" };
+	struct result r[FETCH_MAX_IN_FLIGHT] = { 0 };
+	struct fetch_request req = { .ca_file = ca1 };
+
+	for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+		req.url = bad[i];
+		g_assert_cmpint(fetch_start(fx->fc, &req, on_done, &r[0], NULL), ==, -EINVAL);
+	}
+	req.url = ok;
+	for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++)
+		g_assert_cmpint(fetch_start(fx->fc, &req, on_done, &r[i], NULL), ==, 0);
+	wait_all(fx, (struct result *[]){ &r[0], &r[1], &r[2], &r[3] }, FETCH_MAX_IN_FLIGHT);
+	for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++) {
+		g_assert_cmpuint(r[i].calls, ==, 1);
+		assert_body(&r[i], body, sizeof body);
+		result_clear(&r[i]);
+	}
+}
+
+/* A slot is free again once its fetch is done, failed or cancelled. */
+static void test_in_flight_freed(struct fx *fx, gconstpointer unused)
+{
+	g_autofree char *ok = url("https", "127.0.0.1", port_good, "/jwks.json");
+	g_autofree char *missing = url("https", "127.0.0.1", port_good, "/missing.json");
+	g_autofree char *stall = url("https", "127.0.0.1", port_good, "/stall-body");
+	struct fetch_request req = { .url = ok, .ca_file = ca1 };
+	struct result r[FETCH_MAX_IN_FLIGHT] = { 0 }, more = { 0 };
+	struct fetch *f;
+
+	for (unsigned round = 0; round < 3; round++) {
+		req.url = round == 1 ? missing : ok;
+		for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++)
+			g_assert_cmpint(fetch_start(fx->fc, &req, on_done, &r[i], NULL), ==, 0);
+		wait_all(fx, (struct result *[]){ &r[0], &r[1], &r[2], &r[3] }, FETCH_MAX_IN_FLIGHT);
+		for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++)
+			result_clear(&r[i]);
+	}
+	req.url = stall;
+	for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++) {
+		g_assert_cmpint(fetch_start(fx->fc, &req, on_done, &r[i], &f), ==, 0);
+		fetch_cancel(f);
+	}
+	get(fx, ok, ca1, 0, 0, &more);
+	assert_body(&more, body, sizeof body);
+	result_clear(&more);
+}
+
 static void test_bad_ca_file(struct fx *fx, gconstpointer unused)
 {
 	g_autofree char *u = url("https", "127.0.0.1", port_good, "/jwks.json");
@@ -481,6 +539,8 @@ int main(int argc, char *argv[])
 	ADD("/fetch/concurrent", test_concurrent);
 	ADD("/fetch/in-flight-limit", test_in_flight_limit);
 	ADD("/fetch/bad-ca-file", test_bad_ca_file);
+	ADD("/fetch/refused-url", test_refused_url);
+	ADD("/fetch/in-flight-freed", test_in_flight_freed);
 	rc = g_test_run();
 
 	httpsd_stop(server);
