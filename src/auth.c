@@ -5,6 +5,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -453,4 +454,86 @@ bool auth_principal_issuer_configured(const struct config *cfg, const char *prin
 		if (strcmp(((const struct config_issuer *)g_ptr_array_index(cfg->issuers, i))->name, name) == 0)
 			return true;
 	return false;
+}
+
+static int issuer_invalid(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static int issuer_invalid(GError **err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error_literal(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, msg);
+	return -EINVAL;
+}
+
+/* Fills in a Cognito shorthand and checks what an issuer needs. */
+static int check_issuer(struct config_issuer *is, const char *where, GError **err)
+{
+	const char *why = NULL;
+	unsigned algs;
+
+	if (is->cognito_region || is->cognito_user_pool_id || is->cognito_app_client_id) {
+		struct jwt_issuer_spec spec = { 0 };
+		if (jwt_issuer_cognito(is->cognito_region, is->cognito_user_pool_id,
+				       is->cognito_app_client_id, &spec, &why) < 0)
+			return issuer_invalid(err, "%s: [issuer %s] cognito_*: %s", where, is->name, why);
+#define FILL(f) if (!is->f) is->f = g_steal_pointer(&spec.f)
+		FILL(issuer);
+		FILL(audience);
+		FILL(token_use);
+		if (!is->jwks_file)
+			FILL(jwks_url);
+#undef FILL
+		jwt_issuer_spec_clear(&spec);
+	}
+	if (!*is->name)
+		return issuer_invalid(err, "%s: [issuer ] needs a name: [issuer NAME]", where);
+	if (!is->issuer || !is->audience)
+		return issuer_invalid(err, "%s: [issuer %s] needs issuer and audience (or the cognito_* keys)",
+				      where, is->name);
+	if (!is->jwks_url == !is->jwks_file)
+		return issuer_invalid(err, "%s: [issuer %s] needs exactly one of jwks_url and jwks_file",
+				      where, is->name);
+	if (is->jwks_url && fetch_url_check(is->jwks_url, &why) < 0)
+		return issuer_invalid(err, "%s: [issuer %s] jwks_url: %s", where, is->name, why);
+	if (is->algorithms && (jwt_algorithms_parse(is->algorithms, &algs) < 0 || !algs))
+		return issuer_invalid(err, "%s: [issuer %s] algorithms: \"%s\" is not a list of RS256, ES256",
+				      where, is->name, is->algorithms);
+	return 0;
+}
+
+static int check_issuers(struct config *cfg, GError **err)
+{
+	const char *where = cfg->path ? cfg->path : "built-in defaults";
+	int r;
+
+	for (guint i = 0; i < cfg->issuers->len; i++) {
+		struct config_issuer *is = g_ptr_array_index(cfg->issuers, i);
+		if ((r = check_issuer(is, where, err)) < 0)
+			return r;
+		for (guint j = 0; j < i; j++) {
+			const struct config_issuer *o = g_ptr_array_index(cfg->issuers, j);
+			if (strcmp(o->issuer, is->issuer) == 0)
+				return issuer_invalid(err, "%s: [issuer %s] and [issuer %s] name the same issuer %s",
+						      where, o->name, is->name, is->issuer);
+		}
+	}
+	return 0;
+}
+
+int auth_load_config(const char *path, const struct config_overrides *ov, struct config **out,
+		     GError **err)
+{
+	struct config *cfg = NULL;
+	int r;
+
+	if ((r = config_load(path, ov, &cfg, err)) < 0)
+		return r;
+	if ((r = check_issuers(cfg, err)) < 0) {
+		config_free(cfg);
+		return r;
+	}
+	*out = cfg;
+	return 0;
 }

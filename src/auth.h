@@ -18,6 +18,15 @@ struct auth;
 struct auth_wait;
 struct fetch_client;
 
+/* config_load() and then what an [issuer NAME] means, which config.c does
+ * not know: the Cognito shorthand filled in, issuer and audience, one of
+ * jwks_url (one fetch_url_check() accepts) and jwks_file, algorithms
+ * libjwt may use, each issuer named once.  The daemon's way to read its
+ * configuration (start, --check-config, reload); on failure nothing is
+ * returned and ERR names the file, the group and the key. */
+int auth_load_config(const char *path, const struct config_overrides *ov, struct config **out,
+		     GError **err);
+
 struct auth *auth_new(void);
 /* Cancels fetches in flight; waiters are not called. */
 void auth_free(struct auth *a);

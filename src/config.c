@@ -2,8 +2,6 @@
  * parsing, validation and "unknown key" errors come from one place. */
 #include "config.h"
 
-#include "fetch.h"
-#include "jwt.h"
 #include "log.h"
 #include "netaddr.h"
 
@@ -420,46 +418,8 @@ static int invalid(GError **err, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* Fills in a Cognito shorthand and checks what an issuer needs. */
-static int validate_issuer(struct config_issuer *is, const char *where, GError **err)
-{
-	const char *why = NULL;
-	unsigned algs;
-
-	if (is->cognito_region || is->cognito_user_pool_id || is->cognito_app_client_id) {
-		struct jwt_issuer_spec spec = { 0 };
-		if (jwt_issuer_cognito(is->cognito_region, is->cognito_user_pool_id,
-				       is->cognito_app_client_id, &spec, &why) < 0)
-			return invalid(err, "%s: [issuer %s] cognito_*: %s", where, is->name, why);
-#define FILL(f) if (!is->f) is->f = g_steal_pointer(&spec.f)
-		FILL(issuer);
-		FILL(audience);
-		FILL(token_use);
-		if (!is->jwks_file)
-			FILL(jwks_url);
-#undef FILL
-		jwt_issuer_spec_clear(&spec);
-	}
-	if (!*is->name)
-		return invalid(err, "%s: [issuer ] needs a name: [issuer NAME]", where);
-	if (!is->issuer || !is->audience)
-		return invalid(err, "%s: [issuer %s] needs issuer and audience (or the cognito_* keys)",
-			       where, is->name);
-	if (!is->jwks_url == !is->jwks_file)
-		return invalid(err, "%s: [issuer %s] needs exactly one of jwks_url and jwks_file", where,
-			       is->name);
-	if (is->jwks_url && fetch_url_check(is->jwks_url, &why) < 0)
-		return invalid(err, "%s: [issuer %s] jwks_url: %s", where, is->name, why);
-	if (is->algorithms && (jwt_algorithms_parse(is->algorithms, &algs) < 0 || !algs))
-		return invalid(err, "%s: [issuer %s] algorithms: \"%s\" is not a list of RS256, ES256",
-			       where, is->name, is->algorithms);
-	return 0;
-}
-
 static int validate(struct config *cfg, const char *where, GError **err)
 {
-	int r;
-
 	if (cfg->ws_ping_timeout <= cfg->ws_ping_interval)
 		return invalid(err, "%s: [server] ws_ping_timeout (%u) must be greater than ws_ping_interval (%u)",
 			       where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
@@ -498,17 +458,8 @@ static int validate(struct config *cfg, const char *where, GError **err)
 		if (netaddr_cidrs_parse(list, &cfg->trusted, &local) < 0)
 			return invalid(err, "%s: [server] trusted_proxies: %s", where, local->message);
 	}
-	for (guint i = 0; i < cfg->issuers->len; i++) {
-		struct config_issuer *is = g_ptr_array_index(cfg->issuers, i);
-		if ((r = validate_issuer(is, where, err)) < 0)
-			return r;
-		for (guint j = 0; j < i; j++) {
-			const struct config_issuer *o = g_ptr_array_index(cfg->issuers, j);
-			if (strcmp(o->issuer, is->issuer) == 0)
-				return invalid(err, "%s: [issuer %s] and [issuer %s] name the same issuer %s",
-					       where, o->name, is->name, is->issuer);
-		}
-	}
+	/* What an [issuer NAME] means (Cognito, JWKS URLs, algorithms) the
+	 * daemon checks: auth_load_config(). */
 	return 0;
 }
 

@@ -316,7 +316,7 @@ static void reload(struct daemon *d)
 	unsigned restart = 0;
 
 	systemd_notify_reloading();
-	if (config_load(d->reload_path, &d->ov, &cfg, &err) < 0 ||
+	if (auth_load_config(d->reload_path, &d->ov, &cfg, &err) < 0 ||
 	    auth_configure(d->auth, cfg, &err) < 0) {
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);

@@ -65,7 +65,7 @@ int main(int argc, char *argv[])
 		printf("rtcsignald %s\n", PACKAGE_VERSION);
 		return EXIT_SUCCESS;
 	}
-	if (config_load(config_path, &ov, &cfg, &err) < 0) {
+	if (auth_load_config(config_path, &ov, &cfg, &err) < 0) {
 		/* TRANSLATORS: %s is the reason, in English, naming file and key. */
 		fprintf(stderr, _("rtcsignald: invalid configuration: %s\n"), err->message);
 		return EXIT_CONFIG;
