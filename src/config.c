@@ -1,5 +1,6 @@
-/* config: one table describes every key (group, name, type, bounds), so
- * parsing, validation and "unknown key" errors come from one place. */
+/* config: one table describes every key (group, name, type, default,
+ * bounds, reload class), so defaults, parsing, validation, "unknown key"
+ * errors and what a reload applies come from one place. */
 #include "config.h"
 
 #include "log.h"
@@ -14,86 +15,96 @@
 
 enum key_type { KEY_BOOL, KEY_UINT, KEY_U64, KEY_STRING, KEY_STRLIST, KEY_LISTEN, KEY_ADDR, KEY_LOGLEVEL };
 
+/* One row per key: where it goes, its default (as the file would write
+ * it, parsed like the file's value; "" is the empty value), its bounds
+ * (KEY_UINT, KEY_U64) and whether only a restart applies it.  Defaults
+ * live here alone: config_new_defaults() and a new [issuer NAME] read
+ * them, and tests/check-docs.sh compares rtcsignald.conf(5) and
+ * data/rtcsignald.conf with them. */
 struct key_spec {
 	const char *group;
 	const char *name;
 	enum key_type type;
 	size_t offset;
-	uint64_t min, max; /* for KEY_UINT and KEY_U64 */
-	bool restart;      /* SIGHUP cannot apply it */
+	const char *def;
+	uint64_t min, max;
+	bool restart;
 };
 
-#define K(g, n, t, field, lo, hi) { g, n, t, offsetof(struct config, field), lo, hi, false }
+#define K(g, n, t, field, def, lo, hi) { g, n, t, offsetof(struct config, field), def, lo, hi, false }
 /* Only a restart applies these: they are bound at start-up. */
-#define KR(g, n, t, field, lo, hi) { g, n, t, offsetof(struct config, field), lo, hi, true }
+#define KR(g, n, t, field, def, lo, hi) { g, n, t, offsetof(struct config, field), def, lo, hi, true }
 
 static const struct key_spec keys[] = {
-	KR("server", "listen", KEY_LISTEN, listen, 0, 0),
-	K("server", "allow_anonymous", KEY_BOOL, allow_anonymous, 0, 0),
-	K("server", "require_auth", KEY_BOOL, require_auth, 0, 0),
-	K("server", "trusted_proxies", KEY_STRLIST, trusted_proxies, 0, 0),
-	K("server", "app_ping_interval", KEY_UINT, app_ping_interval, 1, 3600),
-	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, 1, 3600),
-	K("server", "ws_ping_timeout", KEY_UINT, ws_ping_timeout, 1, 3600),
-	K("server", "drain_timeout", KEY_UINT, drain_timeout, 0, 3600),
-	KR("admin", "listen", KEY_ADDR, admin_listen, 0, 0),
-	KR("admin", "max_connections", KEY_UINT, admin_max_connections, 1, 10000),
-	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, 1, 3600),
-	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, 1, 10000),
-	KR("admin", "request_timeout", KEY_UINT, admin_request_timeout, 1, 3600),
-	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, 1, 100),
-	K("admin", "token", KEY_STRING, admin_token, 0, 0),
-	K("admin", "token_file", KEY_STRING, admin_token_file, 0, 0),
-	K("admin", "metrics_token", KEY_STRING, metrics_token, 0, 0),
-	KR("rooms", "store", KEY_STRING, rooms_store, 0, 0),
-	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, 0, 10u * 365 * 86400),
-	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, 0, 10u * 365 * 86400),
-	K("rooms", "store_retry_timeout", KEY_UINT, rooms_store_retry_timeout, 0, 60),
-	K("rooms", "max_rooms", KEY_UINT, rooms_max, 0, 100000000),
-	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, 0, 100000000),
-	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, 0, 100000000),
-	K("rooms", "default_room", KEY_STRING, rooms_default_room, 0, 0),
-	K("rooms", "max_public_keys_per_account", KEY_UINT, public_keys_per_account, 0, 100000),
-	K("rooms", "max_authorized_keys", KEY_UINT, authorized_keys_max, 1, 1000000),
-	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, 1024, 64 << 20),
-	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, 64, 1 << 20),
-	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, 4096, 1ull << 32),
-	K("limits", "max_sessions", KEY_UINT, max_sessions, 1, 10000000),
-	K("limits", "max_peers_per_room", KEY_UINT, max_peers_per_room, 1, 10000000),
-	K("limits", "max_json_depth", KEY_UINT, max_json_depth, 2, CONFIG_JSON_DEPTH_MAX),
-	K("limits", "max_json_values", KEY_UINT, max_json_values, 16, 100000000),
-	K("limits", "messages_per_second", KEY_UINT, messages_per_second, 0, 1000000),
-	K("limits", "messages_burst", KEY_UINT, messages_burst, 1, 1000000),
-	K("limits", "connections_per_address", KEY_UINT, connections_per_address, 1, 10000000),
-	K("limits", "handshake_timeout_ms", KEY_UINT, handshake_timeout_ms, 100, 3600000),
+	/* group, name, type, field, default, min, max */
+	KR("server", "listen", KEY_LISTEN, listen, "0.0.0.0:8080", 0, 0),
+	K("server", "allow_anonymous", KEY_BOOL, allow_anonymous, "false", 0, 0),
+	K("server", "require_auth", KEY_BOOL, require_auth, "false", 0, 0),
+	K("server", "trusted_proxies", KEY_STRLIST, trusted_proxies, "", 0, 0),
+	K("server", "app_ping_interval", KEY_UINT, app_ping_interval, "30", 1, 3600),
+	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, "20", 1, 3600),
+	K("server", "ws_ping_timeout", KEY_UINT, ws_ping_timeout, "30", 1, 3600),
+	K("server", "drain_timeout", KEY_UINT, drain_timeout, "10", 0, 3600),
+	KR("admin", "listen", KEY_ADDR, admin_listen, "127.0.0.1:8001", 0, 0),
+	KR("admin", "max_connections", KEY_UINT, admin_max_connections, "64", 1, 10000),
+	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, "10", 1, 3600),
+	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, "8", 1, 10000),
+	KR("admin", "request_timeout", KEY_UINT, admin_request_timeout, "10", 1, 3600),
+	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, "10", 1, 100),
+	K("admin", "token", KEY_STRING, admin_token, "", 0, 0),
+	K("admin", "token_file", KEY_STRING, admin_token_file, "", 0, 0),
+	K("admin", "metrics_token", KEY_STRING, metrics_token, "", 0, 0),
+	KR("rooms", "store", KEY_STRING, rooms_store, "sqlite", 0, 0),
+	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, "7200", 0, 10u * 365 * 86400),
+	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, "2592000", 0, 10u * 365 * 86400),
+	K("rooms", "store_retry_timeout", KEY_UINT, rooms_store_retry_timeout, "5", 0, 60),
+	K("rooms", "max_rooms", KEY_UINT, rooms_max, "100000", 0, 100000000),
+	K("rooms", "max_rooms_per_creator", KEY_UINT, rooms_per_creator, "1000", 0, 100000000),
+	K("rooms", "max_rooms_per_address", KEY_UINT, rooms_per_address, "1000", 0, 100000000),
+	K("rooms", "default_room", KEY_STRING, rooms_default_room, "", 0, 0),
+	K("rooms", "max_public_keys_per_account", KEY_UINT, public_keys_per_account, "10", 0, 100000),
+	K("rooms", "max_authorized_keys", KEY_UINT, authorized_keys_max, "1000", 1, 1000000),
+	K("limits", "max_message_bytes", KEY_U64, max_message_bytes, "1048576", 1024, 64 << 20),
+	K("limits", "max_metadata_bytes", KEY_U64, max_metadata_bytes, "16384", 64, 1 << 20),
+	K("limits", "max_queued_bytes", KEY_U64, max_queued_bytes, "4194304", 4096, 1ull << 32),
+	K("limits", "max_sessions", KEY_UINT, max_sessions, "100000", 1, 10000000),
+	K("limits", "max_peers_per_room", KEY_UINT, max_peers_per_room, "1000", 1, 10000000),
+	K("limits", "max_json_depth", KEY_UINT, max_json_depth, "32", 2, CONFIG_JSON_DEPTH_MAX),
+	K("limits", "max_json_values", KEY_UINT, max_json_values, "10000", 16, 100000000),
+	K("limits", "messages_per_second", KEY_UINT, messages_per_second, "50", 0, 1000000),
+	K("limits", "messages_burst", KEY_UINT, messages_burst, "200", 1, 1000000),
+	K("limits", "connections_per_address", KEY_UINT, connections_per_address, "100", 1, 10000000),
+	K("limits", "handshake_timeout_ms", KEY_UINT, handshake_timeout_ms, "10000", 100, 3600000),
 	K("limits", "registrations_per_address_per_minute", KEY_UINT,
-	  registrations_per_address_per_minute, 0, 1000000),
-	K("limits", "max_filter_work", KEY_U64, max_filter_work, 1000, 1000000000000),
-	K("turn", "stun_uris", KEY_STRLIST, stun_uris, 0, 0),
-	K("turn", "turn_uris", KEY_STRLIST, turn_uris, 0, 0),
-	K("turn", "secret", KEY_STRING, turn_secret, 0, 0),
-	K("turn", "secret_file", KEY_STRING, turn_secret_file, 0, 0),
-	K("turn", "credential_ttl", KEY_UINT, turn_credential_ttl, 60, 30 * 86400),
-	K("log", "level", KEY_LOGLEVEL, log_level, 0, 0),
+	  registrations_per_address_per_minute, "60", 0, 1000000),
+	K("limits", "max_filter_work", KEY_U64, max_filter_work, "1000000", 1000, 1000000000000),
+	K("turn", "stun_uris", KEY_STRLIST, stun_uris, "", 0, 0),
+	K("turn", "turn_uris", KEY_STRLIST, turn_uris, "", 0, 0),
+	K("turn", "secret", KEY_STRING, turn_secret, "", 0, 0),
+	K("turn", "secret_file", KEY_STRING, turn_secret_file, "", 0, 0),
+	K("turn", "credential_ttl", KEY_UINT, turn_credential_ttl, "86400", 60, 30 * 86400),
+	K("log", "level", KEY_LOGLEVEL, log_level, "info", 0, 0),
 };
 
 #define FIELD(base, spec, type) ((type *)((char *)(base) + (spec)->offset))
 
 /* The keys of an [issuer NAME] group, into struct config_issuer. */
-#define I(n, t, field, lo, hi) { "issuer", n, t, offsetof(struct config_issuer, field), lo, hi, false }
+#define I(n, t, field, def, lo, hi) \
+	{ "issuer", n, t, offsetof(struct config_issuer, field), def, lo, hi, false }
 static const struct key_spec issuer_keys[] = {
-	I("issuer", KEY_STRING, issuer, 0, 0),
-	I("audience", KEY_STRING, audience, 0, 0),
-	I("jwks_url", KEY_STRING, jwks_url, 0, 0),
-	I("jwks_file", KEY_STRING, jwks_file, 0, 0),
-	I("jwks_ca_file", KEY_STRING, jwks_ca_file, 0, 0),
-	I("jwks_refresh", KEY_UINT, jwks_refresh, 60, 7 * 86400),
-	I("jwks_refresh_min", KEY_UINT, jwks_refresh_min, 1, 86400),
-	I("token_use", KEY_STRING, token_use, 0, 0),
-	I("algorithms", KEY_STRING, algorithms, 0, 0),
-	I("cognito_region", KEY_STRING, cognito_region, 0, 0),
-	I("cognito_user_pool_id", KEY_STRING, cognito_user_pool_id, 0, 0),
-	I("cognito_app_client_id", KEY_STRING, cognito_app_client_id, 0, 0),
+	/* name, type, field, default, min, max */
+	I("issuer", KEY_STRING, issuer, "", 0, 0),
+	I("audience", KEY_STRING, audience, "", 0, 0),
+	I("jwks_url", KEY_STRING, jwks_url, "", 0, 0),
+	I("jwks_file", KEY_STRING, jwks_file, "", 0, 0),
+	I("jwks_ca_file", KEY_STRING, jwks_ca_file, "", 0, 0),
+	I("jwks_refresh", KEY_UINT, jwks_refresh, "3600", 60, 7 * 86400),
+	I("jwks_refresh_min", KEY_UINT, jwks_refresh_min, "30", 1, 86400),
+	I("token_use", KEY_STRING, token_use, "", 0, 0),
+	I("algorithms", KEY_STRING, algorithms, "RS256;ES256", 0, 0),
+	I("cognito_region", KEY_STRING, cognito_region, "", 0, 0),
+	I("cognito_user_pool_id", KEY_STRING, cognito_user_pool_id, "", 0, 0),
+	I("cognito_app_client_id", KEY_STRING, cognito_app_client_id, "", 0, 0),
 };
 #define ISSUER_GROUP "issuer "
 
@@ -121,50 +132,27 @@ static void free_secret(char *s)
 	g_free(s);
 }
 
+static int set_key(void *base, const struct key_spec *k, const char *group, const char *value,
+		   const char *where, GError **err);
+
+/* Sets every key of TABLE in BASE to its default.  The zeroed struct is
+ * the empty value; a default that does not parse is a bug of the table. */
+static void set_defaults(void *base, const struct key_spec *table, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		g_autoptr(GError) err = NULL;
+		if (*table[i].def && set_key(base, &table[i], table[i].group, table[i].def,
+					     "built-in defaults", &err) < 0)
+			g_error("%s", err->message);
+	}
+}
+
 struct config *config_new_defaults(void)
 {
 	struct config *cfg = g_new0(struct config, 1);
-	struct listen_addr def;
 
-	cfg->listen = g_array_new(FALSE, TRUE, sizeof(struct listen_addr));
-	if (config_parse_listen("0.0.0.0:8080", &def) == 0)
-		g_array_append_val(cfg->listen, def);
-	config_parse_listen("127.0.0.1:8001", &cfg->admin_listen);
-	cfg->admin_max_connections = 64;
-	cfg->admin_connection_timeout = 10;
-	cfg->admin_connections_per_address = 8;
-	cfg->admin_request_timeout = 10;
-	cfg->metrics_top_roles = 10;
-	cfg->allow_anonymous = false;
-	cfg->app_ping_interval = 30;
-	cfg->ws_ping_interval = 20;
-	cfg->ws_ping_timeout = 30;
-	cfg->drain_timeout = 10;
-	cfg->max_message_bytes = 1048576;
-	cfg->max_metadata_bytes = 16384;
-	cfg->max_queued_bytes = 4194304;
-	cfg->max_sessions = 100000;
-	cfg->max_peers_per_room = 1000;
-	cfg->max_json_depth = 32;
-	cfg->max_json_values = 10000;
-	cfg->messages_per_second = 50;
-	cfg->messages_burst = 200;
-	cfg->connections_per_address = 100;
-	cfg->handshake_timeout_ms = 10000;
-	cfg->registrations_per_address_per_minute = 60;
-	cfg->max_filter_work = 1000000;
-	cfg->public_keys_per_account = 10;
-	cfg->authorized_keys_max = 1000;
-	cfg->rooms_store = g_strdup("sqlite");
-	cfg->rooms_default_ttl = 7200;
-	cfg->rooms_max_ttl = 2592000;
-	cfg->rooms_store_retry_timeout = 5;
-	cfg->rooms_max = 100000;
-	cfg->rooms_per_creator = 1000;
-	cfg->rooms_per_address = 1000;
+	set_defaults(cfg, keys, G_N_ELEMENTS(keys));
 	cfg->issuers = g_ptr_array_new_with_free_func(issuer_free);
-	cfg->turn_credential_ttl = 86400;
-	cfg->log_level = LOG_INFO;
 	return cfg;
 }
 
@@ -262,6 +250,11 @@ static char **parse_strlist(const char *value)
 		if (**p)
 			g_ptr_array_add(list, g_strdup(*p));
 	}
+	/* An empty list is NULL, the default, as an empty string is. */
+	if (list->len == 0) {
+		g_ptr_array_free(list, TRUE);
+		return NULL;
+	}
 	g_ptr_array_add(list, NULL);
 	return (char **)g_ptr_array_free(list, FALSE);
 }
@@ -333,7 +326,8 @@ static int set_key(void *base, const struct key_spec *k, const char *group, cons
 				    where, group, k->name, value);
 			return -EINVAL;
 		}
-		g_array_unref(*FIELD(base, k, GArray *));
+		if (*FIELD(base, k, GArray *))
+			g_array_unref(*FIELD(base, k, GArray *));
 		*FIELD(base, k, GArray *) = list;
 		return 0;
 	}
@@ -383,8 +377,7 @@ static int load_file(struct config *cfg, const char *path, GError **err)
 		if (g_str_has_prefix(*g, ISSUER_GROUP)) {
 			struct config_issuer *is = g_new0(struct config_issuer, 1);
 			is->name = g_strstrip(g_strdup(*g + strlen(ISSUER_GROUP)));
-			is->jwks_refresh = 3600;
-			is->jwks_refresh_min = 30;
+			set_defaults(is, issuer_keys, G_N_ELEMENTS(issuer_keys));
 			g_ptr_array_add(cfg->issuers, is);
 			base = is;
 		}
@@ -532,7 +525,7 @@ static char *default_state_dir(void)
 	const char *sd = g_getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */
 	if (sd && *sd)
 		return g_strndup(sd, strcspn(sd, ":"));
-	return g_strdup(LOCALSTATEDIR "/lib/rtcsignald");
+	return g_strdup(CONFIG_DEFAULT_STATE_DIR);
 }
 
 int config_load(const char *path, const struct config_overrides *ov, struct config **out,
@@ -638,4 +631,27 @@ void config_carry_over(struct config *next, struct config *running,
 			key_swap(next, running, k); /* keep what runs */
 		changed(k->group, k->name, !k->restart, data);
 	}
+}
+
+bool config_key_info(size_t i, struct config_key_info *out)
+{
+	const size_t n = G_N_ELEMENTS(keys);
+	const struct key_spec *k;
+
+	if (i < n)
+		k = &keys[i];
+	else if (i - n < G_N_ELEMENTS(issuer_keys))
+		k = &issuer_keys[i - n];
+	else
+		return false;
+	*out = (struct config_key_info){
+		.group = i < n ? k->group : "issuer NAME",
+		.name = k->name,
+		.def = k->def,
+		.bounded = k->type == KEY_UINT || k->type == KEY_U64,
+		.min = k->min,
+		.max = k->max,
+		.restart = k->restart,
+	};
+	return true;
 }

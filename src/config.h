@@ -17,6 +17,8 @@
 struct netaddr_cidrs;
 
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/rtcsignald/rtcsignald.conf"
+/* --state-dir when neither it nor $STATE_DIRECTORY is given. */
+#define CONFIG_DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/rtcsignald"
 
 struct listen_addr {
 	struct sockaddr_storage ss;
@@ -140,6 +142,19 @@ void config_carry_over(struct config *next, struct config *running,
 /* Reads a token or secret from PATH, stripped of surrounding whitespace:
  * 0, -ENOENT, -EACCES, -EIO, or -EINVAL when it is empty. */
 int config_read_secret(const char *path, char **out, GError **err);
+
+/* One key as config.c's table has it, for tests/check-docs.sh, which
+ * compares rtcsignald.conf(5) and data/rtcsignald.conf with it. */
+struct config_key_info {
+	const char *group; /* "issuer NAME" for the keys of every [issuer NAME] */
+	const char *name;
+	const char *def;   /* the default as the file writes it; "" is empty */
+	bool bounded;      /* an integer, min to max */
+	uint64_t min, max;
+	bool restart;      /* a reload does not apply it */
+};
+/* The Ith key into OUT; false past the last. */
+bool config_key_info(size_t i, struct config_key_info *out);
 
 /* Parses "ADDR:PORT", "[V6ADDR]:PORT"; numeric only. */
 int config_parse_listen(const char *text, struct listen_addr *out);

@@ -30,7 +30,7 @@ int main(int argc, char *argv[])
 	/* TRANSLATORS: the option --state-dir; %s is the default directory. */
 	g_autofree char *state_dir_help = g_strdup_printf(
 		_("Directory for persistent rooms (default %s or $STATE_DIRECTORY)"),
-		LOCALSTATEDIR "/lib/rtcsignald");
+		CONFIG_DEFAULT_STATE_DIR);
 	const GOptionEntry entries[] = {
 		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, config_help, N_("PATH") },
 		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,

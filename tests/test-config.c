@@ -1,12 +1,157 @@
-/* config: the [issuer NAME] checks the daemon makes (auth_load_config)
- * refuse at --check-config and on reload with the same messages as ever. */
+/* config: every key's default, bounds and reload class live in one row of
+ * src/config.c's table.  Checks that the defaults the daemon runs with are
+ * the table's, that the shipped data/rtcsignald.conf written out loads as
+ * those defaults, and that the [issuer NAME] checks the daemon makes
+ * (auth_load_config) refuse at --check-config and on reload with the same
+ * messages as ever.  tests/check-docs.sh compares rtcsignald.conf(5) with
+ * the table that "test-config --list-keys" prints. */
 #include "config.h"
 #include "testd.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+
+/* GROUP|NAME|reload or restart|MIN|MAX|DEFAULT, MIN and MAX empty for a
+ * key that is not an integer. */
+static int list_keys(void)
+{
+	struct config_key_info k;
+
+	for (size_t i = 0; config_key_info(i, &k); i++) {
+		if (k.bounded)
+			printf("%s|%s|%s|%" PRIu64 "|%" PRIu64 "|%s\n", k.group, k.name,
+			       k.restart ? "restart" : "reload", k.min, k.max, k.def);
+		else
+			printf("%s|%s|%s|||%s\n", k.group, k.name, k.restart ? "restart" : "reload",
+			       k.def);
+	}
+	return 0;
+}
+
+static const struct config_key_info *find(const char *group, const char *name)
+{
+	static struct config_key_info k;
+
+	for (size_t i = 0; config_key_info(i, &k); i++)
+		if (strcmp(k.group, group) == 0 && strcmp(k.name, name) == 0)
+			return &k;
+	g_error("no key [%s] %s in the table", group, name);
+}
+
+static void count_change(const char *group, const char *key, bool applied, void *data)
+{
+	g_test_message("[%s] %s differs from its default", group, key);
+	(*(unsigned *)data)++;
+}
+
+/* How many keys of CFG differ from the built-in defaults. */
+static unsigned changes_from_defaults(struct config *cfg)
+{
+	struct config *defaults = config_new_defaults();
+	unsigned n = 0;
+
+	config_carry_over(cfg, defaults, count_change, &n);
+	config_free(defaults);
+	return n;
+}
+
+static struct config *load_text(const char *text)
+{
+	g_autofree char *path = g_build_filename(g_get_tmp_dir(), "rtcsignald.conf", NULL);
+	const struct config_overrides ov = { .state_dir = "/nonexistent", .no_secret_files = true };
+	g_autoptr(GError) err = NULL;
+	struct config *cfg = NULL;
+
+	g_assert_true(g_file_set_contents(path, text, -1, NULL));
+	if (config_load(path, &ov, &cfg, &err) < 0)
+		g_error("%s", err->message);
+	return cfg;
+}
+
+/* The table's defaults are well formed, and they are what runs. */
+static void test_defaults(void)
+{
+	struct config_key_info k;
+	g_autoptr(GString) every = g_string_new(NULL);
+	const char *group = "";
+	size_t n = 0;
+
+	for (size_t i = 0; config_key_info(i, &k); i++, n++) {
+		g_assert_nonnull(k.def);
+		if (k.bounded) {
+			guint64 v;
+			g_autoptr(GError) err = NULL;
+			if (!g_ascii_string_to_unsigned(k.def, 10, k.min, k.max, &v, &err))
+				g_error("[%s] %s: default %s: %s", k.group, k.name, k.def, err->message);
+		}
+		if (g_str_has_prefix(k.group, "issuer"))
+			continue;
+		/* Each key written out with its default. */
+		if (strcmp(k.group, group) != 0)
+			g_string_append_printf(every, "[%s]\n", group = k.group);
+		g_string_append_printf(every, "%s = %s\n", k.name, k.def);
+	}
+	g_assert_cmpuint(n, >, 40);
+
+	struct config *cfg = load_text("");
+	g_assert_cmpuint(changes_from_defaults(cfg), ==, 0);
+	config_free(cfg);
+	cfg = load_text(every->str);
+	g_assert_cmpuint(changes_from_defaults(cfg), ==, 0);
+	config_free(cfg);
+}
+
+/* An [issuer NAME] starts from the table's issuer defaults. */
+static void test_issuer_defaults(void)
+{
+	struct config *cfg = load_text("[issuer a]\nissuer = https://a.test\naudience = rtc\n"
+				       "jwks_file = /nonexistent\n");
+	g_assert_cmpuint(cfg->issuers->len, ==, 1);
+	const struct config_issuer *is = g_ptr_array_index(cfg->issuers, 0);
+	g_autofree char *refresh = g_strdup_printf("%u", is->jwks_refresh);
+	g_autofree char *refresh_min = g_strdup_printf("%u", is->jwks_refresh_min);
+
+	g_assert_cmpstr(refresh, ==, find("issuer NAME", "jwks_refresh")->def);
+	g_assert_cmpstr(refresh_min, ==, find("issuer NAME", "jwks_refresh_min")->def);
+	g_assert_cmpstr(is->algorithms, ==, find("issuer NAME", "algorithms")->def);
+	g_assert_null(is->token_use);
+	g_assert_null(is->jwks_url);
+	config_free(cfg);
+}
+
+/* data/rtcsignald.conf with every key uncommented (but the [issuer NAME]
+ * examples) is the built-in defaults. */
+static void test_shipped_file(void)
+{
+	g_autofree char *path = g_test_build_filename(G_TEST_DIST, "..", "data", "rtcsignald.conf", NULL);
+	g_autofree char *text = NULL;
+	g_autoptr(GString) out = g_string_new(NULL);
+	bool example = false;
+	unsigned keys = 0;
+
+	g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+	for (char **l = lines; *l; l++) {
+		if ((*l)[0] == '[')
+			example = false;
+		else if (g_str_has_prefix(*l, "#["))
+			example = true;
+		if (!example && (*l)[0] == '#' && g_ascii_islower((*l)[1]) && strstr(*l, " =")) {
+			g_string_append_printf(out, "%s\n", *l + 1);
+			keys++;
+		} else {
+			g_string_append_printf(out, "%s\n", *l);
+		}
+	}
+	g_assert_cmpuint(keys, >, 40);
+	struct config *cfg = load_text(out->str);
+	g_assert_cmpuint(cfg->issuers->len, ==, 0);
+	g_assert_cmpuint(changes_from_defaults(cfg), ==, 0);
+	config_free(cfg);
+}
 
 /* rtcsignald --check-config on TEXT: its exit status and stderr. */
 static int check_config(const char *text, char **err)
@@ -98,7 +243,12 @@ static void test_issuer_reload(void)
 
 int main(int argc, char *argv[])
 {
+	if (argc == 2 && strcmp(argv[1], "--list-keys") == 0)
+		return list_keys();
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+	g_test_add_func("/config/defaults", test_defaults);
+	g_test_add_func("/config/issuer-defaults", test_issuer_defaults);
+	g_test_add_func("/config/shipped-file", test_shipped_file);
 	g_test_add_func("/config/issuer-check-config", test_issuer_check_config);
 	g_test_add_func("/config/issuer-reload", test_issuer_reload);
 	return g_test_run();
