@@ -126,7 +126,9 @@ struct config_overrides {
  * secret_file resolves in $CREDENTIALS_DIRECTORY when set, else in the
  * config file's directory; the file's contents, stripped of surrounding
  * whitespace, become the token or secret.  On failure returns a negative
- * errno and sets ERR to a message naming the file, key and reason. */
+ * errno and sets ERR to a message naming the file, key and reason.
+ * [issuer NAME] groups are parsed, not interpreted: the daemon reads its
+ * configuration with auth_load_config(), which also checks them. */
 int config_load(const char *path, const struct config_overrides *ov,
 		struct config **out, GError **err);
 struct config *config_new_defaults(void);
