@@ -2,7 +2,8 @@
 # Every key of src/config.c's table (printed by "test-config --list-keys")
 # is documented in rtcsignald.conf(5) with the table's default and reload
 # class, and with its bounds where the page states them ("1 to 3600"),
-# and shipped in data/rtcsignald.conf with the table's default; neither
+# and shipped in data/rtcsignald.conf with the table's default and
+# reload class (a "(reload)" in the comment above it); neither
 # documents a key the table lacks.  The keys of an [issuer NAME] group
 # are in the man page likewise, and in the shipped file's commented
 # example, with the default where the table has one.  TAP.
@@ -34,13 +35,18 @@ documented=$(awk '
 		bounds = substr($0, RSTART, RLENGTH); sub(/ to /, "..", bounds)
 	}
 	END { flush() }' "$man")
-# "group|name|default" for each key of the shipped file; the commented
-# [issuer NAME] examples count as group "issuer NAME".
+# "group|name|default|reload or restart" for each key of the shipped
+# file; the commented [issuer NAME] examples count as group "issuer
+# NAME".  A key is "reload" when the comment it follows says (reload):
+# a comment starts after a blank line or after keys.
 shipped=$(awk '
-	/^\[/ { g = $0; gsub(/[][]/, "", g); next }
+	/^\[/ { g = $0; gsub(/[][]/, "", g); after_key = 1; next }
 	/^#\[issuer / { g = "issuer NAME"; next }
+	/^$/ { after_key = 1; next }
 	/^#?[a-z_]+ =/ { line = $0; sub(/^#/, "", line); name = line; sub(/ =.*/, "", name)
-		def = line; sub(/^[^=]*=[[:space:]]*/, "", def); print g "|" name "|" def }' "$conf")
+		def = line; sub(/^[^=]*=[[:space:]]*/, "", def)
+		after_key = 1; print g "|" name "|" def "|" when; next }
+	/^#/ { if (after_key) when = "restart"; after_key = 0; if (/\(reload\)/) when = "reload" }' "$conf")
 
 n=0 failed=0
 check() { # description, then a command that succeeds if it holds
@@ -74,9 +80,13 @@ key_ok() { # group name when min max default
 	# An issuer's example may show a value where the table has no default.
 	[ "$c" = "$6" ] || { [ "$1" = "issuer NAME" ] && [ -z "$6" ]; } ||
 		{ echo "# data/rtcsignald.conf default: '$c', the table: '$6'"; return 1; }
+	# The issuer keys' reload class is said once, for the group.
+	c=$(field "$1" "$2" "$shipped" 4)
+	[ "$1" = "issuer NAME" ] || [ "$c" = "$3" ] ||
+		{ echo "# data/rtcsignald.conf: $c, the table: $3"; return 1; }
 }
 while IFS='|' read -r group name when min max def; do
-	check "[$group] $name: rtcsignald.conf(5) ($when) and data/rtcsignald.conf, default '$def'" \
+	check "[$group] $name in rtcsignald.conf(5) and data/rtcsignald.conf: $when, default '$def'" \
 		key_ok "$group" "$name" "$when" "$min" "$max" "$def"
 done <<<"$table"
 
