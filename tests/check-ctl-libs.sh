@@ -7,11 +7,11 @@ prog=${1:-${G_TEST_BUILDDIR:-$(dirname "$0")}/../src/rtcsignalctl}
 command -v readelf >/dev/null || { echo "1..0 # SKIP no readelf"; exit 0; }
 needed=$(readelf -d "$prog" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p')
 [ -n "$needed" ] || { echo "Bail out! no NEEDED entries in $prog"; exit 1; }
-echo "# $prog needs:" $needed
+echo "# $prog needs: $(printf '%s' "$needed" | tr '\n' ' ')"
 n=0 status=0
 for lib in libwebsockets libuv libjwt libmicrohttpd libsqlite3 libhiredis; do
 	n=$((n + 1))
-	found=$(printf '%s\n' $needed | grep "^$lib\.so")
+	found=$(printf '%s\n' "$needed" | grep "^$lib\.so")
 	if [ -z "$found" ]; then
 		echo "ok $n - not linked with $lib"
 	else
