@@ -12,6 +12,7 @@
 #include "registry.h"
 #include "pubkeys.h"
 #include "rooms.h"
+#include "roomsvc.h"
 #include "store.h"
 #include "systemd.h"
 #include "ws.h"
@@ -33,6 +34,7 @@ struct daemon {
 	struct registry *reg;
 	struct store *store;
 	struct rooms *rooms;
+	struct roomsvc *roomsvc;
 	struct pubkeys *pubkeys;
 	struct auth *auth;
 	struct fetch_client *fetch; /* issuers' key sets */
@@ -165,7 +167,7 @@ static int start_admin(struct daemon *d)
 		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
 	};
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
-				    .reg = d->reg, .router = ws_server_router(d->ws) };
+				    .roomsvc = d->roomsvc, .reg = d->reg, .router = ws_server_router(d->ws) };
 	int r = admin_start(&o, &d->admin);
 	if (r < 0) {
 		log_err("cannot start the admin port");
@@ -188,20 +190,11 @@ static char *status_line(struct daemon *d)
 			       " msg/s", (gint64)metrics_get(peers), (gint64)metrics_get(rooms), rate);
 }
 
-/* Peers of expired rooms get room_closed and are disconnected. */
-static void expire_rooms(struct daemon *d)
+/* The room service's hook: a room that went loses its peers. */
+static unsigned close_room(void *data, const char *room_id, const char *reason)
 {
-	gint64 now = g_get_real_time() / G_USEC_PER_SEC, next = rooms_next_expiry(d->rooms);
-
-	if (!next || next > now)
-		return;
-	g_autoptr(GPtrArray) expired = rooms_take_expired(d->rooms, now);
-	for (guint i = 0; i < expired->len; i++) {
-		const char *id = g_ptr_array_index(expired, i);
-		unsigned n = router_close_room(ws_server_router(d->ws), id, "expired");
-		struct log_fields f = { .room = id };
-		log_event(LOG_INFO, LOG_EVENT_NONE, &f, "room expired, %u peers closed", n);
-	}
+	struct daemon *d = data;
+	return router_close_room(ws_server_router(d->ws), room_id, reason);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -211,7 +204,7 @@ static void on_tick(uv_timer_t *t)
 	struct addrlimit_stats al;
 
 	metrics_heartbeat();
-	expire_rooms(d);
+	roomsvc_expire(d->roomsvc, g_get_real_time() / G_USEC_PER_SEC);
 	addrlimit_sweep(d->addrlimit, g_get_monotonic_time());
 	addrlimit_get_stats(d->addrlimit, &al);
 	metrics_set(address_evictions_total, al.reg_evictions);
@@ -325,6 +318,7 @@ static void reload(struct daemon *d)
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
 		ws_server_set_config(d->ws, cfg);
+		roomsvc_set_config(d->roomsvc, cfg);
 		set_addrlimits(d, cfg);
 		store_set_retry_timeout(d->store, cfg->rooms_store_retry_timeout * 1000);
 		admin_set_tokens(d->admin, cfg->admin_token, cfg->metrics_token);
@@ -439,13 +433,15 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	}
 	if ((r = set_addrlimits(d, cfg)) < 0)
 		goto fail;
-	const struct router_env env = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit,
+	d->roomsvc = roomsvc_new(d->rooms, cfg);
+	const struct router_env env = { .rooms = d->rooms, .roomsvc = d->roomsvc, .auth = d->auth, .addrlimit = d->addrlimit,
 					.pubkeys = d->pubkeys, .store = d->store };
 	r = ws_server_new(&d->loop, cfg, d->reg, &env, &d->ws);
 	if (r < 0) {
 		log_err("cannot create the WebSocket server");
 		goto fail;
 	}
+	roomsvc_set_close(d->roomsvc, close_room, d);
 	log_auth_mode(d);
 	if ((r = fetch_client_new(&d->loop, ws_server_context(d->ws), &d->fetch)) < 0) {
 		log_err("cannot create the key set fetcher");
@@ -503,6 +499,7 @@ void daemon_free(struct daemon *d)
 	admin_stop(d->admin);
 	ws_server_free(d->ws);
 	loopcall_free(d->loopcall);
+	roomsvc_free(d->roomsvc);
 	rooms_free(d->rooms);
 	pubkeys_free(d->pubkeys);
 	auth_free(d->auth);

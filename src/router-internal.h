@@ -20,9 +20,8 @@ struct router {
 	const char *text;     /* and its text */
 	size_t len;
 	bool replaying;       /* a register whose issuer's keys were awaited */
-	/* Logged once a second at most: room quota refusals, and errors
-	 * v2.0 sessions were not told. */
-	struct log_rate quota_log, untold_log;
+	/* Errors v2.0 sessions were not told: logged once a second at most. */
+	struct log_rate untold_log;
 	unsigned ignored_logged; /* bits of enum ignored: said once per process */
 };
 

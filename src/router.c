@@ -279,51 +279,9 @@ static void room_created(int status, const struct store_room *room, const char *
 		else
 			p->http_done(503, json_error_body(why), p->http_data);
 	}
-	if (status == 0) {
-		struct log_fields f = { .room = room->id };
-		log_event(LOG_INFO, LOG_EVENT_NONE, &f, "room created by %s", room->created_by);
-	}
 	p->finished = true;
 	if (!p->in_call)
 		g_free(p);
-}
-
-/* Whether PRINCIPAL may create one more room from FROM (may be NULL);
- * -EDQUOT with *WHY naming the quota.  Refusals are logged once a second
- * at most, with how many went unlogged. */
-static int check_quota(struct router *r, const char *principal, const struct netaddr *from,
-		       const char **why)
-{
-	static const struct {
-		enum metrics_limit limit;
-		const char *key, *why;
-	} hits[] = {
-		[ROOMS_QUOTA_TOTAL] = { LIMIT_ROOMS, "max_rooms",
-					"Room quota reached: [rooms] max_rooms persistent rooms "
-					"exist; try again once one expires" },
-		[ROOMS_QUOTA_CREATOR] = { LIMIT_ROOMS_PER_CREATOR, "max_rooms_per_creator",
-					  "Room quota reached: [rooms] max_rooms_per_creator rooms of "
-					  "this creator exist; delete one or wait for one to expire" },
-		[ROOMS_QUOTA_ADDRESS] = { LIMIT_ROOMS_PER_ADDRESS, "max_rooms_per_address",
-					  "Room quota reached: [rooms] max_rooms_per_address rooms created "
-					  "from this address exist; delete one or wait for one to expire" },
-	};
-	const struct rooms_quota q = { .total = r->cfg->rooms_max,
-				       .per_creator = r->cfg->rooms_per_creator,
-				       .per_address = r->cfg->rooms_per_address };
-	enum rooms_quota_hit hit = rooms_quota_check(r->env.rooms, &q, principal, from);
-	unsigned skipped;
-
-	if (hit == ROOMS_QUOTA_OK)
-		return 0;
-	metrics_inc(limit_hits[hits[hit].limit]);
-	*why = hits[hit].why;
-	if (log_rate_due(&r->quota_log, (uint64_t)g_get_monotonic_time() / 1000, &skipped)) {
-		struct log_fields f = { .remote = from, .code = hits[hit].key };
-		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "create_room by %s refused: %s (%u more since)",
-			  principal, hits[hit].why, skipped);
-	}
-	return -EDQUOT;
 }
 
 /* Starts the creation; -EINVAL (a bad request) or -EDQUOT (a quota is
@@ -332,20 +290,14 @@ static int create_room(struct router *r, struct router_pending *p, const char *p
 		       const struct netaddr *from, const struct msg_create_room *req,
 		       const char **why)
 {
-	struct rooms_spec spec = { .max_peers = req->max_peers, .name = req->name,
-				   .open_to_issuer = req->open_to_issuer, .from = from };
-	gint64 now = router_now_seconds();
+	const struct roomsvc_request rq = { .spec = req, .created_by = principal, .from = from };
+	int rc;
 
-	if (rooms_expiry(r->cfg->rooms_default_ttl, r->cfg->rooms_max_ttl, req->expires_in, now,
-			 &spec.expires_at, why) < 0)
-		return -EINVAL;
-	if (check_quota(r, principal, from, why) < 0)
-		return -EDQUOT;
 	p->r = r;
 	p->in_call = true;
-	rooms_create(r->env.rooms, &spec, principal, now, room_created, p);
+	rc = roomsvc_create(r->env.roomsvc, &rq, router_now_seconds(), room_created, p, why);
 	p->in_call = false;
-	return 0;
+	return rc;
 }
 
 static void handle_create_room(struct router *r, struct client *c, struct msg *m)

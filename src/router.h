@@ -10,6 +10,7 @@
 #include "protocol.h"
 #include "registry.h"
 #include "rooms.h"
+#include "roomsvc.h"
 #include "turn.h"
 
 #include <stdbool.h>
@@ -65,6 +66,7 @@ struct router;
 /* Persistent rooms and authentication; both outlive the router. */
 struct router_env {
 	struct rooms *rooms;
+	struct roomsvc *roomsvc;     /* creates rooms (create_room) */
 	struct auth *auth;
 	struct addrlimit *addrlimit; /* per-address limits */
 	struct pubkeys *pubkeys;     /* Ed25519 public keys of accounts */

@@ -123,6 +123,7 @@ struct world {
 	const struct config *cfg;
 	struct registry *reg;
 	struct rooms *rooms;
+	struct roomsvc *roomsvc;
 	struct addrlimit *al;
 	struct router *router;
 	struct adminapi api;
@@ -330,6 +331,12 @@ static void setup(void)
 		g_error("%s", err->message);
 }
 
+/* The room service's hook, as the daemon wires it. */
+static unsigned close_room(void *router, const char *room_id, const char *reason)
+{
+	return router_close_room(router, room_id, reason);
+}
+
 FUZZ_TARGET(adminapi)
 {
 	const struct fuzz_env *env;
@@ -348,9 +355,13 @@ FUZZ_TARGET(adminapi)
 	w.rooms = fuzz_env_rooms(store, true);
 	struct addrlimit_limits lim = { .max_addresses = 16, .regs_per_minute = 1000 };
 	g_assert_cmpint(addrlimit_new(&lim, &w.al), ==, 0);
-	struct router_env renv = { .rooms = w.rooms, .auth = env->auth, .addrlimit = w.al };
+	w.roomsvc = roomsvc_new(w.rooms, w.cfg);
+	struct router_env renv = { .rooms = w.rooms, .roomsvc = w.roomsvc, .auth = env->auth,
+				   .addrlimit = w.al };
 	w.router = router_new(w.cfg, w.reg, &renv, &ops, &w);
-	w.api = (struct adminapi){ .cfg = &w.cfg, .rooms = w.rooms, .reg = w.reg, .router = w.router };
+	roomsvc_set_close(w.roomsvc, close_room, w.router);
+	w.api = (struct adminapi){ .cfg = &w.cfg, .rooms = w.rooms, .roomsvc = w.roomsvc, .reg = w.reg,
+				   .router = w.router };
 	for (unsigned i = 0; i < 2; i++)
 		w.s[i] = session_new(i);
 
@@ -377,6 +388,7 @@ FUZZ_TARGET(adminapi)
 	store_set_queue_limit(store, STORE_QUEUE_DEFAULT);
 	g_clear_pointer(&secrets, g_ptr_array_unref);
 	router_free(w.router);
+	roomsvc_free(w.roomsvc);
 	addrlimit_free(w.al);
 	rooms_free(w.rooms);
 	registry_free(w.reg);

@@ -61,6 +61,7 @@ struct world {
 	const struct config *cfg;
 	struct registry *reg;
 	struct rooms *rooms;
+	struct roomsvc *roomsvc;
 	struct addrlimit *al;
 	struct router *router;
 	struct session *s[N_SESSIONS];
@@ -442,8 +443,9 @@ FUZZ_TARGET(router)
 	struct addrlimit_limits lim = { .max_addresses = 16, .conns_per_address = 0,
 					.regs_per_minute = w.cfg->registrations_per_address_per_minute };
 	g_assert_cmpint(addrlimit_new(&lim, &w.al), ==, 0);
-	struct router_env renv = { .rooms = w.rooms, .auth = auth ? env->auth : env->auth_open,
-				   .addrlimit = w.al };
+	w.roomsvc = roomsvc_new(w.rooms, w.cfg);
+	struct router_env renv = { .rooms = w.rooms, .roomsvc = w.roomsvc,
+				   .auth = auth ? env->auth : env->auth_open, .addrlimit = w.al };
 	w.router = router_new(w.cfg, w.reg, &renv, &ops, &w);
 	for (unsigned i = 0; i < N_SESSIONS; i++)
 		w.s[i] = session_new(i);
@@ -458,6 +460,7 @@ FUZZ_TARGET(router)
 		fuzz_fail("%u peers in %u rooms left once every session is gone",
 			  registry_n_peers(w.reg), registry_n_rooms(w.reg));
 	router_free(w.router);
+	roomsvc_free(w.roomsvc);
 	addrlimit_free(w.al);
 	rooms_free(w.rooms);
 	registry_free(w.reg);
