@@ -246,14 +246,12 @@ bool router_open_mode(struct router *r)
 }
 
 
-/* --- room creation (create_room and POST /create-room) --- */
+/* --- create_room (the room service does the work) --- */
 
 struct router_pending {
 	struct router *r;
-	struct client *c;  /* create_room: the asker, NULL once gone */
-	router_http_done_fn http_done;
-	void *http_data;
-	bool cancelled, finished, in_call;
+	struct client *c;  /* the asker, NULL once gone */
+	bool finished, in_call;
 };
 
 static void room_created(int status, const struct store_room *room, const char *token,
@@ -272,12 +270,6 @@ static void room_created(int status, const struct store_room *room, const char *
 			struct msg none = { .type = MSG_CREATE_ROOM };
 			router_error_to(r, p->c, &none, ERR_SERVICE_UNAVAILABLE, NULL, NULL, "%s", why);
 		}
-	} else if (p->http_done && !p->cancelled) {
-		if (status == 0)
-			p->http_done(201, protocol_room_created(NULL, room->id, token, room->expires_at),
-				     p->http_data);
-		else
-			p->http_done(503, json_error_body(why), p->http_data);
 	}
 	p->finished = true;
 	if (!p->in_call)
@@ -328,57 +320,6 @@ static void handle_create_room(struct router *r, struct client *c, struct msg *m
 	} else if (p->finished) {
 		g_free(p);
 	}
-}
-
-struct router_pending *router_http_create_room(struct router *r, const struct netaddr *from,
-					       const char *bearer, const char *body, size_t len,
-					       router_http_done_fn done, void *data)
-{
-	struct jwt_claims claims = { 0 };
-	struct msg_create_room req;
-	struct msg_error err;
-	enum jwt_error jwt_why;
-	const char *issuer = NULL, *why = NULL;
-	json_object *obj = NULL;
-
-	if (!bearer || auth_verify(r->env.auth, bearer, router_now_seconds(), &claims, &jwt_why, &issuer) < 0) {
-		done(401, json_error_body(bearer ? jwt_error_reason(jwt_why) : "Authentication required"),
-		     data);
-		return NULL;
-	}
-	g_autofree char *principal = auth_principal(issuer, &claims);
-	jwt_claims_clear(&claims);
-	const struct protocol_limits lim = { r->cfg->max_json_depth, r->cfg->max_json_values };
-	if (len && !(obj = protocol_parse_object(r->tok, &lim, body, len))) {
-		done(400, json_error_body("the body must be a JSON object"), data);
-		return NULL;
-	}
-	if (protocol_decode_create_room(obj, &req, &err) < 0) {
-		json_object_put(obj);
-		done(400, json_error_body(err.message), data);
-		return NULL;
-	}
-	struct router_pending *p = g_new0(struct router_pending, 1);
-	p->http_done = done;
-	p->http_data = data;
-	int rc = create_room(r, p, principal, from, &req, &why);
-	json_object_put(obj);
-	if (rc < 0) {
-		done(rc == -EDQUOT ? 429 : 400, json_error_body(why), data);
-		g_free(p);
-		return NULL;
-	}
-	if (p->finished) {
-		g_free(p);
-		return NULL;
-	}
-	return p;
-}
-
-void router_http_cancel(struct router_pending *p)
-{
-	if (p)
-		p->cancelled = true;
 }
 
 /* Tells each client M (one reference taken here), ends its registration

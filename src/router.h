@@ -102,14 +102,3 @@ unsigned router_close_room(struct router *r, const char *room_id, const char *re
 /* The sessions registered as PRINCIPAL (a revoked API key) get AUTH_FAILED
  * with REASON and are disconnected; returns how many. */
 unsigned router_close_principal(struct router *r, const char *principal, const char *reason);
-
-/* POST /create-room from FROM (NULL: unknown, a unix socket): BEARER is
- * the Authorization header's token, BODY the request body (may be empty);
- * 429 when a room quota is full.  DONE gets the HTTP status and a JSON body
- * (g_free), now or once the room is durable; router_http_cancel() stops a
- * pending one (the connection went away). */
-typedef void (*router_http_done_fn)(unsigned status, char *json, void *data);
-struct router_pending *router_http_create_room(struct router *r, const struct netaddr *from,
-					       const char *bearer, const char *body, size_t len,
-					       router_http_done_fn done, void *data);
-void router_http_cancel(struct router_pending *p);

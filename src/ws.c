@@ -8,6 +8,7 @@
 #include "jwt.h"
 #include "keyapi.h"
 #include "linger.h"
+#include "roomhttp.h"
 #include "router.h"
 
 #include <errno.h>
@@ -94,7 +95,7 @@ struct http_req {
 	char *room_id;           /* ROUTE_AUTHORIZED_KEYS */
 	bool head;               /* HEAD: the answer's headers only */
 	GString *body;           /* what the client sent, when it sends one */
-	struct router_pending *pending;
+	struct roomhttp_pending *pending;
 	struct keyapi_pending *key_pending;
 	unsigned status;         /* the answer, once known */
 	const char *type;
@@ -530,7 +531,7 @@ static void http_free(struct session *s)
 	struct http_req *h = s ? s->http : NULL;
 	if (!h)
 		return;
-	router_http_cancel(h->pending);
+	roomhttp_cancel(h->pending);
 	keyapi_cancel(h->key_pending);
 	if (h->body)
 		g_string_free(h->body, TRUE);
@@ -563,7 +564,7 @@ static void http_answer(struct session *s, unsigned status, const char *type, ch
 	lws_callback_on_writable(s->wsi);
 }
 
-/* A pending request's answer (router_http_done_fn, keyapi_done_fn). */
+/* A pending request's answer (roomhttp_done_fn, keyapi_done_fn). */
 static void answered(unsigned status, char *json, void *data)
 {
 	struct session *s = data;
@@ -685,8 +686,9 @@ static void create_room(struct ws_server *ws, struct session *s, struct lws *wsi
 	bool from_known = client_addr(ws, wsi, &from) == 0;
 	struct http_req *h = s->http;
 
-	struct router_pending *p = router_http_create_room(ws->router, from_known ? &from : NULL,
-							   bearer, h->body->str, h->body->len, answered, s);
+	const struct roomhttp_env env = { .auth = ws->env.auth, .roomsvc = ws->env.roomsvc };
+	struct roomhttp_pending *p = roomhttp_create(&env, ws->cfg, from_known ? &from : NULL, bearer,
+						     h->body->str, h->body->len, answered, s);
 	/* Answered already (the request was refused), or pending. */
 	if (!h->answer) {
 		h->pending = p;

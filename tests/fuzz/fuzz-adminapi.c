@@ -1,6 +1,6 @@
 /* The admin API's requests (src/adminapi.c) and the POST /create-room
- * request cycle (router_http_create_room, its completion and
- * router_http_cancel), in process, against a real SQLite room store whose
+ * request cycle (roomhttp_create, its completion and roomhttp_cancel),
+ * in process, against a real SQLite room store whose
  * writes complete on the loop later, as in the daemon: so creations are
  * pending while other requests, cancellations and disconnects happen.
  *
@@ -15,7 +15,7 @@
  *   'G' PATH, 'D' PATH, 'P' PATH \n BODY, 'X' METHOD \n PATH  admin request
  *   'h' BODY       POST /create-room with alice's JWT (slot = step % 4)
  *   'H' TOKEN \n BODY  the same with TOKEN (@jwt@... expanded)
- *   'c'N           the connection of slot N goes: router_http_cancel
+ *   'c'N           the connection of slot N goes: roomhttp_cancel
  *   '0'-'1' TEXT   session N sends TEXT to the router (register with a
  *                  JWT, create_room)
  *   'x'N           session N disconnects
@@ -25,6 +25,7 @@
 
 #include "admin.h"
 #include "adminapi.h"
+#include "roomhttp.h"
 #include "config.h"
 #include "netaddr.h"
 #include "registry.h"
@@ -129,7 +130,7 @@ struct world {
 	struct adminapi api;
 	struct admin_request *req[MAX_REQUESTS];
 	unsigned n_req;
-	struct router_pending *pending[N_SLOTS];
+	struct roomhttp_pending *pending[N_SLOTS];
 	struct http_ctx *http[N_SLOTS];
 	struct session *s[2];
 };
@@ -203,7 +204,8 @@ static void http_start(struct world *w, unsigned slot, const char *bearer, const
 	ctx->w = w;
 	ctx->slot = slot;
 	w->http[slot] = ctx;
-	struct router_pending *p = router_http_create_room(w->router, NULL, bearer, body, len, http_done, ctx);
+	const struct roomhttp_env env = { .auth = fuzz_env()->auth, .roomsvc = w->roomsvc };
+	struct roomhttp_pending *p = roomhttp_create(&env, w->cfg, NULL, bearer, body, len, http_done, ctx);
 	if (w->http[slot] == ctx) { /* not answered yet: pending */
 		if (!p)
 			fuzz_fail("POST /create-room neither answered nor pending");
@@ -217,7 +219,7 @@ static void http_cancel(struct world *w, unsigned slot)
 {
 	if (!w->http[slot])
 		return;
-	router_http_cancel(w->pending[slot]);
+	roomhttp_cancel(w->pending[slot]);
 	g_free(w->http[slot]); /* as ws.c frees the session */
 	w->http[slot] = NULL;
 	w->pending[slot] = NULL;

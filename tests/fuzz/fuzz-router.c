@@ -37,6 +37,7 @@
 #include "protocol.h"
 #include "registry.h"
 #include "rooms.h"
+#include "roomhttp.h"
 #include "router.h"
 
 #include <errno.h>
@@ -64,6 +65,7 @@ struct world {
 	struct roomsvc *roomsvc;
 	struct addrlimit *al;
 	struct router *router;
+	struct auth *auth;
 	struct session *s[N_SESSIONS];
 	/* sessions gone (freed): their addresses, to tell a late send */
 	GPtrArray *gone;
@@ -413,8 +415,9 @@ static void step(struct world *w, const char *p, size_t len)
 	}
 	case 'h': {
 		unsigned before = w->http_done;
-		struct router_pending *pend = router_http_create_room(
-			w->router, NULL, fuzz_env()->jwt_alice, p + 1, len - 1, http_done, w);
+		const struct roomhttp_env env = { .auth = w->auth, .roomsvc = w->roomsvc };
+		struct roomhttp_pending *pend = roomhttp_create(&env, w->cfg, NULL, fuzz_env()->jwt_alice,
+								p + 1, len - 1, http_done, w);
 		/* memory-only rooms complete at once */
 		if (pend || w->http_done != before + 1)
 			fuzz_fail("POST /create-room: %u completions, pending %p", w->http_done - before,
@@ -444,6 +447,7 @@ FUZZ_TARGET(router)
 					.regs_per_minute = w.cfg->registrations_per_address_per_minute };
 	g_assert_cmpint(addrlimit_new(&lim, &w.al), ==, 0);
 	w.roomsvc = roomsvc_new(w.rooms, w.cfg);
+	w.auth = auth ? env->auth : env->auth_open;
 	struct router_env renv = { .rooms = w.rooms, .roomsvc = w.roomsvc,
 				   .auth = auth ? env->auth : env->auth_open, .addrlimit = w.al };
 	w.router = router_new(w.cfg, w.reg, &renv, &ops, &w);
