@@ -13,6 +13,8 @@
 #include "pubkeys.h"
 #include "rooms.h"
 #include "roomsvc.h"
+#include "router.h"
+#include "routerio.h"
 #include "store.h"
 #include "systemd.h"
 #include "ws.h"
@@ -35,6 +37,8 @@ struct daemon {
 	struct store *store;
 	struct rooms *rooms;
 	struct roomsvc *roomsvc;
+	struct routerio routerio; /* the router's services */
+	struct router *router;
 	struct pubkeys *pubkeys;
 	struct auth *auth;
 	struct fetch_client *fetch; /* issuers' key sets */
@@ -167,7 +171,7 @@ static int start_admin(struct daemon *d)
 		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
 	};
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
-				    .roomsvc = d->roomsvc, .reg = d->reg, .router = ws_server_router(d->ws) };
+				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router };
 	int r = admin_start(&o, &d->admin);
 	if (r < 0) {
 		log_err("cannot start the admin port");
@@ -194,7 +198,7 @@ static char *status_line(struct daemon *d)
 static unsigned close_room(void *data, const char *room_id, const char *reason)
 {
 	struct daemon *d = data;
-	return router_close_room(ws_server_router(d->ws), room_id, reason);
+	return router_close_room(d->router, room_id, reason);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -318,6 +322,7 @@ static void reload(struct daemon *d)
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
 		ws_server_set_config(d->ws, cfg);
+		router_set_config(d->router, cfg);
 		roomsvc_set_config(d->roomsvc, cfg);
 		set_addrlimits(d, cfg);
 		store_set_retry_timeout(d->store, cfg->rooms_store_retry_timeout * 1000);
@@ -433,15 +438,24 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	}
 	if ((r = set_addrlimits(d, cfg)) < 0)
 		goto fail;
+	/* The core and its edges, each handed what it needs. */
 	d->roomsvc = roomsvc_new(d->rooms, cfg);
-	const struct router_env env = { .rooms = d->rooms, .roomsvc = d->roomsvc, .auth = d->auth, .addrlimit = d->addrlimit,
-					.pubkeys = d->pubkeys, .store = d->store };
-	r = ws_server_new(&d->loop, cfg, d->reg, &env, &d->ws);
+	d->routerio = (struct routerio){ .auth = d->auth, .roomsvc = d->roomsvc };
+	const struct router_env renv = { .rooms = d->rooms, .addrlimit = d->addrlimit };
+	d->router = router_new(cfg, d->reg, &renv, &routerio_services, &d->routerio);
+	roomsvc_set_close(d->roomsvc, close_room, d);
+	const struct ws_env wenv = {
+		.router = d->router,
+		.addrlimit = d->addrlimit,
+		.keys = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit,
+			  .pubkeys = d->pubkeys, .store = d->store },
+		.rooms = { .auth = d->auth, .roomsvc = d->roomsvc },
+	};
+	r = ws_server_new(&d->loop, cfg, &wenv, &d->ws);
 	if (r < 0) {
 		log_err("cannot create the WebSocket server");
 		goto fail;
 	}
-	roomsvc_set_close(d->roomsvc, close_room, d);
 	log_auth_mode(d);
 	if ((r = fetch_client_new(&d->loop, ws_server_context(d->ws), &d->fetch)) < 0) {
 		log_err("cannot create the key set fetcher");
@@ -497,7 +511,9 @@ void daemon_free(struct daemon *d)
 		return;
 	/* The admin thread may be waiting on the loop: stop it first. */
 	admin_stop(d->admin);
+	/* The transport's last closes still reach the router. */
 	ws_server_free(d->ws);
+	router_free(d->router);
 	loopcall_free(d->loopcall);
 	roomsvc_free(d->roomsvc);
 	rooms_free(d->rooms);

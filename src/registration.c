@@ -1,6 +1,6 @@
 #include "registration.h"
 
-#include "log.h"
+#include "auth.h"
 #include "metrics.h"
 #include "protocol.h"
 #include "pubkeys.h"
@@ -15,7 +15,7 @@ static void refuse_register(struct router *r, struct client *c, const struct msg
 			    const char *message)
 {
 	metrics_inc(registrations[code]);
-	router_log_peer(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,
+	router_log_peer(r, LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,
 		 protocol_code_name(code), message);
 	router_error_to(r, c, m, code, NULL, NULL, "%s", message);
 }
@@ -34,16 +34,15 @@ void registration_unpark(struct client *c)
 	struct router_parked *p = g_steal_pointer(&c->parked);
 	if (!p)
 		return;
-	auth_wait_cancel(p->wait);
+	p->r->svc->cancel_wait(p->r->svc_ctx, p->wait);
 	g_free(p->text);
 	g_free(p);
 }
 
 /* The issuer has its new key set, or failed to get one: the register
  * runs again, and this time an unknown kid is final. */
-static void on_keys(void *data)
+void router_keys_ready(struct router_parked *p)
 {
-	struct router_parked *p = data;
 	struct router *r = p->r;
 	struct client *c = p->c;
 
@@ -62,12 +61,12 @@ static bool park(struct router *r, struct client *c, const char *issuer)
 {
 	struct router_parked *p = g_new0(struct router_parked, 1);
 
-	if (r->replaying || auth_await_keys(r->env.auth, issuer, on_keys, p, &p->wait) < 0) {
+	p->r = r;
+	p->c = c;
+	if (r->replaying || r->svc->await_keys(r->svc_ctx, issuer, p, &p->wait) < 0) {
 		g_free(p);
 		return false;
 	}
-	p->r = r;
-	p->c = c;
 	p->text = g_memdup2(r->text, r->len);
 	p->len = r->len;
 	c->parked = p;
@@ -88,7 +87,7 @@ static void ignore_credential(struct router *r, struct client *c, enum ignored k
 		return;
 	r->ignored_logged |= 1u << kind;
 	struct log_fields f = { .remote = client_remote(c), .room = reg->room_id, .peer = reg->peer_id };
-	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f,
+	router_log(r, LOG_NOTICE, LOG_EVENT_NONE, &f,
 		  "authentication is off and this %s cannot be checked here: ignored, the register "
 		  "goes on without it (said once; rtcsignald_credentials_ignored_total counts them)",
 		  names[kind]);
@@ -117,7 +116,7 @@ static enum admit_result admit_registration(struct router *r, struct client *c,
 	const char *token = reg->token ? json_object_get_string(reg->token) : NULL;
 	const char *account = NULL; /* an account key's owner */
 	bool open = router_open_mode(r), by_key = false;
-	gint64 now = router_now_seconds();
+	gint64 now = router_now_seconds(r);
 
 	a->room_id = reg->room_id;
 	/* Every attempt counts, so room tokens and keys cannot be guessed
@@ -125,7 +124,8 @@ static enum admit_result admit_registration(struct router *r, struct client *c,
 	 * an address (a unix socket: local) is not counted, as it is not at
 	 * connect time: all of them would share one zero address. */
 	if (!r->replaying && c->addr_known &&
-	    addrlimit_register(r->env.addrlimit, &c->addr, g_get_monotonic_time()) < 0) {
+	    addrlimit_register(r->env.addrlimit, &c->addr,
+			       (gint64)(r->svc->monotonic_ns(r->svc_ctx) / 1000)) < 0) {
 		metrics_inc(limit_hits[LIMIT_REGISTRATIONS_PER_ADDRESS]);
 		refuse_register(r, c, m, ERR_RATE_LIMITED, reg->room_id, reg->peer_id,
 				"Too many registration attempts: try again later");
@@ -181,12 +181,12 @@ static enum admit_result admit_registration(struct router *r, struct client *c,
 		struct jwt_claims claims = { 0 };
 		enum jwt_error why;
 		const char *issuer = NULL;
-		if (auth_verify(r->env.auth, reg->jwt, now, &claims, &why, &issuer) < 0) {
+		if (r->svc->verify_jwt(r->svc_ctx, reg->jwt, now, &claims, &why, &issuer) < 0) {
 			if (why == JWT_UNKNOWN_KID && park(r, c, issuer))
 				return PARKED;
 			struct log_fields f = { .remote = client_remote(c), .room = reg->room_id,
 						.peer = reg->peer_id, .code = jwt_error_name(why) };
-			log_event(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, &f, "JWT refused");
+			router_log(r, LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, &f, "JWT refused");
 			metrics_inc(registrations[ERR_AUTH_FAILED]);
 			router_error_to(r, c, m, ERR_AUTH_FAILED, NULL, NULL, "%s", jwt_error_reason(why));
 			return REFUSED;
@@ -259,12 +259,12 @@ static void supersede(struct router *r, struct peer *existing)
 		older->superseded = false;
 		older->closing = true;
 		metrics_inc(superseded_closed);
-		router_log_peer(LOG_INFO, LOG_EVENT_SESSION_CLOSED, older, existing->room->id, existing->id,
+		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_CLOSED, older, existing->room->id, existing->id,
 			 existing->role, NULL, "superseded socket closed: its peer id registered a third time");
 		r->ops->close(r->ctx, older, 1000, "superseded twice");
 	}
 	metrics_inc(sessions_superseded);
-	router_log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, existing->room->id, existing->id,
+	router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, existing->room->id, existing->id,
 		 existing->role, NULL, "v2.0 session superseded by a new registration; its socket stays open");
 	router_leave(r, old, "superseded");
 }
@@ -327,7 +327,7 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 			supersede(r, existing);
 			kept = old;
 		} else {
-			router_log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, room->id, existing->id,
+			router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, room->id, existing->id,
 				 existing->role, NULL, "session replaced by a new registration");
 			router_send_owned(r, old, protocol_error(ERR_SESSION_REPLACED,
 							  "Session replaced by a new registration", NULL, NULL));
@@ -355,7 +355,7 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 	}
 
 	peer = registry_add(r->reg, room, peer_id, reg->role, meta, g_steal_pointer(&adm.principal), c,
-			    g_get_real_time());
+			    r->svc->real_us(r->svc_ctx));
 	c->peer = peer;
 	c->was_registered = true;
 	if (kept) {
@@ -373,9 +373,9 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 			router_send_owned(r, c, protocol_admin_conflict(room));
 	}
 
-	ice = turn_ice_servers(r->turn, peer->id, router_now_seconds());
+	ice = turn_ice_servers(r->turn, peer->id, router_now_seconds(r));
 	router_answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice, c->proto));
-	router_log_peer(LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
+	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
 		 "peer registered");
 out:
 	g_free(ice);

@@ -12,8 +12,10 @@ struct router {
 	struct registry *reg;
 	struct router_env env;
 	struct turn *turn;
-	const struct router_ops *ops;
+	const struct router_ops *ops; /* the transport */
 	void *ctx;
+	const struct router_services *svc;
+	void *svc_ctx;
 	json_tokener *tok;
 	GString *scratch;
 	uint64_t received_ns; /* when the message being handled arrived */
@@ -29,7 +31,7 @@ struct router {
 struct router_parked {
 	struct router *r;
 	struct client *c;
-	struct auth_wait *wait;
+	void *wait; /* router_services.await_keys */
 	char *text;
 	size_t len;
 };
@@ -41,11 +43,17 @@ int router_answer_owned(struct router *r, struct client *c, struct msgbuf *m);
 void router_error_to(struct router *r, struct client *c, const struct msg *m, enum err_code code,
 		     const char *field, const char *field_value, const char *fmt, ...)
 	__attribute__((format(printf, 7, 8)));
-void router_log_peer(int prio, enum log_event ev, const struct client *c, const char *room,
-		     const char *peer, const char *role, const char *code, const char *what);
+/* A line for the operator, through the services. */
+void router_log(struct router *r, int prio, enum log_event ev, const struct log_fields *f,
+		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void router_log_peer(struct router *r, int prio, enum log_event ev, const struct client *c,
+		     const char *room, const char *peer, const char *role, const char *code,
+		     const char *what);
 /* C's registration ends (leave), or it lets go of one (release). */
 void router_leave(struct router *r, struct client *c, const char *why);
 void router_release(struct router *r, struct client *c, const char *why);
 /* True (and C told RATE_LIMITED) while a large answer to C is queued. */
 bool router_answer_busy(struct router *r, struct client *c, const struct msg *m);
-gint64 router_now_seconds(void);
+/* The services' clocks: wall clock seconds, monotonic milliseconds. */
+gint64 router_now_seconds(struct router *r);
+uint64_t router_now_ms(struct router *r);

@@ -15,16 +15,47 @@
 #include <string.h>
 
 struct router *router_new(const struct config *cfg, struct registry *reg,
-			  const struct router_env *env, const struct router_ops *ops, void *ctx)
+			  const struct router_env *env, const struct router_services *svc,
+			  void *svc_ctx)
 {
 	struct router *r = g_new0(struct router, 1);
 	r->reg = reg;
 	r->env = *env;
-	r->ops = ops;
-	r->ctx = ctx;
+	r->svc = svc;
+	r->svc_ctx = svc_ctx;
 	r->scratch = g_string_sized_new(4096);
 	router_set_config(r, cfg);
 	return r;
+}
+
+void router_set_transport(struct router *r, const struct router_ops *ops, void *ctx)
+{
+	r->ops = ops;
+	r->ctx = ctx;
+}
+
+void router_log(struct router *r, int prio, enum log_event ev, const struct log_fields *f,
+		const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	r->svc->log(r->svc_ctx, prio, ev, f, fmt, ap);
+	va_end(ap);
+}
+
+gint64 router_now_seconds(struct router *r)
+{
+	return r->svc->real_us(r->svc_ctx) / G_USEC_PER_SEC;
+}
+
+uint64_t router_now_ms(struct router *r)
+{
+	return r->svc->monotonic_ns(r->svc_ctx) / 1000000;
+}
+
+static uint64_t now_ns(struct router *r)
+{
+	return r->svc->monotonic_ns(r->svc_ctx);
 }
 
 void router_set_config(struct router *r, const struct config *cfg)
@@ -107,12 +138,12 @@ static void untold(struct router *r, struct client *c, enum msg_type t, const st
 	unsigned skipped;
 
 	metrics_inc(errors_suppressed[e->code]);
-	if (!log_rate_due(&r->untold_log, (uint64_t)g_get_monotonic_time() / 1000, &skipped))
+	if (!log_rate_due(&r->untold_log, router_now_ms(r), &skipped))
 		return;
 	struct log_fields f = { .remote = client_remote(c), .code = protocol_code_name(e->code),
 				.peer = c->peer ? c->peer->id : NULL,
 				.room = c->peer ? c->peer->room->id : NULL };
-	log_event(LOG_INFO, LOG_EVENT_NONE, &f,
+	router_log(r, LOG_INFO, LOG_EVENT_NONE, &f,
 		  "not told to a v2.0 session (%s): %s (%u more not told since the last such line)",
 		  protocol_type_name(t), e->message, skipped);
 }
@@ -155,12 +186,13 @@ void router_error_to(struct router *r, struct client *c, const struct msg *m, en
 	send_error(r, c, m, &e);
 }
 
-void router_log_peer(int prio, enum log_event ev, const struct client *c, const char *room,
-		     const char *peer, const char *role, const char *code, const char *what)
+void router_log_peer(struct router *r, int prio, enum log_event ev, const struct client *c,
+		     const char *room, const char *peer, const char *role, const char *code,
+		     const char *what)
 {
 	struct log_fields f = { .room = room, .peer = peer, .role = role, .remote = client_remote(c),
 				.code = code };
-	log_event(prio, ev, &f, "%s", what);
+	router_log(r, prio, ev, &f, "%s", what);
 }
 
 /* Ends C's registration. */
@@ -170,7 +202,7 @@ void router_leave(struct router *r, struct client *c, const char *why)
 	struct room *room = p->room;
 	bool last = room_size(room) == 1;
 
-	router_log_peer(LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
+	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
 	c->peer = NULL;
 	if (p->former) {
 		/* The socket it superseded stays open, registered nowhere. */
@@ -179,7 +211,7 @@ void router_leave(struct router *r, struct client *c, const char *why)
 		o->superseded = false;
 	}
 	if (last)
-		log_debug("room %s freed", room->id);
+		router_log(r, LOG_DEBUG, LOG_EVENT_NONE, NULL, "room %s freed", room->id);
 	registry_remove(r->reg, p);
 	metrics_set(peers, registry_n_peers(r->reg));
 	if (last)
@@ -214,11 +246,6 @@ bool router_answer_busy(struct router *r, struct client *c, const struct msg *m)
 	return true;
 }
 
-gint64 router_now_seconds(void)
-{
-	return g_get_real_time() / G_USEC_PER_SEC;
-}
-
 void router_rate_limited(struct router *r, struct client *c)
 {
 	struct msg none = { .type = MSG_UNKNOWN };
@@ -242,7 +269,7 @@ void router_shutting_down(struct router *r, struct client *c)
 
 bool router_open_mode(struct router *r)
 {
-	return !auth_required(r->env.auth);
+	return !r->svc->auth_required(r->svc_ctx);
 }
 
 
@@ -254,7 +281,7 @@ struct router_pending {
 	bool finished, in_call;
 };
 
-static void room_created(int status, const struct store_room *room, const char *token,
+void router_room_created(int status, const struct store_room *room, const char *token,
 			 const char *why, void *data)
 {
 	struct router_pending *p = data;
@@ -287,7 +314,7 @@ static int create_room(struct router *r, struct router_pending *p, const char *p
 
 	p->r = r;
 	p->in_call = true;
-	rc = roomsvc_create(r->env.roomsvc, &rq, router_now_seconds(), room_created, p, why);
+	rc = r->svc->create_room(r->svc_ctx, &rq, p, why);
 	p->in_call = false;
 	return rc;
 }
@@ -435,7 +462,7 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 		router_answer_owned(r, c, list);
 	}
 	filter_free(f);
-	metrics_observe(&metrics.discovery_duration, metrics_now_ns() - r->received_ns);
+	metrics_observe(&metrics.discovery_duration, now_ns(r) - r->received_ns);
 }
 
 static void handle_update(struct router *r, struct client *c, struct msg *m)
@@ -468,7 +495,7 @@ static void deliver(struct router *r, struct client *c, const struct msg *m, str
 		return;
 	}
 	metrics_inc(messages_routed);
-	metrics_observe(&metrics.route_latency, metrics_now_ns() - r->received_ns);
+	metrics_observe(&metrics.route_latency, now_ns(r) - r->received_ns);
 }
 
 /* The target in C's room, or an error to C and NULL. */
@@ -521,7 +548,8 @@ static void handle_relay(struct router *r, struct client *c, struct msg *m)
 
 	if (!target) {
 		metrics_inc(relayed[m->type][RELAY_NO_TARGET]);
-		log_debug("%s from %s names no peer of its room", protocol_type_name(m->type), c->peer->id);
+		router_log(r, LOG_DEBUG, LOG_EVENT_NONE, NULL, "%s from %s names no peer of its room",
+			   protocol_type_name(m->type), c->peer->id);
 		return;
 	}
 	if (router_send_owned(r, target->owner, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
@@ -530,7 +558,7 @@ static void handle_relay(struct router *r, struct client *c, struct msg *m)
 	}
 	metrics_inc(relayed[m->type][RELAY_FORWARDED]);
 	metrics_inc(messages_routed);
-	metrics_observe(&metrics.route_latency, metrics_now_ns() - r->received_ns);
+	metrics_observe(&metrics.route_latency, now_ns(r) - r->received_ns);
 }
 
 static bool needs_registration(enum msg_type t)
@@ -546,7 +574,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 
 	if (c->closing)
 		return;
-	r->received_ns = metrics_now_ns();
+	r->received_ns = now_ns(r);
 	r->text = text;
 	r->len = len;
 	const struct protocol_limits lim = { r->cfg->max_json_depth, r->cfg->max_json_values };
@@ -613,7 +641,7 @@ void router_disconnect(struct router *r, struct client *c)
 	c->pending = NULL;
 	/* A superseded socket lets go: the registration it lost stays. */
 	if (c->superseded)
-		router_log_peer(LOG_INFO, LOG_EVENT_SESSION_CLOSED, c, c->peer->room->id, c->peer->id,
+		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_CLOSED, c, c->peer->room->id, c->peer->id,
 			 c->peer->role, NULL, "superseded socket gone; its peer id stays registered");
 	router_release(r, c, "connection closed");
 }

@@ -1,10 +1,13 @@
-/* router: what each client message means.  Takes decoded messages and the
- * registry, and answers through a sink (send, close) that the transport
- * implements; tests implement it too. */
+/* router: what each client message means.  A pure core: it takes
+ * complete messages and the registry, decides, and hands every action to
+ * the edges: sends and closes to the transport (router_ops), and log
+ * lines, clock reads, JWT checks, key set waits and room creations to
+ * the services (router_services), whose completions come back through
+ * router_keys_ready() and router_room_created().  No I/O, no clock, no
+ * logging of its own: tests/test-router.c drives it with fakes. */
 #pragma once
 
 #include "addrlimit.h"
-#include "auth.h"
 #include "config.h"
 #include "msgbuf.h"
 #include "protocol.h"
@@ -12,6 +15,10 @@
 #include "rooms.h"
 #include "roomsvc.h"
 #include "turn.h"
+#include "jwt.h"
+#include "log.h"
+
+#include <stdarg.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -62,22 +69,57 @@ struct router_ops {
 #define ROUTER_CLOSE_REPLACED 4001
 
 struct router;
+struct router_pending;
 
-/* Persistent rooms and authentication; both outlive the router. */
+/* What the router asks of the rest of the daemon: it decides, these do
+ * (the composition root wires them to auth, the room service, the log
+ * and the clocks: routerio.h; tests fake them).  CTX is router_new's. */
+struct router_services {
+	/* CLOCK_MONOTONIC in nanoseconds (latencies, rate windows), and the
+	 * wall clock in microseconds (expiry, TURN, connected_at). */
+	uint64_t (*monotonic_ns)(void *ctx);
+	gint64 (*real_us)(void *ctx);
+	/* A line for the operator, as log_event; FMT is printf's. */
+	void (*log)(void *ctx, int prio, enum log_event ev, const struct log_fields *f, const char *fmt,
+		    va_list ap) __attribute__((format(printf, 5, 0)));
+	/* Whether every register needs a credential (auth_required). */
+	bool (*auth_required)(void *ctx);
+	/* Verifies a JWT at NOW (seconds), as auth_verify. */
+	int (*verify_jwt)(void *ctx, const char *token, gint64 now, struct jwt_claims *claims,
+			  enum jwt_error *why, const char **issuer);
+	/* When ISSUER's key set is being fetched: 0, and router_keys_ready(P)
+	 * runs once that fetch has ended; *WAIT is for cancel_wait.  -EAGAIN
+	 * when nothing is in flight. */
+	int (*await_keys)(void *ctx, const char *issuer, struct router_parked *p, void **wait);
+	void (*cancel_wait)(void *ctx, void *wait);
+	/* Asks the room service for a room, as roomsvc_create: 0, and
+	 * router_room_created(.., P) runs exactly once (maybe already);
+	 * -EINVAL or -EDQUOT with *WHY. */
+	int (*create_room)(void *ctx, const struct roomsvc_request *req, struct router_pending *p,
+			   const char **why);
+};
+
+/* In-memory state the router reads; it outlives the router. */
 struct router_env {
-	struct rooms *rooms;
-	struct roomsvc *roomsvc;     /* creates rooms (create_room) */
-	struct auth *auth;
+	struct rooms *rooms;         /* persistent rooms and API keys */
 	struct addrlimit *addrlimit; /* per-address limits */
-	struct pubkeys *pubkeys;     /* Ed25519 public keys of accounts */
-	struct store *store;         /* where they are written; NULL: memory only */
 };
 
 struct router *router_new(const struct config *cfg, struct registry *reg,
-			  const struct router_env *env, const struct router_ops *ops, void *ctx);
+			  const struct router_env *env, const struct router_services *svc,
+			  void *svc_ctx);
 void router_free(struct router *r);
+/* The transport: where the router's sends and closes go.  Set once,
+ * before the first message. */
+void router_set_transport(struct router *r, const struct router_ops *ops, void *ctx);
 /* Applies a reloaded configuration (limits, TURN). */
 void router_set_config(struct router *r, const struct config *cfg);
+
+/* Completions of what the router asked for (router_services). */
+void router_keys_ready(struct router_parked *p);
+/* rooms_created_fn, DATA the router_pending. */
+void router_room_created(int status, const struct store_room *room, const char *token,
+			 const char *why, void *data);
 
 /* Open mode: no issuer and no API key configured, so no authentication. */
 bool router_open_mode(struct router *r);

@@ -31,6 +31,7 @@
 #include "registry.h"
 #include "rooms.h"
 #include "router.h"
+#include "routerio.h"
 #include "store.h"
 
 #include <errno.h>
@@ -125,6 +126,7 @@ struct world {
 	struct registry *reg;
 	struct rooms *rooms;
 	struct roomsvc *roomsvc;
+	struct routerio io;
 	struct addrlimit *al;
 	struct router *router;
 	struct adminapi api;
@@ -358,9 +360,10 @@ FUZZ_TARGET(adminapi)
 	struct addrlimit_limits lim = { .max_addresses = 16, .regs_per_minute = 1000 };
 	g_assert_cmpint(addrlimit_new(&lim, &w.al), ==, 0);
 	w.roomsvc = roomsvc_new(w.rooms, w.cfg);
-	struct router_env renv = { .rooms = w.rooms, .roomsvc = w.roomsvc, .auth = env->auth,
-				   .addrlimit = w.al };
-	w.router = router_new(w.cfg, w.reg, &renv, &ops, &w);
+	w.io = (struct routerio){ .auth = env->auth, .roomsvc = w.roomsvc };
+	struct router_env renv = { .rooms = w.rooms, .addrlimit = w.al };
+	w.router = router_new(w.cfg, w.reg, &renv, &routerio_services, &w.io);
+	router_set_transport(w.router, &ops, &w);
 	roomsvc_set_close(w.roomsvc, close_room, w.router);
 	w.api = (struct adminapi){ .cfg = &w.cfg, .rooms = w.rooms, .roomsvc = w.roomsvc, .reg = w.reg,
 				   .router = w.router };

@@ -39,6 +39,7 @@
 #include "rooms.h"
 #include "roomhttp.h"
 #include "router.h"
+#include "routerio.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -63,6 +64,7 @@ struct world {
 	struct registry *reg;
 	struct rooms *rooms;
 	struct roomsvc *roomsvc;
+	struct routerio io;
 	struct addrlimit *al;
 	struct router *router;
 	struct auth *auth;
@@ -448,9 +450,10 @@ FUZZ_TARGET(router)
 	g_assert_cmpint(addrlimit_new(&lim, &w.al), ==, 0);
 	w.roomsvc = roomsvc_new(w.rooms, w.cfg);
 	w.auth = auth ? env->auth : env->auth_open;
-	struct router_env renv = { .rooms = w.rooms, .roomsvc = w.roomsvc,
-				   .auth = auth ? env->auth : env->auth_open, .addrlimit = w.al };
-	w.router = router_new(w.cfg, w.reg, &renv, &ops, &w);
+	w.io = (struct routerio){ .auth = w.auth, .roomsvc = w.roomsvc };
+	struct router_env renv = { .rooms = w.rooms, .addrlimit = w.al };
+	w.router = router_new(w.cfg, w.reg, &renv, &routerio_services, &w.io);
+	router_set_transport(w.router, &ops, &w);
 	for (unsigned i = 0; i < N_SESSIONS; i++)
 		w.s[i] = session_new(i);
 
