@@ -380,7 +380,7 @@ static void revoke_key(struct adminapi *api, struct admin_request *req, const ch
 
 static void list_members(struct adminapi *api, struct admin_request *req, const char *room_id)
 {
-	if (!rooms_find(api->rooms, room_id)) {
+	if (!roomsvc_find(api->roomsvc, room_id)) {
 		answer_error(req, MHD_HTTP_NOT_FOUND, "room not found");
 		return;
 	}

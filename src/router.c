@@ -1,13 +1,10 @@
 #include "router.h"
-#include "router-internal.h"
-#include "registration.h"
 
 #include "filter.h"
-#include "log.h"
 #include "metrics.h"
 #include "protocol.h"
-#include "pubkeys.h"
-#include "secret.h"
+#include "registration.h"
+#include "router-internal.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -9,17 +9,16 @@
 
 #include "addrlimit.h"
 #include "config.h"
+#include "jwt.h"
+#include "log.h"
 #include "msgbuf.h"
 #include "protocol.h"
 #include "registry.h"
 #include "rooms.h"
 #include "roomsvc.h"
 #include "turn.h"
-#include "jwt.h"
-#include "log.h"
 
 #include <stdarg.h>
-
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -686,8 +686,8 @@ static void create_room(struct ws_server *ws, struct session *s, struct lws *wsi
 	bool from_known = client_addr(ws, wsi, &from) == 0;
 	struct http_req *h = s->http;
 
-	struct roomhttp_pending *p = roomhttp_create(&ws->env.rooms, ws->cfg, from_known ? &from : NULL, bearer,
-						     h->body->str, h->body->len, answered, s);
+	struct roomhttp_pending *p = roomhttp_create(&ws->env.rooms, ws->cfg, from_known ? &from : NULL,
+						     bearer, h->body->str, h->body->len, answered, s);
 	/* Answered already (the request was refused), or pending. */
 	if (!h->answer) {
 		h->pending = p;
