@@ -43,9 +43,12 @@ int router_answer_owned(struct router *r, struct client *c, struct msgbuf *m);
 void router_error_to(struct router *r, struct client *c, const struct msg *m, enum err_code code,
 		     const char *field, const char *field_value, const char *fmt, ...)
 	__attribute__((format(printf, 7, 8)));
-/* A line for the operator, through the services. */
-void router_log(struct router *r, int prio, enum log_event ev, const struct log_fields *f,
-		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* A line for the operator, through the services, from where it is said. */
+void router_log_at(struct router *r, int prio, enum log_event ev, const struct log_fields *f,
+		   const char *file, int line, const char *func, const char *fmt, ...)
+	__attribute__((format(printf, 8, 9)));
+#define router_log(r, prio, ev, f, ...) \
+	router_log_at(r, prio, ev, f, __FILE__, __LINE__, __func__, __VA_ARGS__)
 void router_log_peer(struct router *r, int prio, enum log_event ev, const struct client *c,
 		     const char *room, const char *peer, const char *role, const char *code,
 		     const char *what);

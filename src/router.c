@@ -31,12 +31,12 @@ void router_set_transport(struct router *r, const struct router_ops *ops, void *
 	r->ctx = ctx;
 }
 
-void router_log(struct router *r, int prio, enum log_event ev, const struct log_fields *f,
-		const char *fmt, ...)
+void router_log_at(struct router *r, int prio, enum log_event ev, const struct log_fields *f,
+		   const char *file, int line, const char *func, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	r->svc->log(r->svc_ctx, prio, ev, f, fmt, ap);
+	r->svc->log(r->svc_ctx, prio, ev, f, file, line, func, fmt, ap);
 	va_end(ap);
 }
 

@@ -78,9 +78,12 @@ struct router_services {
 	 * wall clock in microseconds (expiry, TURN, connected_at). */
 	uint64_t (*monotonic_ns)(void *ctx);
 	gint64 (*real_us)(void *ctx);
-	/* A line for the operator, as log_event; FMT is printf's. */
-	void (*log)(void *ctx, int prio, enum log_event ev, const struct log_fields *f, const char *fmt,
-		    va_list ap) __attribute__((format(printf, 5, 0)));
+	/* A line for the operator, as log_full: FILE, LINE and FUNC are the
+	 * router's own (the journal's CODE_FILE names the caller); FMT is
+	 * printf's. */
+	void (*log)(void *ctx, int prio, enum log_event ev, const struct log_fields *f,
+		    const char *file, int line, const char *func, const char *fmt, va_list ap)
+		__attribute__((format(printf, 8, 0)));
 	/* Whether every register needs a credential (auth_required). */
 	bool (*auth_required)(void *ctx);
 	/* Verifies a JWT at NOW (seconds), as auth_verify. */

@@ -15,16 +15,16 @@ static gint64 real_us(void *ctx)
 	return g_get_real_time();
 }
 
-static void __attribute__((format(printf, 5, 0)))
-log_line(void *ctx, int prio, enum log_event ev, const struct log_fields *f, const char *fmt,
-	 va_list ap)
+static void __attribute__((format(printf, 8, 0)))
+log_line(void *ctx, int prio, enum log_event ev, const struct log_fields *f, const char *file,
+	 int line, const char *func, const char *fmt, va_list ap)
 {
 	(void)ctx;
 	/* Formatted only when it is written: debug lines cost nothing else. */
 	if (!log_enabled(prio))
 		return;
 	g_autofree char *text = g_strdup_vprintf(fmt, ap);
-	log_event(prio, ev, f, "%s", text);
+	log_full(prio, ev, f, file, line, func, "%s", text);
 }
 
 static bool required(void *ctx)

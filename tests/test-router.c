@@ -93,12 +93,14 @@ static gint64 fake_real(void *ctx)
 	return ((struct world *)ctx)->real_us;
 }
 
-static void __attribute__((format(printf, 5, 0)))
-fake_log(void *ctx, int prio, enum log_event ev, const struct log_fields *f, const char *fmt,
-	 va_list ap)
+static void __attribute__((format(printf, 8, 0)))
+fake_log(void *ctx, int prio, enum log_event ev, const struct log_fields *f, const char *file,
+	 int line, const char *func, const char *fmt, va_list ap)
 {
 	struct world *w = ctx;
-	(void)prio, (void)ev, (void)f;
+	(void)prio, (void)ev, (void)f, (void)line, (void)func;
+	/* The journal's CODE_FILE: the router's own file, not the service's. */
+	g_assert_true(g_str_has_suffix(file, "router.c") || g_str_has_suffix(file, "registration.c"));
 	g_ptr_array_add(w->log, g_strdup_vprintf(fmt, ap));
 }
 
