@@ -16,7 +16,7 @@ static void refuse_register(struct router *r, struct client *c, const struct msg
 {
 	metrics_inc(registrations[code]);
 	router_log_peer(r, LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,
-		 protocol_code_name(code), message);
+			protocol_code_name(code), message);
 	router_error_to(r, c, m, code, NULL, NULL, "%s", message);
 }
 
@@ -260,12 +260,12 @@ static void supersede(struct router *r, struct peer *existing)
 		older->closing = true;
 		metrics_inc(superseded_closed);
 		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_CLOSED, older, existing->room->id, existing->id,
-			 existing->role, NULL, "superseded socket closed: its peer id registered a third time");
+				existing->role, NULL, "superseded socket closed: its peer id registered a third time");
 		r->ops->close(r->ctx, older, 1000, "superseded twice");
 	}
 	metrics_inc(sessions_superseded);
 	router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, existing->room->id, existing->id,
-		 existing->role, NULL, "v2.0 session superseded by a new registration; its socket stays open");
+			existing->role, NULL, "v2.0 session superseded by a new registration; its socket stays open");
 	router_leave(r, old, "superseded");
 }
 
@@ -328,7 +328,7 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 			kept = old;
 		} else {
 			router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, room->id, existing->id,
-				 existing->role, NULL, "session replaced by a new registration");
+					existing->role, NULL, "session replaced by a new registration");
 			router_send_owned(r, old, protocol_error(ERR_SESSION_REPLACED,
 							  "Session replaced by a new registration", NULL, NULL));
 			metrics_inc(errors_sent[ERR_SESSION_REPLACED]);
@@ -376,7 +376,7 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 	ice = turn_ice_servers(r->turn, peer->id, router_now_seconds(r));
 	router_answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice, c->proto));
 	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
-		 "peer registered");
+			"peer registered");
 out:
 	g_free(ice);
 	g_free(adm.principal);

@@ -239,7 +239,7 @@ bool router_answer_busy(struct router *r, struct client *c, const struct msg *m)
 	if (m->type == MSG_REGISTER)
 		metrics_inc(registrations[ERR_RATE_LIMITED]);
 	router_error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
-		 "A large answer to this session is still being sent: read it first");
+			"A large answer to this session is still being sent: read it first");
 	return true;
 }
 
@@ -325,7 +325,7 @@ static void handle_create_room(struct router *r, struct client *c, struct msg *m
 	/* Open mode lets any registered peer create; otherwise a JWT does. */
 	if (principal ? !g_str_has_prefix(principal, "jwt:") : !router_open_mode(r)) {
 		router_error_to(r, c, m, ERR_AUTH_REQUIRED, NULL, NULL,
-			 "create_room needs a session registered with a JWT");
+				"create_room needs a session registered with a JWT");
 		return;
 	}
 	if (c->pending) {
@@ -340,7 +340,7 @@ static void handle_create_room(struct router *r, struct client *c, struct msg *m
 		c->pending = NULL;
 		g_free(p);
 		router_error_to(r, c, m, rc == -EDQUOT ? ERR_RATE_LIMITED : ERR_INVALID_MESSAGE, NULL, NULL, "%s",
-			 why);
+				why);
 	} else if (p->finished) {
 		g_free(p);
 	}
@@ -429,7 +429,7 @@ static bool sender_ok(struct router *r, struct client *c, const struct msg *m, c
 	if (!value || strcmp(value, c->peer->id) == 0)
 		return true;
 	router_error_to(r, c, m, ERR_FORBIDDEN, NULL, NULL,
-		 "%s does not match this connection's peer id", field);
+			"%s does not match this connection's peer id", field);
 	return false;
 }
 
@@ -454,7 +454,7 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 		msgbuf_unref(list);
 		metrics_inc(limit_hits[LIMIT_FILTER_WORK]);
 		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
-			 "Filter needs more work than max_filter_work allows");
+				"Filter needs more work than max_filter_work allows");
 	} else {
 		router_answer_owned(r, c, list);
 	}
@@ -488,7 +488,7 @@ static void deliver(struct router *r, struct client *c, const struct msg *m, str
 	int rc = router_send_owned(r, target->owner, out);
 	if (rc < 0) {
 		router_error_to(r, c, m, ERR_DELIVERY_FAILED, field, target->id, "Could not deliver to peer %s: %s",
-			 target->id, rc == -ENOBUFS ? "its queue is full" : "its connection is closing");
+				target->id, rc == -ENOBUFS ? "its queue is full" : "its connection is closing");
 		return;
 	}
 	metrics_inc(messages_routed);
@@ -639,6 +639,6 @@ void router_disconnect(struct router *r, struct client *c)
 	/* A superseded socket lets go: the registration it lost stays. */
 	if (c->superseded)
 		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_CLOSED, c, c->peer->room->id, c->peer->id,
-			 c->peer->role, NULL, "superseded socket gone; its peer id stays registered");
+				c->peer->role, NULL, "superseded socket gone; its peer id stays registered");
 	router_release(r, c, "connection closed");
 }
