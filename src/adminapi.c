@@ -85,8 +85,6 @@ static void room_created(int status, const struct store_room *room, const char *
 		answer_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, why);
 		return;
 	}
-	struct log_fields f = { .room = room->id };
-	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "room created through the admin API");
 	admin_request_answer(req, MHD_HTTP_CREATED,
 			     protocol_room_created(NULL, room->id, token, room->expires_at));
 }
@@ -162,13 +160,10 @@ static void add_account(json_object *o, const char *account)
 
 static void create_room(struct adminapi *api, struct admin_request *req)
 {
-	const struct config *cfg = *api->cfg;
 	json_object *body = body_object(req);
 	struct msg_create_room spec;
 	struct msg_error err;
 	const char *why = NULL;
-	gint64 now = now_seconds();
-	struct rooms_spec rs = { 0 };
 
 	if (!body) {
 		answer_error(req, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object");
@@ -176,14 +171,11 @@ static void create_room(struct adminapi *api, struct admin_request *req)
 	}
 	if (protocol_decode_create_room(body, &spec, &err) < 0) {
 		answer_error(req, MHD_HTTP_BAD_REQUEST, err.message);
-	} else if (rooms_expiry(cfg->rooms_default_ttl, cfg->rooms_max_ttl, spec.expires_in, now,
-				&rs.expires_at, &why) < 0) {
-		answer_error(req, MHD_HTTP_BAD_REQUEST, why);
 	} else {
-		rs.max_peers = spec.max_peers;
-		rs.name = spec.name;
-		rs.open_to_issuer = spec.open_to_issuer;
-		rooms_create(api->rooms, &rs, "admin", now, room_created, req);
+		const struct roomsvc_request rq = { .spec = &spec, .created_by = "admin",
+						    .by_operator = true };
+		if (roomsvc_create(api->roomsvc, &rq, now_seconds(), room_created, req, &why) < 0)
+			answer_error(req, MHD_HTTP_BAD_REQUEST, why);
 	}
 	json_object_put(body);
 }
@@ -222,7 +214,7 @@ static void change_refused(struct admin_request *req, int r, const char *in_prog
 		answer_error(req, MHD_HTTP_NOT_FOUND, not_found);
 }
 
-static void room_deleted(int status, const char *why, void *data)
+static void room_deleted(int status, unsigned closed, const char *why, void *data)
 {
 	struct api_change *c = data;
 	struct log_fields f = { .room = c->id };
@@ -233,7 +225,6 @@ static void room_deleted(int status, const char *why, void *data)
 		api_change_free(c);
 		return;
 	}
-	unsigned closed = router_close_room(c->api->router, c->id, "deleted");
 	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "room deleted through the admin API, %u peers closed",
 		  closed);
 	json_object *o = json_object_new_object();
@@ -247,7 +238,7 @@ static void room_deleted(int status, const char *why, void *data)
 static void delete_room(struct adminapi *api, struct admin_request *req, const char *id)
 {
 	struct api_change *c = api_change_new(api, req, id);
-	int r = rooms_delete(api->rooms, id, room_deleted, c);
+	int r = roomsvc_delete(api->roomsvc, id, room_deleted, c);
 
 	if (r < 0) {
 		change_refused(req, r, "the deletion of this room is already in progress", "room not found");
@@ -389,7 +380,7 @@ static void revoke_key(struct adminapi *api, struct admin_request *req, const ch
 
 static void list_members(struct adminapi *api, struct admin_request *req, const char *room_id)
 {
-	if (!rooms_find(api->rooms, room_id)) {
+	if (!roomsvc_find(api->roomsvc, room_id)) {
 		answer_error(req, MHD_HTTP_NOT_FOUND, "room not found");
 		return;
 	}

@@ -8,11 +8,13 @@
 #include "config.h"
 #include "registry.h"
 #include "rooms.h"
+#include "roomsvc.h"
 #include "router.h"
 
 struct adminapi {
 	const struct config *const *cfg; /* the daemon's current config */
 	struct rooms *rooms;
+	struct roomsvc *roomsvc; /* creates and deletes rooms */
 	struct registry *reg;
 	struct router *router;
 };

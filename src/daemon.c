@@ -12,6 +12,9 @@
 #include "registry.h"
 #include "pubkeys.h"
 #include "rooms.h"
+#include "roomsvc.h"
+#include "router.h"
+#include "routerio.h"
 #include "store.h"
 #include "systemd.h"
 #include "ws.h"
@@ -33,6 +36,9 @@ struct daemon {
 	struct registry *reg;
 	struct store *store;
 	struct rooms *rooms;
+	struct roomsvc *roomsvc;
+	struct routerio routerio; /* the router's services */
+	struct router *router;
 	struct pubkeys *pubkeys;
 	struct auth *auth;
 	struct fetch_client *fetch; /* issuers' key sets */
@@ -165,7 +171,7 @@ static int start_admin(struct daemon *d)
 		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
 	};
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
-				    .reg = d->reg, .router = ws_server_router(d->ws) };
+				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router };
 	int r = admin_start(&o, &d->admin);
 	if (r < 0) {
 		log_err("cannot start the admin port");
@@ -188,20 +194,11 @@ static char *status_line(struct daemon *d)
 			       " msg/s", (gint64)metrics_get(peers), (gint64)metrics_get(rooms), rate);
 }
 
-/* Peers of expired rooms get room_closed and are disconnected. */
-static void expire_rooms(struct daemon *d)
+/* The room service's hook: a room that went loses its peers. */
+static unsigned close_room(void *data, const char *room_id, const char *reason)
 {
-	gint64 now = g_get_real_time() / G_USEC_PER_SEC, next = rooms_next_expiry(d->rooms);
-
-	if (!next || next > now)
-		return;
-	g_autoptr(GPtrArray) expired = rooms_take_expired(d->rooms, now);
-	for (guint i = 0; i < expired->len; i++) {
-		const char *id = g_ptr_array_index(expired, i);
-		unsigned n = router_close_room(ws_server_router(d->ws), id, "expired");
-		struct log_fields f = { .room = id };
-		log_event(LOG_INFO, LOG_EVENT_NONE, &f, "room expired, %u peers closed", n);
-	}
+	struct daemon *d = data;
+	return router_close_room(d->router, room_id, reason);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -211,7 +208,7 @@ static void on_tick(uv_timer_t *t)
 	struct addrlimit_stats al;
 
 	metrics_heartbeat();
-	expire_rooms(d);
+	roomsvc_expire(d->roomsvc, g_get_real_time() / G_USEC_PER_SEC);
 	addrlimit_sweep(d->addrlimit, g_get_monotonic_time());
 	addrlimit_get_stats(d->addrlimit, &al);
 	metrics_set(address_evictions_total, al.reg_evictions);
@@ -230,7 +227,7 @@ static void on_watchdog(uv_timer_t *t)
 	systemd_notify_watchdog();
 }
 
-/* Before the lws context they use goes. */
+/* Key-set fetches end before the loop's handles are closed. */
 static void stop_fetching(struct daemon *d)
 {
 	auth_stop_fetching(d->auth);
@@ -325,6 +322,8 @@ static void reload(struct daemon *d)
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
 		ws_server_set_config(d->ws, cfg);
+		router_set_config(d->router, cfg);
+		roomsvc_set_config(d->roomsvc, cfg);
 		set_addrlimits(d, cfg);
 		store_set_retry_timeout(d->store, cfg->rooms_store_retry_timeout * 1000);
 		admin_set_tokens(d->admin, cfg->admin_token, cfg->metrics_token);
@@ -439,9 +438,20 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	}
 	if ((r = set_addrlimits(d, cfg)) < 0)
 		goto fail;
-	const struct router_env env = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit,
-					.pubkeys = d->pubkeys, .store = d->store };
-	r = ws_server_new(&d->loop, cfg, d->reg, &env, &d->ws);
+	/* The core and its edges, each handed what it needs. */
+	d->roomsvc = roomsvc_new(d->rooms, cfg);
+	d->routerio = (struct routerio){ .auth = d->auth, .roomsvc = d->roomsvc };
+	const struct router_env renv = { .rooms = d->rooms, .addrlimit = d->addrlimit };
+	d->router = router_new(cfg, d->reg, &renv, &routerio_services, &d->routerio);
+	roomsvc_set_close(d->roomsvc, close_room, d);
+	const struct ws_env wenv = {
+		.router = d->router,
+		.addrlimit = d->addrlimit,
+		.keys = { .rooms = d->rooms, .auth = d->auth, .addrlimit = d->addrlimit,
+			  .pubkeys = d->pubkeys, .store = d->store },
+		.rooms = { .auth = d->auth, .roomsvc = d->roomsvc },
+	};
+	r = ws_server_new(&d->loop, cfg, &wenv, &d->ws);
 	if (r < 0) {
 		log_err("cannot create the WebSocket server");
 		goto fail;
@@ -501,8 +511,11 @@ void daemon_free(struct daemon *d)
 		return;
 	/* The admin thread may be waiting on the loop: stop it first. */
 	admin_stop(d->admin);
+	/* The transport's last closes still reach the router. */
 	ws_server_free(d->ws);
+	router_free(d->router);
 	loopcall_free(d->loopcall);
+	roomsvc_free(d->roomsvc);
 	rooms_free(d->rooms);
 	pubkeys_free(d->pubkeys);
 	auth_free(d->auth);

@@ -27,7 +27,7 @@ static gint64 now_seconds(void)
 
 /* The account a JWT speaks for ("jwt:ISSUER:SUB"), and its display name;
  * NULL with *WHY when the token is not valid. */
-static char *jwt_account(const struct router_env *env, const char *bearer, char **username,
+static char *jwt_account(const struct keyapi_env *env, const char *bearer, char **username,
 			 const char **why)
 {
 	struct jwt_claims claims = { 0 };
@@ -48,7 +48,7 @@ static char *jwt_account(const struct router_env *env, const char *bearer, char 
 /* Who BEARER is, checked as registration checks api_key and jwt: one of
  * our API keys (*KEY; for an account key *ACCOUNT too), else a JWT
  * (*ACCOUNT, *USERNAME if asked).  0, or 401 with *WHY. */
-static unsigned bearer_check(const struct router_env *env, const struct config *cfg,
+static unsigned bearer_check(const struct keyapi_env *env, const struct config *cfg,
 			     const char *bearer, gint64 now, const struct store_key **key,
 			     char **account, char **username, const char **why)
 {
@@ -121,7 +121,7 @@ void keyapi_cancel(struct keyapi_pending *p)
 		p->cancelled = true;
 }
 
-struct keyapi_pending *keyapi_publish(const struct router_env *env, const struct config *cfg,
+struct keyapi_pending *keyapi_publish(const struct keyapi_env *env, const struct config *cfg,
 				      const struct netaddr *from, const char *bearer, const char *body,
 				      size_t len, keyapi_done_fn done, void *data)
 {
@@ -182,7 +182,7 @@ struct keyapi_pending *keyapi_publish(const struct router_env *env, const struct
 	return p;
 }
 
-unsigned keyapi_authorized(const struct router_env *env, const struct config *cfg,
+unsigned keyapi_authorized(const struct keyapi_env *env, const struct config *cfg,
 			   const struct netaddr *from, const char *room_id, const char *bearer,
 			   char **json)
 {

@@ -5,7 +5,21 @@
 #pragma once
 
 #include "config.h"
-#include "router.h"
+#include "addrlimit.h"
+#include "auth.h"
+#include "netaddr.h"
+#include "pubkeys.h"
+#include "rooms.h"
+#include "store.h"
+
+/* What the key endpoints read and write; it outlives the requests. */
+struct keyapi_env {
+	struct rooms *rooms;
+	struct auth *auth;
+	struct addrlimit *addrlimit; /* per-address attempt limits */
+	struct pubkeys *pubkeys;     /* Ed25519 public keys of accounts */
+	struct store *store;         /* where they are written; NULL: memory only */
+};
 
 typedef void (*keyapi_done_fn)(unsigned status, char *json, void *data);
 struct keyapi_pending;
@@ -17,7 +31,7 @@ struct keyapi_pending;
  * returned) or once the key is durable: sleap-rtc never posts a key
  * again once told it is registered.  keyapi_cancel() stops a pending
  * one (the connection went away); the key is kept. */
-struct keyapi_pending *keyapi_publish(const struct router_env *env, const struct config *cfg,
+struct keyapi_pending *keyapi_publish(const struct keyapi_env *env, const struct config *cfg,
 				      const struct netaddr *from, const char *bearer, const char *body,
 				      size_t len, keyapi_done_fn done, void *data);
 void keyapi_cancel(struct keyapi_pending *p);
@@ -28,6 +42,6 @@ void keyapi_cancel(struct keyapi_pending *p);
  * with the rooms' members).
  * Each attempt counts against the address's registrations, so keys are
  * no faster to guess here than at register. */
-unsigned keyapi_authorized(const struct router_env *env, const struct config *cfg,
+unsigned keyapi_authorized(const struct keyapi_env *env, const struct config *cfg,
 			   const struct netaddr *from, const char *room_id, const char *bearer,
 			   char **json);

@@ -1,56 +1,58 @@
 #include "router.h"
 
 #include "filter.h"
-#include "log.h"
 #include "metrics.h"
 #include "protocol.h"
-#include "pubkeys.h"
-#include "secret.h"
+#include "registration.h"
+#include "router-internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-struct router {
-	const struct config *cfg;
-	struct registry *reg;
-	struct router_env env;
-	struct turn *turn;
-	const struct router_ops *ops;
-	void *ctx;
-	json_tokener *tok;
-	GString *scratch;
-	uint64_t received_ns; /* when the message being handled arrived */
-	const char *text;     /* and its text */
-	size_t len;
-	bool replaying;       /* a register whose issuer's keys were awaited */
-	/* Logged once a second at most: room quota refusals, and errors
-	 * v2.0 sessions were not told. */
-	struct log_rate quota_log, untold_log;
-	unsigned ignored_logged; /* bits of enum ignored: said once per process */
-};
-
-/* A register whose token names a key its issuer is being asked for. */
-struct router_parked {
-	struct router *r;
-	struct client *c;
-	struct auth_wait *wait;
-	char *text;
-	size_t len;
-};
-
 struct router *router_new(const struct config *cfg, struct registry *reg,
-			  const struct router_env *env, const struct router_ops *ops, void *ctx)
+			  const struct router_env *env, const struct router_services *svc,
+			  void *svc_ctx)
 {
 	struct router *r = g_new0(struct router, 1);
 	r->reg = reg;
 	r->env = *env;
-	r->ops = ops;
-	r->ctx = ctx;
+	r->svc = svc;
+	r->svc_ctx = svc_ctx;
 	r->scratch = g_string_sized_new(4096);
 	router_set_config(r, cfg);
 	return r;
+}
+
+void router_set_transport(struct router *r, const struct router_ops *ops, void *ctx)
+{
+	r->ops = ops;
+	r->ctx = ctx;
+}
+
+void router_log_at(struct router *r, int prio, enum log_event ev, const struct log_fields *f,
+		   const char *file, int line, const char *func, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	r->svc->log(r->svc_ctx, prio, ev, f, file, line, func, fmt, ap);
+	va_end(ap);
+}
+
+gint64 router_now_seconds(struct router *r)
+{
+	return r->svc->real_us(r->svc_ctx) / G_USEC_PER_SEC;
+}
+
+uint64_t router_now_ms(struct router *r)
+{
+	return r->svc->monotonic_ns(r->svc_ctx) / 1000000;
+}
+
+static uint64_t now_ns(struct router *r)
+{
+	return r->svc->monotonic_ns(r->svc_ctx);
 }
 
 void router_set_config(struct router *r, const struct config *cfg)
@@ -76,7 +78,7 @@ void router_free(struct router *r)
 }
 
 /* Sends and drops our reference. */
-static int send_owned(struct router *r, struct client *c, struct msgbuf *m)
+int router_send_owned(struct router *r, struct client *c, struct msgbuf *m)
 {
 	int rc = r->ops->send(r->ctx, c, m);
 	msgbuf_unref(m);
@@ -84,7 +86,7 @@ static int send_owned(struct router *r, struct client *c, struct msgbuf *m)
 }
 
 /* An answer to C's own request (router_ops.answer). */
-static int answer_owned(struct router *r, struct client *c, struct msgbuf *m)
+int router_answer_owned(struct router *r, struct client *c, struct msgbuf *m)
 {
 	int rc = (r->ops->answer ? r->ops->answer : r->ops->send)(r->ctx, c, m);
 	msgbuf_unref(m);
@@ -133,12 +135,12 @@ static void untold(struct router *r, struct client *c, enum msg_type t, const st
 	unsigned skipped;
 
 	metrics_inc(errors_suppressed[e->code]);
-	if (!log_rate_due(&r->untold_log, (uint64_t)g_get_monotonic_time() / 1000, &skipped))
+	if (!log_rate_due(&r->untold_log, router_now_ms(r), &skipped))
 		return;
 	struct log_fields f = { .remote = client_remote(c), .code = protocol_code_name(e->code),
 				.peer = c->peer ? c->peer->id : NULL,
 				.room = c->peer ? c->peer->room->id : NULL };
-	log_event(LOG_INFO, LOG_EVENT_NONE, &f,
+	router_log(r, LOG_INFO, LOG_EVENT_NONE, &f,
 		  "not told to a v2.0 session (%s): %s (%u more not told since the last such line)",
 		  protocol_type_name(t), e->message, skipped);
 }
@@ -160,7 +162,7 @@ static void send_error_as(struct router *r, struct client *c, const struct msg *
 		return;
 	}
 	metrics_inc(errors_sent[e->code]);
-	send_owned(r, c, protocol_error_from(e));
+	router_send_owned(r, c, protocol_error_from(e));
 }
 
 /* An error the router found (the message itself was well formed). */
@@ -170,10 +172,7 @@ static void send_error(struct router *r, struct client *c, const struct msg *m,
 	send_error_as(r, c, m, e, false);
 }
 
-static void error_to(struct router *r, struct client *c, const struct msg *m, enum err_code code,
-		     const char *field, const char *field_value, const char *fmt, ...)
-	__attribute__((format(printf, 7, 8)));
-static void error_to(struct router *r, struct client *c, const struct msg *m, enum err_code code,
+void router_error_to(struct router *r, struct client *c, const struct msg *m, enum err_code code,
 		     const char *field, const char *field_value, const char *fmt, ...)
 {
 	struct msg_error e = { .code = code, .field = field, .field_value = field_value };
@@ -184,22 +183,23 @@ static void error_to(struct router *r, struct client *c, const struct msg *m, en
 	send_error(r, c, m, &e);
 }
 
-static void log_peer(int prio, enum log_event ev, const struct client *c, const char *room,
-		     const char *peer, const char *role, const char *code, const char *what)
+void router_log_peer(struct router *r, int prio, enum log_event ev, const struct client *c,
+		     const char *room, const char *peer, const char *role, const char *code,
+		     const char *what)
 {
 	struct log_fields f = { .room = room, .peer = peer, .role = role, .remote = client_remote(c),
 				.code = code };
-	log_event(prio, ev, &f, "%s", what);
+	router_log(r, prio, ev, &f, "%s", what);
 }
 
 /* Ends C's registration. */
-static void leave(struct router *r, struct client *c, const char *why)
+void router_leave(struct router *r, struct client *c, const char *why)
 {
 	struct peer *p = c->peer;
 	struct room *room = p->room;
 	bool last = room_size(room) == 1;
 
-	log_peer(LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
+	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
 	c->peer = NULL;
 	if (p->former) {
 		/* The socket it superseded stays open, registered nowhere. */
@@ -208,7 +208,7 @@ static void leave(struct router *r, struct client *c, const char *why)
 		o->superseded = false;
 	}
 	if (last)
-		log_debug("room %s freed", room->id);
+		router_log(r, LOG_DEBUG, LOG_EVENT_NONE, NULL, "room %s freed", room->id);
 	registry_remove(r->reg, p);
 	metrics_set(peers, registry_n_peers(r->reg));
 	if (last)
@@ -217,51 +217,36 @@ static void leave(struct router *r, struct client *c, const char *why)
 
 /* C no longer speaks as its peer: it leaves the registration it owns, or
  * lets go of one a newer connection took over from it. */
-static void release(struct router *r, struct client *c, const char *why)
+void router_release(struct router *r, struct client *c, const char *why)
 {
 	if (c->superseded) {
 		c->peer->former = NULL;
 		c->peer = NULL;
 		c->superseded = false;
 	} else if (c->peer) {
-		leave(r, c, why);
+		router_leave(r, c, why);
 	}
-}
-
-static void refuse_register(struct router *r, struct client *c, const struct msg *m,
-			    enum err_code code, const char *room, const char *peer,
-			    const char *message)
-{
-	metrics_inc(registrations[code]);
-	log_peer(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,
-		 protocol_code_name(code), message);
-	error_to(r, c, m, code, NULL, NULL, "%s", message);
 }
 
 /* One answer over max_queued_bytes waits per session at most: a client
  * asking again before reading it is told to slow down, so answers cannot
  * pile up memory the queue bound does not count. */
-static bool answer_busy(struct router *r, struct client *c, const struct msg *m)
+bool router_answer_busy(struct router *r, struct client *c, const struct msg *m)
 {
 	if (!c->answer_waiting)
 		return false;
 	metrics_inc(limit_hits[LIMIT_ANSWER_IN_FLIGHT]);
 	if (m->type == MSG_REGISTER)
 		metrics_inc(registrations[ERR_RATE_LIMITED]);
-	error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
-		 "A large answer to this session is still being sent: read it first");
+	router_error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
+			"A large answer to this session is still being sent: read it first");
 	return true;
-}
-
-static gint64 now_seconds(void)
-{
-	return g_get_real_time() / G_USEC_PER_SEC;
 }
 
 void router_rate_limited(struct router *r, struct client *c)
 {
 	struct msg none = { .type = MSG_UNKNOWN };
-	error_to(r, c, &none, ERR_RATE_LIMITED, NULL, NULL, "Too many messages: slow down");
+	router_error_to(r, c, &none, ERR_RATE_LIMITED, NULL, NULL, "Too many messages: slow down");
 }
 
 void router_shutting_down(struct router *r, struct client *c)
@@ -276,387 +261,24 @@ void router_shutting_down(struct router *r, struct client *c)
 		return;
 	}
 	metrics_inc(errors_sent[e.code]);
-	send_owned(r, c, protocol_error_from(&e));
+	router_send_owned(r, c, protocol_error_from(&e));
 }
 
 bool router_open_mode(struct router *r)
 {
-	return !auth_required(r->env.auth);
+	return !r->svc->auth_required(r->svc_ctx);
 }
 
-/* Who a registration is and where it may go. */
-struct admission {
-	const char *room_id;
-	char *principal;                 /* NULL: open mode, any caller */
-	const struct store_room *proom;  /* the persistent room, if any */
-};
 
-enum admit_result { ADMITTED, REFUSED, PARKED };
-
-static void unpark(struct client *c)
-{
-	struct router_parked *p = g_steal_pointer(&c->parked);
-	if (!p)
-		return;
-	auth_wait_cancel(p->wait);
-	g_free(p->text);
-	g_free(p);
-}
-
-/* The issuer has its new key set, or failed to get one: the register
- * runs again, and this time an unknown kid is final. */
-static void on_keys(void *data)
-{
-	struct router_parked *p = data;
-	struct router *r = p->r;
-	struct client *c = p->c;
-
-	p->wait = NULL;
-	c->parked = NULL;
-	r->replaying = true;
-	router_receive(r, c, p->text, p->len, false);
-	r->replaying = false;
-	g_free(p->text);
-	g_free(p);
-}
-
-/* A token signed with a key its issuer is being asked for: the register
- * waits for that fetch (bounded by its timeout) instead of failing. */
-static bool park(struct router *r, struct client *c, const char *issuer)
-{
-	struct router_parked *p = g_new0(struct router_parked, 1);
-
-	if (r->replaying || auth_await_keys(r->env.auth, issuer, on_keys, p, &p->wait) < 0) {
-		g_free(p);
-		return false;
-	}
-	p->r = r;
-	p->c = c;
-	p->text = g_memdup2(r->text, r->len);
-	p->len = r->len;
-	c->parked = p;
-	return true;
-}
-
-/* Open mode cannot check a JWT (no [issuer]) nor an API key it did not
- * issue; sleap-rtc sends them anyway.  Ignored, counted, said once. */
-enum ignored { IGNORED_API_KEY, IGNORED_JWT, IGNORED_ID_TOKEN };
-
-static void ignore_credential(struct router *r, struct client *c, enum ignored kind,
-			      const struct msg_register *reg)
-{
-	static const char *const names[] = { "api_key", "jwt", "id_token" };
-
-	metrics_inc(credentials_ignored[kind]);
-	if (r->ignored_logged & (1u << kind))
-		return;
-	r->ignored_logged |= 1u << kind;
-	struct log_fields f = { .remote = client_remote(c), .room = reg->room_id, .peer = reg->peer_id };
-	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f,
-		  "authentication is off and this %s cannot be checked here: ignored, the register "
-		  "goes on without it (said once; rtcsignald_credentials_ignored_total counts them)",
-		  names[kind]);
-}
-
-static bool is_member(void *rooms, const char *room_id, const char *account)
-{
-	return rooms_is_member(rooms, room_id, account);
-}
-
-/* Whether ACCOUNT ("jwt:NAME:SUB") may use ROOM: the rule the public key
- * listing applies too. */
-static bool account_may_use(struct router *r, const struct store_room *room, const char *account)
-{
-	const struct pubkeys_members m = { .is_member = is_member, .data = r->env.rooms };
-	return pubkeys_account_may_use(room, account, &m);
-}
-
-/* docs/protocol.md, "register" and "Authentication and rooms": api_key,
- * else a JWT with the room's token, else (authentication off) just a room
- * id. */
-static enum admit_result admit_registration(struct router *r, struct client *c,
-					    struct msg *m, struct admission *a)
-{
-	const struct msg_register *reg = &m->reg;
-	const char *token = reg->token ? json_object_get_string(reg->token) : NULL;
-	const char *account = NULL; /* an account key's owner */
-	bool open = router_open_mode(r), by_key = false;
-	gint64 now = now_seconds();
-
-	a->room_id = reg->room_id;
-	/* Every attempt counts, so room tokens and keys cannot be guessed
-	 * at speed (a replay was counted the first time).  A client without
-	 * an address (a unix socket: local) is not counted, as it is not at
-	 * connect time: all of them would share one zero address. */
-	if (!r->replaying && c->addr_known &&
-	    addrlimit_register(r->env.addrlimit, &c->addr, g_get_monotonic_time()) < 0) {
-		metrics_inc(limit_hits[LIMIT_REGISTRATIONS_PER_ADDRESS]);
-		refuse_register(r, c, m, ERR_RATE_LIMITED, reg->room_id, reg->peer_id,
-				"Too many registration attempts: try again later");
-		return REFUSED;
-	}
-	if (reg->api_key) {
-		const struct store_key *key = NULL;
-		switch (rooms_check_key(r->env.rooms, reg->api_key, now, &key)) {
-		case 0:
-			break;
-		case -EKEYREVOKED:
-			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Token revoked");
-			return REFUSED;
-		case -EKEYEXPIRED:
-			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Token expired");
-			return REFUSED;
-		default:
-			if (open)
-				break; /* not one of ours: ignored below */
-			refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, "Invalid API key");
-			return REFUSED;
-		}
-		if (key && key->account && !auth_principal_issuer_configured(r->cfg, key->account)) {
-			if (!open) {
-				refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id,
-						"API key's account belongs to an issuer no longer configured");
-				return REFUSED;
-			}
-			key = NULL;
-		}
-		if (!key) {
-			ignore_credential(r, c, IGNORED_API_KEY, reg);
-		} else if (key->room_id) {
-			/* The key names the room; another one named is a mistake
-			 * worth telling, not a room to silently ignore. */
-			if (reg->room_id && strcmp(reg->room_id, key->room_id) != 0) {
-				g_autofree char *why = g_strdup_printf(
-					"API key is for room %s, not room %s", key->room_id, reg->room_id);
-				refuse_register(r, c, m, ERR_AUTH_FAILED, reg->room_id, reg->peer_id, why);
-				return REFUSED;
-			}
-			a->room_id = key->room_id;
-		} else {
-			account = key->account;
-		}
-		if (key) {
-			by_key = true;
-			a->principal = g_strconcat("key:", key->key_id, NULL);
-		}
-	} else if (reg->jwt && open) {
-		/* below */
-	} else if (reg->jwt) {
-		struct jwt_claims claims = { 0 };
-		enum jwt_error why;
-		const char *issuer = NULL;
-		if (auth_verify(r->env.auth, reg->jwt, now, &claims, &why, &issuer) < 0) {
-			if (why == JWT_UNKNOWN_KID && park(r, c, issuer))
-				return PARKED;
-			struct log_fields f = { .remote = client_remote(c), .room = reg->room_id,
-						.peer = reg->peer_id, .code = jwt_error_name(why) };
-			log_event(LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, &f, "JWT refused");
-			metrics_inc(registrations[ERR_AUTH_FAILED]);
-			error_to(r, c, m, ERR_AUTH_FAILED, NULL, NULL, "%s", jwt_error_reason(why));
-			return REFUSED;
-		}
-		a->principal = auth_principal(issuer, &claims);
-		jwt_claims_clear(&claims);
-	} else if (!open) {
-		refuse_register(r, c, m, ERR_AUTH_REQUIRED, reg->room_id, reg->peer_id,
-				"Authentication required");
-		return REFUSED;
-	}
-
-	/* A JWT open mode cannot check, also next to an ignored api_key. */
-	if (open && reg->jwt && !by_key) {
-		json_object *v;
-		bool jwt = json_object_object_get_ex(m->root, "jwt", &v) && json_object_is_type(v, json_type_string);
-		ignore_credential(r, c, jwt ? IGNORED_JWT : IGNORED_ID_TOKEN, reg);
-	}
-	/* [rooms] default_room: for whoever open mode lets in, and for an
-	 * account key (a key bound to a room has its room). */
-	if (!a->room_id && r->cfg->rooms_default_room && (!a->principal || account)) {
-		a->room_id = r->cfg->rooms_default_room;
-		metrics_inc(default_room_registrations);
-	}
-	if (!a->room_id) {
-		refuse_register(r, c, m, ERR_INVALID_MESSAGE, NULL, reg->peer_id, "Missing field: room_id");
-		return REFUSED;
-	}
-	a->proom = rooms_find(r->env.rooms, a->room_id);
-	/* With credentials, rooms are those created through an API. */
-	if (!a->proom && a->principal) {
-		refuse_register(r, c, m, ERR_ROOM_NOT_FOUND, a->room_id, reg->peer_id, "Room not found");
-		return REFUSED;
-	}
-	if (a->proom && rooms_expired(a->proom, now)) {
-		refuse_register(r, c, m, ERR_ROOM_EXPIRED, a->room_id, reg->peer_id, "Room expired");
-		return REFUSED;
-	}
-	if (account && !account_may_use(r, a->proom, account)) {
-		g_autofree char *why = g_strdup_printf("API key's account may not use room %s", a->room_id);
-		refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id, why);
-		return REFUSED;
-	}
-	/* A persistent room wants its token, unless an API key brought the
-	 * caller, or a JWT's account may use the room as an account key's
-	 * would: it created it, was added to it, or the room is open to its
-	 * issuer (sleap-rtc's clients never send a room token). */
-	if (a->proom && !by_key && !rooms_token_ok(a->proom, token) &&
-	    !(a->principal && account_may_use(r, a->proom, a->principal))) {
-		refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id, "Invalid token");
-		return REFUSED;
-	}
-	return ADMITTED;
-}
-
-/* A v2.0 peer registers its id again on another socket (sleap-rtc's
- * admin failover opens a second one, docs/sleap-rtc.md 2.3): the
- * original server overwrote its routing entry and left the old socket
- * open, silent, still able to send as the peer.  A close, with or
- * without an error, makes that worker exit or start a reconnect fight
- * with itself; so the old socket is kept, as PEER's former, sent nothing
- * more.  One per peer: one superseded earlier is closed, 1000, no error. */
-static void supersede(struct router *r, struct peer *existing)
-{
-	struct client *old = existing->owner, *older = existing->former;
-
-	if (older) {
-		existing->former = NULL;
-		older->peer = NULL;
-		older->superseded = false;
-		older->closing = true;
-		metrics_inc(superseded_closed);
-		log_peer(LOG_INFO, LOG_EVENT_SESSION_CLOSED, older, existing->room->id, existing->id,
-			 existing->role, NULL, "superseded socket closed: its peer id registered a third time");
-		r->ops->close(r->ctx, older, 1000, "superseded twice");
-	}
-	metrics_inc(sessions_superseded);
-	log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, existing->room->id, existing->id,
-		 existing->role, NULL, "v2.0 session superseded by a new registration; its socket stays open");
-	leave(r, old, "superseded");
-}
-
-static void handle_register(struct router *r, struct client *c, struct msg *m)
-{
-	const struct msg_register *reg = &m->reg;
-	struct admission adm = { 0 };
-	const char *why = NULL;
-	struct meta *meta = NULL;
-	char generated[5 + 12 + 1] = "peer-";
-	const char *peer_id = reg->peer_id;
-	struct room *room;
-	struct peer *existing, *peer;
-	struct client *kept = NULL; /* a v2.0 socket this one supersedes */
-	unsigned max_peers;
-	char *ice = NULL;
-	int rc;
-
-	/* Its last large answer still waits to be read: this one would be
-	 * as large, and only one is held outside the queue bound. */
-	if (answer_busy(r, c, m))
-		goto out;
-	c->proto = reg->version;
-	/* A registered socket moves: its old registration ends first. */
-	release(r, c, "moved to another registration");
-	unpark(c); /* a newer register replaces one that waits */
-	if (admit_registration(r, c, m, &adm) != ADMITTED)
-		goto out;
-
-	rc = meta_new(reg->metadata, r->cfg->max_metadata_bytes, &meta, &why);
-	if (rc < 0) {
-		if (rc == -EMSGSIZE)
-			metrics_inc(limit_hits[LIMIT_METADATA_BYTES]);
-		refuse_register(r, c, m, ERR_INVALID_MESSAGE, adm.room_id, peer_id, why);
-		goto out;
-	}
-
-	room = registry_find_room(r->reg, adm.room_id);
-	if (!peer_id) {
-		/* 48 random bits; a clash within one room is retried. */
-		do {
-			if (secret_random_hex(generated + 5, 6) < 0)
-				g_error("no randomness available");
-		} while (room && room_find_peer(room, generated));
-		peer_id = generated;
-	}
-
-	existing = room ? room_find_peer(room, peer_id) : NULL;
-	if (existing) {
-		/* The same principal (any caller while auth is off) replaces. */
-		if (g_strcmp0(existing->principal, adm.principal) != 0) {
-			meta_free(meta);
-			refuse_register(r, c, m, ERR_PEER_ID_TAKEN, adm.room_id, peer_id,
-					"Peer id is already registered in this room");
-			goto out;
-		}
-		struct client *old = existing->owner;
-		if (old->proto == PROTOCOL_V20) {
-			supersede(r, existing);
-			kept = old;
-		} else {
-			log_peer(LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, room->id, existing->id,
-				 existing->role, NULL, "session replaced by a new registration");
-			send_owned(r, old, protocol_error(ERR_SESSION_REPLACED,
-							  "Session replaced by a new registration", NULL, NULL));
-			metrics_inc(errors_sent[ERR_SESSION_REPLACED]);
-			leave(r, old, "replaced");
-			old->closing = true;
-			r->ops->close(r->ctx, old, ROUTER_CLOSE_REPLACED, "session replaced");
-		}
-		room = registry_find_room(r->reg, adm.room_id);
-	}
-
-	max_peers = r->cfg->max_peers_per_room;
-	if (adm.proom && adm.proom->max_peers)
-		max_peers = MIN(max_peers, adm.proom->max_peers);
-	if (room && room_size(room) >= max_peers) {
-		meta_free(meta);
-		metrics_inc(limit_hits[LIMIT_PEERS_PER_ROOM]);
-		refuse_register(r, c, m, ERR_ROOM_FULL, adm.room_id, peer_id, "Room is full");
-		goto out;
-	}
-	if (!room) {
-		room = registry_ensure_room(r->reg, adm.room_id);
-		metrics_inc(rooms_created_total);
-		metrics_set(rooms, registry_n_rooms(r->reg));
-	}
-
-	peer = registry_add(r->reg, room, peer_id, reg->role, meta, g_steal_pointer(&adm.principal), c,
-			    g_get_real_time());
-	c->peer = peer;
-	c->was_registered = true;
-	if (kept) {
-		kept->peer = peer;
-		kept->superseded = true;
-		peer->former = kept;
-	}
-	metrics_set(peers, registry_n_peers(r->reg));
-	metrics_inc(registrations[ERR__COUNT]);
-
-	if (reg->is_admin) {
-		if (!room->admin)
-			room->admin = peer;
-		else
-			send_owned(r, c, protocol_admin_conflict(room));
-	}
-
-	ice = turn_ice_servers(r->turn, peer->id, now_seconds());
-	answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice, c->proto));
-	log_peer(LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
-		 "peer registered");
-out:
-	g_free(ice);
-	g_free(adm.principal);
-}
-
-/* --- room creation (create_room and POST /create-room) --- */
+/* --- create_room (the room service does the work) --- */
 
 struct router_pending {
 	struct router *r;
-	struct client *c;  /* create_room: the asker, NULL once gone */
-	router_http_done_fn http_done;
-	void *http_data;
-	bool cancelled, finished, in_call;
+	struct client *c;  /* the asker, NULL once gone */
+	bool finished, in_call;
 };
 
-static void room_created(int status, const struct store_room *room, const char *token,
+void router_room_created(int status, const struct store_room *room, const char *token,
 			 const char *why, void *data)
 {
 	struct router_pending *p = data;
@@ -667,63 +289,15 @@ static void room_created(int status, const struct store_room *room, const char *
 		if (status == 0) {
 			g_autofree char *text = protocol_room_created("room_created", room->id, token,
 								      room->expires_at);
-			send_owned(r, p->c, msgbuf_new(text, strlen(text)));
+			router_send_owned(r, p->c, msgbuf_new(text, strlen(text)));
 		} else {
 			struct msg none = { .type = MSG_CREATE_ROOM };
-			error_to(r, p->c, &none, ERR_SERVICE_UNAVAILABLE, NULL, NULL, "%s", why);
+			router_error_to(r, p->c, &none, ERR_SERVICE_UNAVAILABLE, NULL, NULL, "%s", why);
 		}
-	} else if (p->http_done && !p->cancelled) {
-		if (status == 0)
-			p->http_done(201, protocol_room_created(NULL, room->id, token, room->expires_at),
-				     p->http_data);
-		else
-			p->http_done(503, json_error_body(why), p->http_data);
-	}
-	if (status == 0) {
-		struct log_fields f = { .room = room->id };
-		log_event(LOG_INFO, LOG_EVENT_NONE, &f, "room created by %s", room->created_by);
 	}
 	p->finished = true;
 	if (!p->in_call)
 		g_free(p);
-}
-
-/* Whether PRINCIPAL may create one more room from FROM (may be NULL);
- * -EDQUOT with *WHY naming the quota.  Refusals are logged once a second
- * at most, with how many went unlogged. */
-static int check_quota(struct router *r, const char *principal, const struct netaddr *from,
-		       const char **why)
-{
-	static const struct {
-		enum metrics_limit limit;
-		const char *key, *why;
-	} hits[] = {
-		[ROOMS_QUOTA_TOTAL] = { LIMIT_ROOMS, "max_rooms",
-					"Room quota reached: [rooms] max_rooms persistent rooms "
-					"exist; try again once one expires" },
-		[ROOMS_QUOTA_CREATOR] = { LIMIT_ROOMS_PER_CREATOR, "max_rooms_per_creator",
-					  "Room quota reached: [rooms] max_rooms_per_creator rooms of "
-					  "this creator exist; delete one or wait for one to expire" },
-		[ROOMS_QUOTA_ADDRESS] = { LIMIT_ROOMS_PER_ADDRESS, "max_rooms_per_address",
-					  "Room quota reached: [rooms] max_rooms_per_address rooms created "
-					  "from this address exist; delete one or wait for one to expire" },
-	};
-	const struct rooms_quota q = { .total = r->cfg->rooms_max,
-				       .per_creator = r->cfg->rooms_per_creator,
-				       .per_address = r->cfg->rooms_per_address };
-	enum rooms_quota_hit hit = rooms_quota_check(r->env.rooms, &q, principal, from);
-	unsigned skipped;
-
-	if (hit == ROOMS_QUOTA_OK)
-		return 0;
-	metrics_inc(limit_hits[hits[hit].limit]);
-	*why = hits[hit].why;
-	if (log_rate_due(&r->quota_log, (uint64_t)g_get_monotonic_time() / 1000, &skipped)) {
-		struct log_fields f = { .remote = from, .code = hits[hit].key };
-		log_event(LOG_NOTICE, LOG_EVENT_LIMIT_HIT, &f, "create_room by %s refused: %s (%u more since)",
-			  principal, hits[hit].why, skipped);
-	}
-	return -EDQUOT;
 }
 
 /* Starts the creation; -EINVAL (a bad request) or -EDQUOT (a quota is
@@ -732,20 +306,14 @@ static int create_room(struct router *r, struct router_pending *p, const char *p
 		       const struct netaddr *from, const struct msg_create_room *req,
 		       const char **why)
 {
-	struct rooms_spec spec = { .max_peers = req->max_peers, .name = req->name,
-				   .open_to_issuer = req->open_to_issuer, .from = from };
-	gint64 now = now_seconds();
+	const struct roomsvc_request rq = { .spec = req, .created_by = principal, .from = from };
+	int rc;
 
-	if (rooms_expiry(r->cfg->rooms_default_ttl, r->cfg->rooms_max_ttl, req->expires_in, now,
-			 &spec.expires_at, why) < 0)
-		return -EINVAL;
-	if (check_quota(r, principal, from, why) < 0)
-		return -EDQUOT;
 	p->r = r;
 	p->in_call = true;
-	rooms_create(r->env.rooms, &spec, principal, now, room_created, p);
+	rc = r->svc->create_room(r->svc_ctx, &rq, p, why);
 	p->in_call = false;
-	return 0;
+	return rc;
 }
 
 static void handle_create_room(struct router *r, struct client *c, struct msg *m)
@@ -756,12 +324,12 @@ static void handle_create_room(struct router *r, struct client *c, struct msg *m
 
 	/* Open mode lets any registered peer create; otherwise a JWT does. */
 	if (principal ? !g_str_has_prefix(principal, "jwt:") : !router_open_mode(r)) {
-		error_to(r, c, m, ERR_AUTH_REQUIRED, NULL, NULL,
-			 "create_room needs a session registered with a JWT");
+		router_error_to(r, c, m, ERR_AUTH_REQUIRED, NULL, NULL,
+				"create_room needs a session registered with a JWT");
 		return;
 	}
 	if (c->pending) {
-		error_to(r, c, m, ERR_INVALID_MESSAGE, NULL, NULL, "a create_room is already in progress");
+		router_error_to(r, c, m, ERR_INVALID_MESSAGE, NULL, NULL, "a create_room is already in progress");
 		return;
 	}
 	struct router_pending *p = g_new0(struct router_pending, 1);
@@ -771,62 +339,11 @@ static void handle_create_room(struct router *r, struct client *c, struct msg *m
 	if (rc < 0) {
 		c->pending = NULL;
 		g_free(p);
-		error_to(r, c, m, rc == -EDQUOT ? ERR_RATE_LIMITED : ERR_INVALID_MESSAGE, NULL, NULL, "%s",
-			 why);
+		router_error_to(r, c, m, rc == -EDQUOT ? ERR_RATE_LIMITED : ERR_INVALID_MESSAGE, NULL, NULL, "%s",
+				why);
 	} else if (p->finished) {
 		g_free(p);
 	}
-}
-
-struct router_pending *router_http_create_room(struct router *r, const struct netaddr *from,
-					       const char *bearer, const char *body, size_t len,
-					       router_http_done_fn done, void *data)
-{
-	struct jwt_claims claims = { 0 };
-	struct msg_create_room req;
-	struct msg_error err;
-	enum jwt_error jwt_why;
-	const char *issuer = NULL, *why = NULL;
-	json_object *obj = NULL;
-
-	if (!bearer || auth_verify(r->env.auth, bearer, now_seconds(), &claims, &jwt_why, &issuer) < 0) {
-		done(401, json_error_body(bearer ? jwt_error_reason(jwt_why) : "Authentication required"),
-		     data);
-		return NULL;
-	}
-	g_autofree char *principal = auth_principal(issuer, &claims);
-	jwt_claims_clear(&claims);
-	const struct protocol_limits lim = { r->cfg->max_json_depth, r->cfg->max_json_values };
-	if (len && !(obj = protocol_parse_object(r->tok, &lim, body, len))) {
-		done(400, json_error_body("the body must be a JSON object"), data);
-		return NULL;
-	}
-	if (protocol_decode_create_room(obj, &req, &err) < 0) {
-		json_object_put(obj);
-		done(400, json_error_body(err.message), data);
-		return NULL;
-	}
-	struct router_pending *p = g_new0(struct router_pending, 1);
-	p->http_done = done;
-	p->http_data = data;
-	int rc = create_room(r, p, principal, from, &req, &why);
-	json_object_put(obj);
-	if (rc < 0) {
-		done(rc == -EDQUOT ? 429 : 400, json_error_body(why), data);
-		g_free(p);
-		return NULL;
-	}
-	if (p->finished) {
-		g_free(p);
-		return NULL;
-	}
-	return p;
-}
-
-void router_http_cancel(struct router_pending *p)
-{
-	if (p)
-		p->cancelled = true;
 }
 
 /* Tells each client M (one reference taken here), ends its registration
@@ -848,7 +365,7 @@ static unsigned dismiss(struct router *r, GPtrArray *clients, struct msgbuf *m, 
 		} else {
 			untold(r, c, MSG_UNKNOWN, &e);
 		}
-		release(r, c, why);
+		router_release(r, c, why);
 		c->closing = true;
 		r->ops->close(r->ctx, c, code, why);
 	}
@@ -911,8 +428,8 @@ static bool sender_ok(struct router *r, struct client *c, const struct msg *m, c
 {
 	if (!value || strcmp(value, c->peer->id) == 0)
 		return true;
-	error_to(r, c, m, ERR_FORBIDDEN, NULL, NULL,
-		 "%s does not match this connection's peer id", field);
+	router_error_to(r, c, m, ERR_FORBIDDEN, NULL, NULL,
+			"%s does not match this connection's peer id", field);
 	return false;
 }
 
@@ -926,23 +443,23 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 	struct filter *f = NULL;
 	g_autofree char *why = NULL;
 
-	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from) || answer_busy(r, c, m))
+	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from) || router_answer_busy(r, c, m))
 		return;
 	if (filter_compile(m->discover.filters, r->cfg->max_filter_work, &f, &why) < 0) {
-		error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL, "%s", why);
+		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL, "%s", why);
 		return;
 	}
 	struct msgbuf *list = protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f);
 	if (filter_exhausted(f)) { /* a partial list would look complete */
 		msgbuf_unref(list);
 		metrics_inc(limit_hits[LIMIT_FILTER_WORK]);
-		error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
-			 "Filter needs more work than max_filter_work allows");
+		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
+				"Filter needs more work than max_filter_work allows");
 	} else {
-		answer_owned(r, c, list);
+		router_answer_owned(r, c, list);
 	}
 	filter_free(f);
-	metrics_observe(&metrics.discovery_duration, metrics_now_ns() - r->received_ns);
+	metrics_observe(&metrics.discovery_duration, now_ns(r) - r->received_ns);
 }
 
 static void handle_update(struct router *r, struct client *c, struct msg *m)
@@ -957,25 +474,25 @@ static void handle_update(struct router *r, struct client *c, struct msg *m)
 	if (rc < 0) {
 		if (rc == -EMSGSIZE)
 			metrics_inc(limit_hits[LIMIT_METADATA_BYTES]);
-		error_to(r, c, m, ERR_INVALID_MESSAGE, NULL, NULL, "%s", why);
+		router_error_to(r, c, m, ERR_INVALID_MESSAGE, NULL, NULL, "%s", why);
 		return;
 	}
 	peer_set_meta(c->peer, meta);
-	send_owned(r, c, protocol_metadata_updated(r->scratch, c->peer));
+	router_send_owned(r, c, protocol_metadata_updated(r->scratch, c->peer));
 }
 
 /* Queues OUT (ours) for TARGET; tells the sender when it did not fit. */
 static void deliver(struct router *r, struct client *c, const struct msg *m, struct peer *target,
 		    const char *field, struct msgbuf *out)
 {
-	int rc = send_owned(r, target->owner, out);
+	int rc = router_send_owned(r, target->owner, out);
 	if (rc < 0) {
-		error_to(r, c, m, ERR_DELIVERY_FAILED, field, target->id, "Could not deliver to peer %s: %s",
-			 target->id, rc == -ENOBUFS ? "its queue is full" : "its connection is closing");
+		router_error_to(r, c, m, ERR_DELIVERY_FAILED, field, target->id, "Could not deliver to peer %s: %s",
+				target->id, rc == -ENOBUFS ? "its queue is full" : "its connection is closing");
 		return;
 	}
 	metrics_inc(messages_routed);
-	metrics_observe(&metrics.route_latency, metrics_now_ns() - r->received_ns);
+	metrics_observe(&metrics.route_latency, now_ns(r) - r->received_ns);
 }
 
 /* The target in C's room, or an error to C and NULL. */
@@ -986,9 +503,9 @@ static struct peer *find_target(struct router *r, struct client *c, const struct
 	if (t)
 		return t;
 	if (tell_other_room && registry_id_exists(r->reg, id))
-		error_to(r, c, m, ERR_PEER_NOT_IN_ROOM, field, id, "Target peer %s not in same room", id);
+		router_error_to(r, c, m, ERR_PEER_NOT_IN_ROOM, field, id, "Target peer %s not in same room", id);
 	else
-		error_to(r, c, m, ERR_PEER_NOT_FOUND, field, id, "Target peer %s not found", id);
+		router_error_to(r, c, m, ERR_PEER_NOT_FOUND, field, id, "Target peer %s not found", id);
 	return NULL;
 }
 
@@ -1028,16 +545,17 @@ static void handle_relay(struct router *r, struct client *c, struct msg *m)
 
 	if (!target) {
 		metrics_inc(relayed[m->type][RELAY_NO_TARGET]);
-		log_debug("%s from %s names no peer of its room", protocol_type_name(m->type), c->peer->id);
+		router_log(r, LOG_DEBUG, LOG_EVENT_NONE, NULL, "%s from %s names no peer of its room",
+			   protocol_type_name(m->type), c->peer->id);
 		return;
 	}
-	if (send_owned(r, target->owner, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
+	if (router_send_owned(r, target->owner, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
 		metrics_inc(relayed[m->type][RELAY_FAILED]);
 		return;
 	}
 	metrics_inc(relayed[m->type][RELAY_FORWARDED]);
 	metrics_inc(messages_routed);
-	metrics_observe(&metrics.route_latency, metrics_now_ns() - r->received_ns);
+	metrics_observe(&metrics.route_latency, now_ns(r) - r->received_ns);
 }
 
 static bool needs_registration(enum msg_type t)
@@ -1053,7 +571,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 
 	if (c->closing)
 		return;
-	r->received_ns = metrics_now_ns();
+	r->received_ns = now_ns(r);
 	r->text = text;
 	r->len = len;
 	const struct protocol_limits lim = { r->cfg->max_json_depth, r->cfg->max_json_values };
@@ -1063,7 +581,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 	if (!r->replaying)
 		metrics_inc(messages_received[m.type]);
 	if (needs_registration(m.type) && !c->peer) {
-		error_to(r, c, &m, ERR_NOT_IN_ROOM, NULL, NULL, "Not registered in a room: send register first");
+		router_error_to(r, c, &m, ERR_NOT_IN_ROOM, NULL, NULL, "Not registered in a room: send register first");
 		goto out;
 	}
 	if (rc < 0) {
@@ -1078,7 +596,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 
 	switch (m.type) {
 	case MSG_REGISTER:
-		handle_register(r, c, &m);
+		registration_handle(r, c, &m);
 		break;
 	case MSG_DISCOVER_PEERS:
 		handle_discover(r, c, &m);
@@ -1101,7 +619,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 		handle_create_room(r, c, &m);
 		break;
 	case MSG_PING:
-		send_owned(r, c, protocol_simple("pong"));
+		router_send_owned(r, c, protocol_simple("pong"));
 		break;
 	default: /* pong: the answer to our keepalive */
 		if (protocol_is_relay(m.type))
@@ -1114,13 +632,13 @@ out:
 
 void router_disconnect(struct router *r, struct client *c)
 {
-	unpark(c);
+	registration_unpark(c);
 	if (c->pending) /* the store still completes it; nobody to tell */
 		c->pending->c = NULL;
 	c->pending = NULL;
 	/* A superseded socket lets go: the registration it lost stays. */
 	if (c->superseded)
-		log_peer(LOG_INFO, LOG_EVENT_SESSION_CLOSED, c, c->peer->room->id, c->peer->id,
-			 c->peer->role, NULL, "superseded socket gone; its peer id stays registered");
-	release(r, c, "connection closed");
+		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_CLOSED, c, c->peer->room->id, c->peer->id,
+				c->peer->role, NULL, "superseded socket gone; its peer id stays registered");
+	router_release(r, c, "connection closed");
 }

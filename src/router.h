@@ -1,17 +1,24 @@
-/* router: what each client message means.  Takes decoded messages and the
- * registry, and answers through a sink (send, close) that the transport
- * implements; tests implement it too. */
+/* router: what each client message means.  A pure core: it takes
+ * complete messages and the registry, decides, and hands every action to
+ * the edges: sends and closes to the transport (router_ops), and log
+ * lines, clock reads, JWT checks, key set waits and room creations to
+ * the services (router_services), whose completions come back through
+ * router_keys_ready() and router_room_created().  No I/O, no clock, no
+ * logging of its own: tests/test-router.c drives it with fakes. */
 #pragma once
 
 #include "addrlimit.h"
-#include "auth.h"
 #include "config.h"
+#include "jwt.h"
+#include "log.h"
 #include "msgbuf.h"
 #include "protocol.h"
 #include "registry.h"
 #include "rooms.h"
+#include "roomsvc.h"
 #include "turn.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -61,21 +68,60 @@ struct router_ops {
 #define ROUTER_CLOSE_REPLACED 4001
 
 struct router;
+struct router_pending;
 
-/* Persistent rooms and authentication; both outlive the router. */
+/* What the router asks of the rest of the daemon: it decides, these do
+ * (the composition root wires them to auth, the room service, the log
+ * and the clocks: routerio.h; tests fake them).  CTX is router_new's. */
+struct router_services {
+	/* CLOCK_MONOTONIC in nanoseconds (latencies, rate windows), and the
+	 * wall clock in microseconds (expiry, TURN, connected_at). */
+	uint64_t (*monotonic_ns)(void *ctx);
+	gint64 (*real_us)(void *ctx);
+	/* A line for the operator, as log_full: FILE, LINE and FUNC are the
+	 * router's own (the journal's CODE_FILE names the caller); FMT is
+	 * printf's. */
+	void (*log)(void *ctx, int prio, enum log_event ev, const struct log_fields *f,
+		    const char *file, int line, const char *func, const char *fmt, va_list ap)
+		__attribute__((format(printf, 8, 0)));
+	/* Whether every register needs a credential (auth_required). */
+	bool (*auth_required)(void *ctx);
+	/* Verifies a JWT at NOW (seconds), as auth_verify. */
+	int (*verify_jwt)(void *ctx, const char *token, gint64 now, struct jwt_claims *claims,
+			  enum jwt_error *why, const char **issuer);
+	/* When ISSUER's key set is being fetched: 0, and router_keys_ready(P)
+	 * runs once that fetch has ended; *WAIT is for cancel_wait.  -EAGAIN
+	 * when nothing is in flight. */
+	int (*await_keys)(void *ctx, const char *issuer, struct router_parked *p, void **wait);
+	void (*cancel_wait)(void *ctx, void *wait);
+	/* Asks the room service for a room, as roomsvc_create: 0, and
+	 * router_room_created(.., P) runs exactly once (maybe already);
+	 * -EINVAL or -EDQUOT with *WHY. */
+	int (*create_room)(void *ctx, const struct roomsvc_request *req, struct router_pending *p,
+			   const char **why);
+};
+
+/* In-memory state the router reads; it outlives the router. */
 struct router_env {
-	struct rooms *rooms;
-	struct auth *auth;
+	struct rooms *rooms;         /* persistent rooms and API keys */
 	struct addrlimit *addrlimit; /* per-address limits */
-	struct pubkeys *pubkeys;     /* Ed25519 public keys of accounts */
-	struct store *store;         /* where they are written; NULL: memory only */
 };
 
 struct router *router_new(const struct config *cfg, struct registry *reg,
-			  const struct router_env *env, const struct router_ops *ops, void *ctx);
+			  const struct router_env *env, const struct router_services *svc,
+			  void *svc_ctx);
 void router_free(struct router *r);
+/* The transport: where the router's sends and closes go.  Set once,
+ * before the first message. */
+void router_set_transport(struct router *r, const struct router_ops *ops, void *ctx);
 /* Applies a reloaded configuration (limits, TURN). */
 void router_set_config(struct router *r, const struct config *cfg);
+
+/* Completions of what the router asked for (router_services). */
+void router_keys_ready(struct router_parked *p);
+/* rooms_created_fn, DATA the router_pending. */
+void router_room_created(int status, const struct store_room *room, const char *token,
+			 const char *why, void *data);
 
 /* Open mode: no issuer and no API key configured, so no authentication. */
 bool router_open_mode(struct router *r);
@@ -100,14 +146,3 @@ unsigned router_close_room(struct router *r, const char *room_id, const char *re
 /* The sessions registered as PRINCIPAL (a revoked API key) get AUTH_FAILED
  * with REASON and are disconnected; returns how many. */
 unsigned router_close_principal(struct router *r, const char *principal, const char *reason);
-
-/* POST /create-room from FROM (NULL: unknown, a unix socket): BEARER is
- * the Authorization header's token, BODY the request body (may be empty);
- * 429 when a room quota is full.  DONE gets the HTTP status and a JSON body
- * (g_free), now or once the room is durable; router_http_cancel() stops a
- * pending one (the connection went away). */
-typedef void (*router_http_done_fn)(unsigned status, char *json, void *data);
-struct router_pending *router_http_create_room(struct router *r, const struct netaddr *from,
-					       const char *bearer, const char *body, size_t len,
-					       router_http_done_fn done, void *data);
-void router_http_cancel(struct router_pending *p);

@@ -8,6 +8,7 @@
 #include "jwt.h"
 #include "keyapi.h"
 #include "linger.h"
+#include "roomhttp.h"
 #include "router.h"
 
 #include <errno.h>
@@ -94,7 +95,7 @@ struct http_req {
 	char *room_id;           /* ROUTE_AUTHORIZED_KEYS */
 	bool head;               /* HEAD: the answer's headers only */
 	GString *body;           /* what the client sent, when it sends one */
-	struct router_pending *pending;
+	struct roomhttp_pending *pending;
 	struct keyapi_pending *key_pending;
 	unsigned status;         /* the answer, once known */
 	const char *type;
@@ -111,7 +112,7 @@ struct ws_server {
 	struct lws_context *ctx;
 	struct lws_vhost *vh;
 	struct router *router;
-	struct router_env env;
+	struct ws_env env;
 	struct ratelimit_policy msg_policy;
 	GQueue sessions;   /* established */
 	struct linger_pool *linger;
@@ -530,7 +531,7 @@ static void http_free(struct session *s)
 	struct http_req *h = s ? s->http : NULL;
 	if (!h)
 		return;
-	router_http_cancel(h->pending);
+	roomhttp_cancel(h->pending);
 	keyapi_cancel(h->key_pending);
 	if (h->body)
 		g_string_free(h->body, TRUE);
@@ -563,7 +564,7 @@ static void http_answer(struct session *s, unsigned status, const char *type, ch
 	lws_callback_on_writable(s->wsi);
 }
 
-/* A pending request's answer (router_http_done_fn, keyapi_done_fn). */
+/* A pending request's answer (roomhttp_done_fn, keyapi_done_fn). */
 static void answered(unsigned status, char *json, void *data)
 {
 	struct session *s = data;
@@ -685,8 +686,8 @@ static void create_room(struct ws_server *ws, struct session *s, struct lws *wsi
 	bool from_known = client_addr(ws, wsi, &from) == 0;
 	struct http_req *h = s->http;
 
-	struct router_pending *p = router_http_create_room(ws->router, from_known ? &from : NULL,
-							   bearer, h->body->str, h->body->len, answered, s);
+	struct roomhttp_pending *p = roomhttp_create(&ws->env.rooms, ws->cfg, from_known ? &from : NULL,
+						     bearer, h->body->str, h->body->len, answered, s);
 	/* Answered already (the request was refused), or pending. */
 	if (!h->answer) {
 		h->pending = p;
@@ -722,7 +723,7 @@ static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *w
 		const char *bearer = http_bearer(wsi, auth, sizeof auth);
 		struct netaddr from;
 		bool from_known = client_addr(ws, wsi, &from) == 0;
-		struct keyapi_pending *p = keyapi_publish(&ws->env, ws->cfg, from_known ? &from : NULL, bearer,
+		struct keyapi_pending *p = keyapi_publish(&ws->env.keys, ws->cfg, from_known ? &from : NULL, bearer,
 							  h->body ? h->body->str : "",
 							  h->body ? h->body->len : 0, answered, s);
 		explicit_bzero(auth, sizeof auth);
@@ -737,7 +738,7 @@ static void http_dispatch(struct ws_server *ws, struct session *s, struct lws *w
 		char *json = NULL;
 		struct netaddr from;
 		bool from_known = client_addr(ws, wsi, &from) == 0;
-		unsigned status = keyapi_authorized(&ws->env, ws->cfg, from_known ? &from : NULL,
+		unsigned status = keyapi_authorized(&ws->env.keys, ws->cfg, from_known ? &from : NULL,
 						    h->room_id, http_bearer(wsi, auth, sizeof auth), &json);
 		explicit_bzero(auth, sizeof auth);
 		http_answer(s, status, "application/json", json);
@@ -1024,8 +1025,8 @@ static void apply_limits(struct ws_server *ws)
 				   RATELIMIT_ABUSE_REGAIN_PER_SECOND);
 }
 
-int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *reg,
-		  const struct router_env *env, struct ws_server **out)
+int ws_server_new(uv_loop_t *loop, const struct config *cfg, const struct ws_env *env,
+		  struct ws_server **out)
 {
 	struct ws_server *ws = g_new0(struct ws_server, 1);
 	struct lws_context_creation_info info;
@@ -1068,7 +1069,9 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *re
 		return -EIO;
 	}
 	ws->vh = lws_get_vhost_by_name(ws->ctx, "default");
-	ws->router = router_new(cfg, reg, env, &ws_router_ops, ws);
+	ws->router = env->router;
+	if (ws->router)
+		router_set_transport(ws->router, &ws_router_ops, ws);
 	uv_timer_init(loop, &ws->housekeeping);
 	ws->housekeeping.data = ws;
 	uv_timer_start(&ws->housekeeping, on_housekeeping, HOUSEKEEPING_TICK_MS, HOUSEKEEPING_TICK_MS);
@@ -1081,12 +1084,6 @@ void ws_server_set_config(struct ws_server *ws, const struct config *cfg)
 {
 	ws->cfg = cfg;
 	apply_limits(ws);
-	router_set_config(ws->router, cfg);
-}
-
-struct router *ws_server_router(struct ws_server *ws)
-{
-	return ws->router;
 }
 
 unsigned ws_server_sessions(const struct ws_server *ws)
@@ -1222,7 +1219,6 @@ void ws_server_free(struct ws_server *ws)
 	}
 	if (ws->ctx)
 		log_warning("libwebsockets context not fully destroyed");
-	router_free(ws->router);
 	msgbuf_unref(ws->ping_msg);
 	g_free(ws);
 }

@@ -4,21 +4,31 @@
  * router. */
 #pragma once
 
+#include "addrlimit.h"
 #include "config.h"
-#include "registry.h"
+#include "keyapi.h"
+#include "roomhttp.h"
 #include "router.h"
 
 #include <uv.h>
 
-struct lws_context;
-
 struct ws_server;
 
-int ws_server_new(uv_loop_t *loop, const struct config *cfg, struct registry *reg,
-		  const struct router_env *env, struct ws_server **out);
-struct router *ws_server_router(struct ws_server *ws);
+/* What the transport serves; all of it outlives the server. */
+struct ws_env {
+	/* Gets every complete message; the server sets itself as its
+	 * transport (router_set_transport).  NULL: no session is served. */
+	struct router *router;
+	struct addrlimit *addrlimit;  /* connections per address */
+	struct keyapi_env keys;       /* POST /api/auth/public-keys, GET .../authorized-keys */
+	struct roomhttp_env rooms;    /* POST /create-room */
+};
+
+int ws_server_new(uv_loop_t *loop, const struct config *cfg, const struct ws_env *env,
+		  struct ws_server **out);
 /* Takes ownership of an accepted socket. */
 void ws_server_adopt(struct ws_server *ws, int fd);
+/* The transport's own limits; the router has its own call. */
 void ws_server_set_config(struct ws_server *ws, const struct config *cfg);
 unsigned ws_server_sessions(const struct ws_server *ws);
 
