@@ -1,7 +1,7 @@
 #!/bin/bash
 # The checks run through check(), which shellcheck does not see.
 # shellcheck disable=SC2317
-# Every key of src/config.c's table (printed by "test-config --list-keys")
+# Every key of src/util/config.c's table (printed by "test-config --list-keys")
 # is documented in rtcsignald.conf(5) with the table's default and reload
 # class, and with its bounds where the page states them ("1 to 3600"),
 # and shipped in data/rtcsignald.conf with the table's default and

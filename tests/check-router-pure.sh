@@ -1,5 +1,5 @@
 #!/bin/sh
-# The router is a pure core (src/router.h): router.c and registration.c
+# The router is a pure core (src/core/router.h): router.c and registration.c
 # log, read clocks, verify, fetch, write and answer HTTP only through
 # the services and the transport they are handed.  A direct call to any
 # of those APIs here is a regression.  TAP.

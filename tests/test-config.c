@@ -1,11 +1,11 @@
 /* config: every key's default, bounds and reload class live in one row of
- * src/config.c's table.  Checks that the defaults the daemon runs with are
+ * src/util/config.c's table.  Checks that the defaults the daemon runs with are
  * the table's, that the shipped data/rtcsignald.conf written out loads as
  * those defaults, and that the [issuer NAME] checks the daemon makes
  * (auth_load_config) refuse at --check-config and on reload with the same
  * messages as ever.  tests/check-docs.sh compares rtcsignald.conf(5) with
  * the table that "test-config --list-keys" prints. */
-#include "config.h"
+#include "util/config.h"
 #include "testd.h"
 
 #include <inttypes.h>

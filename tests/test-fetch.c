@@ -3,12 +3,12 @@
  * server on 127.0.0.1
  * (fetch-server.py), with a test CA and certificates made here with the
  * openssl command.  Every wait is for an event, bounded by a guard timer. */
-#include "config.h"
-#include "fetch.h"
+#include "util/config.h"
+#include "auth/fetch.h"
 #include "httpsd.h"
-#include "log.h"
-#include "registry.h"
-#include "ws.h"
+#include "util/log.h"
+#include "core/registry.h"
+#include "daemon/ws.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* Unit tests: the router as a pure core (src/router.c, registration.c).
+/* Unit tests: the router as a pure core (src/core/router.c, registration.c).
  * No socket, no loop, no clock, no store: fake clients record what the
  * router sends and closes, fake services record its log lines and its
  * requests (key set waits, room creations), and the tests complete those
@@ -6,14 +6,14 @@
  * chrony's ntp_sources tests are; the last one (suites run in the order
  * they are added) checks that the cases together saw every error code
  * the protocol has. */
-#include "addrlimit.h"
-#include "config.h"
-#include "metrics.h"
-#include "netaddr.h"
-#include "protocol.h"
-#include "registry.h"
-#include "rooms.h"
-#include "router.h"
+#include "util/addrlimit.h"
+#include "util/config.h"
+#include "util/metrics.h"
+#include "util/netaddr.h"
+#include "core/protocol.h"
+#include "core/registry.h"
+#include "store/rooms.h"
+#include "core/router.h"
 
 #include <errno.h>
 #include <glib.h>

@@ -2,7 +2,7 @@
  * watchdog, reload, stop), reload semantics and journal fields, against
  * the real daemon.  Units and the journal catalog are checked with
  * systemd's own tools. */
-#include "log.h"
+#include "util/log.h"
 #include "testd.h"
 
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-/* The admin API's requests (src/adminapi.c) and the POST /create-room
+/* The admin API's requests (src/daemon/adminapi.c) and the POST /create-room
  * request cycle (roomhttp_create, its completion and roomhttp_cancel),
  * in process, against a real SQLite room store whose
  * writes complete on the loop later, as in the daemon: so creations are
@@ -23,16 +23,16 @@
  *   'q'N           store queue limit N (0: the default) */
 #include "fuzz.h"
 
-#include "admin.h"
-#include "adminapi.h"
-#include "roomhttp.h"
-#include "config.h"
-#include "netaddr.h"
-#include "registry.h"
-#include "rooms.h"
-#include "router.h"
-#include "routerio.h"
-#include "store.h"
+#include "daemon/admin.h"
+#include "daemon/adminapi.h"
+#include "daemon/roomhttp.h"
+#include "util/config.h"
+#include "util/netaddr.h"
+#include "core/registry.h"
+#include "store/rooms.h"
+#include "core/router.h"
+#include "daemon/routerio.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <stdio.h>

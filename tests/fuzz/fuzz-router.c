@@ -29,17 +29,17 @@
  *   'h' JSON      POST /create-room with @jwt@ as bearer, JSON as body */
 #include "fuzz.h"
 
-#include "addrlimit.h"
-#include "auth.h"
-#include "config.h"
-#include "jscan.h"
-#include "netaddr.h"
-#include "protocol.h"
-#include "registry.h"
-#include "rooms.h"
-#include "roomhttp.h"
-#include "router.h"
-#include "routerio.h"
+#include "util/addrlimit.h"
+#include "auth/auth.h"
+#include "util/config.h"
+#include "core/jscan.h"
+#include "util/netaddr.h"
+#include "core/protocol.h"
+#include "core/registry.h"
+#include "store/rooms.h"
+#include "daemon/roomhttp.h"
+#include "core/router.h"
+#include "daemon/routerio.h"
 
 #include <errno.h>
 #include <stdio.h>
