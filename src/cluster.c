@@ -456,7 +456,8 @@ static void view_loaded(struct cluster *c, struct view *v, redisReply *r)
 		g_bytes_unref(b);
 	}
 	if (reload) {
-		if (v->st != V_LOADING)
+		/* a gap found above has started the next load already */
+		if (v->overflowed || v->st != V_LOADING)
 			view_start_load(c, v);
 		return;
 	}
@@ -619,6 +620,18 @@ static void on_sub(redisAsyncContext *ac, void *r, void *privdata)
 			return;
 		}
 		g_queue_push_tail(&v->buffer, g_bytes_new(rep->element[2]->str, rep->element[2]->len));
+	}
+}
+
+/* AUTH on the subscription connection, answered before any SUBSCRIBE. */
+static void on_sub_auth(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct cluster *c = privdata;
+	redisReply *rep = r;
+
+	if (rep && ac == c->sub && rep->type == REDIS_REPLY_ERROR) {
+		log_warning("cluster: Redis: %s", rep->str);
+		conn_lost(c, rep->str);
 	}
 }
 
@@ -827,7 +840,7 @@ static void start_connect(struct cluster *c)
 	if (c->password) {
 		const char *auth[] = { "AUTH", c->password };
 		send_argv(c, req_new(c, R_FATAL), 2, auth, NULL);
-		redisAsyncCommandArgv(c->sub, NULL, NULL, 2, auth, NULL);
+		redisAsyncCommandArgv(c->sub, on_sub_auth, c, 2, auth, NULL);
 	}
 	if (c->db) {
 		char db[16];

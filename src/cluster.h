@@ -45,6 +45,8 @@ struct cluster_peer {
 	uint64_t epoch;       /* the session's epoch (cluster_new_epoch) */
 };
 
+/* Callbacks must not free the cluster, nor unwatch the room they are
+ * told about, from inside. */
 struct cluster_ops {
 	/* Redis reachable and this instance announced (true), or lost (false). */
 	void (*state)(void *user, bool up);
@@ -115,6 +117,7 @@ int cluster_withdraw(struct cluster *c, const char *room, const char *peer, uint
  * (view_ready follows), -ENOTCONN if Redis is not up (the view loads,
  * and view_ready follows, once it is). */
 int cluster_watch(struct cluster *c, const char *room);
+/* Forgets ROOM's view without telling peer_remove for its peers. */
 void cluster_unwatch(struct cluster *c, const char *room);
 /* Whether ROOM's view is loaded. */
 bool cluster_view_ready(const struct cluster *c, const char *room);

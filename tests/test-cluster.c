@@ -116,12 +116,18 @@ static const struct cluster_ops ops = {
 	.delivery_failed = on_failed,
 };
 
+/* Options of the next node_start, reset by it. */
+static struct cluster_options next;
+
 static void node_start(struct node *n, const char *id, struct testredis *r, bool unix_socket)
 {
 	struct cluster_options o = {
 		.redis = unix_socket ? r->unix_url : r->url, .key_prefix = "t:", .instance_id = id,
 		.instance_ttl_ms = 2000, .max_payload = 4096, .reconnect_max_ms = 200,
+		.max_outstanding = next.max_outstanding, .max_buffered_events = next.max_buffered_events,
+		.password = next.password,
 	};
+	memset(&next, 0, sizeof next);
 	memset(n, 0, sizeof *n);
 	n->id = id;
 	n->remote = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -537,6 +543,141 @@ static void test_prune_after_blip(void)
 	testredis_free(r);
 }
 
+/* Redis stops answering (a partition, here CLIENT PAUSE): within the ttl
+ * the instance is degraded and forwards fail at once; then it recovers. */
+static void test_stalled(void)
+{
+	struct testredis *r = testredis_start();
+	struct node a, b;
+
+	loop_start();
+	node_start(&a, "A", r, false);
+	node_start(&b, "B", r, false);
+	WAIT_UNTIL(a.up && b.up, 5000);
+	announce(&a, "st", "pa", "{}", cluster_new_epoch(a.c));
+	cluster_watch(b.c, "st");
+	WAIT_UNTIL(remote(&b, "st", "pa"), 2000);
+	redisReply *rep = testredis_command(r, "CLIENT PAUSE 3500 ALL");
+	g_assert_nonnull(rep);
+	freeReplyObject(rep);
+	gint64 t0 = g_get_monotonic_time();
+	WAIT_UNTIL(!a.up && !b.up, 3500);
+	g_test_message("silent Redis noticed after %" G_GINT64_FORMAT " ms (ttl 2000)",
+		       (g_get_monotonic_time() - t0) / 1000);
+	g_assert_cmpint(cluster_forward(a.c, "B", "pb", 1, "pa", "x", 1), ==, -ENOTCONN);
+	WAIT_UNTIL(a.up && b.up, 6000);
+	WAIT_UNTIL(cluster_view_ready(b.c, "st"), 2000);
+	g_assert_nonnull(remote(&b, "st", "pa"));
+	g_assert_cmpint(hlen(r, "st"), ==, 1);
+
+	node_free(&a);
+	node_free(&b);
+	loop_finish();
+	testredis_free(r);
+}
+
+/* max_outstanding: forwards beyond it are refused at once, counted. */
+static void test_outstanding_bound(void)
+{
+	struct testredis *r = testredis_start();
+	struct node a, b;
+	int ok = 0, busy = 0;
+
+	loop_start();
+	next.max_outstanding = 50;
+	node_start(&a, "A", r, false);
+	node_start(&b, "B", r, false);
+	WAIT_UNTIL(a.up && b.up, 5000);
+	run_for(50); /* the first heartbeat and sweep answered */
+	uint64_t hits = metrics_get(limit_hits[LIMIT_CLUSTER_OUTSTANDING]);
+	uint64_t fails = metrics_get(cluster_forward_failures[CLUSTER_BUSY]);
+	for (int i = 0; i < 200; i++) { /* all in one turn of the loop */
+		int e = cluster_forward(a.c, "B", "pb", 1, "pa", "m", 1);
+		g_assert_true(e == 0 || e == -ENOBUFS);
+		ok += e == 0;
+		busy += e == -ENOBUFS;
+	}
+	g_assert_cmpint(ok, <=, 50);
+	g_assert_cmpint(busy, >=, 150);
+	g_assert_cmpuint(metrics_get(limit_hits[LIMIT_CLUSTER_OUTSTANDING]) - hits, ==, (guint64)busy);
+	g_assert_cmpuint(metrics_get(cluster_forward_failures[CLUSTER_BUSY]) - fails, ==, (guint64)busy);
+	WAIT_UNTIL(b.delivered->len == (guint)ok, 2000);
+	g_assert_cmpint(cluster_forward(a.c, "B", "pb", 1, "pa", "m", 1), ==, 0);
+
+	node_free(&a);
+	node_free(&b);
+	loop_finish();
+	testredis_free(r);
+}
+
+/* max_buffered_events: events that come while a view loads are bounded;
+ * past the bound they are dropped, counted, and the view loads again. */
+static void test_buffer_bound(void)
+{
+	struct testredis *r = testredis_start();
+	struct node a, b;
+
+	loop_start();
+	node_start(&a, "A", r, false);
+	next.max_buffered_events = 3;
+	node_start(&b, "B", r, false);
+	WAIT_UNTIL(a.up && b.up, 5000);
+	announce(&a, "buf", "pa", "{}", cluster_new_epoch(a.c));
+	WAIT_UNTIL(hlen(r, "buf") == 1, 2000);
+	uint64_t hits = metrics_get(limit_hits[LIMIT_CLUSTER_BUFFERED_EVENTS]);
+	g_assert_cmpint(cluster_watch(b.c, "buf"), ==, 0);
+	/* once Redis has B subscribed, and before B's load can have been
+	 * written (the loop does not run meanwhile), ten events */
+	for (int i = 0; i < 1000; i++) {
+		redisReply *rep = testredis_command(r, "PUBSUB NUMSUB t:{buf}:events");
+		long long subs = rep->element[1]->integer;
+		freeReplyObject(rep);
+		if (subs)
+			break;
+		uv_run(&loop, UV_RUN_ONCE);
+	}
+	for (int i = 0; i < 10; i++) {
+		redisReply *rep = testredis_command(r, "PUBLISH t:{buf}:events %s",
+						    "U\n1000\n0\nfake\nZ\n1\n0\nworker\n{}");
+		freeReplyObject(rep);
+	}
+	WAIT_UNTIL(cluster_view_ready(b.c, "buf"), 2000);
+	g_assert_cmpuint(metrics_get(limit_hits[LIMIT_CLUSTER_BUFFERED_EVENTS]) - hits, ==, 1);
+	g_assert_nonnull(remote(&b, "buf", "pa"));
+	g_assert_null(remote(&b, "buf", "fake"));
+	g_assert_cmpint(b.ready, ==, 1);
+
+	node_free(&a);
+	node_free(&b);
+	loop_finish();
+	testredis_free(r);
+}
+
+/* AUTH: a wrong password never comes up; the right one does. */
+static void test_password(void)
+{
+	struct testredis *r = testredis_start();
+	struct node a, b;
+
+	redisReply *rep = testredis_command(r, "CONFIG SET requirepass s3cret");
+	freeReplyObject(rep);
+	loop_start();
+	next.password = "wrong";
+	node_start(&a, "A", r, false);
+	next.password = "s3cret";
+	node_start(&b, "B", r, true);
+	WAIT_UNTIL(b.up, 5000);
+	run_for(300);
+	g_assert_false(a.up);
+	g_assert_cmpint(cluster_watch(b.c, "pw"), ==, 0);
+	WAIT_UNTIL(b.ready == 1, 2000);
+
+	node_free(&a);
+	node_free(&b);
+	loop_finish();
+	testredis_free(r);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -547,5 +688,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/cluster/instance-death", test_instance_death);
 	g_test_add_func("/cluster/outage", test_outage);
 	g_test_add_func("/cluster/prune-after-blip", test_prune_after_blip);
+	g_test_add_func("/cluster/stalled", test_stalled);
+	g_test_add_func("/cluster/outstanding-bound", test_outstanding_bound);
+	g_test_add_func("/cluster/buffer-bound", test_buffer_bound);
+	g_test_add_func("/cluster/password", test_password);
 	return g_test_run();
 }
