@@ -162,8 +162,11 @@ static bool apply(struct rsync *s, json_object *n)
 		log_notice("API key %s revoked on instance %s", key_id, from);
 		close_key(s, key_id);
 	} else if ((strcmp(op, "member") == 0 || strcmp(op, "unmember") == 0) && room_id && account) {
-		rooms_apply_member(s->p.rooms, room_id, account, int_of(n, "added_at"),
-				   strcmp(op, "member") == 0);
+		bool add = strcmp(op, "member") == 0;
+		rooms_apply_member(s->p.rooms, room_id, account, int_of(n, "added_at"), add);
+		struct log_fields f = { .room = room_id };
+		log_event(LOG_INFO, LOG_EVENT_NONE, &f, "account %s %s the room on instance %s", account,
+			  add ? "added to" : "removed from", from);
 	} else if (strcmp(op, "pubkey") == 0) {
 		struct store_pubkey *k = json_object_object_get_ex(n, "pubkey", &v) ? store_redis_pubkey_parse(v) : NULL;
 		const struct store_pubkey *out;
@@ -185,7 +188,14 @@ static void on_message(redisAsyncContext *ac, void *r, void *data)
 	struct rsync *s = data;
 	redisReply *reply = r;
 
-	if (!reply || s->stopping || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+	if (!reply || s->stopping)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) { /* NOAUTH, ACL: try again later, said once */
+		log_err("room store: Redis refused SUBSCRIBE: %s", reply->str);
+		redisAsyncDisconnect(ac);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
 		return;
 	const char *kind = reply->element[0]->str;
 	if (kind && strcmp(kind, "subscribe") == 0) {
@@ -207,7 +217,6 @@ static void on_message(redisAsyncContext *ac, void *r, void *data)
 			log_warning("room store: ignored a malformed change notice");
 		json_object_put(n);
 	}
-	(void)ac;
 }
 
 static void on_auth(redisAsyncContext *ac, void *r, void *data)

@@ -2,29 +2,43 @@
  * share one real redis-server: every instance accepts the same tokens and
  * keys, sees the same rooms, and ends the sessions a change elsewhere
  * ends; Redis lost, and back empty; --check-config's refusals. */
+#include "jwtmint.h"
 #include "testd.h"
 #include "testredis.h"
 
 #include <glib/gstdio.h>
 #include <json-c/json.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #define ADMIN_TOKEN "rstore-admin-token-7d1f"
 #define WAIT_MS 5000
+#define ISS "https://id.example.org/realms/lab"
+#define AUD "rtcsignald"
+
+static EVP_PKEY *rsa_key;
+static char *jwks_path;
 
 struct fx {
 	struct testredis *redis;
 	char *tmp;
 	struct testd *a, *b;
+	bool jwt; /* an [issuer] on both: authentication required */
 };
 
+/* B reaches Redis by its unix socket, A by TCP. */
 static char *conf_for(struct fx *fx, const char *instance)
 {
-	return g_strdup_printf("[admin]\ntoken = %s\n[rooms]\nstore = redis\n"
-			       "[cluster]\nredis = %s\nkey_prefix = t:\ninstance_id = %s\n",
-			       ADMIN_TOKEN, fx->redis->url, instance);
+	g_autofree char *issuer = fx->jwt ? g_strdup_printf("[issuer lab]\nissuer = " ISS "\naudience = "
+							   AUD "\njwks_file = %s\n", jwks_path)
+					  : g_strdup("");
+	return g_strdup_printf("[admin]\ntoken = %s\n[rooms]\nstore = redis\nmax_ttl = 0\n"
+			       "[cluster]\nredis = %s\nkey_prefix = t:\ninstance_id = %s\n%s",
+			       ADMIN_TOKEN, strcmp(instance, "b") == 0 ? fx->redis->unix_url : fx->redis->url,
+			       instance, issuer);
 }
 
 static struct testd *start(struct fx *fx, const char *instance)
@@ -38,8 +52,9 @@ static struct testd *start(struct fx *fx, const char *instance)
 	return d;
 }
 
-static void fx_setup(struct fx *fx, gconstpointer unused)
+static void fx_setup(struct fx *fx, gconstpointer jwt)
 {
+	fx->jwt = jwt != NULL;
 	fx->redis = testredis_start();
 	fx->tmp = g_dir_make_tmp("rtcsignald-rstore-XXXXXX", NULL);
 	fx->a = start(fx, "a");
@@ -294,6 +309,87 @@ static void test_outage_and_empty_restart(struct fx *fx, gconstpointer unused)
 	wsc_free(testd_register(fx->a, room2, "new", tok2));
 }
 
+/* Rooms clients create (POST /create-room, WebSocket create_room) on one
+ * instance admit on the other; an account key and a membership made on A
+ * admit on B. */
+static void test_client_rooms_and_accounts(struct fx *fx, gconstpointer unused)
+{
+	g_autofree char *jwt = jwtmint_token(rsa_key, "r1", jwtmint_claims(ISS, AUD, "ada"));
+	g_autofree char *bearer = g_strdup_printf("Authorization: Bearer %s\r\nContent-Type: application/json\r\n", jwt);
+	g_autofree char *cred = g_strdup_printf(",\"id_token\":\"%s\"", jwt);
+	struct httpc_reply r;
+
+	g_assert_cmpint(testd_http(fx->a->port, "POST", "/create-room", bearer, "{\"expires_in\":600}", &r), ==, 0);
+	g_assert_cmpint(r.status, ==, 201);
+	json_object *o = json_tokener_parse(r.body->str);
+	httpc_reply_clear(&r);
+	g_autofree char *room = g_strdup(testd_str(o, "room_id")), *token = g_strdup(testd_str(o, "token"));
+	json_object_put(o);
+	await_change(fx->b, "room created on instance a", room);
+	g_autofree char *extra = g_strdup_printf("%s,\"token\":\"%s\"", cred, token);
+	struct wsc *pb = testd_register(fx->b, room, "ada-b", extra);
+
+	/* create_room over B's WebSocket: A admits with its token. */
+	wsc_send_text(pb, "{\"type\":\"create_room\",\"expires_in\":300}");
+	o = wsc_expect(pb, "room_created");
+	g_autofree char *room2 = g_strdup(testd_str(o, "room_id")), *token2 = g_strdup(testd_str(o, "token"));
+	json_object_put(o);
+	await_change(fx->a, "room created on instance b", room2);
+	g_autofree char *extra2 = g_strdup_printf("%s,\"token\":\"%s\"", cred, token2);
+	wsc_free(testd_register(fx->a, room2, "ada-a", extra2));
+	wsc_free(pb);
+
+	/* bob's account key, made on A, admits on B once A made him a member. */
+	o = api(fx->a, "POST", "/api/keys", "{\"account\":\"bob\",\"issuer\":\"lab\"}", 201);
+	g_autofree char *bob_key = g_strdup(testd_str(o, "api_key"));
+	g_autofree char *bob_id = g_strdup(testd_str(o, "key_id"));
+	json_object_put(o);
+	await_change(fx->b, "created on instance a", bob_id);
+	g_autofree char *key_extra = g_strdup_printf(",\"api_key\":\"%s\"", bob_key);
+	register_refused(fx->b, room, "bob", key_extra, "AUTH_FAILED");
+	g_autofree char *mpath = g_strdup_printf("/api/rooms/%s/members", room);
+	json_object_put(api(fx->a, "POST", mpath, "{\"account\":\"bob\",\"issuer\":\"lab\"}", 201));
+	await_change(fx->b, "account jwt:lab:bob added to the room on instance a", room);
+	wsc_free(testd_register(fx->b, room, "bob", key_extra));
+}
+
+/* [cluster] password_file: AUTH on both connections (commands and the
+ * subscription); a wrong password stops the start with the reason. */
+static void test_password(void)
+{
+	struct testredis *redis = testredis_start();
+	g_autofree char *tmp = g_dir_make_tmp("rtcsignald-rstore-pw-XXXXXX", NULL);
+	g_autofree char *good = g_build_filename(tmp, "good", NULL), *bad = g_build_filename(tmp, "bad", NULL);
+	g_autofree char *state = g_build_filename(tmp, "state", NULL);
+	const char *args[] = { "--state-dir", state, NULL };
+
+	redisReply *rep = testredis_command(redis, "CONFIG SET requirepass %s", "pw-1234");
+	g_assert_nonnull(rep);
+	freeReplyObject(rep);
+	g_assert_true(g_file_set_contents(good, "pw-1234\n", -1, NULL));
+	g_assert_true(g_file_set_contents(bad, "wrong\n", -1, NULL));
+
+	g_autofree char *conf = g_strdup_printf("[admin]\ntoken = %s\n[rooms]\nstore = redis\n[cluster]\n"
+						"redis = %s\npassword_file = %s\n", ADMIN_TOKEN, redis->url, good);
+	struct testd *d = testd_start(conf, args);
+	g_assert_true(testd_wait_log(d, "reloaded from Redis", WAIT_MS));
+	g_assert_true(testd_wait_log(d, "cluster: instance ", WAIT_MS)); /* the generated id, logged */
+	json_object_put(api(d, "POST", "/api/rooms", "{}", 201));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	g_autofree char *conf2 = g_strdup_printf("[rooms]\nstore = redis\n[cluster]\nredis = %s\n"
+						 "password_file = %s\n", redis->url, bad);
+	const struct testd_opts o = { .conf = conf2, .args = args, .no_wait = true };
+	d = testd_start_opts(&o);
+	g_assert_cmpint(testd_wait_exit(d, WAIT_MS), !=, 0);
+	g_assert_true(testd_wait_log(d, "AUTH refused", 0));
+	testd_free(d);
+	testredis_free(redis);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
+	g_assert_cmpint(system(rm), ==, 0);
+}
+
 /* --- --check-config --- */
 
 static int check_config(const char *text, char **err)
@@ -359,12 +455,26 @@ static void test_check_config(void)
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
+	rsa_key = EVP_RSA_gen(2048);
+	g_autofree char *jwk = jwtmint_jwk(rsa_key, "r1", "");
+	g_autofree char *doc = g_strdup_printf("{\"keys\":[%s]}", jwk);
+	g_autofree char *dir = g_dir_make_tmp("rstore-jwks-XXXXXX", NULL);
+	jwks_path = g_build_filename(dir, "jwks.json", NULL);
+	g_assert_true(g_file_set_contents(jwks_path, doc, -1, NULL));
 	g_test_add_func("/rstore/check-config", test_check_config);
+	g_test_add_func("/rstore/password", test_password);
 #define T(path, fn) g_test_add(path, struct fx, NULL, fx_setup, fn, fx_teardown)
 	T("/rstore/shared-tokens-and-keys", test_shared_tokens_and_keys);
 	T("/rstore/revoke-and-delete-close-elsewhere", test_revoke_and_delete_close_elsewhere);
 	T("/rstore/ctl-and-restart", test_ctl_and_restart);
 	T("/rstore/expiry", test_expiry);
 	T("/rstore/outage-and-empty-restart", test_outage_and_empty_restart);
-	return g_test_run();
+	g_test_add("/rstore/client-rooms-and-accounts", struct fx, "jwt", fx_setup,
+		   test_client_rooms_and_accounts, fx_teardown);
+	int r = g_test_run();
+	g_unlink(jwks_path);
+	g_rmdir(dir);
+	g_free(jwks_path);
+	EVP_PKEY_free(rsa_key);
+	return r;
 }
