@@ -830,7 +830,8 @@ void rooms_apply_member(struct rooms *r, const char *room_id, const char *accoun
 		g_hash_table_remove(r->members, room_id);
 }
 
-void rooms_replace(struct rooms *r, struct store_snapshot *snap, GPtrArray *gone, GPtrArray *revoked)
+void rooms_replace(struct rooms *r, struct store_snapshot *snap, GHashTable *keep, GPtrArray *gone,
+		   GPtrArray *revoked)
 {
 	g_autoptr(GHashTable) room_ids = g_hash_table_new(g_str_hash, g_str_equal);
 	g_autoptr(GHashTable) key_ids = g_hash_table_new(g_str_hash, g_str_equal);
@@ -846,7 +847,8 @@ void rooms_replace(struct rooms *r, struct store_snapshot *snap, GPtrArray *gone
 	/* What is here and no longer there was deleted, or lost with Redis. */
 	g_hash_table_iter_init(&it, r->rooms);
 	while (g_hash_table_iter_next(&it, &k, NULL))
-		if (!g_hash_table_contains(room_ids, k) && !g_hash_table_contains(r->deleting, k))
+		if (!g_hash_table_contains(room_ids, k) && !g_hash_table_contains(r->deleting, k) &&
+		    !(keep && g_hash_table_contains(keep, k)))
 			g_ptr_array_add(drop, g_strdup(k));
 	for (guint i = 0; i < drop->len; i++) {
 		rooms_apply_delete(r, g_ptr_array_index(drop, i));
@@ -855,18 +857,30 @@ void rooms_replace(struct rooms *r, struct store_snapshot *snap, GPtrArray *gone
 	g_ptr_array_set_size(drop, 0);
 	g_hash_table_iter_init(&it, r->keys);
 	while (g_hash_table_iter_next(&it, &k, &v))
-		if (!g_hash_table_contains(key_ids, k) && !g_hash_table_contains(r->revoking, k))
+		if (!g_hash_table_contains(key_ids, k) && !g_hash_table_contains(r->revoking, k) &&
+		    !(keep && g_hash_table_contains(keep, k)))
 			g_ptr_array_add(drop, g_strdup(k));
 	for (guint i = 0; i < drop->len; i++) {
 		g_hash_table_remove(r->keys, g_ptr_array_index(drop, i));
 		g_ptr_array_add(revoked, g_strdup(g_ptr_array_index(drop, i)));
 	}
 
-	while (snap->rooms->len)
-		rooms_apply_room(r, g_ptr_array_steal_index_fast(snap->rooms, snap->rooms->len - 1));
+	while (snap->rooms->len) {
+		struct store_room *room = g_ptr_array_steal_index_fast(snap->rooms, snap->rooms->len - 1);
+		if ((keep && g_hash_table_contains(keep, room->id)) || g_hash_table_contains(r->deleting, room->id))
+			store_room_free(room);
+		else
+			rooms_apply_room(r, room);
+	}
 	while (snap->keys->len) {
 		struct store_key *key = g_ptr_array_steal_index_fast(snap->keys, snap->keys->len - 1);
 		const struct store_key *old = g_hash_table_lookup(r->keys, key->key_id);
+		/* A key of a room not here (deleted since, or kept out) goes too. */
+		if ((keep && g_hash_table_contains(keep, key->key_id)) ||
+		    (key->room_id && !g_hash_table_contains(r->rooms, key->room_id))) {
+			store_key_free(key);
+			continue;
+		}
 		if (key->revoked_at && old && !old->revoked_at)
 			g_ptr_array_add(revoked, g_strdup(key->key_id));
 		rooms_apply_key(r, key);

@@ -134,5 +134,8 @@ void rooms_apply_member(struct rooms *r, const char *room_id, const char *accoun
 /* Memory becomes what the store holds (SNAP's rooms, keys and members,
  * taken): the ids of rooms no longer there go to GONE, of keys revoked
  * or no longer there to REVOKED (g_free'd strings), for the caller to
- * close.  Changes being written here are left alone. */
-void rooms_replace(struct rooms *r, struct store_snapshot *snap, GPtrArray *gone, GPtrArray *revoked);
+ * close.  Changes being written here are left alone, and so are the rooms
+ * and keys whose ids are in KEEP (may be NULL): changed since SNAP was
+ * read, which it may not show yet. */
+void rooms_replace(struct rooms *r, struct store_snapshot *snap, GHashTable *keep, GPtrArray *gone,
+		   GPtrArray *revoked);

@@ -23,6 +23,9 @@ struct rsync {
 	bool stopping;
 	bool timer_open;
 	unsigned reloads; /* in flight on the store's thread */
+	/* Ids of rooms and keys notices changed while a reload was in flight:
+	 * its snapshot may be older than they are. */
+	GHashTable *touched;
 };
 
 static void try_connect(struct rsync *s);
@@ -37,6 +40,7 @@ static void maybe_free(struct rsync *s)
 	g_free(s->password);
 	g_free(s->channel);
 	g_free(s->instance);
+	g_hash_table_unref(s->touched);
 	g_free(s);
 }
 
@@ -93,7 +97,9 @@ static void on_reloaded(int status, const GError *err, struct store_snapshot *sn
 		return;
 	}
 	metrics_inc(store_reloads);
-	rooms_replace(s->p.rooms, snap, gone, revoked);
+	rooms_replace(s->p.rooms, snap, s->touched, gone, revoked);
+	if (!s->reloads)
+		g_hash_table_remove_all(s->touched);
 	for (guint i = 0; i < snap->pubkeys->len; i++) {
 		const struct store_pubkey *k = g_ptr_array_index(snap->pubkeys, i), *out;
 		pubkeys_add(s->p.pubkeys, k->account, k->username, k->public_key, k->device_name, 0,
@@ -138,6 +144,16 @@ static bool apply(struct rsync *s, json_object *n)
 	if (strcmp(from, s->instance) == 0)
 		return true; /* ours: applied when written */
 	metrics_inc(store_notices);
+	if (s->reloads) {
+		json_object *rec;
+		const char *id = room_id ? room_id : str_of(n, "key_id");
+		if (!id && json_object_object_get_ex(n, "room", &rec))
+			id = str_of(rec, "id");
+		if (!id && json_object_object_get_ex(n, "key", &rec))
+			id = str_of(rec, "key_id");
+		if (id)
+			g_hash_table_add(s->touched, g_strdup(id));
+	}
 	if (strcmp(op, "room") == 0) {
 		struct store_room *room = json_object_object_get_ex(n, "room", &v) ? store_redis_room_parse(v) : NULL;
 		if (!room)
@@ -207,6 +223,8 @@ static void on_message(redisAsyncContext *ac, void *r, void *data)
 			s->lost = false;
 		}
 		/* Anything written before now, and whose notice was missed, is in it. */
+		if (!s->reloads)
+			g_hash_table_remove_all(s->touched);
 		if (store_reload(s->p.store, on_reloaded, s) == 0)
 			s->reloads++;
 		else
@@ -295,6 +313,7 @@ int rsync_start(const struct rsync_params *p, struct rsync **out, GError **err)
 				 STORE_REDIS_CHANNEL, NULL);
 	s->instance = g_strdup(p->store_params->instance_id ? p->store_params->instance_id : "");
 	s->p.store_params = NULL;
+	s->touched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	uv_timer_init(p->loop, &s->retry);
 	s->retry.data = s;
 	s->timer_open = true;

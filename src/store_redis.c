@@ -408,40 +408,77 @@ static json_object *parse_json(const char *text)
 	return o;
 }
 
-/* The keys in hash K (JSON values) with revocation times from hash REV. */
-static int load_keys(struct rs *s, const char *k, const char *rev, GPtrArray *keys, GError **err)
+#define PIPELINE_BATCH 1000 /* commands in flight at once while loading */
+
+/* Sends the commands of CMDS (argument lists, see cmd()) pipelined, in
+ * batches, and appends their replies in order to OUT (which frees them):
+ * one round trip per batch instead of per room. */
+static int pipeline(struct rs *s, GPtrArray *cmds, GPtrArray *out, const char *what, GError **err)
 {
-	redisReply *all = NULL, *revoked = NULL;
 	int r;
 
-	if ((r = hgetall(s, k, &all, err)) < 0 || (r = hgetall(s, rev, &revoked, err)) < 0)
-		goto out;
+	if ((r = connect_redis(s, err)) < 0)
+		return r;
+	for (guint first = 0; first < cmds->len; first += PIPELINE_BATCH) {
+		guint n = MIN(cmds->len - first, PIPELINE_BATCH);
+		for (guint i = first; i < first + n; i++) {
+			GPtrArray *argv = g_ptr_array_index(cmds, i);
+			redisAppendCommandArgv(s->c, (int)argv->len, (const char **)argv->pdata, NULL);
+		}
+		for (guint i = 0; i < n; i++) {
+			redisReply *reply = NULL;
+			if (redisGetReply(s->c, (void **)&reply) != REDIS_OK || !reply)
+				return conn_failed(s, what, err);
+			g_ptr_array_add(out, reply);
+		}
+	}
+	return 0;
+}
+
+static GPtrArray *replies_new(void)
+{
+	return g_ptr_array_new_with_free_func((GDestroyNotify)freeReplyObject);
+}
+
+/* A hash from HGETALL, or an error naming K. */
+static int hash_reply(struct rs *s, const redisReply *reply, const char *k, GError **err)
+{
+	if (reply->type == REDIS_REPLY_ARRAY)
+		return 0;
+	return fail(s, -EIO, err, "HGETALL %s: %s", k,
+		    reply->type == REDIS_REPLY_ERROR ? reply->str : "not a hash");
+}
+
+/* The keys in hash ALL (JSON values) with revocation times from REVOKED. */
+static int add_keys(struct rs *s, const char *k, const redisReply *all, const redisReply *revoked,
+		    GPtrArray *keys, GError **err)
+{
+	int r;
+
+	if ((r = hash_reply(s, all, k, err)) < 0 || (r = hash_reply(s, revoked, k, err)) < 0)
+		return r;
 	for (size_t i = 0; i + 1 < all->elements; i += 2) {
 		json_object *o = parse_json(all->element[i + 1]->str);
 		struct store_key *key = o ? store_redis_key_parse(o) : NULL;
 		json_object_put(o);
-		if (!key) {
-			r = fail(s, -EBADMSG, err, "API key \"%s\" in %s is malformed", all->element[i]->str, k);
-			goto out;
-		}
+		if (!key)
+			return fail(s, -EBADMSG, err, "API key \"%s\" in %s is malformed", all->element[i]->str, k);
 		for (size_t j = 0; j + 1 < revoked->elements; j += 2)
 			if (strcmp(revoked->element[j]->str, key->key_id) == 0)
 				key->revoked_at = g_ascii_strtoll(revoked->element[j + 1]->str, NULL, 10);
 		g_ptr_array_add(keys, key);
 	}
-out:
-	if (all)
-		freeReplyObject(all);
-	if (revoked)
-		freeReplyObject(revoked);
-	return r;
+	return 0;
 }
 
-/* The ids in the rooms index whose room still exists; the others (expired
- * by their TTL, or lost) are dropped from the index. */
+/* The ids in the rooms index whose room still exists (and the rooms, into
+ * ROOMS when not NULL); the others (expired by their TTL, or lost) are
+ * dropped from the index. */
 static int room_ids(struct rs *s, GPtrArray *ids, GPtrArray *rooms, GError **err)
 {
 	g_autofree char *index = key(s, NULL, "rooms");
+	g_autoptr(GPtrArray) cmds = cmds_new(), replies = replies_new();
+	g_autoptr(GPtrArray) stale = cmds_new(), done = replies_new();
 	redisReply *members = command(s, err, "SMEMBERS %s", index);
 	int r = 0;
 
@@ -452,24 +489,22 @@ static int room_ids(struct rs *s, GPtrArray *ids, GPtrArray *rooms, GError **err
 		goto out;
 	}
 	for (size_t i = 0; i < members->elements; i++) {
+		g_autofree char *rk = key(s, members->element[i]->str, "room");
+		cmd(cmds, "GET", rk, NULL);
+	}
+	if ((r = pipeline(s, cmds, replies, "cannot read the rooms", err)) < 0)
+		goto out;
+	for (size_t i = 0; i < members->elements; i++) {
 		const char *id = members->element[i]->str;
-		g_autofree char *rk = key(s, id, "room");
-		redisReply *room = command(s, err, "GET %s", rk);
-		if (!room) {
-			r = -EIO;
-			goto out;
-		}
+		const redisReply *room = g_ptr_array_index(replies, i);
 		if (room->type == REDIS_REPLY_NIL) {
-			redisReply *x = command(s, err, "SREM %s %s", index, id);
-			if (x)
-				freeReplyObject(x);
+			cmd(stale, "SREM", index, id, NULL);
 		} else if (room->type == REDIS_REPLY_STRING) {
 			json_object *o = parse_json(room->str);
 			struct store_room *rec = o ? store_redis_room_parse(o) : NULL;
 			json_object_put(o);
 			if (!rec || strcmp(rec->id, id) != 0) {
 				store_room_free(rec);
-				freeReplyObject(room);
 				r = fail(s, -EBADMSG, err, "room \"%s\" is malformed", id);
 				goto out;
 			}
@@ -478,9 +513,13 @@ static int room_ids(struct rs *s, GPtrArray *ids, GPtrArray *rooms, GError **err
 			else
 				store_room_free(rec);
 			g_ptr_array_add(ids, g_strdup(id));
+		} else {
+			r = fail(s, -EIO, err, "room \"%s\": %s", id,
+				 room->type == REDIS_REPLY_ERROR ? room->str : "not a string");
+			goto out;
 		}
-		freeReplyObject(room);
 	}
+	r = pipeline(s, stale, done, "cannot drop expired rooms from the index", err);
 out:
 	freeReplyObject(members);
 	return r;
@@ -490,6 +529,7 @@ static int rs_load(void *be, GPtrArray *rooms, GPtrArray *keys, GError **err)
 {
 	struct rs *s = be;
 	g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GPtrArray) cmds = cmds_new(), replies = replies_new();
 	g_autofree char *ak = key(s, NULL, "akeys"), *akr = key(s, NULL, "akeys:revoked");
 	int r;
 
@@ -498,34 +538,48 @@ static int rs_load(void *be, GPtrArray *rooms, GPtrArray *keys, GError **err)
 	for (guint i = 0; i < ids->len; i++) {
 		const char *id = g_ptr_array_index(ids, i);
 		g_autofree char *k = key(s, id, "keys"), *rev = key(s, id, "revoked");
-		if ((r = load_keys(s, k, rev, keys, err)) < 0)
+		cmd(cmds, "HGETALL", k, NULL);
+		cmd(cmds, "HGETALL", rev, NULL);
+	}
+	cmd(cmds, "HGETALL", ak, NULL);
+	cmd(cmds, "HGETALL", akr, NULL);
+	if ((r = pipeline(s, cmds, replies, "cannot read the API keys", err)) < 0)
+		return r;
+	for (guint i = 0; i < cmds->len; i += 2) {
+		GPtrArray *argv = g_ptr_array_index(cmds, i);
+		if ((r = add_keys(s, g_ptr_array_index(argv, 1), g_ptr_array_index(replies, i),
+				  g_ptr_array_index(replies, i + 1), keys, err)) < 0)
 			return r;
 	}
-	return load_keys(s, ak, akr, keys, err);
+	return 0;
 }
 
 static int rs_load_members(void *be, GPtrArray *members, GError **err)
 {
 	struct rs *s = be;
 	g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GPtrArray) cmds = cmds_new(), replies = replies_new();
 	int r;
 
 	if ((r = connect_redis(s, err)) < 0 || (r = room_ids(s, ids, NULL, err)) < 0)
 		return r;
 	for (guint i = 0; i < ids->len; i++) {
-		const char *id = g_ptr_array_index(ids, i);
-		g_autofree char *k = key(s, id, "members");
-		redisReply *all;
-		if ((r = hgetall(s, k, &all, err)) < 0)
+		g_autofree char *k = key(s, g_ptr_array_index(ids, i), "members");
+		cmd(cmds, "HGETALL", k, NULL);
+	}
+	if ((r = pipeline(s, cmds, replies, "cannot read the room members", err)) < 0)
+		return r;
+	for (guint i = 0; i < ids->len; i++) {
+		const redisReply *all = g_ptr_array_index(replies, i);
+		if ((r = hash_reply(s, all, g_ptr_array_index(ids, i), err)) < 0)
 			return r;
 		for (size_t j = 0; j + 1 < all->elements; j += 2) {
 			struct store_member *m = g_new0(struct store_member, 1);
-			m->room_id = g_strdup(id);
+			m->room_id = g_strdup(g_ptr_array_index(ids, i));
 			m->account = g_strdup(all->element[j]->str);
 			m->added_at = g_ascii_strtoll(all->element[j + 1]->str, NULL, 10);
 			g_ptr_array_add(members, m);
 		}
-		freeReplyObject(all);
 	}
 	return 0;
 }
