@@ -140,8 +140,16 @@ static void test_shared_tokens_and_keys(struct fx *fx, gconstpointer unused)
 {
 	g_autofree char *room = NULL, *token = NULL;
 
+	gint64 t0 = g_get_monotonic_time();
 	new_room(fx->a, "{\"name\":\"shared\"}", &room, &token);
+	gint64 answered_us = g_get_monotonic_time() - t0;
 	await_change(fx->b, "room created on instance a", room);
+	/* The issue's bound is a second.  B applies the notice as A's write
+	 * completes, so usually before A's answer is out. */
+	gint64 lag_us = g_get_monotonic_time() - t0;
+	g_test_message("POST /api/rooms on A answered in %" G_GINT64_FORMAT " us, applied on B within %"
+		       G_GINT64_FORMAT " us", answered_us, lag_us);
+	g_assert_cmpint(lag_us, <, G_USEC_PER_SEC);
 	g_autofree char *tok = with_token(token);
 	struct wsc *pb = testd_register(fx->b, room, "on-b", tok);
 	register_refused(fx->b, room, "wrong", ",\"token\":\"00000000000000000000000000000000\"",
@@ -283,6 +291,14 @@ static void test_outage_and_empty_restart(struct fx *fx, gconstpointer unused)
 	json_object_put(o);
 	o = api(fx->b, "POST", "/api/rooms", "{}", 503);
 	json_object_put(o);
+	/* create_room over the WebSocket too: SERVICE_UNAVAILABLE with the reason. */
+	struct wsc *lobby = testd_register(fx->b, "lobby", "creator", NULL);
+	wsc_send_text(lobby, "{\"type\":\"create_room\",\"expires_in\":60}");
+	o = wsc_expect_error(lobby, "SERVICE_UNAVAILABLE");
+	g_assert_nonnull(strstr(testd_str(o, "message") ? testd_str(o, "message") : testd_str(o, "reason"),
+				"unavailable"));
+	json_object_put(o);
+	wsc_free(lobby);
 	struct wsc *pb = testd_register(fx->b, room, "during", tok);
 	wsc_free(testd_register(fx->a, room, "during-a", tok));
 	g_assert_cmpfloat(testd_metric(fx->a, "rtcsignald_store_errors_total{backend=\"redis\"}"), >=, 1);
