@@ -276,6 +276,16 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	counter(o, "rtcsignald_store_queue_full_total",
 		"Room store writes refused because the write queue was full.",
 		(double)metrics_get(store_queue_full));
+	family(o, "rtcsignald_store_errors_total", "counter",
+	       "Room store operations the backend failed (unreachable, refused, malformed), by backend.");
+	sample(o, "rtcsignald_store_errors_total", "backend", "sqlite", (double)metrics_get(store_errors[0]));
+	sample(o, "rtcsignald_store_errors_total", "backend", "redis", (double)metrics_get(store_errors[1]));
+	counter(o, "rtcsignald_store_notices_total",
+		"Room store changes made by other instances and applied here ([rooms] store = redis).",
+		(double)metrics_get(store_notices));
+	counter(o, "rtcsignald_store_reloads_total",
+		"Full reloads of the room store after subscribing to its changes again ([rooms] store = redis).",
+		(double)metrics_get(store_reloads));
 	static const char *const admin_refusals[ADMIN_REFUSED__COUNT] = {
 		"per_address", "connection_limit", "no_descriptors", "ambiguous_framing",
 		"request_timeout"

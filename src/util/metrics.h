@@ -98,6 +98,9 @@ struct metrics {
 	atomic_int_fast64_t store_pending_writes;
 	atomic_uint_fast64_t store_retries;    /* a write tried again: database locked */
 	atomic_uint_fast64_t store_queue_full; /* a write refused: queue full */
+	atomic_uint_fast64_t store_errors[2];  /* backend failures: [0] sqlite, [1] redis */
+	atomic_uint_fast64_t store_notices;    /* redis: changes applied from other instances */
+	atomic_uint_fast64_t store_reloads;    /* redis: full reloads after (re)subscribing */
 	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
