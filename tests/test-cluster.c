@@ -1,8 +1,8 @@
-/* The cluster edge (src/cluster.c): two or three instances on one libuv
+/* The cluster edge (src/cluster/cluster.c): two or three instances on one libuv
  * loop in this process against one real redis-server (tests/testredis). */
-#include "cluster.h"
-#include "cluster_lua.h"
-#include "metrics.h"
+#include "cluster/cluster.h"
+#include "cluster/cluster_lua.h"
+#include "util/metrics.h"
 #include "testredis.h"
 
 #include <errno.h>

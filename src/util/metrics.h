@@ -57,7 +57,7 @@ enum metrics_admin_refusal {
 /* What became of a relayed type (protocol_is_relay). */
 enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
 
-/* enum cluster_reason (src/cluster.h); [0] unused */
+/* enum cluster_reason (src/cluster/cluster.h); [0] unused */
 #define METRICS_CLUSTER_REASONS 7
 /* Latency histograms: bucket upper bounds in seconds, and +Inf. */
 #define METRICS_BUCKETS 14
@@ -104,7 +104,7 @@ struct metrics {
 	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
-	/* cluster (src/cluster.c) */
+	/* cluster (src/cluster/cluster.c) */
 	atomic_bool cluster_up;
 	atomic_int_fast64_t cluster_instances; /* live, as the last sweep saw them */
 	atomic_uint_fast64_t cluster_forwarded, cluster_received;

@@ -1,9 +1,9 @@
 /* cluster: see cluster.h and docs/cluster-design.md. */
-#include "cluster.h"
+#include "cluster/cluster.h"
 
-#include "cluster_lua.h"
-#include "log.h"
-#include "metrics.h"
+#include "cluster/cluster_lua.h"
+#include "util/log.h"
+#include "util/metrics.h"
 
 #include <errno.h>
 #include <glib.h>

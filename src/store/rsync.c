@@ -1,10 +1,10 @@
 /* rsync: see rsync.h. */
-#include "rsync.h"
+#include "store/rsync.h"
 
-#include "log.h"
-#include "metrics.h"
-#include "redisurl.h"
-#include "store_redis.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "store/redisurl.h"
+#include "store/store_redis.h"
 
 #include <errno.h>
 #include <hiredis.h>

@@ -1,4 +1,4 @@
-#include "redisurl.h"
+#include "store/redisurl.h"
 
 #include <errno.h>
 #include <glib.h>

@@ -3,10 +3,10 @@
  * one Lua script, and the change notice is published in the same
  * transaction, so no instance sees a notice for a write that did not
  * happen, nor a write without its notice. */
-#include "store_redis.h"
+#include "store/store_redis.h"
 
-#include "redisurl.h"
-#include "rooms.h"
+#include "store/redisurl.h"
+#include "store/rooms.h"
 
 #include <errno.h>
 #include <hiredis.h>

@@ -1,4 +1,4 @@
-/* The Lua scripts of src/cluster.c (docs/cluster-design.md).  Each write
+/* The Lua scripts of src/cluster/cluster.c (docs/cluster-design.md).  Each write
  * that must be atomic is one script: it checks who owns an entry, changes
  * the room's hash, bumps the room's sequence and publishes the change, so
  * that no watcher sees a change without its sequence number.

@@ -15,7 +15,7 @@
  * Credentials are stored as their SHA-256 only, as with sqlite. */
 #pragma once
 
-#include "store.h"
+#include "store/store.h"
 
 #include <json-c/json.h>
 

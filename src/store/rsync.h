@@ -11,9 +11,9 @@
  * without persistence, that means no rooms. */
 #pragma once
 
-#include "pubkeys.h"
-#include "rooms.h"
-#include "store.h"
+#include "auth/pubkeys.h"
+#include "store/rooms.h"
+#include "store/store.h"
 
 #include <glib.h>
 #include <uv.h>
