@@ -361,15 +361,15 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 static void rsync_close_room(void *data, const char *room_id, const char *reason)
 {
 	struct daemon *d = data;
-	if (d->ws) /* none yet when a start fails */
-		router_close_room(ws_server_router(d->ws), room_id, reason);
+	if (d->router) /* none yet when a start fails */
+		router_close_room(d->router, room_id, reason);
 }
 
 static void rsync_close_principal(void *data, const char *principal, const char *reason)
 {
 	struct daemon *d = data;
-	if (d->ws)
-		router_close_principal(ws_server_router(d->ws), principal, reason);
+	if (d->router)
+		router_close_principal(d->router, principal, reason);
 }
 
 /* Persistent rooms: the store opened and read before anything serves. */
