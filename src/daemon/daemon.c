@@ -15,6 +15,7 @@
 #include "store/roomsvc.h"
 #include "core/router.h"
 #include "daemon/routerio.h"
+#include "cluster/cluster.h"
 #include "store/store.h"
 #include "daemon/systemd.h"
 #include "daemon/ws.h"
@@ -42,6 +43,7 @@ struct daemon {
 	struct roomsvc *roomsvc;
 	struct routerio routerio; /* the router's services */
 	struct router *router;
+	struct cluster *cluster; /* [cluster] redis set, else NULL */
 	struct pubkeys *pubkeys;
 	struct auth *auth;
 	struct fetch_client *fetch; /* issuers' key sets */
@@ -149,6 +151,41 @@ static bool keys_ready(void *data, const char **reason)
 	return false;
 }
 
+/* [cluster] redis: peers shared with the other instances (no Redis code
+ * runs without it). */
+static int start_cluster(struct daemon *d)
+{
+	const struct cluster_options o = {
+		.redis = d->cfg->cluster_redis,
+		.password = d->cfg->cluster_password,
+		.key_prefix = d->cfg->cluster_key_prefix,
+		.instance_id = d->instance_id,
+		.instance_ttl_ms = d->cfg->cluster_instance_ttl * 1000,
+		/* a frame as its target gets it: the sender's, stamped */
+		.max_payload = d->cfg->max_message_bytes + 4096,
+	};
+	int r = cluster_new(&d->loop, &o, &routerio_cluster_ops, &d->routerio, &d->cluster);
+
+	if (r < 0) {
+		log_err("cannot start the cluster ([cluster] redis = %s)", d->cfg->cluster_redis);
+		return r;
+	}
+	d->routerio.cluster = d->cluster;
+	log_info("cluster: instance %s, Redis %s", d->instance_id, d->cfg->cluster_redis);
+	return 0;
+}
+
+/* /ready: not before the first view of the cluster; a later loss keeps
+ * it ready (local peers are served), as "cluster: degraded". */
+static bool cluster_ready(void *data, const char **reason)
+{
+	if (metrics_get(cluster_seen_up))
+		return true;
+	(void)data;
+	*reason = "cluster: no view of the other instances yet (Redis)";
+	return false;
+}
+
 static int start_admin(struct daemon *d)
 {
 	int fd = d->activated.admin;
@@ -172,7 +209,10 @@ static int start_admin(struct daemon *d)
 		.api = adminapi_handle,
 		.api_data = &d->api,
 		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
+		.cluster = d->cluster != NULL,
 	};
+	if (d->cluster)
+		o.ready[2].fn = cluster_ready;
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
 				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router };
 	int r = admin_start(&o, &d->admin);
@@ -237,6 +277,12 @@ static void stop_fetching(struct daemon *d)
 	fetch_client_free(g_steal_pointer(&d->fetch));
 }
 
+static void stop_cluster(struct daemon *d)
+{
+	d->routerio.cluster = NULL;
+	cluster_free(g_steal_pointer(&d->cluster));
+}
+
 static void finish(void *data)
 {
 	struct daemon *d = data;
@@ -259,6 +305,8 @@ static void finish(void *data)
 	admin_stop(g_steal_pointer(&d->admin));
 	stop_fetching(d);
 	ws_server_stop(d->ws);
+	/* After the sessions: their withdraws went out first. */
+	stop_cluster(d);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -475,7 +523,12 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	d->roomsvc = roomsvc_new(d->rooms, cfg);
 	d->routerio = (struct routerio){ .auth = d->auth, .roomsvc = d->roomsvc };
 	const struct router_env renv = { .rooms = d->rooms, .addrlimit = d->addrlimit };
-	d->router = router_new(cfg, d->reg, &renv, &routerio_services, &d->routerio);
+	d->router = router_new(cfg, d->reg, &renv,
+			       cfg->cluster_redis ? &routerio_cluster_services : &routerio_services,
+			       &d->routerio);
+	d->routerio.router = d->router;
+	if (cfg->cluster_redis && (r = start_cluster(d)) < 0)
+		goto fail;
 	roomsvc_set_close(d->roomsvc, close_room, d);
 	const struct ws_env wenv = {
 		.router = d->router,
@@ -523,6 +576,7 @@ fail:
 		stop_fetching(d);
 	if (d->ws)
 		ws_server_stop(d->ws);
+	stop_cluster(d);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	daemon_free(d);
 	return r;
