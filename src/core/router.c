@@ -822,7 +822,7 @@ void router_cluster_peer_upsert(struct router *r, const struct router_remote_pee
 	}
 	room = registry_ensure_room(r->reg, rp->room);
 	registry_add_remote(r->reg, room, rp->peer, rp->role, remote_meta(r, rp->meta), rp->instance,
-			    rp->epoch, rp->connected_at * G_USEC_PER_SEC);
+			    rp->epoch, rp->connected_at * 1000);
 	metrics_set(rooms, registry_n_rooms(r->reg));
 }
 

@@ -145,7 +145,7 @@ void router_room_created(int status, const struct store_room *room, const char *
 struct router_remote_peer {
 	const char *room, *peer, *instance, *role;
 	const char *meta; /* its public metadata, JSON text */
-	gint64 connected_at; /* seconds since the epoch */
+	gint64 connected_at; /* milliseconds since the epoch */
 	uint64_t epoch;
 };
 /* ROOM's view loaded (again): registers waiting for it go on. */

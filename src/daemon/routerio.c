@@ -93,7 +93,9 @@ static uint64_t c_announce(void *ctx, const struct peer *p)
 	uint64_t epoch = cluster_new_epoch(io->cluster);
 	const struct cluster_peer cp = {
 		.room = p->room->id, .peer = p->id, .role = p->role, .meta = p->meta->public_json,
-		.connected_at = p->connected_at / G_USEC_PER_SEC, .epoch = epoch,
+		/* milliseconds, not the seconds cluster.h names: discovery shows
+		 * them, and every instance must show the same */
+		.connected_at = p->connected_at / 1000, .epoch = epoch,
 	};
 	/* Recorded even while Redis is down: announced once it is back. */
 	if (cluster_announce(io->cluster, &cp) < 0)
