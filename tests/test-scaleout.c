@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #define WAIT_MS 5000
 #define N_INST 3
@@ -195,6 +196,22 @@ static char *http_body(int port, const char *path, int *status)
 	return body;
 }
 
+/* rtcsignalctl status against D: its output. */
+static char *ctl_status(struct testd *d)
+{
+	g_autofree char *ctl = g_test_build_filename(G_TEST_BUILT, "..", "src", "rtcsignalctl", NULL);
+	g_autofree char *admin = g_strdup_printf("127.0.0.1:%d", d->admin_port);
+	const char *argv[] = { ctl, "--admin", admin, "status", NULL };
+	char *out = NULL;
+	int status = -1;
+
+	g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out,
+				   NULL, &status, NULL));
+	g_test_message("rtcsignalctl status:\n%s", out);
+	g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return out;
+}
+
 /* 1. Without [cluster] redis: no cluster object, no Redis, nothing said. */
 static void test_single(void)
 {
@@ -364,6 +381,11 @@ static void test_relay(struct fx *fx, gconstpointer unused)
 	g_assert_cmpfloat(local, ==, 0);
 	g_assert_cmpfloat(across, ==, 50);
 	g_assert_cmpfloat(testd_metric(fx->d[0], "rtcsignald_cluster_forwarded_total"), >=, 357);
+	/* every instance seen by b's sweep, which runs twice a second */
+	g_assert_cmpfloat(testd_await_metric(fx->d[1], "rtcsignald_cluster_instances", 3, WAIT_MS), ==, 3);
+	g_autofree char *st = ctl_status(fx->d[1]);
+	g_assert_nonnull(strstr(st, "Cluster:"));
+	g_assert_nonnull(strstr(st, "up, 3 instances"));
 	wsc_free(sa);
 	wsc_free(ta);
 	wsc_free(tb);

@@ -171,6 +171,7 @@ static int start_cluster(struct daemon *d)
 		return r;
 	}
 	d->routerio.cluster = d->cluster;
+	metrics_set(cluster_configured, true);
 	log_info("cluster: instance %s, Redis %s", d->instance_id, d->cfg->cluster_redis);
 	return 0;
 }
