@@ -161,18 +161,12 @@ const struct router_services routerio_cluster_services = {
 	.cluster_forward = c_forward,
 };
 
+/* cluster.c logs backend lost / restored itself; /ready wants the first. */
 static void on_state(void *user, bool up)
 {
-	struct routerio *io = user;
-
-	if (up) {
+	(void)user;
+	if (up)
 		metrics_set(cluster_seen_up, true);
-		log_event(LOG_NOTICE, LOG_EVENT_BACKEND_RESTORED, NULL,
-			  "cluster: Redis reachable, instance %s announced", cluster_instance(io->cluster));
-	} else {
-		log_event(LOG_WARNING, LOG_EVENT_BACKEND_LOST, NULL,
-			  "cluster: Redis lost: local peers are served, other instances cannot be reached");
-	}
 }
 
 static void on_view_ready(void *user, const char *room, int status)
