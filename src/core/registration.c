@@ -316,7 +316,7 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 	 * peers.  With Redis down it goes on with what is known. */
 	if (router_clustered(r)) {
 		r->holding_room = adm.room_id;
-		if (!r->view_waited && r->svc->cluster_watch(r->svc_ctx, adm.room_id) == 0) {
+		if (!r->view_waited && router_watch(r, adm.room_id) == 0) {
 			meta_free(meta);
 			router_park_for_view(r, c, adm.room_id);
 			goto out;

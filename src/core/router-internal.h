@@ -27,6 +27,7 @@ struct router {
 	unsigned ignored_logged; /* bits of enum ignored: said once per process */
 	/* [cluster] */
 	GHashTable *view_waits;   /* room id -> GPtrArray of router_parked */
+	GHashTable *watched;      /* room ids asked for (cluster_watch) */
 	bool view_waited;         /* the register being replayed waited for its view */
 	const char *holding_room; /* a register is under way here: keep its view */
 	bool no_withdraw;         /* router_leave of a session another instance took */
@@ -72,6 +73,8 @@ bool router_answer_busy(struct router *r, struct client *c, const struct msg *m)
 /* [cluster]: ROOM_ID's view is let go once no peer of ours and no
  * register needs it (its remote peers go with it). */
 void router_maybe_unwatch(struct router *r, const char *room_id);
+/* Keeps ROOM_ID's view: as cluster_watch. */
+int router_watch(struct router *r, const char *room_id);
 /* A register waits for ROOM_ID's view: true, or false when it cannot. */
 bool router_park_for_view(struct router *r, struct client *c, const char *room_id);
 /* C's session was taken over by another instance: told, ended, closed. */

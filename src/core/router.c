@@ -23,6 +23,7 @@ struct router *router_new(const struct config *cfg, struct registry *reg,
 	r->scratch = g_string_sized_new(4096);
 	r->view_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					      (GDestroyNotify)g_ptr_array_unref);
+	r->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	router_set_config(r, cfg);
 	return r;
 }
@@ -77,6 +78,7 @@ void router_free(struct router *r)
 	json_tokener_free(r->tok);
 	g_string_free(r->scratch, TRUE);
 	g_hash_table_unref(r->view_waits);
+	g_hash_table_unref(r->watched);
 	g_free(r);
 }
 
@@ -706,7 +708,7 @@ void router_maybe_unwatch(struct router *r, const char *room_id)
 	struct room *room;
 	struct peer *p;
 
-	if (!router_clustered(r) || view_needed(r, room_id))
+	if (!router_clustered(r) || view_needed(r, room_id) || !g_hash_table_remove(r->watched, room_id))
 		return;
 	r->svc->cluster_unwatch(r->svc_ctx, room_id);
 	/* What is left are other instances' peers: the view goes with it. */
@@ -720,6 +722,13 @@ void router_maybe_unwatch(struct router *r, const char *room_id)
 			registry_remove(r->reg, g_ptr_array_index(remote, i));
 	}
 	metrics_set(rooms, registry_n_rooms(r->reg));
+}
+
+int router_watch(struct router *r, const char *room_id)
+{
+	if (!g_hash_table_contains(r->watched, room_id))
+		g_hash_table_add(r->watched, g_strdup(room_id));
+	return r->svc->cluster_watch(r->svc_ctx, room_id);
 }
 
 bool router_park_for_view(struct router *r, struct client *c, const char *room_id)
