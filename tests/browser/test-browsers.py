@@ -259,9 +259,16 @@ def start_daemon(name, turn_port, ttl=600):
     return p, f"ws://127.0.0.1:{wait_for(port, 'the daemon')}/", log
 
 
-def stop(p):
+def stop(p, name, log):
+    """Stops a daemon; one that does not exit 0 (a sanitizer report, a
+    crash) fails the case."""
     p.terminate()
-    p.wait(10)
+    try:
+        rc = p.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        rc = "a timeout"
+    if rc != 0:
+        report(False, f"{name}: the daemon exited with {rc}", tail(log, 60))
 
 
 async def registered_auth(url, peer_id):
@@ -412,7 +419,7 @@ def browser_pair(driver, base, turn_port, turn_log, relay):
         report(False, f"{name}: {e.__class__.__name__}", f"{first_lines(e)}\n{tail(log)}")
     finally:
         close_tabs(driver, home)
-        stop(daemon)
+        stop(daemon, name, log)
 
 
 def browser_aiortc(driver, base, turn_port):
@@ -455,7 +462,7 @@ def browser_aiortc(driver, base, turn_port):
         w.terminate()
         w.wait(10)
         close_tabs(driver, home)
-        stop(daemon)
+        stop(daemon, name, log)
 
 
 def turn_credentials(turn_port):
@@ -483,7 +490,7 @@ def turn_credentials(turn_port):
         got = turn_allocate(turn_port, expired, turn_credential(expired))
         report(got == "error 401", "coturn refuses an expired credential of the same secret", got)
     finally:
-        stop(daemon)
+        stop(daemon, "TURN credentials", log)
 
 
 def main():
