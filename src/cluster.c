@@ -79,6 +79,7 @@ struct cluster {
 	GHashTable *views;     /* room -> struct view */
 	GHashTable *channels;  /* channel -> struct view (borrowed) */
 	GHashTable *unsubs;    /* channel -> UNSUBSCRIBEs not confirmed yet */
+	GArray *instances;     /* struct cluster_instance_info, from the last sweep */
 
 	uv_timer_t tick, retry;
 	int open_handles;
@@ -655,6 +656,13 @@ static void claim_lost(struct cluster *c, struct req *q, const char *by)
 		c->ops.replaced(c->user, q->a, q->b, q->epoch, by);
 }
 
+static void instances_clear(struct cluster *c)
+{
+	for (guint i = 0; i < c->instances->len; i++)
+		g_free(g_array_index(c->instances, struct cluster_instance_info, i).id);
+	g_array_set_size(c->instances, 0);
+}
+
 static void forward_failed(struct cluster *c, const char *from, const char *to, enum cluster_reason r)
 {
 	metrics_inc(cluster_forward_failures[r]);
@@ -702,8 +710,16 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 		break;
 	case R_SWEEP:
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-			metrics_set(cluster_instances, rep->element[0]->integer);
-			redisReply *g = rep->element[1];
+			redisReply *l = rep->element[0], *g = rep->element[1];
+			instances_clear(c);
+			for (size_t i = 0; i + 1 < l->elements; i += 2) {
+				struct cluster_instance_info in = {
+					.id = g_strndup(l->element[i]->str, l->element[i]->len),
+					.peers = l->element[i + 1]->integer,
+				};
+				g_array_append_val(c->instances, in);
+			}
+			metrics_set(cluster_instances, (int_fast64_t)c->instances->len);
 			for (size_t i = 0; i + 1 < g->elements; i += 2)
 				log_notice("cluster: instance %s expired, %lld of its peers removed",
 					   g->element[i]->str, g->element[i + 1]->integer);
@@ -987,6 +1003,7 @@ int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct c
 	c->views = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, view_free);
 	c->channels = g_hash_table_new(g_str_hash, g_str_equal);
 	c->unsubs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	c->instances = g_array_new(FALSE, FALSE, sizeof(struct cluster_instance_info));
 	uv_timer_init(loop, &c->tick);
 	uv_timer_init(loop, &c->retry);
 	c->tick.data = c->retry.data = c;
@@ -1026,6 +1043,8 @@ void cluster_free(struct cluster *c)
 	g_hash_table_destroy(c->views);
 	g_hash_table_destroy(c->locals);
 	g_hash_table_destroy(c->unsubs);
+	instances_clear(c);
+	g_array_free(c->instances, TRUE);
 	metrics_set(cluster_up, false);
 	uv_close((uv_handle_t *)&c->tick, on_handle_closed);
 	uv_close((uv_handle_t *)&c->retry, on_handle_closed);
@@ -1034,6 +1053,12 @@ void cluster_free(struct cluster *c)
 bool cluster_is_up(const struct cluster *c)
 {
 	return c->st == ST_UP;
+}
+
+unsigned cluster_instances(const struct cluster *c, const struct cluster_instance_info **out)
+{
+	*out = (const struct cluster_instance_info *)(void *)c->instances->data;
+	return c->instances->len;
 }
 
 const char *cluster_instance(const struct cluster *c)

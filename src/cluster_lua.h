@@ -102,13 +102,14 @@
 
 /* ARGV: prefix, ts.  Every instance whose key expired loses its peers,
  * in one atomic step, so two sweepers cannot both publish a removal.
- * -> {live instances, {instance, peers removed, ...}}. */
+ * -> {{live instance, its peers, ...}, {gone instance, peers removed, ...}}. */
 #define CLUSTER_LUA_SWEEP \
 	CLUSTER_LUA_REMOVE_FN \
-	"local P, alive, gone = ARGV[1], 0, {}\n" \
+	"local P, alive, gone = ARGV[1], {}, {}\n" \
 	"for _, id in ipairs(redis.call('SMEMBERS', P .. 'instances')) do\n" \
 	"  if redis.call('EXISTS', P .. 'inst:{' .. id .. '}') == 1 then\n" \
-	"    alive = alive + 1\n" \
+	"    table.insert(alive, id)\n" \
+	"    table.insert(alive, redis.call('SCARD', P .. 'inst:{' .. id .. '}:peers'))\n" \
 	"  else\n" \
 	"    local n = 0\n" \
 	"    for _, m in ipairs(redis.call('SMEMBERS', P .. 'inst:{' .. id .. '}:peers')) do\n" \

@@ -453,6 +453,21 @@ static void test_instance_death(void)
 	cluster_watch(c.c, "dead");
 	WAIT_UNTIL(g_hash_table_size(c.remote) == 4 && g_hash_table_size(b.remote) == 3, 2000);
 	WAIT_UNTIL(metrics_get(cluster_instances) == 3, 2000);
+	/* what "rtcsignalctl status" will show: instances and their peers */
+	const struct cluster_instance_info *in;
+	unsigned nin;
+	g_autoptr(GString) seen = g_string_new(NULL);
+	gint64 until = g_get_monotonic_time() + 2000000;
+	do { /* the sweep after the announces */
+		uv_run(&loop, UV_RUN_ONCE);
+		nin = cluster_instances(b.c, &in);
+		g_string_truncate(seen, 0);
+		for (int k = 0; k < 3; k++) /* in id order */
+			for (unsigned i = 0; i < nin; i++)
+				if (!strcmp(in[i].id, (const char *[]){ "A", "B", "C" }[k]))
+					g_string_append_printf(seen, "%s=%lld ", in[i].id, in[i].peers);
+	} while (strcmp(seen->str, "A=3 B=1 C=0 ") && g_get_monotonic_time() < until);
+	g_assert_cmpstr(seen->str, ==, "A=3 B=1 C=0 ");
 
 	gint64 t0 = g_get_monotonic_time();
 	node_stop(&a); /* as kill -9: nothing withdrawn */
