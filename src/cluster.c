@@ -74,6 +74,7 @@ struct cluster {
 	unsigned backoff_ms;
 	bool freeing;
 	uint64_t last_epoch;
+	struct log_rate error_log;
 
 	GHashTable *locals;    /* "room\npeer" -> struct local */
 	GHashTable *views;     /* room -> struct view */
@@ -686,10 +687,16 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	if (--c->outstanding)
 		c->busy_since_ms = now_ms();
 	if (rep->type == REDIS_REPLY_ERROR) {
-		log_warning("cluster: Redis: %s", rep->str);
-		/* NOSCRIPT (a SCRIPT FLUSH), or AUTH/SELECT refused: start over */
-		if (q->kind != R_PLAIN || !strncmp(rep->str, "NOSCRIPT", 8))
+		unsigned skipped;
+		/* NOSCRIPT (a SCRIPT FLUSH), AUTH/SELECT/SCRIPT LOAD refused, or
+		 * no heartbeat: start over.  Anything else (one bad entry) is
+		 * that command's failure only: reconnecting would not help. */
+		if (q->kind == R_FATAL || q->kind == R_HEARTBEAT || !strncmp(rep->str, "NOSCRIPT", 8)) {
+			log_warning("cluster: Redis: %s", rep->str);
 			conn_lost(c, rep->str);
+		} else if (log_rate_due(&c->error_log, now_ms(), &skipped)) {
+			log_warning("cluster: Redis: %s (%u more not logged)", rep->str, skipped);
+		}
 		goto out;
 	}
 	switch (q->kind) {

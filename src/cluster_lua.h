@@ -13,15 +13,16 @@
  * ARGV: room, peer, me, epoch, value, mode ('f' new session, 'r'
  * re-announce), ts, room channel, prefix.
  * -> {1, previous owner or ""} or, for a re-announce that an equal or
- * newer session elsewhere beats, {0, its instance}. */
+ * newer session elsewhere beats, {0, its instance}.  An entry it cannot
+ * read is overwritten. */
 #define CLUSTER_LUA_CLAIM \
 	"local cur = redis.call('HGET', KEYS[1], ARGV[2])\n" \
 	"local prev = ''\n" \
 	"if cur then\n" \
 	"  local inst, e = string.match(cur, '^([^\\n]*)\\n([^\\n]*)\\n')\n" \
-	"  prev = inst\n" \
-	"  if inst ~= ARGV[3] or e ~= ARGV[4] then\n" \
-	"    local en, an = tonumber(e), tonumber(ARGV[4])\n" \
+	"  prev = inst or ''\n" \
+	"  if inst and (inst ~= ARGV[3] or e ~= ARGV[4]) then\n" \
+	"    local en, an = tonumber(e) or 0, tonumber(ARGV[4])\n" \
 	"    if ARGV[6] == 'r' and (en > an or (en == an and inst > ARGV[3])) then\n" \
 	"      return {0, inst}\n" \
 	"    end\n" \

@@ -271,6 +271,20 @@ static void test_views(void)
 	g_assert_cmpint(hlen(r, "room1"), ==, 3);
 	g_assert_cmpint(metrics_get(cluster_up), ==, 1);
 
+	/* an entry nobody can read (not ours): skipped by views, overwritten
+	 * by a claim, and no reconnect */
+	redisReply *rep = testredis_command(r, "HSET t:{room1}:peers junk garbage");
+	freeReplyObject(rep);
+	rep = testredis_command(r, "HSET t:{room1}:peers junk2 x\ny");
+	freeReplyObject(rep);
+	cluster_unwatch(b.c, "room1");
+	g_assert_cmpint(cluster_watch(b.c, "room1"), ==, 0);
+	WAIT_UNTIL(b.ready == 3, 2000);
+	g_assert_null(remote(&b, "room1", "junk"));
+	announce(&a, "room1", "junk2", "{}", cluster_new_epoch(a.c));
+	WAIT_UNTIL(remote(&b, "room1", "junk2"), 2000);
+	g_assert_cmpint(a.downs + b.downs, ==, 0);
+
 	node_free(&a);
 	node_free(&b);
 	loop_finish();
