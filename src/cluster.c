@@ -520,7 +520,7 @@ static void on_instance_message(struct cluster *c, const char *s, size_t len)
 		metrics_inc(cluster_received);
 		if (c->ops.deliver && !c->freeing)
 			r = c->ops.deliver(c->user, d, epoch, a, b, p, (size_t)(end - p));
-		if (r != CLUSTER_OK && c->st == ST_UP) {
+		if (r != CLUSTER_OK && c->cmd) { /* also while connecting */
 			g_autofree char *ch = g_strdup_printf("%sinst:{%s}:msg", c->prefix, a);
 			g_autofree char *msg = g_strdup_printf("X\n%s\n%s\n%d", b, d, (int)r);
 			const char *argv[] = { "PUBLISH", ch, msg };
