@@ -1,14 +1,16 @@
-/* Unit tests: fetch, on the daemon's own lws context (ws_server_new on a
- * real libuv loop) against a real HTTPS server on 127.0.0.1
+/* Unit tests: fetch, on a real libuv loop beside the daemon's WebSocket
+ * server (ws_server_new, as the daemon runs them) against a real HTTPS
+ * server on 127.0.0.1
  * (fetch-server.py), with a test CA and certificates made here with the
  * openssl command.  Every wait is for an event, bounded by a guard timer. */
-#include "config.h"
-#include "fetch.h"
+#include "util/config.h"
+#include "auth/fetch.h"
 #include "httpsd.h"
-#include "log.h"
-#include "registry.h"
-#include "ws.h"
+#include "util/log.h"
+#include "core/registry.h"
+#include "daemon/ws.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
@@ -24,6 +26,8 @@
 #include <uv.h>
 
 #define GUARD_MS 8000
+/* The tests below wait for exactly this many at once. */
+G_STATIC_ASSERT(FETCH_MAX_IN_FLIGHT == 4);
 #define BODY_LEN 100000
 
 /* Made once in main(). */
@@ -76,23 +80,23 @@ static void on_done(int status, unsigned http_status, const char *b, size_t len,
 		g_test_message("done: %d (HTTP %u) %s", status, http_status, why);
 }
 
-/* The daemon's setup: its config, registry and WebSocket server, whose
- * lws context fetch shares. */
+/* The daemon's setup: its config, registry and WebSocket server on the
+ * loop fetch runs on. */
 static void fx_setup(struct fx *fx, gconstpointer unused)
 {
 	g_assert_cmpint(uv_loop_init(&fx->loop), ==, 0);
 	fx->cfg = config_new_defaults();
 	fx->reg = registry_new();
 	/* No rooms, auth or address limits: no session ever connects. */
-	const struct router_env env = { 0 };
-	g_assert_cmpint(ws_server_new(&fx->loop, fx->cfg, fx->reg, &env, &fx->ws), ==, 0);
-	g_assert_cmpint(fetch_client_new(&fx->loop, ws_server_context(fx->ws), &fx->fc), ==, 0);
+	const struct ws_env env = { 0 };
+	g_assert_cmpint(ws_server_new(&fx->loop, fx->cfg, &env, &fx->ws), ==, 0);
+	g_assert_cmpint(fetch_client_new(&fx->loop, &fx->fc), ==, 0);
 	uv_timer_init(&fx->loop, &fx->guard);
 	fx->guard.data = fx;
 }
 
-/* The daemon's shutdown order: clients of the context, then the context,
- * then the loop runs until every handle is closed. */
+/* The daemon's shutdown order: fetch, then the context, then the loop
+ * runs until every handle is closed. */
 static void fx_teardown(struct fx *fx, gconstpointer unused)
 {
 	fetch_client_free(fx->fc);
@@ -387,6 +391,62 @@ static void test_in_flight_limit(struct fx *fx, gconstpointer unused)
 	/* teardown cancels them */
 }
 
+/* The URL rules hold at fetch_start too, whatever the configuration
+ * check said: refused at once, no callback, no slot taken. */
+static void test_refused_url(struct fx *fx, gconstpointer unused)
+{
+	g_autofree char *ok = url("https", "127.0.0.1", port_good, "/jwks.json");
+	g_autofree char *name = url("http", "localhost", port_plain, "/jwks.json");
+	g_autofree char *other = g_strdup_printf("http://192.0.2.1:%d/jwks.json", port_plain);
+	g_autofree char *slashes = g_strdup_printf("https:///127.0.0.1:%d/jwks.json", port_good);
+	g_autofree char *ftp = url("ftp", "127.0.0.1", port_plain, "/jwks.json");
+	const char *const bad[] = { name, other, slashes, ftp, "http://[::ffff:10.0.0.1]/" };
+	struct result r[FETCH_MAX_IN_FLIGHT] = { 0 };
+	struct fetch_request req = { .ca_file = ca1 };
+
+	for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+		req.url = bad[i];
+		g_assert_cmpint(fetch_start(fx->fc, &req, on_done, &r[0], NULL), ==, -EINVAL);
+	}
+	req.url = ok;
+	for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++)
+		g_assert_cmpint(fetch_start(fx->fc, &req, on_done, &r[i], NULL), ==, 0);
+	wait_all(fx, (struct result *[]){ &r[0], &r[1], &r[2], &r[3] }, FETCH_MAX_IN_FLIGHT);
+	for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++) {
+		g_assert_cmpuint(r[i].calls, ==, 1);
+		assert_body(&r[i], body, sizeof body);
+		result_clear(&r[i]);
+	}
+}
+
+/* A slot is free again once its fetch is done, failed or cancelled. */
+static void test_in_flight_freed(struct fx *fx, gconstpointer unused)
+{
+	g_autofree char *ok = url("https", "127.0.0.1", port_good, "/jwks.json");
+	g_autofree char *missing = url("https", "127.0.0.1", port_good, "/missing.json");
+	g_autofree char *stall = url("https", "127.0.0.1", port_good, "/stall-body");
+	struct fetch_request req = { .url = ok, .ca_file = ca1 };
+	struct result r[FETCH_MAX_IN_FLIGHT] = { 0 }, more = { 0 };
+	struct fetch *f;
+
+	for (unsigned round = 0; round < 3; round++) {
+		req.url = round == 1 ? missing : ok;
+		for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++)
+			g_assert_cmpint(fetch_start(fx->fc, &req, on_done, &r[i], NULL), ==, 0);
+		wait_all(fx, (struct result *[]){ &r[0], &r[1], &r[2], &r[3] }, FETCH_MAX_IN_FLIGHT);
+		for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++)
+			result_clear(&r[i]);
+	}
+	req.url = stall;
+	for (unsigned i = 0; i < FETCH_MAX_IN_FLIGHT; i++) {
+		g_assert_cmpint(fetch_start(fx->fc, &req, on_done, &r[i], &f), ==, 0);
+		fetch_cancel(f);
+	}
+	get(fx, ok, ca1, 0, 0, &more);
+	assert_body(&more, body, sizeof body);
+	result_clear(&more);
+}
+
 static void test_bad_ca_file(struct fx *fx, gconstpointer unused)
 {
 	g_autofree char *u = url("https", "127.0.0.1", port_good, "/jwks.json");
@@ -456,9 +516,11 @@ int main(int argc, char *argv[])
 	if (g_test_verbose())
 		log_set_level(LOG_DEBUG);
 	signal(SIGPIPE, SIG_IGN);
-	/* lws 4.1.6 would take this as a proxy for every client connection;
-	 * fetch must not (nothing listens on port 9). */
+	g_assert_cmpint(curl_global_init(CURL_GLOBAL_DEFAULT), ==, CURLE_OK);
+	/* curl (and lws 4.1.6) would take these as a proxy for every client
+	 * connection; fetch must not (nothing listens on port 9). */
 	g_setenv("http_proxy", "http://127.0.0.1:9", TRUE);
+	g_setenv("https_proxy", "http://127.0.0.1:9", TRUE);
 	server = httpsd_start();
 	port_good = server->port_good;
 	port_otherca = server->port_otherca;
@@ -477,8 +539,11 @@ int main(int argc, char *argv[])
 	ADD("/fetch/concurrent", test_concurrent);
 	ADD("/fetch/in-flight-limit", test_in_flight_limit);
 	ADD("/fetch/bad-ca-file", test_bad_ca_file);
+	ADD("/fetch/refused-url", test_refused_url);
+	ADD("/fetch/in-flight-freed", test_in_flight_freed);
 	rc = g_test_run();
 
 	httpsd_stop(server);
+	curl_global_cleanup();
 	return rc;
 }

@@ -1,8 +1,9 @@
 /* Unit tests: the blocking HTTP client against a one-shot server thread
  * that records the request and answers with canned bytes. */
-#include "httpc.h"
+#include "ctl/httpc.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <netinet/in.h>
@@ -253,10 +254,30 @@ static void test_no_body(void)
 	server_free(s);
 }
 
+/* $http_proxy is for the operator's web traffic, not the local admin
+ * port: nothing listens on port 9. */
+static void test_no_proxy(void)
+{
+	struct server *s = server_start("127.0.0.1", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	const struct httpc_request req = { .method = "GET", .target = "/health" };
+	struct httpc_reply r;
+
+	g_setenv("http_proxy", "http://127.0.0.1:9", TRUE);
+	g_setenv("all_proxy", "http://127.0.0.1:9", TRUE);
+	g_assert_cmpint(exchange(s, &req, &r), ==, 0);
+	g_unsetenv("http_proxy");
+	g_unsetenv("all_proxy");
+	g_assert_cmpint(r.status, ==, 200);
+	g_assert_cmpstr(r.body->str, ==, "ok");
+	httpc_reply_clear(&r);
+	server_free(s);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	g_assert_cmpint(curl_global_init(CURL_GLOBAL_DEFAULT), ==, CURLE_OK);
 	g_test_add_func("/httpc/content-length", test_content_length);
 	g_test_add_func("/httpc/request-shape", test_request_shape);
 	g_test_add_func("/httpc/until-close", test_until_close);
@@ -266,5 +287,8 @@ int main(int argc, char *argv[])
 	g_test_add_func("/httpc/too-big", test_too_big);
 	g_test_add_func("/httpc/malformed", test_malformed);
 	g_test_add_func("/httpc/no-body", test_no_body);
-	return g_test_run();
+	g_test_add_func("/httpc/no-proxy", test_no_proxy);
+	int rc = g_test_run();
+	curl_global_cleanup();
+	return rc;
 }

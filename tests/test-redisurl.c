@@ -1,5 +1,5 @@
 /* Unit tests: the [cluster] redis address (src/redisurl.c). */
-#include "redisurl.h"
+#include "util/redisurl.h"
 
 #include <errno.h>
 #include <glib.h>

@@ -1,6 +1,6 @@
 /* Unit tests: applying other instances' changes to the in-memory rooms
  * (rooms_apply_*, rooms_replace), as rsync.c does with the Redis store. */
-#include "rooms.h"
+#include "store/rooms.h"
 
 #include <glib.h>
 #include <string.h>

@@ -3,8 +3,8 @@
  * trip, cascades, expiry as Redis TTLs, notices in the same transaction,
  * key prefixes and database indexes keep deployments apart, and a Redis
  * that is gone fails writes with the address and the reason. */
-#include "store.h"
-#include "store_redis.h"
+#include "store/store.h"
+#include "store/store_redis.h"
 #include "testredis.h"
 
 #include <errno.h>

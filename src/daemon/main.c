@@ -1,0 +1,101 @@
+/* rtcsignald: WebRTC signaling and peer-discovery daemon. */
+#include "auth/auth.h"
+#include "util/config.h"
+#include "daemon/daemon.h"
+#include "util/i18n.h"
+#include "util/log.h"
+
+#include <curl/curl.h>
+#include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+
+int main(int argc, char *argv[])
+{
+	g_autofree char *config_path = NULL, *listen = NULL, *admin_listen = NULL, *log_level = NULL;
+	g_autofree char *state_dir = NULL;
+	gboolean check_config = FALSE, version = FALSE;
+	g_autoptr(GError) err = NULL;
+	struct config *cfg;
+	struct daemon *d;
+
+	i18n_init();
+	log_init();
+	/* TRANSLATORS: the option --config; %s is the default file. */
+	g_autofree char *config_help = g_strdup_printf(_("Configuration file (default %s)"),
+							 CONFIG_DEFAULT_PATH);
+	/* TRANSLATORS: the option --state-dir; %s is the default directory. */
+	g_autofree char *state_dir_help = g_strdup_printf(
+		_("Directory for persistent rooms (default %s or $STATE_DIRECTORY)"),
+		CONFIG_DEFAULT_STATE_DIR);
+	const GOptionEntry entries[] = {
+		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, config_help, N_("PATH") },
+		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
+		  N_("WebSocket address(es), ADDR:PORT[;ADDR:PORT...]"), N_("ADDR:PORT") },
+		{ "admin-listen", 0, 0, G_OPTION_ARG_STRING, &admin_listen,
+		  N_("Admin port address (health, metrics), ADDR:PORT; empty for none"), N_("ADDR:PORT") },
+		{ "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, state_dir_help, N_("DIR") },
+		{ "log-level", 0, 0, G_OPTION_ARG_STRING, &log_level,
+		  N_("debug, info, notice, warning or err"), N_("LEVEL") },
+		{ "check-config", 't', 0, G_OPTION_ARG_NONE, &check_config,
+		  N_("Validate the configuration and exit (0 valid, 78 invalid)"), NULL },
+		{ "version", 'V', 0, G_OPTION_ARG_NONE, &version, N_("Print the version and exit"), NULL },
+		{ NULL },
+	};
+	g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);
+
+	/* GLib translates the summary, description and entries in this domain. */
+	g_option_context_set_translation_domain(ctx, GETTEXT_PACKAGE);
+	g_option_context_set_summary(ctx, N_("WebRTC signaling and peer-discovery server."));
+	g_option_context_set_description(ctx, N_("Exit status: 0 stopped normally, 1 runtime failure, "
+						 "64 usage error, 78 configuration error.\n"
+						 "See rtcsignald(8) and rtcsignald.conf(5)."));
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+		fprintf(stderr, "rtcsignald: %s\n", err->message);
+		fputs(_("Try \"rtcsignald --help\" for more information.\n"), stderr);
+		return EXIT_USAGE;
+	}
+	const struct config_overrides ov = { .listen = listen, .admin_listen = admin_listen,
+					     .state_dir = state_dir, .log_level = log_level };
+	if (version) {
+		printf("rtcsignald %s\n", PACKAGE_VERSION);
+		return EXIT_SUCCESS;
+	}
+	if (auth_load_config(config_path, &ov, &cfg, &err) < 0) {
+		/* TRANSLATORS: %s is the reason, in English, naming file and key. */
+		fprintf(stderr, _("rtcsignald: invalid configuration: %s\n"), err->message);
+		return EXIT_CONFIG;
+	}
+	if (check_config) {
+		/* The key sets named by jwks_file are part of the configuration. */
+		struct auth *auth = auth_new();
+		int r = auth_configure(auth, cfg, &err);
+		auth_free(auth);
+		if (r < 0) {
+			fprintf(stderr, _("rtcsignald: invalid configuration: %s\n"), err->message);
+			config_free(cfg);
+			return EXIT_CONFIG;
+		}
+		/* TRANSLATORS: %s is a file name or "built-in defaults". */
+		printf(_("%s: configuration is valid\n"), cfg->path ? cfg->path : _("built-in defaults"));
+		config_free(cfg);
+		return EXIT_SUCCESS;
+	}
+	/* Once, before any thread (curl's resolver runs some). */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fputs("rtcsignald: cannot initialise libcurl\n", stderr);
+		config_free(cfg);
+		return EXIT_FAILURE;
+	}
+	int status = EXIT_FAILURE;
+	if (daemon_new(cfg, config_path, &ov, &d) == 0) {
+		status = daemon_run(d);
+		daemon_free(d);
+	}
+	curl_global_cleanup();
+	return status;
+}
