@@ -4,6 +4,7 @@
 #include "cluster/cluster_lua.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/redisurl.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -117,65 +118,6 @@ static int64_t realtime_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* --- address --- */
-
-int cluster_parse_address(const char *a, char **host, int *port, char **path, int *db,
-			  const char **why)
-{
-	const char *dummy;
-	char *h = NULL, *end;
-	long p = 6379, d = 0;
-
-	if (!why)
-		why = &dummy;
-	if (!a || !*a)
-		return *why = "empty", -EINVAL;
-	if (g_str_has_prefix(a, "unix:")) {
-		if (a[5] != '/')
-			return *why = "unix: needs an absolute path", -EINVAL;
-		if (host)
-			*host = NULL;
-		if (path)
-			*path = g_strdup(a + 5);
-		if (port)
-			*port = 0;
-		if (db)
-			*db = 0;
-		return 0;
-	}
-	if (!g_str_has_prefix(a, "redis://"))
-		return *why = "not redis://HOST:PORT[/DB] or unix:/PATH", -EINVAL;
-	a += 8;
-	const char *colon = strchr(a, ':'), *slash = strchr(a, '/');
-	const char *hend = colon && (!slash || colon < slash) ? colon : slash ? slash : a + strlen(a);
-	if (hend == a)
-		return *why = "no host", -EINVAL;
-	if (colon && (!slash || colon < slash)) {
-		errno = 0;
-		p = strtol(colon + 1, &end, 10);
-		if (errno || end == colon + 1 || p < 1 || p > 65535 || (*end && *end != '/'))
-			return *why = "bad port", -EINVAL;
-	}
-	if (slash) {
-		errno = 0;
-		d = strtol(slash + 1, &end, 10);
-		if (errno || end == slash + 1 || *end || d < 0 || d > 1000000)
-			return *why = "bad database number", -EINVAL;
-	}
-	h = g_strndup(a, (gsize)(hend - a));
-	if (host)
-		*host = h;
-	else
-		g_free(h);
-	if (port)
-		*port = (int)p;
-	if (path)
-		*path = NULL;
-	if (db)
-		*db = (int)d;
-	return 0;
 }
 
 /* --- keys --- */
@@ -974,13 +916,12 @@ int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct c
 {
 	struct cluster *c;
 	const char *why;
-	char *host = NULL, *path = NULL;
-	int port, db;
+	struct redisurl url = { 0 };
 
 	if (!o->instance_id || !*o->instance_id || strpbrk(o->instance_id, "\n{}") ||
 	    (o->key_prefix && strchr(o->key_prefix, '\n')))
 		return -EINVAL;
-	if (cluster_parse_address(o->redis, &host, &port, &path, &db, &why) < 0) {
+	if (redisurl_parse(o->redis ? o->redis : "", &url, &why) < 0) {
 		log_err("cluster: redis = %s: %s", o->redis ? o->redis : "", why);
 		return -EINVAL;
 	}
@@ -988,7 +929,7 @@ int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct c
 	c->loop = loop;
 	c->ops = *ops;
 	c->user = user;
-	c->host = host, c->path = path, c->port = port, c->db = db;
+	c->host = url.host, c->path = url.path, c->port = url.port, c->db = (int)url.db;
 	c->password = g_strdup(o->password && *o->password ? o->password : NULL);
 	c->prefix = g_strdup(o->key_prefix ? o->key_prefix : "rtcsignald:");
 	c->me = g_strdup(o->instance_id);

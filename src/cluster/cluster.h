@@ -82,11 +82,6 @@ struct cluster_options {
 	unsigned reconnect_max_ms;    /* backoff ceiling; 0: 1000 */
 };
 
-/* Parses ADDRESS: 0, or -EINVAL with *WHY set. Outputs may be NULL.
- * *HOST or *PATH (g_free) is set, the other NULL. */
-int cluster_parse_address(const char *address, char **host, int *port, char **path, int *db,
-			  const char **why);
-
 /* Starts connecting at once; returns -EINVAL for bad options. */
 int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct cluster_ops *ops,
 		void *user, struct cluster **out);
