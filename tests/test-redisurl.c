@@ -1,5 +1,5 @@
-/* Unit tests: the [cluster] redis address (src/store/redisurl.c). */
-#include "store/redisurl.h"
+/* Unit tests: the [cluster] redis address (src/redisurl.c). */
+#include "util/redisurl.h"
 
 #include <errno.h>
 #include <glib.h>

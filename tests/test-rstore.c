@@ -100,6 +100,16 @@ static void await_change(struct testd *d, const char *what, const char *id)
 	g_assert_true(testd_wait_log(d, needle, WAIT_MS));
 }
 
+/* GET /ready on D's admin port: the status. */
+static unsigned ready_status(struct testd *d)
+{
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/ready", NULL, NULL, &r), ==, 0);
+	unsigned status = r.status;
+	httpc_reply_clear(&r);
+	return status;
+}
+
 static char *with_token(const char *token)
 {
 	return g_strdup_printf(",\"token\":\"%s\"", token);
@@ -302,6 +312,7 @@ static void test_outage_and_empty_restart(struct fx *fx, gconstpointer unused)
 	struct wsc *pb = testd_register(fx->b, room, "during", tok);
 	wsc_free(testd_register(fx->a, room, "during-a", tok));
 	g_assert_cmpfloat(testd_metric(fx->a, "rtcsignald_store_errors_total{backend=\"redis\"}"), >=, 1);
+	g_assert_cmpuint(ready_status(fx->a), ==, 503); /* as with a locked rooms.db */
 
 	unsigned reloads_a = testd_log_count(fx->a, "reloaded from Redis");
 	unsigned reloads_b = testd_log_count(fx->b, "reloaded from Redis");
@@ -313,6 +324,7 @@ static void test_outage_and_empty_restart(struct fx *fx, gconstpointer unused)
 	g_assert_cmpstr(testd_str(o, "room_id"), ==, room);
 	json_object_put(o);
 	json_object_put(wsc_expect(pb, "room_closed"));
+	g_assert_cmpuint(ready_status(fx->a), ==, 200); /* the reload reached Redis */
 	wsc_free(pa);
 	wsc_free(pb);
 	g_assert_false(listed(fx->a, "/api/rooms", room));

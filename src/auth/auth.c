@@ -456,17 +456,6 @@ bool auth_principal_issuer_configured(const struct config *cfg, const char *prin
 	return false;
 }
 
-static int issuer_invalid(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static int issuer_invalid(GError **err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error_literal(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, msg);
-	return -EINVAL;
-}
-
 /* Fills in a Cognito shorthand and checks what an issuer needs. */
 static int check_issuer(struct config_issuer *is, const char *where, GError **err)
 {
@@ -477,7 +466,7 @@ static int check_issuer(struct config_issuer *is, const char *where, GError **er
 		struct jwt_issuer_spec spec = { 0 };
 		if (jwt_issuer_cognito(is->cognito_region, is->cognito_user_pool_id,
 				       is->cognito_app_client_id, &spec, &why) < 0)
-			return issuer_invalid(err, "%s: [issuer %s] cognito_*: %s", where, is->name, why);
+			return config_invalid(err, "%s: [issuer %s] cognito_*: %s", where, is->name, why);
 #define FILL(f) if (!is->f) is->f = g_steal_pointer(&spec.f)
 		FILL(issuer);
 		FILL(audience);
@@ -488,17 +477,17 @@ static int check_issuer(struct config_issuer *is, const char *where, GError **er
 		jwt_issuer_spec_clear(&spec);
 	}
 	if (!*is->name)
-		return issuer_invalid(err, "%s: [issuer ] needs a name: [issuer NAME]", where);
+		return config_invalid(err, "%s: [issuer ] needs a name: [issuer NAME]", where);
 	if (!is->issuer || !is->audience)
-		return issuer_invalid(err, "%s: [issuer %s] needs issuer and audience (or the cognito_* keys)",
+		return config_invalid(err, "%s: [issuer %s] needs issuer and audience (or the cognito_* keys)",
 				      where, is->name);
 	if (!is->jwks_url == !is->jwks_file)
-		return issuer_invalid(err, "%s: [issuer %s] needs exactly one of jwks_url and jwks_file",
+		return config_invalid(err, "%s: [issuer %s] needs exactly one of jwks_url and jwks_file",
 				      where, is->name);
 	if (is->jwks_url && fetch_url_check(is->jwks_url, &why) < 0)
-		return issuer_invalid(err, "%s: [issuer %s] jwks_url: %s", where, is->name, why);
+		return config_invalid(err, "%s: [issuer %s] jwks_url: %s", where, is->name, why);
 	if (is->algorithms && (jwt_algorithms_parse(is->algorithms, &algs) < 0 || !algs))
-		return issuer_invalid(err, "%s: [issuer %s] algorithms: \"%s\" is not a list of RS256, ES256",
+		return config_invalid(err, "%s: [issuer %s] algorithms: \"%s\" is not a list of RS256, ES256",
 				      where, is->name, is->algorithms);
 	return 0;
 }
@@ -515,7 +504,7 @@ static int check_issuers(struct config *cfg, GError **err)
 		for (guint j = 0; j < i; j++) {
 			const struct config_issuer *o = g_ptr_array_index(cfg->issuers, j);
 			if (strcmp(o->issuer, is->issuer) == 0)
-				return issuer_invalid(err, "%s: [issuer %s] and [issuer %s] name the same issuer %s",
+				return config_invalid(err, "%s: [issuer %s] and [issuer %s] name the same issuer %s",
 						      where, o->name, is->name, is->issuer);
 		}
 	}

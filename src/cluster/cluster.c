@@ -4,6 +4,7 @@
 #include "cluster/cluster_lua.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/redisurl.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -74,11 +75,13 @@ struct cluster {
 	unsigned backoff_ms;
 	bool freeing;
 	uint64_t last_epoch;
+	struct log_rate error_log;
 
 	GHashTable *locals;    /* "room\npeer" -> struct local */
 	GHashTable *views;     /* room -> struct view */
 	GHashTable *channels;  /* channel -> struct view (borrowed) */
 	GHashTable *unsubs;    /* channel -> UNSUBSCRIBEs not confirmed yet */
+	GArray *instances;     /* struct cluster_instance_info, from the last sweep */
 
 	uv_timer_t tick, retry;
 	int open_handles;
@@ -115,65 +118,6 @@ static int64_t realtime_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* --- address --- */
-
-int cluster_parse_address(const char *a, char **host, int *port, char **path, int *db,
-			  const char **why)
-{
-	const char *dummy;
-	char *h = NULL, *end;
-	long p = 6379, d = 0;
-
-	if (!why)
-		why = &dummy;
-	if (!a || !*a)
-		return *why = "empty", -EINVAL;
-	if (g_str_has_prefix(a, "unix:")) {
-		if (a[5] != '/')
-			return *why = "unix: needs an absolute path", -EINVAL;
-		if (host)
-			*host = NULL;
-		if (path)
-			*path = g_strdup(a + 5);
-		if (port)
-			*port = 0;
-		if (db)
-			*db = 0;
-		return 0;
-	}
-	if (!g_str_has_prefix(a, "redis://"))
-		return *why = "not redis://HOST:PORT[/DB] or unix:/PATH", -EINVAL;
-	a += 8;
-	const char *colon = strchr(a, ':'), *slash = strchr(a, '/');
-	const char *hend = colon && (!slash || colon < slash) ? colon : slash ? slash : a + strlen(a);
-	if (hend == a)
-		return *why = "no host", -EINVAL;
-	if (colon && (!slash || colon < slash)) {
-		errno = 0;
-		p = strtol(colon + 1, &end, 10);
-		if (errno || end == colon + 1 || p < 1 || p > 65535 || (*end && *end != '/'))
-			return *why = "bad port", -EINVAL;
-	}
-	if (slash) {
-		errno = 0;
-		d = strtol(slash + 1, &end, 10);
-		if (errno || end == slash + 1 || *end || d < 0 || d > 1000000)
-			return *why = "bad database number", -EINVAL;
-	}
-	h = g_strndup(a, (gsize)(hend - a));
-	if (host)
-		*host = h;
-	else
-		g_free(h);
-	if (port)
-		*port = (int)p;
-	if (path)
-		*path = NULL;
-	if (db)
-		*db = (int)d;
-	return 0;
 }
 
 /* --- keys --- */
@@ -518,7 +462,7 @@ static void on_instance_message(struct cluster *c, const char *s, size_t len)
 		metrics_inc(cluster_received);
 		if (c->ops.deliver && !c->freeing)
 			r = c->ops.deliver(c->user, d, epoch, a, b, p, (size_t)(end - p));
-		if (r != CLUSTER_OK && c->st == ST_UP) {
+		if (r != CLUSTER_OK && c->cmd) { /* also while connecting */
 			g_autofree char *ch = g_strdup_printf("%sinst:{%s}:msg", c->prefix, a);
 			g_autofree char *msg = g_strdup_printf("X\n%s\n%s\n%d", b, d, (int)r);
 			const char *argv[] = { "PUBLISH", ch, msg };
@@ -655,6 +599,13 @@ static void claim_lost(struct cluster *c, struct req *q, const char *by)
 		c->ops.replaced(c->user, q->a, q->b, q->epoch, by);
 }
 
+static void instances_clear(struct cluster *c)
+{
+	for (guint i = 0; i < c->instances->len; i++)
+		g_free(g_array_index(c->instances, struct cluster_instance_info, i).id);
+	g_array_set_size(c->instances, 0);
+}
+
 static void forward_failed(struct cluster *c, const char *from, const char *to, enum cluster_reason r)
 {
 	metrics_inc(cluster_forward_failures[r]);
@@ -678,10 +629,16 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	if (--c->outstanding)
 		c->busy_since_ms = now_ms();
 	if (rep->type == REDIS_REPLY_ERROR) {
-		log_warning("cluster: Redis: %s", rep->str);
-		/* NOSCRIPT (a SCRIPT FLUSH), or AUTH/SELECT refused: start over */
-		if (q->kind != R_PLAIN || !strncmp(rep->str, "NOSCRIPT", 8))
+		unsigned skipped;
+		/* NOSCRIPT (a SCRIPT FLUSH), AUTH/SELECT/SCRIPT LOAD refused, or
+		 * no heartbeat: start over.  Anything else (one bad entry) is
+		 * that command's failure only: reconnecting would not help. */
+		if (q->kind == R_FATAL || q->kind == R_HEARTBEAT || !strncmp(rep->str, "NOSCRIPT", 8)) {
+			log_warning("cluster: Redis: %s", rep->str);
 			conn_lost(c, rep->str);
+		} else if (log_rate_due(&c->error_log, now_ms(), &skipped)) {
+			log_warning("cluster: Redis: %s (%u more not logged)", rep->str, skipped);
+		}
 		goto out;
 	}
 	switch (q->kind) {
@@ -702,8 +659,16 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 		break;
 	case R_SWEEP:
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-			metrics_set(cluster_instances, rep->element[0]->integer);
-			redisReply *g = rep->element[1];
+			redisReply *l = rep->element[0], *g = rep->element[1];
+			instances_clear(c);
+			for (size_t i = 0; i + 1 < l->elements; i += 2) {
+				struct cluster_instance_info in = {
+					.id = g_strndup(l->element[i]->str, l->element[i]->len),
+					.peers = l->element[i + 1]->integer,
+				};
+				g_array_append_val(c->instances, in);
+			}
+			metrics_set(cluster_instances, (int_fast64_t)c->instances->len);
 			for (size_t i = 0; i + 1 < g->elements; i += 2)
 				log_notice("cluster: instance %s expired, %lld of its peers removed",
 					   g->element[i]->str, g->element[i + 1]->integer);
@@ -951,13 +916,12 @@ int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct c
 {
 	struct cluster *c;
 	const char *why;
-	char *host = NULL, *path = NULL;
-	int port, db;
+	struct redisurl url = { 0 };
 
 	if (!o->instance_id || !*o->instance_id || strpbrk(o->instance_id, "\n{}") ||
 	    (o->key_prefix && strchr(o->key_prefix, '\n')))
 		return -EINVAL;
-	if (cluster_parse_address(o->redis, &host, &port, &path, &db, &why) < 0) {
+	if (redisurl_parse(o->redis ? o->redis : "", &url, &why) < 0) {
 		log_err("cluster: redis = %s: %s", o->redis ? o->redis : "", why);
 		return -EINVAL;
 	}
@@ -965,7 +929,7 @@ int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct c
 	c->loop = loop;
 	c->ops = *ops;
 	c->user = user;
-	c->host = host, c->path = path, c->port = port, c->db = db;
+	c->host = url.host, c->path = url.path, c->port = url.port, c->db = (int)url.db;
 	c->password = g_strdup(o->password && *o->password ? o->password : NULL);
 	c->prefix = g_strdup(o->key_prefix ? o->key_prefix : "rtcsignald:");
 	c->me = g_strdup(o->instance_id);
@@ -987,6 +951,7 @@ int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct c
 	c->views = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, view_free);
 	c->channels = g_hash_table_new(g_str_hash, g_str_equal);
 	c->unsubs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	c->instances = g_array_new(FALSE, FALSE, sizeof(struct cluster_instance_info));
 	uv_timer_init(loop, &c->tick);
 	uv_timer_init(loop, &c->retry);
 	c->tick.data = c->retry.data = c;
@@ -1026,6 +991,8 @@ void cluster_free(struct cluster *c)
 	g_hash_table_destroy(c->views);
 	g_hash_table_destroy(c->locals);
 	g_hash_table_destroy(c->unsubs);
+	instances_clear(c);
+	g_array_free(c->instances, TRUE);
 	metrics_set(cluster_up, false);
 	uv_close((uv_handle_t *)&c->tick, on_handle_closed);
 	uv_close((uv_handle_t *)&c->retry, on_handle_closed);
@@ -1034,6 +1001,12 @@ void cluster_free(struct cluster *c)
 bool cluster_is_up(const struct cluster *c)
 {
 	return c->st == ST_UP;
+}
+
+unsigned cluster_instances(const struct cluster *c, const struct cluster_instance_info **out)
+{
+	*out = (const struct cluster_instance_info *)(void *)c->instances->data;
+	return c->instances->len;
 }
 
 const char *cluster_instance(const struct cluster *c)

@@ -82,11 +82,6 @@ struct cluster_options {
 	unsigned reconnect_max_ms;    /* backoff ceiling; 0: 1000 */
 };
 
-/* Parses ADDRESS: 0, or -EINVAL with *WHY set. Outputs may be NULL.
- * *HOST or *PATH (g_free) is set, the other NULL. */
-int cluster_parse_address(const char *address, char **host, int *port, char **path, int *db,
-			  const char **why);
-
 /* Starts connecting at once; returns -EINVAL for bad options. */
 int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct cluster_ops *ops,
 		void *user, struct cluster **out);
@@ -96,6 +91,15 @@ int cluster_new(uv_loop_t *loop, const struct cluster_options *o, const struct c
 void cluster_free(struct cluster *c);
 
 bool cluster_is_up(const struct cluster *c);
+
+/* The live instances and how many peers each owns, as the last sweep saw
+ * them (at most min(ttl/4, 500 ms) old; kept through an outage), for
+ * "rtcsignalctl status".  Valid until the loop runs on. */
+struct cluster_instance_info {
+	char *id;
+	long long peers;
+};
+unsigned cluster_instances(const struct cluster *c, const struct cluster_instance_info **out);
 const char *cluster_instance(const struct cluster *c);
 /* Strictly increasing, time based (microseconds), so a newer session's
  * epoch is larger than an older one's on any instance with a sane clock. */

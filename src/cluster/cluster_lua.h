@@ -13,15 +13,16 @@
  * ARGV: room, peer, me, epoch, value, mode ('f' new session, 'r'
  * re-announce), ts, room channel, prefix.
  * -> {1, previous owner or ""} or, for a re-announce that an equal or
- * newer session elsewhere beats, {0, its instance}. */
+ * newer session elsewhere beats, {0, its instance}.  An entry it cannot
+ * read is overwritten. */
 #define CLUSTER_LUA_CLAIM \
 	"local cur = redis.call('HGET', KEYS[1], ARGV[2])\n" \
 	"local prev = ''\n" \
 	"if cur then\n" \
 	"  local inst, e = string.match(cur, '^([^\\n]*)\\n([^\\n]*)\\n')\n" \
-	"  prev = inst\n" \
-	"  if inst ~= ARGV[3] or e ~= ARGV[4] then\n" \
-	"    local en, an = tonumber(e), tonumber(ARGV[4])\n" \
+	"  prev = inst or ''\n" \
+	"  if inst and (inst ~= ARGV[3] or e ~= ARGV[4]) then\n" \
+	"    local en, an = tonumber(e) or 0, tonumber(ARGV[4])\n" \
 	"    if ARGV[6] == 'r' and (en > an or (en == an and inst > ARGV[3])) then\n" \
 	"      return {0, inst}\n" \
 	"    end\n" \
@@ -102,13 +103,14 @@
 
 /* ARGV: prefix, ts.  Every instance whose key expired loses its peers,
  * in one atomic step, so two sweepers cannot both publish a removal.
- * -> {live instances, {instance, peers removed, ...}}. */
+ * -> {{live instance, its peers, ...}, {gone instance, peers removed, ...}}. */
 #define CLUSTER_LUA_SWEEP \
 	CLUSTER_LUA_REMOVE_FN \
-	"local P, alive, gone = ARGV[1], 0, {}\n" \
+	"local P, alive, gone = ARGV[1], {}, {}\n" \
 	"for _, id in ipairs(redis.call('SMEMBERS', P .. 'instances')) do\n" \
 	"  if redis.call('EXISTS', P .. 'inst:{' .. id .. '}') == 1 then\n" \
-	"    alive = alive + 1\n" \
+	"    table.insert(alive, id)\n" \
+	"    table.insert(alive, redis.call('SCARD', P .. 'inst:{' .. id .. '}:peers'))\n" \
 	"  else\n" \
 	"    local n = 0\n" \
 	"    for _, m in ipairs(redis.call('SMEMBERS', P .. 'inst:{' .. id .. '}:peers')) do\n" \

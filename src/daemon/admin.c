@@ -570,7 +570,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
  * the connection is admitted, so a burst cannot slip past; uncounted when
  * MHD reports it closed (or refuses it at once).  MHD's own limit is the
  * same number and so never reached first: its count trails ours. */
-static bool admit(struct admin *a, const char *key)
+static bool admit_connection(struct admin *a, const char *key)
 {
 	enum metrics_admin_refusal why = ADMIN_REFUSED__COUNT;
 
@@ -700,7 +700,7 @@ static bool accept_and_add(struct admin *a)
 	reserve(a); /* for the next time */
 	char key[ADDRESS_KEY_SIZE];
 	address_key((const struct sockaddr *)&ss, key);
-	if (!admit(a, key)) {
+	if (!admit_connection(a, key)) {
 		close(fd);
 		return true;
 	}

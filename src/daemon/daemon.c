@@ -16,10 +16,10 @@
 #include "core/router.h"
 #include "daemon/routerio.h"
 #include "cluster/cluster.h"
+#include "daemon/rsync.h"
 #include "store/store.h"
 #include "daemon/systemd.h"
 #include "daemon/ws.h"
-#include "store/rsync.h"
 
 #include <errno.h>
 #include <signal.h>

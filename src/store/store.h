@@ -6,7 +6,8 @@
  * a bounded queue and written by a backend on the store's own thread, so
  * disk I/O never stalls the event loop; the completion comes back on the
  * loop through a uv_async_t.  Backends sit behind struct
- * store_backend_ops ("sqlite" today). */
+ * store_backend_ops: "sqlite" (store_sqlite.c), and "redis" (store_redis.c),
+ * shared by the instances of a cluster. */
 #pragma once
 
 #include "util/secret.h"
@@ -71,10 +72,6 @@ int store_room_mint(struct store_room *room, char token[SECRET_HEX_SIZE(SECRET_T
 /* The same for an API key: a fresh key_id (when none) and secret. */
 int store_key_mint(struct store_key *key, char secret[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)]);
 
-/* A backend.  Every function but open returns 0 (purge_expired: the
- * number of rooms removed) or a negative errno, with ERR naming the file
- * or server and the reason.  The store calls them from one thread at a
- * time, never concurrently. */
 /* What a backend is opened with. */
 struct store_params {
 	const char *state_dir;   /* sqlite: its directory */
@@ -84,6 +81,10 @@ struct store_params {
 	const char *instance_id; /* redis: names this instance in its change notices */
 };
 
+/* A backend.  Every function but open returns 0 (purge_expired: the
+ * number of rooms removed) or a negative errno, with ERR naming the file
+ * or server and the reason.  The store calls them from one thread at a
+ * time, never concurrently. */
 struct store_backend_ops {
 	const char *name;
 	int (*open)(const struct store_params *p, void **out, GError **err);

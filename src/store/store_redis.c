@@ -5,7 +5,7 @@
  * happen, nor a write without its notice. */
 #include "store/store_redis.h"
 
-#include "store/redisurl.h"
+#include "util/redisurl.h"
 #include "store/rooms.h"
 
 #include <errno.h>
@@ -197,7 +197,8 @@ static int conn_failed(struct rs *s, const char *what, GError **err)
 	return r;
 }
 
-/* A reply the caller does not look into: nil or an error. */
+/* A command's reply (freeReplyObject), or NULL with ERR set when the
+ * connection failed (it is dropped). */
 static redisReply *command(struct rs *s, GError **err, const char *fmt, ...)
 {
 	redisReply *reply;
@@ -238,7 +239,7 @@ static int connect_redis(struct rs *s, GError **err)
 	if (s->url.db) {
 		if (!(reply = command(s, err, "SELECT %u", s->url.db)))
 			return -EIO;
-		int r = reply->type == REDIS_REPLY_ERROR ? fail(s, -EINVAL, err, "SELECT %u: %s", s->url.db, reply->str) : 0;
+		int r = reply->type == REDIS_REPLY_ERROR ? fail(s, -ENXIO, err, "SELECT %u: %s", s->url.db, reply->str) : 0;
 		freeReplyObject(reply);
 		if (r < 0) {
 			g_clear_pointer(&s->c, redisFree);

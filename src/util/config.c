@@ -5,7 +5,7 @@
 
 #include "util/log.h"
 #include "util/netaddr.h"
-#include "store/redisurl.h"
+#include "util/redisurl.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -411,8 +411,7 @@ static int load_file(struct config *cfg, const char *path, GError **err)
 	return 0;
 }
 
-static int invalid(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static int invalid(GError **err, const char *fmt, ...)
+int config_invalid(GError **err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -430,20 +429,20 @@ static int validate_cluster(const struct config *cfg, const char *where, GError 
 	struct redisurl u;
 
 	if (cfg->cluster_redis && redisurl_parse(cfg->cluster_redis, &u, &why) < 0)
-		return invalid(err, "%s: [cluster] redis: \"%s\": %s", where, cfg->cluster_redis, why);
+		return config_invalid(err, "%s: [cluster] redis: \"%s\": %s", where, cfg->cluster_redis, why);
 	if (cfg->cluster_redis)
 		redisurl_clear(&u);
 	if (cfg->cluster_redis && strcmp(cfg->rooms_store, "sqlite") == 0)
-		return invalid(err, "%s: [rooms] store = sqlite with [cluster] redis set: each instance would "
-				    "keep its own rooms, so instances would disagree on tokens and keys; set "
-				    "[rooms] store = redis", where);
+		return config_invalid(err, "%s: [rooms] store = sqlite with [cluster] redis set: each instance "
+				      "would keep its own rooms, so instances would disagree on tokens and "
+				      "keys; set [rooms] store = redis", where);
 	if (!cfg->cluster_redis && strcmp(cfg->rooms_store, "redis") == 0)
-		return invalid(err, "%s: [rooms] store = redis needs [cluster] redis (the server's address)",
-			       where);
+		return config_invalid(err, "%s: [rooms] store = redis needs [cluster] redis (the server's "
+				      "address)", where);
 	if (id && (strlen(id) > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 						 "0123456789._-") != strlen(id)))
-		return invalid(err, "%s: [cluster] instance_id: \"%s\" must be 1 to 64 of A-Z a-z 0-9 . _ -",
-			       where, id);
+		return config_invalid(err, "%s: [cluster] instance_id: \"%s\" must be 1 to 64 of A-Z a-z "
+				      "0-9 . _ -", where, id);
 	return 0;
 }
 
@@ -452,44 +451,44 @@ static int validate(struct config *cfg, const char *where, GError **err)
 	int r;
 
 	if (cfg->ws_ping_timeout <= cfg->ws_ping_interval)
-		return invalid(err, "%s: [server] ws_ping_timeout (%u) must be greater than ws_ping_interval (%u)",
+		return config_invalid(err, "%s: [server] ws_ping_timeout (%u) must be greater than ws_ping_interval (%u)",
 			       where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
 	if (cfg->max_queued_bytes < cfg->max_message_bytes)
-		return invalid(err, "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
+		return config_invalid(err, "%s: [limits] max_queued_bytes must be at least max_message_bytes", where);
 	/* A registered_auth or peer_list lists a whole room's metadata; it is
 	 * queued outside max_queued_bytes, so this product is its bound. */
 	if ((uint64_t)cfg->max_peers_per_room * cfg->max_metadata_bytes > CONFIG_ROOM_ANSWER_MAX)
-		return invalid(err, "%s: [limits] max_peers_per_room x max_metadata_bytes must be at most "
+		return config_invalid(err, "%s: [limits] max_peers_per_room x max_metadata_bytes must be at most "
 				    "%llu (4 GiB): one answer lists a whole room's metadata",
 			       where, (unsigned long long)CONFIG_ROOM_ANSWER_MAX);
 	if (cfg->turn_uris && cfg->turn_uris[0] && !cfg->turn_secret && !cfg->turn_secret_file)
-		return invalid(err, "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
+		return config_invalid(err, "%s: [turn] turn_uris needs secret or secret_file (credentials are minted per peer)",
 			       where);
 	if (cfg->turn_secret && cfg->turn_secret_file)
-		return invalid(err, "%s: [turn] secret and secret_file are mutually exclusive", where);
+		return config_invalid(err, "%s: [turn] secret and secret_file are mutually exclusive", where);
 	if (cfg->admin_token && cfg->admin_token_file)
-		return invalid(err, "%s: [admin] token and token_file are mutually exclusive", where);
+		return config_invalid(err, "%s: [admin] token and token_file are mutually exclusive", where);
 	/* An empty value is NULL, as for every string key. */
 	if (g_strcmp0(cfg->rooms_store, "sqlite") != 0 && g_strcmp0(cfg->rooms_store, "redis") != 0)
-		return invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite, redis)", where,
-			       cfg->rooms_store ? cfg->rooms_store : "");
+		return config_invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite, redis)", where,
+				      cfg->rooms_store ? cfg->rooms_store : "");
 	if ((r = validate_cluster(cfg, where, err)) < 0)
 		return r;
 	if (cfg->rooms_default_room &&
 	    (strlen(cfg->rooms_default_room) > 128 ||
 	     strspn(cfg->rooms_default_room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
 		     strlen(cfg->rooms_default_room)))
-		return invalid(err, "%s: [rooms] default_room: \"%s\" is not a room id (1 to 128 of "
+		return config_invalid(err, "%s: [rooms] default_room: \"%s\" is not a room id (1 to 128 of "
 				    "A-Z a-z 0-9 . _ -)", where, cfg->rooms_default_room);
 	if (cfg->rooms_max_ttl && (!cfg->rooms_default_ttl || cfg->rooms_default_ttl > cfg->rooms_max_ttl))
-		return invalid(err, "%s: [rooms] default_ttl (%u) must be between 1 and max_ttl (%u); "
+		return config_invalid(err, "%s: [rooms] default_ttl (%u) must be between 1 and max_ttl (%u); "
 				    "0 (no expiry) needs max_ttl = 0",
 			       where, cfg->rooms_default_ttl, cfg->rooms_max_ttl);
 	if (cfg->trusted_proxies && cfg->trusted_proxies[0]) {
 		g_autofree char *list = g_strjoinv(";", cfg->trusted_proxies);
 		g_autoptr(GError) local = NULL;
 		if (netaddr_cidrs_parse(list, &cfg->trusted, &local) < 0)
-			return invalid(err, "%s: [server] trusted_proxies: %s", where, local->message);
+			return config_invalid(err, "%s: [server] trusted_proxies: %s", where, local->message);
 	}
 	/* What an [issuer NAME] means (Cognito, JWKS URLs, algorithms) the
 	 * daemon checks: auth_load_config(). */
@@ -554,7 +553,7 @@ static int load_secrets(struct config *cfg, bool read, GError **err)
 		*files[i].file = path;
 		int r = read ? config_read_secret(path, files[i].value, &local) : 0;
 		if (r < 0) {
-			invalid(err, "%s: %s", files[i].what, local->message);
+			config_invalid(err, "%s: %s", files[i].what, local->message);
 			return r;
 		}
 	}

@@ -148,6 +148,11 @@ void config_carry_over(struct config *next, struct config *running,
 		       void (*changed)(const char *group, const char *key, bool applied, void *data),
 		       void *data);
 
+/* Sets *ERR to a configuration error (G_KEY_FILE_ERROR_INVALID_VALUE)
+ * of FMT; returns -EINVAL.  Also for the checks other modules make of
+ * their own groups (auth_load_config). */
+int config_invalid(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
 /* Reads a token or secret from PATH, stripped of surrounding whitespace:
  * 0, -ENOENT, -EACCES, -EIO, or -EINVAL when it is empty. */
 int config_read_secret(const char *path, char **out, GError **err);

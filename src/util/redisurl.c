@@ -1,4 +1,4 @@
-#include "store/redisurl.h"
+#include "util/redisurl.h"
 
 #include <errno.h>
 #include <glib.h>

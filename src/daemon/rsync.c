@@ -1,9 +1,9 @@
 /* rsync: see rsync.h. */
-#include "store/rsync.h"
+#include "daemon/rsync.h"
 
 #include "util/log.h"
 #include "util/metrics.h"
-#include "store/redisurl.h"
+#include "util/redisurl.h"
 #include "store/store_redis.h"
 
 #include <errno.h>
@@ -93,6 +93,9 @@ static void on_reloaded(int status, const GError *err, struct store_snapshot *sn
 	if (s->stopping || status < 0) {
 		if (status < 0 && status != -ECANCELED)
 			log_err("room store: cannot reload: %s", err ? err->message : g_strerror(-status));
+		/* Memory may miss changes: subscribe again, which reloads again. */
+		if (!s->stopping && s->ac)
+			redisAsyncDisconnect(s->ac);
 		maybe_free(s);
 		return;
 	}
@@ -207,7 +210,8 @@ static void on_message(redisAsyncContext *ac, void *r, void *data)
 	if (!reply || s->stopping)
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) { /* NOAUTH, ACL: try again later, said once */
-		log_err("room store: Redis refused SUBSCRIBE: %s", reply->str);
+		if (!s->lost)
+			log_err("room store: Redis refused SUBSCRIBE: %s", reply->str);
 		redisAsyncDisconnect(ac);
 		return;
 	}
@@ -239,10 +243,12 @@ static void on_message(redisAsyncContext *ac, void *r, void *data)
 
 static void on_auth(redisAsyncContext *ac, void *r, void *data)
 {
+	struct rsync *s = data;
 	redisReply *reply = r;
-	(void)data;
+
 	if (reply && reply->type == REDIS_REPLY_ERROR) {
-		log_err("room store: Redis refused AUTH: %s", reply->str);
+		if (!s->lost) /* once per outage, not per retry */
+			log_err("room store: Redis refused AUTH: %s", reply->str);
 		redisAsyncDisconnect(ac);
 	}
 }
