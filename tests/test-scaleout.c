@@ -510,11 +510,12 @@ static void test_instance_death(struct fx *fx, gconstpointer unused)
 /* 6. Redis lost: local work goes on, a message across fails at once;
  * /ready stays 200 and says degraded, as /health does.  Redis back
  * empty: every instance re-announces and reloads, and all three answer
- * the same discovery within a few seconds. */
+ * the same discovery within a few seconds; an id registered on two
+ * instances meanwhile resolves to the newer session. */
 static void test_outage(struct fx *fx, gconstpointer unused)
 {
 	(void)unused;
-	struct wsc *obs[N_INST], *pa, *pb, *pa2;
+	struct wsc *obs[N_INST], *pa, *pb, *pa2, *dupa, *dupb;
 	int status;
 
 	for (int i = 0; i < N_INST; i++) {
@@ -537,6 +538,9 @@ static void test_outage(struct fx *fx, gconstpointer unused)
 	pa2 = testd_register(fx->d[0], "r7", "pa2", NULL);
 	wsc_send_text(pa, "{\"type\":\"peer_message\",\"to_peer_id\":\"pa2\",\"payload\":1}");
 	json_object_put(wsc_expect(pa2, "peer_message"));
+	/* a conflict made during the outage: the newer session wins */
+	dupa = testd_register(fx->d[0], "r7", "dup", NULL);
+	dupb = testd_register(fx->d[1], "r7", "dup", NULL);
 	g_autofree char *local = discover_ids(pa2, "{\"role\":\"worker\"}");
 	g_assert_cmpstr(local, ==, "pa");
 	g_autofree char *health = http_body(fx->d[0]->admin_port, "/health", &status);
@@ -551,8 +555,11 @@ static void test_outage(struct fx *fx, gconstpointer unused)
 	gint64 t0 = g_get_monotonic_time();
 	for (int i = 0; i < N_INST; i++)
 		g_assert_true(testd_wait_log_count(fx->d[i], "cluster: Redis reachable", 2, WAIT_MS));
+	json_object_put(wsc_expect_error(dupa, "SESSION_REPLACED"));
+	g_assert_cmpint(wsc_wait_close(dupa, WAIT_MS), ==, 4001);
 	for (int i = 0; i < N_INST; i++)
-		await_ids(obs[i], NULL, "pa pa2 pb", WAIT_MS);
+		await_ids(obs[i], NULL, "dup pa pa2 pb", WAIT_MS);
+	wsc_expect_quiet(dupb);
 	g_autofree char *l0 = discover(obs[0], NULL), *l1 = discover(obs[1], NULL), *l2 = discover(obs[2], NULL);
 	g_assert_cmpstr(l0, ==, l2);
 	g_assert_cmpstr(l1, ==, l2);
@@ -567,6 +574,8 @@ static void test_outage(struct fx *fx, gconstpointer unused)
 	wsc_free(pa);
 	wsc_free(pa2);
 	wsc_free(pb);
+	wsc_free(dupa);
+	wsc_free(dupb);
 }
 
 /* 7. /ready is 503 until the instance has had its first view of the
