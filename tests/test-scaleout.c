@@ -8,7 +8,13 @@
 #include "testd.h"
 #include "testredis.h"
 
+#include <arpa/inet.h>
 #include <json-c/json.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -79,6 +85,8 @@ static gint by_text(gconstpointer a, gconstpointer b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static unsigned *skipped; /* set: discover() counts peer_messages it skips */
+
 /* The answer to a discover_peers with FILTERS (JSON, may be NULL) as
  * "id role metadata connected_at" lines sorted by id, leaving out ids
  * that start with "obs" (each instance's observer, which differ). */
@@ -86,7 +94,15 @@ static char *discover(struct wsc *c, const char *filters)
 {
 	wsc_sendf(c, "{\"type\":\"discover_peers\"%s%s}", filters ? ",\"filters\":" : "",
 		  filters ? filters : "");
-	json_object *o = wsc_expect(c, "peer_list"), *peers, *v;
+	json_object *o = wsc_recv_json(c), *peers, *v;
+
+	/* the partition test counts messages that arrive meanwhile */
+	while (skipped && strcmp(testd_str(o, "type"), "peer_message") == 0) {
+		(*skipped)++;
+		json_object_put(o);
+		o = wsc_recv_json(c);
+	}
+	g_assert_cmpstr(testd_str(o, "type"), ==, "peer_list");
 	g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
 	GString *out = g_string_new(NULL);
 
@@ -612,6 +628,167 @@ static void test_ready(struct fx *fx, gconstpointer unused)
 	g_assert_nonnull(strstr(body2, "\"cluster\":\"up\""));
 }
 
+/* --- a partition: instance c reaches Redis through a TCP proxy the test
+ * pauses (nothing forwarded either way) and resumes --- */
+
+struct proxy {
+	int listen_fd, port, redis_port;
+	GThread *thread;
+	atomic_bool paused, stop;
+	GArray *fds; /* pairs: client, upstream */
+};
+
+static int proxy_connect(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(connect(fd, (struct sockaddr *)&a, sizeof a), ==, 0);
+	return fd;
+}
+
+static gpointer proxy_main(gpointer data)
+{
+	struct proxy *p = data;
+	char buf[65536];
+
+	while (!atomic_load(&p->stop)) {
+		guint n = p->fds->len;
+		struct pollfd pf[1 + 64];
+		pf[0] = (struct pollfd){ .fd = p->listen_fd, .events = POLLIN };
+		bool paused = atomic_load(&p->paused);
+		for (guint k = 0; k < n && k < 64; k++)
+			pf[1 + k] = (struct pollfd){ .fd = g_array_index(p->fds, int, k), .events = paused ? 0 : POLLIN };
+		if (poll(pf, 1 + MIN(n, 64u), 20) <= 0)
+			continue;
+		if (pf[0].revents & POLLIN) {
+			int c = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (c >= 0) {
+				int u = proxy_connect(p->redis_port);
+				g_array_append_val(p->fds, c);
+				g_array_append_val(p->fds, u);
+			}
+		}
+		for (guint k = 0; k < n && k < 64; k++) {
+			int from = g_array_index(p->fds, int, k);
+			if (from < 0 || !(pf[1 + k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			int to = g_array_index(p->fds, int, k ^ 1u);
+			ssize_t got = read(from, buf, sizeof buf);
+			if (got <= 0 || to < 0 || write(to, buf, (size_t)got) != got) {
+				/* one side gone: the pair goes */
+				close(from);
+				if (to >= 0)
+					close(to);
+				g_array_index(p->fds, int, k) = g_array_index(p->fds, int, k ^ 1u) = -1;
+			}
+		}
+	}
+	return NULL;
+}
+
+static struct proxy *proxy_start(int redis_port)
+{
+	struct proxy *p = g_new0(struct proxy, 1);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+
+	p->redis_port = redis_port;
+	p->fds = g_array_new(FALSE, FALSE, sizeof(int));
+	p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	g_assert_cmpint(bind(p->listen_fd, (struct sockaddr *)&a, sizeof a), ==, 0);
+	g_assert_cmpint(listen(p->listen_fd, 16), ==, 0);
+	g_assert_cmpint(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), ==, 0);
+	p->port = ntohs(a.sin_port);
+	p->thread = g_thread_new("proxy", proxy_main, p);
+	return p;
+}
+
+static void proxy_free(struct proxy *p)
+{
+	atomic_store(&p->stop, true);
+	g_thread_join(p->thread);
+	for (guint k = 0; k < p->fds->len; k++)
+		if (g_array_index(p->fds, int, k) >= 0)
+			close(g_array_index(p->fds, int, k));
+	close(p->listen_fd);
+	g_array_unref(p->fds);
+	g_free(p);
+}
+
+/* How many messages C holds now, all of type TYPE (a round trip proves
+ * nothing more is on its way from that instance). */
+static unsigned drain_count(struct wsc *c, const char *type)
+{
+	unsigned n = 0;
+	wsc_send_text(c, "{\"type\":\"ping\"}");
+	for (;;) {
+		json_object *o = wsc_recv_json(c);
+		const char *t = testd_str(o, "type");
+		if (strcmp(t, "pong") == 0) {
+			json_object_put(o);
+			return n;
+		}
+		g_assert_cmpstr(t, ==, type);
+		n++;
+		json_object_put(o);
+	}
+}
+
+/* Partition between c and Redis: no message delivered twice, no peer
+ * left behind once it heals. */
+static void test_partition(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	struct proxy *px = proxy_start(fx->redis->port);
+	g_assert_cmpint(testd_stop(fx->d[2]), ==, 0);
+	testd_free(fx->d[2]);
+	{
+		g_autofree char *conf = g_strdup_printf("[rooms]\nstore = redis\n[cluster]\nredis = redis://127.0.0.1:%d\n"
+							"key_prefix = so:\ninstance_id = c\ninstance_ttl = 2\n"
+							"[limits]\nmessages_per_second = 0\n", px->port);
+		g_autofree char *state = g_build_filename(fx->tmp, "c", NULL);
+		const char *args[] = { "--state-dir", state, NULL };
+		fx->d[2] = testd_start(conf, args);
+		g_assert_true(testd_wait_log(fx->d[2], "cluster: Redis reachable", WAIT_MS));
+	}
+	struct wsc *pa = testd_register(fx->d[0], "r8", "pa", NULL);
+	struct wsc *ob = testd_register(fx->d[1], "r8", "obs-b", NULL);
+	struct wsc *pc = testd_register(fx->d[2], "r8", "pc", NULL);
+	await_ids(pa, NULL, "pc", WAIT_MS);
+	await_ids(pc, NULL, "pa", WAIT_MS);
+
+	atomic_store(&px->paused, true);
+	/* sent into the partition: delivered once at most, never twice */
+	wsc_send_text(pa, "{\"type\":\"peer_message\",\"to_peer_id\":\"pc\",\"payload\":\"during\"}");
+	g_assert_true(testd_wait_log(fx->d[2], "cluster: Redis lost", 3 * WAIT_MS));
+	/* c, silent, is swept by the others within its ttl */
+	await_ids(ob, NULL, "pa", 3 * WAIT_MS);
+	atomic_store(&px->paused, false);
+	g_assert_true(testd_wait_log_count(fx->d[2], "cluster: Redis reachable", 2, 3 * WAIT_MS));
+	/* healed: c's peer is back everywhere, and c sees the others */
+	await_ids(ob, NULL, "pa pc", WAIT_MS);
+	await_ids(pa, NULL, "pc", WAIT_MS);
+	unsigned during = 0;
+	skipped = &during;
+	await_ids(pc, NULL, "pa", WAIT_MS);
+	skipped = NULL;
+	during += drain_count(pc, "peer_message");
+	g_test_message("sent during the partition: delivered %u time(s)", during);
+	g_assert_cmpuint(during, <=, 1);
+	wsc_send_text(pa, "{\"type\":\"peer_message\",\"to_peer_id\":\"pc\",\"payload\":\"after\"}");
+	json_object_put(wsc_expect(pc, "peer_message"));
+	g_assert_cmpuint(drain_count(pc, "peer_message"), ==, 0);
+	wsc_free(pa);
+	wsc_free(ob);
+	wsc_free(pc);
+	g_assert_cmpint(testd_stop(fx->d[2]), ==, 0);
+	testd_free(fx->d[2]);
+	fx->d[2] = NULL;
+	proxy_free(px);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -627,6 +804,7 @@ int main(int argc, char **argv)
 	T("/scaleout/instance-death", test_instance_death);
 	T("/scaleout/outage", test_outage);
 	T("/scaleout/ready", test_ready);
+	T("/scaleout/partition", test_partition);
 #undef T
 	return g_test_run();
 }
