@@ -424,7 +424,10 @@ static void test_delivery_failed(struct fx *fx, gconstpointer unused)
 		int op;
 		wsc_send_text(sa, big);
 		if (wsc_recv(sa, i < 399 ? 5 : WSC_TIMEOUT_MS, &b, &op) == 0) {
-			err = json_tokener_parse(g_bytes_get_data(b, NULL));
+			gsize n;
+			const char *data = g_bytes_get_data(b, &n);
+			g_autofree char *text = g_strndup(data, n); /* not NUL-terminated */
+			err = json_tokener_parse(text);
 			g_bytes_unref(b);
 		}
 	}
