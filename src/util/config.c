@@ -50,6 +50,8 @@ static const struct key_spec keys[] = {
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, "10", 1, 3600),
 	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, "8", 1, 10000),
 	KR("admin", "request_timeout", KEY_UINT, admin_request_timeout, "10", 1, 3600),
+	KR("admin", "requests_per_second", KEY_UINT, admin_requests_per_second, "20", 0, 100000),
+	KR("admin", "audit_entries", KEY_UINT, admin_audit_entries, "200", 1, 100000),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, "10", 1, 100),
 	K("admin", "token", KEY_STRING, admin_token, "", 0, 0),
 	K("admin", "token_file", KEY_STRING, admin_token_file, "", 0, 0),
