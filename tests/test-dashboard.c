@@ -2,6 +2,8 @@
  * assets, /api/dashboard, /api/audit, a room's workers), its headers,
  * the per-address rate limit, and that no secret a client or the
  * operator handed the daemon ever comes back in a byte it serves. */
+#include "jwtmint.h"
+#include <openssl/rsa.h>
 #include "testd.h"
 
 #include <string.h>
@@ -289,6 +291,114 @@ static void test_rate_limit(void)
 	testd_free(d);
 }
 
+#define ISS "https://id.example.org/realms/lab"
+#define AUD "rtcsignald"
+
+/* A token of SUB in GROUPS (a JSON array), signed by K, expiring at EXP
+ * (0: in 600 s). */
+static char *jwt_for(EVP_PKEY *k, const char *sub, const char *groups, gint64 exp)
+{
+	json_object *c = jwtmint_claims(ISS, AUD, sub);
+	if (groups)
+		json_object_object_add(c, "cognito:groups", json_tokener_parse(groups));
+	if (exp) {
+		json_object_object_add(c, "exp", json_object_new_int64(exp));
+		json_object_object_add(c, "iat", json_object_new_int64(exp - 600));
+	}
+	return jwtmint_token(k, "r1", c);
+}
+
+static int jwt_get(struct testd *d, const char *jwt, const char *method, const char *path,
+		   char **error)
+{
+	g_autofree char *h = g_strdup_printf("Authorization: Bearer %s\r\n", jwt);
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, method, path, h, NULL, &r), ==, 0);
+	int status = r.status;
+	json_object *o = json_tokener_parse(r.body->str);
+	if (error)
+		*error = g_strdup(o ? testd_str(o, "error") : NULL);
+	json_object_put(o);
+	httpc_reply_clear(&r);
+	return status;
+}
+
+/* A room's workers, and every other admin request, for a JWT of a
+ * configured issuer whose group claim names [admin] jwt_group; a valid
+ * token without it is refused (403), an expired one or a stranger's is
+ * not taken (401), each with a message the page shows.  The admin's
+ * actions are audited under the token's subject. */
+static void test_jwt_admins(void)
+{
+	EVP_PKEY *key = EVP_RSA_gen(2048), *stranger = EVP_RSA_gen(2048);
+	char *jwks = jwtmint_jwks_file(key, "r1");
+	g_autofree char *conf = g_strdup_printf("[admin]\ntoken = " ADMIN "\njwt_group = admins\n"
+						"[issuer lab]\nissuer = " ISS "\naudience = " AUD
+						"\njwks_file = %s\n", jwks);
+	struct testd *d = testd_start(conf, NULL);
+	json_object *o = api(d, "POST", "/api/rooms", "{}", 201);
+	g_autofree char *room = g_strdup(testd_str(o, "room_id"));
+	json_object_put(o);
+	g_autofree char *peers = g_strdup_printf("/api/rooms/%s/peers", room);
+	g_autofree char *admin = jwt_for(key, "sub-ada", "[\"users\",\"admins\"]", 0);
+	g_autofree char *user = jwt_for(key, "sub-bob", "[\"users\"]", 0);
+	g_autofree char *nogroup = jwt_for(key, "sub-cy", NULL, 0);
+	g_autofree char *expired = jwt_for(key, "sub-ada", "[\"admins\"]", g_get_real_time() / G_USEC_PER_SEC - 120);
+	g_autofree char *forged = jwt_for(stranger, "sub-eve", "[\"admins\"]", 0);
+	char *why = NULL;
+
+	g_assert_cmpint(jwt_get(d, admin, "GET", peers, NULL), ==, 200);
+	g_assert_cmpint(jwt_get(d, admin, "GET", "/api/dashboard", NULL), ==, 200);
+	g_assert_cmpint(jwt_get(d, user, "GET", peers, &why), ==, 403);
+	g_assert_nonnull(strstr(why, "not an administrator"));
+	g_free(why);
+	g_assert_cmpint(jwt_get(d, nogroup, "GET", peers, NULL), ==, 403);
+	g_assert_cmpint(jwt_get(d, user, "GET", "/api/dashboard", NULL), ==, 403);
+	g_assert_cmpint(jwt_get(d, expired, "GET", peers, &why), ==, 401);
+	g_assert_nonnull(strstr(why, "expired"));
+	g_free(why);
+	g_assert_cmpint(jwt_get(d, forged, "GET", peers, NULL), ==, 401);
+	g_assert_cmpint(jwt_get(d, "a.b.c", "GET", peers, NULL), ==, 401);
+
+	g_autofree char *room_path = g_strconcat("/api/rooms/", room, NULL);
+	g_assert_cmpint(jwt_get(d, user, "DELETE", room_path, NULL), ==, 403);
+	g_assert_cmpint(jwt_get(d, admin, "DELETE", room_path, NULL), ==, 200);
+	o = api(d, "GET", "/api/audit", NULL, 200);
+	g_assert_cmpstr(entry(o, 0, "action"), ==, "room_delete");
+	g_assert_cmpstr(entry(o, 0, "actor"), ==, "sub-ada");
+	g_assert_cmpstr(entry(o, 1, "actor"), ==, "admin-token");
+	json_object_put(o);
+	g_autofree char *log = testd_log_copy(d);
+	g_assert_null(strstr(log, strrchr(admin, '.')));
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	/* Without jwt_group no JWT is an admin's, whatever its claims. */
+	g_autofree char *conf2 = g_strdup_printf("[admin]\ntoken = " ADMIN "\n[issuer lab]\nissuer = " ISS
+						 "\naudience = " AUD "\njwks_file = %s\n", jwks);
+	d = testd_start(conf2, NULL);
+	g_assert_cmpint(jwt_get(d, admin, "GET", "/api/dashboard", NULL), ==, 401);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	/* Another claim, as a string: Keycloak's or Auth0's "groups". */
+	g_autofree char *conf3 = g_strdup_printf("[admin]\njwt_group = ops\njwt_group_claim = groups\n"
+						 "[issuer lab]\nissuer = " ISS "\naudience = " AUD
+						 "\njwks_file = %s\n", jwks);
+	json_object *c = jwtmint_claims(ISS, AUD, "sub-kc");
+	json_object_object_add(c, "groups", json_object_new_string("ops"));
+	g_autofree char *kc = jwtmint_token(key, "r1", c);
+	g_autofree char *cognito_ops = jwt_for(key, "sub-ada", "[\"ops\"]", 0);
+	d = testd_start(conf3, NULL);
+	g_assert_cmpint(jwt_get(d, kc, "GET", "/api/dashboard", NULL), ==, 200);
+	g_assert_cmpint(jwt_get(d, cognito_ops, "GET", "/api/dashboard", NULL), ==, 403);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	jwtmint_jwks_file_remove(jwks);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(stranger);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -296,5 +406,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/dashboard/no-secrets", test_no_secrets);
 	g_test_add_func("/dashboard/audit", test_audit);
 	g_test_add_func("/dashboard/rate-limit", test_rate_limit);
+	g_test_add_func("/dashboard/jwt-admins", test_jwt_admins);
 	return g_test_run();
 }

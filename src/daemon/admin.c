@@ -69,6 +69,7 @@ struct admin_request {
 	struct MHD_Connection *conn;
 	GList link; /* in a->suspended */
 	char *method, *path;
+	char *jwt; /* a bearer for the loop to verify, or NULL: the admin token */
 	GString *body;
 	bool too_large, suspended;
 	unsigned status; /* set with answer */
@@ -216,6 +217,21 @@ static bool bearer_ok(struct admin *a, struct MHD_Connection *c, bool api)
 	return ok;
 }
 
+/* A bearer with a JWT's shape (three parts, of a size a JWT may have),
+ * or NULL. */
+#define BEARER_JWT_MAX 16384
+static char *bearer_jwt(struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *t = h && g_ascii_strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+	const char *dot = t ? strchr(t, '.') : NULL;
+
+	if (!dot || !strchr(dot + 1, '.') || strchr(strchr(dot + 1, '.') + 1, '.') ||
+	    strlen(t) > BEARER_JWT_MAX)
+		return NULL;
+	return g_strdup(t);
+}
+
 static enum MHD_Result unauthorized(struct MHD_Connection *c)
 {
 	g_autoptr(GString) s = g_string_new("{\"error\":\"unauthorized\"}");
@@ -256,11 +272,16 @@ static enum MHD_Result api(struct admin *a, struct admin_request *req)
 	pthread_mutex_lock(&a->lock);
 	enabled = a->has_api_token;
 	pthread_mutex_unlock(&a->lock);
-	if (!enabled) {
+	/* A JWT goes to the loop, where the issuers' keys are, whether the
+	 * admin token is configured or not ([admin] jwt_group). */
+	req->jwt = bearer_jwt(req->conn);
+	if (!req->jwt && !enabled) {
 		g_string_assign(s, "{\"error\":\"admin API disabled: no [admin] token configured\"}");
 		return reply_json(req->conn, MHD_HTTP_FORBIDDEN, s);
 	}
-	if (!bearer_ok(a, req->conn, true))
+	if (enabled && bearer_ok(a, req->conn, true))
+		g_clear_pointer(&req->jwt, g_free);
+	else if (!req->jwt)
 		return unauthorized(req->conn);
 	if (req->too_large) {
 		g_string_assign(s, "{\"error\":\"body too large\"}");
@@ -316,6 +337,11 @@ const char *admin_request_method(const struct admin_request *r)
 const char *admin_request_path(const struct admin_request *r)
 {
 	return r->path + strlen("/api/");
+}
+
+const char *admin_request_jwt(const struct admin_request *r)
+{
+	return r->jwt;
 }
 
 const char *admin_request_body(const struct admin_request *r, size_t *len)
@@ -401,6 +427,7 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
 		return;
 	g_free(req->method);
 	g_free(req->path);
+	g_free(req->jwt);
 	g_string_free(req->body, TRUE);
 	g_free(req->answer);
 	g_free(req);

@@ -49,6 +49,9 @@ const char *admin_request_method(const struct admin_request *r);
 /* The path after "/api/", e.g. "rooms/3f2a". */
 const char *admin_request_path(const struct admin_request *r);
 const char *admin_request_body(const struct admin_request *r, size_t *len);
+/* The bearer token when it was not the admin token but has a JWT's
+ * shape: the loop decides ([admin] jwt_group).  NULL for the admin token. */
+const char *admin_request_jwt(const struct admin_request *r);
 /* The methods a 405 answer to R names (a static string), set before
  * answering it. */
 void admin_request_set_allow(struct admin_request *r, const char *allow);

@@ -88,6 +88,7 @@ struct api_change {
 	struct adminapi *api;
 	struct admin_request *req;
 	char *id;
+	char *actor; /* who asked, for the audit */
 };
 
 static struct api_change *api_change_new(struct adminapi *api, struct admin_request *req,
@@ -97,12 +98,14 @@ static struct api_change *api_change_new(struct adminapi *api, struct admin_requ
 	c->api = api;
 	c->req = req;
 	c->id = g_strdup(id);
+	c->actor = g_strdup(api->actor ? api->actor : ACTOR_ADMIN_TOKEN);
 	return c;
 }
 
 static void api_change_free(struct api_change *c)
 {
 	g_free(c->id);
+	g_free(c->actor);
 	g_free(c);
 }
 
@@ -110,14 +113,14 @@ static void room_created(int status, const struct store_room *room, const char *
 			 const char *why, void *data)
 {
 	struct api_change *c = data;
-	struct adminapi *api = c->api;
 	struct admin_request *req = c->req;
-	api_change_free(c);
 	if (status < 0) {
 		answer_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+		api_change_free(c);
 		return;
 	}
-	audit_record(api->audit, "room_create", ACTOR_ADMIN_TOKEN, room->id, room->id, now_seconds());
+	audit_record(c->api->audit, "room_create", c->actor, room->id, room->id, now_seconds());
+	api_change_free(c);
 	admin_request_answer(req, MHD_HTTP_CREATED,
 			     protocol_room_created(NULL, room->id, token, room->expires_at));
 }
@@ -239,7 +242,7 @@ static void room_deleted(int status, unsigned closed, const char *why, void *dat
 	}
 	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "room deleted through the admin API, %u peers closed",
 		  closed);
-	audit_record(c->api->audit, "room_delete", ACTOR_ADMIN_TOKEN, c->id, c->id, now_seconds());
+	audit_record(c->api->audit, "room_delete", c->actor, c->id, c->id, now_seconds());
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "room_id", json_object_new_string(c->id));
 	json_object_object_add(o, "deleted", json_object_new_boolean(true));
@@ -288,6 +291,7 @@ static void key_created(int status, const struct store_key *key, const char *api
 	struct api_change *c = data;
 	struct adminapi *api = c->api;
 	struct admin_request *req = c->req;
+	g_autofree char *actor = g_steal_pointer(&c->actor);
 
 	api_change_free(c);
 	if (status < 0) {
@@ -297,7 +301,7 @@ static void key_created(int status, const struct store_key *key, const char *api
 	struct log_fields f = { .room = key->room_id };
 	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "API key %s created through the admin API%s%s",
 		  key->key_id, key->account ? " for account " : "", key->account ? key->account : "");
-	audit_record(api->audit, "key_create", ACTOR_ADMIN_TOKEN, key->key_id, key->room_id, now_seconds());
+	audit_record(api->audit, "key_create", actor, key->key_id, key->room_id, now_seconds());
 	if (router_open_mode(api->router)) /* a key does not switch authentication on */
 		log_event(LOG_WARNING, LOG_EVENT_NONE, &f,
 			  "API key %s created while authentication is off: it admits to its room but "
@@ -374,7 +378,7 @@ static void key_revoked(int status, const char *why, void *data)
 	g_autofree char *principal = g_strconcat("key:", c->id, NULL);
 	unsigned closed = router_close_principal(c->api->router, principal, "Token revoked");
 	log_notice("API key %s revoked through the admin API, %u sessions closed", c->id, closed);
-	audit_record(c->api->audit, "key_revoke", ACTOR_ADMIN_TOKEN, c->id, NULL, now_seconds());
+	audit_record(c->api->audit, "key_revoke", c->actor, c->id, NULL, now_seconds());
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "key_id", json_object_new_string(c->id));
 	json_object_object_add(o, "revoked", json_object_new_boolean(true));
@@ -431,7 +435,7 @@ static void member_changed(int status, const char *why, void *data)
 	struct log_fields f = { .room = c->id };
 	log_event(LOG_NOTICE, LOG_EVENT_NONE, &f, "account %s %s the room through the admin API", nl + 1,
 		  add ? "added to" : "removed from");
-	audit_record(c->api->audit, add ? "member_add" : "member_remove", ACTOR_ADMIN_TOKEN, c->id, c->id,
+	audit_record(c->api->audit, add ? "member_add" : "member_remove", c->actor, c->id, c->id,
 		     now_seconds());
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "room_id", json_object_new_string(c->id));
@@ -640,9 +644,90 @@ static bool peers_path(const char *path, char **room_id)
 	return true;
 }
 
+/* Whether the verified token's payload has CLAIM naming GROUP: a string
+ * or an array of strings (Cognito's cognito:groups). */
+static bool in_group(const char *jwt, const char *claim, const char *group)
+{
+	const char *p = strchr(jwt, '.') + 1, *end = strchr(p, '.');
+	g_autoptr(GString) b64 = g_string_new_len(p, end - p);
+	json_object *payload, *v;
+	gsize len;
+	bool found = false;
+
+	g_strdelimit(b64->str, "-", '+');
+	g_strdelimit(b64->str, "_", '/');
+	while (b64->len % 4)
+		g_string_append_c(b64, '=');
+	g_autofree guchar *json = g_base64_decode(b64->str, &len);
+	g_autofree char *text = g_strndup((const char *)json, len);
+	if (!(payload = json_tokener_parse(text)))
+		return false;
+	if (json_object_object_get_ex(payload, claim, &v)) {
+		if (json_object_is_type(v, json_type_string))
+			found = strcmp(json_object_get_string(v), group) == 0;
+		for (size_t i = 0; json_object_is_type(v, json_type_array) && i < json_object_array_length(v); i++) {
+			json_object *g = json_object_array_get_idx(v, i);
+			found |= json_object_is_type(g, json_type_string) && strcmp(json_object_get_string(g), group) == 0;
+		}
+	}
+	json_object_put(payload);
+	return found;
+}
+
+/* A request that came with a JWT: its subject when an issuer of ours
+ * signed it and its group claim names [admin] jwt_group; else answered
+ * (401 for a token we do not take, 403 for one not an admin's) and NULL. */
+static char *jwt_admin(struct adminapi *api, struct admin_request *req, const char *jwt)
+{
+	const struct config *cfg = *api->cfg;
+	struct jwt_claims claims = { 0 };
+	enum jwt_error why = JWT_OK;
+	const char *issuer = NULL;
+	const char *claim = cfg->admin_jwt_group_claim && *cfg->admin_jwt_group_claim
+				    ? cfg->admin_jwt_group_claim : "cognito:groups";
+	char *sub;
+
+	/* An empty string key reads as NULL. */
+	if (!cfg->admin_jwt_group || !*cfg->admin_jwt_group || !api->auth) {
+		answer_error(req, MHD_HTTP_UNAUTHORIZED, "unauthorized");
+		return NULL;
+	}
+	if (auth_verify(api->auth, jwt, now_seconds(), &claims, &why, &issuer) < 0) {
+		answer_error(req, MHD_HTTP_UNAUTHORIZED,
+			     why == JWT_EXPIRED ? "token expired: sign in again" : "unauthorized: invalid token");
+		jwt_claims_clear(&claims);
+		return NULL;
+	}
+	if (!in_group(jwt, claim, cfg->admin_jwt_group)) {
+		g_autofree char *msg = g_strdup_printf("not an administrator: the token's %s does not "
+						       "name the administrators' group",
+						       claim);
+		answer_error(req, MHD_HTTP_FORBIDDEN, msg);
+		jwt_claims_clear(&claims);
+		return NULL;
+	}
+	sub = g_strdup(claims.sub);
+	jwt_claims_clear(&claims);
+	return sub;
+}
+
+static void route(struct adminapi *api, struct admin_request *req);
+
 void adminapi_handle(void *data, struct admin_request *req)
 {
 	struct adminapi *api = data;
+	const char *jwt = admin_request_jwt(req);
+	g_autofree char *actor = jwt ? jwt_admin(api, req, jwt) : g_strdup(ACTOR_ADMIN_TOKEN);
+
+	if (!actor)
+		return;
+	api->actor = actor;
+	route(api, req);
+	api->actor = NULL;
+}
+
+static void route(struct adminapi *api, struct admin_request *req)
+{
 	const char *method = admin_request_method(req), *path = admin_request_path(req);
 	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
 	bool del = strcmp(method, "DELETE") == 0;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "daemon/admin.h"
+#include "auth/auth.h"
 #include "daemon/audit.h"
 #include "util/config.h"
 #include "core/registry.h"
@@ -20,6 +21,8 @@ struct adminapi {
 	struct registry *reg;
 	struct router *router;
 	struct audit *audit; /* admin actions (may be NULL: logged only) */
+	struct auth *auth;   /* verifies administrators' JWTs (may be NULL: none) */
+	const char *actor;   /* during adminapi_handle: who asks (audit_record's) */
 };
 
 /* admin_options.api */

@@ -173,7 +173,7 @@ static int start_admin(struct daemon *d)
 	};
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
 				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router,
-				    .audit = audit_new(d->cfg->admin_audit_entries) };
+				    .auth = d->auth, .audit = audit_new(d->cfg->admin_audit_entries) };
 	int r = admin_start(&o, &d->admin);
 	if (r < 0) {
 		log_err("cannot start the admin port");

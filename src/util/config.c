@@ -56,6 +56,8 @@ static const struct key_spec keys[] = {
 	K("admin", "token", KEY_STRING, admin_token, "", 0, 0),
 	K("admin", "token_file", KEY_STRING, admin_token_file, "", 0, 0),
 	K("admin", "metrics_token", KEY_STRING, metrics_token, "", 0, 0),
+	K("admin", "jwt_group", KEY_STRING, admin_jwt_group, "", 0, 0),
+	K("admin", "jwt_group_claim", KEY_STRING, admin_jwt_group_claim, "cognito:groups", 0, 0),
 	KR("rooms", "store", KEY_STRING, rooms_store, "sqlite", 0, 0),
 	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, "7200", 0, 10u * 365 * 86400),
 	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, "2592000", 0, 10u * 365 * 86400),
