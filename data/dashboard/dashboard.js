@@ -28,7 +28,8 @@
     try { data = await r.json(); } catch (e) { data = null; }
     if (!r.ok) {
       let msg = (data && data.error) || ("HTTP " + r.status);
-      if (r.status === 401) msg = "The token was refused: it is wrong, expired or revoked. Sign in again.";
+      if (r.status === 401 && /expired/.test(msg)) msg = "The token has expired: sign in again with a new one.";
+      else if (r.status === 401) msg = "The token was refused: it is not the admin token or a valid administrator's JWT.";
       else if (r.status === 403) msg = "Not allowed: " + msg;
       else if (r.status === 429) msg = "Too many requests from this address; retrying shortly.";
       throw new ApiError(r.status, msg);
@@ -101,6 +102,7 @@
   function drawChart() {
     const c = $("chart"), g = c.getContext("2d");
     const w = c.width, h = c.height, pad = 24;
+    c.dataset.points = String(history.length); // what is drawn, for tests
     g.clearRect(0, 0, w, h);
     let max = 1;
     for (const p of history) max = Math.max(max, p.rate);
@@ -251,7 +253,7 @@
         signedIn();
       } catch (err) {
         sessionStorage.removeItem(KEY);
-        text($("signin-error"), err.status === 403 ? "The admin API is disabled: no [admin] token is configured." : err.message);
+        text($("signin-error"), err.message);
       }
     });
     $("signout").addEventListener("click", () => signOut(""));
