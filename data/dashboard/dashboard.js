@@ -68,6 +68,18 @@
     }
   }
 
+  // /ready says why not (the room store, the issuers' key sets, ...).
+  let readiness = "…";
+  async function ready() {
+    try {
+      const r = await fetch("/ready", { cache: "no-store" });
+      const j = await r.json();
+      readiness = j.reason ? "not ready: " + j.reason : j.status;
+    } catch (e) {
+      readiness = "unknown";
+    }
+  }
+
   function summary(d, rate) {
     const m = d.metrics;
     const get = (f) => (m[f] && m[f][""] !== undefined ? m[f][""] : sum(m[f]));
@@ -81,8 +93,8 @@
       ["sessions refused", sum(m.rtcsignald_sessions_refused_total)],
       ["store", (get("rtcsignald_store_pending_writes") || 0) + " pending, " +
         (get("rtcsignald_store_queue_full_total") || 0) + " refused"],
-      ["key sets", (m.rtcsignald_jwks_fetches_total ? (m.rtcsignald_jwks_fetches_total.failed || 0) : 0) + " failed fetches"],
-      ["state", d.draining ? "draining" : d.ready ? "ready" : "not ready"],
+      ["key sets", (m.rtcsignald_jwks_fetches_total ? (m.rtcsignald_jwks_fetches_total.error || 0) : 0) + " failed fetches"],
+      ["state", d.draining ? "draining" : readiness],
       ["uptime", age(d.now - d.start_time)],
       ["version", d.version],
     ];
@@ -191,6 +203,7 @@
 
   async function refresh() {
     const d = await api("GET", "dashboard");
+    await ready();
     const m = d.metrics.rtcsignald_messages_received_total;
     const now = performance.now(), total = sum(m);
     let rate = null;
