@@ -296,9 +296,12 @@ static void test_rate_limit(void)
 
 /* A token of SUB in GROUPS (a JSON array), signed by K, expiring at EXP
  * (0: in 600 s). */
+#define EMAIL_MARK "ada.EMAIL-MARK-0c4f@example.org"
+
 static char *jwt_for(EVP_PKEY *k, const char *sub, const char *groups, gint64 exp)
 {
 	json_object *c = jwtmint_claims(ISS, AUD, sub);
+	json_object_object_add(c, "email", json_object_new_string(EMAIL_MARK));
 	if (groups)
 		json_object_object_add(c, "cognito:groups", json_tokener_parse(groups));
 	if (exp) {
@@ -349,6 +352,32 @@ static void test_jwt_admins(void)
 
 	g_assert_cmpint(jwt_get(d, admin, "GET", peers, NULL), ==, 200);
 	g_assert_cmpint(jwt_get(d, admin, "GET", "/api/dashboard", NULL), ==, 200);
+
+	/* A peer that came with a JWT (and an e-mail in it): what the
+	 * dashboard reads holds neither, nor the admin's JWT. */
+	o = api(d, "POST", "/api/rooms", "{}", 201);
+	g_autofree char *lab = g_strdup(testd_str(o, "room_id"));
+	g_autofree char *lab_extra = g_strdup_printf(",\"token\":\"%s\",\"id_token\":\"%s\",\"role\":\"worker\"",
+						     testd_str(o, "token"), user);
+	json_object_put(o);
+	struct wsc *p = testd_register(d, lab, "w-jwt", lab_extra);
+	g_autofree char *lab_peers = g_strdup_printf("/api/rooms/%s/peers", lab);
+	const char *reads[] = { "/api/dashboard", "/api/audit", lab_peers };
+	for (size_t i = 0; i < G_N_ELEMENTS(reads); i++) {
+		g_autofree char *h = g_strdup_printf("Authorization: Bearer %s\r\n", admin);
+		struct httpc_reply r;
+		g_assert_cmpint(testd_http(d->admin_port, "GET", reads[i], h, NULL, &r), ==, 0);
+		g_assert_cmpint(r.status, ==, 200);
+		g_assert_null(strstr(r.head->str, EMAIL_MARK));
+		g_assert_null(strstr(r.body->str, EMAIL_MARK));
+		g_assert_null(strstr(r.body->str, strrchr(user, '.') + 1));
+		g_assert_null(strstr(r.body->str, strrchr(admin, '.') + 1));
+		g_assert_null(strstr(r.body->str, "127.0.0.1"));
+		if (reads[i] == lab_peers)
+			g_assert_nonnull(strstr(r.body->str, "\"w-jwt\""));
+		httpc_reply_clear(&r);
+	}
+	wsc_free(p);
 	g_assert_cmpint(jwt_get(d, user, "GET", peers, &why), ==, 403);
 	g_assert_nonnull(strstr(why, "not an administrator"));
 	g_free(why);
