@@ -173,6 +173,8 @@ void config_free(struct config *cfg)
 	free_secret(cfg->admin_token);
 	g_free(cfg->admin_token_file);
 	free_secret(cfg->metrics_token);
+	g_free(cfg->admin_jwt_group);
+	g_free(cfg->admin_jwt_group_claim);
 	g_free(cfg->rooms_store);
 	g_free(cfg->rooms_default_room);
 	if (cfg->issuers)
