@@ -166,6 +166,7 @@ static int start_admin(struct daemon *d)
 		.connections_per_address = d->cfg->admin_connections_per_address,
 		.connection_timeout = d->cfg->admin_connection_timeout,
 		.request_timeout = d->cfg->admin_request_timeout,
+		.requests_per_second = d->cfg->admin_requests_per_second,
 		.loopcall = d->loopcall,
 		.roles = roles_on_loop,
 		.roles_data = d,
@@ -174,7 +175,8 @@ static int start_admin(struct daemon *d)
 		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
 	};
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
-				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router };
+				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router,
+				    .auth = d->auth, .audit = audit_new(d->cfg->admin_audit_entries) };
 	int r = admin_start(&o, &d->admin);
 	if (r < 0) {
 		log_err("cannot start the admin port");
@@ -551,6 +553,7 @@ void daemon_free(struct daemon *d)
 	loopcall_free(d->loopcall);
 	roomsvc_free(d->roomsvc);
 	rooms_free(d->rooms);
+	audit_free(d->api.audit); /* after the last store completion */
 	pubkeys_free(d->pubkeys);
 	auth_free(d->auth);
 	addrlimit_free(d->addrlimit);

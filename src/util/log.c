@@ -37,6 +37,7 @@ static const char *const event_names[LOG_EVENT__COUNT] = {
 	[LOG_EVENT_SESSION_CLOSED] = "session_closed",
 	[LOG_EVENT_BACKEND_LOST] = "backend_lost",
 	[LOG_EVENT_BACKEND_RESTORED] = "backend_restored",
+	[LOG_EVENT_ADMIN_ACTION] = "admin_action",
 };
 
 /* Stable: never change or reuse one.  data/rtcsignald.catalog explains
@@ -58,6 +59,7 @@ static const char *const message_ids[LOG_EVENT__COUNT] = {
 	[LOG_EVENT_SESSION_CLOSED] = "3508ff501bb449eda7c4831b45fdd081",
 	[LOG_EVENT_BACKEND_LOST] = "903565a06a0e4cfd89f26fda3c89fa64",
 	[LOG_EVENT_BACKEND_RESTORED] = "9c665aa2b0b84acf8f7be0d56e45a5da",
+	[LOG_EVENT_ADMIN_ACTION] = "d5cde7aab56f4e1397253aa8c193b271",
 };
 
 static const struct {
@@ -160,7 +162,7 @@ static void append_field(GString *s, const char *key, const char *v)
 	append_value(s, v);
 }
 
-#define MAX_JOURNAL_FIELDS 12
+#define MAX_JOURNAL_FIELDS 14
 
 static void add_field(struct iovec *iov, unsigned *n, char **owned, const char *key,
 		      const char *value)
@@ -195,6 +197,8 @@ static void send_journal(int prio, enum log_event ev, const struct log_fields *f
 		add_field(iov, &n, owned, "RTCSIGNALD_ROLE", f->role);
 		add_field(iov, &n, owned, "RTCSIGNALD_REMOTE", f->remote ? remote : NULL);
 		add_field(iov, &n, owned, "RTCSIGNALD_CODE", f->code);
+		add_field(iov, &n, owned, "RTCSIGNALD_ACTOR", f->actor);
+		add_field(iov, &n, owned, "RTCSIGNALD_OBJECT", f->object);
 		if (f->close_code) {
 			g_snprintf(code_text, sizeof code_text, "%d", f->close_code);
 			add_field(iov, &n, owned, "RTCSIGNALD_CLOSE_CODE", code_text);
@@ -242,6 +246,8 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 		append_field(s, "role", f->role);
 		append_field(s, "remote", f->remote ? remote : NULL);
 		append_field(s, "code", f->code);
+		append_field(s, "actor", f->actor);
+		append_field(s, "object", f->object);
 		if (f->close_code)
 			g_string_append_printf(s, " close_code=%d", f->close_code);
 	}

@@ -30,6 +30,7 @@ enum log_event {
 	LOG_EVENT_SESSION_CLOSED,
 	LOG_EVENT_BACKEND_LOST,
 	LOG_EVENT_BACKEND_RESTORED,
+	LOG_EVENT_ADMIN_ACTION, /* audit: an operator changed rooms or keys */
 	LOG_EVENT__COUNT
 };
 
@@ -41,6 +42,8 @@ struct log_fields {
 	const struct netaddr *remote;
 	const char *code;
 	int close_code;
+	const char *actor;  /* an admin action's: "admin-token" or a JWT subject */
+	const char *object; /* an admin action's: a room or key id */
 };
 
 const char *log_event_name(enum log_event ev);

@@ -288,10 +288,10 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		(double)metrics_get(store_reloads));
 	static const char *const admin_refusals[ADMIN_REFUSED__COUNT] = {
 		"per_address", "connection_limit", "no_descriptors", "ambiguous_framing",
-		"request_timeout"
+		"request_timeout", "rate_limited"
 	};
 	family(o, "rtcsignald_admin_refused_total", "counter",
-	       "Admin port connections (or requests: ambiguous_framing) turned away, by reason.");
+	       "Admin port connections (or requests: ambiguous_framing, rate_limited) turned away, by reason.");
 	for (int i = 0; i < ADMIN_REFUSED__COUNT; i++)
 		sample(o, "rtcsignald_admin_refused_total", "reason", admin_refusals[i],
 		       (double)metrics_get(admin_refused[i]));

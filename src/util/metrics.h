@@ -52,6 +52,7 @@ enum metrics_admin_refusal {
 	ADMIN_REFUSED_DESCRIPTORS,   /* accept() failed: the open file limit */
 	ADMIN_REFUSED_FRAMING,       /* ambiguous Content-Length / Transfer-Encoding */
 	ADMIN_REFUSED_SLOW_REQUEST,  /* [admin] request_timeout */
+	ADMIN_REFUSED_RATE_LIMITED,  /* [admin] requests_per_second (requests) */
 	ADMIN_REFUSED__COUNT
 };
 /* What became of a relayed type (protocol_is_relay). */
