@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "dashboard-assets.h"
+#include "daemon/dashboard-assets.h"
 
 static const struct {
 	const char *suffix, *type;
