@@ -7,6 +7,7 @@
 #include "fetch.h"
 #include "listener.h"
 #include "log.h"
+#include "reloadstate.h"
 #include "loopcall.h"
 #include "metrics.h"
 #include "registry.h"
@@ -315,11 +316,13 @@ static void reload(struct daemon *d)
 	struct config *cfg = NULL;
 	unsigned restart = 0;
 
+	reloadstate_begin();
 	systemd_notify_reloading();
 	if (config_load(d->reload_path, &d->ov, &cfg, &err) < 0 ||
 	    auth_configure(d->auth, cfg, &err) < 0) {
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);
+		reloadstate_finish(false, err->message);
 		config_free(cfg);
 	} else {
 		config_carry_over(cfg, d->cfg, log_change, &restart);
@@ -333,6 +336,7 @@ static void reload(struct daemon *d)
 		log_auth_mode(d);
 		log_event(LOG_NOTICE, LOG_EVENT_RELOADED, NULL, "configuration reloaded%s",
 			  restart ? "; some changes need a restart" : "");
+		reloadstate_finish(true, restart ? "some changes need a restart" : NULL);
 	}
 	/* The last tick's line: computing one now would count the messages
 	 * of part of a second as a second's, here and at the next tick. */

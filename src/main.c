@@ -4,20 +4,59 @@
 #include "daemon.h"
 #include "i18n.h"
 #include "log.h"
+#include "reloadstate.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
+/* systemd's own reload timeout is 90 s by default. */
+#define RELOAD_TIMEOUT_MS 60000
+
+/* --reload PID (ExecReload=): the main process judges its own reload,
+ * since only it can read the credentials the configuration names. */
+static int request_reload(gint64 pid)
+{
+	struct reloadstate_verdict v;
+	g_autofree char *dir = reloadstate_dir();
+	int r;
+
+	if (pid <= 1 || pid > G_MAXINT32) {
+		fprintf(stderr, "rtcsignald: --reload: not a process id: %" G_GINT64_FORMAT "\n", pid);
+		return EXIT_USAGE;
+	}
+	r = reloadstate_request(dir, (pid_t)pid, RELOAD_TIMEOUT_MS, &v);
+	if (r == 0) {
+		printf("rtcsignald: process %" G_GINT64_FORMAT " reloaded its configuration%s%s\n",
+		       pid, *v.reason ? ": " : "", v.reason);
+		return EXIT_SUCCESS;
+	}
+	if (r == -EBADMSG) {
+		fprintf(stderr, _("rtcsignald: invalid configuration: %s\n"), v.reason);
+		fprintf(stderr, "rtcsignald: process %" G_GINT64_FORMAT
+			" keeps its running configuration\n", pid);
+		return EXIT_CONFIG;
+	}
+	if (r == -ETIMEDOUT)
+		fprintf(stderr, "rtcsignald: process %" G_GINT64_FORMAT " gave no verdict in %s/%s "
+			"within %d s\n", pid, dir, RELOADSTATE_FILE, RELOAD_TIMEOUT_MS / 1000);
+	else
+		fprintf(stderr, "rtcsignald: cannot signal process %" G_GINT64_FORMAT ": %s\n", pid,
+			strerror(-r));
+	return EXIT_FAILURE;
+}
 
 int main(int argc, char *argv[])
 {
 	g_autofree char *config_path = NULL, *listen = NULL, *admin_listen = NULL, *log_level = NULL;
 	g_autofree char *state_dir = NULL;
 	gboolean check_config = FALSE, version = FALSE;
+	gint64 reload_pid = 0;
 	g_autoptr(GError) err = NULL;
 	struct config *cfg;
 	struct daemon *d;
@@ -42,6 +81,9 @@ int main(int argc, char *argv[])
 		  N_("debug, info, notice, warning or err"), N_("LEVEL") },
 		{ "check-config", 't', 0, G_OPTION_ARG_NONE, &check_config,
 		  N_("Validate the configuration and exit (0 valid, 78 invalid)"), NULL },
+		{ "reload", 0, 0, G_OPTION_ARG_INT64, &reload_pid,
+		  N_("Make the running daemon PID reload its configuration and wait for its verdict "
+		     "(0 applied, 78 refused)"), N_("PID") },
 		{ "version", 'V', 0, G_OPTION_ARG_NONE, &version, N_("Print the version and exit"), NULL },
 		{ NULL },
 	};
@@ -61,6 +103,8 @@ int main(int argc, char *argv[])
 	}
 	const struct config_overrides ov = { .listen = listen, .admin_listen = admin_listen,
 					     .state_dir = state_dir, .log_level = log_level };
+	if (reload_pid)
+		return request_reload(reload_pid);
 	if (version) {
 		printf("rtcsignald %s\n", PACKAGE_VERSION);
 		return EXIT_SUCCESS;
