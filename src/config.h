@@ -106,6 +106,7 @@ struct config {
 
 	/* [log] */
 	int log_level;
+	unsigned log_repeat_interval;
 };
 
 /* What the command line may override; NULL/0 means "not given". */

@@ -274,6 +274,10 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		sample(o, "rtcsignald_admin_refused_total", "reason", admin_refusals[i],
 		       (double)metrics_get(admin_refused[i]));
 
+	counter(o, "rtcsignald_log_lines_repeated_total",
+		"Log lines not written: a repeat of one event from one address within [log] repeat_interval.",
+		(double)metrics_get(log_lines_repeated_total));
+
 	family(o, "rtcsignald_registrations_total", "counter", "register requests by result.");
 	sample(o, "rtcsignald_registrations_total", "result", "ok",
 	       (double)metrics_get(registrations[ERR__COUNT]));

@@ -95,6 +95,7 @@ struct metrics {
 	atomic_uint_fast64_t store_retries;    /* a write tried again: database locked */
 	atomic_uint_fast64_t store_queue_full; /* a write refused: queue full */
 	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
+	atomic_uint_fast64_t log_lines_repeated_total; /* [log] repeat_interval */
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
 	/* the loop's liveness and the daemon's state, for /health and /ready */
