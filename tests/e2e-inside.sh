@@ -180,6 +180,15 @@ check "StatusText is the daemon's STATUS line" \
 check "journalctl -o json: MESSAGE_ID and RTCSIGNALD_* fields" \
 	wait_for 5 journal_has MESSAGE_ID=2180d2758bec449892ad663d1d675932 \
 	RTCSIGNALD_EVENT=peer_registered RTCSIGNALD_ROOM=lab RTCSIGNALD_PEER=worker-1
+# Readable without -o verbose: the values in MESSAGE, and the catalog's
+# @FIELD@ replaced by journalctl -x (issue 18, point 3).
+check "journalctl -u rtcsignald (short output): peer, room, role and address in the message" \
+	eval 'journalctl -u rtcsignald.service --no-pager -o short |
+		grep -E "peer registered \[room=lab peer=worker-1 role=worker remote=127\.0\.0\.1\]$"'
+check "journalctl -x: the catalog text with the entry's values, no field names" \
+	eval 'journalctl -x -u rtcsignald.service --no-pager MESSAGE_ID=2180d2758bec449892ad663d1d675932 >/tmp/x.out;
+		grep -q "from 127.0.0.1 registered as peer" /tmp/x.out && grep -q "worker-1 with role worker in room lab" /tmp/x.out &&
+		! grep -q "@RTCSIGNALD_\|RTCSIGNALD_PEER" /tmp/x.out || { cat /tmp/x.out; false; }'
 check "journalctl -o json: the ready event with its MESSAGE_ID" \
 	journal_has MESSAGE_ID=6769361fd5e2402993acf351b44c4eca RTCSIGNALD_EVENT=ready
 curl -fsS --max-time 10 http://127.0.0.1:8001/metrics >/tmp/metrics 2>&1
