@@ -343,8 +343,12 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 	if (f && f->remote)
 		netaddr_to_string(f->remote, remote);
 
+	/* Refusals, limits and warnings are what one client can repeat
+	 * without end; info lines (a peer registered, left) stay one per
+	 * peer, bounded by registrations_per_address_per_minute. */
 	unsigned repeated = 0;
-	if (ev != LOG_EVENT_NONE && f && f->remote && !repeat_due(prio, ev, f, remote, &repeated))
+	if (prio <= LOG_NOTICE && ev != LOG_EVENT_NONE && f && f->remote &&
+	    !repeat_due(prio, ev, f, remote, &repeated))
 		return;
 	emit(prio, ev, f, remote, repeated, file, line, func, msg);
 }

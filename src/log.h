@@ -56,8 +56,9 @@ int log_level_parse(const char *name, int *prio);
 void log_set_level(int prio);
 bool log_enabled(int prio);
 
-/* Repeats: an event with a remote address that recurs (same event, code
- * and address) within SECONDS of the last line logged for it is counted,
+/* Repeats: a notice, warning or error event with a remote address that
+ * recurs (same event, code and address) within SECONDS of the last line
+ * logged for it is counted,
  * not logged; the next line logged for it says how many ("repeated=N").
  * 0 logs every one.  The table of sources is bounded (LOG_REPEAT_SLOTS);
  * a source pushed out says its count then.  Metrics count every event
