@@ -380,9 +380,12 @@ static int open_rooms(struct daemon *d)
 		return r;
 	}
 	d->rooms = rooms_new(d->store);
-	log_info("room store %s: %u rooms, %u API keys, %u public keys", d->cfg->state_dir, rooms->len,
-		 keys->len, pubkeys->len);
+	unsigned n_rooms = rooms->len, n_keys = keys->len;
 	rooms_load(d->rooms, rooms, keys);
+	/* Revoked and expired keys are kept (for their history), not counted. */
+	unsigned active = rooms_count_active_keys(d->rooms, g_get_real_time() / G_USEC_PER_SEC);
+	log_info("room store %s: %u rooms, %u API keys in force (%u revoked or expired), %u public keys",
+		 d->cfg->state_dir, n_rooms, active, n_keys - active, pubkeys->len);
 	rooms_load_members(d->rooms, members);
 	d->pubkeys = pubkeys_new();
 	pubkeys_load(d->pubkeys, pubkeys);
@@ -393,6 +396,8 @@ static int open_rooms(struct daemon *d)
  * start and on every reload, so a change is in the log. */
 static void log_auth_mode(struct daemon *d)
 {
+	metrics_set(auth_mode, auth_required(d->auth) ? METRICS_AUTH_REQUIRED
+			       : d->cfg->allow_anonymous ? METRICS_AUTH_OFF_ANYONE : METRICS_AUTH_OFF_LOOPBACK);
 	if (auth_required(d->auth)) {
 		log_notice("authentication: required (%u [issuer] groups%s): every register needs a JWT "
 			   "or an API key", auth_n_issuers(d->auth),

@@ -12,11 +12,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
 /* systemd's own reload timeout is 90 s by default. */
 #define RELOAD_TIMEOUT_MS 60000
+
+/* Each session holds a descriptor: a limit below max_sessions refuses
+ * connections (accept fails) before the configured bound is reached.
+ * Both are exported (process_max_fds, rtcsignald_max_sessions); the
+ * near-limit alert takes the smaller. */
+static void warn_descriptor_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)cfg->max_sessions)
+		log_warning("the descriptor limit (%llu, LimitNOFILE=) is below [limits] max_sessions (%u): "
+			    "connections fail before max_sessions, at fewer than %llu sessions; raise "
+			    "LimitNOFILE= or lower max_sessions",
+			    (unsigned long long)rl.rlim_cur, cfg->max_sessions,
+			    (unsigned long long)rl.rlim_cur);
+}
 
 /* --reload PID (ExecReload=): the main process judges its own reload,
  * since only it can read the credentials the configuration names. */
@@ -135,6 +153,7 @@ int main(int argc, char *argv[])
 		config_free(cfg);
 		return EXIT_FAILURE;
 	}
+	warn_descriptor_limit(cfg);
 	int status = EXIT_FAILURE;
 	if (daemon_new(cfg, config_path, &ov, &d) == 0) {
 		status = daemon_run(d);
