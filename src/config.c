@@ -78,6 +78,7 @@ static const struct key_spec keys[] = {
 	K("turn", "credential_ttl", KEY_UINT, turn_credential_ttl, 60, 30 * 86400),
 	K("log", "level", KEY_LOGLEVEL, log_level, 0, 0),
 	K("log", "repeat_interval", KEY_UINT, log_repeat_interval, 0, 3600),
+	K("log", "repeat_burst", KEY_UINT, log_repeat_burst, 1, 1000000),
 };
 
 #define FIELD(base, spec, type) ((type *)((char *)(base) + (spec)->offset))
@@ -168,7 +169,8 @@ struct config *config_new_defaults(void)
 	cfg->issuers = g_ptr_array_new_with_free_func(issuer_free);
 	cfg->turn_credential_ttl = 86400;
 	cfg->log_level = LOG_INFO;
-	cfg->log_repeat_interval = 1;
+	cfg->log_repeat_interval = 5;
+	cfg->log_repeat_burst = 5;
 	return cfg;
 }
 

@@ -327,7 +327,7 @@ static void reload(struct daemon *d)
 	} else {
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
-		log_set_repeat_interval(cfg->log_repeat_interval);
+		log_set_repeats(cfg->log_repeat_interval, cfg->log_repeat_burst);
 		ws_server_set_config(d->ws, cfg);
 		set_addrlimits(d, cfg);
 		store_set_retry_timeout(d->store, cfg->rooms_store_retry_timeout * 1000);
@@ -433,7 +433,7 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	uv_loop_init(&d->loop);
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(cfg->log_level);
-	log_set_repeat_interval(cfg->log_repeat_interval);
+	log_set_repeats(cfg->log_repeat_interval, cfg->log_repeat_burst);
 	log_event(LOG_INFO, LOG_EVENT_STARTED, NULL, "rtcsignald %s starting", PACKAGE_VERSION);
 	metrics.start_time = g_get_real_time() / G_USEC_PER_SEC;
 	metrics_heartbeat();

@@ -18,18 +18,19 @@
 #include <unistd.h>
 
 static atomic_int log_level = LOG_INFO;
-static atomic_uint repeat_interval_s = 1;
+static atomic_uint repeat_interval_s = 5, repeat_burst = 5;
 static bool journal;
 
-/* One source of one kind of event: its last logged line and what was
- * counted since.  Guarded by repeat_lock: the loop and the admin thread
- * both log. */
+/* One source of one kind of event: its current window, the lines logged
+ * in it and what was counted since.  Guarded by repeat_lock: the loop and
+ * the admin thread both log. */
 struct repeat_slot {
 	enum log_event ev;
 	int prio;
 	char code[32];
 	char remote[NETADDR_STRLEN];
-	int64_t logged_us; /* 0: free */
+	int64_t window_us; /* when the window began; 0: free */
+	unsigned logged;   /* lines in this window */
 	unsigned unlogged;
 };
 static struct repeat_slot repeats[LOG_REPEAT_SLOTS];
@@ -127,9 +128,10 @@ bool log_enabled(int prio)
 	return prio <= atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
-void log_set_repeat_interval(unsigned seconds)
+void log_set_repeats(unsigned interval_s, unsigned burst)
 {
-	atomic_store_explicit(&repeat_interval_s, seconds, memory_order_relaxed);
+	atomic_store_explicit(&repeat_interval_s, interval_s, memory_order_relaxed);
+	atomic_store_explicit(&repeat_burst, burst ? burst : 1, memory_order_relaxed);
 }
 
 static const char *prio_name(int prio)
@@ -264,21 +266,24 @@ static void send_journal(int prio, enum log_event ev, const struct log_fields *f
 static bool same_source(const struct repeat_slot *s, enum log_event ev, const char *code,
 			const char *remote)
 {
-	return s->logged_us && s->ev == ev && strcmp(s->code, code) == 0 &&
+	return s->window_us && s->ev == ev && strcmp(s->code, code) == 0 &&
 	       strcmp(s->remote, remote) == 0;
 }
 
 static void emit(int prio, enum log_event ev, const struct log_fields *f, const char *remote,
 		 unsigned repeated, const char *file, int line, const char *func, const char *msg);
 
-/* Whether this line of EV from REMOTE is due, with in *REPEATED how many
- * like it went unlogged since the last.  A slot freed for it reports its
- * old source's count first, so no count is lost to the bound. */
+/* Whether this line of EV from REMOTE is due: the first BURST of a window
+ * of INTERVAL are, the rest are counted, and the first line of the next
+ * window says in *REPEATED how many.  A slot taken for a new source
+ * reports its old source's count first, so no count is lost to the
+ * bound. */
 static bool repeat_due(int prio, enum log_event ev, const struct log_fields *f,
 		       const char *remote, unsigned *repeated)
 {
 	int64_t interval = (int64_t)atomic_load_explicit(&repeat_interval_s, memory_order_relaxed) *
 			   G_USEC_PER_SEC;
+	unsigned burst = atomic_load_explicit(&repeat_burst, memory_order_relaxed);
 	int64_t now = g_get_monotonic_time();
 	const char *code = f->code ? f->code : "";
 	struct repeat_slot *slot = NULL, *oldest = &repeats[0], evicted = { 0 };
@@ -292,24 +297,29 @@ static bool repeat_due(int prio, enum log_event ev, const struct log_fields *f,
 		struct repeat_slot *s = &repeats[i];
 		if (same_source(s, ev, code, remote))
 			slot = s;
-		else if (s->logged_us < oldest->logged_us)
+		else if (s->window_us < oldest->window_us)
 			oldest = s;
 	}
-	if (slot && now - slot->logged_us < interval) {
-		slot->unlogged++;
-		due = false;
+	if (slot && now - slot->window_us < interval) {
+		due = slot->logged < burst;
+		if (due)
+			slot->logged++;
+		else
+			slot->unlogged++;
 	} else if (slot) {
 		*repeated = slot->unlogged;
 		slot->unlogged = 0;
-		slot->logged_us = now;
+		slot->logged = 1;
+		slot->window_us = now;
 	} else {
-		if (oldest->logged_us && oldest->unlogged)
+		if (oldest->window_us && oldest->unlogged)
 			evicted = *oldest;
 		oldest->ev = ev;
 		oldest->prio = prio;
 		g_strlcpy(oldest->code, code, sizeof oldest->code);
 		g_strlcpy(oldest->remote, remote, sizeof oldest->remote);
-		oldest->logged_us = now;
+		oldest->window_us = now;
+		oldest->logged = 1;
 		oldest->unlogged = 0;
 	}
 	g_mutex_unlock(&repeat_lock);

@@ -56,15 +56,15 @@ int log_level_parse(const char *name, int *prio);
 void log_set_level(int prio);
 bool log_enabled(int prio);
 
-/* Repeats: a notice, warning or error event with a remote address that
- * recurs (same event, code and address) within SECONDS of the last line
- * logged for it is counted,
- * not logged; the next line logged for it says how many ("repeated=N").
- * 0 logs every one.  The table of sources is bounded (LOG_REPEAT_SLOTS);
- * a source pushed out says its count then.  Metrics count every event
- * regardless: callers count before they log. */
+/* Repeats, as printk_ratelimit: of a notice, warning or error event with
+ * a remote address, the first BURST from one source (same event, code and
+ * address) in a window of INTERVAL_S seconds are logged, the rest counted;
+ * the first line of a later window says how many ("repeated=N").
+ * INTERVAL_S 0 logs every one.  The table of sources is bounded
+ * (LOG_REPEAT_SLOTS); a source pushed out says its count then.  Metrics
+ * count every event regardless: callers count before they log. */
 #define LOG_REPEAT_SLOTS 256
-void log_set_repeat_interval(unsigned seconds);
+void log_set_repeats(unsigned interval_s, unsigned burst);
 
 /* The journal MESSAGE of a line: MSG, then the fields present as
  * " [room=R peer=P role=X remote=A code=C close_code=N repeated=K]",

@@ -32,8 +32,9 @@ static void test_message_fields(void)
 }
 
 /* A client looping on register (a new peer id each time, then refused
- * once past registrations_per_address_per_minute): a line a second for
- * the refusals, not one per register, and every register counted. */
+ * once past registrations_per_address_per_minute): repeat_burst (5)
+ * refusal lines per repeat_interval (5 s), not one per register, and
+ * every register counted. */
 static void test_register_loop(void)
 {
 	enum { N = 300 };
@@ -61,7 +62,7 @@ static void test_register_loop(void)
 			  ==, refused);
 
 	/* The log: a few refusal lines, not hundreds (the loop takes well
-	 * under a few seconds: a line per second of it).  Each registration
+	 * under 5 s: one window, two if it straddles).  Each registration
 	 * that succeeded is logged; the rate limit bounds those. */
 	unsigned regs = testd_log_count(d, "event=peer_registered"),
 		 lefts = testd_log_count(d, "event=peer_left"),
@@ -98,11 +99,44 @@ static void test_register_loop_unlimited(void)
 	testd_free(d);
 }
 
+/* The first line of a later window says how many were left out. */
+static void test_repeated_count(void)
+{
+	struct testd *d = testd_start("[log]\nrepeat_interval = 1\nrepeat_burst = 2\n"
+				      "[limits]\nregistrations_per_address_per_minute = 1\n"
+				      "messages_burst = 1000\n", NULL);
+	struct wsc *c = testd_connect(d);
+	int sent = 0;
+
+	wsc_send_text(c, "{\"type\":\"register\",\"protocol\":\"2.1\",\"peer_id\":\"a\",\"room_id\":\"r\"}");
+	json_object_put(wsc_expect(c, "registered_auth"));
+	for (; sent < 10; sent++) {
+		wsc_send_text(c, "{\"type\":\"register\",\"protocol\":\"2.1\",\"peer_id\":\"b\",\"room_id\":\"r\"}");
+		json_object_put(wsc_expect_error(c, "RATE_LIMITED"));
+	}
+	g_assert_true(testd_wait_log_count(d, "event=registration_refused", 2, 5000));
+	/* One more a little later each time, until the window has passed
+	 * (1 s; bounded at 10 s). */
+	for (int i = 0; i < 50 && !testd_wait_log(d, "repeated=", 200); i++, sent++) {
+		wsc_send_text(c, "{\"type\":\"register\",\"protocol\":\"2.1\",\"peer_id\":\"b\",\"room_id\":\"r\"}");
+		json_object_put(wsc_expect_error(c, "RATE_LIMITED"));
+	}
+	g_assert_true(testd_wait_log(d, "code=RATE_LIMITED repeated=", 0));
+	unsigned lines = testd_log_count(d, "event=registration_refused");
+	double left_out = testd_metric(d, "rtcsignald_log_lines_repeated_total");
+	g_test_message("%d refusals: %u lines, %.0f left out", sent, lines, left_out);
+	g_assert_cmpfloat(lines + left_out, ==, sent);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/log/message-fields", test_message_fields);
 	g_test_add_func("/log/register-loop", test_register_loop);
 	g_test_add_func("/log/register-loop-unlimited", test_register_loop_unlimited);
+	g_test_add_func("/log/repeated-count", test_repeated_count);
 	return g_test_run();
 }
