@@ -2,7 +2,8 @@
  * mode is the configuration's and reported; the start-up line counts keys
  * in force only; rtcsignald_registrations_total exports only results a
  * register can have; rtcsignald_peers has a series with no peers; a
- * descriptor limit below max_sessions is warned about and exported. */
+ * descriptor limit below max_sessions is warned about and exported; a
+ * persistent room joined without its token says one is required. */
 #include "testd.h"
 
 #include <glib.h>
@@ -133,11 +134,42 @@ static void test_auth_mode(void)
 	json_object_put(k2);
 }
 
+/* Point 6: a persistent room without its token says that one is needed;
+ * a wrong one is still "Invalid token". */
+static void test_room_token_required(void)
+{
+	struct testd *d = testd_start("[admin]\ntoken = " TOKEN "\n", NULL);
+	json_object *room = testd_admin_api(d, TOKEN, "POST", "/api/rooms", "{\"name\":\"t\"}", 201);
+	const char *id = testd_str(room, "room_id");
+	static const struct {
+		const char *token_field, *reason;
+	} cases[] = {
+		{ "", "Room token required" },
+		{ ",\"token\":\"\"", "Room token required" },
+		{ ",\"token\":null", "Room token required" },
+		{ ",\"token\":\"wrong\"", "Invalid token" },
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		struct wsc *c = testd_connect(d);
+		wsc_sendf(c, "{\"type\":\"register\",\"protocol\":\"2.1\",\"peer_id\":\"p\","
+			     "\"room_id\":\"%s\"%s}", id, cases[i].token_field);
+		json_object *e = wsc_expect_error(c, "AUTH_FAILED");
+		g_assert_cmpstr(testd_str(e, "reason"), ==, cases[i].reason);
+		g_assert_cmpstr(testd_str(e, "message"), ==, cases[i].reason);
+		json_object_put(e);
+		wsc_free(c);
+	}
+	json_object_put(room);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/ops/registration-results-and-peers", test_registration_results);
 	g_test_add_func("/ops/descriptor-limit", test_descriptor_limit);
 	g_test_add_func("/ops/auth-mode", test_auth_mode);
+	g_test_add_func("/ops/room-token-required", test_room_token_required);
 	return g_test_run();
 }
