@@ -62,6 +62,7 @@ ctl_status() { # the table, then --json
 	ctl 0 status && grep -q '^Health: *healthy$' /tmp/ctl.out &&
 		grep -q '^Readiness: *ready$' /tmp/ctl.out && grep -qx "Version: *$version" /tmp/ctl.out &&
 		grep -Eq '^Connections: *[0-9]+$' /tmp/ctl.out &&
+		grep -qx 'Auth: *off: loopback clients only' /tmp/ctl.out &&
 		ctl 0 status --json && "$py" -c 'import json, sys
 o = json.load(open("/tmp/ctl.out"))
 assert o["health"]["status"] == "healthy" and o["ready"]["status"] == "ready", o
@@ -212,7 +213,7 @@ check "rtcsignalctl --version and its bash completion (rooms <TAB>: list create 
 		bash -c "source /usr/share/bash-completion/completions/rtcsignalctl &&
 			COMP_WORDS=(rtcsignalctl rooms \"\") COMP_CWORD=2 && _rtcsignalctl &&
 			test \"\${COMPREPLY[*]}\" = \"list create delete members add-member remove-member\""'
-check "rtcsignalctl status and status --json: healthy, ready, version $version, without a token" ctl_status
+check "rtcsignalctl status and status --json: healthy, ready, version $version, auth mode, without a token" ctl_status
 check "rtcsignalctl rooms list without an admin token: exit 77, says where to set one" \
 	eval 'ctl 77 rooms list && grep -q "no admin token found; set \[admin\] token or token_file in /etc/rtcsignald/rtcsignald.conf" /tmp/ctl.err'
 # Secrets as docs/operations.md says: root-only files handed to the
