@@ -68,9 +68,11 @@ static void test_descriptor_limit(void)
 	const char *prefix[] = { prlimit, "--nofile=512:512", "--", NULL };
 	struct testd *d = testd_start_opts(&(struct testd_opts){
 		.conf = "[limits]\nmax_sessions = 1000\n", .prefix = prefix });
-	g_assert_true(testd_wait_log(d, "the descriptor limit (512, LimitNOFILE=) is below [limits] "
-				     "max_sessions (1000)", 0));
-	g_assert_cmpfloat(testd_metric(d, "process_max_fds"), ==, 512);
+	/* 512, or a little less under valgrind, which keeps a few. */
+	g_assert_true(testd_wait_log(d, ", LimitNOFILE=) is below [limits] max_sessions (1000)", 0));
+	double max_fds = testd_metric(d, "process_max_fds");
+	g_assert_cmpfloat(max_fds, <=, 512);
+	g_assert_cmpfloat(max_fds, >, 400);
 	g_assert_cmpfloat(testd_metric(d, "rtcsignald_max_sessions"), ==, 1000);
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
