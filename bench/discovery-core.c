@@ -5,11 +5,11 @@
  * every figure moves with the machine's load; this one is steady enough to
  * compare two builds.  Same room (workload_register's varied peers) and
  * same filters as that scenario. */
-#include "filter.h"
-#include "meta.h"
-#include "msgbuf.h"
-#include "protocol.h"
-#include "registry.h"
+#include "core/filter.h"
+#include "core/meta.h"
+#include "util/msgbuf.h"
+#include "core/protocol.h"
+#include "core/registry.h"
 #include "workload.h"
 
 #include <glib.h>

@@ -18,9 +18,9 @@
  *
  * Prints "pid=PID port=PORT" on stdout and "listening on ADDR:PORT" on
  * stderr once ready; SIGTERM or SIGINT exits cleanly. */
-#include "config.h"
-#include "listener.h"
-#include "netaddr.h"
+#include "util/config.h"
+#include "daemon/listener.h"
+#include "util/netaddr.h"
 
 #include <glib.h>
 #include <libwebsockets.h>
@@ -33,8 +33,8 @@
 #include <uv.h>
 
 #define EXIT_USAGE 64
-#define RX_CHUNK 256           /* as src/ws.c */
-#define TX_MAX (16 << 20)      /* as src/ws.c */
+#define RX_CHUNK 256           /* as src/daemon/ws.c */
+#define TX_MAX (16 << 20)      /* as src/daemon/ws.c */
 #define MAX_MESSAGE (1u << 20) /* as the daemon's default max_message_bytes */
 #define MAX_QUEUED (4u << 20)  /* as the daemon's default max_queued_bytes */
 
@@ -241,7 +241,7 @@ int main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	uv_loop_init(&e.loop);
 
-	/* The daemon's settings (src/ws.c), so that only what happens
+	/* The daemon's settings (src/daemon/ws.c), so that only what happens
 	 * between RECEIVE and WRITEABLE differs: no lws validity timers (the
 	 * daemon sweeps its sessions once a second instead). */
 	if (lws_keepalive) {

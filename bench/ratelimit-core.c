@@ -2,7 +2,7 @@
  * a session sends goes through.  The [limits] defaults (50 a second,
  * burst 200, the abuse rule) and one message every 10 us of synthetic
  * time, so refills and refusals are both exercised. */
-#include "ratelimit.h"
+#include "util/ratelimit.h"
 
 #include <glib.h>
 #include <stdio.h>

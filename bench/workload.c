@@ -1,7 +1,7 @@
 #include "workload.h"
 
-#include "config.h"
-#include "netaddr.h"
+#include "util/config.h"
+#include "util/netaddr.h"
 
 #include <errno.h>
 #include <netinet/in.h>

@@ -3,7 +3,7 @@
  * account may use, room members, rtcsignalctl --account, and the room
  * store's upgrade from the schema before account keys. */
 #include "jwtmint.h"
-#include "secret.h"
+#include "util/secret.h"
 #include "testd.h"
 
 #include <openssl/evp.h>

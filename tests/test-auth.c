@@ -1,7 +1,7 @@
 /* Integration tests: JWT and API-key authentication, persistent rooms and
  * the admin API, against the real daemon.  Keys are generated here and the
  * JWKS written to a file the daemon reads; tokens are minted here. */
-#include "httpc.h"
+#include "ctl/httpc.h"
 #include "httpsd.h"
 #include "jwtmint.h"
 #include "testd.h"

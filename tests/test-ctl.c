@@ -1,6 +1,6 @@
 /* Unit tests: rtcsignalctl's parsing, target resolution and output, each
  * command run against canned answers of the admin API. */
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -3,12 +3,12 @@
  * server on 127.0.0.1
  * (fetch-server.py), with a test CA and certificates made here with the
  * openssl command.  Every wait is for an event, bounded by a guard timer. */
-#include "config.h"
-#include "fetch.h"
+#include "util/config.h"
+#include "auth/fetch.h"
 #include "httpsd.h"
-#include "log.h"
-#include "registry.h"
-#include "ws.h"
+#include "util/log.h"
+#include "core/registry.h"
+#include "daemon/ws.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -88,8 +88,8 @@ static void fx_setup(struct fx *fx, gconstpointer unused)
 	fx->cfg = config_new_defaults();
 	fx->reg = registry_new();
 	/* No rooms, auth or address limits: no session ever connects. */
-	const struct router_env env = { 0 };
-	g_assert_cmpint(ws_server_new(&fx->loop, fx->cfg, fx->reg, &env, &fx->ws), ==, 0);
+	const struct ws_env env = { 0 };
+	g_assert_cmpint(ws_server_new(&fx->loop, fx->cfg, &env, &fx->ws), ==, 0);
 	g_assert_cmpint(fetch_client_new(&fx->loop, &fx->fc), ==, 0);
 	uv_timer_init(&fx->loop, &fx->guard);
 	fx->guard.data = fx;

@@ -1,6 +1,6 @@
 /* Unit tests: the discovery filter language (docs/protocol.md,
  * "discover_peers"). */
-#include "filter.h"
+#include "core/filter.h"
 
 #include <glib.h>
 #include <string.h>

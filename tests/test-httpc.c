@@ -1,6 +1,6 @@
 /* Unit tests: the blocking HTTP client against a one-shot server thread
  * that records the request and answers with canned bytes. */
-#include "httpc.h"
+#include "ctl/httpc.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>

@@ -1,8 +1,9 @@
 /* Unit tests: jscan, the fast JSON scanner, against json-c: whatever it
  * accepts, json-c (strict, as the router sets it up) must accept too, with
  * the same members. */
-#include "jscan.h"
-#include "msgbuf.h"
+#include "core/jscan.h"
+#include "util/json.h"
+#include "util/msgbuf.h"
 #include "nested.h"
 
 #include <glib.h>

@@ -1,8 +1,8 @@
 /* Unit tests: JWKS parsing and JWT verification.  Keys are generated here,
  * the JWKS is written from their parameters and tokens are signed with EVP
  * directly, so that the tests can also make malformed and hostile ones. */
-#include "jwks.h"
-#include "jwt.h"
+#include "auth/jwks.h"
+#include "auth/jwt.h"
 #include "jwtmint.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Integration tests: start-up, command line and configuration, shutdown,
  * reload, addresses and the open-mode admission rule. */
-#include "netaddr.h"
+#include "util/netaddr.h"
 #include "testd.h"
 
 #include <arpa/inet.h>

@@ -2,8 +2,8 @@
  * values (log_format_message, the one place that writes them), and a
  * client repeating one event writes a bounded number of lines while the
  * metrics count every one. */
-#include "log.h"
-#include "netaddr.h"
+#include "util/log.h"
+#include "util/netaddr.h"
 #include "testd.h"
 
 #include <glib.h>

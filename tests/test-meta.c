@@ -1,5 +1,5 @@
 /* Unit tests: metadata storage, the public view and the merge rule. */
-#include "meta.h"
+#include "core/meta.h"
 #include "nested.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Unit tests: metric arithmetic, health, role folding, rendering. */
-#include "metrics.h"
-#include "registry.h"
+#include "util/metrics.h"
+#include "core/registry.h"
 
 #include <glib.h>
 #include <math.h>
@@ -70,7 +70,7 @@ static void test_role_folding(void)
 			g_autofree char *id = g_strdup_printf("p%d", n++);
 			registry_add(reg, room, id, plan[i][0], empty_meta(), NULL, NULL, 0);
 		}
-	registry_role_counts(reg, 3, &roles);
+	registry_role_counts(reg, 3, metrics_roles_add, &roles);
 	g_assert_cmpuint(roles.n, ==, 4);
 	g_assert_cmpstr(roles.items[0].role, ==, "worker");
 	g_assert_cmpint(roles.items[0].peers, ==, 5);

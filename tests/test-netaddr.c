@@ -1,7 +1,7 @@
 /* Unit tests: addresses, CIDR lists, X-Forwarded-For, and per-address
  * accounting (connections and registrations). */
-#include "addrlimit.h"
-#include "netaddr.h"
+#include "util/addrlimit.h"
+#include "util/netaddr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

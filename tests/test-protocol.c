@@ -1,7 +1,8 @@
 /* Unit tests: decoding client messages and building server messages. */
-#include "protocol.h"
+#include "core/protocol.h"
 #include "nested.h"
-#include "registry.h"
+#include "core/registry.h"
+#include "util/json.h"
 
 #include <glib.h>
 #include <string.h>

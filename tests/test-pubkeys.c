@@ -1,6 +1,6 @@
 /* Unit tests of pubkeys: key validation, the per-account bound, which
  * accounts a room trusts, the listing's bound. */
-#include "pubkeys.h"
+#include "auth/pubkeys.h"
 
 #include <errno.h>
 #include <string.h>

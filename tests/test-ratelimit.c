@@ -1,5 +1,5 @@
 /* Unit tests: token buckets and the abuse rule, over synthetic time. */
-#include "ratelimit.h"
+#include "util/ratelimit.h"
 
 #include <errno.h>
 #include <glib.h>

@@ -1,5 +1,5 @@
 /* Unit tests: rooms and peers. */
-#include "registry.h"
+#include "core/registry.h"
 
 #include <glib.h>
 

@@ -1,8 +1,8 @@
 /* Unit tests: the room store (async front and SQLite backend) on a real
  * libuv loop, in a temporary state directory. */
-#include "metrics.h"
-#include "rooms.h"
-#include "store.h"
+#include "util/metrics.h"
+#include "store/rooms.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>

@@ -2,7 +2,7 @@
  * watchdog, reload, stop), reload semantics and journal fields, against
  * the real daemon.  Units and the journal catalog are checked with
  * systemd's own tools. */
-#include "log.h"
+#include "util/log.h"
 #include "testd.h"
 
 #include <arpa/inet.h>
@@ -198,7 +198,10 @@ static unsigned long long monotonic_usec(void)
 
 static void test_notify(void)
 {
-	g_autofree char *path = g_build_filename(g_get_tmp_dir(), "notify.sock", NULL);
+	/* A directory of its own: tests running side by side must not share
+	 * a notify socket. */
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-notify-XXXXXX", NULL);
+	g_autofree char *path = g_build_filename(dir, "notify.sock", NULL);
 	int nfd = bind_dgram(path);
 	g_autofree char *notify = g_strconcat("NOTIFY_SOCKET=", path, NULL);
 	const char *env[] = { notify, "WATCHDOG_USEC=400000", NULL };
@@ -249,6 +252,7 @@ static void test_notify(void)
 	testd_free(d);
 	close(nfd);
 	unlink(path);
+	rmdir(dir);
 }
 
 static void test_reload_restart_keys(void)

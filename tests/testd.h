@@ -2,7 +2,7 @@
  * stderr captured so a test can await a log event instead of sleeping. */
 #pragma once
 
-#include "httpc.h"
+#include "ctl/httpc.h"
 #include "wsclient.h"
 
 #include <glib.h>

@@ -1,6 +1,6 @@
-/* The admin API's requests (src/adminapi.c) and the POST /create-room
- * request cycle (router_http_create_room, its completion and
- * router_http_cancel), in process, against a real SQLite room store whose
+/* The admin API's requests (src/daemon/adminapi.c) and the POST /create-room
+ * request cycle (roomhttp_create, its completion and roomhttp_cancel),
+ * in process, against a real SQLite room store whose
  * writes complete on the loop later, as in the daemon: so creations are
  * pending while other requests, cancellations and disconnects happen.
  *
@@ -15,7 +15,7 @@
  *   'G' PATH, 'D' PATH, 'P' PATH \n BODY, 'X' METHOD \n PATH  admin request
  *   'h' BODY       POST /create-room with alice's JWT (slot = step % 4)
  *   'H' TOKEN \n BODY  the same with TOKEN (@jwt@... expanded)
- *   'c'N           the connection of slot N goes: router_http_cancel
+ *   'c'N           the connection of slot N goes: roomhttp_cancel
  *   '0'-'1' TEXT   session N sends TEXT to the router (register with a
  *                  JWT, create_room)
  *   'x'N           session N disconnects
@@ -23,14 +23,16 @@
  *   'q'N           store queue limit N (0: the default) */
 #include "fuzz.h"
 
-#include "admin.h"
-#include "adminapi.h"
-#include "config.h"
-#include "netaddr.h"
-#include "registry.h"
-#include "rooms.h"
-#include "router.h"
-#include "store.h"
+#include "daemon/admin.h"
+#include "daemon/adminapi.h"
+#include "daemon/roomhttp.h"
+#include "util/config.h"
+#include "util/netaddr.h"
+#include "core/registry.h"
+#include "store/rooms.h"
+#include "core/router.h"
+#include "daemon/routerio.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -123,12 +125,14 @@ struct world {
 	const struct config *cfg;
 	struct registry *reg;
 	struct rooms *rooms;
+	struct roomsvc *roomsvc;
+	struct routerio io;
 	struct addrlimit *al;
 	struct router *router;
 	struct adminapi api;
 	struct admin_request *req[MAX_REQUESTS];
 	unsigned n_req;
-	struct router_pending *pending[N_SLOTS];
+	struct roomhttp_pending *pending[N_SLOTS];
 	struct http_ctx *http[N_SLOTS];
 	struct session *s[2];
 };
@@ -202,7 +206,8 @@ static void http_start(struct world *w, unsigned slot, const char *bearer, const
 	ctx->w = w;
 	ctx->slot = slot;
 	w->http[slot] = ctx;
-	struct router_pending *p = router_http_create_room(w->router, NULL, bearer, body, len, http_done, ctx);
+	const struct roomhttp_env env = { .auth = fuzz_env()->auth, .roomsvc = w->roomsvc };
+	struct roomhttp_pending *p = roomhttp_create(&env, w->cfg, NULL, bearer, body, len, http_done, ctx);
 	if (w->http[slot] == ctx) { /* not answered yet: pending */
 		if (!p)
 			fuzz_fail("POST /create-room neither answered nor pending");
@@ -216,7 +221,7 @@ static void http_cancel(struct world *w, unsigned slot)
 {
 	if (!w->http[slot])
 		return;
-	router_http_cancel(w->pending[slot]);
+	roomhttp_cancel(w->pending[slot]);
 	g_free(w->http[slot]); /* as ws.c frees the session */
 	w->http[slot] = NULL;
 	w->pending[slot] = NULL;
@@ -330,6 +335,12 @@ static void setup(void)
 		g_error("%s", err->message);
 }
 
+/* The room service's hook, as the daemon wires it. */
+static unsigned close_room(void *router, const char *room_id, const char *reason)
+{
+	return router_close_room(router, room_id, reason);
+}
+
 FUZZ_TARGET(adminapi)
 {
 	const struct fuzz_env *env;
@@ -348,9 +359,14 @@ FUZZ_TARGET(adminapi)
 	w.rooms = fuzz_env_rooms(store, true);
 	struct addrlimit_limits lim = { .max_addresses = 16, .regs_per_minute = 1000 };
 	g_assert_cmpint(addrlimit_new(&lim, &w.al), ==, 0);
-	struct router_env renv = { .rooms = w.rooms, .auth = env->auth, .addrlimit = w.al };
-	w.router = router_new(w.cfg, w.reg, &renv, &ops, &w);
-	w.api = (struct adminapi){ .cfg = &w.cfg, .rooms = w.rooms, .reg = w.reg, .router = w.router };
+	w.roomsvc = roomsvc_new(w.rooms, w.cfg);
+	w.io = (struct routerio){ .auth = env->auth, .roomsvc = w.roomsvc };
+	struct router_env renv = { .rooms = w.rooms, .addrlimit = w.al };
+	w.router = router_new(w.cfg, w.reg, &renv, &routerio_services, &w.io);
+	router_set_transport(w.router, &ops, &w);
+	roomsvc_set_close(w.roomsvc, close_room, w.router);
+	w.api = (struct adminapi){ .cfg = &w.cfg, .rooms = w.rooms, .roomsvc = w.roomsvc, .reg = w.reg,
+				   .router = w.router };
 	for (unsigned i = 0; i < 2; i++)
 		w.s[i] = session_new(i);
 
@@ -377,6 +393,7 @@ FUZZ_TARGET(adminapi)
 	store_set_queue_limit(store, STORE_QUEUE_DEFAULT);
 	g_clear_pointer(&secrets, g_ptr_array_unref);
 	router_free(w.router);
+	roomsvc_free(w.roomsvc);
 	addrlimit_free(w.al);
 	rooms_free(w.rooms);
 	registry_free(w.reg);

@@ -1,12 +1,12 @@
 /* Helpers shared by the harnesses (fuzz.h). */
 #include "fuzz.h"
 
-#include "auth.h"
-#include "config.h"
+#include "auth/auth.h"
+#include "util/config.h"
 #include "jwtmint.h"
-#include "log.h"
-#include "rooms.h"
-#include "secret.h"
+#include "util/log.h"
+#include "store/rooms.h"
+#include "util/secret.h"
 
 #include <json-c/json.h>
 #include <malloc.h>

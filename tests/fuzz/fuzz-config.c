@@ -11,7 +11,7 @@
  * file of the machine. */
 #include "fuzz.h"
 
-#include "config.h"
+#include "util/config.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -14,9 +14,9 @@
  * separated by "%%" lines. */
 #include "fuzz.h"
 
-#include "protocol.h"
-#include "filter.h"
-#include "meta.h"
+#include "core/protocol.h"
+#include "core/filter.h"
+#include "core/meta.h"
 
 #include <stdio.h>
 #include <string.h>

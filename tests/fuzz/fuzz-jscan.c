@@ -11,9 +11,10 @@
  * (1-16), then the JSON text. */
 #include "fuzz.h"
 
-#include "jscan.h"
-#include "msgbuf.h"
-#include "protocol.h"
+#include "core/jscan.h"
+#include "util/json.h"
+#include "util/msgbuf.h"
+#include "core/protocol.h"
 
 #include <json-c/json.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* JWT verification (src/jwt.c) and JWK sets (src/jwks.c).  The first
+/* JWT verification (src/auth/jwt.c) and JWK sets (src/auth/jwks.c).  The first
  * input byte picks the mode:
  *   's' HEADER %% PAYLOAD  both JSON texts (any bytes), signed here with
  *        the issuer's EC key: the header's and the claims' checks run
@@ -13,8 +13,8 @@
  * Time is fixed (FUZZ_NOW), so a run replays exactly. */
 #include "fuzz.h"
 
-#include "jwks.h"
-#include "jwt.h"
+#include "auth/jwks.h"
+#include "auth/jwt.h"
 #include "jwtmint.h"
 
 #include <openssl/ec.h>

@@ -14,8 +14,8 @@
  * 16384 (the default), 1 MiB. */
 #include "fuzz.h"
 
-#include "protocol.h"
-#include "meta.h"
+#include "core/protocol.h"
+#include "core/meta.h"
 
 #include <string.h>
 

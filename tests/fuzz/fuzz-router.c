@@ -29,15 +29,17 @@
  *   'h' JSON      POST /create-room with @jwt@ as bearer, JSON as body */
 #include "fuzz.h"
 
-#include "addrlimit.h"
-#include "auth.h"
-#include "config.h"
-#include "jscan.h"
-#include "netaddr.h"
-#include "protocol.h"
-#include "registry.h"
-#include "rooms.h"
-#include "router.h"
+#include "util/addrlimit.h"
+#include "auth/auth.h"
+#include "util/config.h"
+#include "core/jscan.h"
+#include "util/netaddr.h"
+#include "core/protocol.h"
+#include "core/registry.h"
+#include "store/rooms.h"
+#include "daemon/roomhttp.h"
+#include "core/router.h"
+#include "daemon/routerio.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -61,8 +63,11 @@ struct world {
 	const struct config *cfg;
 	struct registry *reg;
 	struct rooms *rooms;
+	struct roomsvc *roomsvc;
+	struct routerio io;
 	struct addrlimit *al;
 	struct router *router;
+	struct auth *auth;
 	struct session *s[N_SESSIONS];
 	/* sessions gone (freed): their addresses, to tell a late send */
 	GPtrArray *gone;
@@ -412,8 +417,9 @@ static void step(struct world *w, const char *p, size_t len)
 	}
 	case 'h': {
 		unsigned before = w->http_done;
-		struct router_pending *pend = router_http_create_room(
-			w->router, NULL, fuzz_env()->jwt_alice, p + 1, len - 1, http_done, w);
+		const struct roomhttp_env env = { .auth = w->auth, .roomsvc = w->roomsvc };
+		struct roomhttp_pending *pend = roomhttp_create(&env, w->cfg, NULL, fuzz_env()->jwt_alice,
+								p + 1, len - 1, http_done, w);
 		/* memory-only rooms complete at once */
 		if (pend || w->http_done != before + 1)
 			fuzz_fail("POST /create-room: %u completions, pending %p", w->http_done - before,
@@ -442,9 +448,12 @@ FUZZ_TARGET(router)
 	struct addrlimit_limits lim = { .max_addresses = 16, .conns_per_address = 0,
 					.regs_per_minute = w.cfg->registrations_per_address_per_minute };
 	g_assert_cmpint(addrlimit_new(&lim, &w.al), ==, 0);
-	struct router_env renv = { .rooms = w.rooms, .auth = auth ? env->auth : env->auth_open,
-				   .addrlimit = w.al };
-	w.router = router_new(w.cfg, w.reg, &renv, &ops, &w);
+	w.roomsvc = roomsvc_new(w.rooms, w.cfg);
+	w.auth = auth ? env->auth : env->auth_open;
+	w.io = (struct routerio){ .auth = w.auth, .roomsvc = w.roomsvc };
+	struct router_env renv = { .rooms = w.rooms, .addrlimit = w.al };
+	w.router = router_new(w.cfg, w.reg, &renv, &routerio_services, &w.io);
+	router_set_transport(w.router, &ops, &w);
 	for (unsigned i = 0; i < N_SESSIONS; i++)
 		w.s[i] = session_new(i);
 
@@ -458,6 +467,7 @@ FUZZ_TARGET(router)
 		fuzz_fail("%u peers in %u rooms left once every session is gone",
 			  registry_n_peers(w.reg), registry_n_rooms(w.reg));
 	router_free(w.router);
+	roomsvc_free(w.roomsvc);
 	addrlimit_free(w.al);
 	rooms_free(w.rooms);
 	registry_free(w.reg);

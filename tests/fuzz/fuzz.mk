@@ -14,7 +14,7 @@ FUZZ_WARN = -Wformat=2 -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 BIN = tests/fuzz/bin
 
 # daemon.c is left out: no harness needs the composition root.
-LIB_SRC = $(filter-out src/daemon.c,$(filter %.c,$(SOURCES)))
+LIB_SRC = $(filter-out src/daemon/daemon.c,$(filter %.c,$(SOURCES)))
 LIB_OBJ = $(patsubst src/%.c,$(OBJ)/src/%.o,$(LIB_SRC))
 # Test helpers a harness uses (token minting).
 HELPER_OBJ = $(OBJ)/tests/jwtmint.o
