@@ -16,6 +16,7 @@
 #include "store/roomsvc.h"
 #include "core/router.h"
 #include "daemon/routerio.h"
+#include "daemon/rsync.h"
 #include "store/store.h"
 #include "daemon/systemd.h"
 #include "daemon/ws.h"
@@ -36,6 +37,8 @@ struct daemon {
 	struct config_overrides ov;
 	struct registry *reg;
 	struct store *store;
+	struct rsync *rsync; /* [rooms] store = redis: other instances' changes */
+	char *instance_id;
 	struct rooms *rooms;
 	struct roomsvc *roomsvc;
 	struct routerio routerio; /* the router's services */
@@ -253,6 +256,7 @@ static void finish(void *data)
 	if (store_close(d->store, STORE_CLOSE_TIMEOUT_MS) < 0)
 		log_err("room store: gave up on writes still pending at shutdown");
 	d->store = NULL; /* released by the loop */
+	rsync_stop(g_steal_pointer(&d->rsync));
 	admin_stop(g_steal_pointer(&d->admin));
 	stop_fetching(d);
 	ws_server_stop(d->ws);
@@ -359,6 +363,20 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 	uv_signal_start(h, on_signal, signum);
 }
 
+static void rsync_close_room(void *data, const char *room_id, const char *reason)
+{
+	struct daemon *d = data;
+	if (d->router) /* none yet when a start fails */
+		router_close_room(d->router, room_id, reason);
+}
+
+static void rsync_close_principal(void *data, const char *principal, const char *reason)
+{
+	struct daemon *d = data;
+	if (d->router)
+		router_close_principal(d->router, principal, reason);
+}
+
 /* Persistent rooms: the store opened and read before anything serves. */
 static int open_rooms(struct daemon *d)
 {
@@ -366,7 +384,13 @@ static int open_rooms(struct daemon *d)
 	g_autoptr(GPtrArray) rooms = NULL, keys = NULL, members = NULL;
 	int r;
 
-	if ((r = store_open(&d->loop, d->cfg->rooms_store, d->cfg->state_dir, &d->store, &err)) < 0 ||
+	d->instance_id = rsync_instance_id(d->cfg->cluster_instance_id);
+	const struct store_params sp = { .state_dir = d->cfg->state_dir, .redis = d->cfg->cluster_redis,
+		.password = d->cfg->cluster_password, .instance_id = d->instance_id,
+		.key_prefix = d->cfg->cluster_key_prefix ? d->cfg->cluster_key_prefix : "" };
+	if (d->cfg->cluster_redis)
+		log_notice("cluster: instance %s, Redis %s", d->instance_id, d->cfg->cluster_redis);
+	if ((r = store_open_with(&d->loop, d->cfg->rooms_store, &sp, &d->store, &err)) < 0 ||
 	    (r = store_load(d->store, &rooms, &keys, &err)) < 0 ||
 	    (r = store_load_members(d->store, &members, &err)) < 0) {
 		log_err("room store: %s", err->message);
@@ -388,6 +412,15 @@ static int open_rooms(struct daemon *d)
 	rooms_load_members(d->rooms, members);
 	d->pubkeys = pubkeys_new();
 	pubkeys_load(d->pubkeys, pubkeys);
+	if (strcmp(d->cfg->rooms_store, "redis") == 0) {
+		const struct rsync_params rp = { .loop = &d->loop, .store_params = &sp, .store = d->store,
+			.rooms = d->rooms, .pubkeys = d->pubkeys, .close_room = rsync_close_room,
+			.close_principal = rsync_close_principal, .data = d };
+		if ((r = rsync_start(&rp, &d->rsync, &err)) < 0) {
+			log_err("room store: %s", err->message);
+			return r;
+		}
+	}
 	return 0;
 }
 
@@ -496,6 +529,7 @@ fail:
 	admin_stop(g_steal_pointer(&d->admin));
 	if (d->store)
 		store_close(d->store, STORE_CLOSE_TIMEOUT_MS);
+	rsync_stop(g_steal_pointer(&d->rsync));
 	if (d->auth)
 		stop_fetching(d);
 	if (d->ws)
@@ -536,5 +570,6 @@ void daemon_free(struct daemon *d)
 	g_ptr_array_unref(d->listeners);
 	config_free(d->cfg);
 	g_free(d->status);
+	g_free(d->instance_id);
 	g_free(d);
 }

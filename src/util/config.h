@@ -81,6 +81,13 @@ struct config {
 	unsigned rooms_per_address; /* created from one client address */
 	char *rooms_default_room; /* a register without room_id joins it; NULL: none */
 
+	/* [cluster] (issue 14) */
+	char *cluster_redis; /* NULL: single instance, no Redis code on any path */
+	char *cluster_password, *cluster_password_file;
+	char *cluster_key_prefix;
+	char *cluster_instance_id; /* NULL: host name and a random suffix, at start */
+	unsigned cluster_instance_ttl;
+
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */
 

@@ -49,6 +49,8 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_HTTP_BODY] = "http_body_bytes",
 	[LIMIT_PUBLIC_KEYS_PER_ACCOUNT] = "max_public_keys_per_account",
 	[LIMIT_AUTHORIZED_KEYS_LISTED] = "max_authorized_keys",
+	[LIMIT_CLUSTER_OUTSTANDING] = "cluster_max_outstanding",
+	[LIMIT_CLUSTER_BUFFERED_EVENTS] = "cluster_max_buffered_events",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {
@@ -293,6 +295,16 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	counter(o, "rtcsignald_store_queue_full_total",
 		"Room store writes refused because the write queue was full.",
 		(double)metrics_get(store_queue_full));
+	family(o, "rtcsignald_store_errors_total", "counter",
+	       "Room store operations the backend failed (unreachable, refused, malformed), by backend.");
+	sample(o, "rtcsignald_store_errors_total", "backend", "sqlite", (double)metrics_get(store_errors[0]));
+	sample(o, "rtcsignald_store_errors_total", "backend", "redis", (double)metrics_get(store_errors[1]));
+	counter(o, "rtcsignald_store_notices_total",
+		"Room store changes made by other instances and applied here ([rooms] store = redis).",
+		(double)metrics_get(store_notices));
+	counter(o, "rtcsignald_store_reloads_total",
+		"Full reloads of the room store after subscribing to its changes again ([rooms] store = redis).",
+		(double)metrics_get(store_reloads));
 	static const char *const admin_refusals[ADMIN_REFUSED__COUNT] = {
 		"per_address", "connection_limit", "no_descriptors", "ambiguous_framing",
 		"request_timeout"
@@ -399,6 +411,26 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 		  &metrics.route_latency);
 	histogram(o, "rtcsignald_discovery_duration_seconds",
 		  "Time to answer a discover_peers request.", &metrics.discovery_duration);
+
+	gauge(o, "rtcsignald_cluster_up", "1 while Redis is reachable and this instance announced ([cluster] redis).",
+	      metrics_get(cluster_up) ? 1 : 0);
+	gauge(o, "rtcsignald_cluster_instances", "Live instances of the cluster, as the last sweep saw them.",
+	      (double)nonneg(metrics_get(cluster_instances)));
+	counter(o, "rtcsignald_cluster_forwarded_total", "Messages sent to peers on other instances.",
+		(double)metrics_get(cluster_forwarded));
+	counter(o, "rtcsignald_cluster_received_total", "Messages received from other instances for local peers.",
+		(double)metrics_get(cluster_received));
+	static const char *const cluster_reasons[METRICS_CLUSTER_REASONS] = {
+		NULL, "gone", "queue_full", "closing", "unreachable", "too_large", "busy"
+	};
+	family(o, "rtcsignald_cluster_forward_failures_total", "counter",
+	       "Messages for peers on other instances that did not arrive, by reason.");
+	for (int i = 1; i < METRICS_CLUSTER_REASONS; i++)
+		sample(o, "rtcsignald_cluster_forward_failures_total", "reason", cluster_reasons[i],
+		       (double)metrics_get(cluster_forward_failures[i]));
+	histogram(o, "rtcsignald_cluster_replication_lag_seconds",
+		  "Time from a peer change on one instance until this instance's view applied it.",
+		  &metrics.cluster_lag);
 
 	read_process(&ps);
 	counter(o, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",

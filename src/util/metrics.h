@@ -31,6 +31,8 @@ enum metrics_limit {
 	LIMIT_HTTP_BODY,                  /* a plain HTTP request's body over 64 KiB */
 	LIMIT_PUBLIC_KEYS_PER_ACCOUNT,    /* [auth] max_public_keys_per_account */
 	LIMIT_AUTHORIZED_KEYS_LISTED,     /* [auth] max_authorized_keys */
+	LIMIT_CLUSTER_OUTSTANDING,        /* cluster: forwards in flight to Redis */
+	LIMIT_CLUSTER_BUFFERED_EVENTS,    /* cluster: room events buffered while a view loads */
 	LIMIT__COUNT
 };
 
@@ -65,6 +67,8 @@ enum metrics_auth_mode {
 	METRICS_AUTH_REQUIRED,
 };
 
+/* enum cluster_reason (src/cluster/cluster.h); [0] unused */
+#define METRICS_CLUSTER_REASONS 7
 /* Latency histograms: bucket upper bounds in seconds, and +Inf. */
 #define METRICS_BUCKETS 14
 struct metrics_histogram {
@@ -104,11 +108,20 @@ struct metrics {
 	atomic_int_fast64_t store_pending_writes;
 	atomic_uint_fast64_t store_retries;    /* a write tried again: database locked */
 	atomic_uint_fast64_t store_queue_full; /* a write refused: queue full */
+	atomic_uint_fast64_t store_errors[2];  /* backend failures: [0] sqlite, [1] redis */
+	atomic_uint_fast64_t store_notices;    /* redis: changes applied from other instances */
+	atomic_uint_fast64_t store_reloads;    /* redis: full reloads after (re)subscribing */
 	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
 	atomic_uint_fast64_t log_lines_repeated_total; /* [log] repeat_interval */
 	atomic_int auth_mode; /* enum metrics_auth_mode, from the configuration */
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
+	/* cluster (src/cluster/cluster.c) */
+	atomic_bool cluster_up;
+	atomic_int_fast64_t cluster_instances; /* live, as the last sweep saw them */
+	atomic_uint_fast64_t cluster_forwarded, cluster_received;
+	atomic_uint_fast64_t cluster_forward_failures[METRICS_CLUSTER_REASONS];
+	struct metrics_histogram cluster_lag; /* change written until a view applied it */
 	/* the loop's liveness and the daemon's state, for /health and /ready */
 	atomic_int_fast64_t heartbeat_ms; /* CLOCK_MONOTONIC */
 	atomic_bool ready;
