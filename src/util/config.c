@@ -89,6 +89,8 @@ static const struct key_spec keys[] = {
 	K("turn", "secret_file", KEY_STRING, turn_secret_file, "", 0, 0),
 	K("turn", "credential_ttl", KEY_UINT, turn_credential_ttl, "86400", 60, 30 * 86400),
 	K("log", "level", KEY_LOGLEVEL, log_level, "info", 0, 0),
+	K("log", "repeat_interval", KEY_UINT, log_repeat_interval, "5", 0, 3600),
+	K("log", "repeat_burst", KEY_UINT, log_repeat_burst, "5", 1, 1000000),
 	KR("cluster", "redis", KEY_STRING, cluster_redis, "", 0, 0),
 	KR("cluster", "password_file", KEY_STRING, cluster_password_file, "", 0, 0),
 	KR("cluster", "key_prefix", KEY_STRING, cluster_key_prefix, "rtcsignald:", 0, 0),

@@ -119,6 +119,8 @@ struct config {
 
 	/* [log] */
 	int log_level;
+	unsigned log_repeat_interval;
+	unsigned log_repeat_burst;
 };
 
 /* What the command line may override; NULL/0 means "not given". */

@@ -59,6 +59,23 @@ int log_level_parse(const char *name, int *prio);
 void log_set_level(int prio);
 bool log_enabled(int prio);
 
+/* Repeats, as printk_ratelimit: of a notice, warning or error event with
+ * a remote address, the first BURST from one source (same event, code and
+ * address) in a window of INTERVAL_S seconds are logged, the rest counted;
+ * the first line of a later window says how many ("repeated=N").
+ * INTERVAL_S 0 logs every one.  The table of sources is bounded
+ * (LOG_REPEAT_SLOTS); a source pushed out says its count then.  Metrics
+ * count every event regardless: callers count before they log. */
+#define LOG_REPEAT_SLOTS 256
+void log_set_repeats(unsigned interval_s, unsigned burst);
+
+/* The journal MESSAGE of a line: MSG, then the fields present as
+ * " [room=R peer=P role=X remote=A code=C close_code=N repeated=K]",
+ * each value bare or quoted and escaped as in logfmt, so a client-chosen
+ * id cannot forge text.  REMOTE is F->remote as text. */
+char *log_format_message(const char *msg, const struct log_fields *f, const char *remote,
+			 unsigned repeated);
+
 void log_full(int prio, enum log_event ev, const struct log_fields *f,
 	      const char *file, int line, const char *func,
 	      const char *fmt, ...) __attribute__((format(printf, 7, 8)));
