@@ -7,6 +7,7 @@
 #include "auth/fetch.h"
 #include "daemon/listener.h"
 #include "util/log.h"
+#include "daemon/reloadstate.h"
 #include "daemon/loopcall.h"
 #include "util/metrics.h"
 #include "core/registry.h"
@@ -204,6 +205,7 @@ static int start_admin(struct daemon *d)
 		.connections_per_address = d->cfg->admin_connections_per_address,
 		.connection_timeout = d->cfg->admin_connection_timeout,
 		.request_timeout = d->cfg->admin_request_timeout,
+		.requests_per_second = d->cfg->admin_requests_per_second,
 		.loopcall = d->loopcall,
 		.roles = roles_on_loop,
 		.roles_data = d,
@@ -215,7 +217,8 @@ static int start_admin(struct daemon *d)
 	if (d->cluster)
 		o.ready[2].fn = cluster_ready;
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
-				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router };
+				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router,
+				    .auth = d->auth, .audit = audit_new(d->cfg->admin_audit_entries) };
 	int r = admin_start(&o, &d->admin);
 	if (r < 0) {
 		log_err("cannot start the admin port");
@@ -365,15 +368,18 @@ static void reload(struct daemon *d)
 	struct config *cfg = NULL;
 	unsigned restart = 0;
 
+	reloadstate_begin();
 	systemd_notify_reloading();
 	if (auth_load_config(d->reload_path, &d->ov, &cfg, &err) < 0 ||
 	    auth_configure(d->auth, cfg, &err) < 0) {
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);
+		reloadstate_finish(false, err->message);
 		config_free(cfg);
 	} else {
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
+		log_set_repeats(cfg->log_repeat_interval, cfg->log_repeat_burst);
 		ws_server_set_config(d->ws, cfg);
 		router_set_config(d->router, cfg);
 		roomsvc_set_config(d->roomsvc, cfg);
@@ -385,6 +391,7 @@ static void reload(struct daemon *d)
 		log_auth_mode(d);
 		log_event(LOG_NOTICE, LOG_EVENT_RELOADED, NULL, "configuration reloaded%s",
 			  restart ? "; some changes need a restart" : "");
+		reloadstate_finish(true, restart ? "some changes need a restart" : NULL);
 	}
 	/* The last tick's line: computing one now would count the messages
 	 * of part of a second as a second's, here and at the next tick. */
@@ -447,9 +454,12 @@ static int open_rooms(struct daemon *d)
 		return r;
 	}
 	d->rooms = rooms_new(d->store);
-	log_info("room store %s: %u rooms, %u API keys, %u public keys", d->cfg->state_dir, rooms->len,
-		 keys->len, pubkeys->len);
+	unsigned n_rooms = rooms->len, n_keys = keys->len;
 	rooms_load(d->rooms, rooms, keys);
+	/* Revoked and expired keys are kept (for their history), not counted. */
+	unsigned active = rooms_count_active_keys(d->rooms, g_get_real_time() / G_USEC_PER_SEC);
+	log_info("room store %s: %u rooms, %u API keys in force (%u revoked or expired), %u public keys",
+		 d->cfg->state_dir, n_rooms, active, n_keys - active, pubkeys->len);
 	rooms_load_members(d->rooms, members);
 	d->pubkeys = pubkeys_new();
 	pubkeys_load(d->pubkeys, pubkeys);
@@ -469,6 +479,8 @@ static int open_rooms(struct daemon *d)
  * start and on every reload, so a change is in the log. */
 static void log_auth_mode(struct daemon *d)
 {
+	metrics_set(auth_mode, auth_required(d->auth) ? METRICS_AUTH_REQUIRED
+			       : d->cfg->allow_anonymous ? METRICS_AUTH_OFF_ANYONE : METRICS_AUTH_OFF_LOOPBACK);
 	if (auth_required(d->auth)) {
 		log_notice("authentication: required (%u [issuer] groups%s): every register needs a JWT "
 			   "or an API key", auth_n_issuers(d->auth),
@@ -504,6 +516,7 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	uv_loop_init(&d->loop);
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(cfg->log_level);
+	log_set_repeats(cfg->log_repeat_interval, cfg->log_repeat_burst);
 	log_event(LOG_INFO, LOG_EVENT_STARTED, NULL, "rtcsignald %s starting", PACKAGE_VERSION);
 	metrics.start_time = g_get_real_time() / G_USEC_PER_SEC;
 	metrics_heartbeat();
@@ -606,6 +619,7 @@ void daemon_free(struct daemon *d)
 	loopcall_free(d->loopcall);
 	roomsvc_free(d->roomsvc);
 	rooms_free(d->rooms);
+	audit_free(d->api.audit); /* after the last store completion */
 	pubkeys_free(d->pubkeys);
 	auth_free(d->auth);
 	addrlimit_free(d->addrlimit);

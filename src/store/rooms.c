@@ -184,6 +184,20 @@ int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const stru
 	return 0;
 }
 
+unsigned rooms_count_active_keys(struct rooms *r, gint64 now)
+{
+	GHashTableIter it;
+	gpointer v;
+	unsigned n = 0;
+
+	g_hash_table_iter_init(&it, r->keys);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		const struct store_key *k = v;
+		n += !k->revoked_at && (!k->expires_at || k->expires_at > now);
+	}
+	return n;
+}
+
 bool rooms_any_active_key(struct rooms *r, gint64 now)
 {
 	GHashTableIter it;

@@ -27,6 +27,8 @@ bool rooms_token_ok(const struct store_room *room, const char *token);
 int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const struct store_key **out);
 /* True when some key is neither revoked nor expired (it stops at the
  * first).  It does not decide the authentication mode: auth_required. */
+/* Keys neither revoked nor expired at NOW. */
+unsigned rooms_count_active_keys(struct rooms *r, gint64 now);
 bool rooms_any_active_key(struct rooms *r, gint64 now);
 
 struct rooms_spec {

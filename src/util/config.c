@@ -51,10 +51,14 @@ static const struct key_spec keys[] = {
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, "10", 1, 3600),
 	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, "8", 1, 10000),
 	KR("admin", "request_timeout", KEY_UINT, admin_request_timeout, "10", 1, 3600),
+	KR("admin", "requests_per_second", KEY_UINT, admin_requests_per_second, "20", 0, 100000),
+	KR("admin", "audit_entries", KEY_UINT, admin_audit_entries, "200", 1, 100000),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, "10", 1, 100),
 	K("admin", "token", KEY_STRING, admin_token, "", 0, 0),
 	K("admin", "token_file", KEY_STRING, admin_token_file, "", 0, 0),
 	K("admin", "metrics_token", KEY_STRING, metrics_token, "", 0, 0),
+	K("admin", "jwt_group", KEY_STRING, admin_jwt_group, "", 0, 0),
+	K("admin", "jwt_group_claim", KEY_STRING, admin_jwt_group_claim, "cognito:groups", 0, 0),
 	KR("rooms", "store", KEY_STRING, rooms_store, "sqlite", 0, 0),
 	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, "7200", 0, 10u * 365 * 86400),
 	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, "2592000", 0, 10u * 365 * 86400),
@@ -85,6 +89,8 @@ static const struct key_spec keys[] = {
 	K("turn", "secret_file", KEY_STRING, turn_secret_file, "", 0, 0),
 	K("turn", "credential_ttl", KEY_UINT, turn_credential_ttl, "86400", 60, 30 * 86400),
 	K("log", "level", KEY_LOGLEVEL, log_level, "info", 0, 0),
+	K("log", "repeat_interval", KEY_UINT, log_repeat_interval, "5", 0, 3600),
+	K("log", "repeat_burst", KEY_UINT, log_repeat_burst, "5", 1, 1000000),
 	KR("cluster", "redis", KEY_STRING, cluster_redis, "", 0, 0),
 	KR("cluster", "password_file", KEY_STRING, cluster_password_file, "", 0, 0),
 	KR("cluster", "key_prefix", KEY_STRING, cluster_key_prefix, "rtcsignald:", 0, 0),
@@ -175,6 +181,8 @@ void config_free(struct config *cfg)
 	free_secret(cfg->admin_token);
 	g_free(cfg->admin_token_file);
 	free_secret(cfg->metrics_token);
+	g_free(cfg->admin_jwt_group);
+	g_free(cfg->admin_jwt_group_claim);
 	g_free(cfg->rooms_store);
 	g_free(cfg->rooms_default_room);
 	if (cfg->issuers)

@@ -64,6 +64,10 @@ struct config {
 	unsigned admin_connection_timeout;
 	unsigned admin_connections_per_address;
 	unsigned admin_request_timeout;
+	unsigned admin_requests_per_second; /* per client address; 0: no limit */
+	unsigned admin_audit_entries;       /* kept for GET /api/audit */
+	char *admin_jwt_group;       /* JWTs whose group claim names it are admins; "": none */
+	char *admin_jwt_group_claim; /* that claim, e.g. cognito:groups */
 	unsigned metrics_top_roles;
 	char *admin_token;      /* bearer token of the admin API, or from: */
 	char *admin_token_file; /* resolved (see config_load) */
@@ -115,6 +119,8 @@ struct config {
 
 	/* [log] */
 	int log_level;
+	unsigned log_repeat_interval;
+	unsigned log_repeat_burst;
 };
 
 /* What the command line may override; NULL/0 means "not given". */

@@ -52,10 +52,21 @@ enum metrics_admin_refusal {
 	ADMIN_REFUSED_DESCRIPTORS,   /* accept() failed: the open file limit */
 	ADMIN_REFUSED_FRAMING,       /* ambiguous Content-Length / Transfer-Encoding */
 	ADMIN_REFUSED_SLOW_REQUEST,  /* [admin] request_timeout */
+	ADMIN_REFUSED_RATE_LIMITED,  /* [admin] requests_per_second (requests) */
 	ADMIN_REFUSED__COUNT
 };
 /* What became of a relayed type (protocol_is_relay). */
 enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
+
+/* Whether the server demands credentials: the configuration's choice
+ * ([issuer] groups, [server] require_auth, allow_anonymous), never the
+ * key table's. */
+enum metrics_auth_mode {
+	METRICS_AUTH_UNKNOWN, /* not configured yet */
+	METRICS_AUTH_OFF_LOOPBACK,
+	METRICS_AUTH_OFF_ANYONE,
+	METRICS_AUTH_REQUIRED,
+};
 
 /* enum cluster_reason (src/cluster/cluster.h); [0] unused */
 #define METRICS_CLUSTER_REASONS 7
@@ -102,6 +113,8 @@ struct metrics {
 	atomic_uint_fast64_t store_notices;    /* redis: changes applied from other instances */
 	atomic_uint_fast64_t store_reloads;    /* redis: full reloads after (re)subscribing */
 	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
+	atomic_uint_fast64_t log_lines_repeated_total; /* [log] repeat_interval */
+	atomic_int auth_mode; /* enum metrics_auth_mode, from the configuration */
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
 	/* cluster (src/cluster/cluster.c) */
@@ -127,6 +140,9 @@ extern struct metrics metrics;
 #define metrics_set(field, v) atomic_store_explicit(&metrics.field, (v), memory_order_relaxed)
 #define metrics_get(field) atomic_load_explicit(&metrics.field, memory_order_relaxed)
 
+/* Whether a register can be answered with CODE: the result labels of
+ * rtcsignald_registrations_total exported before they occur. */
+bool metrics_registration_result(enum err_code code);
 /* The reason label of a refusal, also its log code. */
 const char *metrics_refusal_name(enum metrics_refusal r);
 uint64_t metrics_now_ns(void); /* CLOCK_MONOTONIC */
