@@ -165,6 +165,9 @@ static void test_no_secrets(void)
 	json_object *m = json_object_object_get(json_object_object_get(dash, "metrics"), "rtcsignald_peers");
 	g_assert_cmpint(json_object_get_int(json_object_object_get(m, "worker")), ==, 1);
 	g_assert_cmpint(json_object_get_int(json_object_object_get(m, "client")), ==, 1);
+	m = json_object_object_get(json_object_object_get(dash, "metrics"), "rtcsignald_cluster_configured");
+	g_assert_nonnull(m); /* the page says "single instance" from it */
+	g_assert_cmpint(json_object_get_int(json_object_object_get(m, "")), ==, 0);
 	json_object *rooms = json_object_object_get(dash, "rooms");
 	g_assert_cmpuint(json_object_array_length(rooms), ==, 1);
 	json_object *r0 = json_object_array_get_idx(rooms, 0);

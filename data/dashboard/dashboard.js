@@ -94,6 +94,10 @@
       ["store", (get("rtcsignald_store_pending_writes") || 0) + " pending, " +
         (get("rtcsignald_store_queue_full_total") || 0) + " refused"],
       ["key sets", (m.rtcsignald_jwks_fetches_total ? (m.rtcsignald_jwks_fetches_total.error || 0) : 0) + " failed fetches"],
+      ["cluster", get("rtcsignald_cluster_configured") ?
+        (get("rtcsignald_cluster_up") ? "up" : "degraded") + ", " + get("rtcsignald_cluster_instances") +
+        " instances, " + get("rtcsignald_cluster_forwarded_total") + " forwarded, " +
+        get("rtcsignald_cluster_received_total") + " received" : "single instance"],
       ["state", d.draining ? "draining" : readiness],
       ["uptime", age(d.now - d.start_time)],
       ["version", d.version],

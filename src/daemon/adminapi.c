@@ -499,7 +499,9 @@ static const char *const dashboard_families[] = {
 	"rtcsignald_sessions_refused_total", "rtcsignald_admin_refused_total",
 	"rtcsignald_jwks_fetches_total", "rtcsignald_store_pending_writes",
 	"rtcsignald_store_queue_full_total", "rtcsignald_store_retries_total",
-	"rtcsignald_registrations_total",
+	"rtcsignald_registrations_total", "rtcsignald_cluster_configured", "rtcsignald_cluster_up",
+	"rtcsignald_cluster_instances", "rtcsignald_cluster_forwarded_total",
+	"rtcsignald_cluster_received_total",
 };
 
 /* One sample line "NAME{L="V"} X" or "NAME X" into O[NAME][V or ""]. */

@@ -281,7 +281,7 @@ def main():
     room = admin_api(admin_port, "POST", "/api/rooms", {"name": "lab"})["room_id"]
     api_key = admin_api(admin_port, "POST", "/api/keys", {"room_id": room})["api_key"]
     driver = start_browser()
-    print("1..9", flush=True)
+    print("1..10", flush=True)
 
     # A wrong token: refused, said so, and not kept.
     sign_in(driver, url, "not-the-token")
@@ -298,6 +298,9 @@ def main():
     before = value(driver, "peers")
     report(before == "0" and driver.execute_script("return sessionStorage.length") == 1,
            "the admin token signs in; kept in sessionStorage", f"peers {before}")
+    cluster = value(driver, "cluster")
+    report(cluster == "single instance", "a daemon without [cluster] redis says it is a single instance",
+           f"cluster {cluster!r}")
 
     peers = Peers(ws_port, room, api_key)
     peers.thread.start()
