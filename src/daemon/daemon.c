@@ -17,6 +17,7 @@
 #include "daemon/routerio.h"
 #include "store/store.h"
 #include "daemon/systemd.h"
+#include "daemon/tlscert.h"
 #include "daemon/ws.h"
 
 #include <errno.h>
@@ -310,18 +311,22 @@ static void reload(struct daemon *d)
 {
 	g_autoptr(GError) err = NULL;
 	struct config *cfg = NULL;
+	struct tlscert *tls = NULL;
 	unsigned restart = 0;
 
 	systemd_notify_reloading();
+	/* Renewed TLS files are read (and checked) before anything applies. */
 	if (auth_load_config(d->reload_path, &d->ov, &cfg, &err) < 0 ||
-	    auth_configure(d->auth, cfg, &err) < 0) {
+	    tlscert_load_config(cfg, &tls, &err) < 0 || auth_configure(d->auth, cfg, &err) < 0) {
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);
+		tlscert_free(tls);
 		config_free(cfg);
 	} else {
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
 		ws_server_set_config(d->ws, cfg);
+		ws_server_set_tls(d->ws, g_steal_pointer(&tls));
 		router_set_config(d->router, cfg);
 		roomsvc_set_config(d->roomsvc, cfg);
 		set_addrlimits(d, cfg);
