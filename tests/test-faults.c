@@ -1,0 +1,340 @@
+/* Faults of a real host, against the real daemon: the identity provider's
+ * key set endpoint down or hanging past the fetch timeout (test-auth
+ * covers garbage and 404), then back. */
+#include "httpsd.h"
+#include "jwtmint.h"
+#include "testd.h"
+
+#include <arpa/inet.h>
+#include <openssl/rsa.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ISS "https://id.example.org/realms/lab"
+#define AUD "rtcsignald"
+#define ADMIN "admin-secret-for-tests"
+
+/* --- a TCP relay in front of the HTTPS server, on a port that stays the
+ * same: it forwards, refuses (no listener: connection refused) or
+ * accepts and never answers --- */
+
+enum relay_mode { RELAY_FORWARD, RELAY_DOWN, RELAY_HANG };
+
+struct relay {
+	int port, target;
+	GMutex lock;
+	GCond cond;
+	enum relay_mode mode, applied;
+	bool stop;
+	GThread *thread;
+	GPtrArray *held; /* fds of HANG connections, as GINT_TO_POINTER */
+};
+
+static int listen_on(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	g_assert_cmpint(listen(fd, 64), ==, 0);
+	return fd;
+}
+
+/* Copies both ways between two sockets until either ends. */
+static gpointer pipe_main(gpointer p)
+{
+	int *fds = p;
+	struct pollfd pf[2] = { { .fd = fds[0], .events = POLLIN }, { .fd = fds[1], .events = POLLIN } };
+	char buf[16384];
+
+	for (int spins = 0; spins < 100000 && poll(pf, 2, 30000) > 0; spins++) {
+		int from = pf[0].revents ? 0 : 1;
+		ssize_t n = read(pf[from].fd, buf, sizeof buf);
+		if (n <= 0 || send(pf[!from].fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+			break;
+	}
+	close(fds[0]);
+	close(fds[1]);
+	g_free(fds);
+	return NULL;
+}
+
+static void forward(struct relay *r, int cfd)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)r->target),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int sfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (connect(sfd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		close(sfd);
+		close(cfd);
+		return;
+	}
+	int *fds = g_new(int, 2);
+	fds[0] = cfd;
+	fds[1] = sfd;
+	g_thread_unref(g_thread_new("relay-pipe", pipe_main, fds));
+}
+
+static gpointer relay_main(gpointer p)
+{
+	struct relay *r = p;
+	int lfd = listen_on(r->port);
+
+	g_mutex_lock(&r->lock);
+	while (!r->stop) {
+		/* The listener exists but in RELAY_DOWN. */
+		if (r->mode == RELAY_DOWN && lfd >= 0) {
+			close(lfd);
+			lfd = -1;
+		} else if (r->mode != RELAY_DOWN && lfd < 0) {
+			lfd = listen_on(r->port);
+		}
+		r->applied = r->mode;
+		g_cond_broadcast(&r->cond);
+		enum relay_mode mode = r->mode;
+		g_mutex_unlock(&r->lock);
+		struct pollfd pf = { .fd = lfd, .events = POLLIN };
+		int cfd = -1;
+		if (lfd >= 0 && poll(&pf, 1, 20) > 0)
+			cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		else if (lfd < 0)
+			g_usleep(20000);
+		g_mutex_lock(&r->lock);
+		if (cfd < 0)
+			continue;
+		if (mode == RELAY_HANG)
+			g_ptr_array_add(r->held, GINT_TO_POINTER(cfd));
+		else
+			forward(r, cfd);
+	}
+	g_mutex_unlock(&r->lock);
+	if (lfd >= 0)
+		close(lfd);
+	return NULL;
+}
+
+static struct relay *relay_start(int target)
+{
+	struct relay *r = g_new0(struct relay, 1);
+	/* A free port: bind to 0 and let go of it. */
+	int fd = listen_on(0);
+	struct sockaddr_in sa;
+	socklen_t len = sizeof sa;
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	r->port = ntohs(sa.sin_port);
+	close(fd);
+	r->target = target;
+	r->held = g_ptr_array_new();
+	g_mutex_init(&r->lock);
+	g_cond_init(&r->cond);
+	r->applied = (enum relay_mode)-1;
+	r->thread = g_thread_new("relay", relay_main, r);
+	g_mutex_lock(&r->lock);
+	while (r->applied != RELAY_FORWARD)
+		g_cond_wait(&r->cond, &r->lock);
+	g_mutex_unlock(&r->lock);
+	return r;
+}
+
+/* Returns once the relay works in MODE. */
+static void relay_set(struct relay *r, enum relay_mode mode)
+{
+	gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+	g_mutex_lock(&r->lock);
+	r->mode = mode;
+	while (r->applied != mode)
+		g_assert_true(g_cond_wait_until(&r->cond, &r->lock, deadline));
+	g_mutex_unlock(&r->lock);
+}
+
+static void relay_stop(struct relay *r)
+{
+	g_mutex_lock(&r->lock);
+	r->stop = true;
+	g_mutex_unlock(&r->lock);
+	g_thread_join(r->thread);
+	for (guint i = 0; i < r->held->len; i++)
+		close(GPOINTER_TO_INT(r->held->pdata[i]));
+	g_ptr_array_unref(r->held);
+	g_mutex_clear(&r->lock);
+	g_cond_clear(&r->cond);
+	g_free(r);
+}
+
+/* --- the daemon with one issuer whose keys come through the relay --- */
+
+static EVP_PKEY *key1, *key2;
+
+static char *key_set(EVP_PKEY *a, const char *kid_a, EVP_PKEY *b, const char *kid_b)
+{
+	g_autofree char *ja = jwtmint_jwk(a, kid_a, "");
+	g_autofree char *jb = b ? jwtmint_jwk(b, kid_b, "") : NULL;
+	return g_strdup_printf("{\"keys\":[%s%s%s]}", ja, jb ? "," : "", jb ? jb : "");
+}
+
+static struct testd *start_issuer(struct relay *r, struct httpsd *h)
+{
+	g_autofree char *conf = g_strdup_printf(
+		"[admin]\ntoken = " ADMIN "\n[rooms]\nmax_ttl = 0\n[issuer lab]\nissuer = " ISS
+		"\naudience = " AUD "\njwks_url = https://127.0.0.1:%d/lab.json\njwks_ca_file = %s\n"
+		"jwks_refresh_min = 1\n",
+		r->port, h->ca_file);
+	return testd_start(conf, NULL);
+}
+
+static void new_room(struct testd *d, char **id, char **token)
+{
+	json_object *o = testd_admin_api(d, ADMIN, "POST", "/api/rooms", "{}", 201);
+	*id = g_strdup(testd_str(o, "room_id"));
+	*token = g_strdup(testd_str(o, "token"));
+	json_object_put(o);
+}
+
+/* Registers with a token signed by K as KID: CODE expected, NULL for
+ * success; how long the answer took, in ms. */
+static gint64 reg(struct testd *d, const char *room, const char *room_token, const char *peer,
+		  EVP_PKEY *k, const char *kid, const char *code)
+{
+	g_autofree char *jwt = jwtmint_token(k, kid, jwtmint_claims(ISS, AUD, peer));
+	struct wsc *c = testd_connect(d);
+	gint64 t0 = g_get_monotonic_time();
+	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\",\"protocol\":\"2.1\","
+		     "\"token\":\"%s\",\"id_token\":\"%s\"}",
+		  peer, room, room_token, jwt);
+	json_object *o = code ? wsc_expect_error(c, code) : wsc_expect(c, "registered_auth");
+	gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+	json_object_put(o);
+	wsc_free(c);
+	return ms;
+}
+
+static void expect_ready(struct testd *d, int status, const char *reason_part)
+{
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/ready", NULL, NULL, &r), ==, 0);
+	if (r.status != status)
+		g_test_message("/ready answered %d: %s", r.status, r.body->str);
+	g_assert_cmpint(r.status, ==, status);
+	if (reason_part)
+		g_assert_nonnull(strstr(r.body->str, reason_part));
+	httpc_reply_clear(&r);
+}
+
+#define FAILED "rtcsignald_jwks_fetches_total{result=\"error\"}"
+#define OK "rtcsignald_jwks_fetches_total{result=\"ok\"}"
+
+/* Down at start: not ready, and why; ready once it answers.  Down while
+ * running: cached keys keep working, the failure is counted and logged,
+ * and the next fetch after it returns brings the new key. */
+static void test_jwks_down(void)
+{
+	struct httpsd *h = httpsd_start();
+	struct relay *r = relay_start(h->port_good);
+	g_autofree char *doc1 = key_set(key1, "k1", NULL, NULL), *doc2 = key_set(key1, "k1", key2, "k2");
+	g_autofree char *room = NULL, *room_token = NULL;
+
+	httpsd_put(h, "lab.json", doc1, strlen(doc1));
+	relay_set(r, RELAY_DOWN);
+	struct testd *d = start_issuer(r, h);
+	g_assert_true(testd_wait_log(d, "no keys yet, next try in 5 s", 10000));
+	expect_ready(d, 503, "key set");
+	g_assert_cmpfloat(testd_metric(d, FAILED), >=, 1);
+
+	/* Back: the retry (5 s) fetches, and the daemon is ready. */
+	relay_set(r, RELAY_FORWARD);
+	g_assert_true(testd_wait_log(d, "1 keys (the identity provider answers again)", 10000));
+	expect_ready(d, 200, NULL);
+	new_room(d, &room, &room_token);
+	reg(d, room, room_token, "ada", key1, "k1", NULL);
+
+	/* Down again, and the provider rotates meanwhile: a token with the
+	 * cached key still registers; one with the new key cannot be
+	 * checked and is refused at once (no wait on a dead endpoint). */
+	relay_set(r, RELAY_DOWN);
+	httpsd_put(h, "lab.json", doc2, strlen(doc2));
+	double failed = testd_metric(d, FAILED);
+	g_assert_cmpint(reg(d, room, room_token, "k2-early", key2, "k2", "AUTH_FAILED"), <, 2000);
+	g_assert_true(testd_wait_log(d, "keeping the previous one", 5000));
+	g_assert_cmpfloat(testd_metric(d, FAILED), ==, failed + 1);
+	reg(d, room, room_token, "bob", key1, "k1", NULL);
+	expect_ready(d, 200, NULL);
+
+	/* Back: the retry brings k2. */
+	relay_set(r, RELAY_FORWARD);
+	g_assert_true(testd_wait_log(d, "2 keys (the identity provider answers again)", 15000));
+	reg(d, room, room_token, "k2-late", key2, "k2", NULL);
+
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	relay_stop(r);
+	httpsd_stop(h);
+}
+
+/* The endpoint accepts and never answers: the fetch runs into its
+ * timeout on the loop without holding anything else up, and a token
+ * with a cached key registers meanwhile at once. */
+static void test_jwks_slow(void)
+{
+	struct httpsd *h = httpsd_start();
+	struct relay *r = relay_start(h->port_good);
+	g_autofree char *doc1 = key_set(key1, "k1", NULL, NULL), *doc2 = key_set(key1, "k1", key2, "k2");
+	g_autofree char *room = NULL, *room_token = NULL;
+
+	httpsd_put(h, "lab.json", doc1, strlen(doc1));
+	struct testd *d = start_issuer(r, h);
+	g_assert_true(testd_wait_log(d, "key set https://127.0.0.1", 10000));
+	new_room(d, &room, &room_token);
+	reg(d, room, room_token, "ada", key1, "k1", NULL);
+
+	relay_set(r, RELAY_HANG);
+	httpsd_put(h, "lab.json", doc2, strlen(doc2));
+	double failed = testd_metric(d, FAILED);
+	/* An unknown kid starts a fetch that hangs; its register waits for
+	 * it, on another connection. */
+	g_autofree char *jwt2 = jwtmint_token(key2, "k2", jwtmint_claims(ISS, AUD, "k2-early"));
+	struct wsc *waiting = testd_connect(d);
+	wsc_sendf(waiting, "{\"type\":\"register\",\"peer_id\":\"k2-early\",\"room_id\":\"%s\",\"protocol\":\"2.1\","
+			   "\"token\":\"%s\",\"id_token\":\"%s\"}", room, room_token, jwt2);
+	g_assert_true(testd_wait_log(d, "a token names an unknown key", 5000));
+	for (int i = 0; i < 5; i++) {
+		g_autofree char *peer = g_strdup_printf("cached-%d", i);
+		g_assert_cmpint(reg(d, room, room_token, peer, key1, "k1", NULL), <, 1000);
+	}
+	expect_ready(d, 200, NULL);
+	/* The fetch gives up (10 s): the waiting register is refused. */
+	g_assert_true(testd_wait_log(d, "no complete response within", 15000));
+	json_object_put(wsc_expect_error(waiting, "AUTH_FAILED"));
+	wsc_free(waiting);
+	g_assert_cmpfloat(testd_metric(d, FAILED), ==, failed + 1);
+
+	/* The refused register's own refetch hung as well: the back-off
+	 * (10 s) passes before the next try. */
+	relay_set(r, RELAY_FORWARD);
+	g_assert_true(testd_wait_log(d, "2 keys (the identity provider answers again)", 30000));
+	reg(d, room, room_token, "k2-late", key2, "k2", NULL);
+
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	relay_stop(r);
+	httpsd_stop(h);
+}
+
+int main(int argc, char *argv[])
+{
+	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	key1 = EVP_RSA_gen(2048);
+	key2 = EVP_RSA_gen(2048);
+	g_test_add_func("/faults/jwks-down", test_jwks_down);
+	g_test_add_func("/faults/jwks-slow", test_jwks_slow);
+	int r = g_test_run();
+	EVP_PKEY_free(key1);
+	EVP_PKEY_free(key2);
+	return r;
+}
