@@ -1,6 +1,8 @@
 /* Faults of a real host, against the real daemon: the identity provider's
  * key set endpoint down or hanging past the fetch timeout (test-auth
- * covers garbage and 404), then back. */
+ * covers garbage and 404), then back; the room store's disk full while
+ * running (a small tmpfs in a user and mount namespace of the daemon's
+ * own), read-only at start, and kill -9 after acknowledged writes. */
 #include "httpsd.h"
 #include "jwtmint.h"
 #include "testd.h"
@@ -11,6 +13,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <glib/gstdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -325,6 +332,212 @@ static void test_jwks_slow(void)
 	httpsd_stop(h);
 }
 
+/* --- the room store --- */
+
+/* "ok", or what PRAGMA integrity_check found, of the database at PATH. */
+static char *integrity(const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char *out;
+
+	g_assert_cmpint(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), ==, SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	g_assert_cmpint(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), ==, SQLITE_OK);
+	g_assert_cmpint(sqlite3_step(st), ==, SQLITE_ROW);
+	out = g_strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return out;
+}
+
+/* The same of a copy of the database at PATH and its WAL, for one SQLite
+ * cannot open in place (in another mount namespace, through
+ * /proc/PID/root: it resolves the link and misses the mount). */
+static char *integrity_of_copy(const char *path)
+{
+	g_autofree char *tmp = g_dir_make_tmp("rtcsignald-copy-XXXXXX", NULL);
+	g_autofree char *copy = g_build_filename(tmp, "rooms.db", NULL);
+	g_autofree char *cmd = g_strdup_printf("cp '%s' '%s' && { cp '%s-wal' '%s-wal' 2>/dev/null || true; }",
+					       path, copy, path, copy);
+	g_assert_cmpint(system(cmd), ==, 0);
+	char *out = integrity(copy);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
+	(void)!system(rm);
+	return out;
+}
+
+static char *create_room(struct testd *d, int want)
+{
+	json_object *o = testd_admin_api(d, ADMIN, "POST", "/api/rooms", "{}", want);
+	char *id = g_strdup(testd_str(o, "room_id"));
+	json_object_put(o);
+	return id;
+}
+
+/* Whether every room of IDS is in D's GET /api/rooms. */
+static void expect_rooms(struct testd *d, GPtrArray *ids)
+{
+	json_object *o = testd_admin_api(d, ADMIN, "GET", "/api/rooms", NULL, 200);
+	const char *text = json_object_to_json_string(o);
+	for (guint i = 0; i < ids->len; i++)
+		if (!strstr(text, ids->pdata[i]))
+			g_error("room %s lost: %s", (char *)ids->pdata[i], text);
+	json_object_put(o);
+}
+
+static bool userns_works(void)
+{
+	int status = -1;
+	const char *argv[] = { "unshare", "-rm", "true", NULL };
+	return g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+			    NULL, NULL, NULL, &status, NULL) &&
+	       g_spawn_check_wait_status(status, NULL);
+}
+
+#define STORE_CONF "[admin]\ntoken = " ADMIN "\n[rooms]\nmax_ttl = 0\n"
+
+/* The state directory on a 1 MiB tmpfs, filled up by a file the test
+ * writes through /proc/PID/root: room creation fails with 503, a journal
+ * line (event=backend_lost) and /ready say why, the database stays
+ * sound, and once the file is gone the next write succeeds and the
+ * daemon is ready again, with every acknowledged room still there. */
+static void test_store_full(void)
+{
+	if (!userns_works()) {
+		g_test_skip("unshare -rm does not work here (unprivileged user namespaces)");
+		return;
+	}
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-full-XXXXXX", NULL);
+	const char *prefix[] = { "unshare", "-rm", "sh", "-c",
+				 "mount -t tmpfs -o size=1m tmpfs \"$0\" && exec \"$@\"", dir, NULL };
+	const char *args[] = { "--state-dir", dir, NULL };
+	struct testd_opts o = { .conf = STORE_CONF, .prefix = prefix, .args = args };
+	struct testd *d = testd_start_opts(&o);
+	g_autoptr(GPtrArray) acked = g_ptr_array_new_with_free_func(g_free);
+
+	g_ptr_array_add(acked, create_room(d, 201));
+	g_autofree char *root = g_strdup_printf("/proc/%d/root%s", (int)d->pid, dir);
+	g_autofree char *filler = g_build_filename(root, "filler", NULL);
+	g_autofree char *db = g_build_filename(root, "rooms.db", NULL);
+	FILE *f = fopen(filler, "w");
+	g_assert_nonnull(f);
+	static const char block[4096];
+	for (int i = 0; i < 1024 && fwrite(block, sizeof block, 1, f) == 1; i++)
+		;
+	fclose(f);
+
+	/* Full: the first write that needs a page more fails; WAL pages
+	 * already there may take a few first. */
+	int refused = 0;
+	for (int i = 0; i < 200 && !refused; i++) {
+		struct httpc_reply r;
+		g_assert_cmpint(testd_http(d->admin_port, "POST", "/api/rooms",
+					   "Authorization: Bearer " ADMIN "\r\n", "{}", &r), ==, 0);
+		if (r.status == 201) {
+			json_object *j = json_tokener_parse(r.body->str);
+			g_ptr_array_add(acked, g_strdup(testd_str(j, "room_id")));
+			json_object_put(j);
+		} else {
+			g_assert_cmpint(r.status, ==, 503);
+			g_assert_nonnull(strstr(r.body->str, "room store is unavailable"));
+			refused = 1;
+		}
+		httpc_reply_clear(&r);
+	}
+	g_assert_true(refused);
+	g_assert_true(testd_wait_log(d, "database or disk is full", 5000));
+	g_assert_true(testd_wait_log(d, "event=backend_lost code=store", 1000));
+	expect_ready(d, 503, "room store unavailable");
+	g_autofree char *check = integrity_of_copy(db);
+	g_assert_cmpstr(check, ==, "ok");
+
+	/* Space again: writes resume, and with the first one /ready. */
+	g_assert_cmpint(unlink(filler), ==, 0);
+	g_ptr_array_add(acked, create_room(d, 201));
+	expect_ready(d, 200, NULL);
+	expect_rooms(d, acked);
+	g_autofree char *check2 = integrity_of_copy(db);
+	g_assert_cmpstr(check2, ==, "ok");
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_rmdir(dir);
+}
+
+/* A read-only state directory at start: the daemon says which and why,
+ * and exits (1) rather than serve rooms it cannot keep; the database is
+ * untouched. */
+static void test_store_readonly_at_start(void)
+{
+	if (!userns_works()) {
+		g_test_skip("unshare -rm does not work here (unprivileged user namespaces)");
+		return;
+	}
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-ro-XXXXXX", NULL);
+	const char *args[] = { "--state-dir", dir, NULL };
+	struct testd_opts o = { .conf = STORE_CONF, .args = args };
+	struct testd *d = testd_start_opts(&o);
+	g_autofree char *room = create_room(d, 201);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	const char *prefix[] = { "unshare", "-rm", "sh", "-c",
+				 "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\"", dir,
+				 NULL };
+	o.prefix = prefix;
+	o.no_wait = true;
+	d = testd_start_opts(&o);
+	int status = testd_wait_exit(d, 10000);
+	g_assert_true(WIFEXITED(status) ? WEXITSTATUS(status) == 1 : status == 1);
+	g_autofree char *log = testd_log_copy(d);
+	g_assert_nonnull(strstr(log, "the state directory is not writable: Read-only file system"));
+	testd_free(d);
+
+	g_autofree char *db = g_build_filename(dir, "rooms.db", NULL);
+	g_autofree char *check = integrity(db);
+	g_assert_cmpstr(check, ==, "ok");
+	o.prefix = NULL;
+	o.no_wait = false;
+	d = testd_start_opts(&o);
+	g_autoptr(GPtrArray) ids = g_ptr_array_new();
+	g_ptr_array_add(ids, room);
+	expect_rooms(d, ids);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", dir);
+	(void)!system(rm);
+}
+
+/* Every room whose creation was acknowledged survives kill -9 right
+ * after, in a database PRAGMA integrity_check finds sound. */
+static void test_store_kill9(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-kill-XXXXXX", NULL);
+	const char *args[] = { "--state-dir", dir, NULL };
+	struct testd_opts o = { .conf = STORE_CONF, .args = args };
+	g_autoptr(GPtrArray) acked = g_ptr_array_new_with_free_func(g_free);
+
+	for (int round = 0; round < 3; round++) {
+		struct testd *d = testd_start_opts(&o);
+		if (round)
+			expect_rooms(d, acked);
+		for (int i = 0; i < 50; i++)
+			g_ptr_array_add(acked, create_room(d, 201));
+		testd_signal(d, SIGKILL);
+		g_assert_cmpint(testd_wait_exit(d, 10000), !=, -1);
+		testd_free(d);
+		g_autofree char *db = g_build_filename(dir, "rooms.db", NULL);
+		g_autofree char *check = integrity(db);
+		g_assert_cmpstr(check, ==, "ok");
+	}
+	struct testd *d = testd_start_opts(&o);
+	expect_rooms(d, acked);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", dir);
+	(void)!system(rm);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -333,6 +546,9 @@ int main(int argc, char *argv[])
 	key2 = EVP_RSA_gen(2048);
 	g_test_add_func("/faults/jwks-down", test_jwks_down);
 	g_test_add_func("/faults/jwks-slow", test_jwks_slow);
+	g_test_add_func("/faults/store-full", test_store_full);
+	g_test_add_func("/faults/store-readonly-at-start", test_store_readonly_at_start);
+	g_test_add_func("/faults/store-kill9", test_store_kill9);
 	int r = g_test_run();
 	EVP_PKEY_free(key1);
 	EVP_PKEY_free(key2);
