@@ -15,6 +15,7 @@ struct tlscert {
 	STACK_OF(X509) *chain; /* the intermediates after the leaf */
 	EVP_PKEY *key;
 	int64_t not_after;
+	char *expiry; /* not_after as ISO 8601, for the log */
 	char *serial;
 };
 
@@ -86,6 +87,10 @@ int tlscert_load(const char *cert_path, const char *key_path, struct tlscert **o
 	if (epoch && ASN1_TIME_diff(&days, &secs, epoch, X509_get0_notAfter(tc->leaf)))
 		tc->not_after = (int64_t)days * 86400 + secs;
 	ASN1_TIME_free(epoch);
+	GDateTime *dt = g_date_time_new_from_unix_utc(tc->not_after);
+	tc->expiry = dt ? g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ") : g_strdup("?");
+	if (dt)
+		g_date_time_unref(dt);
 	if (tc->not_after < g_get_real_time() / G_USEC_PER_SEC)
 		log_warning("[server] tls_certificate: %s has expired: clients will refuse it", cert_path);
 	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(tc->leaf), NULL);
@@ -109,12 +114,18 @@ void tlscert_free(struct tlscert *tc)
 	sk_X509_pop_free(tc->chain, X509_free);
 	EVP_PKEY_free(tc->key);
 	g_free(tc->serial);
+	g_free(tc->expiry);
 	g_free(tc);
 }
 
 int64_t tlscert_not_after(const struct tlscert *tc)
 {
 	return tc->not_after;
+}
+
+const char *tlscert_expiry(const struct tlscert *tc)
+{
+	return tc->expiry;
 }
 
 const char *tlscert_serial(const struct tlscert *tc)

@@ -18,6 +18,8 @@ int tlscert_load(const char *cert_path, const char *key_path, struct tlscert **o
 void tlscert_free(struct tlscert *tc);
 /* notAfter of the leaf, in seconds since the epoch. */
 int64_t tlscert_not_after(const struct tlscert *tc);
+/* The same as ISO 8601 UTC, for the log. */
+const char *tlscert_expiry(const struct tlscert *tc);
 /* The leaf's serial number in hex, for the log. */
 const char *tlscert_serial(const struct tlscert *tc);
 

@@ -1109,8 +1109,8 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, const struct ws_env
 		return -EIO;
 	}
 	if (ws->tls)
-		log_notice("serving wss:// with %s (serial %s, expires %" G_GINT64_FORMAT ")",
-			   cfg->tls_certificate, tlscert_serial(ws->tls), tlscert_not_after(ws->tls));
+		log_notice("serving wss:// with %s (serial %s, expires %s)", cfg->tls_certificate,
+			   tlscert_serial(ws->tls), tlscert_expiry(ws->tls));
 	ws->vh = lws_get_vhost_by_name(ws->ctx, "default");
 	ws->router = env->router;
 	if (ws->router)
@@ -1146,8 +1146,8 @@ void ws_server_set_tls(struct ws_server *ws, struct tlscert *tc)
 		tlscert_free(tc);
 		return;
 	}
-	log_notice("reload: new connections get certificate serial %s (expires %" G_GINT64_FORMAT
-		   "); open ones keep theirs", tlscert_serial(tc), tlscert_not_after(tc));
+	log_notice("reload: new connections get certificate serial %s (expires %s); open ones keep theirs",
+		   tlscert_serial(tc), tlscert_expiry(tc));
 	tlscert_free(ws->tls);
 	ws->tls = tc;
 }
