@@ -538,6 +538,98 @@ static void test_store_kill9(void)
 	(void)!system(rm);
 }
 
+/* --- the wall clock stepped --- */
+
+#define FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+/* A token whose iat is OFFSET seconds from the real now (exp 600 s
+ * later), signed with key1 as "k1". */
+static char *token_at(const char *sub, gint64 offset)
+{
+	json_object *c = jwtmint_claims(ISS, AUD, sub);
+	gint64 now = g_get_real_time() / G_USEC_PER_SEC + offset;
+	json_object_object_add(c, "iat", json_object_new_int64(now - 5));
+	json_object_object_add(c, "exp", json_object_new_int64(now + 600));
+	return jwtmint_token(key1, "k1", c);
+}
+
+static void reg_token(struct testd *d, struct wsc **out, const char *room, const char *room_token,
+		      const char *peer, const char *jwt, const char *code)
+{
+	struct wsc *c = testd_connect(d);
+	wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"%s\",\"room_id\":\"%s\",\"protocol\":\"2.1\","
+		     "\"token\":\"%s\",\"id_token\":\"%s\"}", peer, room, room_token, jwt);
+	json_object_put(code ? wsc_expect_error(c, code) : wsc_expect(c, "registered_auth"));
+	if (out && !code)
+		*out = c;
+	else
+		wsc_free(c);
+}
+
+/* libfaketime steps the daemon's wall clock (only: its monotonic clock
+ * stays real) a day forward, then a day back.  Token lifetimes follow
+ * the wall clock (exp, iat, with the leeway), and so does the expiry of
+ * a room (an absolute time its creator was told); timers do not: a
+ * session open across both steps is neither pinged out nor cut, and the
+ * loop stays healthy. */
+static void test_clock_steps(void)
+{
+	if (!g_file_test(FAKETIME_LIB, G_FILE_TEST_EXISTS)) {
+		g_test_skip("libfaketime is not installed (Debian: faketime)");
+		return;
+	}
+	g_autofree char *jwks = jwtmint_jwks_file(key1, "k1");
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-clock-XXXXXX", NULL);
+	g_autofree char *stamp = g_build_filename(dir, "faketime", NULL);
+	g_assert_true(g_file_set_contents(stamp, "+0\n", -1, NULL));
+	g_autofree char *conf = g_strdup_printf(STORE_CONF "[issuer lab]\nissuer = " ISS "\naudience = " AUD
+						"\njwks_file = %s\n", jwks);
+	g_autofree char *env_file = g_strdup_printf("FAKETIME_TIMESTAMP_FILE=%s", stamp);
+	const char *env[] = { "LD_PRELOAD=" FAKETIME_LIB, env_file, "FAKETIME_NO_CACHE=1",
+			      "FAKETIME_DONT_FAKE_MONOTONIC=1", NULL };
+	struct testd_opts o = { .conf = conf, .env = env };
+	struct testd *d = testd_start_opts(&o);
+	struct wsc *a = NULL, *b = NULL;
+
+	json_object *r = testd_admin_api(d, ADMIN, "POST", "/api/rooms", "{\"expires_in\":2592000}", 201);
+	g_autofree char *room = g_strdup(testd_str(r, "room_id")), *room_token = g_strdup(testd_str(r, "token"));
+	json_object_put(r);
+	g_autofree char *short_room = create_room(d, 201); /* expires in default_ttl, 7200 s */
+	g_autofree char *now_tok = token_at("ada", 0);
+	reg_token(d, &a, room, room_token, "ada", now_tok, NULL);
+
+	/* A day forward. */
+	g_assert_true(g_file_set_contents(stamp, "+1d\n", -1, NULL));
+	g_assert_true(testd_wait_log(d, "room expired, 0 peers closed", 5000));
+	g_assert_true(testd_wait_log(d, short_room, 1000));
+	g_autofree char *stale = token_at("bob", 0), *fresh = token_at("bob", 86400);
+	reg_token(d, NULL, room, room_token, "bob", stale, "AUTH_FAILED");
+	reg_token(d, &b, room, room_token, "bob", fresh, NULL);
+	g_assert_cmpint(wsc_sendf(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"bob\",\"payload\":{}}"), ==, 0);
+	json_object_put(wsc_expect(b, "peer_message"));
+	wsc_free(b);
+
+	/* A day back from the real time: a token issued "now" by the real
+	 * clock is from the future now, past the leeway. */
+	g_assert_true(g_file_set_contents(stamp, "-1d\n", -1, NULL));
+	g_autofree char *ahead = token_at("cy", 0), *behind = token_at("cy", -86400);
+	reg_token(d, NULL, room, room_token, "cy", ahead, "AUTH_FAILED");
+	reg_token(d, &b, room, room_token, "cy", behind, NULL);
+	g_assert_cmpint(wsc_sendf(a, "{\"type\":\"peer_message\",\"to_peer_id\":\"cy\",\"payload\":{}}"), ==, 0);
+	json_object_put(wsc_expect(b, "peer_message"));
+	/* The first session saw both steps and is still served, and no
+	 * session was cut for silence. */
+	g_assert_cmpuint(testd_log_count(d, "no answer for"), ==, 0);
+	expect_ready(d, 200, NULL);
+	wsc_free(a);
+	wsc_free(b);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	jwtmint_jwks_file_remove(g_steal_pointer(&jwks));
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", dir);
+	(void)!system(rm);
+}
+
 int main(int argc, char *argv[])
 {
 	g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -549,6 +641,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/faults/store-full", test_store_full);
 	g_test_add_func("/faults/store-readonly-at-start", test_store_readonly_at_start);
 	g_test_add_func("/faults/store-kill9", test_store_kill9);
+	g_test_add_func("/faults/clock-steps", test_clock_steps);
 	int r = g_test_run();
 	EVP_PKEY_free(key1);
 	EVP_PKEY_free(key2);
