@@ -2,7 +2,9 @@
  * key set endpoint down or hanging past the fetch timeout (test-auth
  * covers garbage and 404), then back; the room store's disk full while
  * running (a small tmpfs in a user and mount namespace of the daemon's
- * own), read-only at start, and kill -9 after acknowledged writes. */
+ * own), read-only at start, and kill -9 after acknowledged writes; the
+ * wall clock stepped (libfaketime); kill -9 under load with socket
+ * activation. */
 #include "httpsd.h"
 #include "jwtmint.h"
 #include "testd.h"
@@ -538,6 +540,98 @@ static void test_store_kill9(void)
 	(void)!system(rm);
 }
 
+/* --- kill -9 under load, with socket activation --- */
+
+/* A listening socket on a free loopback port, as systemd's .socket unit
+ * holds it (Backlog= defaults to SOMAXCONN). */
+static int listen_passed(int *port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof sin;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&sin, sizeof sin), ==, 0);
+	g_assert_cmpint(listen(fd, 4096), ==, 0);
+	getsockname(fd, (struct sockaddr *)&sin, &len);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* The daemon killed with SIGKILL while 100 peers relay: the listening
+ * sockets are systemd's (here the test's), so the clients' reconnects
+ * while no daemon runs are queued, not refused; the next daemon (systemd's
+ * Restart=) serves them and every peer registers again under its id; the
+ * room store is sound and keeps the rooms it acknowledged. */
+static void test_kill9_socket_activation(void)
+{
+	enum { N = 100 };
+	int ws_port, admin_port;
+	int fds[2] = { listen_passed(&ws_port), listen_passed(&admin_port) };
+	g_autofree char *dir = g_dir_make_tmp("rtcsignald-restart-XXXXXX", NULL);
+	const char *prefix[] = { "/bin/sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", NULL };
+	const char *env[] = { "LISTEN_FDS=2", "LISTEN_FDNAMES=ws:admin", NULL };
+	const char *args[] = { "--state-dir", dir, NULL };
+	/* The per-address registration limit would refuse this reconnecting
+	 * lab on one address (issue 16, "abuse limits", done elsewhere). */
+	const char *conf = STORE_CONF "[limits]\nregistrations_per_address_per_minute = 0\n";
+	const struct testd_opts o = { .conf = conf, .prefix = prefix, .env = env, .fds = fds, .n_fds = 2,
+				      .no_listen_defaults = true, .args = args };
+	struct wsc *c[N];
+	int raw[N];
+	g_autoptr(GError) err = NULL;
+	g_autoptr(GPtrArray) acked = g_ptr_array_new_with_free_func(g_free);
+
+	struct testd *d = testd_start_opts(&o);
+	d->port = ws_port;
+	d->admin_port = admin_port;
+	g_ptr_array_add(acked, create_room(d, 201));
+	for (int i = 0; i < N; i++) {
+		g_autofree char *id = g_strdup_printf("p%d", i);
+		c[i] = testd_register(d, "load", id, NULL);
+	}
+	for (int i = 0; i < N; i++)
+		wsc_sendf(c[i], "{\"type\":\"peer_message\",\"to_peer_id\":\"p%d\",\"payload\":{}}", (i + 1) % N);
+	g_ptr_array_add(acked, create_room(d, 201));
+	testd_signal(d, SIGKILL);
+	g_assert_cmpint(testd_wait_exit(d, 10000), !=, -1);
+	testd_free(d);
+
+	/* No daemon now: every connection ends, and reconnecting works. */
+	for (int i = 0; i < N; i++) {
+		g_assert_cmpint(wsc_wait_close(c[i], 5000), ==, 1006);
+		wsc_free(c[i]);
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)ws_port),
+					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		raw[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		g_assert_cmpint(connect(raw[i], (struct sockaddr *)&sin, sizeof sin), ==, 0);
+	}
+	g_autofree char *db = g_build_filename(dir, "rooms.db", NULL);
+	g_autofree char *check = integrity(db);
+	g_assert_cmpstr(check, ==, "ok");
+
+	/* The next daemon on the same sockets serves the queued clients. */
+	d = testd_start_opts(&o);
+	d->port = ws_port;
+	d->admin_port = admin_port;
+	for (int i = 0; i < N; i++) {
+		c[i] = wsc_adopt(raw[i], "127.0.0.1", ws_port, "/", NULL, &err);
+		g_assert_no_error(err);
+		wsc_sendf(c[i], "{\"type\":\"register\",\"peer_id\":\"p%d\",\"room_id\":\"load\"}", i);
+	}
+	for (int i = 0; i < N; i++)
+		json_object_put(wsc_expect(c[i], "registered_auth"));
+	wsc_sendf(c[0], "{\"type\":\"peer_message\",\"to_peer_id\":\"p%d\",\"payload\":{}}", N - 1);
+	json_object_put(wsc_expect(c[N - 1], "peer_message"));
+	expect_rooms(d, acked);
+	for (int i = 0; i < N; i++)
+		wsc_free(c[i]);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	close(fds[0]);
+	close(fds[1]);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", dir);
+	(void)!system(rm);
+}
+
 /* --- the wall clock stepped --- */
 
 #define FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
@@ -642,6 +736,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/faults/store-readonly-at-start", test_store_readonly_at_start);
 	g_test_add_func("/faults/store-kill9", test_store_kill9);
 	g_test_add_func("/faults/clock-steps", test_clock_steps);
+	g_test_add_func("/faults/kill9-socket-activation", test_kill9_socket_activation);
 	int r = g_test_run();
 	EVP_PKEY_free(key1);
 	EVP_PKEY_free(key2);
