@@ -5,13 +5,17 @@
 #include "testd.h"
 #include "wsclient.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* A directory with ca.pem and, per name, NAME.pem / NAME.key signed by
  * it for localhost and 127.0.0.1. */
@@ -282,6 +286,31 @@ static void test_plain_to_tls_port(void)
 	testd_free(d);
 }
 
+/* A client that connects and never says hello holds a socket only for
+ * handshake_timeout_ms, as on a plain port. */
+static void test_silent_client(void)
+{
+	g_autofree char *conf = g_strdup_printf("[server]\ntls_certificate = %s/two.pem\ntls_key = %s/two.key\n"
+						"[limits]\nhandshake_timeout_ms = 300\n", pki, pki);
+	struct testd *d = testd_start(conf, NULL);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)d->port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char b;
+
+	g_assert_cmpint(connect(fd, (struct sockaddr *)&sin, sizeof sin), ==, 0);
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	gint64 t0 = g_get_monotonic_time();
+	g_assert_cmpint(recv(fd, &b, 1, 0), <=, 0); /* closed, not timed out */
+	g_assert_cmpint(g_get_monotonic_time() - t0, <, 3 * G_USEC_PER_SEC);
+	close(fd);
+	g_assert_cmpfloat(testd_await_metric(d, "rtcsignald_limit_hits_total{limit=\"handshake_timeout_ms\"}", 1, 5000),
+			  ==, 1);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 /* A key group or others may read is refused, saying what to run, by
  * --check-config and at start. */
 static void test_key_mode(void)
@@ -317,6 +346,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/tls/protocols", test_protocols);
 	g_test_add_func("/tls/rotation", test_rotation);
 	g_test_add_func("/tls/plain-to-tls-port", test_plain_to_tls_port);
+	g_test_add_func("/tls/silent-client", test_silent_client);
 	g_test_add_func("/tls/key-mode", test_key_mode);
 	int r = g_test_run();
 	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", pki);
