@@ -62,6 +62,7 @@ ctl_status() { # the table, then --json
 	ctl 0 status && grep -q '^Health: *healthy$' /tmp/ctl.out &&
 		grep -q '^Readiness: *ready$' /tmp/ctl.out && grep -qx "Version: *$version" /tmp/ctl.out &&
 		grep -Eq '^Connections: *[0-9]+$' /tmp/ctl.out &&
+		grep -qx 'Auth: *off: loopback clients only' /tmp/ctl.out &&
 		ctl 0 status --json && "$py" -c 'import json, sys
 o = json.load(open("/tmp/ctl.out"))
 assert o["health"]["status"] == "healthy" and o["ready"]["status"] == "ready", o
@@ -180,6 +181,15 @@ check "StatusText is the daemon's STATUS line" \
 check "journalctl -o json: MESSAGE_ID and RTCSIGNALD_* fields" \
 	wait_for 5 journal_has MESSAGE_ID=2180d2758bec449892ad663d1d675932 \
 	RTCSIGNALD_EVENT=peer_registered RTCSIGNALD_ROOM=lab RTCSIGNALD_PEER=worker-1
+# Readable without -o verbose: the values in MESSAGE, and the catalog's
+# @FIELD@ replaced by journalctl -x (issue 18, point 3).
+check "journalctl -u rtcsignald (short output): peer, room, role and address in the message" \
+	eval 'journalctl -u rtcsignald.service --no-pager -o short |
+		grep -E "peer registered \[room=lab peer=worker-1 role=worker remote=127\.0\.0\.1\]$"'
+check "journalctl -x: the catalog text with the entry's values, no field names" \
+	eval 'journalctl -x -u rtcsignald.service --no-pager MESSAGE_ID=2180d2758bec449892ad663d1d675932 >/tmp/x.out;
+		grep -q "from 127.0.0.1 registered as peer" /tmp/x.out && grep -q "worker-1 with role worker in room lab" /tmp/x.out &&
+		! grep -q "@RTCSIGNALD_\|RTCSIGNALD_PEER" /tmp/x.out || { cat /tmp/x.out; false; }'
 check "journalctl -o json: the ready event with its MESSAGE_ID" \
 	journal_has MESSAGE_ID=6769361fd5e2402993acf351b44c4eca RTCSIGNALD_EVENT=ready
 curl -fsS --max-time 10 http://127.0.0.1:8001/metrics >/tmp/metrics 2>&1
@@ -195,10 +205,49 @@ check "rtcsignald --help and rtcsignalctl --help in German with LANGUAGE=de" \
 	eval 'LANGUAGE=de LANG=C.UTF-8 rtcsignald --help | grep -q "Konfiguration prüfen und beenden" &&
 		LANGUAGE=de LANG=C.UTF-8 rtcsignalctl --help | grep -q "über seinen Admin-Port bedienen"'
 
+# The CLI as packaged: rtcsignalctl finds the admin port in
+# /etc/rtcsignald/rtcsignald.conf; status needs no token, the admin API
+# does.
+check "rtcsignalctl --version and its bash completion (rooms <TAB>: list create delete members add-member remove-member)" \
+	eval 'test "$(rtcsignalctl --version)" = "rtcsignalctl $version" &&
+		bash -c "source /usr/share/bash-completion/completions/rtcsignalctl &&
+			COMP_WORDS=(rtcsignalctl rooms \"\") COMP_CWORD=2 && _rtcsignalctl &&
+			test \"\${COMPREPLY[*]}\" = \"list create delete members add-member remove-member\""'
+check "rtcsignalctl status and status --json: healthy, ready, version $version, auth mode, without a token" ctl_status
+check "rtcsignalctl rooms list without an admin token: exit 77, says where to set one" \
+	eval 'ctl 77 rooms list && grep -q "no admin token found; set \[admin\] token or token_file in /etc/rtcsignald/rtcsignald.conf" /tmp/ctl.err'
+# Secrets as docs/operations.md says: root-only files handed to the
+# service with LoadCredential= and named by relative token_file and
+# secret_file.  The service gets credentials when it starts, so a restart,
+# not a reload; rtcsignalctl, as root, reads the same file next to the
+# config.  They stay until the purge, which removes them (issue 18).
+umask 077
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/etc/rtcsignald/admin-token
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/etc/rtcsignald/turn-secret
+umask 022
+mkdir -p /etc/systemd/system/rtcsignald.service.d
+printf '[Service]\nLoadCredential=admin-token:/etc/rtcsignald/admin-token\nLoadCredential=turn-secret:/etc/rtcsignald/turn-secret\n' \
+	>/etc/systemd/system/rtcsignald.service.d/override.conf
+sed -i -e 's/^#token_file =$/token_file = admin-token/' -e 's/^#secret_file =$/secret_file = turn-secret/' \
+	-e 's|^#turn_uris =$|turn_uris = turn:turn.example.org:3478|' /etc/rtcsignald/rtcsignald.conf
+systemctl daemon-reload
+timeout 40 systemctl restart rtcsignald
+check "admin token and TURN secret by LoadCredential=, token_file = admin-token, then restart: rtcsignalctl rooms create, list, delete" \
+	eval 'grep -qx "token_file = admin-token" /etc/rtcsignald/rtcsignald.conf &&
+		grep -qx "secret_file = turn-secret" /etc/rtcsignald/rtcsignald.conf && ctl_rooms'
+check "rtcsignalctl keys create, list, revoke" ctl_keys
+check "rtcsignalctl with a wrong token: exit 77, refused" \
+	eval 'RTCSIGNALD_ADMIN_TOKEN=not-the-token ctl 77 rooms list &&
+		grep -q "refused the admin token from \$RTCSIGNALD_ADMIN_TOKEN" /tmp/ctl.err'
+
 # Reload: one peer per room, then back; the process stays.
 pid=$(svc MainPID)
 reloads=$(count_reloaded)
 cp /etc/rtcsignald/rtcsignald.conf /tmp/rtcsignald.conf
+check "with every secret a credential, systemctl reload of the unchanged file succeeds" \
+	eval 'timeout 20 systemctl reload rtcsignald &&
+		wait_for 10 eval "[ \$(count_reloaded) -gt $reloads ]" && test "$(svc MainPID)" = "$pid"'
+reloads=$(count_reloaded)
 sed -i 's/^#max_peers_per_room = 1000$/max_peers_per_room = 1/' /etc/rtcsignald/rtcsignald.conf
 check "systemctl reload applies a config change (max_peers_per_room = 1: ROOM_FULL)" \
 	eval 'grep -q "^max_peers_per_room = 1$" /etc/rtcsignald/rtcsignald.conf &&
@@ -209,45 +258,13 @@ check "systemctl reload applies a config change (max_peers_per_room = 1: ROOM_FU
 echo 'max_peers_per_room = lots' >>/etc/rtcsignald/rtcsignald.conf
 check "systemctl reload of a bad configuration fails and says why; the daemon runs on" \
 	eval '! timeout 20 systemctl reload rtcsignald 2>/tmp/reload.err &&
-		journalctl -u rtcsignald.service --no-pager | grep -q "max_peers_per_room" &&
+		journalctl -u rtcsignald.service --no-pager | grep -q "invalid configuration: .*max_peers_per_room" &&
+		journalctl -u rtcsignald.service --no-pager | grep -q "keeps its running configuration" &&
 		test "$(svc MainPID)" = "$pid" && test "$(svc ActiveState)" = active'
 cp /tmp/rtcsignald.conf /etc/rtcsignald/rtcsignald.conf
 timeout 20 systemctl reload rtcsignald
 wait_for 10 eval "[ \$(count_reloaded) -gt $((reloads + 1)) ]"
 
-# The CLI as packaged: rtcsignalctl finds the admin port in
-# /etc/rtcsignald/rtcsignald.conf; status needs no token, the admin API
-# does.
-check "rtcsignalctl --version and its bash completion (rooms <TAB>: list create delete members add-member remove-member)" \
-	eval 'test "$(rtcsignalctl --version)" = "rtcsignalctl $version" &&
-		bash -c "source /usr/share/bash-completion/completions/rtcsignalctl &&
-			COMP_WORDS=(rtcsignalctl rooms \"\") COMP_CWORD=2 && _rtcsignalctl &&
-			test \"\${COMPREPLY[*]}\" = \"list create delete members add-member remove-member\""'
-check "rtcsignalctl status and status --json: healthy, ready, version $version, without a token" ctl_status
-check "rtcsignalctl rooms list without an admin token: exit 77, says where to set one" \
-	eval 'ctl 77 rooms list && grep -q "no admin token found; set \[admin\] token or token_file in /etc/rtcsignald/rtcsignald.conf" /tmp/ctl.err'
-# An admin token as docs/operations.md says: a root-only file handed to the
-# service with LoadCredential= and named by a relative token_file.  The
-# service gets credentials when it starts, so a restart, not a reload;
-# rtcsignalctl, as root, reads the same file next to the config.
-install -m 600 /dev/null /etc/rtcsignald/admin-token
-"$py" -c 'import secrets; print(secrets.token_hex(32))' >/etc/rtcsignald/admin-token
-mkdir -p /etc/systemd/system/rtcsignald.service.d
-printf '[Service]\nLoadCredential=admin-token:/etc/rtcsignald/admin-token\n' \
-	>/etc/systemd/system/rtcsignald.service.d/admin-token.conf
-sed -i 's/^#token_file =$/token_file = admin-token/' /etc/rtcsignald/rtcsignald.conf
-systemctl daemon-reload
-timeout 40 systemctl restart rtcsignald
-check "admin token by LoadCredential= and token_file = admin-token, then restart: rtcsignalctl rooms create, list, delete" \
-	eval 'grep -qx "token_file = admin-token" /etc/rtcsignald/rtcsignald.conf && ctl_rooms'
-check "rtcsignalctl keys create, list, revoke" ctl_keys
-check "rtcsignalctl with a wrong token: exit 77, refused" \
-	eval 'RTCSIGNALD_ADMIN_TOKEN=not-the-token ctl 77 rooms list &&
-		grep -q "refused the admin token from \$RTCSIGNALD_ADMIN_TOKEN" /tmp/ctl.err'
-# Back to the package's files; the restart below drops the credential.
-cp /tmp/rtcsignald.conf /etc/rtcsignald/rtcsignald.conf
-rm -rf /etc/rtcsignald/admin-token /etc/systemd/system/rtcsignald.service.d
-systemctl daemon-reload
 pid=$(svc MainPID)
 
 # Restart while clients keep connecting: the socket holds the backlog.
@@ -297,13 +314,29 @@ check "systemctl stop: a 2.1 client gets SERVER_SHUTTING_DOWN and close 1001, a 
 	eval 'grep -qx "close 1001 SERVER_SHUTTING_DOWN" /tmp/hold21.out && grep -qx "close 1001 None" /tmp/hold20.out ||
 		{ cat /tmp/hold21.out /tmp/hold20.out; false; }'
 
+# Stopped for good as docs/operations.md says: the sockets with the
+# service, so that a probe (Prometheus, a load balancer) is refused
+# instead of starting it again.
+curl -fsS --max-time 10 http://127.0.0.1:8001/health >/dev/null
+check "a probe of the admin port after systemctl stop rtcsignald starts it again (socket activation)" \
+	is_state rtcsignald.service active
+check "systemctl stop rtcsignald.socket rtcsignald-admin.socket rtcsignald.service: probes refused, nothing starts it" \
+	eval 'timeout 40 systemctl stop rtcsignald.socket rtcsignald-admin.socket rtcsignald.service &&
+		! curl -sS --max-time 5 http://127.0.0.1:8001/health && ! curl -sS --max-time 5 http://127.0.0.1:8080/ &&
+		is_state rtcsignald.service inactive && is_state rtcsignald.socket inactive &&
+		is_state rtcsignald-admin.socket inactive'
+timeout 20 systemctl start rtcsignald.socket rtcsignald-admin.socket
+
 # Purge: the package, its units, its config and its state go.
-check "the state directory exists before the purge" test -d /var/lib/private/rtcsignald
+check "before the purge: the state directory, the credential files and the drop-in exist" \
+	eval 'test -d /var/lib/private/rtcsignald && test -s /etc/rtcsignald/admin-token &&
+		test -s /etc/systemd/system/rtcsignald.service.d/override.conf'
 check "apt-get purge rtcsignald" \
 	eval 'DEBIAN_FRONTEND=noninteractive timeout 120 apt-get purge -y -q rtcsignald'
-check "after the purge: no daemon, config, state, units or listening socket" \
+check "after the purge: no daemon, config (nor the guide's admin-token and drop-in), state, units or listening socket" \
 	eval '! dpkg -s rtcsignald 2>/dev/null | grep -q "^Status: install" &&
 		! test -e /usr/sbin/rtcsignald && ! test -e /etc/rtcsignald &&
+		! test -e /etc/systemd/system/rtcsignald.service.d &&
 		! test -e /var/lib/rtcsignald && ! test -e /var/lib/private/rtcsignald &&
 		! systemctl list-unit-files "rtcsignald*" --no-legend | grep -q . &&
 		! ss -Hltn | grep -Eq ":(8080|8001) "'

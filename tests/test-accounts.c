@@ -267,11 +267,11 @@ static void test_jwt_account_rooms(void)
 		wsc_free(reg_ok(d, rooms[i], rest));
 	}
 	g_autofree char *rest = g_strdup_printf(",\"room_id\":\"%s\",\"token\":\"\",\"jwt\":\"%s\"", other, jwt);
-	reg_refused(d, rest, "AUTH_FAILED", "Invalid token");
+	reg_refused(d, rest, "AUTH_FAILED", "Room token required");
 	/* No longer a member: refused there too. */
 	json_object_put(admin(d, "DELETE", path, "{\"account\":\"ada\",\"issuer\":\"lab\"}", 200));
 	g_autofree char *again = g_strdup_printf(",\"room_id\":\"%s\",\"token\":\"\",\"jwt\":\"%s\"", added, jwt);
-	reg_refused(d, again, "AUTH_FAILED", "Invalid token");
+	reg_refused(d, again, "AUTH_FAILED", "Room token required");
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
 }

@@ -101,7 +101,7 @@ static void test_jwt_registration(void)
 	struct wsc *ok = reg_expect(d, room, "ada-1", jwt, token, NULL, NULL);
 	struct wsc *ok_ec = reg_expect(d, room, "ada-2", ec_jwt, token, NULL, NULL);
 	reg_expect(d, room, "x", jwt, "wrong-token", "AUTH_FAILED", "Invalid token");
-	reg_expect(d, room, "x", jwt, NULL, "AUTH_FAILED", "Invalid token");
+	reg_expect(d, room, "x", jwt, NULL, "AUTH_FAILED", "Room token required");
 	reg_expect(d, "no-such-room", "x", jwt, token, "ROOM_NOT_FOUND", "Room not found");
 	reg_expect(d, room, "x", NULL, token, "AUTH_REQUIRED", NULL);
 
@@ -511,7 +511,7 @@ static void test_create_room_http_and_ws(void)
 	g_autofree char *room2 = g_strdup(testd_str(o, "room_id")), *token2 = g_strdup(testd_str(o, "token"));
 	json_object_put(o);
 	wsc_free(reg_expect(d, room2, "ada-2", jwt, token2, NULL, NULL));
-	reg_expect(d, room2, "bob-2", bob, NULL, "AUTH_FAILED", "Invalid token"); /* not open */
+	reg_expect(d, room2, "bob-2", bob, NULL, "AUTH_FAILED", "Room token required"); /* not open */
 	wsc_send_text(b, "{\"type\":\"create_room\",\"expires_in\":-5}");
 	json_object_put(wsc_expect_error(b, "INVALID_MESSAGE"));
 	wsc_send_text(b, "{\"type\":\"create_room\",\"expires_in\":9223372036854775807}");

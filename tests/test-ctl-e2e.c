@@ -129,6 +129,8 @@ static void test_status(void)
 	g_assert_nonnull(strstr(r.out, "Health:       healthy\n"));
 	g_assert_nonnull(strstr(r.out, "Readiness:    ready\n"));
 	g_assert_nonnull(strstr(r.out, "Version:      " PACKAGE_VERSION "\n"));
+	/* Issue 18: the mode the configuration chose. */
+	g_assert_nonnull(strstr(r.out, "Auth:         off: loopback clients only\n"));
 	g_assert_nonnull(strstr(r.out, "Connections:  3\n"));
 	g_assert_nonnull(strstr(r.out, "Rooms:        1\n"));
 	g_assert_nonnull(strstr(r.out, "Peers:        3\n"));

@@ -334,6 +334,29 @@ static void test_status_json(void)
 	json_object_put(o);
 }
 
+/* Issue 18: the authentication mode, as the daemon reports it. */
+static void test_status_authentication(void)
+{
+	const struct canned answers[] = {
+		ANSWER("GET", "/health", 200, health_ok),
+		ANSWER("GET", "/ready", 200, ready_ok),
+		ANSWER("GET", "/metrics?format=json", 200,
+		       "{\"active_rooms\":0,\"active_connections\":0,\"peers_by_role\":{},"
+		       "\"authentication\":\"off: loopback clients only\"}"),
+	};
+	g_auto(result_t) r = RUN(answers, NULL, "status");
+
+	g_assert_cmpint(r.status, ==, CTL_EXIT_OK);
+	g_assert_cmpstr(r.out, ==,
+			"Health:       healthy\n"
+			"Readiness:    ready\n"
+			"Version:      9.8.7\n"
+			"Auth:         off: loopback clients only\n"
+			"Connections:  0\n"
+			"Rooms:        0\n"
+			"Peers:        0\n");
+}
+
 /* /metrics behind a metrics token this client does not send. */
 static void test_status_metrics_refused(void)
 {
@@ -867,6 +890,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/ctl/status", test_status);
 	g_test_add_func("/ctl/status/not-ready", test_status_not_ready);
 	g_test_add_func("/ctl/status/json", test_status_json);
+	g_test_add_func("/ctl/status/authentication", test_status_authentication);
 	g_test_add_func("/ctl/status/metrics-refused", test_status_metrics_refused);
 	g_test_add_func("/ctl/rooms/list", test_rooms_list);
 	g_test_add_func("/ctl/rooms/list-empty-and-json", test_rooms_list_empty_and_json);

@@ -371,6 +371,9 @@ static void test_journal(void)
 		g_autofree char *v = field(reg, reg_fields[i].key);
 		g_assert_cmpstr(v, ==, reg_fields[i].want);
 	}
+	/* The values in MESSAGE too, for journalctl without -o verbose. */
+	g_autofree char *reg_msg = field(reg, "MESSAGE");
+	g_assert_nonnull(strstr(reg_msg, " [room=jr peer=journal-peer role=worker remote=127.0.0.1]"));
 	g_autofree char *code_file = field(reg, "CODE_FILE");
 	g_assert_nonnull(code_file);
 	g_assert_true(g_str_has_suffix(code_file, "router.c")); /* the caller, not log.c */
@@ -385,6 +388,8 @@ static void test_journal(void)
 	g_assert_cmpstr(prio, ==, "5");
 	g_assert_cmpstr(code, ==, "ROOM_FULL");
 	g_assert_cmpstr(peer, ==, "second");
+	g_autofree char *refused_msg = field(refused, "MESSAGE");
+	g_assert_nonnull(strstr(refused_msg, "peer=second remote=127.0.0.1 code=ROOM_FULL]"));
 
 	/* A payload through the server never reaches the journal. */
 	wsc_send_text(b, "{\"type\":\"register\",\"peer_id\":\"second\",\"room_id\":\"jr2\"}");

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +35,13 @@ static bool answers_ping(struct testredis *r)
 	return ok;
 }
 
+/* A test that aborts must not leave its redis-server behind (holding the
+ * test driver's output pipe open). */
+static void die_with_parent(gpointer unused)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 /* Whether the server at R's address came up, within five seconds. */
 static bool spawn(struct testredis *r)
 {
@@ -46,7 +54,7 @@ static bool spawn(struct testredis *r)
 
 	if (!g_spawn_async(r->dir, (char **)argv, NULL,
 			   G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
-			   NULL, NULL, &r->pid, &err))
+			   die_with_parent, NULL, &r->pid, &err))
 		g_error("cannot start redis-server: %s", err->message);
 	for (int i = 0; i < 500; i++) {
 		int status;

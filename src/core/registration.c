@@ -236,7 +236,9 @@ static enum admit_result admit_registration(struct router *r, struct client *c,
 	 * issuer (sleap-rtc's clients never send a room token). */
 	if (a->proom && !by_key && !rooms_token_ok(a->proom, token) &&
 	    !(a->principal && account_may_use(r, a->proom, a->principal))) {
-		refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id, "Invalid token");
+		/* Say which: a missing token is not a wrong one. */
+		refuse_register(r, c, m, ERR_AUTH_FAILED, a->room_id, reg->peer_id,
+				token && *token ? "Invalid token" : "Room token required");
 		return REFUSED;
 	}
 	return ADMITTED;

@@ -768,6 +768,10 @@ static int cmd_status(const struct ctl_args *a, const struct ctl_target *t, GStr
 		table_row(&tb, g_strdup(_("Readiness:")),
 			  *reason ? g_strdup_printf("%s (%s)", ready, reason) : g_strdup(ready));
 		table_row(&tb, g_strdup(_("Version:")), text(&rd, calls[0].json, "version", NULL));
+		/* A daemon before issue 18 does not say. */
+		if (json_object_object_get_ex(m, "authentication", NULL))
+			table_row(&tb, g_strdup(_("Auth:")),
+				  text(&rd, m, "authentication", NULL));
 		table_row(&tb, g_strdup(_("Connections:")), number(&rd, m, "active_connections", NULL));
 		table_row(&tb, g_strdup(_("Rooms:")), number(&rd, m, "active_rooms", NULL));
 		if (roles) {

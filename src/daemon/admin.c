@@ -1,7 +1,10 @@
 #include "daemon/admin.h"
 
+#include "daemon/dashboard.h"
+
 #include "util/json.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
 #include "util/secret.h"
 
 #include <arpa/inet.h>
@@ -53,6 +56,11 @@ struct admin {
 	unsigned slow_cut;       /* since */
 	gint64 fd_logged_us;     /* when running out of descriptors was last logged */
 	unsigned fd_failures;    /* since */
+
+	/* [admin] requests_per_second: a bucket per client address, used
+	 * by MHD's one thread only; buckets back to full are dropped. */
+	struct ratelimit_policy rate;
+	GHashTable *buckets; /* address (string) -> struct ratelimit */
 };
 
 /* One HTTP request; MHD keeps it as the connection's context. */
@@ -61,12 +69,21 @@ struct admin_request {
 	struct MHD_Connection *conn;
 	GList link; /* in a->suspended */
 	char *method, *path;
+	char *jwt; /* a bearer for the loop to verify, or NULL: the admin token */
 	GString *body;
 	bool too_large, suspended;
 	unsigned status; /* set with answer */
 	char *answer;
 	const char *allow; /* the methods a 405 answer names */
 };
+
+static void add_security_headers(struct MHD_Response *r)
+{
+	MHD_add_response_header(r, "Content-Security-Policy", DASHBOARD_CSP);
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+}
 
 /* ALLOW: the Allow header of a 405.  Every 401 asks for a bearer token. */
 static enum MHD_Result reply_with(struct MHD_Connection *c, unsigned status, const char *type,
@@ -78,6 +95,7 @@ static enum MHD_Result reply_with(struct MHD_Connection *c, unsigned status, con
 
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	add_security_headers(r);
 	if (allow)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	if (status == MHD_HTTP_UNAUTHORIZED)
@@ -199,6 +217,21 @@ static bool bearer_ok(struct admin *a, struct MHD_Connection *c, bool api)
 	return ok;
 }
 
+/* A bearer with a JWT's shape (three parts, of a size a JWT may have),
+ * or NULL. */
+#define BEARER_JWT_MAX 16384
+static char *bearer_jwt(struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *t = h && g_ascii_strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+	const char *dot = t ? strchr(t, '.') : NULL;
+
+	if (!dot || !strchr(dot + 1, '.') || strchr(strchr(dot + 1, '.') + 1, '.') ||
+	    strlen(t) > BEARER_JWT_MAX)
+		return NULL;
+	return g_strdup(t);
+}
+
 static enum MHD_Result unauthorized(struct MHD_Connection *c)
 {
 	g_autoptr(GString) s = g_string_new("{\"error\":\"unauthorized\"}");
@@ -239,11 +272,16 @@ static enum MHD_Result api(struct admin *a, struct admin_request *req)
 	pthread_mutex_lock(&a->lock);
 	enabled = a->has_api_token;
 	pthread_mutex_unlock(&a->lock);
-	if (!enabled) {
+	/* A JWT goes to the loop, where the issuers' keys are, whether the
+	 * admin token is configured or not ([admin] jwt_group). */
+	req->jwt = bearer_jwt(req->conn);
+	if (!req->jwt && !enabled) {
 		g_string_assign(s, "{\"error\":\"admin API disabled: no [admin] token configured\"}");
 		return reply_json(req->conn, MHD_HTTP_FORBIDDEN, s);
 	}
-	if (!bearer_ok(a, req->conn, true))
+	if (enabled && bearer_ok(a, req->conn, true))
+		g_clear_pointer(&req->jwt, g_free);
+	else if (!req->jwt)
 		return unauthorized(req->conn);
 	if (req->too_large) {
 		g_string_assign(s, "{\"error\":\"body too large\"}");
@@ -299,6 +337,11 @@ const char *admin_request_method(const struct admin_request *r)
 const char *admin_request_path(const struct admin_request *r)
 {
 	return r->path + strlen("/api/");
+}
+
+const char *admin_request_jwt(const struct admin_request *r)
+{
+	return r->jwt;
 }
 
 const char *admin_request_body(const struct admin_request *r, size_t *len)
@@ -384,6 +427,7 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
 		return;
 	g_free(req->method);
 	g_free(req->path);
+	g_free(req->jwt);
 	g_string_free(req->body, TRUE);
 	g_free(req->answer);
 	g_free(req);
@@ -434,6 +478,86 @@ static bool ambiguous_framing(struct MHD_Connection *c)
 	return f.conflict || (f.transfer_encoding && f.length);
 }
 
+/* The page is not cached (a new version starts there); its script and
+ * style may be, briefly. */
+static enum MHD_Result on_asset(struct MHD_Connection *c, const struct dashboard_asset *asset,
+				const char *type, bool page)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(asset->len, (void *)asset->data,
+								 MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, page ? "no-store" : "max-age=300");
+	add_security_headers(r);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* ADDR without the port, as a table key (plain strings, each owned by
+ * the table alone: nothing refcounted is shared between threads). */
+#define ADDRESS_KEY_SIZE INET6_ADDRSTRLEN
+
+static void address_key(const struct sockaddr *sa, char key[ADDRESS_KEY_SIZE])
+{
+	strcpy(key, "local"); /* a unix socket: one local client */
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, key, ADDRESS_KEY_SIZE);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, key, ADDRESS_KEY_SIZE);
+}
+
+/* Buckets kept before idle ones are dropped. */
+#define RATE_BUCKETS_SWEEP 1024
+
+/* The page and the API, per client address: true when C may go on. */
+static bool rate_ok(struct admin *a, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	gint64 now = g_get_monotonic_time();
+	char key[ADDRESS_KEY_SIZE];
+	struct ratelimit *b;
+
+	if (!a->buckets)
+		return true;
+	address_key(ci ? ci->client_addr : NULL, key);
+	if (!(b = g_hash_table_lookup(a->buckets, key))) {
+		if (g_hash_table_size(a->buckets) >= RATE_BUCKETS_SWEEP) {
+			GHashTableIter it;
+			gpointer v;
+			g_hash_table_iter_init(&it, a->buckets);
+			while (g_hash_table_iter_next(&it, NULL, &v))
+				if (ratelimit_is_idle(v, &a->rate, now))
+					g_hash_table_iter_remove(&it);
+		}
+		b = g_new(struct ratelimit, 1);
+		ratelimit_init(b, &a->rate, now);
+		g_hash_table_insert(a->buckets, g_strdup(key), b);
+	}
+	if (ratelimit_take(b, &a->rate, now) == RATELIMIT_ALLOW)
+		return true;
+	metrics_inc(admin_refused[ADMIN_REFUSED_RATE_LIMITED]);
+	return false;
+}
+
+static enum MHD_Result too_many(struct MHD_Connection *c)
+{
+	static const char body[] = "{\"error\":\"too many requests from this address: [admin] "
+				   "requests_per_second\"}";
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
+								 MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	add_security_headers(r);
+	ret = MHD_queue_response(c, MHD_HTTP_TOO_MANY_REQUESTS, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -452,6 +576,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		g_string_assign(s, "{\"error\":\"ambiguous message framing: conflicting Content-Length "
 				   "or Transfer-Encoding headers\"}");
 		return reply_json(c, MHD_HTTP_BAD_REQUEST, s);
+	}
+	const char *type = NULL;
+	bool page = false;
+	const struct dashboard_asset *asset = dashboard_find(url, &type, &page);
+	/* The page and the API, once per request (its first call); not the
+	 * probes and scrapes, which must keep working under a flood. */
+	if (!*con_cls && !*upload_data_size && (asset || g_str_has_prefix(url, "/api/")) &&
+	    !rate_ok(a, c))
+		return too_many(c);
+	if (asset) {
+		if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+			if (*upload_data_size) {
+				*upload_data_size = 0;
+				return MHD_YES;
+			}
+			g_string_assign(s, "{\"error\":\"method not allowed\"}");
+			return reply_with(c, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json", s, "GET, HEAD");
+		}
+		return on_asset(c, asset, type, page);
 	}
 	if (g_str_has_prefix(url, "/api/")) {
 		struct admin_request *req = *con_cls;
@@ -505,19 +648,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	while (n && line[n - 1] == '\n')
 		line[--n] = '\0';
 	log_warning("admin: %s", line);
-}
-
-/* ADDR without the port, as a table key (plain strings, each owned by
- * the table alone: nothing refcounted is shared between threads). */
-#define ADDRESS_KEY_SIZE INET6_ADDRSTRLEN
-
-static void address_key(const struct sockaddr *sa, char key[ADDRESS_KEY_SIZE])
-{
-	strcpy(key, "local"); /* a unix socket: one local client */
-	if (sa && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, key, ADDRESS_KEY_SIZE);
-	else if (sa && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, key, ADDRESS_KEY_SIZE);
 }
 
 static void count_locked(struct admin *a, const char *key, int delta)
@@ -744,6 +874,8 @@ static void admin_free(struct admin *a)
 		close(a->listen_fd);
 	g_hash_table_unref(a->per_address);
 	g_hash_table_unref(a->receiving);
+	if (a->buckets)
+		g_hash_table_unref(a->buckets);
 	pthread_mutex_destroy(&a->count_lock);
 	pthread_mutex_destroy(&a->lock);
 	g_free(a);
@@ -761,6 +893,9 @@ int admin_start(const struct admin_options *o, struct admin **out)
 	pthread_mutex_init(&a->count_lock, NULL);
 	a->per_address = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	a->receiving = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+	if (o->requests_per_second &&
+	    ratelimit_policy_per_second(&a->rate, o->requests_per_second, 2 * o->requests_per_second) == 0)
+		a->buckets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	g_queue_init(&a->suspended);
 	fcntl(a->listen_fd, F_SETFL, fcntl(a->listen_fd, F_GETFL) | O_NONBLOCK);
 	if (pipe2(a->stop_pipe, O_CLOEXEC) < 0)

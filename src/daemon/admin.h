@@ -1,7 +1,7 @@
 /* admin: the admin HTTP port (libmicrohttpd in its own thread, epoll,
  * fed by an accept thread of ours that enforces the connection limits
- * and a deadline per request): /health, /ready, /metrics and the /api/
- * of adminapi.  It reads the metrics atomics and asks the loop (through
+ * and a deadline per request): /health, /ready, /metrics, the /api/
+ * of adminapi and the dashboard page (dashboard.c).  It reads the metrics atomics and asks the loop (through
  * loopcall) for anything else; it never touches loop state itself. */
 #pragma once
 
@@ -24,6 +24,7 @@ struct admin_options {
 	unsigned connections_per_address; /* of max_connections, from one address */
 	unsigned connection_timeout; /* seconds */
 	unsigned request_timeout;    /* seconds to send a whole request */
+	unsigned requests_per_second; /* to the page and /api/, per address; 0: no limit */
 	struct loopcall *loopcall;
 	/* Run on the loop: the registered peers by role. */
 	void (*roles)(void *data, struct metrics_roles *out);
@@ -48,6 +49,9 @@ const char *admin_request_method(const struct admin_request *r);
 /* The path after "/api/", e.g. "rooms/3f2a". */
 const char *admin_request_path(const struct admin_request *r);
 const char *admin_request_body(const struct admin_request *r, size_t *len);
+/* The bearer token when it was not the admin token but has a JWT's
+ * shape: the loop decides ([admin] jwt_group).  NULL for the admin token. */
+const char *admin_request_jwt(const struct admin_request *r);
 /* The methods a 405 answer to R names (a static string), set before
  * answering it. */
 void admin_request_set_allow(struct admin_request *r, const char *allow);

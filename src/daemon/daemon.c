@@ -7,6 +7,7 @@
 #include "auth/fetch.h"
 #include "daemon/listener.h"
 #include "util/log.h"
+#include "daemon/reloadstate.h"
 #include "daemon/loopcall.h"
 #include "util/metrics.h"
 #include "core/registry.h"
@@ -15,6 +16,7 @@
 #include "store/roomsvc.h"
 #include "core/router.h"
 #include "daemon/routerio.h"
+#include "daemon/rsync.h"
 #include "store/store.h"
 #include "daemon/systemd.h"
 #include "daemon/tlscert.h"
@@ -36,6 +38,8 @@ struct daemon {
 	struct config_overrides ov;
 	struct registry *reg;
 	struct store *store;
+	struct rsync *rsync; /* [rooms] store = redis: other instances' changes */
+	char *instance_id;
 	struct rooms *rooms;
 	struct roomsvc *roomsvc;
 	struct routerio routerio; /* the router's services */
@@ -164,6 +168,7 @@ static int start_admin(struct daemon *d)
 		.connections_per_address = d->cfg->admin_connections_per_address,
 		.connection_timeout = d->cfg->admin_connection_timeout,
 		.request_timeout = d->cfg->admin_request_timeout,
+		.requests_per_second = d->cfg->admin_requests_per_second,
 		.loopcall = d->loopcall,
 		.roles = roles_on_loop,
 		.roles_data = d,
@@ -172,7 +177,8 @@ static int start_admin(struct daemon *d)
 		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
 	};
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
-				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router };
+				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router,
+				    .auth = d->auth, .audit = audit_new(d->cfg->admin_audit_entries) };
 	int r = admin_start(&o, &d->admin);
 	if (r < 0) {
 		log_err("cannot start the admin port");
@@ -253,6 +259,7 @@ static void finish(void *data)
 	if (store_close(d->store, STORE_CLOSE_TIMEOUT_MS) < 0)
 		log_err("room store: gave up on writes still pending at shutdown");
 	d->store = NULL; /* released by the loop */
+	rsync_stop(g_steal_pointer(&d->rsync));
 	admin_stop(g_steal_pointer(&d->admin));
 	stop_fetching(d);
 	ws_server_stop(d->ws);
@@ -314,6 +321,7 @@ static void reload(struct daemon *d)
 	struct tlscert *tls = NULL;
 	unsigned restart = 0;
 
+	reloadstate_begin();
 	systemd_notify_reloading();
 	/* Renewed TLS files are read (and checked) before anything applies. */
 	if (auth_load_config(d->reload_path, &d->ov, &cfg, &err) < 0 ||
@@ -321,10 +329,12 @@ static void reload(struct daemon *d)
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);
 		tlscert_free(tls);
+		reloadstate_finish(false, err->message);
 		config_free(cfg);
 	} else {
 		config_carry_over(cfg, d->cfg, log_change, &restart);
 		log_set_level(cfg->log_level);
+		log_set_repeats(cfg->log_repeat_interval, cfg->log_repeat_burst);
 		ws_server_set_config(d->ws, cfg);
 		ws_server_set_tls(d->ws, g_steal_pointer(&tls));
 		router_set_config(d->router, cfg);
@@ -337,6 +347,7 @@ static void reload(struct daemon *d)
 		log_auth_mode(d);
 		log_event(LOG_NOTICE, LOG_EVENT_RELOADED, NULL, "configuration reloaded%s",
 			  restart ? "; some changes need a restart" : "");
+		reloadstate_finish(true, restart ? "some changes need a restart" : NULL);
 	}
 	/* The last tick's line: computing one now would count the messages
 	 * of part of a second as a second's, here and at the next tick. */
@@ -359,6 +370,20 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 	uv_signal_start(h, on_signal, signum);
 }
 
+static void rsync_close_room(void *data, const char *room_id, const char *reason)
+{
+	struct daemon *d = data;
+	if (d->router) /* none yet when a start fails */
+		router_close_room(d->router, room_id, reason);
+}
+
+static void rsync_close_principal(void *data, const char *principal, const char *reason)
+{
+	struct daemon *d = data;
+	if (d->router)
+		router_close_principal(d->router, principal, reason);
+}
+
 /* Persistent rooms: the store opened and read before anything serves. */
 static int open_rooms(struct daemon *d)
 {
@@ -366,7 +391,13 @@ static int open_rooms(struct daemon *d)
 	g_autoptr(GPtrArray) rooms = NULL, keys = NULL, members = NULL;
 	int r;
 
-	if ((r = store_open(&d->loop, d->cfg->rooms_store, d->cfg->state_dir, &d->store, &err)) < 0 ||
+	d->instance_id = rsync_instance_id(d->cfg->cluster_instance_id);
+	const struct store_params sp = { .state_dir = d->cfg->state_dir, .redis = d->cfg->cluster_redis,
+		.password = d->cfg->cluster_password, .instance_id = d->instance_id,
+		.key_prefix = d->cfg->cluster_key_prefix ? d->cfg->cluster_key_prefix : "" };
+	if (d->cfg->cluster_redis)
+		log_notice("cluster: instance %s, Redis %s", d->instance_id, d->cfg->cluster_redis);
+	if ((r = store_open_with(&d->loop, d->cfg->rooms_store, &sp, &d->store, &err)) < 0 ||
 	    (r = store_load(d->store, &rooms, &keys, &err)) < 0 ||
 	    (r = store_load_members(d->store, &members, &err)) < 0) {
 		log_err("room store: %s", err->message);
@@ -379,12 +410,24 @@ static int open_rooms(struct daemon *d)
 		return r;
 	}
 	d->rooms = rooms_new(d->store);
-	log_info("room store %s: %u rooms, %u API keys, %u public keys", d->cfg->state_dir, rooms->len,
-		 keys->len, pubkeys->len);
+	unsigned n_rooms = rooms->len, n_keys = keys->len;
 	rooms_load(d->rooms, rooms, keys);
+	/* Revoked and expired keys are kept (for their history), not counted. */
+	unsigned active = rooms_count_active_keys(d->rooms, g_get_real_time() / G_USEC_PER_SEC);
+	log_info("room store %s: %u rooms, %u API keys in force (%u revoked or expired), %u public keys",
+		 d->cfg->state_dir, n_rooms, active, n_keys - active, pubkeys->len);
 	rooms_load_members(d->rooms, members);
 	d->pubkeys = pubkeys_new();
 	pubkeys_load(d->pubkeys, pubkeys);
+	if (strcmp(d->cfg->rooms_store, "redis") == 0) {
+		const struct rsync_params rp = { .loop = &d->loop, .store_params = &sp, .store = d->store,
+			.rooms = d->rooms, .pubkeys = d->pubkeys, .close_room = rsync_close_room,
+			.close_principal = rsync_close_principal, .data = d };
+		if ((r = rsync_start(&rp, &d->rsync, &err)) < 0) {
+			log_err("room store: %s", err->message);
+			return r;
+		}
+	}
 	return 0;
 }
 
@@ -392,6 +435,8 @@ static int open_rooms(struct daemon *d)
  * start and on every reload, so a change is in the log. */
 static void log_auth_mode(struct daemon *d)
 {
+	metrics_set(auth_mode, auth_required(d->auth) ? METRICS_AUTH_REQUIRED
+			       : d->cfg->allow_anonymous ? METRICS_AUTH_OFF_ANYONE : METRICS_AUTH_OFF_LOOPBACK);
 	if (auth_required(d->auth)) {
 		log_notice("authentication: required (%u [issuer] groups%s): every register needs a JWT "
 			   "or an API key", auth_n_issuers(d->auth),
@@ -427,6 +472,7 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	uv_loop_init(&d->loop);
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(cfg->log_level);
+	log_set_repeats(cfg->log_repeat_interval, cfg->log_repeat_burst);
 	log_event(LOG_INFO, LOG_EVENT_STARTED, NULL, "rtcsignald %s starting", PACKAGE_VERSION);
 	metrics.start_time = g_get_real_time() / G_USEC_PER_SEC;
 	metrics_heartbeat();
@@ -490,6 +536,7 @@ fail:
 	admin_stop(g_steal_pointer(&d->admin));
 	if (d->store)
 		store_close(d->store, STORE_CLOSE_TIMEOUT_MS);
+	rsync_stop(g_steal_pointer(&d->rsync));
 	if (d->auth)
 		stop_fetching(d);
 	if (d->ws)
@@ -522,6 +569,7 @@ void daemon_free(struct daemon *d)
 	loopcall_free(d->loopcall);
 	roomsvc_free(d->roomsvc);
 	rooms_free(d->rooms);
+	audit_free(d->api.audit); /* after the last store completion */
 	pubkeys_free(d->pubkeys);
 	auth_free(d->auth);
 	addrlimit_free(d->addrlimit);
@@ -530,5 +578,6 @@ void daemon_free(struct daemon *d)
 	g_ptr_array_unref(d->listeners);
 	config_free(d->cfg);
 	g_free(d->status);
+	g_free(d->instance_id);
 	g_free(d);
 }

@@ -184,6 +184,20 @@ int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const stru
 	return 0;
 }
 
+unsigned rooms_count_active_keys(struct rooms *r, gint64 now)
+{
+	GHashTableIter it;
+	gpointer v;
+	unsigned n = 0;
+
+	g_hash_table_iter_init(&it, r->keys);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		const struct store_key *k = v;
+		n += !k->revoked_at && (!k->expires_at || k->expires_at > now);
+	}
+	return n;
+}
+
 bool rooms_any_active_key(struct rooms *r, gint64 now)
 {
 	GHashTableIter it;
@@ -750,4 +764,142 @@ int rooms_remove_member(struct rooms *r, const char *room_id, const char *accoun
 	if (!set || !g_hash_table_contains(set, account))
 		return -ENOENT;
 	return member_change(r, false, room_id, account, 0, done, data);
+}
+
+/* --- changes from other instances --- */
+
+void rooms_apply_room(struct rooms *r, struct store_room *room)
+{
+	const struct store_room *old = g_hash_table_lookup(r->rooms, room->id);
+
+	if (old)
+		uncount_room(r, old);
+	g_hash_table_replace(r->rooms, room->id, room);
+	if (!rooms_expired(room, g_get_real_time() / G_USEC_PER_SEC))
+		count_room(r, room, NULL);
+}
+
+bool rooms_apply_delete(struct rooms *r, const char *room_id)
+{
+	const struct store_room *room = g_hash_table_lookup(r->rooms, room_id);
+
+	if (!room)
+		return false;
+	uncount_room(r, room);
+	drop_keys_of(r, room_id);
+	g_hash_table_remove(r->announced, room_id);
+	g_hash_table_remove(r->rooms, room_id);
+	return true;
+}
+
+void rooms_apply_key(struct rooms *r, struct store_key *key)
+{
+	const struct store_key *old = g_hash_table_lookup(r->keys, key->key_id);
+
+	/* A revocation already seen stays (the store keeps the first one). */
+	if (old && old->revoked_at && !key->revoked_at)
+		key->revoked_at = old->revoked_at;
+	g_hash_table_replace(r->keys, key->key_id, key);
+}
+
+bool rooms_apply_revoke(struct rooms *r, const char *key_id, gint64 when)
+{
+	struct store_key *key = g_hash_table_lookup(r->keys, key_id);
+
+	if (!key || key->revoked_at)
+		return false;
+	key->revoked_at = when;
+	return true;
+}
+
+static void add_member(struct rooms *r, struct store_member *m)
+{
+	GHashTable *set = g_hash_table_lookup(r->members, m->room_id);
+
+	if (!set) {
+		set = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)store_member_free);
+		g_hash_table_insert(r->members, g_strdup(m->room_id), set);
+	}
+	if (g_hash_table_contains(set, m->account))
+		store_member_free(m);
+	else
+		g_hash_table_replace(set, m->account, m);
+}
+
+void rooms_apply_member(struct rooms *r, const char *room_id, const char *account, gint64 added_at,
+			bool add)
+{
+	if (add) {
+		if (!g_hash_table_contains(r->rooms, room_id))
+			return;
+		struct store_member *m = g_new0(struct store_member, 1);
+		m->room_id = g_strdup(room_id);
+		m->account = g_strdup(account);
+		m->added_at = added_at;
+		add_member(r, m);
+		return;
+	}
+	GHashTable *set = g_hash_table_lookup(r->members, room_id);
+	if (set && g_hash_table_remove(set, account) && !g_hash_table_size(set))
+		g_hash_table_remove(r->members, room_id);
+}
+
+void rooms_replace(struct rooms *r, struct store_snapshot *snap, GHashTable *keep, GPtrArray *gone,
+		   GPtrArray *revoked)
+{
+	g_autoptr(GHashTable) room_ids = g_hash_table_new(g_str_hash, g_str_equal);
+	g_autoptr(GHashTable) key_ids = g_hash_table_new(g_str_hash, g_str_equal);
+	g_autoptr(GPtrArray) drop = g_ptr_array_new_with_free_func(g_free);
+	GHashTableIter it;
+	gpointer k, v;
+
+	for (guint i = 0; i < snap->rooms->len; i++)
+		g_hash_table_add(room_ids, ((struct store_room *)g_ptr_array_index(snap->rooms, i))->id);
+	for (guint i = 0; i < snap->keys->len; i++)
+		g_hash_table_add(key_ids, ((struct store_key *)g_ptr_array_index(snap->keys, i))->key_id);
+
+	/* What is here and no longer there was deleted, or lost with Redis. */
+	g_hash_table_iter_init(&it, r->rooms);
+	while (g_hash_table_iter_next(&it, &k, NULL))
+		if (!g_hash_table_contains(room_ids, k) && !g_hash_table_contains(r->deleting, k) &&
+		    !(keep && g_hash_table_contains(keep, k)))
+			g_ptr_array_add(drop, g_strdup(k));
+	for (guint i = 0; i < drop->len; i++) {
+		rooms_apply_delete(r, g_ptr_array_index(drop, i));
+		g_ptr_array_add(gone, g_strdup(g_ptr_array_index(drop, i)));
+	}
+	g_ptr_array_set_size(drop, 0);
+	g_hash_table_iter_init(&it, r->keys);
+	while (g_hash_table_iter_next(&it, &k, &v))
+		if (!g_hash_table_contains(key_ids, k) && !g_hash_table_contains(r->revoking, k) &&
+		    !(keep && g_hash_table_contains(keep, k)))
+			g_ptr_array_add(drop, g_strdup(k));
+	for (guint i = 0; i < drop->len; i++) {
+		g_hash_table_remove(r->keys, g_ptr_array_index(drop, i));
+		g_ptr_array_add(revoked, g_strdup(g_ptr_array_index(drop, i)));
+	}
+
+	while (snap->rooms->len) {
+		struct store_room *room = g_ptr_array_steal_index_fast(snap->rooms, snap->rooms->len - 1);
+		if ((keep && g_hash_table_contains(keep, room->id)) || g_hash_table_contains(r->deleting, room->id))
+			store_room_free(room);
+		else
+			rooms_apply_room(r, room);
+	}
+	while (snap->keys->len) {
+		struct store_key *key = g_ptr_array_steal_index_fast(snap->keys, snap->keys->len - 1);
+		const struct store_key *old = g_hash_table_lookup(r->keys, key->key_id);
+		/* A key of a room not here (deleted since, or kept out) goes too. */
+		if ((keep && g_hash_table_contains(keep, key->key_id)) ||
+		    (key->room_id && !g_hash_table_contains(r->rooms, key->room_id))) {
+			store_key_free(key);
+			continue;
+		}
+		if (key->revoked_at && old && !old->revoked_at)
+			g_ptr_array_add(revoked, g_strdup(key->key_id));
+		rooms_apply_key(r, key);
+	}
+	g_hash_table_remove_all(r->members);
+	while (snap->members->len)
+		add_member(r, g_ptr_array_steal_index_fast(snap->members, snap->members->len - 1));
 }

@@ -27,6 +27,8 @@ bool rooms_token_ok(const struct store_room *room, const char *token);
 int rooms_check_key(struct rooms *r, const char *api_key, gint64 now, const struct store_key **out);
 /* True when some key is neither revoked nor expired (it stops at the
  * first).  It does not decide the authentication mode: auth_required. */
+/* Keys neither revoked nor expired at NOW. */
+unsigned rooms_count_active_keys(struct rooms *r, gint64 now);
 bool rooms_any_active_key(struct rooms *r, gint64 now);
 
 struct rooms_spec {
@@ -119,3 +121,23 @@ int rooms_add_member(struct rooms *r, const char *room_id, const char *account, 
 		     rooms_written_fn done, void *data);
 int rooms_remove_member(struct rooms *r, const char *room_id, const char *account,
 			rooms_written_fn done, void *data);
+
+/* Changes another instance made and wrote (the Redis store's notices, or
+ * a reload from it): applied to memory only.  apply_room and apply_key
+ * take the record.  apply_delete: true when the room was here (the caller
+ * closes its peers); apply_revoke: true when the key was not revoked yet
+ * (the caller closes its sessions). */
+void rooms_apply_room(struct rooms *r, struct store_room *room);
+bool rooms_apply_delete(struct rooms *r, const char *room_id);
+void rooms_apply_key(struct rooms *r, struct store_key *key);
+bool rooms_apply_revoke(struct rooms *r, const char *key_id, gint64 when);
+void rooms_apply_member(struct rooms *r, const char *room_id, const char *account, gint64 added_at,
+			bool add);
+/* Memory becomes what the store holds (SNAP's rooms, keys and members,
+ * taken): the ids of rooms no longer there go to GONE, of keys revoked
+ * or no longer there to REVOKED (g_free'd strings), for the caller to
+ * close.  Changes being written here are left alone, and so are the rooms
+ * and keys whose ids are in KEEP (may be NULL): changed since SNAP was
+ * read, which it may not show yet. */
+void rooms_replace(struct rooms *r, struct store_snapshot *snap, GHashTable *keep, GPtrArray *gone,
+		   GPtrArray *revoked);

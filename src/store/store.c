@@ -17,7 +17,7 @@
 #include <string.h>
 
 enum job_op { JOB_PUT_ROOM, JOB_DELETE_ROOM, JOB_PUT_KEY, JOB_REVOKE_KEY, JOB_PURGE, JOB_PUT_MEMBER,
-	      JOB_DELETE_MEMBER, JOB_PUT_PUBKEY };
+	      JOB_DELETE_MEMBER, JOB_PUT_PUBKEY, JOB_LOAD };
 
 struct job {
 	enum job_op op;
@@ -28,6 +28,8 @@ struct job {
 	char *id;     /* delete_room, revoke_key */
 	int64_t when; /* revoke_key, purge_expired */
 	store_done_fn done;
+	store_loaded_fn loaded; /* JOB_LOAD, instead of done */
+	struct store_snapshot snap;
 	void *data;
 	int status;
 	GError *error;
@@ -54,7 +56,7 @@ struct store {
 	atomic_uint pending;
 };
 
-static const struct store_backend_ops *const backends[] = { &store_sqlite_ops };
+static const struct store_backend_ops *const backends[] = { &store_sqlite_ops, &store_redis_ops };
 
 static struct store_room *store_room_copy(const struct store_room *room)
 {
@@ -154,6 +156,10 @@ static void job_free(struct job *job)
 	store_member_free(job->member);
 	store_pubkey_free(job->pubkey);
 	g_free(job->id);
+	g_clear_pointer(&job->snap.rooms, g_ptr_array_unref);
+	g_clear_pointer(&job->snap.keys, g_ptr_array_unref);
+	g_clear_pointer(&job->snap.members, g_ptr_array_unref);
+	g_clear_pointer(&job->snap.pubkeys, g_ptr_array_unref);
 	g_clear_error(&job->error);
 	g_free(job);
 }
@@ -195,6 +201,15 @@ static int run_once(struct store *st, struct job *job)
 		break;
 	case JOB_PUT_PUBKEY:
 		r = st->ops->put_pubkey(st->be, job->pubkey, &job->error);
+		break;
+	case JOB_LOAD:
+		g_ptr_array_set_size(job->snap.rooms, 0);
+		g_ptr_array_set_size(job->snap.keys, 0);
+		g_ptr_array_set_size(job->snap.members, 0);
+		g_ptr_array_set_size(job->snap.pubkeys, 0);
+		if ((r = st->ops->load(st->be, job->snap.rooms, job->snap.keys, &job->error)) == 0 &&
+		    (r = st->ops->load_members(st->be, job->snap.members, &job->error)) == 0)
+			r = st->ops->load_pubkeys(st->be, job->snap.pubkeys, &job->error);
 		break;
 	}
 	pthread_mutex_unlock(&st->backend_lock);
@@ -239,8 +254,10 @@ static void run_job(struct store *st, struct job *job)
 	job->status = r;
 	if (r >= 0)
 		atomic_store(&st->health, 0);
-	else if (backend_failure(r))
+	else if (backend_failure(r)) {
 		atomic_store(&st->health, r);
+		metrics_inc(store_errors[st->ops == &store_redis_ops]);
+	}
 }
 
 static gpointer worker(gpointer data)
@@ -278,7 +295,10 @@ static void complete(struct store *st, GQueue *list)
 	struct job *job;
 
 	while ((job = g_queue_pop_head(list))) {
-		if (job->done)
+		if (job->loaded)
+			job->loaded(job->status, job->error, job->status < 0 ? NULL : &job->snap,
+				    job->data);
+		else if (job->done)
 			job->done(job->status, job->error, job->data);
 		job_free(job);
 		atomic_fetch_sub(&st->pending, 1);
@@ -328,6 +348,13 @@ static void stop_worker(struct store *st)
 int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, struct store **out,
 	       GError **err)
 {
+	const struct store_params p = { .state_dir = state_dir };
+	return store_open_with(loop, backend, &p, out, err);
+}
+
+int store_open_with(uv_loop_t *loop, const char *backend, const struct store_params *p,
+		    struct store **out, GError **err)
+{
 	const struct store_backend_ops *ops = find_backend(backend);
 	g_autoptr(GError) local = NULL;
 	struct store *st;
@@ -335,7 +362,7 @@ int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, stru
 
 	if (!ops) {
 		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-			    "unknown room store \"%s\" (known: sqlite)", backend);
+			    "unknown room store \"%s\" (known: sqlite, redis)", backend);
 		return -EINVAL;
 	}
 	st = g_new0(struct store, 1);
@@ -349,7 +376,7 @@ int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, stru
 	g_queue_init(&st->queue);
 	g_queue_init(&st->done);
 
-	if ((r = ops->open(state_dir, &st->be, err)) < 0)
+	if ((r = ops->open(p, &st->be, err)) < 0)
 		goto fail;
 	/* The worker sends to the async handle only after a job, and jobs
 	 * come after the handle is set up below. */
@@ -570,6 +597,18 @@ int store_load_pubkeys(struct store *st, GPtrArray **out, GError **err)
 		return r;
 	*out = g_steal_pointer(&list);
 	return 0;
+}
+
+int store_reload(struct store *st, store_loaded_fn done, void *data)
+{
+	struct job *job = job_new(JOB_LOAD);
+
+	job->loaded = done;
+	job->snap.rooms = g_ptr_array_new_with_free_func((GDestroyNotify)store_room_free);
+	job->snap.keys = g_ptr_array_new_with_free_func((GDestroyNotify)store_key_free);
+	job->snap.members = g_ptr_array_new_with_free_func((GDestroyNotify)store_member_free);
+	job->snap.pubkeys = g_ptr_array_new_with_free_func((GDestroyNotify)store_pubkey_free);
+	return submit(st, job, NULL, data);
 }
 
 int store_ping(struct store *st)

@@ -6,7 +6,8 @@
  * a bounded queue and written by a backend on the store's own thread, so
  * disk I/O never stalls the event loop; the completion comes back on the
  * loop through a uv_async_t.  Backends sit behind struct
- * store_backend_ops ("sqlite" today). */
+ * store_backend_ops: "sqlite" (store_sqlite.c), and "redis" (store_redis.c),
+ * shared by the instances of a cluster. */
 #pragma once
 
 #include "util/secret.h"
@@ -71,13 +72,22 @@ int store_room_mint(struct store_room *room, char token[SECRET_HEX_SIZE(SECRET_T
 /* The same for an API key: a fresh key_id (when none) and secret. */
 int store_key_mint(struct store_key *key, char secret[SECRET_HEX_SIZE(SECRET_TOKEN_BYTES)]);
 
+/* What a backend is opened with. */
+struct store_params {
+	const char *state_dir;   /* sqlite: its directory */
+	const char *redis;       /* redis: [cluster] redis, the address */
+	const char *password;    /* redis: AUTH, or NULL */
+	const char *key_prefix;  /* redis: before every key and channel ("" for none) */
+	const char *instance_id; /* redis: names this instance in its change notices */
+};
+
 /* A backend.  Every function but open returns 0 (purge_expired: the
  * number of rooms removed) or a negative errno, with ERR naming the file
  * or server and the reason.  The store calls them from one thread at a
  * time, never concurrently. */
 struct store_backend_ops {
 	const char *name;
-	int (*open)(const char *state_dir, void **out, GError **err);
+	int (*open)(const struct store_params *p, void **out, GError **err);
 	/* Appends every room and key (struct store_room / store_key, owned
 	 * by the arrays) to ROOMS and KEYS. */
 	int (*load)(void *be, GPtrArray *rooms, GPtrArray *keys, GError **err);
@@ -107,6 +117,7 @@ struct store_backend_ops {
 };
 
 extern const struct store_backend_ops store_sqlite_ops;
+extern const struct store_backend_ops store_redis_ops;
 
 struct store;
 
@@ -121,6 +132,20 @@ typedef void (*store_done_fn)(int status, const GError *err, void *data);
  * keeps LOOP alive until store_close. */
 int store_open(uv_loop_t *loop, const char *backend, const char *state_dir, struct store **out,
 	       GError **err);
+/* The same with every parameter a backend may need ("redis"). */
+int store_open_with(uv_loop_t *loop, const char *backend, const struct store_params *p,
+		    struct store **out, GError **err);
+
+/* Everything the backend holds, read again on the store's thread (after
+ * the writes queued before it): the Redis store reloads this way when its
+ * notices may have been missed.  DONE runs on the loop with the arrays
+ * (owned by the callee only for the call) or a negative errno. */
+struct store_snapshot {
+	GPtrArray *rooms, *keys, *members, *pubkeys;
+};
+typedef void (*store_loaded_fn)(int status, const GError *err, struct store_snapshot *snap,
+				void *data);
+int store_reload(struct store *st, store_loaded_fn done, void *data);
 /* At most MAX writes wait in the queue (default STORE_QUEUE_DEFAULT). */
 void store_set_queue_limit(struct store *st, unsigned max);
 /* A write the backend refuses with -EBUSY (the database is locked by

@@ -308,8 +308,9 @@ rollback:
 	return r;
 }
 
-static int sq_open(const char *state_dir, void **out, GError **err)
+static int sq_open(const struct store_params *p, void **out, GError **err)
 {
+	const char *state_dir = p->state_dir;
 	struct sq *s = g_new0(struct sq, 1);
 	g_autofree char *mode = NULL, *check = NULL;
 	int rc, r;

@@ -5,6 +5,7 @@
 
 #include "util/log.h"
 #include "util/netaddr.h"
+#include "util/redisurl.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -53,10 +54,14 @@ static const struct key_spec keys[] = {
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, "10", 1, 3600),
 	KR("admin", "connections_per_address", KEY_UINT, admin_connections_per_address, "8", 1, 10000),
 	KR("admin", "request_timeout", KEY_UINT, admin_request_timeout, "10", 1, 3600),
+	KR("admin", "requests_per_second", KEY_UINT, admin_requests_per_second, "20", 0, 100000),
+	KR("admin", "audit_entries", KEY_UINT, admin_audit_entries, "200", 1, 100000),
 	K("admin", "metrics_top_roles", KEY_UINT, metrics_top_roles, "10", 1, 100),
 	K("admin", "token", KEY_STRING, admin_token, "", 0, 0),
 	K("admin", "token_file", KEY_STRING, admin_token_file, "", 0, 0),
 	K("admin", "metrics_token", KEY_STRING, metrics_token, "", 0, 0),
+	K("admin", "jwt_group", KEY_STRING, admin_jwt_group, "", 0, 0),
+	K("admin", "jwt_group_claim", KEY_STRING, admin_jwt_group_claim, "cognito:groups", 0, 0),
 	KR("rooms", "store", KEY_STRING, rooms_store, "sqlite", 0, 0),
 	K("rooms", "default_ttl", KEY_UINT, rooms_default_ttl, "7200", 0, 10u * 365 * 86400),
 	K("rooms", "max_ttl", KEY_UINT, rooms_max_ttl, "2592000", 0, 10u * 365 * 86400),
@@ -87,6 +92,13 @@ static const struct key_spec keys[] = {
 	K("turn", "secret_file", KEY_STRING, turn_secret_file, "", 0, 0),
 	K("turn", "credential_ttl", KEY_UINT, turn_credential_ttl, "86400", 60, 30 * 86400),
 	K("log", "level", KEY_LOGLEVEL, log_level, "info", 0, 0),
+	K("log", "repeat_interval", KEY_UINT, log_repeat_interval, "5", 0, 3600),
+	K("log", "repeat_burst", KEY_UINT, log_repeat_burst, "5", 1, 1000000),
+	KR("cluster", "redis", KEY_STRING, cluster_redis, "", 0, 0),
+	KR("cluster", "password_file", KEY_STRING, cluster_password_file, "", 0, 0),
+	KR("cluster", "key_prefix", KEY_STRING, cluster_key_prefix, "rtcsignald:", 0, 0),
+	KR("cluster", "instance_id", KEY_STRING, cluster_instance_id, "", 0, 0),
+	KR("cluster", "instance_ttl", KEY_UINT, cluster_instance_ttl, "10", 1, 3600),
 };
 
 #define FIELD(base, spec, type) ((type *)((char *)(base) + (spec)->offset))
@@ -172,6 +184,8 @@ void config_free(struct config *cfg)
 	free_secret(cfg->admin_token);
 	g_free(cfg->admin_token_file);
 	free_secret(cfg->metrics_token);
+	g_free(cfg->admin_jwt_group);
+	g_free(cfg->admin_jwt_group_claim);
 	g_free(cfg->rooms_store);
 	g_free(cfg->rooms_default_room);
 	if (cfg->issuers)
@@ -180,6 +194,11 @@ void config_free(struct config *cfg)
 	g_strfreev(cfg->turn_uris);
 	free_secret(cfg->turn_secret);
 	g_free(cfg->turn_secret_file);
+	g_free(cfg->cluster_redis);
+	free_secret(cfg->cluster_password);
+	g_free(cfg->cluster_password_file);
+	g_free(cfg->cluster_key_prefix);
+	g_free(cfg->cluster_instance_id);
 	g_free(cfg->tls_certificate);
 	g_free(cfg->tls_key);
 	g_free(cfg);
@@ -415,8 +434,35 @@ int config_invalid(GError **err, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* [cluster] and the store that goes with it: several instances on one
+ * Redis must share their tokens and keys, so each needs the Redis store. */
+static int validate_cluster(const struct config *cfg, const char *where, GError **err)
+{
+	const char *id = cfg->cluster_instance_id, *why;
+	struct redisurl u;
+
+	if (cfg->cluster_redis && redisurl_parse(cfg->cluster_redis, &u, &why) < 0)
+		return config_invalid(err, "%s: [cluster] redis: \"%s\": %s", where, cfg->cluster_redis, why);
+	if (cfg->cluster_redis)
+		redisurl_clear(&u);
+	if (cfg->cluster_redis && strcmp(cfg->rooms_store, "sqlite") == 0)
+		return config_invalid(err, "%s: [rooms] store = sqlite with [cluster] redis set: each instance "
+				      "would keep its own rooms, so instances would disagree on tokens and "
+				      "keys; set [rooms] store = redis", where);
+	if (!cfg->cluster_redis && strcmp(cfg->rooms_store, "redis") == 0)
+		return config_invalid(err, "%s: [rooms] store = redis needs [cluster] redis (the server's "
+				      "address)", where);
+	if (id && (strlen(id) > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+						 "0123456789._-") != strlen(id)))
+		return config_invalid(err, "%s: [cluster] instance_id: \"%s\" must be 1 to 64 of A-Z a-z "
+				      "0-9 . _ -", where, id);
+	return 0;
+}
+
 static int validate(struct config *cfg, const char *where, GError **err)
 {
+	int r;
+
 	if (cfg->ws_ping_timeout <= cfg->ws_ping_interval)
 		return config_invalid(err, "%s: [server] ws_ping_timeout (%u) must be greater than ws_ping_interval (%u)",
 			       where, cfg->ws_ping_timeout, cfg->ws_ping_interval);
@@ -438,9 +484,11 @@ static int validate(struct config *cfg, const char *where, GError **err)
 	if (!cfg->tls_certificate != !cfg->tls_key)
 		return config_invalid(err, "%s: [server] tls_certificate and tls_key go together", where);
 	/* An empty value is NULL, as for every string key. */
-	if (g_strcmp0(cfg->rooms_store, "sqlite") != 0)
-		return config_invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite)", where,
-			       cfg->rooms_store ? cfg->rooms_store : "");
+	if (g_strcmp0(cfg->rooms_store, "sqlite") != 0 && g_strcmp0(cfg->rooms_store, "redis") != 0)
+		return config_invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite, redis)", where,
+				      cfg->rooms_store ? cfg->rooms_store : "");
+	if ((r = validate_cluster(cfg, where, err)) < 0)
+		return r;
 	if (cfg->rooms_default_room &&
 	    (strlen(cfg->rooms_default_room) > 128 ||
 	     strspn(cfg->rooms_default_room, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
@@ -525,6 +573,7 @@ static int load_secrets(struct config *cfg, bool read, GError **err)
 	} files[] = {
 		{ "[turn] secret_file", &cfg->turn_secret_file, &cfg->turn_secret },
 		{ "[admin] token_file", &cfg->admin_token_file, &cfg->admin_token },
+		{ "[cluster] password_file", &cfg->cluster_password_file, &cfg->cluster_password },
 	};
 	for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
 		g_autoptr(GError) local = NULL;

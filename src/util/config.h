@@ -66,6 +66,10 @@ struct config {
 	unsigned admin_connection_timeout;
 	unsigned admin_connections_per_address;
 	unsigned admin_request_timeout;
+	unsigned admin_requests_per_second; /* per client address; 0: no limit */
+	unsigned admin_audit_entries;       /* kept for GET /api/audit */
+	char *admin_jwt_group;       /* JWTs whose group claim names it are admins; "": none */
+	char *admin_jwt_group_claim; /* that claim, e.g. cognito:groups */
 	unsigned metrics_top_roles;
 	char *admin_token;      /* bearer token of the admin API, or from: */
 	char *admin_token_file; /* resolved (see config_load) */
@@ -82,6 +86,13 @@ struct config {
 	unsigned authorized_keys_max;     /* listed by GET /api/rooms/{id}/authorized-keys */
 	unsigned rooms_per_address; /* created from one client address */
 	char *rooms_default_room; /* a register without room_id joins it; NULL: none */
+
+	/* [cluster] (issue 14) */
+	char *cluster_redis; /* NULL: single instance, no Redis code on any path */
+	char *cluster_password, *cluster_password_file;
+	char *cluster_key_prefix;
+	char *cluster_instance_id; /* NULL: host name and a random suffix, at start */
+	unsigned cluster_instance_ttl;
 
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */
@@ -110,6 +121,8 @@ struct config {
 
 	/* [log] */
 	int log_level;
+	unsigned log_repeat_interval;
+	unsigned log_repeat_burst;
 };
 
 /* What the command line may override; NULL/0 means "not given". */

@@ -2,6 +2,7 @@
  * lines on stderr, one write(2) per line so that lines from the admin
  * thread never interleave with the loop's. */
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/netaddr.h"
 
 #include <errno.h>
@@ -17,7 +18,23 @@
 #include <unistd.h>
 
 static atomic_int log_level = LOG_INFO;
+static atomic_uint repeat_interval_s = 5, repeat_burst = 5;
 static bool journal;
+
+/* One source of one kind of event: its current window, the lines logged
+ * in it and what was counted since.  Guarded by repeat_lock: the loop and
+ * the admin thread both log. */
+struct repeat_slot {
+	enum log_event ev;
+	int prio;
+	char code[32];
+	char remote[NETADDR_STRLEN];
+	int64_t window_us; /* when the window began; 0: free */
+	unsigned logged;   /* lines in this window */
+	unsigned unlogged;
+};
+static struct repeat_slot repeats[LOG_REPEAT_SLOTS];
+static GMutex repeat_lock;
 
 static const char *const event_names[LOG_EVENT__COUNT] = {
 	[LOG_EVENT_NONE] = NULL,
@@ -37,6 +54,7 @@ static const char *const event_names[LOG_EVENT__COUNT] = {
 	[LOG_EVENT_SESSION_CLOSED] = "session_closed",
 	[LOG_EVENT_BACKEND_LOST] = "backend_lost",
 	[LOG_EVENT_BACKEND_RESTORED] = "backend_restored",
+	[LOG_EVENT_ADMIN_ACTION] = "admin_action",
 };
 
 /* Stable: never change or reuse one.  data/rtcsignald.catalog explains
@@ -58,6 +76,7 @@ static const char *const message_ids[LOG_EVENT__COUNT] = {
 	[LOG_EVENT_SESSION_CLOSED] = "3508ff501bb449eda7c4831b45fdd081",
 	[LOG_EVENT_BACKEND_LOST] = "903565a06a0e4cfd89f26fda3c89fa64",
 	[LOG_EVENT_BACKEND_RESTORED] = "9c665aa2b0b84acf8f7be0d56e45a5da",
+	[LOG_EVENT_ADMIN_ACTION] = "d5cde7aab56f4e1397253aa8c193b271",
 };
 
 static const struct {
@@ -111,6 +130,12 @@ bool log_enabled(int prio)
 	return prio <= atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
+void log_set_repeats(unsigned interval_s, unsigned burst)
+{
+	atomic_store_explicit(&repeat_interval_s, interval_s, memory_order_relaxed);
+	atomic_store_explicit(&repeat_burst, burst ? burst : 1, memory_order_relaxed);
+}
+
 static const char *prio_name(int prio)
 {
 	switch (prio) {
@@ -160,7 +185,35 @@ static void append_field(GString *s, const char *key, const char *v)
 	append_value(s, v);
 }
 
-#define MAX_JOURNAL_FIELDS 12
+char *log_format_message(const char *msg, const struct log_fields *f, const char *remote,
+			 unsigned repeated)
+{
+	GString *s = g_string_new(msg);
+	gsize mark = s->len;
+
+	if (f) {
+		append_field(s, "room", f->room);
+		append_field(s, "peer", f->peer);
+		append_field(s, "role", f->role);
+		append_field(s, "remote", *remote ? remote : NULL);
+		append_field(s, "code", f->code);
+		append_field(s, "actor", f->actor);
+		append_field(s, "object", f->object);
+		if (f->close_code)
+			g_string_append_printf(s, " close_code=%d", f->close_code);
+	}
+	if (repeated)
+		g_string_append_printf(s, " repeated=%u", repeated);
+	/* " [a=b c=d]": the first field's space becomes the bracket. */
+	if (s->len > mark) {
+		s->str[mark] = '[';
+		g_string_insert_c(s, (gssize)mark, ' ');
+		g_string_append_c(s, ']');
+	}
+	return g_string_free(s, FALSE);
+}
+
+#define MAX_JOURNAL_FIELDS 14
 
 static void add_field(struct iovec *iov, unsigned *n, char **owned, const char *key,
 		      const char *value)
@@ -176,16 +229,19 @@ static void add_field(struct iovec *iov, unsigned *n, char **owned, const char *
 /* Native journal fields; values may hold anything, sd_journal_sendv
  * encodes newlines. */
 static void send_journal(int prio, enum log_event ev, const struct log_fields *f,
-			 const char *remote, const char *file, int line, const char *func,
-			 const char *msg)
+			 const char *remote, unsigned repeated, const char *file, int line,
+			 const char *func, const char *msg)
 {
 	struct iovec iov[MAX_JOURNAL_FIELDS];
 	char *owned[MAX_JOURNAL_FIELDS];
-	char prio_text[4], code_text[16];
+	char prio_text[4], code_text[16], repeated_text[16];
 	unsigned n = 0;
 
 	g_snprintf(prio_text, sizeof prio_text, "%d", prio);
-	add_field(iov, &n, owned, "MESSAGE", msg);
+	/* The values in the text too: "journalctl -u rtcsignald" shows only
+	 * MESSAGE, and the fields alone need -o verbose. */
+	g_autofree char *text = log_format_message(msg, f, remote, repeated);
+	add_field(iov, &n, owned, "MESSAGE", text);
 	add_field(iov, &n, owned, "PRIORITY", prio_text);
 	add_field(iov, &n, owned, "MESSAGE_ID", log_event_message_id(ev));
 	add_field(iov, &n, owned, "RTCSIGNALD_EVENT", log_event_name(ev));
@@ -193,18 +249,97 @@ static void send_journal(int prio, enum log_event ev, const struct log_fields *f
 		add_field(iov, &n, owned, "RTCSIGNALD_ROOM", f->room);
 		add_field(iov, &n, owned, "RTCSIGNALD_PEER", f->peer);
 		add_field(iov, &n, owned, "RTCSIGNALD_ROLE", f->role);
-		add_field(iov, &n, owned, "RTCSIGNALD_REMOTE", f->remote ? remote : NULL);
+		add_field(iov, &n, owned, "RTCSIGNALD_REMOTE", *remote ? remote : NULL);
 		add_field(iov, &n, owned, "RTCSIGNALD_CODE", f->code);
+		add_field(iov, &n, owned, "RTCSIGNALD_ACTOR", f->actor);
+		add_field(iov, &n, owned, "RTCSIGNALD_OBJECT", f->object);
 		if (f->close_code) {
 			g_snprintf(code_text, sizeof code_text, "%d", f->close_code);
 			add_field(iov, &n, owned, "RTCSIGNALD_CLOSE_CODE", code_text);
 		}
+	}
+	if (repeated) {
+		g_snprintf(repeated_text, sizeof repeated_text, "%u", repeated);
+		add_field(iov, &n, owned, "RTCSIGNALD_REPEATED", repeated_text);
 	}
 	g_autofree char *code_file = g_strconcat("CODE_FILE=", file, NULL);
 	g_autofree char *code_line = g_strdup_printf("CODE_LINE=%d", line);
 	sd_journal_sendv_with_location(code_file, code_line, func, iov, (int)n);
 	for (unsigned i = 0; i < n; i++)
 		g_free(owned[i]);
+}
+
+static bool same_source(const struct repeat_slot *s, enum log_event ev, const char *code,
+			const char *remote)
+{
+	return s->window_us && s->ev == ev && strcmp(s->code, code) == 0 &&
+	       strcmp(s->remote, remote) == 0;
+}
+
+static void emit(int prio, enum log_event ev, const struct log_fields *f, const char *remote,
+		 unsigned repeated, const char *file, int line, const char *func, const char *msg);
+
+/* Whether this line of EV from REMOTE is due: the first BURST of a window
+ * of INTERVAL are, the rest are counted, and the first line of the next
+ * window says in *REPEATED how many.  A slot taken for a new source
+ * reports its old source's count first, so no count is lost to the
+ * bound. */
+static bool repeat_due(int prio, enum log_event ev, const struct log_fields *f,
+		       const char *remote, unsigned *repeated)
+{
+	int64_t interval = (int64_t)atomic_load_explicit(&repeat_interval_s, memory_order_relaxed) *
+			   G_USEC_PER_SEC;
+	unsigned burst = atomic_load_explicit(&repeat_burst, memory_order_relaxed);
+	int64_t now = g_get_monotonic_time();
+	const char *code = f->code ? f->code : "";
+	struct repeat_slot *slot = NULL, *oldest = &repeats[0], evicted = { 0 };
+	bool due = true;
+
+	*repeated = 0;
+	if (!interval)
+		return true;
+	g_mutex_lock(&repeat_lock);
+	for (unsigned i = 0; i < LOG_REPEAT_SLOTS && !slot; i++) {
+		struct repeat_slot *s = &repeats[i];
+		if (same_source(s, ev, code, remote))
+			slot = s;
+		else if (s->window_us < oldest->window_us)
+			oldest = s;
+	}
+	if (slot && now - slot->window_us < interval) {
+		due = slot->logged < burst;
+		if (due)
+			slot->logged++;
+		else
+			slot->unlogged++;
+	} else if (slot) {
+		*repeated = slot->unlogged;
+		slot->unlogged = 0;
+		slot->logged = 1;
+		slot->window_us = now;
+	} else {
+		if (oldest->window_us && oldest->unlogged)
+			evicted = *oldest;
+		oldest->ev = ev;
+		oldest->prio = prio;
+		g_strlcpy(oldest->code, code, sizeof oldest->code);
+		g_strlcpy(oldest->remote, remote, sizeof oldest->remote);
+		oldest->window_us = now;
+		oldest->logged = 1;
+		oldest->unlogged = 0;
+	}
+	g_mutex_unlock(&repeat_lock);
+	if (!due)
+		metrics_inc(log_lines_repeated_total);
+	if (evicted.unlogged) {
+		struct log_fields ef = { .code = *evicted.code ? evicted.code : NULL };
+		char msg[96];
+		g_snprintf(msg, sizeof msg, "%s: more like the last line, not logged",
+			   log_event_name(evicted.ev));
+		emit(evicted.prio, evicted.ev, &ef, evicted.remote, evicted.unlogged, __FILE__,
+		     __LINE__, __func__, msg);
+	}
+	return due;
 }
 
 void log_full(int prio, enum log_event ev, const struct log_fields *f,
@@ -224,8 +359,21 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 	if (f && f->remote)
 		netaddr_to_string(f->remote, remote);
 
+	/* Refusals, limits and warnings are what one client can repeat
+	 * without end; info lines (a peer registered, left) stay one per
+	 * peer, bounded by registrations_per_address_per_minute. */
+	unsigned repeated = 0;
+	if (prio <= LOG_NOTICE && ev != LOG_EVENT_NONE && f && f->remote &&
+	    !repeat_due(prio, ev, f, remote, &repeated))
+		return;
+	emit(prio, ev, f, remote, repeated, file, line, func, msg);
+}
+
+static void emit(int prio, enum log_event ev, const struct log_fields *f, const char *remote,
+		 unsigned repeated, const char *file, int line, const char *func, const char *msg)
+{
 	if (journal) {
-		send_journal(prio, ev, f, remote, file, line, func, msg);
+		send_journal(prio, ev, f, remote, repeated, file, line, func, msg);
 		return;
 	}
 
@@ -240,11 +388,15 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 		append_field(s, "room", f->room);
 		append_field(s, "peer", f->peer);
 		append_field(s, "role", f->role);
-		append_field(s, "remote", f->remote ? remote : NULL);
+		append_field(s, "remote", *remote ? remote : NULL);
 		append_field(s, "code", f->code);
+		append_field(s, "actor", f->actor);
+		append_field(s, "object", f->object);
 		if (f->close_code)
 			g_string_append_printf(s, " close_code=%d", f->close_code);
 	}
+	if (repeated)
+		g_string_append_printf(s, " repeated=%u", repeated);
 	append_field(s, "msg", msg);
 	if (prio >= LOG_DEBUG)
 		g_string_append_printf(s, " src=%s:%d", func, line);

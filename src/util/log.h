@@ -30,6 +30,7 @@ enum log_event {
 	LOG_EVENT_SESSION_CLOSED,
 	LOG_EVENT_BACKEND_LOST,
 	LOG_EVENT_BACKEND_RESTORED,
+	LOG_EVENT_ADMIN_ACTION, /* audit: an operator changed rooms or keys */
 	LOG_EVENT__COUNT
 };
 
@@ -41,6 +42,8 @@ struct log_fields {
 	const struct netaddr *remote;
 	const char *code;
 	int close_code;
+	const char *actor;  /* an admin action's: "admin-token" or a JWT subject */
+	const char *object; /* an admin action's: a room or key id */
 };
 
 const char *log_event_name(enum log_event ev);
@@ -55,6 +58,23 @@ void log_init(void);
 int log_level_parse(const char *name, int *prio);
 void log_set_level(int prio);
 bool log_enabled(int prio);
+
+/* Repeats, as printk_ratelimit: of a notice, warning or error event with
+ * a remote address, the first BURST from one source (same event, code and
+ * address) in a window of INTERVAL_S seconds are logged, the rest counted;
+ * the first line of a later window says how many ("repeated=N").
+ * INTERVAL_S 0 logs every one.  The table of sources is bounded
+ * (LOG_REPEAT_SLOTS); a source pushed out says its count then.  Metrics
+ * count every event regardless: callers count before they log. */
+#define LOG_REPEAT_SLOTS 256
+void log_set_repeats(unsigned interval_s, unsigned burst);
+
+/* The journal MESSAGE of a line: MSG, then the fields present as
+ * " [room=R peer=P role=X remote=A code=C close_code=N repeated=K]",
+ * each value bare or quoted and escaped as in logfmt, so a client-chosen
+ * id cannot forge text.  REMOTE is F->remote as text. */
+char *log_format_message(const char *msg, const struct log_fields *f, const char *remote,
+			 unsigned repeated);
 
 void log_full(int prio, enum log_event ev, const struct log_fields *f,
 	      const char *file, int line, const char *func,

@@ -17,6 +17,18 @@ static const double bucket_bounds[METRICS_BUCKETS] = {
 	0.001,    0.0025,  0.005,    0.01,    0.025,  0.1,     1.0,
 };
 
+bool metrics_registration_result(enum err_code code)
+{
+	switch (code) {
+	case ERR_INVALID_MESSAGE: case ERR_AUTH_REQUIRED: case ERR_AUTH_FAILED:
+	case ERR_ROOM_NOT_FOUND: case ERR_ROOM_EXPIRED: case ERR_ROOM_FULL:
+	case ERR_PEER_ID_TAKEN: case ERR_RATE_LIMITED:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_MESSAGE_BYTES] = "max_message_bytes",
 	[LIMIT_JSON_DEPTH] = "max_json_depth",
@@ -37,6 +49,8 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_HTTP_BODY] = "http_body_bytes",
 	[LIMIT_PUBLIC_KEYS_PER_ACCOUNT] = "max_public_keys_per_account",
 	[LIMIT_AUTHORIZED_KEYS_LISTED] = "max_authorized_keys",
+	[LIMIT_CLUSTER_OUTSTANDING] = "cluster_max_outstanding",
+	[LIMIT_CLUSTER_BUFFERED_EVENTS] = "cluster_max_buffered_events",
 };
 
 static const char *const refusal_names[REFUSED__COUNT] = {
@@ -243,6 +257,9 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	gauge(o, "rtcsignald_event_loop_heartbeat_age_seconds",
 	      "Seconds since the event loop last ticked; above 5 the daemon is unhealthy.",
 	      (double)(g_get_monotonic_time() / 1000 - metrics_get(heartbeat_ms)) / 1000.0);
+	gauge(o, "rtcsignald_authentication_required",
+	      "1 when every register needs credentials ([issuer] or [server] require_auth), else 0.",
+	      metrics_get(auth_mode) == METRICS_AUTH_REQUIRED ? 1 : 0);
 	gauge(o, "rtcsignald_draining", "1 while shutting down and draining sessions.",
 	      metrics_get(draining) ? 1 : 0);
 	gauge(o, "rtcsignald_rooms", "Rooms with at least one registered peer.",
@@ -252,13 +269,17 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 
 	family(o, "rtcsignald_peers", "gauge",
 	       "Registered peers by role (the most common roles; the rest as \"other\").");
-	if (roles) {
-		for (unsigned i = 0; i < roles->n; i++) {
-			g_string_append(o, "rtcsignald_peers{role=\"");
-			append_label_value(o, roles->items[i].role);
-			g_string_append_printf(o, "\"} %" G_GINT64_FORMAT "\n", nonneg(roles->items[i].peers));
-		}
+	bool other = false;
+	for (unsigned i = 0; roles && i < roles->n; i++) {
+		g_string_append(o, "rtcsignald_peers{role=\"");
+		append_label_value(o, roles->items[i].role);
+		g_string_append_printf(o, "\"} %" G_GINT64_FORMAT "\n", nonneg(roles->items[i].peers));
+		other = other || strcmp(roles->items[i].role, "other") == 0;
 	}
+	/* Always a series, 0 with no peers: a sum over none is "no data" on
+	 * a dashboard, not 0. */
+	if (!other)
+		sample(o, "rtcsignald_peers", "role", "other", 0);
 	counter(o, "rtcsignald_connections_total", "WebSocket sessions established.",
 		(double)metrics_get(connections_total));
 	counter(o, "rtcsignald_rooms_created_total", "Rooms created (in memory, by a first register).",
@@ -274,22 +295,39 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	counter(o, "rtcsignald_store_queue_full_total",
 		"Room store writes refused because the write queue was full.",
 		(double)metrics_get(store_queue_full));
+	family(o, "rtcsignald_store_errors_total", "counter",
+	       "Room store operations the backend failed (unreachable, refused, malformed), by backend.");
+	sample(o, "rtcsignald_store_errors_total", "backend", "sqlite", (double)metrics_get(store_errors[0]));
+	sample(o, "rtcsignald_store_errors_total", "backend", "redis", (double)metrics_get(store_errors[1]));
+	counter(o, "rtcsignald_store_notices_total",
+		"Room store changes made by other instances and applied here ([rooms] store = redis).",
+		(double)metrics_get(store_notices));
+	counter(o, "rtcsignald_store_reloads_total",
+		"Full reloads of the room store after subscribing to its changes again ([rooms] store = redis).",
+		(double)metrics_get(store_reloads));
 	static const char *const admin_refusals[ADMIN_REFUSED__COUNT] = {
 		"per_address", "connection_limit", "no_descriptors", "ambiguous_framing",
-		"request_timeout"
+		"request_timeout", "rate_limited"
 	};
 	family(o, "rtcsignald_admin_refused_total", "counter",
-	       "Admin port connections (or requests: ambiguous_framing) turned away, by reason.");
+	       "Admin port connections (or requests: ambiguous_framing, rate_limited) turned away, by reason.");
 	for (int i = 0; i < ADMIN_REFUSED__COUNT; i++)
 		sample(o, "rtcsignald_admin_refused_total", "reason", admin_refusals[i],
 		       (double)metrics_get(admin_refused[i]));
 
+	counter(o, "rtcsignald_log_lines_repeated_total",
+		"Log lines not written: a repeat of one event from one address within [log] repeat_interval.",
+		(double)metrics_get(log_lines_repeated_total));
+
 	family(o, "rtcsignald_registrations_total", "counter", "register requests by result.");
 	sample(o, "rtcsignald_registrations_total", "result", "ok",
 	       (double)metrics_get(registrations[ERR__COUNT]));
+	/* The codes a register can be answered with (docs/protocol.md); any
+	 * other only once it has happened, so nothing counted is hidden. */
 	for (int c = 0; c < ERR__COUNT; c++)
-		sample(o, "rtcsignald_registrations_total", "result", protocol_code_name(c),
-		       (double)metrics_get(registrations[c]));
+		if (metrics_registration_result(c) || metrics_get(registrations[c]))
+			sample(o, "rtcsignald_registrations_total", "result", protocol_code_name(c),
+			       (double)metrics_get(registrations[c]));
 
 	family(o, "rtcsignald_messages_received_total", "counter",
 	       "Messages received from clients by type (\"unknown\": not decodable or unknown type).");
@@ -382,6 +420,26 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	histogram(o, "rtcsignald_discovery_duration_seconds",
 		  "Time to answer a discover_peers request.", &metrics.discovery_duration);
 
+	gauge(o, "rtcsignald_cluster_up", "1 while Redis is reachable and this instance announced ([cluster] redis).",
+	      metrics_get(cluster_up) ? 1 : 0);
+	gauge(o, "rtcsignald_cluster_instances", "Live instances of the cluster, as the last sweep saw them.",
+	      (double)nonneg(metrics_get(cluster_instances)));
+	counter(o, "rtcsignald_cluster_forwarded_total", "Messages sent to peers on other instances.",
+		(double)metrics_get(cluster_forwarded));
+	counter(o, "rtcsignald_cluster_received_total", "Messages received from other instances for local peers.",
+		(double)metrics_get(cluster_received));
+	static const char *const cluster_reasons[METRICS_CLUSTER_REASONS] = {
+		NULL, "gone", "queue_full", "closing", "unreachable", "too_large", "busy"
+	};
+	family(o, "rtcsignald_cluster_forward_failures_total", "counter",
+	       "Messages for peers on other instances that did not arrive, by reason.");
+	for (int i = 1; i < METRICS_CLUSTER_REASONS; i++)
+		sample(o, "rtcsignald_cluster_forward_failures_total", "reason", cluster_reasons[i],
+		       (double)metrics_get(cluster_forward_failures[i]));
+	histogram(o, "rtcsignald_cluster_replication_lag_seconds",
+		  "Time from a peer change on one instance until this instance's view applied it.",
+		  &metrics.cluster_lag);
+
 	read_process(&ps);
 	counter(o, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
 		ps.cpu_seconds);
@@ -415,7 +473,18 @@ void metrics_render_json(GString *o, const struct metrics_roles *roles)
 		json_append_string(o, roles->items[i].role, strlen(roles->items[i].role));
 		g_string_append_printf(o, ":%" G_GINT64_FORMAT, nonneg(roles->items[i].peers));
 	}
-	g_string_append_printf(o, "},\"total_connections\":%" G_GUINT64_FORMAT
+	static const char *const modes[] = {
+		[METRICS_AUTH_OFF_LOOPBACK] = "off: loopback clients only",
+		[METRICS_AUTH_OFF_ANYONE] = "off: any client (allow_anonymous)",
+		[METRICS_AUTH_REQUIRED] = "required",
+	};
+	int mode = metrics_get(auth_mode);
+	g_string_append_c(o, '}');
+	if (mode > METRICS_AUTH_UNKNOWN && mode <= METRICS_AUTH_REQUIRED) {
+		g_string_append(o, ",\"authentication\":");
+		json_append_string(o, modes[mode], strlen(modes[mode]));
+	}
+	g_string_append_printf(o, ",\"total_connections\":%" G_GUINT64_FORMAT
 				  ",\"total_messages\":%" G_GUINT64_FORMAT
 				  ",\"rooms_created\":%" G_GUINT64_FORMAT "}",
 			       (guint64)metrics_get(connections_total), (guint64)total_messages,

@@ -31,6 +31,8 @@ enum metrics_limit {
 	LIMIT_HTTP_BODY,                  /* a plain HTTP request's body over 64 KiB */
 	LIMIT_PUBLIC_KEYS_PER_ACCOUNT,    /* [auth] max_public_keys_per_account */
 	LIMIT_AUTHORIZED_KEYS_LISTED,     /* [auth] max_authorized_keys */
+	LIMIT_CLUSTER_OUTSTANDING,        /* cluster: forwards in flight to Redis */
+	LIMIT_CLUSTER_BUFFERED_EVENTS,    /* cluster: room events buffered while a view loads */
 	LIMIT__COUNT
 };
 
@@ -50,11 +52,24 @@ enum metrics_admin_refusal {
 	ADMIN_REFUSED_DESCRIPTORS,   /* accept() failed: the open file limit */
 	ADMIN_REFUSED_FRAMING,       /* ambiguous Content-Length / Transfer-Encoding */
 	ADMIN_REFUSED_SLOW_REQUEST,  /* [admin] request_timeout */
+	ADMIN_REFUSED_RATE_LIMITED,  /* [admin] requests_per_second (requests) */
 	ADMIN_REFUSED__COUNT
 };
 /* What became of a relayed type (protocol_is_relay). */
 enum metrics_relay { RELAY_FORWARDED, RELAY_NO_TARGET, RELAY_FAILED, RELAY__COUNT };
 
+/* Whether the server demands credentials: the configuration's choice
+ * ([issuer] groups, [server] require_auth, allow_anonymous), never the
+ * key table's. */
+enum metrics_auth_mode {
+	METRICS_AUTH_UNKNOWN, /* not configured yet */
+	METRICS_AUTH_OFF_LOOPBACK,
+	METRICS_AUTH_OFF_ANYONE,
+	METRICS_AUTH_REQUIRED,
+};
+
+/* enum cluster_reason (src/cluster/cluster.h); [0] unused */
+#define METRICS_CLUSTER_REASONS 7
 /* Latency histograms: bucket upper bounds in seconds, and +Inf. */
 #define METRICS_BUCKETS 14
 struct metrics_histogram {
@@ -96,9 +111,20 @@ struct metrics {
 	atomic_int_fast64_t store_pending_writes;
 	atomic_uint_fast64_t store_retries;    /* a write tried again: database locked */
 	atomic_uint_fast64_t store_queue_full; /* a write refused: queue full */
+	atomic_uint_fast64_t store_errors[2];  /* backend failures: [0] sqlite, [1] redis */
+	atomic_uint_fast64_t store_notices;    /* redis: changes applied from other instances */
+	atomic_uint_fast64_t store_reloads;    /* redis: full reloads after (re)subscribing */
 	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
+	atomic_uint_fast64_t log_lines_repeated_total; /* [log] repeat_interval */
+	atomic_int auth_mode; /* enum metrics_auth_mode, from the configuration */
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
+	/* cluster (src/cluster/cluster.c) */
+	atomic_bool cluster_up;
+	atomic_int_fast64_t cluster_instances; /* live, as the last sweep saw them */
+	atomic_uint_fast64_t cluster_forwarded, cluster_received;
+	atomic_uint_fast64_t cluster_forward_failures[METRICS_CLUSTER_REASONS];
+	struct metrics_histogram cluster_lag; /* change written until a view applied it */
 	/* the loop's liveness and the daemon's state, for /health and /ready */
 	atomic_int_fast64_t heartbeat_ms; /* CLOCK_MONOTONIC */
 	atomic_bool ready;
@@ -114,6 +140,9 @@ extern struct metrics metrics;
 #define metrics_set(field, v) atomic_store_explicit(&metrics.field, (v), memory_order_relaxed)
 #define metrics_get(field) atomic_load_explicit(&metrics.field, memory_order_relaxed)
 
+/* Whether a register can be answered with CODE: the result labels of
+ * rtcsignald_registrations_total exported before they occur. */
+bool metrics_registration_result(enum err_code code);
 /* The reason label of a refusal, also its log code. */
 const char *metrics_refusal_name(enum metrics_refusal r);
 uint64_t metrics_now_ns(void); /* CLOCK_MONOTONIC */

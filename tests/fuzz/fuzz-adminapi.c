@@ -67,6 +67,12 @@ const char *admin_request_body(const struct admin_request *r, size_t *len)
 	return r->body;
 }
 
+const char *admin_request_jwt(const struct admin_request *r)
+{
+	(void)r;
+	return NULL; /* the admin token */
+}
+
 void admin_request_set_allow(struct admin_request *r, const char *allow)
 {
 	r->allow = allow;
