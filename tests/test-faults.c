@@ -397,11 +397,13 @@ static bool userns_works(void)
 	       g_spawn_check_wait_status(status, NULL);
 }
 
-#define STORE_CONF "[admin]\ntoken = " ADMIN "\n[rooms]\nmax_ttl = 0\n"
+/* requests_per_second = 0: the tests create rooms as fast as they can. */
+#define STORE_CONF "[admin]\ntoken = " ADMIN "\nrequests_per_second = 0\n[rooms]\nmax_ttl = 0\n"
 
 /* The state directory on a 1 MiB tmpfs, filled up by a file the test
  * writes through /proc/PID/root: room creation fails with 503, a journal
- * line (event=backend_lost) and /ready say why, the database stays
+ * line (event=backend_lost), rtcsignald_store_errors_total and /ready
+ * say why, the database stays
  * sound, and once the file is gone the next write succeeds and the
  * daemon is ready again, with every acknowledged room still there. */
 static void test_store_full(void)
@@ -448,6 +450,7 @@ static void test_store_full(void)
 		httpc_reply_clear(&r);
 	}
 	g_assert_true(refused);
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_store_errors_total{backend=\"sqlite\"}"), >=, 1);
 	g_assert_true(testd_wait_log(d, "database or disk is full", 5000));
 	g_assert_true(testd_wait_log(d, "event=backend_lost code=store", 1000));
 	expect_ready(d, 503, "room store unavailable");
