@@ -49,6 +49,12 @@ struct world {
 	char *create_by;
 	int create_rc;
 	unsigned creates;
+	/* [cluster] fakes (world_new_clustered) */
+	int watch_rc;           /* what cluster_watch answers */
+	unsigned announced, updated, unwatched;
+	GPtrArray *withdrawn;   /* of char *: peer ids */
+	GPtrArray *forwarded;   /* of char *: "INSTANCE EPOCH FROM FRAME" */
+	int forward_rc;
 };
 
 /* Error codes some case saw (the last case checks all were). */
@@ -171,9 +177,67 @@ static const struct router_services services = {
 	.create_room = fake_create,
 };
 
+/* [cluster]: recorded, answered as the test says */
+static uint64_t fake_announce(void *ctx, const struct peer *p)
+{
+	struct world *w = ctx;
+	(void)p;
+	return 1000 + ++w->announced;
+}
+
+static void fake_update(void *ctx, const struct peer *p)
+{
+	(void)p;
+	((struct world *)ctx)->updated++;
+}
+
+static void fake_withdraw(void *ctx, const struct peer *p)
+{
+	g_ptr_array_add(((struct world *)ctx)->withdrawn, g_strdup(p->id));
+}
+
+static int fake_watch(void *ctx, const char *room)
+{
+	(void)room;
+	return ((struct world *)ctx)->watch_rc;
+}
+
+static void fake_unwatch(void *ctx, const char *room)
+{
+	(void)room;
+	((struct world *)ctx)->unwatched++;
+}
+
+static int fake_forward(void *ctx, const struct peer *to, const struct peer *from, struct msgbuf *m)
+{
+	struct world *w = ctx;
+	if (w->forward_rc < 0)
+		return w->forward_rc;
+	g_ptr_array_add(w->forwarded, g_strdup_printf("%s %" G_GUINT64_FORMAT " %s %.*s", to->instance, to->epoch,
+						      from->id, (int)m->len, msgbuf_text(m)));
+	return 0;
+}
+
+static const struct router_services cluster_services = {
+	.monotonic_ns = fake_mono,
+	.real_us = fake_real,
+	.log = fake_log,
+	.auth_required = fake_required,
+	.verify_jwt = fake_verify,
+	.await_keys = fake_await,
+	.cancel_wait = fake_cancel,
+	.create_room = fake_create,
+	.cluster_announce = fake_announce,
+	.cluster_update = fake_update,
+	.cluster_withdraw = fake_withdraw,
+	.cluster_watch = fake_watch,
+	.cluster_unwatch = fake_unwatch,
+	.cluster_forward = fake_forward,
+};
+
 /* --- the world --- */
 
-static struct world *world_new(bool auth)
+static struct world *world_new_with(bool auth, const struct router_services *svc)
 {
 	struct world *w = g_new0(struct world, 1);
 	const struct addrlimit_limits lim = { .max_addresses = 16, .regs_per_minute = 3 };
@@ -187,9 +251,23 @@ static struct world *world_new(bool auth)
 	w->mono_ns = 1000000000;
 	w->real_us = (gint64)1700000000 * G_USEC_PER_SEC;
 	const struct router_env env = { .rooms = w->rooms, .addrlimit = w->al };
-	w->r = router_new(w->cfg, w->reg, &env, &services, w);
+	w->withdrawn = g_ptr_array_new_with_free_func(g_free);
+	w->forwarded = g_ptr_array_new_with_free_func(g_free);
+	w->watch_rc = 1;
+	w->r = router_new(w->cfg, w->reg, &env, svc, w);
 	router_set_transport(w->r, &transport, w);
 	return w;
+}
+
+static struct world *world_new(bool auth)
+{
+	return world_new_with(auth, &services);
+}
+
+/* One of several instances: its cluster services are the fakes above. */
+static struct world *world_new_clustered(void)
+{
+	return world_new_with(false, &cluster_services);
 }
 
 static struct fake *fake_new(void)
@@ -217,6 +295,8 @@ static void world_free(struct world *w)
 	addrlimit_free(w->al);
 	config_free(w->cfg);
 	g_ptr_array_unref(w->log);
+	g_ptr_array_unref(w->withdrawn);
+	g_ptr_array_unref(w->forwarded);
 	g_free(w->create_by);
 	g_free(w);
 }
@@ -848,6 +928,160 @@ static void test_every_error_code(void)
 			g_error("no case saw %s", protocol_code_name(c));
 }
 
+/* --- [cluster]: the router with other instances (router_cluster_*) --- */
+
+static void remote(struct world *w, const char *room, const char *peer, const char *instance,
+		   uint64_t epoch, const char *meta)
+{
+	const struct router_remote_peer p = { .room = room, .peer = peer, .instance = instance, .role = "worker",
+					      .meta = meta, .connected_at = 1700000000123, .epoch = epoch };
+	router_cluster_peer_upsert(w->r, &p);
+}
+
+/* The first register into a room waits for its view; registered_auth
+ * and discovery then show the other instances' peers like its own. */
+static void test_cluster_view(void)
+{
+	struct world *w = world_new_clustered();
+	struct fake *a = fake_new();
+	json_object *o, *v;
+
+	w->watch_rc = 0; /* loading */
+	say(w, a, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"a\",\"protocol\":\"2.1\"}");
+	expect_nothing(a);
+	remote(w, "r", "rb", "b", 7, "{\"tags\":[\"gpu\"],\"properties\":{\"mem\":16}}");
+	remote(w, "r", "rc", "c", 8, NULL);
+	w->watch_rc = 1;
+	router_cluster_view_ready(w->r, "r");
+	o = next(a, "registered_auth");
+	g_assert_true(json_object_object_get_ex(o, "peer_list", &v));
+	g_assert_cmpstr(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), ==, "[\"rb\",\"rc\"]");
+	g_assert_true(json_object_object_get_ex(o, "peer_metadata", &v));
+	g_assert_nonnull(strstr(json_object_to_json_string(v), "gpu"));
+	json_object_put(o);
+	g_assert_cmpuint(w->announced, ==, 1);
+	/* the filter language over remote peers, as over local ones */
+	say(w, a, "{\"type\":\"discover_peers\",\"filters\":{\"properties\":{\"mem\":{\"$gte\":8}}}}");
+	o = next(a, "peer_list");
+	g_assert_cmpstr(str(o, "count"), ==, "1");
+	g_assert_nonnull(strstr(json_object_to_json_string(o), "\"rb\""));
+	g_assert_nonnull(strstr(json_object_to_json_string(o), "1700000000.123"));
+	json_object_put(o);
+	/* a metadata change of a remote peer, and its leaving */
+	remote(w, "r", "rc", "c", 8, "{\"tags\":[\"gpu\"]}");
+	router_cluster_peer_remove(w->r, "r", "rb", "b");
+	router_cluster_peer_remove(w->r, "r", "rc", "elsewhere"); /* not its instance: kept */
+	say(w, a, "{\"type\":\"discover_peers\",\"filters\":{\"tags\":[\"gpu\"]}}");
+	o = next(a, "peer_list");
+	g_assert_cmpstr(str(o, "count"), ==, "1");
+	g_assert_nonnull(strstr(json_object_to_json_string(o), "\"rc\""));
+	json_object_put(o);
+	say(w, a, "{\"type\":\"update_metadata\",\"metadata\":{\"tags\":[\"x\"]}}");
+	json_object_put(next(a, "metadata_updated"));
+	g_assert_cmpuint(w->updated, ==, 1);
+	/* the last peer of ours goes: withdrawn, the view let go with its peers */
+	fake_gone(w, a);
+	g_assert_cmpuint(w->withdrawn->len, ==, 1);
+	g_assert_cmpuint(w->unwatched, ==, 1);
+	g_assert_cmpuint(registry_n_rooms(w->reg), ==, 0);
+	world_free(w);
+}
+
+/* Routed types to a peer of another instance are forwarded, the frame
+ * as the target gets it; failures come back as DELIVERY_FAILED. */
+static void test_cluster_forward(void)
+{
+	struct world *w = world_new_clustered();
+	struct fake *a = join(w, "r", "a", NULL, false), *b = join(w, "r", "b", NULL, false);
+
+	remote(w, "r", "rb", "inst-b", 7, NULL);
+	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"rb\",\"payload\":{\"n\":1}}");
+	say(w, a, "{\"type\":\"offer\",\"target\":\"rb\",\"sdp\":\"v=0\"}");
+	g_assert_cmpuint(w->forwarded->len, ==, 2);
+	g_assert_true(g_str_has_prefix(g_ptr_array_index(w->forwarded, 0), "inst-b 7 a {\"type\":\"peer_message\""));
+	g_assert_nonnull(strstr(g_ptr_array_index(w->forwarded, 1), "\"sender\":\"a\""));
+	/* the same frame a local target gets, but for its id */
+	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"b\",\"payload\":{\"n\":1}}");
+	g_autofree char *local = g_queue_pop_head(&b->sent);
+	g_autofree char *far = g_strdup(strchr(strchr(strchr(g_ptr_array_index(w->forwarded, 0), ' ') + 1, ' ') + 1, ' ') + 1);
+	char *t = strstr(far, "\"rb\"");
+	memmove(t + 1, t + 2, strlen(t + 2) + 1); /* "rb" -> "b" */
+	g_assert_cmpstr(far, ==, local);
+	g_assert_cmpuint(w->forwarded->len, ==, 2); /* a local target: nothing forwarded */
+	expect_nothing(a);
+	w->forward_rc = -ENOTCONN;
+	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"rb\",\"payload\":1}");
+	expect_error(a, "DELIVERY_FAILED");
+	w->forward_rc = 0;
+	router_cluster_delivery_failed(w->r, "a", "rb", "its queue is full");
+	expect_error(a, "DELIVERY_FAILED");
+	router_cluster_delivery_failed(w->r, "gone", "rb", "its queue is full"); /* nobody to tell */
+	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"nobody\",\"payload\":1}");
+	expect_error(a, "PEER_NOT_FOUND");
+	expect_nothing(a);
+	fake_gone(w, a);
+	fake_gone(w, b);
+	world_free(w);
+}
+
+/* Another instance takes our peer's id: replaced, not withdrawn; a
+ * message for our session arrives as its bytes, or is refused. */
+static void test_cluster_replaced_and_deliver(void)
+{
+	struct world *w = world_new_clustered();
+	struct fake *a = join(w, "r", "a", NULL, false), *k = join(w, "r", "k", NULL, false);
+	const char frame[] = "{\"type\":\"peer_message\",\"from_peer_id\":\"x\",\"payload\":1}";
+
+	/* epochs: a 1001, k 1002 */
+	g_assert_cmpint(router_cluster_deliver(w->r, "k", 1002, frame, strlen(frame)), ==, 0);
+	g_autofree char *got = g_queue_pop_head(&k->sent);
+	g_assert_cmpstr(got, ==, frame);
+	g_assert_cmpint(router_cluster_deliver(w->r, "k", 1001, frame, strlen(frame)), ==, -ENOENT);
+	k->full = true;
+	g_assert_cmpint(router_cluster_deliver(w->r, "k", 1002, frame, strlen(frame)), ==, -ENOBUFS);
+	k->full = false;
+
+	router_cluster_replaced(w->r, "r", "a", 999); /* an older session: nothing */
+	expect_nothing(a);
+	router_cluster_replaced(w->r, "r", "a", 1001);
+	expect_error(a, "SESSION_REPLACED");
+	g_assert_cmpint(a->close_code, ==, ROUTER_CLOSE_REPLACED);
+	g_assert_cmpuint(w->withdrawn->len, ==, 0);
+	remote(w, "r", "a", "b", 5000, NULL);
+	/* its late close evicts nothing */
+	fake_gone(w, a);
+	g_assert_cmpuint(w->withdrawn->len, ==, 0);
+	say(w, k, "{\"type\":\"peer_message\",\"to_peer_id\":\"a\",\"payload\":1}");
+	g_assert_cmpuint(w->forwarded->len, ==, 1);
+	/* a newer session of k elsewhere, told as an upsert first */
+	remote(w, "r", "k", "b", 6000, NULL);
+	expect_error(k, "SESSION_REPLACED");
+	g_assert_cmpint(k->close_code, ==, ROUTER_CLOSE_REPLACED);
+	fake_gone(w, k);
+	g_assert_cmpuint(w->withdrawn->len, ==, 0);
+	world_free(w);
+}
+
+/* max_peers_per_room counts the room's view: other instances' peers too. */
+static void test_cluster_room_full(void)
+{
+	struct world *w = world_new_clustered();
+	struct fake *a = fake_new();
+
+	w->cfg->max_peers_per_room = 2;
+	w->watch_rc = 0;
+	say(w, a, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"a\",\"protocol\":\"2.1\"}");
+	remote(w, "r", "x", "b", 1, NULL);
+	remote(w, "r", "y", "c", 2, NULL);
+	router_cluster_view_ready(w->r, "r");
+	expect_error(a, "ROOM_FULL");
+	/* refused, and no other register waits: the view is let go */
+	g_assert_cmpuint(w->unwatched, ==, 1);
+	g_assert_cmpuint(registry_n_rooms(w->reg), ==, 0);
+	fake_gone(w, a);
+	world_free(w);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -873,6 +1107,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/router/edge/rate-limited", test_rate_limited);
 	g_test_add_func("/router/edge/shutting-down", test_shutting_down);
 	g_test_add_func("/router/edge/closing-and-disconnect", test_closing_and_disconnect);
+	g_test_add_func("/router/cluster/view", test_cluster_view);
+	g_test_add_func("/router/cluster/forward", test_cluster_forward);
+	g_test_add_func("/router/cluster/replaced-and-deliver", test_cluster_replaced_and_deliver);
+	g_test_add_func("/router/cluster/room-full", test_cluster_room_full);
 	g_test_add_func("/router/summary/every-error-code", test_every_error_code);
 	return g_test_run();
 }

@@ -34,7 +34,15 @@ void registration_unpark(struct client *c)
 	struct router_parked *p = g_steal_pointer(&c->parked);
 	if (!p)
 		return;
-	p->r->svc->cancel_wait(p->r->svc_ctx, p->wait);
+	if (p->view_room) {
+		GPtrArray *waits = g_hash_table_lookup(p->r->view_waits, p->view_room);
+		if (waits && g_ptr_array_remove(waits, p) && !waits->len)
+			g_hash_table_remove(p->r->view_waits, p->view_room);
+		router_maybe_unwatch(p->r, p->view_room);
+		g_free(p->view_room);
+	} else {
+		p->r->svc->cancel_wait(p->r->svc_ctx, p->wait);
+	}
 	g_free(p->text);
 	g_free(p);
 }
@@ -305,6 +313,18 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 		goto out;
 	}
 
+	/* [cluster]: the first register into a room waits for its view, so
+	 * registered_auth, ids and max_peers_per_room see every instance's
+	 * peers.  With Redis down it goes on with what is known. */
+	if (router_clustered(r)) {
+		r->holding_room = adm.room_id;
+		if (!r->view_waited && router_watch(r, adm.room_id) == 0) {
+			meta_free(meta);
+			router_park_for_view(r, c, adm.room_id);
+			goto out;
+		}
+	}
+
 	room = registry_find_room(r->reg, adm.room_id);
 	if (!peer_id) {
 		/* 48 random bits; a clash within one room is retried. */
@@ -316,6 +336,13 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 	}
 
 	existing = room ? room_find_peer(room, peer_id) : NULL;
+	if (existing && peer_is_remote(existing)) {
+		/* Held on another instance: our announce takes the id, and that
+		 * instance replaces its session ("replaced"). */
+		registry_remove(r->reg, existing);
+		existing = NULL;
+		room = registry_find_room(r->reg, adm.room_id);
+	}
 	if (existing) {
 		/* The same principal (any caller while auth is off) replaces. */
 		if (g_strcmp0(existing->principal, adm.principal) != 0) {
@@ -360,6 +387,8 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 			    r->svc->real_us(r->svc_ctx));
 	c->peer = peer;
 	c->was_registered = true;
+	if (router_clustered(r))
+		registry_set_epoch(r->reg, peer, r->svc->cluster_announce(r->svc_ctx, peer));
 	if (kept) {
 		kept->peer = peer;
 		kept->superseded = true;
@@ -380,6 +409,11 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
 			"peer registered");
 out:
+	if (r->holding_room) {
+		r->holding_room = NULL;
+		if (adm.room_id)
+			router_maybe_unwatch(r, adm.room_id);
+	}
 	g_free(ice);
 	g_free(adm.principal);
 }

@@ -9,6 +9,7 @@ struct registry {
 	GHashTable *rooms; /* id -> struct room */
 	GHashTable *ids;   /* peer id -> number of rooms it is registered in */
 	GHashTable *roles; /* role -> number of peers */
+	GHashTable *epochs; /* our peers: &peer->epoch -> struct peer */
 	unsigned n_peers;
 };
 
@@ -26,6 +27,7 @@ struct registry *registry_new(void)
 	reg->rooms = g_hash_table_new(g_str_hash, g_str_equal);
 	reg->ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	reg->roles = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	reg->epochs = g_hash_table_new(g_int64_hash, g_int64_equal);
 	return reg;
 }
 
@@ -33,6 +35,7 @@ static void peer_free(struct peer *peer)
 {
 	meta_free(peer->meta);
 	g_free(peer->principal);
+	g_free(peer->instance);
 	g_free(peer);
 }
 
@@ -54,6 +57,7 @@ void registry_free(struct registry *reg)
 	g_hash_table_unref(reg->rooms);
 	g_hash_table_unref(reg->ids);
 	g_hash_table_unref(reg->roles);
+	g_hash_table_unref(reg->epochs);
 	g_free(reg);
 }
 
@@ -121,9 +125,8 @@ static void room_unlink(struct room *room, struct peer *peer)
 	g_ptr_array_set_size(order, len);
 }
 
-struct peer *registry_add(struct registry *reg, struct room *room, const char *peer_id,
-			  const char *role, struct meta *meta, char *principal, void *owner,
-			  gint64 now)
+static struct peer *peer_new(struct room *room, const char *peer_id, const char *role,
+			     struct meta *meta, gint64 now)
 {
 	g_autoptr(GString) id_json = g_string_new(NULL);
 	g_autoptr(GString) role_json = g_string_new(NULL);
@@ -144,18 +147,50 @@ struct peer *registry_add(struct registry *reg, struct room *room, const char *p
 	peer->role_json_len = role_json->len;
 	peer->room = room;
 	peer->meta = meta;
-	peer->principal = principal;
-	peer->owner = owner;
 	peer->connected_at = now;
 	peer->slot = room->order->len;
 
 	g_ptr_array_add(room->order, peer);
 	g_hash_table_insert(room->by_id, (gpointer)peer->id, peer);
+	return peer;
+}
 
+struct peer *registry_add(struct registry *reg, struct room *room, const char *peer_id,
+			  const char *role, struct meta *meta, char *principal, void *owner,
+			  gint64 now)
+{
+	struct peer *peer = peer_new(room, peer_id, role, meta, now);
+
+	peer->principal = principal;
+	peer->owner = owner;
+	room->n_local++;
 	count_up(reg->ids, peer_id);
 	count_up(reg->roles, role);
 	reg->n_peers++;
 	return peer;
+}
+
+struct peer *registry_add_remote(struct registry *reg, struct room *room, const char *peer_id,
+				 const char *role, struct meta *meta, const char *instance,
+				 uint64_t epoch, gint64 connected_at)
+{
+	struct peer *peer = peer_new(room, peer_id, role, meta, connected_at);
+
+	peer->instance = g_strdup(instance);
+	peer->epoch = epoch;
+	count_up(reg->ids, peer_id);
+	return peer;
+}
+
+void registry_set_epoch(struct registry *reg, struct peer *peer, uint64_t epoch)
+{
+	peer->epoch = epoch;
+	g_hash_table_insert(reg->epochs, &peer->epoch, peer);
+}
+
+struct peer *registry_find_epoch(struct registry *reg, uint64_t epoch)
+{
+	return g_hash_table_lookup(reg->epochs, &epoch);
 }
 
 void registry_remove(struct registry *reg, struct peer *peer)
@@ -163,12 +198,17 @@ void registry_remove(struct registry *reg, struct peer *peer)
 	struct room *room = peer->room;
 
 	count_down(reg->ids, peer->id);
-	count_down(reg->roles, peer->role);
+	if (!peer_is_remote(peer)) {
+		count_down(reg->roles, peer->role);
+		if (peer->epoch && g_hash_table_lookup(reg->epochs, &peer->epoch) == peer)
+			g_hash_table_remove(reg->epochs, &peer->epoch);
+		room->n_local--;
+		reg->n_peers--;
+	}
 	g_hash_table_remove(room->by_id, peer->id);
 	room_unlink(room, peer);
 	if (room->admin == peer)
 		room->admin = NULL;
-	reg->n_peers--;
 	peer_free(peer);
 
 	if (room_size(room) == 0) {

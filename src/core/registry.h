@@ -7,6 +7,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define REGISTRY_ID_MAX 128
 
@@ -28,6 +29,12 @@ struct peer {
 	const char *role_json;
 	size_t id_json_len, role_json_len;
 	guint slot; /* index in room->order */
+	/* [cluster]: the session's epoch (0 without a cluster), and for a
+	 * peer of another instance (a replicated view: no owner, no
+	 * principal, public metadata only) that instance; NULL for ours.
+	 * Discovery and routing read both kinds alike. */
+	uint64_t epoch;
+	char *instance;
 	char data[];
 };
 
@@ -40,7 +47,13 @@ struct room {
 	GPtrArray *order;
 	GHashTable *by_id; /* id -> struct peer; its size is the room's */
 	struct peer *admin;
+	unsigned n_local; /* peers of this instance; the rest are remote */
 };
+
+static inline bool peer_is_remote(const struct peer *p)
+{
+	return p->instance != NULL;
+}
 
 /* Runs the statement that follows for each peer P of ROOM, in registration
  * order.  The room must not change meanwhile. */
@@ -69,6 +82,14 @@ static inline unsigned room_size(const struct room *room)
 struct peer *registry_add(struct registry *reg, struct room *room, const char *peer_id,
 			  const char *role, struct meta *meta, char *principal, void *owner,
 			  gint64 now);
+/* Adds a peer of another INSTANCE (a cluster view) to ROOM; the peer
+ * takes META.  Not counted in registry_n_peers nor the role counts. */
+struct peer *registry_add_remote(struct registry *reg, struct room *room, const char *peer_id,
+				 const char *role, struct meta *meta, const char *instance,
+				 uint64_t epoch, gint64 connected_at);
+/* Our peers by their session epoch (set once, after registry_add). */
+void registry_set_epoch(struct registry *reg, struct peer *peer, uint64_t epoch);
+struct peer *registry_find_epoch(struct registry *reg, uint64_t epoch);
 /* Removes the peer (and frees it); an empty room is freed too. */
 void registry_remove(struct registry *reg, struct peer *peer);
 void peer_set_meta(struct peer *peer, struct meta *meta);

@@ -25,13 +25,26 @@ struct router {
 	/* Errors v2.0 sessions were not told: logged once a second at most. */
 	struct log_rate untold_log;
 	unsigned ignored_logged; /* bits of enum ignored: said once per process */
+	/* [cluster] */
+	GHashTable *view_waits;   /* room id -> GPtrArray of router_parked */
+	GHashTable *watched;      /* room ids asked for (cluster_watch) */
+	bool view_waited;         /* the register being replayed waited for its view */
+	const char *holding_room; /* a register is under way here: keep its view */
+	bool no_withdraw;         /* router_leave of a session another instance took */
 };
+
+/* Whether the router works with other instances (router_services). */
+static inline bool router_clustered(const struct router *r)
+{
+	return r->svc->cluster_watch != NULL;
+}
 
 /* A register whose token names a key its issuer is being asked for. */
 struct router_parked {
 	struct router *r;
 	struct client *c;
 	void *wait; /* router_services.await_keys */
+	char *view_room; /* or waiting for this room's cluster view */
 	char *text;
 	size_t len;
 };
@@ -57,6 +70,16 @@ void router_leave(struct router *r, struct client *c, const char *why);
 void router_release(struct router *r, struct client *c, const char *why);
 /* True (and C told RATE_LIMITED) while a large answer to C is queued. */
 bool router_answer_busy(struct router *r, struct client *c, const struct msg *m);
+/* [cluster]: ROOM_ID's view is let go once no peer of ours and no
+ * register needs it (its remote peers go with it). */
+void router_maybe_unwatch(struct router *r, const char *room_id);
+/* Keeps ROOM_ID's view: as cluster_watch. */
+int router_watch(struct router *r, const char *room_id);
+/* A register waits for ROOM_ID's view: true, or false when it cannot. */
+bool router_park_for_view(struct router *r, struct client *c, const char *room_id);
+/* C's session was taken over by another instance: told, ended, closed. */
+void router_replaced_elsewhere(struct router *r, struct client *c);
+
 /* The services' clocks: wall clock seconds, monotonic milliseconds. */
 gint64 router_now_seconds(struct router *r);
 uint64_t router_now_ms(struct router *r);

@@ -21,6 +21,9 @@ struct router *router_new(const struct config *cfg, struct registry *reg,
 	r->svc = svc;
 	r->svc_ctx = svc_ctx;
 	r->scratch = g_string_sized_new(4096);
+	r->view_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					      (GDestroyNotify)g_ptr_array_unref);
+	r->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	router_set_config(r, cfg);
 	return r;
 }
@@ -74,6 +77,8 @@ void router_free(struct router *r)
 	turn_free(r->turn);
 	json_tokener_free(r->tok);
 	g_string_free(r->scratch, TRUE);
+	g_hash_table_unref(r->view_waits);
+	g_hash_table_unref(r->watched);
 	g_free(r);
 }
 
@@ -198,6 +203,7 @@ void router_leave(struct router *r, struct client *c, const char *why)
 	struct peer *p = c->peer;
 	struct room *room = p->room;
 	bool last = room_size(room) == 1;
+	g_autofree char *room_id = router_clustered(r) ? g_strdup(room->id) : NULL;
 
 	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
 	c->peer = NULL;
@@ -209,9 +215,14 @@ void router_leave(struct router *r, struct client *c, const char *why)
 	}
 	if (last)
 		router_log(r, LOG_DEBUG, LOG_EVENT_NONE, NULL, "room %s freed", room->id);
+	/* Another instance that took the id has the entry now: left alone. */
+	if (room_id && !r->no_withdraw)
+		r->svc->cluster_withdraw(r->svc_ctx, p);
 	registry_remove(r->reg, p);
 	metrics_set(peers, registry_n_peers(r->reg));
-	if (last)
+	if (room_id)
+		router_maybe_unwatch(r, room_id);
+	if (last || room_id)
 		metrics_set(rooms, registry_n_rooms(r->reg));
 }
 
@@ -376,6 +387,8 @@ static unsigned dismiss(struct router *r, GPtrArray *clients, struct msgbuf *m, 
 /* A peer's connections: its owner, and a socket it superseded. */
 static void add_connections(GPtrArray *clients, const struct peer *p)
 {
+	if (peer_is_remote(p)) /* its own instance closes it */
+		return;
 	g_ptr_array_add(clients, p->owner);
 	if (p->former)
 		g_ptr_array_add(clients, p->former);
@@ -478,14 +491,50 @@ static void handle_update(struct router *r, struct client *c, struct msg *m)
 		return;
 	}
 	peer_set_meta(c->peer, meta);
+	if (router_clustered(r))
+		r->svc->cluster_update(r->svc_ctx, c->peer);
 	router_send_owned(r, c, protocol_metadata_updated(r->scratch, c->peer));
+}
+
+/* Why a forward to another instance failed at once, for the sender. */
+static const char *forward_error(int rc)
+{
+	switch (rc) {
+	case -EMSGSIZE:
+		return "too large to cross to its instance";
+	case -ENOBUFS:
+		return "too many messages on their way to other instances";
+	case -ENOTCONN:
+		return "its instance cannot be reached (cluster degraded)";
+	default:
+		return "its instance cannot be reached";
+	}
+}
+
+/* OUT (ours) to TARGET: queued for it here, or one forward to its
+ * instance, whose far failures come back as router_cluster_delivery_failed. */
+static int send_to_peer(struct router *r, const struct peer *from, struct peer *target,
+			struct msgbuf *out)
+{
+	int rc;
+
+	if (!peer_is_remote(target))
+		return router_send_owned(r, target->owner, out);
+	rc = r->svc->cluster_forward(r->svc_ctx, target, from, out);
+	msgbuf_unref(out);
+	return rc;
 }
 
 /* Queues OUT (ours) for TARGET; tells the sender when it did not fit. */
 static void deliver(struct router *r, struct client *c, const struct msg *m, struct peer *target,
 		    const char *field, struct msgbuf *out)
 {
-	int rc = router_send_owned(r, target->owner, out);
+	int rc = send_to_peer(r, c->peer, target, out);
+	if (rc < 0 && peer_is_remote(target)) {
+		router_error_to(r, c, m, ERR_DELIVERY_FAILED, field, target->id, "Could not deliver to peer %s: %s",
+				target->id, forward_error(rc));
+		return;
+	}
 	if (rc < 0) {
 		router_error_to(r, c, m, ERR_DELIVERY_FAILED, field, target->id, "Could not deliver to peer %s: %s",
 				target->id, rc == -ENOBUFS ? "its queue is full" : "its connection is closing");
@@ -549,7 +598,7 @@ static void handle_relay(struct router *r, struct client *c, struct msg *m)
 			   protocol_type_name(m->type), c->peer->id);
 		return;
 	}
-	if (router_send_owned(r, target->owner, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
+	if (send_to_peer(r, c->peer, target, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
 		metrics_inc(relayed[m->type][RELAY_FAILED]);
 		return;
 	}
@@ -641,4 +690,218 @@ void router_disconnect(struct router *r, struct client *c)
 		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_CLOSED, c, c->peer->room->id, c->peer->id,
 				c->peer->role, NULL, "superseded socket gone; its peer id stays registered");
 	router_release(r, c, "connection closed");
+}
+
+
+/* --- [cluster]: what other instances tell (router.h) --- */
+
+static bool view_needed(struct router *r, const char *room_id)
+{
+	struct room *room = registry_find_room(r->reg, room_id);
+
+	return (room && room->n_local) || g_hash_table_contains(r->view_waits, room_id) ||
+	       g_strcmp0(r->holding_room, room_id) == 0;
+}
+
+void router_maybe_unwatch(struct router *r, const char *room_id)
+{
+	struct room *room;
+	struct peer *p;
+
+	if (!router_clustered(r) || view_needed(r, room_id) || !g_hash_table_remove(r->watched, room_id))
+		return;
+	r->svc->cluster_unwatch(r->svc_ctx, room_id);
+	/* What is left are other instances' peers: the view goes with it. */
+	room = registry_find_room(r->reg, room_id);
+	if (room) {
+		g_autoptr(GPtrArray) remote = g_ptr_array_new();
+		ROOM_FOREACH_PEER(room, p)
+			g_ptr_array_add(remote, p);
+		/* the last one frees the room */
+		for (guint i = 0; i < remote->len; i++)
+			registry_remove(r->reg, g_ptr_array_index(remote, i));
+	}
+	metrics_set(rooms, registry_n_rooms(r->reg));
+}
+
+int router_watch(struct router *r, const char *room_id)
+{
+	if (!g_hash_table_contains(r->watched, room_id))
+		g_hash_table_add(r->watched, g_strdup(room_id));
+	return r->svc->cluster_watch(r->svc_ctx, room_id);
+}
+
+bool router_park_for_view(struct router *r, struct client *c, const char *room_id)
+{
+	GPtrArray *waits = g_hash_table_lookup(r->view_waits, room_id);
+	struct router_parked *p = g_new0(struct router_parked, 1);
+
+	p->r = r;
+	p->c = c;
+	p->view_room = g_strdup(room_id);
+	p->text = g_memdup2(r->text, r->len);
+	p->len = r->len;
+	if (!waits) {
+		waits = g_ptr_array_new();
+		g_hash_table_insert(r->view_waits, g_strdup(room_id), waits);
+	}
+	g_ptr_array_add(waits, p);
+	c->parked = p;
+	return true;
+}
+
+void router_cluster_view_ready(struct router *r, const char *room)
+{
+	gpointer key, value;
+
+	if (!g_hash_table_steal_extended(r->view_waits, room, &key, &value))
+		return;
+	g_autoptr(GPtrArray) waits = value;
+	g_free(key);
+	/* Each goes on as it came, now answered from the loaded view. */
+	for (guint i = 0; i < waits->len; i++) {
+		struct router_parked *p = g_ptr_array_index(waits, i);
+		struct client *c = p->c;
+		c->parked = NULL;
+		r->replaying = true;
+		r->view_waited = true;
+		router_receive(r, c, p->text, p->len, false);
+		r->view_waited = false;
+		r->replaying = false;
+		g_free(p->view_room);
+		g_free(p->text);
+		g_free(p);
+	}
+	router_maybe_unwatch(r, room);
+}
+
+void router_replaced_elsewhere(struct router *r, struct client *c)
+{
+	struct peer *p = c->peer;
+
+	router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, c, p->room->id, p->id, p->role, NULL,
+			"session replaced by a registration on another instance");
+	router_send_owned(r, c, protocol_error(ERR_SESSION_REPLACED, "Session replaced by a new registration",
+					       NULL, NULL));
+	metrics_inc(errors_sent[ERR_SESSION_REPLACED]);
+	r->no_withdraw = true;
+	router_leave(r, c, "replaced");
+	r->no_withdraw = false;
+	c->closing = true;
+	r->ops->close(r->ctx, c, ROUTER_CLOSE_REPLACED, "session replaced");
+}
+
+static struct meta *remote_meta(struct router *r, const char *text)
+{
+	json_object *o = text ? json_tokener_parse(text) : NULL;
+	struct meta *m = NULL;
+	const char *why;
+
+	/* Its own instance checked it; a bound here keeps a bad one out. */
+	if (meta_new(o && json_object_is_type(o, json_type_object) ? o : NULL, r->cfg->max_metadata_bytes * 2,
+		     &m, &why) < 0)
+		meta_new(NULL, r->cfg->max_metadata_bytes, &m, &why);
+	json_object_put(o);
+	return m;
+}
+
+void router_cluster_peer_upsert(struct router *r, const struct router_remote_peer *rp)
+{
+	struct room *room = registry_find_room(r->reg, rp->room);
+	struct peer *old = room ? room_find_peer(room, rp->peer) : NULL;
+
+	if (!view_needed(r, rp->room))
+		return; /* a view let go of: its last events */
+	if (old && !peer_is_remote(old)) {
+		/* Ours: a newer session elsewhere takes the id (as "replaced"
+		 * says too, whichever comes first); an older one is stale. */
+		if (rp->epoch <= old->epoch)
+			return;
+		g_autofree char *room_id = g_strdup(rp->room);
+		r->holding_room = room_id;
+		router_replaced_elsewhere(r, old->owner);
+		r->holding_room = NULL;
+		old = NULL;
+	} else if (old && old->epoch == rp->epoch && g_strcmp0(old->instance, rp->instance) == 0 &&
+		   strcmp(old->role, rp->role) == 0) {
+		peer_set_meta(old, remote_meta(r, rp->meta));
+		return;
+	} else if (old) {
+		registry_remove(r->reg, old);
+	}
+	room = registry_ensure_room(r->reg, rp->room);
+	registry_add_remote(r->reg, room, rp->peer, rp->role, remote_meta(r, rp->meta), rp->instance,
+			    rp->epoch, rp->connected_at * 1000);
+	metrics_set(rooms, registry_n_rooms(r->reg));
+}
+
+void router_cluster_peer_remove(struct router *r, const char *room_id, const char *peer,
+				const char *instance)
+{
+	struct room *room = registry_find_room(r->reg, room_id);
+	struct peer *p = room ? room_find_peer(room, peer) : NULL;
+
+	if (!p || !peer_is_remote(p) || strcmp(p->instance, instance) != 0)
+		return;
+	registry_remove(r->reg, p);
+	metrics_set(rooms, registry_n_rooms(r->reg));
+}
+
+void router_cluster_replaced(struct router *r, const char *room, const char *peer, uint64_t epoch)
+{
+	struct peer *p = registry_find_epoch(r->reg, epoch);
+
+	if (!p || strcmp(p->id, peer) != 0 || strcmp(p->room->id, room) != 0)
+		return; /* gone already, or taken over on its upsert */
+	router_replaced_elsewhere(r, p->owner);
+}
+
+int router_cluster_deliver(struct router *r, const char *to_peer, uint64_t epoch, const char *bytes,
+			   size_t len)
+{
+	struct peer *p = registry_find_epoch(r->reg, epoch);
+	struct client *c;
+	int rc;
+
+	if (!p || strcmp(p->id, to_peer) != 0)
+		return -ENOENT;
+	c = p->owner;
+	if (c->closing)
+		return -EPIPE;
+	/* The bytes its sender's instance built: as a local delivery's. */
+	rc = router_send_owned(r, c, msgbuf_new(bytes, len));
+	if (rc == 0)
+		metrics_inc(messages_routed);
+	return rc;
+}
+
+struct failed_sender {
+	const char *from, *to;
+	struct peer *found;
+};
+
+static void find_sender(struct room *room, void *data)
+{
+	struct failed_sender *f = data;
+	struct peer *p = room_find_peer(room, f->from);
+
+	if (!f->found && p && !peer_is_remote(p) && room_find_peer(room, f->to))
+		f->found = p;
+}
+
+void router_cluster_delivery_failed(struct router *r, const char *from_peer, const char *to_peer,
+				    const char *why)
+{
+	struct failed_sender f = { from_peer, to_peer, NULL };
+	struct msg m = { .type = MSG_PEER_MESSAGE }; /* told as a peer_message's failure */
+
+	/* Rare: a scan of the rooms is cheaper than an index kept always. */
+	registry_foreach_room(r->reg, find_sender, &f);
+	if (!f.found) {
+		router_log(r, LOG_DEBUG, LOG_EVENT_NONE, NULL, "delivery from %s to %s failed (%s); sender gone",
+			   from_peer, to_peer, why);
+		return;
+	}
+	router_error_to(r, f.found->owner, &m, ERR_DELIVERY_FAILED, "to_peer_id", to_peer,
+			"Could not deliver to peer %s: %s", to_peer, why);
 }

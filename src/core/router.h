@@ -99,6 +99,24 @@ struct router_services {
 	 * -EINVAL or -EDQUOT with *WHY. */
 	int (*create_room)(void *ctx, const struct roomsvc_request *req, struct router_pending *p,
 			   const char **why);
+
+	/* [cluster] (docs/operations.md "Running several instances"): all
+	 * NULL without one, and then the router runs alone.  Our peers are
+	 * announced (the session's new epoch returned), updated and
+	 * withdrawn; a room with a peer of ours is watched, and the router
+	 * learns of other instances' peers through router_cluster_*(). */
+	uint64_t (*cluster_announce)(void *ctx, const struct peer *p);
+	void (*cluster_update)(void *ctx, const struct peer *p);
+	void (*cluster_withdraw)(void *ctx, const struct peer *p);
+	/* 1: ROOM's view is loaded; 0: loading, router_cluster_view_ready()
+	 * follows; -ENOTCONN: Redis is down (the view follows later). */
+	int (*cluster_watch)(void *ctx, const char *room);
+	void (*cluster_unwatch)(void *ctx, const char *room);
+	/* M (as TO's session gets it) from FROM to TO, a peer of another
+	 * instance: 0, or -ENOTCONN, -EMSGSIZE, -ENOBUFS at once; a later
+	 * failure comes back through router_cluster_delivery_failed(). */
+	int (*cluster_forward)(void *ctx, const struct peer *to, const struct peer *from,
+			       struct msgbuf *m);
 };
 
 /* In-memory state the router reads; it outlives the router. */
@@ -122,6 +140,28 @@ void router_keys_ready(struct router_parked *p);
 /* rooms_created_fn, DATA the router_pending. */
 void router_room_created(int status, const struct store_room *room, const char *token,
 			 const char *why, void *data);
+
+/* [cluster]: what other instances tell, from the cluster's callbacks. */
+struct router_remote_peer {
+	const char *room, *peer, *instance, *role;
+	const char *meta; /* its public metadata, JSON text */
+	gint64 connected_at; /* milliseconds since the epoch */
+	uint64_t epoch;
+};
+/* ROOM's view loaded (again): registers waiting for it go on. */
+void router_cluster_view_ready(struct router *r, const char *room);
+void router_cluster_peer_upsert(struct router *r, const struct router_remote_peer *p);
+void router_cluster_peer_remove(struct router *r, const char *room, const char *peer,
+				const char *instance);
+/* Our session (ROOM, PEER, EPOCH) lost its id to another instance. */
+void router_cluster_replaced(struct router *r, const char *room, const char *peer, uint64_t epoch);
+/* A message for our session EPOCH (TO_PEER): 0, or -ENOENT (no such
+ * session), -ENOBUFS (its queue is full), -EPIPE (it is closing). */
+int router_cluster_deliver(struct router *r, const char *to_peer, uint64_t epoch, const char *bytes,
+			   size_t len);
+/* A message our FROM_PEER sent to TO_PEER did not arrive: WHY. */
+void router_cluster_delivery_failed(struct router *r, const char *from_peer, const char *to_peer,
+				    const char *why);
 
 /* Open mode: no issuer and no API key configured, so no authentication. */
 bool router_open_mode(struct router *r);

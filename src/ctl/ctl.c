@@ -787,6 +787,20 @@ static int cmd_status(const struct ctl_args *a, const struct ctl_target *t, GStr
 				table_row(&tb, g_strdup_printf("  %s", name), number(&rd, roles, role, NULL));
 			}
 		}
+		json_object *cl = field(&rd, m, "cluster", json_type_object, true);
+		if (cl) {
+			/* several instances ([cluster] redis): their state as this one sees it */
+			g_autofree char *n = number(&rd, cl, "instances", NULL);
+			json_object *up = field(&rd, cl, "up", json_type_boolean, false);
+			json_object *lag = field(&rd, cl, "lag_mean_ms", json_type_double, false);
+			table_row(&tb, g_strdup(_("Cluster:")),
+				  g_strdup_printf(_("%s, %s instances"),
+						  up && json_object_get_boolean(up) ? _("up") : _("degraded"), n));
+			table_row(&tb, g_strdup(_("  forwarded")), number(&rd, cl, "forwarded", NULL));
+			table_row(&tb, g_strdup(_("  received")), number(&rd, cl, "received", NULL));
+			table_row(&tb, g_strdup(_("  replication lag")),
+				  g_strdup_printf("%.3f ms", lag ? json_object_get_double(lag) : 0.0));
+		}
 		r = table_finish(&tb, &rd, out, err);
 	}
 	/* Not healthy or not ready: said above, and in the exit status. */

@@ -125,14 +125,22 @@ static void append_status(GString *s, const char *status)
 			       status, ts, PACKAGE_VERSION);
 }
 
+/* [cluster]: "up", or "degraded" while Redis is out of reach (the
+ * instance still serves its own peers). */
+static void append_cluster(const struct admin *a, GString *s)
+{
+	if (a->o.cluster)
+		g_string_append_printf(s, ",\"cluster\":\"%s\"", metrics_get(cluster_up) ? "up" : "degraded");
+}
+
 static enum MHD_Result on_health(struct admin *a, struct MHD_Connection *c)
 {
 	g_autoptr(GString) s = g_string_new(NULL);
 	enum metrics_health h = metrics_health(g_get_monotonic_time() / 1000);
 	static const char *const names[] = { "healthy", "unhealthy", "draining" };
 
-	(void)a;
 	append_status(s, names[h]);
+	append_cluster(a, s);
 	g_string_append_c(s, '}');
 	return reply_json(c, h == HEALTH_OK ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, s);
 }
@@ -156,6 +164,7 @@ static enum MHD_Result on_ready(struct admin *a, struct MHD_Connection *c)
 		g_string_append(s, ",\"reason\":");
 		json_append_string(s, reason, strlen(reason));
 	}
+	append_cluster(a, s);
 	g_string_append_c(s, '}');
 	return reply_json(c, reason ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, s);
 }

@@ -38,6 +38,8 @@ struct admin_options {
 		admin_ready_fn fn;
 		void *data;
 	} ready[ADMIN_READY_CHECKS];
+	/* [cluster] redis is set: /ready and /health say when it is degraded */
+	bool cluster;
 };
 
 int admin_start(const struct admin_options *o, struct admin **out);

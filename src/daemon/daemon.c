@@ -16,6 +16,7 @@
 #include "store/roomsvc.h"
 #include "core/router.h"
 #include "daemon/routerio.h"
+#include "cluster/cluster.h"
 #include "daemon/rsync.h"
 #include "store/store.h"
 #include "daemon/systemd.h"
@@ -44,6 +45,7 @@ struct daemon {
 	struct roomsvc *roomsvc;
 	struct routerio routerio; /* the router's services */
 	struct router *router;
+	struct cluster *cluster; /* [cluster] redis set, else NULL */
 	struct pubkeys *pubkeys;
 	struct auth *auth;
 	struct fetch_client *fetch; /* issuers' key sets */
@@ -151,6 +153,42 @@ static bool keys_ready(void *data, const char **reason)
 	return false;
 }
 
+/* [cluster] redis: peers shared with the other instances (no Redis code
+ * runs without it). */
+static int start_cluster(struct daemon *d)
+{
+	const struct cluster_options o = {
+		.redis = d->cfg->cluster_redis,
+		.password = d->cfg->cluster_password,
+		.key_prefix = d->cfg->cluster_key_prefix,
+		.instance_id = d->instance_id,
+		.instance_ttl_ms = d->cfg->cluster_instance_ttl * 1000,
+		/* a frame as its target gets it: the sender's, stamped */
+		.max_payload = d->cfg->max_message_bytes + 4096,
+	};
+	int r = cluster_new(&d->loop, &o, &routerio_cluster_ops, &d->routerio, &d->cluster);
+
+	if (r < 0) {
+		log_err("cannot start the cluster ([cluster] redis = %s)", d->cfg->cluster_redis);
+		return r;
+	}
+	d->routerio.cluster = d->cluster;
+	metrics_set(cluster_configured, true);
+	log_info("cluster: instance %s, Redis %s", d->instance_id, d->cfg->cluster_redis);
+	return 0;
+}
+
+/* /ready: not before the first view of the cluster; a later loss keeps
+ * it ready (local peers are served), as "cluster: degraded". */
+static bool cluster_ready(void *data, const char **reason)
+{
+	if (metrics_get(cluster_seen_up))
+		return true;
+	(void)data;
+	*reason = "cluster: no view of the other instances yet (Redis)";
+	return false;
+}
+
 static int start_admin(struct daemon *d)
 {
 	int fd = d->activated.admin;
@@ -175,7 +213,10 @@ static int start_admin(struct daemon *d)
 		.api = adminapi_handle,
 		.api_data = &d->api,
 		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
+		.cluster = d->cluster != NULL,
 	};
+	if (d->cluster)
+		o.ready[2].fn = cluster_ready;
 	d->api = (struct adminapi){ .cfg = (const struct config *const *)&d->cfg, .rooms = d->rooms,
 				    .roomsvc = d->roomsvc, .reg = d->reg, .router = d->router,
 				    .auth = d->auth, .audit = audit_new(d->cfg->admin_audit_entries) };
@@ -241,6 +282,12 @@ static void stop_fetching(struct daemon *d)
 	fetch_client_free(g_steal_pointer(&d->fetch));
 }
 
+static void stop_cluster(struct daemon *d)
+{
+	d->routerio.cluster = NULL;
+	cluster_free(g_steal_pointer(&d->cluster));
+}
+
 static void finish(void *data)
 {
 	struct daemon *d = data;
@@ -263,6 +310,8 @@ static void finish(void *data)
 	admin_stop(g_steal_pointer(&d->admin));
 	stop_fetching(d);
 	ws_server_stop(d->ws);
+	/* After the sessions: their withdraws went out first. */
+	stop_cluster(d);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -493,7 +542,12 @@ int daemon_new(struct config *cfg, const char *reload_path, const struct config_
 	d->roomsvc = roomsvc_new(d->rooms, cfg);
 	d->routerio = (struct routerio){ .auth = d->auth, .roomsvc = d->roomsvc };
 	const struct router_env renv = { .rooms = d->rooms, .addrlimit = d->addrlimit };
-	d->router = router_new(cfg, d->reg, &renv, &routerio_services, &d->routerio);
+	d->router = router_new(cfg, d->reg, &renv,
+			       cfg->cluster_redis ? &routerio_cluster_services : &routerio_services,
+			       &d->routerio);
+	d->routerio.router = d->router;
+	if (cfg->cluster_redis && (r = start_cluster(d)) < 0)
+		goto fail;
 	roomsvc_set_close(d->roomsvc, close_room, d);
 	const struct ws_env wenv = {
 		.router = d->router,
@@ -541,6 +595,7 @@ fail:
 		stop_fetching(d);
 	if (d->ws)
 		ws_server_stop(d->ws);
+	stop_cluster(d);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	daemon_free(d);
 	return r;

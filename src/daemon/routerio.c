@@ -1,7 +1,10 @@
 #include "daemon/routerio.h"
 
+#include "cluster/cluster.h"
 #include "util/log.h"
 #include "util/metrics.h"
+
+#include <errno.h>
 
 static uint64_t monotonic_ns(void *ctx)
 {
@@ -78,4 +81,164 @@ const struct router_services routerio_services = {
 	.await_keys = await_keys,
 	.cancel_wait = cancel_wait,
 	.create_room = create_room,
+};
+
+/* --- [cluster] --- */
+
+static uint64_t c_announce(void *ctx, const struct peer *p)
+{
+	struct routerio *io = ctx;
+	if (!io->cluster) /* stopped: the last sessions close */
+		return 0;
+	uint64_t epoch = cluster_new_epoch(io->cluster);
+	const struct cluster_peer cp = {
+		.room = p->room->id, .peer = p->id, .role = p->role, .meta = p->meta->public_json,
+		/* milliseconds, not the seconds cluster.h names: discovery shows
+		 * them, and every instance must show the same */
+		.connected_at = p->connected_at / 1000, .epoch = epoch,
+	};
+	/* Recorded even while Redis is down: announced once it is back. */
+	if (cluster_announce(io->cluster, &cp) < 0)
+		log_warning("cluster: peer %s of room %s cannot be announced", p->id, p->room->id);
+	return epoch;
+}
+
+static void c_update(void *ctx, const struct peer *p)
+{
+	struct routerio *io = ctx;
+	if (!io->cluster) /* stopped: the last sessions close */
+		return;
+	cluster_update(io->cluster, p->room->id, p->id, p->epoch, p->meta->public_json);
+}
+
+static void c_withdraw(void *ctx, const struct peer *p)
+{
+	struct routerio *io = ctx;
+	if (!io->cluster) /* stopped: the last sessions close */
+		return;
+	cluster_withdraw(io->cluster, p->room->id, p->id, p->epoch);
+}
+
+static int c_watch(void *ctx, const char *room)
+{
+	struct routerio *io = ctx;
+	if (!io->cluster) /* stopped: the last sessions close */
+		return -ENOTCONN;
+	return cluster_watch(io->cluster, room);
+}
+
+static void c_unwatch(void *ctx, const char *room)
+{
+	struct routerio *io = ctx;
+	if (!io->cluster) /* stopped: the last sessions close */
+		return;
+	cluster_unwatch(io->cluster, room);
+}
+
+static int c_forward(void *ctx, const struct peer *to, const struct peer *from, struct msgbuf *m)
+{
+	struct routerio *io = ctx;
+	if (!io->cluster) /* stopped: the last sessions close */
+		return -ENOTCONN;
+	return cluster_forward(io->cluster, to->instance, to->id, to->epoch, from->id, msgbuf_text(m),
+			       m->len);
+}
+
+const struct router_services routerio_cluster_services = {
+	.monotonic_ns = monotonic_ns,
+	.real_us = real_us,
+	.log = log_line,
+	.auth_required = required,
+	.verify_jwt = verify_jwt,
+	.await_keys = await_keys,
+	.cancel_wait = cancel_wait,
+	.create_room = create_room,
+	.cluster_announce = c_announce,
+	.cluster_update = c_update,
+	.cluster_withdraw = c_withdraw,
+	.cluster_watch = c_watch,
+	.cluster_unwatch = c_unwatch,
+	.cluster_forward = c_forward,
+};
+
+/* cluster.c logs backend lost / restored itself; /ready wants the first. */
+static void on_state(void *user, bool up)
+{
+	(void)user;
+	if (up)
+		metrics_set(cluster_seen_up, true);
+}
+
+static void on_view_ready(void *user, const char *room, int status)
+{
+	struct routerio *io = user;
+	(void)status;
+	router_cluster_view_ready(io->router, room);
+}
+
+static void on_upsert(void *user, const struct cluster_peer *p)
+{
+	struct routerio *io = user;
+	const struct router_remote_peer rp = { .room = p->room, .peer = p->peer, .instance = p->instance,
+		.role = p->role, .meta = p->meta, .connected_at = p->connected_at, .epoch = p->epoch };
+	router_cluster_peer_upsert(io->router, &rp);
+}
+
+static void on_remove(void *user, const char *room, const char *peer, const char *instance)
+{
+	struct routerio *io = user;
+	router_cluster_peer_remove(io->router, room, peer, instance);
+}
+
+static void on_replaced(void *user, const char *room, const char *peer, uint64_t epoch,
+			const char *by_instance)
+{
+	struct routerio *io = user;
+	(void)by_instance;
+	router_cluster_replaced(io->router, room, peer, epoch);
+}
+
+static enum cluster_reason on_deliver(void *user, const char *to_peer, uint64_t epoch,
+				      const char *from_instance, const char *from_peer, const char *bytes,
+				      size_t len)
+{
+	struct routerio *io = user;
+	(void)from_instance;
+	(void)from_peer;
+	switch (router_cluster_deliver(io->router, to_peer, epoch, bytes, len)) {
+	case 0:
+		return CLUSTER_OK;
+	case -ENOBUFS:
+		return CLUSTER_QUEUE_FULL;
+	case -EPIPE:
+		return CLUSTER_CLOSING;
+	default:
+		return CLUSTER_GONE;
+	}
+}
+
+static void on_delivery_failed(void *user, const char *from_peer, const char *to_peer,
+			       enum cluster_reason why)
+{
+	struct routerio *io = user;
+	static const char *const text[CLUSTER_REASON__COUNT] = {
+		[CLUSTER_GONE] = "it is no longer connected",
+		[CLUSTER_QUEUE_FULL] = "its queue is full",
+		[CLUSTER_CLOSING] = "its connection is closing",
+		[CLUSTER_UNREACHABLE] = "its instance cannot be reached (cluster degraded)",
+		[CLUSTER_TOO_LARGE] = "too large to cross to its instance",
+		[CLUSTER_BUSY] = "too many messages on their way to other instances",
+	};
+	router_cluster_delivery_failed(io->router, from_peer, to_peer,
+				       why > 0 && why < CLUSTER_REASON__COUNT ? text[why] : "unknown");
+}
+
+const struct cluster_ops routerio_cluster_ops = {
+	.state = on_state,
+	.view_ready = on_view_ready,
+	.peer_upsert = on_upsert,
+	.peer_remove = on_remove,
+	.replaced = on_replaced,
+	.deliver = on_deliver,
+	.delivery_failed = on_delivery_failed,
 };

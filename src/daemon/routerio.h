@@ -9,10 +9,20 @@
 #include "store/roomsvc.h"
 #include "core/router.h"
 
+struct cluster;
+
 struct routerio {
 	struct auth *auth;
 	struct roomsvc *roomsvc;
+	struct cluster *cluster; /* [cluster]: routerio_cluster_services */
+	struct router *router;   /* where the cluster's callbacks go */
 };
 
 /* Their context is a struct routerio, which outlives the router. */
 extern const struct router_services routerio_services;
+/* The same with [cluster] redis set (io->cluster). */
+extern const struct router_services routerio_cluster_services;
+
+/* The cluster's callbacks (struct cluster_ops), USER the routerio. */
+struct cluster_ops;
+extern const struct cluster_ops routerio_cluster_ops;

@@ -420,6 +420,8 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	histogram(o, "rtcsignald_discovery_duration_seconds",
 		  "Time to answer a discover_peers request.", &metrics.discovery_duration);
 
+	gauge(o, "rtcsignald_cluster_configured", "1 when [cluster] redis is set: this instance is one of several.",
+	      metrics_get(cluster_configured) ? 1 : 0);
 	gauge(o, "rtcsignald_cluster_up", "1 while Redis is reachable and this instance announced ([cluster] redis).",
 	      metrics_get(cluster_up) ? 1 : 0);
 	gauge(o, "rtcsignald_cluster_instances", "Live instances of the cluster, as the last sweep saw them.",
@@ -489,4 +491,18 @@ void metrics_render_json(GString *o, const struct metrics_roles *roles)
 				  ",\"rooms_created\":%" G_GUINT64_FORMAT "}",
 			       (guint64)metrics_get(connections_total), (guint64)total_messages,
 			       (guint64)metrics_get(rooms_created_total));
+	if (metrics_get(cluster_configured)) {
+		/* [cluster]: for rtcsignalctl status; the mean lag since the start */
+		uint64_t n = 0;
+		for (int i = 0; i <= METRICS_BUCKETS; i++)
+			n += atomic_load(&metrics.cluster_lag.counts[i]);
+		g_string_truncate(o, o->len - 1);
+		g_string_append_printf(o, ",\"cluster\":{\"up\":%s,\"instances\":%" G_GINT64_FORMAT
+					  ",\"forwarded\":%" G_GUINT64_FORMAT ",\"received\":%" G_GUINT64_FORMAT
+					  ",\"lag_mean_ms\":%.3f}}",
+				       metrics_get(cluster_up) ? "true" : "false",
+				       nonneg(metrics_get(cluster_instances)),
+				       (guint64)metrics_get(cluster_forwarded), (guint64)metrics_get(cluster_received),
+				       n ? (double)atomic_load(&metrics.cluster_lag.sum_ns) / (double)n / 1e6 : 0.0);
+	}
 }

@@ -121,6 +121,8 @@ struct metrics {
 	struct metrics_histogram discovery_duration;
 	/* cluster (src/cluster/cluster.c) */
 	atomic_bool cluster_up;
+	atomic_bool cluster_seen_up; /* up once since the start: /ready */
+	atomic_bool cluster_configured; /* [cluster] redis is set */
 	atomic_int_fast64_t cluster_instances; /* live, as the last sweep saw them */
 	atomic_uint_fast64_t cluster_forwarded, cluster_received;
 	atomic_uint_fast64_t cluster_forward_failures[METRICS_CLUSTER_REASONS];
