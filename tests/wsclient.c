@@ -5,7 +5,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <openssl/sha.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -35,12 +38,22 @@ static int fill(struct wsc *c, gint64 deadline)
 	guint8 buf[65536];
 
 	for (;;) {
-		int r = poll(&p, 1, remaining_ms(deadline));
+		int r = c->ssl && SSL_pending(c->ssl) ? 1 : poll(&p, 1, remaining_ms(deadline));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r == 0)
 			return -ETIMEDOUT;
-		ssize_t n = read(c->fd, buf, sizeof buf);
+		ssize_t n;
+		if (c->ssl) {
+			/* Non-blocking: a record that is not data (a session
+			 * ticket) leaves nothing to read, and poll comes next. */
+			int k = SSL_read(c->ssl, buf, sizeof buf);
+			if (k <= 0 && SSL_get_error(c->ssl, k) == SSL_ERROR_WANT_READ)
+				continue;
+			n = k;
+		} else {
+			n = read(c->fd, buf, sizeof buf);
+		}
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
@@ -50,11 +63,26 @@ static int fill(struct wsc *c, gint64 deadline)
 	}
 }
 
-static int write_all(int fd, const void *data, size_t len)
+static int write_all(struct wsc *c, const void *data, size_t len)
 {
 	const guint8 *p = data;
+	unsigned spins = 0;
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (c->ssl) {
+			int k = SSL_write(c->ssl, p, (int)len);
+			if (k <= 0) {
+				int e = SSL_get_error(c->ssl, k);
+				struct pollfd pw = { .fd = c->fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT };
+				if ((e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) || ++spins > 1000 ||
+				    poll(&pw, 1, WSC_TIMEOUT_MS) <= 0)
+					return -EPIPE;
+				continue;
+			}
+			p += k;
+			len -= (size_t)k;
+			continue;
+		}
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -64,6 +92,10 @@ static int write_all(int fd, const void *data, size_t len)
 	}
 	return 0;
 }
+
+static struct wsc *adopt(int fd, SSL *ssl, const char *host, int port, const char *path,
+			 const char *headers, GError **err);
+static SSL *tls_handshake(int fd, const struct wsc_opts *o, GError **err);
 
 static int tcp_connect(const struct wsc_opts *o, const char *host, int port, GError **err)
 {
@@ -103,11 +135,62 @@ struct wsc *wsc_connect_opts(const struct wsc_opts *o, const char *host, int por
 			     const char *path, GError **err)
 {
 	int fd = tcp_connect(o, host, port, err);
-	return fd < 0 ? NULL : wsc_adopt(fd, host, port, path, o ? o->headers : NULL, err);
+	SSL *ssl = NULL;
+
+	if (fd < 0)
+		return NULL;
+	if (o && o->tls_ca && !(ssl = tls_handshake(fd, o, err))) {
+		close(fd);
+		return NULL;
+	}
+	return adopt(fd, ssl, host, port, path, o ? o->headers : NULL, err);
+}
+
+/* A TLS client on FD that checks the server's chain against O's CA and
+ * its name; NULL with ERR saying why.  FD is non-blocking after. */
+static SSL *tls_handshake(int fd, const struct wsc_opts *o, GError **err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = NULL;
+
+	ERR_clear_error();
+	if (!ctx || SSL_CTX_load_verify_locations(ctx, o->tls_ca, NULL) != 1) {
+		g_set_error(err, WSC_ERROR, 0, "tls: cannot load %s", o->tls_ca);
+		goto out;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ssl = SSL_new(ctx);
+	const char *name = o->tls_name ? o->tls_name : "localhost";
+	SSL_set_tlsext_host_name(ssl, name);
+	SSL_set1_host(ssl, name);
+	SSL_set_fd(ssl, fd);
+	/* Bounded like every wait of this client. */
+	struct timeval tv = { .tv_sec = WSC_TIMEOUT_MS / 1000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (SSL_connect(ssl) != 1) {
+		long v = SSL_get_verify_result(ssl);
+		unsigned long e = ERR_peek_last_error();
+		g_set_error(err, WSC_ERROR, 0, "tls: handshake failed: %s",
+			    v != X509_V_OK ? X509_verify_cert_error_string(v)
+			    : e ? ERR_reason_error_string(e) : "connection closed");
+		SSL_free(g_steal_pointer(&ssl));
+		goto out;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+out:
+	ERR_clear_error();
+	SSL_CTX_free(ctx); /* SSL holds its own reference */
+	return ssl;
 }
 
 struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, const char *headers,
 		      GError **err)
+{
+	return adopt(fd, NULL, host, port, path, headers, err);
+}
+
+static struct wsc *adopt(int fd, SSL *ssl, const char *host, int port, const char *path,
+			 const char *headers, GError **err)
 {
 	guint8 nonce[16];
 	unsigned char sha[SHA_DIGEST_LENGTH];
@@ -121,10 +204,11 @@ struct wsc *wsc_adopt(int fd, const char *host, int port, const char *path, cons
 					       strchr(host, ':') ? "]" : "", port, key, headers ? headers : "");
 	struct wsc *c = g_new0(struct wsc, 1);
 	c->fd = fd;
+	c->ssl = ssl;
 	c->in = g_byte_array_new();
 	c->close_code = -1;
 	c->auto_pong = true;
-	write_all(fd, req, strlen(req));
+	write_all(c, req, strlen(req));
 
 	gint64 deadline = deadline_after(WSC_TIMEOUT_MS);
 	const char *end;
@@ -166,6 +250,7 @@ void wsc_free(struct wsc *c)
 {
 	if (!c)
 		return;
+	SSL_free(c->ssl);
 	close(c->fd);
 	g_byte_array_unref(c->in);
 	g_free(c->close_reason);
@@ -196,7 +281,7 @@ int wsc_send_frame(struct wsc *c, int opcode, bool fin, const void *data, size_t
 	memcpy(buf, hdr, h);
 	for (size_t i = 0; i < len; i++)
 		buf[h + i] = ((const guint8 *)data)[i] ^ mask[i & 3];
-	int r = write_all(c->fd, buf, h + len);
+	int r = write_all(c, buf, h + len);
 	g_free(buf);
 	return r;
 }

@@ -16,8 +16,11 @@
 /* Default wait for something the server should send. */
 #define WSC_TIMEOUT_MS 5000
 
+typedef struct ssl_st SSL;
+
 struct wsc {
 	int fd;
+	SSL *ssl; /* wss://, else NULL */
 	GByteArray *in;
 	int close_code; /* -1 until a close frame (or EOF: 1006) arrives */
 	char *close_reason;
@@ -31,6 +34,10 @@ struct wsc_opts {
 	const char *source; /* local address to bind, e.g. "127.0.0.2" */
 	int rcvbuf;         /* SO_RCVBUF before connecting; 0: the default */
 	const char *headers; /* extra request header lines, each ending in \r\n */
+	/* wss://: the CA file that must have signed the server's certificate
+	 * and the name it must carry (NULL: "localhost") */
+	const char *tls_ca;
+	const char *tls_name;
 };
 struct wsc *wsc_connect_opts(const struct wsc_opts *o, const char *host, int port,
 			     const char *path, GError **err);

@@ -20,6 +20,7 @@
 #include "daemon/rsync.h"
 #include "store/store.h"
 #include "daemon/systemd.h"
+#include "daemon/tlscert.h"
 #include "daemon/ws.h"
 
 #include <errno.h>
@@ -366,14 +367,17 @@ static void reload(struct daemon *d)
 {
 	g_autoptr(GError) err = NULL;
 	struct config *cfg = NULL;
+	struct tlscert *tls = NULL;
 	unsigned restart = 0;
 
 	reloadstate_begin();
 	systemd_notify_reloading();
+	/* Renewed TLS files are read (and checked) before anything applies. */
 	if (auth_load_config(d->reload_path, &d->ov, &cfg, &err) < 0 ||
-	    auth_configure(d->auth, cfg, &err) < 0) {
+	    tlscert_load_config(cfg, &tls, &err) < 0 || auth_configure(d->auth, cfg, &err) < 0) {
 		log_event(LOG_ERR, LOG_EVENT_RELOAD_FAILED, NULL,
 			  "reload failed, keeping the running configuration: %s", err->message);
+		tlscert_free(tls);
 		reloadstate_finish(false, err->message);
 		config_free(cfg);
 	} else {
@@ -381,6 +385,7 @@ static void reload(struct daemon *d)
 		log_set_level(cfg->log_level);
 		log_set_repeats(cfg->log_repeat_interval, cfg->log_repeat_burst);
 		ws_server_set_config(d->ws, cfg);
+		ws_server_set_tls(d->ws, g_steal_pointer(&tls));
 		router_set_config(d->router, cfg);
 		roomsvc_set_config(d->roomsvc, cfg);
 		set_addrlimits(d, cfg);

@@ -9,6 +9,7 @@
 #include "daemon/keyapi.h"
 #include "daemon/linger.h"
 #include "daemon/roomhttp.h"
+#include "daemon/tlscert.h"
 #include "core/router.h"
 
 #include <errno.h>
@@ -125,6 +126,10 @@ struct ws_server {
 	GList *cursor;              /* where its walk through sessions is */
 	struct msgbuf *ping_msg;
 	lws_retry_bo_t retry; /* all zero: no lws keepalive (on_housekeeping) */
+	/* wss://: the vhost's SSL_CTX and the certificate it serves (NULL
+	 * both for plain ws://); a reload swaps the certificate. */
+	SSL_CTX *ssl_ctx;
+	struct tlscert *tls;
 	bool draining;
 	void (*drained)(void *data);
 	void *drained_data;
@@ -833,6 +838,19 @@ static void conn_free(struct ws_server *ws, struct conn *c)
 	log_debug("connection released, %u open", ws->n_conns);
 }
 
+static int tls_setup(struct ws_server *ws, SSL_CTX *ctx)
+{
+	g_autoptr(GError) err = NULL;
+
+	tlscert_harden(ctx);
+	if (tlscert_apply(ws->tls, ctx, &err) < 0) {
+		log_err("%s", err->message);
+		return -1;
+	}
+	ws->ssl_ctx = ctx;
+	return 0;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		    size_t len)
 {
@@ -872,6 +890,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_CLOSED:
 		on_closed(ws, s);
 		return 0;
+	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+		/* Our vhost's server SSL_CTX, made because ws_server_new()
+		 * asked for one: the certificate is ours to set. */
+		return ws && ws->tls && !ws->ssl_ctx ? tls_setup(ws, user) : 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		http_free(s);
 		conn_free(ws, conn_of(ws, wsi));
@@ -1031,6 +1053,13 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, const struct ws_env
 	struct ws_server *ws = g_new0(struct ws_server, 1);
 	struct lws_context_creation_info info;
 	void *loops[1] = { loop };
+	g_autoptr(GError) err = NULL;
+
+	if (tlscert_load_config(cfg, &ws->tls, &err) < 0) {
+		log_err("%s", err->message);
+		g_free(ws);
+		return -EINVAL;
+	}
 
 	ws->loop = loop;
 	ws->cfg = cfg;
@@ -1061,13 +1090,27 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, const struct ws_env
 	info.uid = (uid_t)-1;
 	info.gid = (gid_t)-1;
 	info.vhost_name = "default";
+	if (ws->tls) {
+		/* lws makes the server SSL_CTX and hands it to tls_setup(),
+		 * which loads what tlscert_load() read: every adopted socket
+		 * then starts with a TLS handshake.  HTTP/1.1 alone: the
+		 * WebSocket upgrade needs it. */
+		info.options |= LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
+		info.alpn = "http/1.1";
+	}
 
 	ws->ctx = lws_create_context(&info);
-	if (!ws->ctx) {
+	if (!ws->ctx || (ws->tls && !ws->ssl_ctx)) {
+		if (ws->ctx)
+			lws_context_destroy(ws->ctx);
+		tlscert_free(ws->tls);
 		msgbuf_unref(ws->ping_msg);
 		g_free(ws);
 		return -EIO;
 	}
+	if (ws->tls)
+		log_notice("serving wss:// with %s (serial %s, expires %s)", cfg->tls_certificate,
+			   tlscert_serial(ws->tls), tlscert_expiry(ws->tls));
 	ws->vh = lws_get_vhost_by_name(ws->ctx, "default");
 	ws->router = env->router;
 	if (ws->router)
@@ -1084,6 +1127,29 @@ void ws_server_set_config(struct ws_server *ws, const struct config *cfg)
 {
 	ws->cfg = cfg;
 	apply_limits(ws);
+}
+
+void ws_server_set_tls(struct ws_server *ws, struct tlscert *tc)
+{
+	g_autoptr(GError) err = NULL;
+
+	if (!ws->ssl_ctx != !tc) {
+		log_warning("reload: [server] tls_certificate switched %s: needs a restart; serving as before",
+			    tc ? "on" : "off");
+		tlscert_free(tc);
+		return;
+	}
+	if (!tc)
+		return;
+	if (tlscert_apply(tc, ws->ssl_ctx, &err) < 0) {
+		log_err("reload: %s; serving the previous certificate", err->message);
+		tlscert_free(tc);
+		return;
+	}
+	log_notice("reload: new connections get certificate serial %s (expires %s); open ones keep theirs",
+		   tlscert_serial(tc), tlscert_expiry(tc));
+	tlscert_free(ws->tls);
+	ws->tls = tc;
 }
 
 unsigned ws_server_sessions(const struct ws_server *ws)
@@ -1165,7 +1231,10 @@ void ws_server_adopt(struct ws_server *ws, int fd)
 	}
 	struct lws *wsi = lws_adopt_socket_vhost(ws->vh, fd);
 	if (!wsi) {
-		log_warning("could not adopt an accepted connection");
+		/* With TLS, a handshake that fails at once ends here; it is
+		 * counted and logged as such (tlscert.c). */
+		if (!ws->ssl_ctx)
+			log_warning("could not adopt an accepted connection");
 		if (c->counted)
 			addrlimit_conn_close(ws->env.addrlimit, &c->addr);
 		g_free(c);
@@ -1219,6 +1288,7 @@ void ws_server_free(struct ws_server *ws)
 	}
 	if (ws->ctx)
 		log_warning("libwebsockets context not fully destroyed");
+	tlscert_free(ws->tls);
 	msgbuf_unref(ws->ping_msg);
 	g_free(ws);
 }

@@ -30,6 +30,11 @@ int ws_server_new(uv_loop_t *loop, const struct config *cfg, const struct ws_env
 void ws_server_adopt(struct ws_server *ws, int fd);
 /* The transport's own limits; the router has its own call. */
 void ws_server_set_config(struct ws_server *ws, const struct config *cfg);
+/* Reload: new wss:// connections get TC (tlscert_load_config(); taken
+ * over, NULL for plain ws://); open ones keep theirs.  Switching TLS on
+ * or off needs a restart and is only logged. */
+struct tlscert;
+void ws_server_set_tls(struct ws_server *ws, struct tlscert *tc);
 unsigned ws_server_sessions(const struct ws_server *ws);
 
 /* Graceful shutdown: every session gets a 1001 close, after

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum key_type { KEY_BOOL, KEY_UINT, KEY_U64, KEY_STRING, KEY_STRLIST, KEY_LISTEN, KEY_ADDR, KEY_LOGLEVEL };
 
@@ -46,6 +47,8 @@ static const struct key_spec keys[] = {
 	K("server", "ws_ping_interval", KEY_UINT, ws_ping_interval, "20", 1, 3600),
 	K("server", "ws_ping_timeout", KEY_UINT, ws_ping_timeout, "30", 1, 3600),
 	K("server", "drain_timeout", KEY_UINT, drain_timeout, "10", 0, 3600),
+	K("server", "tls_certificate", KEY_STRING, tls_certificate, "", 0, 0),
+	K("server", "tls_key", KEY_STRING, tls_key, "", 0, 0),
 	KR("admin", "listen", KEY_ADDR, admin_listen, "127.0.0.1:8001", 0, 0),
 	KR("admin", "max_connections", KEY_UINT, admin_max_connections, "64", 1, 10000),
 	KR("admin", "connection_timeout", KEY_UINT, admin_connection_timeout, "10", 1, 3600),
@@ -196,6 +199,8 @@ void config_free(struct config *cfg)
 	g_free(cfg->cluster_password_file);
 	g_free(cfg->cluster_key_prefix);
 	g_free(cfg->cluster_instance_id);
+	g_free(cfg->tls_certificate);
+	g_free(cfg->tls_key);
 	g_free(cfg);
 }
 
@@ -476,6 +481,8 @@ static int validate(struct config *cfg, const char *where, GError **err)
 		return config_invalid(err, "%s: [turn] secret and secret_file are mutually exclusive", where);
 	if (cfg->admin_token && cfg->admin_token_file)
 		return config_invalid(err, "%s: [admin] token and token_file are mutually exclusive", where);
+	if (!cfg->tls_certificate != !cfg->tls_key)
+		return config_invalid(err, "%s: [server] tls_certificate and tls_key go together", where);
 	/* An empty value is NULL, as for every string key. */
 	if (g_strcmp0(cfg->rooms_store, "sqlite") != 0 && g_strcmp0(cfg->rooms_store, "redis") != 0)
 		return config_invalid(err, "%s: [rooms] store: \"%s\" is not supported (sqlite, redis)", where,
@@ -539,6 +546,22 @@ static char *credential_path(const struct config *cfg, const char *name)
 	return g_build_filename(dir, name, NULL);
 }
 
+/* The TLS key is checked now (ws reads both files): a key others may read
+ * is refused, so that --check-config and a reload say so before it is
+ * served. */
+static int check_tls_key(const char *path, GError **err)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return config_invalid(err, "[server] tls_key: %s: %s", path, g_strerror(errno));
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		return config_invalid(err, "[server] tls_key: %s has mode %04o, so group or others may read "
+				      "it; run: chmod 600 %s (or hand it over with systemd's LoadCredential=)",
+				      path, (unsigned)(st.st_mode & 07777), path);
+	return 0;
+}
+
 /* Secrets named by *_file keys are read now, so a missing one is a
  * configuration error, caught by --check-config.  READ false only resolves
  * the paths (rtcsignalctl reads the token itself, with its own rights). */
@@ -565,6 +588,17 @@ static int load_secrets(struct config *cfg, bool read, GError **err)
 			return r;
 		}
 	}
+	/* The TLS files resolve like the secrets; ws loads them. */
+	char **tls[] = { &cfg->tls_certificate, &cfg->tls_key };
+	for (size_t i = 0; i < G_N_ELEMENTS(tls); i++) {
+		if (!*tls[i])
+			continue;
+		char *path = credential_path(cfg, *tls[i]);
+		g_free(*tls[i]);
+		*tls[i] = path;
+	}
+	if (read && cfg->tls_key)
+		return check_tls_key(cfg->tls_key, err);
 	return 0;
 }
 

@@ -57,6 +57,8 @@ struct config {
 	unsigned ws_ping_interval;
 	unsigned ws_ping_timeout;
 	unsigned drain_timeout;
+	char *tls_certificate; /* PEM chain, resolved like token_file; NULL: plain ws:// */
+	char *tls_key;         /* PEM key, not readable by group or others */
 
 	/* [admin] */
 	struct listen_addr admin_listen; /* ss_family AF_UNSPEC: no admin port */

@@ -405,6 +405,14 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	sample(o, "rtcsignald_jwks_fetches_total", "result", "ok", (double)metrics_get(jwks_fetches[1]));
 	sample(o, "rtcsignald_jwks_fetches_total", "result", "error",
 	       (double)metrics_get(jwks_fetches[0]));
+	family(o, "rtcsignald_tls_handshakes_total", "counter",
+	       "TLS handshakes on the WebSocket port by result ([server] tls_certificate).");
+	sample(o, "rtcsignald_tls_handshakes_total", "result", "ok", (double)metrics_get(tls_handshakes[1]));
+	sample(o, "rtcsignald_tls_handshakes_total", "result", "error",
+	       (double)metrics_get(tls_handshakes[0]));
+	gauge(o, "rtcsignald_tls_certificate_expiry_timestamp_seconds",
+	      "When the served certificate expires (notAfter); 0 without TLS.",
+	      (double)metrics_get(tls_certificate_expiry));
 
 	histogram(o, "rtcsignald_route_latency_seconds",
 		  "Time from receiving a message to queueing it for its target.",
