@@ -52,6 +52,10 @@ struct world {
 	/* [cluster] fakes (world_new_clustered) */
 	int watch_rc;           /* what cluster_watch answers */
 	unsigned announced, updated, unwatched;
+	int claims_answered;
+	enum msg_type forward_type; /* the last forward's */   /* fake_announce's answer */
+	unsigned claim_max;    /* what the last claim asked */
+	bool claim_admin;
 	GPtrArray *withdrawn;   /* of char *: peer ids */
 	GPtrArray *forwarded;   /* of char *: "INSTANCE EPOCH FROM FRAME" */
 	int forward_rc;
@@ -178,11 +182,15 @@ static const struct router_services services = {
 };
 
 /* [cluster]: recorded, answered as the test says */
-static uint64_t fake_announce(void *ctx, const struct peer *p)
+static int fake_announce(void *ctx, const struct peer *p, unsigned max_peers, bool admin,
+			 uint64_t *epoch)
 {
 	struct world *w = ctx;
 	(void)p;
-	return 1000 + ++w->announced;
+	w->claim_max = max_peers;
+	w->claim_admin = admin;
+	*epoch = 1000 + ++w->announced;
+	return w->claims_answered; /* 1: the test answers with router_cluster_claimed */
 }
 
 static void fake_update(void *ctx, const struct peer *p)
@@ -208,9 +216,11 @@ static void fake_unwatch(void *ctx, const char *room)
 	((struct world *)ctx)->unwatched++;
 }
 
-static int fake_forward(void *ctx, const struct peer *to, const struct peer *from, struct msgbuf *m)
+static int fake_forward(void *ctx, const struct peer *to, const struct peer *from, enum msg_type type,
+			struct msgbuf *m)
 {
 	struct world *w = ctx;
+	w->forward_type = type;
 	if (w->forward_rc < 0)
 		return w->forward_rc;
 	g_ptr_array_add(w->forwarded, g_strdup_printf("%s %" G_GUINT64_FORMAT " %s %.*s", to->instance, to->epoch,
@@ -1013,9 +1023,9 @@ static void test_cluster_forward(void)
 	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"rb\",\"payload\":1}");
 	expect_error(a, "DELIVERY_FAILED");
 	w->forward_rc = 0;
-	router_cluster_delivery_failed(w->r, "a", "rb", "its queue is full");
+	router_cluster_delivery_failed(w->r, "a", "rb", MSG_PEER_MESSAGE, "its queue is full");
 	expect_error(a, "DELIVERY_FAILED");
-	router_cluster_delivery_failed(w->r, "gone", "rb", "its queue is full"); /* nobody to tell */
+	router_cluster_delivery_failed(w->r, "gone", "rb", MSG_PEER_MESSAGE, "its queue is full"); /* nobody to tell */
 	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"nobody\",\"payload\":1}");
 	expect_error(a, "PEER_NOT_FOUND");
 	expect_nothing(a);
