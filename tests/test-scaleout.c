@@ -644,6 +644,48 @@ static void test_admin_seat(struct fx *fx, gconstpointer unused)
 	wsc_free(third);
 }
 
+/* Sends TEXT from C until the answer is an error: its text as sent. */
+static char *send_until_error(struct wsc *c, const char *text)
+{
+	for (int i = 0; i < 400; i++) {
+		GBytes *b = NULL;
+		int op;
+		wsc_send_text(c, text);
+		if (wsc_recv(c, i < 399 ? 5 : WSC_TIMEOUT_MS, &b, &op) == 0) {
+			gsize n;
+			const char *data = g_bytes_get_data(b, &n);
+			char *got = g_strndup(data, n); /* not NUL-terminated */
+			g_bytes_unref(b);
+			return got;
+		}
+	}
+	g_assert_not_reached();
+}
+
+/* Gap 5: an offer that the far instance cannot deliver (queue full) is
+ * answered byte for byte as the same failure on one instance: the same
+ * "target" field, the same reason. */
+static void test_far_failure_same(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	g_autofree char *pad = g_strnfill(16 * 1024, 'q');
+	g_autofree char *offer = g_strdup_printf("{\"type\":\"offer\",\"target\":\"slow\",\"sdp\":\"%s\"}", pad);
+	struct wsc *s1 = testd_register(fx->d[0], "o1", "s", NULL);
+	struct wsc *near = testd_register_slow(fx->d[0], "o1", "slow");
+	struct wsc *s2 = testd_register(fx->d[0], "o2", "s", NULL);
+	struct wsc *far = testd_register_slow(fx->d[1], "o2", "slow");
+
+	await_ids(s2, NULL, "slow", WAIT_MS);
+	g_autofree char *here = send_until_error(s1, offer);
+	g_autofree char *there = send_until_error(s2, offer);
+	g_test_message("same instance: %s\nfar instance: %s", here, there);
+	g_assert_cmpstr(there, ==, here);
+	wsc_free(far);
+	wsc_free(s2);
+	wsc_free(near);
+	wsc_free(s1);
+}
+
 /* 5. kill -9 of an instance: its peers leave every other instance's
  * discovery within instance_ttl (2 s) + 1 s; the survivors serve on. */
 static void test_instance_death(struct fx *fx, gconstpointer unused)
@@ -952,6 +994,8 @@ int main(int argc, char **argv)
 	g_test_add("/scaleout/principal", struct fx, NULL, fx_setup_keys, test_principal, fx_teardown);
 	g_test_add("/scaleout/room-full-race", struct fx, NULL, fx_setup_keys, test_room_full_race, fx_teardown);
 	g_test_add("/scaleout/admin-seat", struct fx, NULL, fx_setup_keys, test_admin_seat, fx_teardown);
+	g_test_add("/scaleout/far-failure-same", struct fx, NULL, fx_setup_small_queue, test_far_failure_same,
+		   fx_teardown);
 	T("/scaleout/instance-death", test_instance_death);
 	T("/scaleout/outage", test_outage);
 	T("/scaleout/ready", test_ready);
