@@ -686,6 +686,21 @@ static void test_far_failure_same(struct fx *fx, gconstpointer unused)
 	wsc_free(s1);
 }
 
+/* Gap 4: a v2.0 session whose id another instance takes over is kept
+ * open and silent ("superseded"), as on one instance, not replaced. */
+static void test_v20_superseded(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	struct wsc *old = testd_register(fx->d[0], "r20", "w", ",\"protocol\":\"2.0\"");
+	await_announced(fx, "r20", "w", true);
+	struct wsc *new = testd_register(fx->d[1], "r20", "w", ",\"protocol\":\"2.0\"");
+	g_assert_true(testd_wait_log(fx->d[0], "superseded by a registration on another instance", WAIT_MS));
+	wsc_expect_quiet(old); /* open, and told nothing before its pong */
+	g_assert_cmpfloat(testd_metric(fx->d[0], "rtcsignald_sessions_superseded_total"), ==, 1);
+	wsc_free(new);
+	wsc_free(old);
+}
+
 /* 5. kill -9 of an instance: its peers leave every other instance's
  * discovery within instance_ttl (2 s) + 1 s; the survivors serve on. */
 static void test_instance_death(struct fx *fx, gconstpointer unused)
@@ -994,6 +1009,7 @@ int main(int argc, char **argv)
 	g_test_add("/scaleout/principal", struct fx, NULL, fx_setup_keys, test_principal, fx_teardown);
 	g_test_add("/scaleout/room-full-race", struct fx, NULL, fx_setup_keys, test_room_full_race, fx_teardown);
 	g_test_add("/scaleout/admin-seat", struct fx, NULL, fx_setup_keys, test_admin_seat, fx_teardown);
+	T("/scaleout/v20-superseded", test_v20_superseded);
 	g_test_add("/scaleout/far-failure-same", struct fx, NULL, fx_setup_small_queue, test_far_failure_same,
 		   fx_teardown);
 	T("/scaleout/instance-death", test_instance_death);

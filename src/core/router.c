@@ -780,6 +780,20 @@ void router_replaced_elsewhere(struct router *r, struct client *c)
 {
 	struct peer *p = c->peer;
 
+	if (c->proto == PROTOCOL_V20) {
+		/* As supersede() on one instance: a v2.0 worker's socket stays
+		 * open and is sent nothing; a close would start a reconnect
+		 * fight.  Unlike there it is registered nowhere (it cannot send
+		 * as the peer another instance holds), and nothing here closes
+		 * it when the id is taken a third time: its client does. */
+		metrics_inc(sessions_superseded);
+		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, c, p->room->id, p->id, p->role, NULL,
+				"v2.0 session superseded by a registration on another instance; its socket stays open");
+		r->no_withdraw = true;
+		router_leave(r, c, "superseded");
+		r->no_withdraw = false;
+		return;
+	}
 	router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, c, p->room->id, p->id, p->role, NULL,
 			"session replaced by a registration on another instance");
 	router_send_owned(r, c, protocol_error(ERR_SESSION_REPLACED, "Session replaced by a new registration",
