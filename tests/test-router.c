@@ -1072,6 +1072,77 @@ static void test_cluster_replaced_and_deliver(void)
 	world_free(w);
 }
 
+/* A register waits for its claim's answer, then ends as on one instance:
+ * registered (the admin seat as answered), PEER_ID_TAKEN or ROOM_FULL;
+ * an id another principal holds in the view is refused at once. */
+static void test_cluster_claim(void)
+{
+	struct world *w = world_new_clustered();
+	struct fake *a = fake_new(), *b = fake_new(), *c = fake_new(), *d = fake_new(), *e = fake_new();
+	json_object *o;
+
+	w->claims_answered = 1;
+	say(w, a, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"a\",\"protocol\":\"2.1\"}");
+	expect_nothing(a);
+	g_assert_false(w->claim_admin);
+	g_assert_cmpuint(w->claim_max, ==, w->cfg->max_peers_per_room);
+	/* not registered until answered */
+	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"a\",\"payload\":1}");
+	expect_error(a, "NOT_IN_ROOM");
+	router_cluster_claimed(w->r, "r", "a", 999, ROUTER_CLAIMED, NULL); /* not its epoch */
+	expect_nothing(a);
+	router_cluster_claimed(w->r, "r", "a", 1001, ROUTER_CLAIMED, NULL);
+	json_object_put(next(a, "registered_auth"));
+
+	/* the seat is another instance's */
+	say(w, b, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"b\",\"protocol\":\"2.1\",\"is_admin\":true}");
+	g_assert_true(w->claim_admin);
+	router_cluster_claimed(w->r, "r", "b", 1002, ROUTER_CLAIMED, "far");
+	o = next(b, "admin_conflict");
+	g_assert_cmpstr(str(o, "current_admin"), ==, "far");
+	json_object_put(o);
+	json_object_put(next(b, "registered_auth"));
+
+	say(w, c, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"c\",\"protocol\":\"2.1\"}");
+	router_cluster_claimed(w->r, "r", "c", 1003, ROUTER_CLAIM_TAKEN, NULL);
+	expect_error(c, "PEER_ID_TAKEN");
+	say(w, d, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"d\",\"protocol\":\"2.1\"}");
+	router_cluster_claimed(w->r, "r", "d", 1004, ROUTER_CLAIM_FULL, NULL);
+	expect_error(d, "ROOM_FULL");
+	g_assert_cmpuint(w->withdrawn->len, ==, 0); /* Redis holds neither */
+	say(w, d, "{\"type\":\"discover_peers\"}");
+	expect_error(d, "NOT_IN_ROOM");
+
+	/* another principal's id, as the view shows it: no claim at all */
+	const struct router_remote_peer rp = { .room = "r", .peer = "owned", .instance = "b", .role = "worker",
+					       .principal = "some-other-tag", .epoch = 7 };
+	router_cluster_peer_upsert(w->r, &rp);
+	unsigned announced = w->announced;
+	say(w, e, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"owned\",\"protocol\":\"2.1\"}");
+	expect_error(e, "PEER_ID_TAKEN");
+	g_assert_cmpuint(w->announced, ==, announced);
+
+	/* a far failure names the field of its type, as a near one does */
+	router_cluster_delivery_failed(w->r, "a", "owned", MSG_OFFER, "its queue is full");
+	o = next(a, "error");
+	g_assert_cmpstr(str(o, "code"), ==, "DELIVERY_FAILED");
+	g_assert_cmpstr(str(o, "target"), ==, "owned");
+	g_assert_null(str(o, "to_peer_id"));
+	json_object_put(o);
+	router_cluster_delivery_failed(w->r, "a", "owned", MSG_MESH_CONNECT, "its queue is full");
+	o = next(a, "error");
+	g_assert_cmpstr(str(o, "target_peer_id"), ==, "owned");
+	json_object_put(o);
+	router_cluster_delivery_failed(w->r, "a", "owned", MSG_ERROR, "gone"); /* a relay: never answered */
+	expect_nothing(a);
+	fake_gone(w, a);
+	fake_gone(w, b);
+	fake_gone(w, c);
+	fake_gone(w, d);
+	fake_gone(w, e);
+	world_free(w);
+}
+
 /* max_peers_per_room counts the room's view: other instances' peers too. */
 static void test_cluster_room_full(void)
 {
@@ -1119,6 +1190,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/router/edge/closing-and-disconnect", test_closing_and_disconnect);
 	g_test_add_func("/router/cluster/view", test_cluster_view);
 	g_test_add_func("/router/cluster/forward", test_cluster_forward);
+	g_test_add_func("/router/cluster/claim", test_cluster_claim);
 	g_test_add_func("/router/cluster/replaced-and-deliver", test_cluster_replaced_and_deliver);
 	g_test_add_func("/router/cluster/room-full", test_cluster_room_full);
 	g_test_add_func("/router/summary/every-error-code", test_every_error_code);
