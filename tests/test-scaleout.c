@@ -402,6 +402,18 @@ static void test_relay(struct fx *fx, gconstpointer unused)
 	g_autofree char *st = ctl_status(fx->d[1]);
 	g_assert_nonnull(strstr(st, "Cluster:"));
 	g_assert_nonnull(strstr(st, "up, 3 instances"));
+	/* and each instance's peers (here a: sa, ta; b: tb; c: none) */
+	static const char *const want[] = { "instance a +2 peers", "instance b +1 peers", "instance c +0 peers" };
+	bool all = false;
+	for (int i = 0; i < 50 && !all; i++) {
+		if (i)
+			g_usleep(100 * 1000); /* the sweep counts twice a second; nothing to await */
+		g_autofree char *st2 = ctl_status(fx->d[1]);
+		all = true;
+		for (unsigned k = 0; k < G_N_ELEMENTS(want); k++)
+			all = all && g_regex_match_simple(want[k], st2, 0, 0);
+	}
+	g_assert_true(all);
 	wsc_free(sa);
 	wsc_free(ta);
 	wsc_free(tb);

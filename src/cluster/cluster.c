@@ -2,6 +2,7 @@
 #include "cluster/cluster.h"
 
 #include "cluster/cluster_lua.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/redisurl.h"
@@ -620,6 +621,21 @@ static void claimed(struct cluster *c, struct req *q, enum cluster_claim res, co
 		c->ops.claimed(c->user, q->a, q->b, q->epoch, res, admin);
 }
 
+/* The sweep's per-instance peer counts, for rtcsignalctl status. */
+static void publish_instance_peers(const struct cluster *c)
+{
+	g_autoptr(GString) s = g_string_new("{");
+	for (guint i = 0; i < c->instances->len; i++) {
+		const struct cluster_instance_info *in = &g_array_index(c->instances, struct cluster_instance_info, i);
+		if (i)
+			g_string_append_c(s, ',');
+		json_append_string(s, in->id, strlen(in->id));
+		g_string_append_printf(s, ":%lld", in->peers);
+	}
+	g_string_append_c(s, '}');
+	metrics_set_cluster_peers(s->str);
+}
+
 static void instances_clear(struct cluster *c)
 {
 	for (guint i = 0; i < c->instances->len; i++)
@@ -696,6 +712,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 				g_array_append_val(c->instances, in);
 			}
 			metrics_set(cluster_instances, (int_fast64_t)c->instances->len);
+			publish_instance_peers(c);
 			for (size_t i = 0; i + 1 < g->elements; i += 2)
 				log_notice("cluster: instance %s expired, %lld of its peers removed",
 					   g->element[i]->str, g->element[i + 1]->integer);
