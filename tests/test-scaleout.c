@@ -654,6 +654,12 @@ static void test_admin_seat(struct fx *fx, gconstpointer unused)
 	wsc_expect_quiet(third); /* no admin_conflict after it */
 	wsc_free(second);
 	wsc_free(third);
+	/* the seat's key goes with its holder */
+	await_announced(fx, "ra", "boss3", false);
+	redisReply *rep = testredis_command(fx->redis, "EXISTS so:{ra}:admin");
+	g_assert_nonnull(rep);
+	g_assert_cmpint(rep->integer, ==, 0);
+	freeReplyObject(rep);
 }
 
 /* Sends TEXT from C until the answer is an error: its text as sent. */

@@ -1143,8 +1143,9 @@ int cluster_withdraw(struct cluster *c, const char *room, const char *peer, uint
 	g_autofree char *ch = room_key(c, room, "events");
 	g_autofree char *ep = g_strdup_printf("%" PRIu64, epoch);
 	g_autofree char *ts = g_strdup_printf("%" PRId64, realtime_us());
-	const char *args[] = { hash, seq, c->my_set, room, peer, c->me, ep, ts, ch };
-	eval(c, req_new(c, R_PLAIN), S_WITHDRAW, G_N_ELEMENTS(args), args, NULL, 3);
+	g_autofree char *admin = room_key(c, room, "admin");
+	const char *args[] = { hash, seq, c->my_set, admin, room, peer, c->me, ep, ts, ch };
+	eval(c, req_new(c, R_PLAIN), S_WITHDRAW, G_N_ELEMENTS(args), args, NULL, 4);
 	return 0;
 }
 

@@ -78,14 +78,16 @@
 	"redis.call('PUBLISH', ARGV[6], 'U\\n' .. seq .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[4])\n" \
 	"return 1\n"
 
-/* KEYS: room hash, room seq, my peer set.  ARGV: room, peer, me, epoch,
- * ts, channel.  -> 1 if removed; 0 if a newer session owns the id. */
+/* KEYS: room hash, room seq, my peer set, room admin.  ARGV: room, peer,
+ * me, epoch, ts, channel.  -> 1 if removed; 0 if a newer session owns the
+ * id.  The admin seat it held goes with it. */
 #define CLUSTER_LUA_WITHDRAW \
 	"local cur = redis.call('HGET', KEYS[1], ARGV[2])\n" \
 	"if not cur then return 0 end\n" \
 	"local inst, e = string.match(cur, '^([^\\n]*)\\n([^\\n]*)\\n')\n" \
 	"if inst ~= ARGV[3] or e ~= ARGV[4] then return 0 end\n" \
 	"redis.call('HDEL', KEYS[1], ARGV[2])\n" \
+	"if redis.call('GET', KEYS[4]) == ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] then redis.call('DEL', KEYS[4]) end\n" \
 	"redis.call('SREM', KEYS[3], ARGV[1] .. '\\n' .. ARGV[2])\n" \
 	"local seq = redis.call('INCR', KEYS[2])\n" \
 	"if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('PEXPIRE', KEYS[2], 86400000) end\n" \
@@ -106,6 +108,9 @@
 	"  local cur = redis.call('HGET', h, peer)\n" \
 	"  if not cur or string.match(cur, '^([^\\n]*)\\n') ~= id then return 0 end\n" \
 	"  redis.call('HDEL', h, peer)\n" \
+	"  local a = P .. '{' .. room .. '}:admin'\n" \
+	"  local e = string.match(cur, '^[^\\n]*\\n([^\\n]*)\\n')\n" \
+	"  if redis.call('GET', a) == peer .. '\\n' .. id .. '\\n' .. (e or '') then redis.call('DEL', a) end\n" \
 	"  local s = P .. '{' .. room .. '}:seq'\n" \
 	"  local seq = redis.call('INCR', s)\n" \
 	"  if redis.call('EXISTS', h) == 0 then redis.call('PEXPIRE', s, 86400000) end\n" \
