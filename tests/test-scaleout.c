@@ -304,7 +304,10 @@ static void test_discovery(struct fx *fx, gconstpointer unused)
 	wsc_free(oa);
 	wsc_free(ob);
 	wsc_free(oc);
-	/* and the empty room vanishes from Redis */
+	/* and the empty room vanishes from Redis (three instances close
+	 * their observers each in its own time) */
+	await_announced(fx, "r1", "obs-a", false);
+	await_announced(fx, "r1", "obs-b", false);
 	await_announced(fx, "r1", "obs-c", false);
 	redisReply *r = testredis_command(fx->redis, "EXISTS so:{r1}:peers");
 	g_assert_cmpint(r->integer, ==, 0);
