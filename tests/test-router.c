@@ -52,6 +52,10 @@ struct world {
 	/* [cluster] fakes (world_new_clustered) */
 	int watch_rc;           /* what cluster_watch answers */
 	unsigned announced, updated, unwatched;
+	int claims_answered;
+	enum msg_type forward_type; /* the last forward's */   /* fake_announce's answer */
+	unsigned claim_max;    /* what the last claim asked */
+	bool claim_admin;
 	GPtrArray *withdrawn;   /* of char *: peer ids */
 	GPtrArray *forwarded;   /* of char *: "INSTANCE EPOCH FROM FRAME" */
 	int forward_rc;
@@ -178,11 +182,15 @@ static const struct router_services services = {
 };
 
 /* [cluster]: recorded, answered as the test says */
-static uint64_t fake_announce(void *ctx, const struct peer *p)
+static int fake_announce(void *ctx, const struct peer *p, unsigned max_peers, bool admin,
+			 uint64_t *epoch)
 {
 	struct world *w = ctx;
 	(void)p;
-	return 1000 + ++w->announced;
+	w->claim_max = max_peers;
+	w->claim_admin = admin;
+	*epoch = 1000 + ++w->announced;
+	return w->claims_answered; /* 1: the test answers with router_cluster_claimed */
 }
 
 static void fake_update(void *ctx, const struct peer *p)
@@ -208,9 +216,11 @@ static void fake_unwatch(void *ctx, const char *room)
 	((struct world *)ctx)->unwatched++;
 }
 
-static int fake_forward(void *ctx, const struct peer *to, const struct peer *from, struct msgbuf *m)
+static int fake_forward(void *ctx, const struct peer *to, const struct peer *from, enum msg_type type,
+			struct msgbuf *m)
 {
 	struct world *w = ctx;
+	w->forward_type = type;
 	if (w->forward_rc < 0)
 		return w->forward_rc;
 	g_ptr_array_add(w->forwarded, g_strdup_printf("%s %" G_GUINT64_FORMAT " %s %.*s", to->instance, to->epoch,
@@ -1013,9 +1023,9 @@ static void test_cluster_forward(void)
 	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"rb\",\"payload\":1}");
 	expect_error(a, "DELIVERY_FAILED");
 	w->forward_rc = 0;
-	router_cluster_delivery_failed(w->r, "a", "rb", "its queue is full");
+	router_cluster_delivery_failed(w->r, "a", "rb", MSG_PEER_MESSAGE, "its queue is full");
 	expect_error(a, "DELIVERY_FAILED");
-	router_cluster_delivery_failed(w->r, "gone", "rb", "its queue is full"); /* nobody to tell */
+	router_cluster_delivery_failed(w->r, "gone", "rb", MSG_PEER_MESSAGE, "its queue is full"); /* nobody to tell */
 	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"nobody\",\"payload\":1}");
 	expect_error(a, "PEER_NOT_FOUND");
 	expect_nothing(a);
@@ -1059,6 +1069,77 @@ static void test_cluster_replaced_and_deliver(void)
 	g_assert_cmpint(k->close_code, ==, ROUTER_CLOSE_REPLACED);
 	fake_gone(w, k);
 	g_assert_cmpuint(w->withdrawn->len, ==, 0);
+	world_free(w);
+}
+
+/* A register waits for its claim's answer, then ends as on one instance:
+ * registered (the admin seat as answered), PEER_ID_TAKEN or ROOM_FULL;
+ * an id another principal holds in the view is refused at once. */
+static void test_cluster_claim(void)
+{
+	struct world *w = world_new_clustered();
+	struct fake *a = fake_new(), *b = fake_new(), *c = fake_new(), *d = fake_new(), *e = fake_new();
+	json_object *o;
+
+	w->claims_answered = 1;
+	say(w, a, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"a\",\"protocol\":\"2.1\"}");
+	expect_nothing(a);
+	g_assert_false(w->claim_admin);
+	g_assert_cmpuint(w->claim_max, ==, w->cfg->max_peers_per_room);
+	/* not registered until answered */
+	say(w, a, "{\"type\":\"peer_message\",\"to_peer_id\":\"a\",\"payload\":1}");
+	expect_error(a, "NOT_IN_ROOM");
+	router_cluster_claimed(w->r, "r", "a", 999, ROUTER_CLAIMED, NULL); /* not its epoch */
+	expect_nothing(a);
+	router_cluster_claimed(w->r, "r", "a", 1001, ROUTER_CLAIMED, NULL);
+	json_object_put(next(a, "registered_auth"));
+
+	/* the seat is another instance's */
+	say(w, b, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"b\",\"protocol\":\"2.1\",\"is_admin\":true}");
+	g_assert_true(w->claim_admin);
+	router_cluster_claimed(w->r, "r", "b", 1002, ROUTER_CLAIMED, "far");
+	o = next(b, "admin_conflict");
+	g_assert_cmpstr(str(o, "current_admin"), ==, "far");
+	json_object_put(o);
+	json_object_put(next(b, "registered_auth"));
+
+	say(w, c, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"c\",\"protocol\":\"2.1\"}");
+	router_cluster_claimed(w->r, "r", "c", 1003, ROUTER_CLAIM_TAKEN, NULL);
+	expect_error(c, "PEER_ID_TAKEN");
+	say(w, d, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"d\",\"protocol\":\"2.1\"}");
+	router_cluster_claimed(w->r, "r", "d", 1004, ROUTER_CLAIM_FULL, NULL);
+	expect_error(d, "ROOM_FULL");
+	g_assert_cmpuint(w->withdrawn->len, ==, 0); /* Redis holds neither */
+	say(w, d, "{\"type\":\"discover_peers\"}");
+	expect_error(d, "NOT_IN_ROOM");
+
+	/* another principal's id, as the view shows it: no claim at all */
+	const struct router_remote_peer rp = { .room = "r", .peer = "owned", .instance = "b", .role = "worker",
+					       .principal = "some-other-tag", .epoch = 7 };
+	router_cluster_peer_upsert(w->r, &rp);
+	unsigned announced = w->announced;
+	say(w, e, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"owned\",\"protocol\":\"2.1\"}");
+	expect_error(e, "PEER_ID_TAKEN");
+	g_assert_cmpuint(w->announced, ==, announced);
+
+	/* a far failure names the field of its type, as a near one does */
+	router_cluster_delivery_failed(w->r, "a", "owned", MSG_OFFER, "its queue is full");
+	o = next(a, "error");
+	g_assert_cmpstr(str(o, "code"), ==, "DELIVERY_FAILED");
+	g_assert_cmpstr(str(o, "target"), ==, "owned");
+	g_assert_null(str(o, "to_peer_id"));
+	json_object_put(o);
+	router_cluster_delivery_failed(w->r, "a", "owned", MSG_MESH_CONNECT, "its queue is full");
+	o = next(a, "error");
+	g_assert_cmpstr(str(o, "target_peer_id"), ==, "owned");
+	json_object_put(o);
+	router_cluster_delivery_failed(w->r, "a", "owned", MSG_ERROR, "gone"); /* a relay: never answered */
+	expect_nothing(a);
+	fake_gone(w, a);
+	fake_gone(w, b);
+	fake_gone(w, c);
+	fake_gone(w, d);
+	fake_gone(w, e);
 	world_free(w);
 }
 
@@ -1109,6 +1190,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/router/edge/closing-and-disconnect", test_closing_and_disconnect);
 	g_test_add_func("/router/cluster/view", test_cluster_view);
 	g_test_add_func("/router/cluster/forward", test_cluster_forward);
+	g_test_add_func("/router/cluster/claim", test_cluster_claim);
 	g_test_add_func("/router/cluster/replaced-and-deliver", test_cluster_replaced_and_deliver);
 	g_test_add_func("/router/cluster/room-full", test_cluster_room_full);
 	g_test_add_func("/router/summary/every-error-code", test_every_error_code);

@@ -304,8 +304,8 @@ static void test_discovery(struct fx *fx, gconstpointer unused)
 	wsc_free(oa);
 	wsc_free(ob);
 	wsc_free(oc);
-	/* and the empty room vanishes from Redis, once each instance has
-	 * withdrawn its observer */
+	/* and the empty room vanishes from Redis (three instances close
+	 * their observers each in its own time) */
 	await_announced(fx, "r1", "obs-a", false);
 	await_announced(fx, "r1", "obs-b", false);
 	await_announced(fx, "r1", "obs-c", false);
@@ -405,6 +405,18 @@ static void test_relay(struct fx *fx, gconstpointer unused)
 	g_autofree char *st = ctl_status(fx->d[1]);
 	g_assert_nonnull(strstr(st, "Cluster:"));
 	g_assert_nonnull(strstr(st, "up, 3 instances"));
+	/* and each instance's peers (here a: sa, ta; b: tb; c: none) */
+	static const char *const want[] = { "instance a +2 peers", "instance b +1 peers", "instance c +0 peers" };
+	bool all = false;
+	for (int i = 0; i < 50 && !all; i++) {
+		if (i)
+			g_usleep(100 * 1000); /* the sweep counts twice a second; nothing to await */
+		g_autofree char *st2 = ctl_status(fx->d[1]);
+		all = true;
+		for (unsigned k = 0; k < G_N_ELEMENTS(want); k++)
+			all = all && g_regex_match_simple(want[k], st2, 0, 0);
+	}
+	g_assert_true(all);
 	wsc_free(sa);
 	wsc_free(ta);
 	wsc_free(tb);
@@ -500,6 +512,214 @@ static void test_room_full(struct fx *fx, gconstpointer unused)
 	wsc_free(m1);
 	wsc_free(m2);
 	wsc_free(m3);
+}
+
+/* --- issue 14 gaps: registration rules cluster-wide --- */
+
+#define SO_ADMIN_TOKEN "scaleout-admin-token"
+
+static void fx_setup_keys(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	fx_start(fx, "max_peers_per_room = 3\n[admin]\ntoken = " SO_ADMIN_TOKEN "\n");
+}
+
+static char *api_new(struct testd *d, const char *path, const char *body, const char *key)
+{
+	json_object *o = testd_admin_api(d, SO_ADMIN_TOKEN, "POST", path, body, 201);
+	char *v = g_strdup(testd_str(o, key));
+	json_object_put(o);
+	g_assert_nonnull(v);
+	return v;
+}
+
+/* Sends a register of PEER with API_KEY on D (not awaited). */
+static struct wsc *send_register_key(struct testd *d, const char *api_key, const char *peer)
+{
+	struct wsc *c = testd_connect(d);
+	wsc_sendf(c, "{\"type\":\"register\",\"api_key\":\"%s\",\"peer_id\":\"%s\",\"protocol\":\"2.1\"}",
+		  api_key, peer);
+	return c;
+}
+
+/* The answer to a register: "registered" or the error's code. */
+static char *register_outcome(struct wsc *c)
+{
+	json_object *o = wsc_recv_json(c);
+	g_assert_nonnull(o);
+	char *what = g_strdup(g_strcmp0(testd_str(o, "type"), "registered_auth") == 0 ? "registered"
+											 : testd_str(o, "code"));
+	json_object_put(o);
+	return what;
+}
+
+/* Exactly one of X and Y registered, the other refused with CODE. */
+static struct wsc *one_of(struct wsc *x, struct wsc *y, const char *code)
+{
+	g_autofree char *ox = register_outcome(x);
+	g_autofree char *oy = register_outcome(y);
+	g_test_message("%s / %s", ox, oy);
+	g_assert_true((!strcmp(ox, "registered") && !strcmp(oy, code)) ||
+		      (!strcmp(oy, "registered") && !strcmp(ox, code)));
+	return !strcmp(ox, "registered") ? x : y;
+}
+
+/* Gap 1: a peer id held on another instance is PEER_ID_TAKEN for another
+ * principal, as on one instance, also when both register at once; the
+ * same principal still takes it over (SESSION_REPLACED there). */
+static void test_principal(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	g_autofree char *room = api_new(fx->d[0], "/api/rooms", "{\"name\":\"owned\"}", "room_id");
+	g_autofree char *body = g_strdup_printf("{\"room_id\":\"%s\"}", room);
+	g_autofree char *k1 = api_new(fx->d[0], "/api/keys", body, "api_key");
+	g_autofree char *k2 = api_new(fx->d[0], "/api/keys", body, "api_key");
+
+	struct wsc *owner = send_register_key(fx->d[0], k1, "px");
+	json_object_put(wsc_expect(owner, "registered_auth"));
+	await_announced(fx, room, "px", true);
+	struct wsc *thief = send_register_key(fx->d[1], k2, "px");
+	json_object_put(wsc_expect_error(thief, "PEER_ID_TAKEN"));
+	wsc_expect_quiet(owner); /* untouched, still open */
+	wsc_free(thief);
+
+	/* at once on two instances: exactly one holds the id, and keeps it */
+	for (int round = 0; round < 5; round++) {
+		g_autofree char *id = g_strdup_printf("race%d", round);
+		struct wsc *x = send_register_key(fx->d[1], k1, id);
+		struct wsc *y = send_register_key(fx->d[2], k2, id);
+		wsc_expect_quiet(one_of(x, y, "PEER_ID_TAKEN"));
+		wsc_free(x);
+		wsc_free(y);
+		await_announced(fx, room, id, false);
+	}
+
+	/* the same principal elsewhere replaces its own session */
+	struct wsc *again = send_register_key(fx->d[2], k1, "px");
+	json_object_put(wsc_expect(again, "registered_auth"));
+	json_object_put(wsc_expect_error(owner, "SESSION_REPLACED"));
+	g_assert_cmpint(wsc_wait_close(owner, WAIT_MS), ==, 4001);
+	wsc_free(owner);
+	wsc_free(again);
+}
+
+/* Gap 2: max_peers_per_room (3) with 2 peers, two registers on two
+ * instances at once: exactly one ROOM_FULL, every time. */
+static void test_room_full_race(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	double before = testd_metric(fx->d[1], "rtcsignald_limit_hits_total{limit=\"max_peers_per_room\"}") +
+			testd_metric(fx->d[2], "rtcsignald_limit_hits_total{limit=\"max_peers_per_room\"}");
+	for (int round = 0; round < 5; round++) {
+		g_autofree char *room = g_strdup_printf("rr%d", round);
+		struct wsc *m1 = testd_register(fx->d[1], room, "m1", NULL);
+		struct wsc *m2 = testd_register(fx->d[2], room, "m2", NULL);
+		await_ids(m1, NULL, "m2", WAIT_MS);
+		await_ids(m2, NULL, "m1", WAIT_MS);
+		struct wsc *x = testd_connect(fx->d[1]);
+		struct wsc *y = testd_connect(fx->d[2]);
+		wsc_sendf(x, "{\"type\":\"register\",\"peer_id\":\"x\",\"room_id\":\"%s\",\"protocol\":\"2.1\"}", room);
+		wsc_sendf(y, "{\"type\":\"register\",\"peer_id\":\"y\",\"room_id\":\"%s\",\"protocol\":\"2.1\"}", room);
+		one_of(x, y, "ROOM_FULL");
+		wsc_free(x);
+		wsc_free(y);
+		wsc_free(m1);
+		wsc_free(m2);
+	}
+	g_assert_cmpfloat(testd_metric(fx->d[1], "rtcsignald_limit_hits_total{limit=\"max_peers_per_room\"}") +
+				  testd_metric(fx->d[2], "rtcsignald_limit_hits_total{limit=\"max_peers_per_room\"}") -
+				  before,
+			  ==, 5);
+}
+
+/* Gap 3: one admin seat per room across instances. */
+static void test_admin_seat(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	struct wsc *first = testd_register(fx->d[0], "ra", "boss", ",\"is_admin\":true");
+	await_announced(fx, "ra", "boss", true);
+	struct wsc *second = testd_connect(fx->d[1]);
+	wsc_send_text(second, "{\"type\":\"register\",\"peer_id\":\"boss2\",\"room_id\":\"ra\",\"protocol\":\"2.1\","
+			      "\"is_admin\":true}");
+	json_object *o = wsc_expect(second, "admin_conflict");
+	g_assert_cmpstr(testd_str(o, "current_admin"), ==, "boss");
+	json_object_put(o);
+	o = wsc_expect(second, "registered_auth");
+	g_assert_cmpstr(testd_str(o, "admin_peer_id"), ==, "boss"); /* as on one instance */
+	json_object_put(o);
+	/* the holder leaves: the seat is free again, on any instance */
+	wsc_free(first);
+	await_announced(fx, "ra", "boss", false);
+	struct wsc *third = testd_connect(fx->d[2]);
+	wsc_send_text(third, "{\"type\":\"register\",\"peer_id\":\"boss3\",\"room_id\":\"ra\",\"protocol\":\"2.1\","
+			     "\"is_admin\":true}");
+	json_object_put(wsc_expect(third, "registered_auth"));
+	wsc_expect_quiet(third); /* no admin_conflict after it */
+	wsc_free(second);
+	wsc_free(third);
+	/* the seat's key goes with its holder */
+	await_announced(fx, "ra", "boss3", false);
+	redisReply *rep = testredis_command(fx->redis, "EXISTS so:{ra}:admin");
+	g_assert_nonnull(rep);
+	g_assert_cmpint(rep->integer, ==, 0);
+	freeReplyObject(rep);
+}
+
+/* Sends TEXT from C until the answer is an error: its text as sent. */
+static char *send_until_error(struct wsc *c, const char *text)
+{
+	for (int i = 0; i < 400; i++) {
+		GBytes *b = NULL;
+		int op;
+		wsc_send_text(c, text);
+		if (wsc_recv(c, i < 399 ? 5 : WSC_TIMEOUT_MS, &b, &op) == 0) {
+			gsize n;
+			const char *data = g_bytes_get_data(b, &n);
+			char *got = g_strndup(data, n); /* not NUL-terminated */
+			g_bytes_unref(b);
+			return got;
+		}
+	}
+	g_assert_not_reached();
+}
+
+/* Gap 5: an offer that the far instance cannot deliver (queue full) is
+ * answered byte for byte as the same failure on one instance: the same
+ * "target" field, the same reason. */
+static void test_far_failure_same(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	g_autofree char *pad = g_strnfill(16 * 1024, 'q');
+	g_autofree char *offer = g_strdup_printf("{\"type\":\"offer\",\"target\":\"slow\",\"sdp\":\"%s\"}", pad);
+	struct wsc *s1 = testd_register(fx->d[0], "o1", "s", NULL);
+	struct wsc *near = testd_register_slow(fx->d[0], "o1", "slow");
+	struct wsc *s2 = testd_register(fx->d[0], "o2", "s", NULL);
+	struct wsc *far = testd_register_slow(fx->d[1], "o2", "slow");
+
+	await_ids(s2, NULL, "slow", WAIT_MS);
+	g_autofree char *here = send_until_error(s1, offer);
+	g_autofree char *there = send_until_error(s2, offer);
+	g_test_message("same instance: %s\nfar instance: %s", here, there);
+	g_assert_cmpstr(there, ==, here);
+	wsc_free(far);
+	wsc_free(s2);
+	wsc_free(near);
+	wsc_free(s1);
+}
+
+/* Gap 4: a v2.0 session whose id another instance takes over is kept
+ * open and silent ("superseded"), as on one instance, not replaced. */
+static void test_v20_superseded(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	struct wsc *old = testd_register(fx->d[0], "r20", "w", ",\"protocol\":\"2.0\"");
+	await_announced(fx, "r20", "w", true);
+	struct wsc *new = testd_register(fx->d[1], "r20", "w", ",\"protocol\":\"2.0\"");
+	g_assert_true(testd_wait_log(fx->d[0], "superseded by a registration on another instance", WAIT_MS));
+	wsc_expect_quiet(old); /* open, and told nothing before its pong */
+	g_assert_cmpfloat(testd_metric(fx->d[0], "rtcsignald_sessions_superseded_total"), ==, 1);
+	wsc_free(new);
+	wsc_free(old);
 }
 
 /* 5. kill -9 of an instance: its peers leave every other instance's
@@ -807,6 +1027,12 @@ int main(int argc, char **argv)
 		   fx_teardown);
 	T("/scaleout/replaced", test_replaced);
 	g_test_add("/scaleout/room-full", struct fx, NULL, fx_setup_two_per_room, test_room_full, fx_teardown);
+	g_test_add("/scaleout/principal", struct fx, NULL, fx_setup_keys, test_principal, fx_teardown);
+	g_test_add("/scaleout/room-full-race", struct fx, NULL, fx_setup_keys, test_room_full_race, fx_teardown);
+	g_test_add("/scaleout/admin-seat", struct fx, NULL, fx_setup_keys, test_admin_seat, fx_teardown);
+	T("/scaleout/v20-superseded", test_v20_superseded);
+	g_test_add("/scaleout/far-failure-same", struct fx, NULL, fx_setup_small_queue, test_far_failure_same,
+		   fx_teardown);
 	T("/scaleout/instance-death", test_instance_death);
 	T("/scaleout/outage", test_outage);
 	T("/scaleout/ready", test_ready);

@@ -2,6 +2,7 @@
 #include "cluster/cluster.h"
 
 #include "cluster/cluster_lua.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/redisurl.h"
@@ -32,8 +33,8 @@ enum view_state { V_DOWN, V_SUBSCRIBING, V_LOADING, V_READY };
 /* One peer as a view holds it. */
 struct vpeer {
 	char *value; /* the hash value, owned; the fields below point into a copy */
-	char *fields; /* "INSTANCE\0EPOCH\0CONNECTED_AT\0ROLE\0META" */
-	const char *instance, *epoch, *role, *meta;
+	char *fields; /* "INSTANCE\0EPOCH\0CONNECTED_AT\0ROLE\0PRINCIPAL\0META" */
+	const char *instance, *epoch, *role, *principal, *meta;
 	int64_t connected_at;
 };
 
@@ -49,9 +50,11 @@ struct view {
 };
 
 struct local {
-	char *room, *peer, *role, *meta;
+	char *room, *peer, *role, *meta, *principal;
 	int64_t connected_at;
 	uint64_t epoch;
+	unsigned max_peers; /* the first claim's bounds only */
+	bool admin;
 };
 
 struct cluster {
@@ -93,6 +96,7 @@ struct req {
 	uint64_t gen;
 	enum req_kind kind;
 	char *a, *b;    /* claim: room, peer; load: room; forward: from, to */
+	char *tag;      /* forward: the sender's tag, echoed in a failure */
 	uint64_t epoch; /* claim; load: its load_gen */
 	bool reannounce;
 };
@@ -149,6 +153,7 @@ static void req_free(struct req *q)
 {
 	g_free(q->a);
 	g_free(q->b);
+	g_free(q->tag);
 	g_free(q);
 }
 
@@ -169,11 +174,11 @@ static int send_argv(struct cluster *c, struct req *q, int argc, const char **ar
 static int eval(struct cluster *c, struct req *q, enum script s, int nargs, const char **args,
 		const size_t *lens, int nkeys)
 {
-	const char *argv[16];
-	size_t argl[16];
+	const char *argv[24];
+	size_t argl[24];
 	char nk[8];
 
-	g_assert(nargs + 3 <= 16);
+	g_assert(nargs + 3 <= 24);
 	snprintf(nk, sizeof nk, "%d", nkeys);
 	argv[0] = "EVALSHA", argl[0] = 7;
 	argv[1] = c->sha[s], argl[1] = 40;
@@ -199,16 +204,17 @@ static void vpeer_free(void *p)
 	g_free(v);
 }
 
-/* VALUE: "INSTANCE\nEPOCH\nCONNECTED_AT\nROLE\nMETA"; NULL if malformed. */
+/* VALUE: "INSTANCE\nEPOCH\nCONNECTED_AT\nROLE\nPRINCIPAL\nMETA"; NULL if
+ * malformed. */
 static struct vpeer *vpeer_parse(const char *value, size_t len)
 {
 	struct vpeer *v = g_new0(struct vpeer, 1);
-	char *f[5];
+	char *f[6];
 	char *s;
 
 	v->value = g_strndup(value, len);
 	v->fields = s = g_strndup(value, len);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		f[i] = s;
 		s = strchr(s, '\n');
 		if (!s) {
@@ -217,8 +223,8 @@ static struct vpeer *vpeer_parse(const char *value, size_t len)
 		}
 		*s++ = '\0';
 	}
-	f[4] = s;
-	v->instance = f[0], v->epoch = f[1], v->role = f[3], v->meta = f[4];
+	f[5] = s;
+	v->instance = f[0], v->epoch = f[1], v->role = f[3], v->principal = f[4], v->meta = f[5];
 	v->connected_at = g_ascii_strtoll(f[2], NULL, 10);
 	return v;
 }
@@ -232,7 +238,7 @@ static void tell_upsert(struct cluster *c, const char *room, const char *peer, c
 {
 	struct cluster_peer p = {
 		.room = room, .peer = peer, .instance = v->instance, .role = v->role, .meta = v->meta,
-		.connected_at = v->connected_at, .epoch = g_ascii_strtoull(v->epoch, NULL, 10),
+		.principal = v->principal, .connected_at = v->connected_at, .epoch = g_ascii_strtoull(v->epoch, NULL, 10),
 	};
 	if (c->ops.peer_upsert && !c->freeing)
 		c->ops.peer_upsert(c->user, &p);
@@ -427,8 +433,8 @@ static void subscribe(struct cluster *c, const char *channel);
 static void on_instance_message(struct cluster *c, const char *s, size_t len)
 {
 	const char *end = s + len;
-	const char *f[4];
-	size_t fl[4];
+	const char *f[5];
+	size_t fl[5];
 	int want, n = 0;
 	const char *p;
 
@@ -438,7 +444,7 @@ static void on_instance_message(struct cluster *c, const char *s, size_t len)
 	}
 	if (len < 2 || s[1] != '\n')
 		return;
-	want = s[0] == 'F' ? 4 : s[0] == 'X' ? 3 : s[0] == 'K' ? 4 : -1;
+	want = s[0] == 'F' ? 5 : s[0] == 'X' ? 4 : s[0] == 'K' ? 4 : -1;
 	if (want < 0)
 		return;
 	/* WANT newline-terminated fields after the type, then the rest */
@@ -455,8 +461,9 @@ static void on_instance_message(struct cluster *c, const char *s, size_t len)
 	g_autofree char *b = g_strndup(f[1], fl[1]);
 	g_autofree char *d = g_strndup(f[2], fl[2]);
 	if (s[0] == 'F') {
-		/* F from_instance from_peer to_peer epoch bytes */
+		/* F from_instance from_peer to_peer epoch tag bytes */
 		g_autofree char *ep = g_strndup(f[3], fl[3]);
+		g_autofree char *tag = g_strndup(f[4], fl[4]);
 		uint64_t epoch = g_ascii_strtoull(ep, NULL, 10);
 		enum cluster_reason r = CLUSTER_GONE;
 		metrics_inc(cluster_received);
@@ -464,18 +471,19 @@ static void on_instance_message(struct cluster *c, const char *s, size_t len)
 			r = c->ops.deliver(c->user, d, epoch, a, b, p, (size_t)(end - p));
 		if (r != CLUSTER_OK && c->cmd) { /* also while connecting */
 			g_autofree char *ch = g_strdup_printf("%sinst:{%s}:msg", c->prefix, a);
-			g_autofree char *msg = g_strdup_printf("X\n%s\n%s\n%d", b, d, (int)r);
+			g_autofree char *msg = g_strdup_printf("X\n%s\n%s\n%s\n%d", b, d, tag, (int)r);
 			const char *argv[] = { "PUBLISH", ch, msg };
 			send_argv(c, req_new(c, R_PLAIN), 3, argv, NULL);
 		}
 	} else if (s[0] == 'X') {
-		/* X from_peer to_peer reason */
-		int r = atoi(d);
+		/* X from_peer to_peer tag reason */
+		g_autofree char *why = g_strndup(f[3], fl[3]);
+		int r = atoi(why);
 		if (r <= 0 || r >= CLUSTER_REASON__COUNT)
 			r = CLUSTER_GONE;
 		metrics_inc(cluster_forward_failures[r]);
 		if (c->ops.delivery_failed && !c->freeing)
-			c->ops.delivery_failed(c->user, a, b, (enum cluster_reason)r);
+			c->ops.delivery_failed(c->user, a, b, d, (enum cluster_reason)r);
 	} else {
 		/* K room peer epoch by_instance: our session lost its id */
 		g_autofree char *by = g_strndup(f[3], fl[3]);
@@ -599,6 +607,35 @@ static void claim_lost(struct cluster *c, struct req *q, const char *by)
 		c->ops.replaced(c->user, q->a, q->b, q->epoch, by);
 }
 
+/* A new session's claim was answered: refused ones are no longer ours. */
+static void claimed(struct cluster *c, struct req *q, enum cluster_claim res, const char *admin)
+{
+	g_autofree char *key = g_strdup_printf("%s\n%s", q->a, q->b);
+	struct local *l = g_hash_table_lookup(c->locals, key);
+
+	if (!q->epoch || !l || l->epoch != q->epoch)
+		return; /* withdrawn or replaced meanwhile: nobody waits */
+	if (res != CLUSTER_CLAIMED)
+		g_hash_table_remove(c->locals, key);
+	if (c->ops.claimed && !c->freeing)
+		c->ops.claimed(c->user, q->a, q->b, q->epoch, res, admin);
+}
+
+/* The sweep's per-instance peer counts, for rtcsignalctl status. */
+static void publish_instance_peers(const struct cluster *c)
+{
+	g_autoptr(GString) s = g_string_new("{");
+	for (guint i = 0; i < c->instances->len; i++) {
+		const struct cluster_instance_info *in = &g_array_index(c->instances, struct cluster_instance_info, i);
+		if (i)
+			g_string_append_c(s, ',');
+		json_append_string(s, in->id, strlen(in->id));
+		g_string_append_printf(s, ":%lld", in->peers);
+	}
+	g_string_append_c(s, '}');
+	metrics_set_cluster_peers(s->str);
+}
+
 static void instances_clear(struct cluster *c)
 {
 	for (guint i = 0; i < c->instances->len; i++)
@@ -606,11 +643,11 @@ static void instances_clear(struct cluster *c)
 	g_array_set_size(c->instances, 0);
 }
 
-static void forward_failed(struct cluster *c, const char *from, const char *to, enum cluster_reason r)
+static void forward_failed(struct cluster *c, const struct req *q, enum cluster_reason r)
 {
 	metrics_inc(cluster_forward_failures[r]);
 	if (c->ops.delivery_failed && !c->freeing)
-		c->ops.delivery_failed(c->user, from, to, r);
+		c->ops.delivery_failed(c->user, q->a, q->b, q->tag, r);
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -623,9 +660,15 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	if (q->gen != c->gen || !rep) {
 		/* lost with its connection: a forward may or may not have gone */
 		if (q->kind == R_FORWARD)
-			forward_failed(c, q->a, q->b, CLUSTER_UNREACHABLE);
+			forward_failed(c, q, CLUSTER_UNREACHABLE);
+		/* a claim too: the register goes on as while Redis is down,
+		 * and the re-announce settles the id by epoch */
+		if (q->kind == R_CLAIM && !q->reannounce)
+			claimed(c, q, CLUSTER_CLAIMED, NULL);
 		goto out;
 	}
+	if (q->kind == R_CLAIM && !q->reannounce && rep->type == REDIS_REPLY_ERROR)
+		claimed(c, q, CLUSTER_CLAIMED, NULL); /* it goes on as while Redis is down */
 	if (--c->outstanding)
 		c->busy_since_ms = now_ms();
 	if (rep->type == REDIS_REPLY_ERROR) {
@@ -669,15 +712,26 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 				g_array_append_val(c->instances, in);
 			}
 			metrics_set(cluster_instances, (int_fast64_t)c->instances->len);
+			publish_instance_peers(c);
 			for (size_t i = 0; i + 1 < g->elements; i += 2)
 				log_notice("cluster: instance %s expired, %lld of its peers removed",
 					   g->element[i]->str, g->element[i + 1]->integer);
 		}
 		break;
 	case R_CLAIM:
-		if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-		    rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == 0)
+		if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+		    rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == 0 &&
+		    q->reannounce) {
 			claim_lost(c, q, rep->element[1]->str);
+		} else if (!q->reannounce && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+			   rep->element[0]->type == REDIS_REPLY_INTEGER) {
+			const char *third = rep->element[2]->type == REDIS_REPLY_STRING ? rep->element[2]->str : "";
+			if (rep->element[0]->integer == 1)
+				claimed(c, q, CLUSTER_CLAIMED, *third ? third : NULL);
+			else
+				claimed(c, q, strcmp(third, "full") == 0 ? CLUSTER_CLAIM_FULL : CLUSTER_CLAIM_TAKEN, NULL);
+			q->epoch = 0; /* answered */
+		}
 		break;
 	case R_LOAD: {
 		struct view *v = g_hash_table_lookup(c->views, q->a);
@@ -688,7 +742,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	case R_FORWARD:
 		/* nobody subscribed to that instance's channel: it is gone */
 		if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
-			forward_failed(c, q->a, q->b, CLUSTER_GONE);
+			forward_failed(c, q, CLUSTER_GONE);
 		break;
 	}
 out:
@@ -699,8 +753,8 @@ out:
 
 static char *peer_value(const struct cluster *c, const struct local *l)
 {
-	return g_strdup_printf("%s\n%" PRIu64 "\n%" PRId64 "\n%s\n%s", c->me, l->epoch,
-			       l->connected_at, l->role, l->meta);
+	return g_strdup_printf("%s\n%" PRIu64 "\n%" PRId64 "\n%s\n%s\n%s", c->me, l->epoch,
+			       l->connected_at, l->role, l->principal, l->meta);
 }
 
 static void send_claim(struct cluster *c, const struct local *l, bool reannounce)
@@ -711,15 +765,18 @@ static void send_claim(struct cluster *c, const struct local *l, bool reannounce
 	g_autofree char *value = peer_value(c, l);
 	g_autofree char *epoch = g_strdup_printf("%" PRIu64, l->epoch);
 	g_autofree char *ts = g_strdup_printf("%" PRId64, realtime_us());
-	const char *args[] = { hash, seq, c->my_set, c->my_new_set, l->room, l->peer, c->me, epoch,
-			       value, reannounce ? "r" : "f", ts, ch, c->prefix };
+	g_autofree char *admin = room_key(c, l->room, "admin");
+	g_autofree char *max = g_strdup_printf("%u", reannounce ? 0 : l->max_peers);
+	const char *args[] = { hash, seq, c->my_set, c->my_new_set, admin, l->room, l->peer, c->me, epoch,
+			       value, reannounce ? "r" : "f", ts, ch, c->prefix, l->principal, max,
+			       !reannounce && l->admin ? "1" : "0" };
 	struct req *q = req_new(c, R_CLAIM);
 
 	q->a = g_strdup(l->room);
 	q->b = g_strdup(l->peer);
 	q->epoch = l->epoch;
 	q->reannounce = reannounce;
-	eval(c, q, S_CLAIM, G_N_ELEMENTS(args), args, NULL, 4);
+	eval(c, q, S_CLAIM, G_N_ELEMENTS(args), args, NULL, 5);
 }
 
 /* Everything we hold, again (Redis may have restarted empty, or swept us),
@@ -908,6 +965,7 @@ static void local_free(void *p)
 	g_free(l->peer);
 	g_free(l->role);
 	g_free(l->meta);
+	g_free(l->principal);
 	g_free(l);
 }
 
@@ -1024,19 +1082,23 @@ uint64_t cluster_new_epoch(struct cluster *c)
 int cluster_announce(struct cluster *c, const struct cluster_peer *p)
 {
 	if (!clean(p->room) || !clean(p->peer) || !clean(p->role) || !p->meta || !*p->room ||
-	    !*p->peer)
+	    !*p->peer || (p->principal && !clean(p->principal)))
 		return -EINVAL;
 	struct local *l = g_new0(struct local, 1);
 	l->room = g_strdup(p->room);
 	l->peer = g_strdup(p->peer);
 	l->role = g_strdup(p->role);
 	l->meta = g_strdup(p->meta);
+	l->principal = g_strdup(p->principal ? p->principal : "");
 	l->connected_at = p->connected_at;
 	l->epoch = p->epoch;
+	l->max_peers = p->max_peers;
+	l->admin = p->admin;
 	g_hash_table_replace(c->locals, g_strdup_printf("%s\n%s", p->room, p->peer), l);
-	/* while down it is announced on reconnect */
-	if (c->st == ST_UP)
-		send_claim(c, l, false);
+	/* while down it is announced on reconnect, and nobody waits for it */
+	if (c->st != ST_UP)
+		return 1;
+	send_claim(c, l, false);
 	return 0;
 }
 
@@ -1081,8 +1143,9 @@ int cluster_withdraw(struct cluster *c, const char *room, const char *peer, uint
 	g_autofree char *ch = room_key(c, room, "events");
 	g_autofree char *ep = g_strdup_printf("%" PRIu64, epoch);
 	g_autofree char *ts = g_strdup_printf("%" PRId64, realtime_us());
-	const char *args[] = { hash, seq, c->my_set, room, peer, c->me, ep, ts, ch };
-	eval(c, req_new(c, R_PLAIN), S_WITHDRAW, G_N_ELEMENTS(args), args, NULL, 3);
+	g_autofree char *admin = room_key(c, room, "admin");
+	const char *args[] = { hash, seq, c->my_set, admin, room, peer, c->me, ep, ts, ch };
+	eval(c, req_new(c, R_PLAIN), S_WITHDRAW, G_N_ELEMENTS(args), args, NULL, 4);
 	return 0;
 }
 
@@ -1131,12 +1194,14 @@ bool cluster_view_ready(const struct cluster *c, const char *room)
 }
 
 int cluster_forward(struct cluster *c, const char *to_instance, const char *to_peer,
-		    uint64_t epoch, const char *from_peer, const char *bytes, size_t len)
+		    uint64_t epoch, const char *from_peer, const char *tag, const char *bytes, size_t len)
 {
 	enum cluster_reason r = CLUSTER_OK;
 	int err = 0;
 
-	if (!clean(to_instance) || !clean(to_peer) || !clean(from_peer))
+	if (!tag)
+		tag = "";
+	if (!clean(to_instance) || !clean(to_peer) || !clean(from_peer) || !clean(tag))
 		return -EINVAL;
 	if (c->st != ST_UP)
 		r = CLUSTER_UNREACHABLE, err = -ENOTCONN;
@@ -1152,13 +1217,14 @@ int cluster_forward(struct cluster *c, const char *to_instance, const char *to_p
 	}
 	g_autofree char *ch = g_strdup_printf("%sinst:{%s}:msg", c->prefix, to_instance);
 	GString *msg = g_string_sized_new(len + 128);
-	g_string_printf(msg, "F\n%s\n%s\n%s\n%" PRIu64 "\n", c->me, from_peer, to_peer, epoch);
+	g_string_printf(msg, "F\n%s\n%s\n%s\n%" PRIu64 "\n%s\n", c->me, from_peer, to_peer, epoch, tag);
 	g_string_append_len(msg, bytes, (gssize)len);
 	const char *argv[] = { "PUBLISH", ch, msg->str };
 	const size_t lens[] = { 7, strlen(ch), msg->len };
 	struct req *q = req_new(c, R_FORWARD);
 	q->a = g_strdup(from_peer);
 	q->b = g_strdup(to_peer);
+	q->tag = g_strdup(tag);
 	err = send_argv(c, q, 3, argv, lens);
 	g_string_free(msg, TRUE);
 	if (err) {

@@ -41,8 +41,24 @@ struct cluster_peer {
 	const char *instance; /* the owner; ignored by cluster_announce */
 	const char *role;
 	const char *meta;     /* public metadata, JSON text ("{}" if none) */
-	int64_t connected_at; /* seconds since the epoch */
+	/* Who registered it: an opaque tag (a hash of the principal, never
+	 * the principal itself), "" or NULL for anyone (authentication off).
+	 * Only the same tag may take the id over from another session. */
+	const char *principal;
+	int64_t connected_at; /* milliseconds since the epoch */
 	uint64_t epoch;       /* the session's epoch (cluster_new_epoch) */
+	/* cluster_announce only, checked in the same atomic step as the
+	 * claim: a new id is refused when the room has MAX_PEERS (0: no
+	 * bound); ADMIN asks for the room's admin seat. */
+	unsigned max_peers;
+	bool admin;
+};
+
+/* The answer to a new session's claim (cluster_ops.claimed). */
+enum cluster_claim {
+	CLUSTER_CLAIMED,     /* the id is ours (or Redis could not answer: as if down) */
+	CLUSTER_CLAIM_TAKEN, /* another principal's session holds the id */
+	CLUSTER_CLAIM_FULL,  /* the room has max_peers peers */
 };
 
 /* Callbacks must not free the cluster, nor unwatch the room they are
@@ -60,13 +76,20 @@ struct cluster_ops {
 	 * It is no longer announced; do not withdraw it. */
 	void (*replaced)(void *user, const char *room, const char *peer, uint64_t epoch,
 			 const char *by_instance);
+	/* The claim of our new session (room, peer, epoch) was answered; a
+	 * refused one is no longer announced (do not withdraw it).  ADMIN:
+	 * the peer id that holds the admin seat asked for, NULL if it is
+	 * ours now (or was not asked for). */
+	void (*claimed)(void *user, const char *room, const char *peer, uint64_t epoch,
+			enum cluster_claim res, const char *admin);
 	/* A message for our session TO_PEER (EPOCH as the sender's view knew
 	 * it); CLUSTER_OK if queued, else why not (sent back to the sender). */
 	enum cluster_reason (*deliver)(void *user, const char *to_peer, uint64_t epoch,
 				       const char *from_instance, const char *from_peer,
 				       const char *bytes, size_t len);
-	/* A message FROM_PEER (ours) sent to TO_PEER did not arrive. */
-	void (*delivery_failed)(void *user, const char *from_peer, const char *to_peer,
+	/* A message FROM_PEER (ours) sent to TO_PEER with TAG (as given to
+	 * cluster_forward) did not arrive. */
+	void (*delivery_failed)(void *user, const char *from_peer, const char *to_peer, const char *tag,
 				enum cluster_reason why);
 };
 
@@ -105,9 +128,13 @@ const char *cluster_instance(const struct cluster *c);
  * epoch is larger than an older one's on any instance with a sane clock. */
 uint64_t cluster_new_epoch(struct cluster *c);
 
-/* Claims P->peer in P->room for this instance (a new session: always wins;
- * the previous owner elsewhere gets "replaced").  Recorded here and
- * announced again after an outage.  0 or -EINVAL. */
+/* Claims P->peer in P->room for this instance.  A new session wins unless
+ * another principal holds the id or the room is full (P->max_peers); the
+ * previous owner elsewhere gets "replaced".  Recorded here and announced
+ * again after an outage.  0: claimed now, "claimed" follows (always, also
+ * when the connection is lost meanwhile); 1: Redis is down, announced
+ * once it is back, no "claimed" follows (nor any check: conflicts
+ * resolve by epoch then); -EINVAL. */
 int cluster_announce(struct cluster *c, const struct cluster_peer *p);
 /* New public metadata of our session; no effect if (room, peer, epoch)
  * is not ours (any more).  0, -EINVAL or -ENOENT. */
@@ -127,8 +154,10 @@ void cluster_unwatch(struct cluster *c, const char *room);
 bool cluster_view_ready(const struct cluster *c, const char *room);
 
 /* One message to TO_PEER (session EPOCH) on TO_INSTANCE: one PUBLISH.
+ * TAG (no '\n'; NULL: "") comes back with a failure (the router's
+ * message type, so the sender is told as it would be on one instance).
  * Messages from one instance arrive in the order sent.  0, or at once
  * -ENOTCONN (Redis down), -EMSGSIZE (over max_payload), -ENOBUFS
  * (max_outstanding), -EINVAL; a failure later comes to delivery_failed. */
 int cluster_forward(struct cluster *c, const char *to_instance, const char *to_peer,
-		    uint64_t epoch, const char *from_peer, const char *bytes, size_t len);
+		    uint64_t epoch, const char *from_peer, const char *tag, const char *bytes, size_t len);

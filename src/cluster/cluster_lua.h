@@ -3,36 +3,60 @@
  * the room's hash, bumps the room's sequence and publishes the change, so
  * that no watcher sees a change without its sequence number.
  *
- * A peer's hash value is "INSTANCE\nEPOCH\nCONNECTED_AT\nROLE\nMETA".
+ * A peer's hash value is "INSTANCE\nEPOCH\nCONNECTED_AT\nROLE\nPRINCIPAL\nMETA"
+ * (CONNECTED_AT in milliseconds; PRINCIPAL a tag of who registered it,
+ * "" for anyone while authentication is off).
  * Room events: "U\nSEQ\nTS\nPEER\nVALUE" and "R\nSEQ\nTS\nPEER\nINSTANCE".
  * Key names are built from the prefix inside the scripts that walk
  * several rooms (sweep, prune): one Redis, not Redis Cluster. */
 #pragma once
 
-/* KEYS: room hash, room seq, my peer set, my re-announce set.
+/* KEYS: room hash, room seq, my peer set, my re-announce set, room admin.
  * ARGV: room, peer, me, epoch, value, mode ('f' new session, 'r'
- * re-announce), ts, room channel, prefix.
- * -> {1, previous owner or ""} or, for a re-announce that an equal or
- * newer session elsewhere beats, {0, its instance}.  An entry it cannot
- * read is overwritten. */
+ * re-announce), ts, room channel, prefix, principal tag, max peers (0:
+ * none), admin seat wanted ('1').
+ * -> {1, previous owner or "", admin seat's other holder or ""}; or
+ * {0, its instance, "lost"} for a re-announce that an equal or newer
+ * session elsewhere beats; for a new session {0, owner, "taken"} when
+ * another principal holds the id, {0, "", "full"} when the room has max
+ * peers.  An entry it cannot read is overwritten.  The admin seat
+ * ("PEER\nINSTANCE\nEPOCH") counts only while that session's entry is
+ * there, so a holder that went stale frees it without a script of its own. */
 #define CLUSTER_LUA_CLAIM \
 	"local cur = redis.call('HGET', KEYS[1], ARGV[2])\n" \
 	"local prev = ''\n" \
+	"local inst, e\n" \
 	"if cur then\n" \
-	"  local inst, e = string.match(cur, '^([^\\n]*)\\n([^\\n]*)\\n')\n" \
+	"  inst, e = string.match(cur, '^([^\\n]*)\\n([^\\n]*)\\n')\n" \
 	"  prev = inst or ''\n" \
 	"  if inst and (inst ~= ARGV[3] or e ~= ARGV[4]) then\n" \
 	"    local en, an = tonumber(e) or 0, tonumber(ARGV[4])\n" \
 	"    if ARGV[6] == 'r' and (en > an or (en == an and inst > ARGV[3])) then\n" \
-	"      return {0, inst}\n" \
+	"      return {0, inst, 'lost'}\n" \
 	"    end\n" \
-	"    if inst ~= ARGV[3] then\n" \
-	"      local m = ARGV[1] .. '\\n' .. ARGV[2]\n" \
-	"      redis.call('SREM', ARGV[9] .. 'inst:{' .. inst .. '}:peers', m)\n" \
-	"      redis.call('PUBLISH', ARGV[9] .. 'inst:{' .. inst .. '}:msg',\n" \
-	"                 'K\\n' .. ARGV[1] .. '\\n' .. ARGV[2] .. '\\n' .. e .. '\\n' .. ARGV[3])\n" \
-	"    end\n" \
+	"    local who = string.match(cur, '^[^\\n]*\\n[^\\n]*\\n[^\\n]*\\n[^\\n]*\\n([^\\n]*)\\n')\n" \
+	"    if ARGV[6] == 'f' and who ~= ARGV[10] then return {0, inst, 'taken'} end\n" \
 	"  end\n" \
+	"elseif ARGV[6] == 'f' and tonumber(ARGV[11]) > 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[11]) then\n" \
+	"  return {0, '', 'full'}\n" \
+	"end\n" \
+	"local admin = ''\n" \
+	"if ARGV[12] == '1' then\n" \
+	"  local h = redis.call('GET', KEYS[5])\n" \
+	"  local hp, hi, he\n" \
+	"  if h then hp, hi, he = string.match(h, '^([^\\n]*)\\n([^\\n]*)\\n(.*)$') end\n" \
+	"  if hp and hp ~= ARGV[2] then\n" \
+	"    local hc = redis.call('HGET', KEYS[1], hp)\n" \
+	"    if hc and string.match(hc, '^([^\\n]*)\\n') == hi and\n" \
+	"       string.match(hc, '^[^\\n]*\\n([^\\n]*)\\n') == he then admin = hp end\n" \
+	"  end\n" \
+	"  if admin == '' then redis.call('SET', KEYS[5], ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4]) end\n" \
+	"end\n" \
+	"if inst and inst ~= ARGV[3] then\n" \
+	"  local m = ARGV[1] .. '\\n' .. ARGV[2]\n" \
+	"  redis.call('SREM', ARGV[9] .. 'inst:{' .. inst .. '}:peers', m)\n" \
+	"  redis.call('PUBLISH', ARGV[9] .. 'inst:{' .. inst .. '}:msg',\n" \
+	"             'K\\n' .. ARGV[1] .. '\\n' .. ARGV[2] .. '\\n' .. e .. '\\n' .. ARGV[3])\n" \
 	"end\n" \
 	"redis.call('HSET', KEYS[1], ARGV[2], ARGV[5])\n" \
 	"redis.call('PERSIST', KEYS[2])\n" \
@@ -40,7 +64,7 @@
 	"redis.call('SADD', KEYS[3], ARGV[1] .. '\\n' .. ARGV[2])\n" \
 	"if ARGV[6] == 'r' then redis.call('SADD', KEYS[4], ARGV[1] .. '\\n' .. ARGV[2]) end\n" \
 	"redis.call('PUBLISH', ARGV[8], 'U\\n' .. seq .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[5])\n" \
-	"return {1, prev}\n"
+	"return {1, prev, admin}\n"
 
 /* KEYS: room hash, room seq.  ARGV: peer, me, epoch, value, ts, channel.
  * -> 1 if (peer, me, epoch) owned the entry and it changed, else 0. */
@@ -54,14 +78,16 @@
 	"redis.call('PUBLISH', ARGV[6], 'U\\n' .. seq .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[4])\n" \
 	"return 1\n"
 
-/* KEYS: room hash, room seq, my peer set.  ARGV: room, peer, me, epoch,
- * ts, channel.  -> 1 if removed; 0 if a newer session owns the id. */
+/* KEYS: room hash, room seq, my peer set, room admin.  ARGV: room, peer,
+ * me, epoch, ts, channel.  -> 1 if removed; 0 if a newer session owns the
+ * id.  The admin seat it held goes with it. */
 #define CLUSTER_LUA_WITHDRAW \
 	"local cur = redis.call('HGET', KEYS[1], ARGV[2])\n" \
 	"if not cur then return 0 end\n" \
 	"local inst, e = string.match(cur, '^([^\\n]*)\\n([^\\n]*)\\n')\n" \
 	"if inst ~= ARGV[3] or e ~= ARGV[4] then return 0 end\n" \
 	"redis.call('HDEL', KEYS[1], ARGV[2])\n" \
+	"if redis.call('GET', KEYS[4]) == ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] then redis.call('DEL', KEYS[4]) end\n" \
 	"redis.call('SREM', KEYS[3], ARGV[1] .. '\\n' .. ARGV[2])\n" \
 	"local seq = redis.call('INCR', KEYS[2])\n" \
 	"if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('PEXPIRE', KEYS[2], 86400000) end\n" \
@@ -82,6 +108,9 @@
 	"  local cur = redis.call('HGET', h, peer)\n" \
 	"  if not cur or string.match(cur, '^([^\\n]*)\\n') ~= id then return 0 end\n" \
 	"  redis.call('HDEL', h, peer)\n" \
+	"  local a = P .. '{' .. room .. '}:admin'\n" \
+	"  local e = string.match(cur, '^[^\\n]*\\n([^\\n]*)\\n')\n" \
+	"  if redis.call('GET', a) == peer .. '\\n' .. id .. '\\n' .. (e or '') then redis.call('DEL', a) end\n" \
 	"  local s = P .. '{' .. room .. '}:seq'\n" \
 	"  local seq = redis.call('INCR', s)\n" \
 	"  if redis.call('EXISTS', h) == 0 then redis.call('PEXPIRE', s, 86400000) end\n" \

@@ -279,6 +279,80 @@ static void supersede(struct router *r, struct peer *existing)
 	router_leave(r, old, "superseded");
 }
 
+/* The admin seat, as single instance decides it; HOLDER: another
+ * instance's answer that someone else has it (CLAIMED: the cluster
+ * answered, and its word is final). */
+static void take_admin_seat(struct router *r, struct client *c, struct peer *peer, bool claimed,
+			    const char *holder)
+{
+	struct room *room = peer->room;
+
+	if (!holder && (claimed || !room->admin)) {
+		room->admin = peer;
+		return;
+	}
+	if (!holder) {
+		router_send_owned(r, c, protocol_admin_conflict(room));
+		return;
+	}
+	/* Another instance's peer holds it: shown here too while this view
+	 * has that peer (the registry lets go of it with the peer). */
+	struct peer *named = room_find_peer(room, holder);
+	if (named && peer_is_remote(named)) {
+		room->admin = named;
+		router_send_owned(r, c, protocol_admin_conflict(room));
+		return;
+	}
+	/* not in the view yet: named all the same */
+	struct room shown = *room;
+	struct peer stub = { .id = holder };
+	shown.admin = &stub;
+	router_send_owned(r, c, protocol_admin_conflict(&shown));
+}
+
+/* A registration is complete: counted, the seat taken, answered. */
+static void registration_done(struct router *r, struct client *c, const struct msg *m, struct peer *peer,
+			      bool claimed, const char *admin_holder)
+{
+	const struct msg_register *reg = &m->reg;
+	char *ice;
+
+	c->was_registered = true;
+	metrics_inc(registrations[ERR__COUNT]);
+	if (reg->is_admin)
+		take_admin_seat(r, c, peer, claimed, admin_holder);
+	ice = turn_ice_servers(r->turn, peer->id, router_now_seconds(r));
+	router_answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice, c->proto));
+	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, peer->room->id, peer->id, peer->role, NULL,
+			"peer registered");
+	g_free(ice);
+}
+
+/* [cluster] Redis answered C's claim (router_cluster_claimed): the
+ * register that waited for it ends as one instance would end it. */
+static void registration_claimed(struct router *r, struct client *c, const struct msg *m)
+{
+	struct peer *peer = c->peer;
+	const struct router_claim *cl = r->claim;
+
+	if (cl->res == ROUTER_CLAIMED) {
+		registration_done(r, c, m, peer, true, cl->admin);
+		return;
+	}
+	bool full = cl->res == ROUTER_CLAIM_FULL;
+	g_autofree char *room_id = g_strdup(peer->room->id);
+	g_autofree char *peer_id = g_strdup(peer->id);
+	/* Redis holds no entry of it: nothing to withdraw */
+	r->no_withdraw = true;
+	router_leave(r, c, full ? "refused: room full on another instance"
+				: "refused: id held by another principal on another instance");
+	r->no_withdraw = false;
+	if (full)
+		metrics_inc(limit_hits[LIMIT_PEERS_PER_ROOM]);
+	refuse_register(r, c, m, full ? ERR_ROOM_FULL : ERR_PEER_ID_TAKEN, room_id, peer_id,
+			full ? "Room is full" : "Peer id is already registered in this room");
+}
+
 void registration_handle(struct router *r, struct client *c, struct msg *m)
 {
 	const struct msg_register *reg = &m->reg;
@@ -291,9 +365,13 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 	struct peer *existing, *peer;
 	struct client *kept = NULL; /* a v2.0 socket this one supersedes */
 	unsigned max_peers;
-	char *ice = NULL;
 	int rc;
 
+	if (r->claim && c->peer && c->peer->claiming) {
+		c->peer->claiming = false;
+		registration_claimed(r, c, m);
+		return;
+	}
 	/* Its last large answer still waits to be read: this one would be
 	 * as large, and only one is held outside the queue bound. */
 	if (router_answer_busy(r, c, m))
@@ -337,8 +415,16 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 
 	existing = room ? room_find_peer(room, peer_id) : NULL;
 	if (existing && peer_is_remote(existing)) {
-		/* Held on another instance: our announce takes the id, and that
-		 * instance replaces its session ("replaced"). */
+		/* Held on another instance: only the same principal (anyone
+		 * while auth is off) takes it over, as below; the claim checks
+		 * again atomically.  That instance replaces its session. */
+		g_autofree char *tag = registry_principal_tag(adm.principal);
+		if (g_strcmp0(existing->principal_tag, tag) != 0) {
+			meta_free(meta);
+			refuse_register(r, c, m, ERR_PEER_ID_TAKEN, adm.room_id, peer_id,
+					"Peer id is already registered in this room");
+			goto out;
+		}
 		registry_remove(r->reg, existing);
 		existing = NULL;
 		room = registry_find_room(r->reg, adm.room_id);
@@ -386,34 +472,33 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 	peer = registry_add(r->reg, room, peer_id, reg->role, meta, g_steal_pointer(&adm.principal), c,
 			    r->svc->real_us(r->svc_ctx));
 	c->peer = peer;
-	c->was_registered = true;
-	if (router_clustered(r))
-		registry_set_epoch(r->reg, peer, r->svc->cluster_announce(r->svc_ctx, peer));
 	if (kept) {
 		kept->peer = peer;
 		kept->superseded = true;
 		peer->former = kept;
 	}
 	metrics_set(peers, registry_n_peers(r->reg));
-	metrics_inc(registrations[ERR__COUNT]);
-
-	if (reg->is_admin) {
-		if (!room->admin)
-			room->admin = peer;
-		else
-			router_send_owned(r, c, protocol_admin_conflict(room));
+	if (router_clustered(r)) {
+		uint64_t epoch = 0;
+		/* The id, the room's size and the admin seat cluster-wide, in
+		 * one atomic claim: the answer waits for it (a message meanwhile
+		 * is one from an unregistered socket). */
+		rc = r->svc->cluster_announce(r->svc_ctx, peer, max_peers, reg->is_admin, &epoch);
+		registry_set_epoch(r->reg, peer, epoch);
+		if (rc > 0) {
+			peer->claiming = true;
+			g_free(c->claim_text);
+			c->claim_text = g_memdup2(r->text, r->len);
+			c->claim_len = r->len;
+			goto out;
+		}
 	}
-
-	ice = turn_ice_servers(r->turn, peer->id, router_now_seconds(r));
-	router_answer_owned(r, c, protocol_registered(r->scratch, peer, reg->token, ice, c->proto));
-	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, room->id, peer->id, peer->role, NULL,
-			"peer registered");
+	registration_done(r, c, m, peer, false, NULL);
 out:
 	if (r->holding_room) {
 		r->holding_room = NULL;
 		if (adm.room_id)
 			router_maybe_unwatch(r, adm.room_id);
 	}
-	g_free(ice);
 	g_free(adm.principal);
 }

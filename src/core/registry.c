@@ -35,6 +35,7 @@ static void peer_free(struct peer *peer)
 {
 	meta_free(peer->meta);
 	g_free(peer->principal);
+	g_free(peer->principal_tag);
 	g_free(peer->instance);
 	g_free(peer);
 }
@@ -172,11 +173,12 @@ struct peer *registry_add(struct registry *reg, struct room *room, const char *p
 
 struct peer *registry_add_remote(struct registry *reg, struct room *room, const char *peer_id,
 				 const char *role, struct meta *meta, const char *instance,
-				 uint64_t epoch, gint64 connected_at)
+				 const char *principal_tag, uint64_t epoch, gint64 connected_at)
 {
 	struct peer *peer = peer_new(room, peer_id, role, meta, connected_at);
 
 	peer->instance = g_strdup(instance);
+	peer->principal_tag = g_strdup(principal_tag ? principal_tag : "");
 	peer->epoch = epoch;
 	count_up(reg->ids, peer_id);
 	return peer;
@@ -274,4 +276,9 @@ void registry_foreach_room(struct registry *reg, registry_room_fn fn, void *data
 	g_hash_table_iter_init(&it, reg->rooms);
 	while (g_hash_table_iter_next(&it, NULL, &value))
 		fn(value, data);
+}
+
+char *registry_principal_tag(const char *principal)
+{
+	return principal ? g_compute_checksum_for_string(G_CHECKSUM_SHA256, principal, -1) : g_strdup("");
 }

@@ -35,6 +35,10 @@ struct peer {
 	 * Discovery and routing read both kinds alike. */
 	uint64_t epoch;
 	char *instance;
+	/* A remote peer's principal tag (registry_principal_tag); ours
+	 * until Redis has answered its claim: CLAIMING (the register waits). */
+	char *principal_tag;
+	bool claiming;
 	char data[];
 };
 
@@ -86,7 +90,11 @@ struct peer *registry_add(struct registry *reg, struct room *room, const char *p
  * takes META.  Not counted in registry_n_peers nor the role counts. */
 struct peer *registry_add_remote(struct registry *reg, struct room *room, const char *peer_id,
 				 const char *role, struct meta *meta, const char *instance,
-				 uint64_t epoch, gint64 connected_at);
+				 const char *principal_tag, uint64_t epoch, gint64 connected_at);
+/* What other instances learn of PRINCIPAL (NULL: auth off): "" for
+ * anyone, else a SHA-256 of it, so who registered a peer never leaves in
+ * clear text yet "the same principal" compares across instances. */
+char *registry_principal_tag(const char *principal);
 /* Our peers by their session epoch (set once, after registry_add). */
 void registry_set_epoch(struct registry *reg, struct peer *peer, uint64_t epoch);
 struct peer *registry_find_epoch(struct registry *reg, uint64_t epoch);

@@ -31,6 +31,13 @@ struct router {
 	bool view_waited;         /* the register being replayed waited for its view */
 	const char *holding_room; /* a register is under way here: keep its view */
 	bool no_withdraw;         /* router_leave of a session another instance took */
+	const struct router_claim *claim; /* the claim answer being replayed */
+};
+
+/* A claim's answer, to the register that waited for it. */
+struct router_claim {
+	enum router_claim_result res;
+	const char *admin;
 };
 
 /* Whether the router works with other instances (router_services). */

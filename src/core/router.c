@@ -207,6 +207,7 @@ void router_leave(struct router *r, struct client *c, const char *why)
 
 	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
 	c->peer = NULL;
+	g_clear_pointer(&c->claim_text, g_free);
 	if (p->former) {
 		/* The socket it superseded stays open, registered nowhere. */
 		struct client *o = p->former;
@@ -514,13 +515,13 @@ static const char *forward_error(int rc)
 /* OUT (ours) to TARGET: queued for it here, or one forward to its
  * instance, whose far failures come back as router_cluster_delivery_failed. */
 static int send_to_peer(struct router *r, const struct peer *from, struct peer *target,
-			struct msgbuf *out)
+			enum msg_type type, struct msgbuf *out)
 {
 	int rc;
 
 	if (!peer_is_remote(target))
 		return router_send_owned(r, target->owner, out);
-	rc = r->svc->cluster_forward(r->svc_ctx, target, from, out);
+	rc = r->svc->cluster_forward(r->svc_ctx, target, from, type, out);
 	msgbuf_unref(out);
 	return rc;
 }
@@ -529,7 +530,7 @@ static int send_to_peer(struct router *r, const struct peer *from, struct peer *
 static void deliver(struct router *r, struct client *c, const struct msg *m, struct peer *target,
 		    const char *field, struct msgbuf *out)
 {
-	int rc = send_to_peer(r, c->peer, target, out);
+	int rc = send_to_peer(r, c->peer, target, m->type, out);
 	if (rc < 0 && peer_is_remote(target)) {
 		router_error_to(r, c, m, ERR_DELIVERY_FAILED, field, target->id, "Could not deliver to peer %s: %s",
 				target->id, forward_error(rc));
@@ -598,7 +599,7 @@ static void handle_relay(struct router *r, struct client *c, struct msg *m)
 			   protocol_type_name(m->type), c->peer->id);
 		return;
 	}
-	if (send_to_peer(r, c->peer, target, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
+	if (send_to_peer(r, c->peer, target, m->type, protocol_signal(r->scratch, m, NULL, 0, c->peer)) < 0) {
 		metrics_inc(relayed[m->type][RELAY_FAILED]);
 		return;
 	}
@@ -629,7 +630,7 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 		     : protocol_decode(r->tok, &lim, text, len, &m, &err);
 	if (!r->replaying)
 		metrics_inc(messages_received[m.type]);
-	if (needs_registration(m.type) && !c->peer) {
+	if (needs_registration(m.type) && (!c->peer || c->peer->claiming)) {
 		router_error_to(r, c, &m, ERR_NOT_IN_ROOM, NULL, NULL, "Not registered in a room: send register first");
 		goto out;
 	}
@@ -779,6 +780,20 @@ void router_replaced_elsewhere(struct router *r, struct client *c)
 {
 	struct peer *p = c->peer;
 
+	if (c->proto == PROTOCOL_V20) {
+		/* As supersede() on one instance: a v2.0 worker's socket stays
+		 * open and is sent nothing; a close would start a reconnect
+		 * fight.  Unlike there it is registered nowhere (it cannot send
+		 * as the peer another instance holds), and nothing here closes
+		 * it when the id is taken a third time: its client does. */
+		metrics_inc(sessions_superseded);
+		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, c, p->room->id, p->id, p->role, NULL,
+				"v2.0 session superseded by a registration on another instance; its socket stays open");
+		r->no_withdraw = true;
+		router_leave(r, c, "superseded");
+		r->no_withdraw = false;
+		return;
+	}
 	router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, c, p->room->id, p->id, p->role, NULL,
 			"session replaced by a registration on another instance");
 	router_send_owned(r, c, protocol_error(ERR_SESSION_REPLACED, "Session replaced by a new registration",
@@ -831,7 +846,7 @@ void router_cluster_peer_upsert(struct router *r, const struct router_remote_pee
 	}
 	room = registry_ensure_room(r->reg, rp->room);
 	registry_add_remote(r->reg, room, rp->peer, rp->role, remote_meta(r, rp->meta), rp->instance,
-			    rp->epoch, rp->connected_at * 1000);
+			    rp->principal, rp->epoch, rp->connected_at * 1000);
 	metrics_set(rooms, registry_n_rooms(r->reg));
 }
 
@@ -845,6 +860,25 @@ void router_cluster_peer_remove(struct router *r, const char *room_id, const cha
 		return;
 	registry_remove(r->reg, p);
 	metrics_set(rooms, registry_n_rooms(r->reg));
+}
+
+void router_cluster_claimed(struct router *r, const char *room, const char *peer, uint64_t epoch,
+			    enum router_claim_result res, const char *admin)
+{
+	struct peer *p = registry_find_epoch(r->reg, epoch);
+	const struct router_claim cl = { res, admin };
+
+	if (!p || !p->claiming || strcmp(p->id, peer) != 0 || strcmp(p->room->id, room) != 0)
+		return; /* gone already */
+	struct client *c = p->owner;
+	if (c->closing)
+		return; /* its close ends the registration */
+	g_autofree char *text = g_steal_pointer(&c->claim_text);
+	r->claim = &cl;
+	r->replaying = true;
+	router_receive(r, c, text, c->claim_len, false);
+	r->replaying = false;
+	r->claim = NULL;
 }
 
 void router_cluster_replaced(struct router *r, const char *room, const char *peer, uint64_t epoch)
@@ -889,11 +923,39 @@ static void find_sender(struct room *room, void *data)
 		f->found = p;
 }
 
+/* The field that names the target in a message of TYPE (protocol.c's
+ * route table); NULL: a type that is never answered with an error. */
+static const char *target_field(enum msg_type type)
+{
+	switch (type) {
+	case MSG_PEER_MESSAGE:
+		return "to_peer_id";
+	case MSG_MESH_CONNECT:
+	case MSG_MESH_ANSWER:
+	case MSG_ICE_CANDIDATE:
+		return "target_peer_id";
+	case MSG_OFFER:
+	case MSG_ANSWER:
+	case MSG_CANDIDATE:
+		return "target";
+	default:
+		return NULL;
+	}
+}
+
 void router_cluster_delivery_failed(struct router *r, const char *from_peer, const char *to_peer,
-				    const char *why)
+				    enum msg_type type, const char *why)
 {
 	struct failed_sender f = { from_peer, to_peer, NULL };
-	struct msg m = { .type = MSG_PEER_MESSAGE }; /* told as a peer_message's failure */
+	struct msg m = { .type = type }; /* told as that type's failure, as here */
+	const char *field = target_field(type);
+
+	if (!field) {
+		/* a relay (handle_relay) is counted, never answered */
+		if (type > MSG_UNKNOWN && type < MSG__COUNT && protocol_is_relay(type))
+			metrics_inc(relayed[type][RELAY_FAILED]);
+		return;
+	}
 
 	/* Rare: a scan of the rooms is cheaper than an index kept always. */
 	registry_foreach_room(r->reg, find_sender, &f);
@@ -902,6 +964,6 @@ void router_cluster_delivery_failed(struct router *r, const char *from_peer, con
 			   from_peer, to_peer, why);
 		return;
 	}
-	router_error_to(r, f.found->owner, &m, ERR_DELIVERY_FAILED, "to_peer_id", to_peer,
+	router_error_to(r, f.found->owner, &m, ERR_DELIVERY_FAILED, field, to_peer,
 			"Could not deliver to peer %s: %s", to_peer, why);
 }

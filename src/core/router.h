@@ -42,6 +42,10 @@ struct client {
 	 * still send as it (a v2.0 worker's first socket after an admin
 	 * failover), and is sent nothing more.  PEER->former is this. */
 	bool superseded;
+	/* [cluster]: the register whose claim Redis has not answered yet
+	 * (PEER->claiming), replayed with the answer. */
+	char *claim_text;
+	size_t claim_len;
 };
 
 /* The client's address for log fields, or NULL. */
@@ -105,7 +109,12 @@ struct router_services {
 	 * announced (the session's new epoch returned), updated and
 	 * withdrawn; a room with a peer of ours is watched, and the router
 	 * learns of other instances' peers through router_cluster_*(). */
-	uint64_t (*cluster_announce)(void *ctx, const struct peer *p);
+	/* Claims P's id for it (MAX_PEERS: the room's bound; ADMIN: it asks
+	 * for the admin seat), its new epoch in *EPOCH: 1 when
+	 * router_cluster_claimed() follows, 0 when nothing will answer
+	 * (Redis down: it is announced later). */
+	int (*cluster_announce)(void *ctx, const struct peer *p, unsigned max_peers, bool admin,
+				uint64_t *epoch);
 	void (*cluster_update)(void *ctx, const struct peer *p);
 	void (*cluster_withdraw)(void *ctx, const struct peer *p);
 	/* 1: ROOM's view is loaded; 0: loading, router_cluster_view_ready()
@@ -116,7 +125,7 @@ struct router_services {
 	 * instance: 0, or -ENOTCONN, -EMSGSIZE, -ENOBUFS at once; a later
 	 * failure comes back through router_cluster_delivery_failed(). */
 	int (*cluster_forward)(void *ctx, const struct peer *to, const struct peer *from,
-			       struct msgbuf *m);
+			       enum msg_type type, struct msgbuf *m);
 };
 
 /* In-memory state the router reads; it outlives the router. */
@@ -145,6 +154,7 @@ void router_room_created(int status, const struct store_room *room, const char *
 struct router_remote_peer {
 	const char *room, *peer, *instance, *role;
 	const char *meta; /* its public metadata, JSON text */
+	const char *principal; /* the tag of who registered it (registry_principal_tag) */
 	gint64 connected_at; /* milliseconds since the epoch */
 	uint64_t epoch;
 };
@@ -153,15 +163,22 @@ void router_cluster_view_ready(struct router *r, const char *room);
 void router_cluster_peer_upsert(struct router *r, const struct router_remote_peer *p);
 void router_cluster_peer_remove(struct router *r, const char *room, const char *peer,
 				const char *instance);
+/* The claim of our new session (ROOM, PEER, EPOCH) was answered: its
+ * register ends, registered or refused; ADMIN names who holds the admin
+ * seat it asked for, NULL if it got it. */
+enum router_claim_result { ROUTER_CLAIMED, ROUTER_CLAIM_TAKEN, ROUTER_CLAIM_FULL };
+void router_cluster_claimed(struct router *r, const char *room, const char *peer, uint64_t epoch,
+			    enum router_claim_result res, const char *admin);
 /* Our session (ROOM, PEER, EPOCH) lost its id to another instance. */
 void router_cluster_replaced(struct router *r, const char *room, const char *peer, uint64_t epoch);
 /* A message for our session EPOCH (TO_PEER): 0, or -ENOENT (no such
  * session), -ENOBUFS (its queue is full), -EPIPE (it is closing). */
 int router_cluster_deliver(struct router *r, const char *to_peer, uint64_t epoch, const char *bytes,
 			   size_t len);
-/* A message our FROM_PEER sent to TO_PEER did not arrive: WHY. */
+/* A message of TYPE (cluster_forward's) our FROM_PEER sent to TO_PEER did
+ * not arrive: WHY.  The sender is told as a same-instance failure tells. */
 void router_cluster_delivery_failed(struct router *r, const char *from_peer, const char *to_peer,
-				    const char *why);
+				    enum msg_type type, const char *why);
 
 /* Open mode: no issuer and no API key configured, so no authentication. */
 bool router_open_mode(struct router *r);

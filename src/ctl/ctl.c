@@ -800,6 +800,17 @@ static int cmd_status(const struct ctl_args *a, const struct ctl_target *t, GStr
 			table_row(&tb, g_strdup(_("  received")), number(&rd, cl, "received", NULL));
 			table_row(&tb, g_strdup(_("  replication lag")),
 				  g_strdup_printf("%.3f ms", lag ? json_object_get_double(lag) : 0.0));
+			/* each live instance's peers, as the last sweep counted them */
+			json_object *per = field(&rd, cl, "instance_peers", json_type_object, false);
+			if (per) {
+				json_object_object_foreach(per, inst, count) {
+					g_autofree char *name = clean(inst);
+					g_autofree char *n_peers = number(&rd, per, inst, NULL);
+					(void)count;
+					table_row(&tb, g_strdup_printf(_("  instance %s"), name),
+						  g_strdup_printf(_("%s peers"), n_peers));
+				}
+			}
 		}
 		r = table_finish(&tb, &rd, out, err);
 	}

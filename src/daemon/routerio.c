@@ -85,22 +85,24 @@ const struct router_services routerio_services = {
 
 /* --- [cluster] --- */
 
-static uint64_t c_announce(void *ctx, const struct peer *p)
+static int c_announce(void *ctx, const struct peer *p, unsigned max_peers, bool admin, uint64_t *epoch)
 {
 	struct routerio *io = ctx;
+	*epoch = 0;
 	if (!io->cluster) /* stopped: the last sessions close */
 		return 0;
-	uint64_t epoch = cluster_new_epoch(io->cluster);
+	*epoch = cluster_new_epoch(io->cluster);
+	g_autofree char *tag = registry_principal_tag(p->principal);
 	const struct cluster_peer cp = {
 		.room = p->room->id, .peer = p->id, .role = p->role, .meta = p->meta->public_json,
-		/* milliseconds, not the seconds cluster.h names: discovery shows
-		 * them, and every instance must show the same */
-		.connected_at = p->connected_at / 1000, .epoch = epoch,
+		.principal = tag, .connected_at = p->connected_at / 1000, /* ms */
+		.epoch = *epoch, .max_peers = max_peers, .admin = admin,
 	};
 	/* Recorded even while Redis is down: announced once it is back. */
-	if (cluster_announce(io->cluster, &cp) < 0)
+	int rc = cluster_announce(io->cluster, &cp);
+	if (rc < 0)
 		log_warning("cluster: peer %s of room %s cannot be announced", p->id, p->room->id);
-	return epoch;
+	return rc == 0; /* claimed now: on_claimed answers */
 }
 
 static void c_update(void *ctx, const struct peer *p)
@@ -135,12 +137,15 @@ static void c_unwatch(void *ctx, const char *room)
 	cluster_unwatch(io->cluster, room);
 }
 
-static int c_forward(void *ctx, const struct peer *to, const struct peer *from, struct msgbuf *m)
+static int c_forward(void *ctx, const struct peer *to, const struct peer *from, enum msg_type type,
+		     struct msgbuf *m)
 {
 	struct routerio *io = ctx;
 	if (!io->cluster) /* stopped: the last sessions close */
 		return -ENOTCONN;
-	return cluster_forward(io->cluster, to->instance, to->id, to->epoch, from->id, msgbuf_text(m),
+	char tag[16]; /* the type comes back with a failure: the sender is told as here */
+	snprintf(tag, sizeof tag, "%d", (int)type);
+	return cluster_forward(io->cluster, to->instance, to->id, to->epoch, from->id, tag, msgbuf_text(m),
 			       m->len);
 }
 
@@ -180,7 +185,7 @@ static void on_upsert(void *user, const struct cluster_peer *p)
 {
 	struct routerio *io = user;
 	const struct router_remote_peer rp = { .room = p->room, .peer = p->peer, .instance = p->instance,
-		.role = p->role, .meta = p->meta, .connected_at = p->connected_at, .epoch = p->epoch };
+		.role = p->role, .meta = p->meta, .principal = p->principal, .connected_at = p->connected_at, .epoch = p->epoch };
 	router_cluster_peer_upsert(io->router, &rp);
 }
 
@@ -196,6 +201,17 @@ static void on_replaced(void *user, const char *room, const char *peer, uint64_t
 	struct routerio *io = user;
 	(void)by_instance;
 	router_cluster_replaced(io->router, room, peer, epoch);
+}
+
+static void on_claimed(void *user, const char *room, const char *peer, uint64_t epoch,
+		       enum cluster_claim res, const char *admin)
+{
+	struct routerio *io = user;
+	router_cluster_claimed(io->router, room, peer, epoch,
+			       res == CLUSTER_CLAIM_TAKEN  ? ROUTER_CLAIM_TAKEN
+			       : res == CLUSTER_CLAIM_FULL ? ROUTER_CLAIM_FULL
+							   : ROUTER_CLAIMED,
+			       admin);
 }
 
 static enum cluster_reason on_deliver(void *user, const char *to_peer, uint64_t epoch,
@@ -217,7 +233,7 @@ static enum cluster_reason on_deliver(void *user, const char *to_peer, uint64_t 
 	}
 }
 
-static void on_delivery_failed(void *user, const char *from_peer, const char *to_peer,
+static void on_delivery_failed(void *user, const char *from_peer, const char *to_peer, const char *tag,
 			       enum cluster_reason why)
 {
 	struct routerio *io = user;
@@ -229,7 +245,9 @@ static void on_delivery_failed(void *user, const char *from_peer, const char *to
 		[CLUSTER_TOO_LARGE] = "too large to cross to its instance",
 		[CLUSTER_BUSY] = "too many messages on their way to other instances",
 	};
+	long type = tag ? strtol(tag, NULL, 10) : 0;
 	router_cluster_delivery_failed(io->router, from_peer, to_peer,
+				       type > MSG_UNKNOWN && type < MSG__COUNT ? (enum msg_type)type : MSG_PEER_MESSAGE,
 				       why > 0 && why < CLUSTER_REASON__COUNT ? text[why] : "unknown");
 }
 
@@ -239,6 +257,7 @@ const struct cluster_ops routerio_cluster_ops = {
 	.peer_upsert = on_upsert,
 	.peer_remove = on_remove,
 	.replaced = on_replaced,
+	.claimed = on_claimed,
 	.deliver = on_deliver,
 	.delivery_failed = on_delivery_failed,
 };

@@ -455,6 +455,10 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 
 /* --- JSON, the seed's shape --- */
 
+/* [cluster]: each live instance's peer count, as JSON (the sweep's) */
+static GMutex cluster_peers_lock;
+static char *cluster_peers_json;
+
 void metrics_render_json(GString *o, const struct metrics_roles *roles)
 {
 	GDateTime *now = g_date_time_new_now_utc();
@@ -504,5 +508,19 @@ void metrics_render_json(GString *o, const struct metrics_roles *roles)
 				       nonneg(metrics_get(cluster_instances)),
 				       (guint64)metrics_get(cluster_forwarded), (guint64)metrics_get(cluster_received),
 				       n ? (double)atomic_load(&metrics.cluster_lag.sum_ns) / (double)n / 1e6 : 0.0);
+		g_mutex_lock(&cluster_peers_lock);
+		if (cluster_peers_json) {
+			g_string_truncate(o, o->len - 2);
+			g_string_append_printf(o, ",\"instance_peers\":%s}}", cluster_peers_json);
+		}
+		g_mutex_unlock(&cluster_peers_lock);
 	}
+}
+
+void metrics_set_cluster_peers(const char *json)
+{
+	g_mutex_lock(&cluster_peers_lock);
+	g_free(cluster_peers_json);
+	cluster_peers_json = g_strdup(json);
+	g_mutex_unlock(&cluster_peers_lock);
 }

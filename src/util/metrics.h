@@ -175,3 +175,6 @@ void metrics_render_prometheus(GString *out, const struct metrics_roles *roles);
 /* {"timestamp","active_rooms","active_connections","peers_by_role",
  *  "total_connections","total_messages","rooms_created"} */
 void metrics_render_json(GString *out, const struct metrics_roles *roles);
+/* [cluster]: {"INSTANCE":PEERS,...} for metrics_render_json's "cluster"
+ * ("instance_peers"; rtcsignalctl status); NULL: none. */
+void metrics_set_cluster_peers(const char *json);
