@@ -196,7 +196,8 @@ class Redis:
 
 
 def delta(before, after):
-    d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    # less the INFO that took the snapshot
+    d = {k: after.get(k, 0) - before.get(k, 0) - (k == "info") for k in after}
     return {k: v for k, v in sorted(d.items()) if v}
 
 
@@ -265,20 +266,22 @@ async def relay(client_addr, worker_addr, tag, pairs, window, messages, payload)
     return workers, clients, echo, drive, rtts
 
 
-async def measured_relay(procs, client_addr, worker_addr, tag, a):
+async def measured_relay(procs, client_addr, worker_addr, tag, a, stats=dict):
     workers, clients, echo, drive, rtts = await relay(client_addr, worker_addr, tag, a["pairs"],
                                                       a["window"], a["messages"], a["payload"])
+    s0 = stats()
     cpu0 = {p: cpu_s(p) for p in procs}
     t0 = time.monotonic()
     await asyncio.gather(*(echo(i, w) for i, w in enumerate(workers)),
                          *(drive(i, c) for i, c in enumerate(clients)))
     elapsed = time.monotonic() - t0
     cpu = {p: cpu_s(p) - cpu0[p] for p in procs}
+    calls = delta(s0, stats())  # the messages only: not registration, not closing
     for ws in workers + clients:
         ws.close()
     msgs = 2 * a["pairs"] * a["messages"]
     return {"messages": msgs, "seconds": elapsed, "messages_per_s": msgs / elapsed,
-            "cpu_s": cpu, "cpu_us_per_message": sum(cpu.values()) * 1e6 / msgs, "rtt_us": lat(rtts)}
+            "cpu_s": cpu, "cpu_us_per_message": sum(cpu.values()) * 1e6 / msgs, "rtt_us": lat(rtts), "redis_calls": calls}
 
 
 def cluster_relay(env, a):
@@ -293,26 +296,26 @@ def cluster_relay(env, a):
         servers.append(db)
         loop = asyncio.new_event_loop()
         one = loop.run_until_complete(measured_relay([single.pid], single.address, single.address, "s", a))
-        s0 = redis.commandstats()
         across = loop.run_until_complete(measured_relay([da.pid, db.pid, redis.pid], da.address,
-                                                        db.address, "x", a))
-        s1 = redis.commandstats()
+                                                        db.address, "x", a, redis.commandstats))
         # Same-instance relay and discovery on a cluster instance: the
         # Redis commands they cause should be only the background ones
         # (heartbeat and sweep), measured alone for as long just after.
         within = loop.run_until_complete(measured_relay([da.pid, db.pid, redis.pid], da.address,
-                                                        da.address, "y", a))
-        s2 = redis.commandstats()
+                                                        da.address, "y", a, redis.commandstats))
 
         async def discover(n):
             ws = await register(da.address, "x-0", "disc")
+            s2 = redis.commandstats()
             t0 = time.monotonic()
             for _ in range(n):
                 ws.send({"type": "discover_peers"})
                 await ws.expect("peer_list")
+            took = time.monotonic() - t0
+            s3 = redis.commandstats()
             ws.close()
-            return time.monotonic() - t0
-        disc_s = loop.run_until_complete(discover(a["queries"]))
+            return took, delta(s2, s3)
+        disc_s, disc_calls = loop.run_until_complete(discover(a["queries"]))
         s3 = redis.commandstats()
         idle_s = max(1.0, within["seconds"] + disc_s)
         time.sleep(idle_s)
@@ -321,15 +324,15 @@ def cluster_relay(env, a):
     finally:
         statuses = [s.stop() for s in servers]
         redis.stop()
-    cross = delta(s0, s1)
+    cross = across["redis_calls"]
     background = delta(s3, s4)
     return {"scenario": "cluster-relay", "op": "1 KiB peer_message", "single": one, "across": across,
             "within_cluster_instance": within,
             "cpu_ratio_across_over_single": across["cpu_us_per_message"] / one["cpu_us_per_message"],
             "redis_calls": {"across": cross, "across_per_message": sum(cross.values()) / across["messages"],
                             "publish_per_message": cross.get("publish", 0) / across["messages"],
-                            "within": delta(s1, s2), "within_seconds": within["seconds"],
-                            "discovery": delta(s2, s3), "discovery_queries": a["queries"],
+                            "within": within["redis_calls"], "within_seconds": within["seconds"],
+                            "discovery": disc_calls, "discovery_queries": a["queries"],
                             "discovery_seconds": disc_s,
                             "background_idle": background, "background_seconds": idle_s},
             "ops": across["messages"], "ops_per_s": across["messages_per_s"], "latency_us": across["rtt_us"],
