@@ -212,14 +212,15 @@ def start_daemon(env, name, redis=None):
     return env.Server(argv, os.path.join(env.tmp, name + ".log"))
 
 
-async def until_seen(address, room, peer, timeout=10):
-    """Waits until discovery on ADDRESS in ROOM lists PEER (the instances
-    see each other); returns the seconds it took."""
+async def until_seen(address, room, peer, timeout=10, filters=None):
+    """Waits until discovery on ADDRESS in ROOM (with FILTERS: a room may
+    be over discovery's 1,000) lists PEER (the instances see each other);
+    returns the seconds it took."""
     t0 = time.monotonic()
     ws = await register(address, room, "probe-%d" % os.getpid())
     try:
         while time.monotonic() - t0 < timeout:
-            ws.send({"type": "discover_peers"})
+            ws.send({"type": "discover_peers", "filters": filters or {}})
             m = await ws.expect("peer_list")
             if any(p["peer_id"] == peer for p in m["peers"]):
                 return time.monotonic() - t0
@@ -342,17 +343,19 @@ def cluster_relay(env, a):
 
 # ---- cluster-lag ----------------------------------------------------------
 
-async def lag_run(addr_a, addr_b, n, rate):
-    """N registrations on A at RATE/s (connections opened first); an
-    observer on B keeps asking discovery for the ones not seen yet."""
+async def lag_run(addr_a, addr_b, n, rate, rooms):
+    """N registrations on A at RATE/s (connections opened first), peer k
+    in room lag-(k mod ROOMS); an observer per room on B keeps asking
+    discovery for the ones not seen yet.  Rooms, so that the lag is not
+    that of registered_auth listing one ever bigger room."""
     conns = await gather_bounded(WS.connect(addr_a) for _ in range(n))
-    obs = await register(addr_b, "lag", "observer")
+    observers = [await register(addr_b, "lag-%d" % r, "observer") for r in range(rooms)]
     sent, seen = {}, {}
     done = asyncio.Event()
 
-    async def observe():
-        low = 0
-        while not done.is_set() or len(seen) < len(sent):
+    async def observe(r, obs):
+        low = r
+        while not done.is_set() or any(k not in seen for k in range(r, len(sent), rooms)):
             obs.send({"type": "discover_peers", "filters": {"properties": {"seq": {"$gte": low}}}})
             m = await obs.expect("peer_list")
             now = time.monotonic()
@@ -360,7 +363,7 @@ async def lag_run(addr_a, addr_b, n, rate):
                 k = int(p["peer_id"][1:])
                 seen.setdefault(k, now)
             while low in seen:
-                low += 1
+                low += rooms
             if done.is_set() and now - done.t > 10:
                 break
 
@@ -371,7 +374,7 @@ async def lag_run(addr_a, addr_b, n, rate):
             if delay > 0:
                 await asyncio.sleep(delay)
             sent[k] = time.monotonic()
-            ws.send({"type": "register", "room_id": "lag", "peer_id": "p%d" % k,
+            ws.send({"type": "register", "room_id": "lag-%d" % (k % rooms), "peer_id": "p%d" % k,
                      "metadata": {"properties": {"seq": k}}})
         achieved = n / (time.monotonic() - t0)
         await asyncio.gather(*(ws.expect("registered_auth", parse=False) for ws in conns))
@@ -379,8 +382,8 @@ async def lag_run(addr_a, addr_b, n, rate):
         done.set()
         return achieved
 
-    achieved, _ = await asyncio.gather(registrar(), observe())
-    for ws in conns + [obs]:
+    achieved = (await asyncio.gather(registrar(), *(observe(r, o) for r, o in enumerate(observers))))[0]
+    for ws in conns + observers:
         ws.close()
     lags = [seen[k] - sent[k] for k in sent if k in seen]
     return achieved, lags, n - len(lags)
@@ -398,14 +401,14 @@ def cluster_lag(env, a):
         # both instances up and seeing each other first
         loop.run_until_complete(asyncio.sleep(0))
         achieved, lags, missing = loop.run_until_complete(
-            lag_run(da.address, db.address, a["lag_registrations"], a["lag_rate"]))
+            lag_run(da.address, db.address, a["lag_registrations"], a["lag_rate"], a["lag_rooms"]))
         loop.close()
     finally:
         statuses = [s.stop() for s in servers]
         redis.stop()
     return {"scenario": "cluster-lag", "op": "register on a until discovery on b", "ops": len(lags),
             "ops_per_s": achieved, "target_rate": a["lag_rate"], "latency_us": lat(lags),
-            "missing": missing, "counts": {}, "completed": missing == 0, "server_exit": max(statuses)}
+            "rooms": a["lag_rooms"], "missing": missing, "counts": {}, "completed": missing == 0, "server_exit": max(statuses)}
 
 
 # ---- cluster-peers --------------------------------------------------------
@@ -414,7 +417,8 @@ async def hold(addrs, big, spread, room_size, tag):
     """BIG peers in room TAG-big and SPREAD peers in rooms of ROOM_SIZE,
     peer i of each room on instance i mod len(ADDRS)."""
     n = len(addrs)
-    jobs = [register(addrs[i % n], tag + "-big", "%s-b%d" % (tag, i)) for i in range(big)]
+    jobs = [register(addrs[i % n], tag + "-big", "%s-b%d" % (tag, i), {"properties": {"i": i}})
+            for i in range(big)]
     jobs += [register(addrs[i % n], "%s-r%d" % (tag, i // room_size), "%s-s%d" % (tag, i))
              for i in range(spread)]
     return await gather_bounded(jobs, 64)
@@ -422,14 +426,15 @@ async def hold(addrs, big, spread, room_size, tag):
 
 async def discovery_latency(addr, room, queries):
     ws = await register(addr, room, "disc-client")
-    times = []
+    times, sizes = [], set()
     for _ in range(queries):
         t0 = time.monotonic()
         ws.send({"type": "discover_peers"})
         m = await ws.expect("peer_list")
         times.append(time.monotonic() - t0)
+        sizes.add(len(m["peers"]))
     ws.close()
-    return times, len(m["peers"])
+    return times, sorted(sizes)
 
 
 def cluster_peers(env, a):
@@ -447,7 +452,9 @@ def cluster_peers(env, a):
         conns = loop.run_until_complete(hold([d.address for d in ds], a["big_room"], a["spread_peers"], 20, "k"))
         out["register_seconds"] = time.monotonic() - t0
         total = a["big_room"] + a["spread_peers"]
-        loop.run_until_complete(until_seen(ds[0].address, "k-big", "k-b%d" % (a["big_room"] - 1), 30))
+        last = a["big_room"] - 1
+        loop.run_until_complete(until_seen(ds[0].address, "k-big", "k-b%d" % last, 30,
+                                           {"properties": {"i": last}}))
         per = [(total + 2 - i) // 3 for i in range(3)]
         out["instances"] = [{"peers": per[i], "rss_kib_before": rss0[i], "rss_kib_after": rss_kib(d.pid),
                              "bytes_per_peer": (rss_kib(d.pid) - rss0[i]) * 1024.0 / per[i]}
@@ -466,7 +473,8 @@ def cluster_peers(env, a):
         r0 = rss_kib(single.pid)
         conns = loop.run_until_complete(hold([single.address], a["big_room"], 0, 20, "o"))
         out["single_bytes_per_peer"] = (rss_kib(single.pid) - r0) * 1024.0 / a["big_room"]
-        times, _ = loop.run_until_complete(discovery_latency(single.address, "o-big", a["queries"]))
+        times, out["single_results_per_query"] = loop.run_until_complete(
+            discovery_latency(single.address, "o-big", a["queries"]))
         out["single_discovery_us"] = lat(times)
         for ws in conns:
             ws.close()
@@ -493,10 +501,10 @@ def run(args, scenario, tmp, server_cls, program, base_config):
     env.args, env.tmp, env.Server, env.program, env.base_config = args, tmp, server_cls, program, base_config
     if args.quick:
         a = dict(pairs=4, window=4, messages=200, payload=1024, queries=50, lag_registrations=200,
-                 lag_rate=1000, big_room=300, spread_peers=150)
+                 lag_rate=1000, lag_rooms=2, big_room=300, spread_peers=150)
     else:
         a = dict(pairs=20, window=8, messages=1000, payload=1024, queries=1000, lag_registrations=5000,
-                 lag_rate=1000, big_room=args.cluster_big_room, spread_peers=args.cluster_spread_peers)
+                 lag_rate=1000, lag_rooms=args.cluster_lag_rooms, big_room=args.cluster_big_room, spread_peers=args.cluster_spread_peers)
     result = {"cluster-relay": cluster_relay, "cluster-lag": cluster_lag,
               "cluster-peers": cluster_peers}[scenario](env, a)
     result["generator_exit"] = 0
