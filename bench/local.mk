@@ -29,4 +29,4 @@ bench_ratelimit_core_SOURCES = bench/ratelimit-core.c
 bench_ratelimit_core_CFLAGS = $(AM_CFLAGS) $(DEPS_CFLAGS)
 bench_ratelimit_core_LDADD = src/librtcsignal.a $(DEPS_LIBS)
 
-EXTRA_DIST += bench/run bench/README.md bench/tls-bench bench/soak
+EXTRA_DIST += bench/run bench/README.md bench/tls-bench bench/soak bench/cluster.py

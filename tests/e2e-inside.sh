@@ -327,6 +327,86 @@ check "systemctl stop rtcsignald.socket rtcsignald-admin.socket rtcsignald.servi
 		is_state rtcsignald-admin.socket inactive'
 timeout 20 systemctl start rtcsignald.socket rtcsignald-admin.socket
 
+# Two instances sharing the container's redis-server (issue 14): the
+# packaged service as instance a, a second service with its own config
+# and ports (8081, admin 8002) as instance b; a client on each, discovery
+# sees both, messages cross both ways.
+cat >/tmp/e2e-cluster.py <<'EOF'
+import asyncio, json, sys, time
+import websockets
+
+async def expect(ws, wanted):
+    while True:
+        m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if m["type"] == "error":
+            raise RuntimeError(m)
+        if m["type"] == wanted:
+            return m
+
+def ids(peers):
+    return {p if isinstance(p, str) else p["peer_id"] for p in peers}
+
+async def main(url_a, url_b):
+    async with websockets.connect(url_a) as a, websockets.connect(url_b) as b:
+        await a.send(json.dumps({"type": "register", "room_id": "cl", "peer_id": "on-a"}))
+        await expect(a, "registered_auth")
+        await b.send(json.dumps({"type": "register", "room_id": "cl", "peer_id": "on-b"}))
+        seen = ids((await expect(b, "registered_auth"))["peer_list"])
+        print("on-b registered, sees", sorted(seen))
+        assert "on-a" in seen, seen
+        end = time.monotonic() + 5  # replication lag: bounded poll
+        while True:
+            await a.send(json.dumps({"type": "discover_peers"}))
+            found = ids((await expect(a, "peer_list"))["peers"])
+            if "on-b" in found or time.monotonic() > end:
+                break
+            await asyncio.sleep(0.05)
+        print("discovery on a sees", sorted(found))
+        assert "on-b" in found, found
+        await a.send(json.dumps({"type": "peer_message", "to_peer_id": "on-b", "payload": {"n": 1}}))
+        m = await expect(b, "peer_message")
+        assert m["from_peer_id"] == "on-a" and m["payload"] == {"n": 1}, m
+        await b.send(json.dumps({"type": "peer_message", "to_peer_id": "on-a", "payload": {"n": 2}}))
+        m = await expect(a, "peer_message")
+        assert m["from_peer_id"] == "on-b" and m["payload"] == {"n": 2}, m
+        print("crossed both ways")
+
+asyncio.run(main(*sys.argv[1:3]))
+EOF
+cluster_conf() { # INSTANCE-ID: the package's config with [cluster] redis
+	sed -e 's/^#store = sqlite$/store = redis/' -e 's|^#redis =$|redis = redis://127.0.0.1:6379|' \
+		-e "s/^#instance_id =\$/instance_id = $1/" -e 's/^#instance_ttl = 10$/instance_ttl = 2/' \
+		/tmp/rtcsignald.conf
+}
+cluster_metric() { # ADMIN-PORT METRIC-LINE-REGEX
+	curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" | grep -Eq "$2"
+}
+check "redis-server runs in the container" wait_for 20 is_state redis-server.service active
+cluster_conf a >/etc/rtcsignald/rtcsignald.conf
+cluster_conf b >/etc/rtcsignald/instance-b.conf
+timeout 40 systemctl restart rtcsignald.service
+timeout 40 systemd-run -q --unit=rtcsignald-b -p Type=notify -p DynamicUser=yes \
+	-p StateDirectory=rtcsignald-b -p RuntimeDirectory=rtcsignald-b \
+	-p LoadCredential=admin-token:/etc/rtcsignald/admin-token \
+	-p LoadCredential=turn-secret:/etc/rtcsignald/turn-secret \
+	/usr/sbin/rtcsignald -c /etc/rtcsignald/instance-b.conf \
+	--listen 127.0.0.1:8081 --admin-listen 127.0.0.1:8002 >/tmp/run-b.out 2>&1
+check "two instances with [cluster] redis: both ready, each sees two instances" \
+	eval 'cat /tmp/run-b.out; is_state rtcsignald.service active && is_state rtcsignald-b.service active &&
+		wait_for 10 eval "curl -fsS --max-time 5 http://127.0.0.1:8001/ready && curl -fsS --max-time 5 http://127.0.0.1:8002/ready" &&
+		wait_for 10 eval "cluster_metric 8001 \"^rtcsignald_cluster_instances 2\$\" && cluster_metric 8002 \"^rtcsignald_cluster_instances 2\$\"" ||
+		{ journalctl -u rtcsignald.service -u rtcsignald-b.service --no-pager | tail -n 20; false; }'
+check "a client on each instance: registration and discovery see both, peer_message crosses both ways" \
+	eval 'timeout 40 "$py" /tmp/e2e-cluster.py "$url" ws://127.0.0.1:8081/'
+check "the crossing counted: rtcsignald_cluster_up 1 and forwarded/received on both instances" \
+	eval 'for p in 8001 8002; do curl -fsS --max-time 5 http://127.0.0.1:$p/metrics | grep "^rtcsignald_cluster_\(up\|forwarded_total\|received_total\)"; done;
+		cluster_metric 8001 "^rtcsignald_cluster_up 1\$" && cluster_metric 8002 "^rtcsignald_cluster_up 1\$" &&
+		cluster_metric 8001 "^rtcsignald_cluster_forwarded_total [1-9]" && cluster_metric 8002 "^rtcsignald_cluster_received_total [1-9]" &&
+		cluster_metric 8002 "^rtcsignald_cluster_forwarded_total [1-9]" && cluster_metric 8001 "^rtcsignald_cluster_received_total [1-9]"'
+timeout 40 systemctl stop rtcsignald-b.service rtcsignald.service
+cp /tmp/rtcsignald.conf /etc/rtcsignald/rtcsignald.conf
+rm -f /etc/rtcsignald/instance-b.conf
+
 # Purge: the package, its units, its config and its state go.
 check "before the purge: the state directory, the credential files and the drop-in exist" \
 	eval 'test -d /var/lib/private/rtcsignald && test -s /etc/rtcsignald/admin-token &&

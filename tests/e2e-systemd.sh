@@ -22,8 +22,10 @@ build=${BUILDDIR:-$src}
 cache=${RTCSIGNALD_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rtcsignald-e2e}
 suite=bookworm
 # What the root needs besides what the package pulls in: systemd to boot,
-# ss for the listening check, curl and the Python client for the checks.
-root_packages=systemd,systemd-sysv,dbus,iproute2,curl,python3-websockets
+# ss for the listening check, curl and the Python client for the checks,
+# redis-server for two instances routing through it (issue 14).  The
+# cache key hashes this list, so a changed list makes a new root.
+root_packages=systemd,systemd-sysv,dbus,iproute2,curl,python3-websockets,redis-server
 t0=$(date +%s)
 passed=0 failed=0
 
