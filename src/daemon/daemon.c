@@ -145,6 +145,16 @@ static bool store_ready(void *data, const char **reason)
 	return false;
 }
 
+/* [rooms] store = redis (always with [cluster] redis): a Redis outage is
+ * the cluster's, and keeps the instance ready, since its own peers are
+ * still served; /ready and /health say "cluster":"degraded" and each
+ * creation meanwhile is refused with its reason.  A store that fails
+ * while Redis answers is unready as a local one is. */
+static bool redis_store_ready(void *data, const char **reason)
+{
+	return !metrics_get(cluster_up) || store_ready(data, reason);
+}
+
 static bool keys_ready(void *data, const char **reason)
 {
 	if (auth_keys_loaded(data))
@@ -212,7 +222,9 @@ static int start_admin(struct daemon *d)
 		.roles_data = d,
 		.api = adminapi_handle,
 		.api_data = &d->api,
-		.ready = { { store_ready, d->store }, { keys_ready, d->auth } },
+		.ready = { { strcmp(d->cfg->rooms_store, "redis") == 0 ? redis_store_ready : store_ready,
+			     d->store },
+			   { keys_ready, d->auth } },
 		.cluster = d->cluster != NULL,
 	};
 	if (d->cluster)
