@@ -67,7 +67,7 @@ unsigned addrlimit_conn_count(const struct addrlimit *al, const struct netaddr *
 int addrlimit_register_check(struct addrlimit *al, const struct netaddr *a, int64_t now_us);
 void addrlimit_register_done(struct addrlimit *al, const struct netaddr *a, bool ok, int64_t now_us);
 /* An attempt whose outcome is not told apart (the key API): check, and
- * count it against the failure budget. */
+ * count it against both budgets. */
 int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t now_us);
 
 /* At most this many entries are freed by one sweep (about 2 ms): a crowd
