@@ -27,8 +27,10 @@ static void note_refusal(struct router *r, struct client *c, enum err_code code,
 
 	if (failure && c->addr_known)
 		addrlimit_register_done(r->env.addrlimit, &c->addr, false, mono_us(r));
-	/* One that keeps trying after its refusals is cut off. */
-	if ((!failure && code != ERR_RATE_LIMITED) || c->closing || !max || ++c->reg_failures < max)
+	/* One that keeps guessing is cut off.  A RATE_LIMITED answer is
+	 * no guess (nothing was checked); flooding with them meets the
+	 * message rate's abuse rule. */
+	if (!failure || c->closing || !max || ++c->reg_failures < max)
 		return;
 	metrics_inc(limit_hits[LIMIT_FAILED_REGISTRATIONS_PER_CONNECTION]);
 	router_log_peer(r, LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,

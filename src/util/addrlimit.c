@@ -233,11 +233,11 @@ void addrlimit_register_done(struct addrlimit *al, const struct netaddr *a, bool
 int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t now_us)
 {
 	int rc = addrlimit_register_check(al, a, now_us);
-	if (rc == 0) {
-		addrlimit_register_done(al, a, false, now_us);
-		addrlimit_register_done(al, a, true, now_us);
-	}
-	return rc;
+	if (rc < 0)
+		return -EAGAIN;
+	addrlimit_register_done(al, a, false, now_us);
+	addrlimit_register_done(al, a, true, now_us);
+	return 0;
 }
 
 unsigned addrlimit_sweep(struct addrlimit *al, int64_t now_us)

@@ -66,8 +66,8 @@ unsigned addrlimit_conn_count(const struct addrlimit *al, const struct netaddr *
  * addrlimit_register_done, so only failures spend the failure budget. */
 int addrlimit_register_check(struct addrlimit *al, const struct netaddr *a, int64_t now_us);
 void addrlimit_register_done(struct addrlimit *al, const struct netaddr *a, bool ok, int64_t now_us);
-/* An attempt whose outcome is not told apart (the key API): check, and
- * count it against both budgets. */
+/* An attempt whose outcome is not told apart (the key API): 0, or
+ * -EAGAIN over either budget; counted against both. */
 int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t now_us);
 
 /* At most this many entries are freed by one sweep (about 2 ms): a crowd
@@ -76,7 +76,8 @@ int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t no
 
 /* Forgets registration entries whose bucket is full again; returns how
  * many.  Meant for a 1 s timer.  Examines the entries last used more than
- * 60/R s ago (1 s at the default), oldest first. */
+ * 60/N s ago (N the larger of the two rates: 10 ms at the defaults),
+ * oldest first. */
 unsigned addrlimit_sweep(struct addrlimit *al, int64_t now_us);
 
 void addrlimit_get_stats(const struct addrlimit *al, struct addrlimit_stats *out);
