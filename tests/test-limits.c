@@ -447,7 +447,7 @@ static void test_registrations_per_address(void)
 	struct wsc *c = testd_connect(d);
 	g_autoptr(GError) err = NULL;
 
-	/* Guessing: every attempt counts, good or bad. */
+	/* Successes have their ceiling too (failures: tests/test-abuse.c). */
 	for (int i = 0; i < 3; i++) {
 		wsc_sendf(c, "{\"type\":\"register\",\"peer_id\":\"p%d\",\"room_id\":\"r\"}", i);
 		json_object_put(wsc_expect(c, "registered_auth"));

@@ -284,7 +284,7 @@ static void test_xff_long(void)
 
 static struct addrlimit *limiter(unsigned max_addresses, unsigned conns, unsigned regs)
 {
-	struct addrlimit_limits l = { max_addresses, conns, regs };
+	struct addrlimit_limits l = { max_addresses, conns, regs, 0 };
 	struct addrlimit *al = NULL;
 	g_assert_cmpint(addrlimit_new(&l, &al), ==, 0);
 	return al;
@@ -408,12 +408,41 @@ static void test_regs_limit(void)
 	g_assert_cmpuint(regs(al, &a, T0 + 200 * SEC, 100), ==, 60);
 
 	/* A low rate: 6 a minute is one every 10 s. */
-	struct addrlimit_limits l = { 100, 100, 6 };
+	struct addrlimit_limits l = { 100, 100, 6, 0 };
 	g_assert_cmpint(addrlimit_set_limits(al, &l), ==, 0);
 	struct netaddr c = addr("198.51.100.9");
 	g_assert_cmpuint(regs(al, &c, T0, 10), ==, 6);
 	g_assert_cmpuint(regs(al, &c, T0 + 9 * SEC, 10), ==, 0);
 	g_assert_cmpuint(regs(al, &c, T0 + 10 * SEC, 10), ==, 1);
+	addrlimit_free(al);
+}
+
+/* Failures and successes have budgets apart: successes never spend the
+ * failure budget, a spent failure budget refuses everything from the
+ * address (-EAGAIN), the success ceiling is its own (-EDQUOT). */
+static void test_regs_split(void)
+{
+	const struct addrlimit_limits l = { .max_addresses = 100, .regs_per_minute = 120,
+					    .failed_per_minute = 3 };
+	struct addrlimit *al = NULL;
+	struct netaddr a = addr("192.0.2.1"), b = addr("192.0.2.2");
+	unsigned ok = 0;
+
+	g_assert_cmpint(addrlimit_new(&l, &al), ==, 0);
+	for (int i = 0; i < 200 && addrlimit_register_check(al, &a, T0) == 0; i++, ok++)
+		addrlimit_register_done(al, &a, true, T0);
+	g_assert_cmpuint(ok, ==, 120);
+	g_assert_cmpint(addrlimit_register_check(al, &a, T0), ==, -EDQUOT);
+	for (int i = 0; i < 3; i++) {
+		g_assert_cmpint(addrlimit_register_check(al, &b, T0), ==, 0);
+		addrlimit_register_done(al, &b, false, T0);
+	}
+	g_assert_cmpint(addrlimit_register_check(al, &b, T0), ==, -EAGAIN);
+	/* A failure regained in 20 s; one success a half second. */
+	g_assert_cmpint(addrlimit_register_check(al, &b, T0 + 20 * SEC), ==, 0);
+	g_assert_cmpint(addrlimit_register_check(al, &a, T0 + SEC / 2), ==, 0);
+	/* Both idle again: swept. */
+	g_assert_cmpuint(addrlimit_sweep(al, T0 + 61 * SEC), ==, 2);
 	addrlimit_free(al);
 }
 
@@ -467,7 +496,7 @@ static void test_regs_table_full(void)
 	g_assert_cmpuint(stats(al).reg_evictions, ==, 3);
 	g_assert_cmpuint(regs(al, &a, T0 + 7, 1), ==, 0); /* a is still remembered */
 	/* A lower cap on reload forgets the oldest at once. */
-	struct addrlimit_limits l = { 1, 100, 60 };
+	struct addrlimit_limits l = { 1, 100, 60, 0 };
 	g_assert_cmpint(addrlimit_set_limits(al, &l), ==, 0);
 	g_assert_cmpuint(stats(al).reg_addresses, ==, 1);
 	g_assert_cmpuint(regs(al, &a, T0 + 8, 1), ==, 0); /* the one kept: the latest */
@@ -482,7 +511,7 @@ static void test_reload(void)
 	for (int i = 0; i < 3; i++)
 		g_assert_cmpint(addrlimit_conn_open(al, &a), ==, 0);
 	/* A lower limit keeps the open connections, refuses new ones. */
-	struct addrlimit_limits l = { 100, 2, 0 };
+	struct addrlimit_limits l = { 100, 2, 0, 0 };
 	g_assert_cmpint(addrlimit_set_limits(al, &l), ==, 0);
 	g_assert_cmpuint(addrlimit_conn_count(al, &a), ==, 3);
 	g_assert_cmpint(addrlimit_conn_open(al, &a), ==, -EDQUOT);
@@ -498,9 +527,9 @@ static void test_reload(void)
 	g_assert_cmpint(addrlimit_set_limits(al, &l), ==, 0);
 	g_assert_cmpuint(regs(al, &a, T0, 1000), ==, 10);
 	/* Out of range: refused, the old limits stay. */
-	struct addrlimit_limits bad = { 0, 2, 10 };
+	struct addrlimit_limits bad = { 0, 2, 10, 0 };
 	g_assert_cmpint(addrlimit_set_limits(al, &bad), ==, -EINVAL);
-	bad = (struct addrlimit_limits){ 100, 2, 60 * RATELIMIT_MAX + 1 };
+	bad = (struct addrlimit_limits){ 100, 2, 60 * RATELIMIT_MAX + 1, 0 };
 	g_assert_cmpint(addrlimit_set_limits(al, &bad), ==, -EINVAL);
 	struct addrlimit *none = NULL;
 	g_assert_cmpint(addrlimit_new(&bad, &none), ==, -EINVAL);
@@ -613,6 +642,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/addrlimit/conns/drop-at-zero", test_conns_drop_at_zero);
 	g_test_add_func("/addrlimit/conns/table-full", test_conns_table_full);
 	g_test_add_func("/addrlimit/regs/limit", test_regs_limit);
+	g_test_add_func("/addrlimit/regs/split", test_regs_split);
 	g_test_add_func("/addrlimit/regs/sweep", test_regs_sweep);
 	g_test_add_func("/addrlimit/regs/table-full", test_regs_table_full);
 	g_test_add_func("/addrlimit/reload", test_reload);

@@ -250,7 +250,7 @@ static const struct router_services cluster_services = {
 static struct world *world_new_with(bool auth, const struct router_services *svc)
 {
 	struct world *w = g_new0(struct world, 1);
-	const struct addrlimit_limits lim = { .max_addresses = 16, .regs_per_minute = 3 };
+	const struct addrlimit_limits lim = { .max_addresses = 16, .regs_per_minute = 3, .failed_per_minute = 3 };
 
 	w->cfg = config_new_defaults();
 	w->reg = registry_new();
@@ -511,6 +511,26 @@ static void test_register_rate(void)
 	w->mono_ns += (uint64_t)61 * G_USEC_PER_SEC * 1000; /* a minute on */
 	say(w, f, "{\"type\":\"register\",\"room_id\":\"r\",\"jwt\":\"forged\"}");
 	expect_error(f, "AUTH_FAILED");
+	fake_gone(w, f);
+	world_free(w);
+}
+
+/* A connection that keeps failing to register is closed, 1008, at
+ * failed_registrations_per_connection; other refusals do not count. */
+static void test_register_guesser_closed(void)
+{
+	struct world *w = world_new(true);
+	struct fake *f = fake_new();
+
+	w->cfg->failed_registrations_per_connection = 2;
+	say(w, f, "{\"type\":\"register\",\"room_id\":5}");
+	expect_error(f, "INVALID_MESSAGE");
+	say(w, f, "{\"type\":\"register\",\"room_id\":\"r\",\"jwt\":\"forged\"}");
+	expect_error(f, "AUTH_FAILED");
+	g_assert_cmpint(f->close_code, ==, 0);
+	say(w, f, "{\"type\":\"register\",\"room_id\":\"r\"}");
+	expect_error(f, "AUTH_REQUIRED");
+	g_assert_cmpint(f->close_code, ==, 1008);
 	fake_gone(w, f);
 	world_free(w);
 }
@@ -1170,6 +1190,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/router/register/errors", test_register_errors);
 	g_test_add_func("/router/register/room-full", test_register_room_full);
 	g_test_add_func("/router/register/rate", test_register_rate);
+	g_test_add_func("/router/register/guesser-closed", test_register_guesser_closed);
 	g_test_add_func("/router/register/replaced", test_register_replaced);
 	g_test_add_func("/router/register/superseded", test_register_superseded);
 	g_test_add_func("/router/register/admin-seat", test_register_admin_seat);

@@ -10,6 +10,35 @@
 #include <errno.h>
 #include <string.h>
 
+static gint64 mono_us(struct router *r)
+{
+	return (gint64)(r->svc->monotonic_ns(r->svc_ctx) / 1000);
+}
+
+/* What guessing produces: a wrong credential (room token, API key, JWT)
+ * or a room id that does not exist.  These spend the address's failure
+ * budget; other refusals (room full, id taken, bad message, expired room)
+ * come to callers who had the right credentials. */
+static void note_refusal(struct router *r, struct client *c, enum err_code code,
+			 const char *room, const char *peer)
+{
+	bool failure = code == ERR_AUTH_FAILED || code == ERR_AUTH_REQUIRED || code == ERR_ROOM_NOT_FOUND;
+	unsigned max = r->cfg->failed_registrations_per_connection;
+
+	if (failure && c->addr_known)
+		addrlimit_register_done(r->env.addrlimit, &c->addr, false, mono_us(r));
+	/* One that keeps guessing is cut off.  A RATE_LIMITED answer is
+	 * no guess (nothing was checked); flooding with them meets the
+	 * message rate's abuse rule. */
+	if (!failure || c->closing || !max || ++c->reg_failures < max)
+		return;
+	metrics_inc(limit_hits[LIMIT_FAILED_REGISTRATIONS_PER_CONNECTION]);
+	router_log_peer(r, LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,
+			"failed_registrations_per_connection", "connection closed: too many failed registrations");
+	c->closing = true;
+	r->ops->close(r->ctx, c, 1008, "too many failed registrations");
+}
+
 static void refuse_register(struct router *r, struct client *c, const struct msg *m,
 			    enum err_code code, const char *room, const char *peer,
 			    const char *message)
@@ -18,6 +47,7 @@ static void refuse_register(struct router *r, struct client *c, const struct msg
 	router_log_peer(r, LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, c, room, peer, NULL,
 			protocol_code_name(code), message);
 	router_error_to(r, c, m, code, NULL, NULL, "%s", message);
+	note_refusal(r, c, code, room, peer);
 }
 
 /* Who a registration is and where it may go. */
@@ -127,14 +157,16 @@ static enum admit_result admit_registration(struct router *r, struct client *c,
 	gint64 now = router_now_seconds(r);
 
 	a->room_id = reg->room_id;
-	/* Every attempt counts, so room tokens and keys cannot be guessed
-	 * at speed (a replay was counted the first time).  A client without
-	 * an address (a unix socket: local) is not counted, as it is not at
-	 * connect time: all of them would share one zero address. */
-	if (!r->replaying && c->addr_known &&
-	    addrlimit_register(r->env.addrlimit, &c->addr,
-			       (gint64)(r->svc->monotonic_ns(r->svc_ctx) / 1000)) < 0) {
-		metrics_inc(limit_hits[LIMIT_REGISTRATIONS_PER_ADDRESS]);
+	/* Failed attempts have their budget, so room tokens and keys cannot
+	 * be guessed at speed; successes a much higher ceiling (a replay was
+	 * checked the first time).  A client without an address (a unix
+	 * socket: local) is not counted, as it is not at connect time: all
+	 * of them would share one zero address. */
+	int limited = !r->replaying && c->addr_known
+		? addrlimit_register_check(r->env.addrlimit, &c->addr, mono_us(r)) : 0;
+	if (limited < 0) {
+		metrics_inc(limit_hits[limited == -EAGAIN ? LIMIT_FAILED_REGISTRATIONS_PER_ADDRESS
+							  : LIMIT_REGISTRATIONS_PER_ADDRESS]);
 		refuse_register(r, c, m, ERR_RATE_LIMITED, reg->room_id, reg->peer_id,
 				"Too many registration attempts: try again later");
 		return REFUSED;
@@ -197,6 +229,7 @@ static enum admit_result admit_registration(struct router *r, struct client *c,
 			router_log(r, LOG_NOTICE, LOG_EVENT_REGISTRATION_REFUSED, &f, "JWT refused");
 			metrics_inc(registrations[ERR_AUTH_FAILED]);
 			router_error_to(r, c, m, ERR_AUTH_FAILED, NULL, NULL, "%s", jwt_error_reason(why));
+			note_refusal(r, c, ERR_AUTH_FAILED, reg->room_id, reg->peer_id);
 			return REFUSED;
 		}
 		a->principal = auth_principal(issuer, &claims);
@@ -249,6 +282,8 @@ static enum admit_result admit_registration(struct router *r, struct client *c,
 				token && *token ? "Invalid token" : "Room token required");
 		return REFUSED;
 	}
+	if (c->addr_known)
+		addrlimit_register_done(r->env.addrlimit, &c->addr, true, mono_us(r));
 	return ADMITTED;
 }
 

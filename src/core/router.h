@@ -38,6 +38,7 @@ struct client {
 	 * original v2.0 server sent (docs/protocol.md "v2.0 clients"). */
 	enum protocol_version proto;
 	bool was_registered;
+	unsigned reg_failures; /* failed registers on this connection */
 	/* PEER is a registration a newer connection took over: this one may
 	 * still send as it (a v2.0 worker's first socket after an admin
 	 * failover), and is sent nothing more.  PEER->former is this. */

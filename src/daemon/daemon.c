@@ -368,6 +368,7 @@ static int set_addrlimits(struct daemon *d, const struct config *cfg)
 		.max_addresses = cfg->max_sessions,
 		.conns_per_address = cfg->connections_per_address,
 		.regs_per_minute = cfg->registrations_per_address_per_minute,
+		.failed_per_minute = cfg->failed_registrations_per_address_per_minute,
 	};
 	return d->addrlimit ? addrlimit_set_limits(d->addrlimit, &l) : addrlimit_new(&l, &d->addrlimit);
 }

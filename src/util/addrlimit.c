@@ -12,13 +12,15 @@ struct conn_entry {
 struct reg_entry {
 	struct netaddr key; /* first, as above */
 	GList link;         /* in lru */
-	struct ratelimit bucket;
+	struct ratelimit bucket; /* successful registrations */
+	struct ratelimit failed; /* failed ones (addrlimit.h) */
 };
 
 struct addrlimit {
 	struct addrlimit_limits limits;
 	struct ratelimit_policy reg_policy;
-	int64_t reg_token_us; /* time to regain one registration */
+	struct ratelimit_policy fail_policy;
+	int64_t reg_token_us; /* time to regain one token of either bucket */
 	GHashTable *conns;    /* set of struct conn_entry */
 	GHashTable *regs;     /* set of struct reg_entry */
 	GQueue lru;           /* of struct reg_entry, least recently used first */
@@ -74,20 +76,29 @@ static bool limits_valid(const struct addrlimit_limits *l)
 {
 	struct ratelimit_policy p;
 	return l->max_addresses >= 1 &&
-	       ratelimit_policy_per_minute(&p, l->regs_per_minute, l->regs_per_minute) == 0;
+	       ratelimit_policy_per_minute(&p, l->regs_per_minute, l->regs_per_minute) == 0 &&
+	       ratelimit_policy_per_minute(&p, l->failed_per_minute, l->failed_per_minute) == 0;
+}
+
+static bool tracking(const struct addrlimit *al)
+{
+	return al->limits.regs_per_minute || al->limits.failed_per_minute;
 }
 
 int addrlimit_set_limits(struct addrlimit *al, const struct addrlimit_limits *limits)
 {
-	unsigned r = limits->regs_per_minute;
+	unsigned r = limits->regs_per_minute, f = limits->failed_per_minute;
 
 	if (!limits_valid(limits))
 		return -EINVAL;
 	al->limits = *limits;
 	ratelimit_policy_per_minute(&al->reg_policy, r, r);
-	al->reg_token_us = r ? (60 * G_USEC_PER_SEC + r - 1) / r : 0;
+	ratelimit_policy_per_minute(&al->fail_policy, f, f);
+	/* The sweep's cutoff: the faster bucket's token time. */
+	unsigned fastest = MAX(r, f);
+	al->reg_token_us = fastest ? (60 * G_USEC_PER_SEC + fastest - 1) / fastest : 0;
 	/* No limit: nothing to remember.  A lower cap: evictions. */
-	if (r)
+	if (tracking(al))
 		al->reg_evictions += reg_trim(al, limits->max_addresses);
 	else
 		reg_trim(al, 0);
@@ -167,12 +178,11 @@ unsigned addrlimit_conn_count(const struct addrlimit *al, const struct netaddr *
 	return e ? e->n : 0;
 }
 
-int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t now_us)
+/* A's entry, made (full buckets) if new, and now the most recent. */
+static struct reg_entry *reg_touch(struct addrlimit *al, const struct netaddr *a, int64_t now_us)
 {
 	struct netaddr key;
 
-	if (!al->limits.regs_per_minute)
-		return 0;
 	account_key(a, &key);
 	struct reg_entry *e = g_hash_table_lookup(al->regs, &key);
 	if (e) {
@@ -183,10 +193,51 @@ int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t no
 		e->key = key;
 		e->link = (GList){ .data = e };
 		ratelimit_init(&e->bucket, &al->reg_policy, now_us);
+		ratelimit_init(&e->failed, &al->fail_policy, now_us);
 		g_hash_table_add(al->regs, e);
 	}
 	g_queue_push_tail_link(&al->lru, &e->link);
-	return ratelimit_take(&e->bucket, &al->reg_policy, now_us) == RATELIMIT_ALLOW ? 0 : -EAGAIN;
+	return e;
+}
+
+/* Whether a take would be allowed, without taking: on a copy. */
+static bool has_token(const struct ratelimit *b, const struct ratelimit_policy *p, int64_t now_us)
+{
+	struct ratelimit copy = *b;
+	return ratelimit_take(&copy, p, now_us) == RATELIMIT_ALLOW;
+}
+
+int addrlimit_register_check(struct addrlimit *al, const struct netaddr *a, int64_t now_us)
+{
+	if (!tracking(al))
+		return 0;
+	struct reg_entry *e = reg_touch(al, a, now_us);
+	if (al->limits.failed_per_minute && !has_token(&e->failed, &al->fail_policy, now_us))
+		return -EAGAIN;
+	if (al->limits.regs_per_minute && !has_token(&e->bucket, &al->reg_policy, now_us))
+		return -EDQUOT;
+	return 0;
+}
+
+void addrlimit_register_done(struct addrlimit *al, const struct netaddr *a, bool ok, int64_t now_us)
+{
+	if (!tracking(al))
+		return;
+	struct reg_entry *e = reg_touch(al, a, now_us);
+	if (ok && al->limits.regs_per_minute)
+		ratelimit_take(&e->bucket, &al->reg_policy, now_us);
+	else if (!ok && al->limits.failed_per_minute)
+		ratelimit_take(&e->failed, &al->fail_policy, now_us);
+}
+
+int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t now_us)
+{
+	int rc = addrlimit_register_check(al, a, now_us);
+	if (rc < 0)
+		return -EAGAIN;
+	addrlimit_register_done(al, a, false, now_us);
+	addrlimit_register_done(al, a, true, now_us);
+	return 0;
 }
 
 unsigned addrlimit_sweep(struct addrlimit *al, int64_t now_us)
@@ -200,9 +251,10 @@ unsigned addrlimit_sweep(struct addrlimit *al, int64_t now_us)
 		/* Oldest first: from here on every entry gave a token less
 		 * than a token's time ago, so none is full yet.  (One refused
 		 * may be, and waits for a later sweep.) */
-		if (now_us - e->bucket.last_us < al->reg_token_us)
+		if (now_us - MAX(e->bucket.last_us, e->failed.last_us) < al->reg_token_us)
 			break;
-		if (ratelimit_is_idle(&e->bucket, &al->reg_policy, now_us)) {
+		if (ratelimit_is_idle(&e->bucket, &al->reg_policy, now_us) &&
+		    ratelimit_is_idle(&e->failed, &al->fail_policy, now_us)) {
 			reg_drop(al, e);
 			dropped++;
 		}

@@ -12,10 +12,12 @@
  * close that will come.  With max_addresses >= max_sessions the table is
  * never full, since each entry holds at least one open connection.
  *
- * Registrations: a token bucket per address, R a minute (R/60 a second)
- * and a burst of R.  24 bytes of state and O(1) per attempt; the
- * long-run rate is exact, and any 60 s window sees at most 2R (R at once,
- * then R refilled), where an exact sliding window would keep R timestamps
+ * Registrations: two token buckets per address, each N a minute (N/60 a
+ * second) and a burst of N: failed_per_minute for failed attempts (what
+ * guessing produces), and regs_per_minute, much higher, for successful
+ * ones (a lab behind one NAT reconnecting at once).  24 bytes of state and O(1) per attempt; the
+ * long-run rate is exact, and any 60 s window sees at most 2N (R at once,
+ * then N refilled), where an exact sliding window would keep N timestamps
  * per address.  When the table is full, the least recently used address
  * is forgotten (counted in reg_evictions): it starts again with a full
  * bucket, which costs only precision, and only against someone holding
@@ -26,12 +28,14 @@
 #include "util/netaddr.h"
 #include "util/ratelimit.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct addrlimit_limits {
 	unsigned max_addresses;     /* per table, at least 1 */
 	unsigned conns_per_address; /* 0: no limit (still counted) */
-	unsigned regs_per_minute;   /* 0: no limit (nothing tracked) */
+	unsigned regs_per_minute;   /* successful registrations; 0: no limit */
+	unsigned failed_per_minute; /* failed ones; 0: no limit (both 0: nothing tracked) */
 };
 
 struct addrlimit_stats {
@@ -56,8 +60,14 @@ int addrlimit_conn_open(struct addrlimit *al, const struct netaddr *a);
 void addrlimit_conn_close(struct addrlimit *al, const struct netaddr *a);
 unsigned addrlimit_conn_count(const struct addrlimit *al, const struct netaddr *a);
 
-/* One registration attempt from A at NOW_US: 0, or -EAGAIN (over the
- * rate: answer RATE_LIMITED).  Every attempt counts, successful or not. */
+/* Before a registration attempt from A at NOW_US: 0, or -EAGAIN (A's
+ * failure budget is spent) or -EDQUOT (its success ceiling is reached):
+ * answer RATE_LIMITED.  Takes nothing: the outcome is told with
+ * addrlimit_register_done, so only failures spend the failure budget. */
+int addrlimit_register_check(struct addrlimit *al, const struct netaddr *a, int64_t now_us);
+void addrlimit_register_done(struct addrlimit *al, const struct netaddr *a, bool ok, int64_t now_us);
+/* An attempt whose outcome is not told apart (the key API): 0, or
+ * -EAGAIN over either budget; counted against both. */
 int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t now_us);
 
 /* At most this many entries are freed by one sweep (about 2 ms): a crowd
@@ -66,7 +76,8 @@ int addrlimit_register(struct addrlimit *al, const struct netaddr *a, int64_t no
 
 /* Forgets registration entries whose bucket is full again; returns how
  * many.  Meant for a 1 s timer.  Examines the entries last used more than
- * 60/R s ago (1 s at the default), oldest first. */
+ * 60/N s ago (N the larger of the two rates: 10 ms at the defaults),
+ * oldest first. */
 unsigned addrlimit_sweep(struct addrlimit *al, int64_t now_us);
 
 void addrlimit_get_stats(const struct addrlimit *al, struct addrlimit_stats *out);

@@ -109,7 +109,9 @@ struct config {
 	unsigned messages_burst;
 	unsigned connections_per_address;
 	unsigned handshake_timeout_ms; /* accept to upgrade (or a whole request) */
-	unsigned registrations_per_address_per_minute;
+	unsigned registrations_per_address_per_minute; /* successful ones */
+	unsigned failed_registrations_per_address_per_minute;
+	unsigned failed_registrations_per_connection; /* then closed, 1008 */
 	uint64_t max_filter_work; /* comparison steps per discovery query */
 
 	/* [turn] */

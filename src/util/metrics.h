@@ -22,6 +22,8 @@ enum metrics_limit {
 	LIMIT_MESSAGES_PER_SECOND,
 	LIMIT_CONNECTIONS_PER_ADDRESS,
 	LIMIT_REGISTRATIONS_PER_ADDRESS,
+	LIMIT_FAILED_REGISTRATIONS_PER_ADDRESS,  /* [limits] failed_registrations_per_address_per_minute */
+	LIMIT_FAILED_REGISTRATIONS_PER_CONNECTION, /* a connection closed for its failed registers */
 	LIMIT_ANSWER_IN_FLIGHT,  /* a second large answer asked for before the first was read */
 	LIMIT_ROOMS,             /* [rooms] max_rooms */
 	LIMIT_ROOMS_PER_CREATOR, /* [rooms] max_rooms_per_creator */
