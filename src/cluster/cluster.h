@@ -62,7 +62,8 @@ enum cluster_claim {
 };
 
 /* Callbacks must not free the cluster, nor unwatch the room they are
- * told about, from inside. */
+ * told about, from inside; view_ready alone may (it is the view's last
+ * act), and its ROOM is freed then: copy it first. */
 struct cluster_ops {
 	/* Redis reachable and this instance announced (true), or lost (false). */
 	void (*state)(void *user, bool up);

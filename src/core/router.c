@@ -751,14 +751,16 @@ bool router_park_for_view(struct router *r, struct client *c, const char *room_i
 	return true;
 }
 
-void router_cluster_view_ready(struct router *r, const char *room)
+void router_cluster_view_ready(struct router *r, const char *view_room)
 {
 	gpointer key, value;
 
-	if (!g_hash_table_steal_extended(r->view_waits, room, &key, &value))
+	if (!g_hash_table_steal_extended(r->view_waits, view_room, &key, &value))
 		return;
 	g_autoptr(GPtrArray) waits = value;
-	g_free(key);
+	/* Ours: VIEW_ROOM is the view's own string, and a replayed register
+	 * that fails may unwatch the room, freeing the view. */
+	g_autofree char *room = key;
 	/* Each goes on as it came, now answered from the loaded view. */
 	for (guint i = 0; i < waits->len; i++) {
 		struct router_parked *p = g_ptr_array_index(waits, i);
