@@ -361,7 +361,8 @@ void log_full(int prio, enum log_event ev, const struct log_fields *f,
 
 	/* Refusals, limits and warnings are what one client can repeat
 	 * without end; info lines (a peer registered, left) stay one per
-	 * peer, bounded by registrations_per_address_per_minute. */
+	 * peer: each needs valid credentials, and their rate per address is
+	 * bounded by registrations_per_address_per_minute. */
 	unsigned repeated = 0;
 	if (prio <= LOG_NOTICE && ev != LOG_EVENT_NONE && f && f->remote &&
 	    !repeat_due(prio, ev, f, remote, &repeated))
