@@ -185,12 +185,11 @@ static void append_field(GString *s, const char *key, const char *v)
 	append_value(s, v);
 }
 
-char *log_format_message(const char *msg, const struct log_fields *f, const char *remote,
-			 unsigned repeated)
+/* " room=.. peer=.. ... repeated=N": F's values (REMOTE is F->remote as
+ * text, "" if none), in the order journal readers expect. */
+static void append_fields(GString *s, const struct log_fields *f, const char *remote,
+			  unsigned repeated)
 {
-	GString *s = g_string_new(msg);
-	gsize mark = s->len;
-
 	if (f) {
 		append_field(s, "room", f->room);
 		append_field(s, "peer", f->peer);
@@ -204,6 +203,15 @@ char *log_format_message(const char *msg, const struct log_fields *f, const char
 	}
 	if (repeated)
 		g_string_append_printf(s, " repeated=%u", repeated);
+}
+
+char *log_format_message(const char *msg, const struct log_fields *f, const char *remote,
+			 unsigned repeated)
+{
+	GString *s = g_string_new(msg);
+	gsize mark = s->len;
+
+	append_fields(s, f, remote, repeated);
 	/* " [a=b c=d]": the first field's space becomes the bracket. */
 	if (s->len > mark) {
 		s->str[mark] = '[';
@@ -385,19 +393,7 @@ static void emit(int prio, enum log_event ev, const struct log_fields *f, const 
 			       g_date_time_get_microsecond(now) / 1000, prio_name(prio));
 	g_date_time_unref(now);
 	append_field(s, "event", log_event_name(ev));
-	if (f) {
-		append_field(s, "room", f->room);
-		append_field(s, "peer", f->peer);
-		append_field(s, "role", f->role);
-		append_field(s, "remote", *remote ? remote : NULL);
-		append_field(s, "code", f->code);
-		append_field(s, "actor", f->actor);
-		append_field(s, "object", f->object);
-		if (f->close_code)
-			g_string_append_printf(s, " close_code=%d", f->close_code);
-	}
-	if (repeated)
-		g_string_append_printf(s, " repeated=%u", repeated);
+	append_fields(s, f, remote, repeated);
 	append_field(s, "msg", msg);
 	if (prio >= LOG_DEBUG)
 		g_string_append_printf(s, " src=%s:%d", func, line);
