@@ -19,7 +19,6 @@ import functools
 import hashlib
 import hmac
 import http.server
-import importlib.util
 import json
 import os
 import queue
@@ -27,84 +26,34 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(TOP, "tests", "browser")
-DAEMON = os.path.abspath(os.environ.get("RTCSIGNALD", "src/rtcsignald"))
-WAIT = 20  # seconds: the bound of every wait for an event
 
-procs = []   # every process this test started, ended at exit
-tmp = tempfile.mkdtemp(prefix="rtcsignald-browsers-")
+sys.path.insert(0, HERE)
+import browserlib  # noqa: E402
+from browserlib import DAEMON, WAIT, procs, report, tail, wait_for  # noqa: E402,F401
 
-
-def skip_or_fail(why):
-    if os.environ.get("RTCSIGNALD_REQUIRE_BROWSERS") == "1":
-        print("1..1\nnot ok 1 cannot run the browser tests: " + why)
-        sys.exit(1)
-    print("1..0 # SKIP " + why)
-    sys.exit(77)
-
-
-def cleanup():
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-atexit.register(cleanup)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-
-missing = [n for n, ok in (
-    ("chromium", shutil.which("chromium")),
-    ("chromium-driver", shutil.which("chromedriver")),
-    ("coturn", shutil.which("turnserver")),
-) if not ok]
-for mod, pkg in (("selenium", "python3-selenium"), ("aiortc", "python3-aiortc"),
-                 ("websockets", "python3-websockets")):
-    if importlib.util.find_spec(mod) is None:  # aiortc-worker.py imports aiortc
-        missing.append(pkg)
-if missing:
-    skip_or_fail("not installed: " + ", ".join(missing))
-if not os.access(DAEMON, os.X_OK):  # a broken build, not a missing package
-    print("1..1\nnot ok 1 no daemon at " + DAEMON)
-    sys.exit(1)
+# aiortc-worker.py imports aiortc
+tmp = browserlib.setup("the browser tests", "rtcsignald-browsers-",
+                       {"chromium": "chromium", "chromium-driver": "chromedriver", "coturn": "turnserver"},
+                       {"selenium": "python3-selenium", "aiortc": "python3-aiortc",
+                        "websockets": "python3-websockets"})
 
 import websockets  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 
-count = 0
-failed = 0
-
 
 def first_lines(e):
     """An exception's message without WebDriver's native stack trace."""
     return str(e).split("\nStacktrace:")[0]
-
-
-def report(ok, name, detail=""):
-    global count, failed
-    count += 1
-    if not ok:
-        failed += 1
-    print(("ok " if ok else "not ok ") + f"{count} {name}", flush=True)
-    for line in str(detail).splitlines():
-        if line:
-            print("# " + line, flush=True)
 
 
 def free_udp_tcp_port():
@@ -119,25 +68,6 @@ def free_udp_tcp_port():
                 continue
             return u.getsockname()[1]
     raise RuntimeError("no free port")
-
-
-def wait_for(cond, what, timeout=WAIT):
-    """Polls cond() (a file or a process being read) until it is true."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise TimeoutError("timed out waiting for " + what)
-
-
-def tail(path, n=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
 
 
 # --- coturn and a TURN client of our own -------------------------------
@@ -507,8 +437,8 @@ def main():
     except Exception as e:  # noqa: BLE001 (coturn, the browser: the rest cannot run)
         report(False, f"setup: {e.__class__.__name__}", first_lines(e))
     print(f"# {time.monotonic() - started:.1f} s", flush=True)
-    print(f"1..{count}", flush=True)
-    return 1 if failed or count != 11 else 0
+    print(f"1..{browserlib.count}", flush=True)
+    return 1 if browserlib.failed or browserlib.count != 11 else 0
 
 
 sys.exit(main())

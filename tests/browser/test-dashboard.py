@@ -16,103 +16,35 @@ when RTCSIGNALD_REQUIRE_BROWSERS=1)."""
 import asyncio
 import atexit
 import base64
-import importlib.util
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 
-DAEMON = os.path.abspath(os.environ.get("RTCSIGNALD", "src/rtcsignald"))
 SHOT = os.path.abspath(os.path.join("tests", "dashboard-screenshot.png"))
-WAIT = 20  # seconds: the bound of every wait
 ADMIN = "admin-" + secrets.token_hex(16)
 ISS = "https://id.example.org/realms/lab"
 AUD = "rtcsignald"
 
-procs = []
-tmp = tempfile.mkdtemp(prefix="rtcsignald-dashboard-")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import browserlib  # noqa: E402
+from browserlib import DAEMON, WAIT, procs, report, tail, wait_for  # noqa: E402,F401
 
-
-def skip_or_fail(why):
-    if os.environ.get("RTCSIGNALD_REQUIRE_BROWSERS") == "1":
-        print("1..1\nnot ok 1 cannot run the dashboard test: " + why)
-        sys.exit(1)
-    print("1..0 # SKIP " + why)
-    sys.exit(77)
-
-
-def cleanup():
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-atexit.register(cleanup)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-
-missing = [n for n, ok in (("chromium", shutil.which("chromium")),
-                           ("chromium-driver", shutil.which("chromedriver")),
-                           ("openssl", shutil.which("openssl"))) if not ok]
-for mod, pkg in (("selenium", "python3-selenium"), ("websockets", "python3-websockets")):
-    if importlib.util.find_spec(mod) is None:
-        missing.append(pkg)
-if missing:
-    skip_or_fail("not installed: " + ", ".join(missing))
-if not os.access(DAEMON, os.X_OK):
-    print("1..1\nnot ok 1 no daemon at " + DAEMON)
-    sys.exit(1)
+tmp = browserlib.setup("the dashboard test", "rtcsignald-dashboard-",
+                       {"chromium": "chromium", "chromium-driver": "chromedriver", "openssl": "openssl"},
+                       {"selenium": "python3-selenium", "websockets": "python3-websockets"})
 
 import websockets  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-
-count = 0
-failed = 0
-
-
-def report(ok, name, detail=""):
-    global count, failed
-    count += 1
-    if not ok:
-        failed += 1
-    print(("ok " if ok else "not ok ") + f"{count} {name}", flush=True)
-    for line in str(detail).splitlines():
-        if line:
-            print("# " + line, flush=True)
-
-
-def wait_for(cond, what, timeout=WAIT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise TimeoutError("timed out waiting for " + what)
-
-
-def tail(path, n=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
 
 
 # --- keys and tokens (the openssl command; no Python crypto package) -----
@@ -362,7 +294,7 @@ def main():
     rc = daemon.wait(WAIT)
     if rc != 0:
         report(False, f"the daemon exited with {rc}", tail(log, 60))
-    return 1 if failed else 0
+    return 1 if browserlib.failed else 0
 
 
 if __name__ == "__main__":
