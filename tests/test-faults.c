@@ -235,6 +235,17 @@ static void expect_ready(struct testd *d, int status, const char *reason_part)
 	httpc_reply_clear(&r);
 }
 
+/* /ready's body, for what it must not say. */
+static const char *ready_body(struct testd *d)
+{
+	static char body[1024];
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/ready", NULL, NULL, &r), ==, 0);
+	g_strlcpy(body, r.body->str, sizeof body);
+	httpc_reply_clear(&r);
+	return body;
+}
+
 #define FAILED "rtcsignald_jwks_fetches_total{result=\"error\"}"
 #define OK "rtcsignald_jwks_fetches_total{result=\"ok\"}"
 
@@ -272,12 +283,17 @@ static void test_jwks_down(void)
 	g_assert_true(testd_wait_log(d, "keeping the previous one", 5000));
 	g_assert_cmpfloat(testd_metric(d, FAILED), ==, failed + 1);
 	reg(d, room, room_token, "bob", key1, "k1", NULL);
-	expect_ready(d, 200, NULL);
+	/* Still ready, and /ready and the metrics say why a new key fails. */
+	expect_ready(d, 200, "\"key_sets\":\"1 could not be refreshed");
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_jwks_stale"), ==, 1);
 
-	/* Back: the retry brings k2. */
+	/* Back: the retry brings k2, and the note goes. */
 	relay_set(r, RELAY_FORWARD);
 	g_assert_true(testd_wait_log(d, "2 keys (the identity provider answers again)", 15000));
 	reg(d, room, room_token, "k2-late", key2, "k2", NULL);
+	expect_ready(d, 200, NULL);
+	g_assert_null(strstr(ready_body(d), "key_sets"));
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_jwks_stale"), ==, 0);
 
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);

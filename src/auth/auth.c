@@ -126,6 +126,17 @@ static void count_missing_keys(struct auth *a)
 	atomic_store(&a->issuers_without_keys, n);
 }
 
+/* For /ready, /health and the metrics: key sets served from the cache
+ * because their last refresh failed. */
+static void count_stale(struct auth *a)
+{
+	unsigned n = 0;
+	for (guint i = 0; i < a->sources->len; i++)
+		if (((struct keysource *)g_ptr_array_index(a->sources, i))->failures)
+			n++;
+	metrics_set(jwks_stale, n);
+}
+
 static void start_fetch(struct keysource *ks);
 
 static void on_timer(uv_timer_t *t)
@@ -164,6 +175,7 @@ static void fetch_failed(struct keysource *ks, const char *why)
 {
 	ks->failures++;
 	metrics_inc(jwks_fetches[0]);
+	count_stale(ks->a);
 	unsigned retry = retry_secs(ks);
 	log_warning("key set %.*s: %s; %s, next try in %u s", ks->url_log_len, ks->url, why,
 		    ks->keys ? "keeping the previous one" : "no keys yet", retry);
@@ -200,6 +212,7 @@ static void on_fetched(int status, unsigned http_status, const char *body, size_
 		bool recovered = ks->failures > 0;
 		ks->failures = 0;
 		metrics_inc(jwks_fetches[1]);
+		count_stale(a);
 		/* Keys changed (no attacker can do that): the next unknown kid
 		 * may look again at once, it may be the next rotation. */
 		if (!same_keys(ks->keys, keys))
@@ -341,6 +354,7 @@ int auth_configure(struct auth *a, const struct config *cfg, GError **err)
 		notify_waiters(ks);
 		stop_source(ks, true);
 	}
+	count_stale(a);
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -125,12 +126,19 @@ static void append_status(GString *s, const char *status)
 			       status, ts, PACKAGE_VERSION);
 }
 
-/* [cluster]: "up", or "degraded" while Redis is out of reach (the
- * instance still serves its own peers). */
-static void append_cluster(const struct admin *a, GString *s)
+/* What serves on, but degraded: [cluster] "up", or "degraded" while
+ * Redis is out of reach (the instance still serves its own peers); key
+ * sets that could not be refreshed. */
+static void append_conditions(const struct admin *a, GString *s)
 {
 	if (a->o.cluster)
 		g_string_append_printf(s, ",\"cluster\":\"%s\"", metrics_get(cluster_up) ? "up" : "degraded");
+	/* Still ready (tokens signed with cached keys are checked), but why
+	 * a new key would not be. */
+	if (metrics_get(jwks_stale) > 0)
+		g_string_append_printf(s, ",\"key_sets\":\"%" PRIdFAST64 " could not be refreshed: their cached "
+				       "keys are in use (rtcsignald_jwks_fetches_total, journal)\"",
+				       metrics_get(jwks_stale));
 }
 
 static enum MHD_Result on_health(struct admin *a, struct MHD_Connection *c)
@@ -140,7 +148,7 @@ static enum MHD_Result on_health(struct admin *a, struct MHD_Connection *c)
 	static const char *const names[] = { "healthy", "unhealthy", "draining" };
 
 	append_status(s, names[h]);
-	append_cluster(a, s);
+	append_conditions(a, s);
 	g_string_append_c(s, '}');
 	return reply_json(c, h == HEALTH_OK ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, s);
 }
@@ -164,7 +172,7 @@ static enum MHD_Result on_ready(struct admin *a, struct MHD_Connection *c)
 		g_string_append(s, ",\"reason\":");
 		json_append_string(s, reason, strlen(reason));
 	}
-	append_cluster(a, s);
+	append_conditions(a, s);
 	g_string_append_c(s, '}');
 	return reply_json(c, reason ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, s);
 }

@@ -407,6 +407,8 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	sample(o, "rtcsignald_jwks_fetches_total", "result", "ok", (double)metrics_get(jwks_fetches[1]));
 	sample(o, "rtcsignald_jwks_fetches_total", "result", "error",
 	       (double)metrics_get(jwks_fetches[0]));
+	gauge(o, "rtcsignald_jwks_stale", "Key sets whose last refresh failed: their cached keys are in use.",
+	      (double)nonneg(metrics_get(jwks_stale)));
 	family(o, "rtcsignald_tls_handshakes_total", "counter",
 	       "TLS handshakes on the WebSocket port by result ([server] tls_certificate).");
 	sample(o, "rtcsignald_tls_handshakes_total", "result", "ok", (double)metrics_get(tls_handshakes[1]));

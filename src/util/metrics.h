@@ -106,6 +106,7 @@ struct metrics {
 	atomic_uint_fast64_t limit_hits[LIMIT__COUNT];
 	atomic_uint_fast64_t sessions_refused[REFUSED__COUNT];
 	atomic_uint_fast64_t jwks_fetches[2]; /* [0] failed, [1] ok */
+	atomic_int_fast64_t jwks_stale; /* key sets whose last refresh failed (cached keys in use) */
 	atomic_uint_fast64_t tls_handshakes[2]; /* [0] failed, [1] ok */
 	atomic_int_fast64_t tls_certificate_expiry; /* served notAfter, epoch seconds; 0: no TLS */
 	/* copied from their owners by the loop's tick */
