@@ -122,3 +122,10 @@ void jwtmint_jwks_file_remove(char *path)
 	rmdir(dir);
 	g_free(path);
 }
+
+char *jwtmint_key_set(EVP_PKEY *a, const char *kid_a, EVP_PKEY *b, const char *kid_b)
+{
+	g_autofree char *ja = jwtmint_jwk(a, kid_a, "");
+	g_autofree char *jb = b ? jwtmint_jwk(b, kid_b, "") : NULL;
+	return g_strdup_printf("{\"keys\":[%s%s%s]}", ja, jb ? "," : "", jb ? jb : "");
+}

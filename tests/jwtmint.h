@@ -13,6 +13,8 @@ char *jwtmint_b64url(const void *data, size_t len);
 char *jwtmint_param(EVP_PKEY *k, const char *name, int pad);
 /* The public JWK of K; EXTRA adds members (",\"use\":\"sig\""). */
 char *jwtmint_jwk(EVP_PKEY *k, const char *kid, const char *extra);
+/* {"keys":[A, B]}: a key set of A (KID_A) and, unless B is NULL, B. */
+char *jwtmint_key_set(EVP_PKEY *a, const char *kid_a, EVP_PKEY *b, const char *kid_b);
 /* HEADER.PAYLOAD signed as JWS does: PKCS#1 v1.5 for RSA, R||S for ECDSA. */
 char *jwtmint_sign(EVP_PKEY *k, const EVP_MD *md, const char *header, const char *payload);
 /* A token with header {"alg":ALG,"kid":KID,"typ":"JWT"}; takes PAYLOAD. */

@@ -591,25 +591,6 @@ static void test_auth_mode_is_configured(void)
 	testd_free(d);
 }
 
-static char *key_set(EVP_PKEY *a, const char *kid_a, EVP_PKEY *b, const char *kid_b)
-{
-	g_autofree char *ja = jwtmint_jwk(a, kid_a, "");
-	g_autofree char *jb = b ? jwtmint_jwk(b, kid_b, "") : NULL;
-	return g_strdup_printf("{\"keys\":[%s%s%s]}", ja, jb ? "," : "", jb ? jb : "");
-}
-
-static void expect_ready(struct testd *d, int status, const char *reason_part)
-{
-	struct httpc_reply r;
-	g_assert_cmpint(testd_http(d->admin_port, "GET", "/ready", NULL, NULL, &r), ==, 0);
-	if (r.status != status)
-		g_test_message("/ready answered %d: %s", r.status, r.body->str);
-	g_assert_cmpint(r.status, ==, status);
-	if (reason_part)
-		g_assert_nonnull(strstr(r.body->str, reason_part));
-	httpc_reply_clear(&r);
-}
-
 /* Key sets from jwks_url, served by a real HTTPS server with a CA of the
  * test's own: fetched without a restart when a token names a new key, and
  * not refetched at every unknown kid. */
@@ -626,20 +607,20 @@ static void test_jwks_url(void)
 
 	/* Nothing served yet: the daemon says it is not ready, and why. */
 	g_assert_true(testd_wait_log(d, "lab.json: HTTP status 404; no keys yet", 10000));
-	expect_ready(d, 503, "key set");
+	testd_expect_ready(d, 503, "key set");
 	new_room(d, NULL, &room, &room_token);
 
 	/* Once the key set is there, a token finds its key: having none at
 	 * all, the daemon fetches at once, and the register waits for it. */
-	g_autofree char *doc1 = key_set(rsa_key, "r1", NULL, NULL);
+	g_autofree char *doc1 = jwtmint_key_set(rsa_key, "r1", NULL, NULL);
 	httpsd_put(h, "lab.json", doc1, strlen(doc1));
 	g_autofree char *jwt1 = token_for("ada");
 	wsc_free(reg_expect(d, room, "ada", jwt1, room_token, NULL, NULL));
-	expect_ready(d, 200, NULL);
+	testd_expect_ready(d, 200, NULL);
 
 	/* Rotation: the issuer starts signing with a new key and serves it;
 	 * its first token is accepted, without a restart or a reload. */
-	g_autofree char *doc2 = key_set(rsa_key, "r1", rotated, "r2");
+	g_autofree char *doc2 = jwtmint_key_set(rsa_key, "r1", rotated, "r2");
 	httpsd_put(h, "lab.json", doc2, strlen(doc2));
 	g_autofree char *jwt2 = jwtmint_token(rotated, "r2", claims_for("bob"));
 	wsc_free(reg_expect(d, room, "bob", jwt2, room_token, NULL, NULL));
@@ -665,7 +646,7 @@ static void test_jwks_url(void)
 	testd_signal(d, SIGHUP);
 	g_assert_true(testd_wait_log(d, "configuration reloaded", 5000));
 	wsc_free(reg_expect(d, room, "bob-2", jwt2, room_token, NULL, NULL));
-	expect_ready(d, 200, NULL);
+	testd_expect_ready(d, 200, NULL);
 
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
@@ -680,7 +661,7 @@ static void test_many_key_sets(void)
 	enum { N = 6 };
 	struct httpsd *h = httpsd_start();
 	g_autoptr(GString) conf = g_string_new(NULL);
-	g_autofree char *doc = key_set(rsa_key, "k", NULL, NULL);
+	g_autofree char *doc = jwtmint_key_set(rsa_key, "k", NULL, NULL);
 
 	for (int i = 0; i < N; i++) {
 		g_autofree char *name = g_strdup_printf("i%d.json", i);
@@ -692,7 +673,7 @@ static void test_many_key_sets(void)
 	}
 	struct testd *d = testd_start(conf->str, NULL);
 	g_assert_true(testd_wait_log_count(d, ": 1 keys", N, 10000));
-	expect_ready(d, 200, NULL);
+	testd_expect_ready(d, 200, NULL);
 	g_assert_cmpfloat(testd_metric(d, "rtcsignald_jwks_fetches_total{result=\"error\"}"), ==, 0);
 	g_assert_cmpuint(testd_log_count(d, "busy"), ==, 0);
 	g_assert_cmpint(testd_stop(d), ==, 0);

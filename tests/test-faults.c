@@ -180,13 +180,6 @@ static void relay_stop(struct relay *r)
 
 static EVP_PKEY *key1, *key2;
 
-static char *key_set(EVP_PKEY *a, const char *kid_a, EVP_PKEY *b, const char *kid_b)
-{
-	g_autofree char *ja = jwtmint_jwk(a, kid_a, "");
-	g_autofree char *jb = b ? jwtmint_jwk(b, kid_b, "") : NULL;
-	return g_strdup_printf("{\"keys\":[%s%s%s]}", ja, jb ? "," : "", jb ? jb : "");
-}
-
 static struct testd *start_issuer(struct relay *r, struct httpsd *h)
 {
 	g_autofree char *conf = g_strdup_printf(
@@ -223,18 +216,6 @@ static gint64 reg(struct testd *d, const char *room, const char *room_token, con
 	return ms;
 }
 
-static void expect_ready(struct testd *d, int status, const char *reason_part)
-{
-	struct httpc_reply r;
-	g_assert_cmpint(testd_http(d->admin_port, "GET", "/ready", NULL, NULL, &r), ==, 0);
-	if (r.status != status)
-		g_test_message("/ready answered %d: %s", r.status, r.body->str);
-	g_assert_cmpint(r.status, ==, status);
-	if (reason_part)
-		g_assert_nonnull(strstr(r.body->str, reason_part));
-	httpc_reply_clear(&r);
-}
-
 /* /ready's body, for what it must not say. */
 static const char *ready_body(struct testd *d)
 {
@@ -256,20 +237,20 @@ static void test_jwks_down(void)
 {
 	struct httpsd *h = httpsd_start();
 	struct relay *r = relay_start(h->port_good);
-	g_autofree char *doc1 = key_set(key1, "k1", NULL, NULL), *doc2 = key_set(key1, "k1", key2, "k2");
+	g_autofree char *doc1 = jwtmint_key_set(key1, "k1", NULL, NULL), *doc2 = jwtmint_key_set(key1, "k1", key2, "k2");
 	g_autofree char *room = NULL, *room_token = NULL;
 
 	httpsd_put(h, "lab.json", doc1, strlen(doc1));
 	relay_set(r, RELAY_DOWN);
 	struct testd *d = start_issuer(r, h);
 	g_assert_true(testd_wait_log(d, "no keys yet, next try in 5 s", 10000));
-	expect_ready(d, 503, "key set");
+	testd_expect_ready(d, 503, "key set");
 	g_assert_cmpfloat(testd_metric(d, FAILED), >=, 1);
 
 	/* Back: the retry (5 s) fetches, and the daemon is ready. */
 	relay_set(r, RELAY_FORWARD);
 	g_assert_true(testd_wait_log(d, "1 keys (the identity provider answers again)", 10000));
-	expect_ready(d, 200, NULL);
+	testd_expect_ready(d, 200, NULL);
 	new_room(d, &room, &room_token);
 	reg(d, room, room_token, "ada", key1, "k1", NULL);
 
@@ -284,14 +265,14 @@ static void test_jwks_down(void)
 	g_assert_cmpfloat(testd_metric(d, FAILED), ==, failed + 1);
 	reg(d, room, room_token, "bob", key1, "k1", NULL);
 	/* Still ready, and /ready and the metrics say why a new key fails. */
-	expect_ready(d, 200, "\"key_sets\":\"1 could not be refreshed");
+	testd_expect_ready(d, 200, "\"key_sets\":\"1 could not be refreshed");
 	g_assert_cmpfloat(testd_metric(d, "rtcsignald_jwks_stale"), ==, 1);
 
 	/* Back: the retry brings k2, and the note goes. */
 	relay_set(r, RELAY_FORWARD);
 	g_assert_true(testd_wait_log(d, "2 keys (the identity provider answers again)", 15000));
 	reg(d, room, room_token, "k2-late", key2, "k2", NULL);
-	expect_ready(d, 200, NULL);
+	testd_expect_ready(d, 200, NULL);
 	g_assert_null(strstr(ready_body(d), "key_sets"));
 	g_assert_cmpfloat(testd_metric(d, "rtcsignald_jwks_stale"), ==, 0);
 
@@ -308,7 +289,7 @@ static void test_jwks_slow(void)
 {
 	struct httpsd *h = httpsd_start();
 	struct relay *r = relay_start(h->port_good);
-	g_autofree char *doc1 = key_set(key1, "k1", NULL, NULL), *doc2 = key_set(key1, "k1", key2, "k2");
+	g_autofree char *doc1 = jwtmint_key_set(key1, "k1", NULL, NULL), *doc2 = jwtmint_key_set(key1, "k1", key2, "k2");
 	g_autofree char *room = NULL, *room_token = NULL;
 
 	httpsd_put(h, "lab.json", doc1, strlen(doc1));
@@ -331,7 +312,7 @@ static void test_jwks_slow(void)
 		g_autofree char *peer = g_strdup_printf("cached-%d", i);
 		g_assert_cmpint(reg(d, room, room_token, peer, key1, "k1", NULL), <, 1000);
 	}
-	expect_ready(d, 200, NULL);
+	testd_expect_ready(d, 200, NULL);
 	/* The fetch gives up (10 s): the waiting register is refused. */
 	g_assert_true(testd_wait_log(d, "no complete response within", 15000));
 	json_object_put(wsc_expect_error(waiting, "AUTH_FAILED"));
@@ -469,14 +450,14 @@ static void test_store_full(void)
 	g_assert_cmpfloat(testd_metric(d, "rtcsignald_store_errors_total{backend=\"sqlite\"}"), >=, 1);
 	g_assert_true(testd_wait_log(d, "database or disk is full", 5000));
 	g_assert_true(testd_wait_log(d, "event=backend_lost code=store", 1000));
-	expect_ready(d, 503, "room store unavailable");
+	testd_expect_ready(d, 503, "room store unavailable");
 	g_autofree char *check = integrity_of_copy(db);
 	g_assert_cmpstr(check, ==, "ok");
 
 	/* Space again: writes resume, and with the first one /ready. */
 	g_assert_cmpint(unlink(filler), ==, 0);
 	g_ptr_array_add(acked, create_room(d, 201));
-	expect_ready(d, 200, NULL);
+	testd_expect_ready(d, 200, NULL);
 	expect_rooms(d, acked);
 	g_autofree char *check2 = integrity_of_copy(db);
 	g_assert_cmpstr(check2, ==, "ok");
@@ -738,7 +719,7 @@ static void test_clock_steps(void)
 	/* The first session saw both steps and is still served, and no
 	 * session was cut for silence. */
 	g_assert_cmpuint(testd_log_count(d, "no answer for"), ==, 0);
-	expect_ready(d, 200, NULL);
+	testd_expect_ready(d, 200, NULL);
 	wsc_free(a);
 	wsc_free(b);
 	g_assert_cmpint(testd_stop(d), ==, 0);

@@ -100,16 +100,6 @@ static void await_change(struct testd *d, const char *what, const char *id)
 	g_assert_true(testd_wait_log(d, needle, WAIT_MS));
 }
 
-/* GET /ready on D's admin port: the status. */
-static unsigned ready_status(struct testd *d)
-{
-	struct httpc_reply r;
-	g_assert_cmpint(testd_http(d->admin_port, "GET", "/ready", NULL, NULL, &r), ==, 0);
-	unsigned status = r.status;
-	httpc_reply_clear(&r);
-	return status;
-}
-
 static char *with_token(const char *token)
 {
 	return g_strdup_printf(",\"token\":\"%s\"", token);
@@ -314,11 +304,7 @@ static void test_outage_and_empty_restart(struct fx *fx, gconstpointer unused)
 	g_assert_cmpfloat(testd_metric(fx->a, "rtcsignald_store_errors_total{backend=\"redis\"}"), >=, 1);
 	/* Redis is the cluster's: its outage keeps the instance ready (its
 	 * peers are served), and says so. */
-	struct httpc_reply ready;
-	g_assert_cmpint(testd_http(fx->a->admin_port, "GET", "/ready", NULL, NULL, &ready), ==, 0);
-	g_assert_cmpint(ready.status, ==, 200);
-	g_assert_nonnull(strstr(ready.body->str, "\"cluster\":\"degraded\""));
-	httpc_reply_clear(&ready);
+	testd_expect_ready(fx->a, 200, "\"cluster\":\"degraded\"");
 
 	unsigned reloads_a = testd_log_count(fx->a, "reloaded from Redis");
 	unsigned reloads_b = testd_log_count(fx->b, "reloaded from Redis");
@@ -330,7 +316,7 @@ static void test_outage_and_empty_restart(struct fx *fx, gconstpointer unused)
 	g_assert_cmpstr(testd_str(o, "room_id"), ==, room);
 	json_object_put(o);
 	json_object_put(wsc_expect(pb, "room_closed"));
-	g_assert_cmpuint(ready_status(fx->a), ==, 200); /* the reload reached Redis */
+	testd_expect_ready(fx->a, 200, NULL); /* the reload reached Redis */
 	wsc_free(pa);
 	wsc_free(pb);
 	g_assert_false(listed(fx->a, "/api/rooms", room));

@@ -377,3 +377,15 @@ bool testd_rss_meaningful(struct testd *d)
 {
 	return !maps_name(d, "libtsan") && !maps_name(d, "vgpreload");
 }
+
+void testd_expect_ready(struct testd *d, int status, const char *reason_part)
+{
+	struct httpc_reply r;
+	g_assert_cmpint(testd_http(d->admin_port, "GET", "/ready", NULL, NULL, &r), ==, 0);
+	if (r.status != status)
+		g_test_message("/ready answered %d: %s", r.status, r.body->str);
+	g_assert_cmpint(r.status, ==, status);
+	if (reason_part)
+		g_assert_nonnull(strstr(r.body->str, reason_part));
+	httpc_reply_clear(&r);
+}

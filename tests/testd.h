@@ -97,6 +97,10 @@ char *testd_message_to(const char *to_peer, size_t bytes);
  * or null. */
 const char *testd_str(json_object *o, const char *key);
 
+/* GET /ready on D answers STATUS, its body holding REASON_PART unless
+ * NULL; fails the test otherwise. */
+void testd_expect_ready(struct testd *d, int status, const char *reason_part);
+
 /* METHOD PATH on D's admin API with the bearer TOKEN and a JSON BODY (may
  * be NULL): the answer's JSON.  Fails the test unless the status is WANT. */
 json_object *testd_admin_api(struct testd *d, const char *token, const char *method,
