@@ -72,16 +72,14 @@ static int create_room(void *ctx, const struct roomsvc_request *req, struct rout
 			      p, why);
 }
 
-const struct router_services routerio_services = {
-	.monotonic_ns = monotonic_ns,
-	.real_us = real_us,
-	.log = log_line,
-	.auth_required = required,
-	.verify_jwt = verify_jwt,
-	.await_keys = await_keys,
-	.cancel_wait = cancel_wait,
-	.create_room = create_room,
-};
+/* What every daemon carries out; with [cluster] redis, the cluster's
+ * services besides. */
+#define ROUTERIO_SERVICES                                                                      \
+	.monotonic_ns = monotonic_ns, .real_us = real_us, .log = log_line,                     \
+	.auth_required = required, .verify_jwt = verify_jwt, .await_keys = await_keys,        \
+	.cancel_wait = cancel_wait, .create_room = create_room
+
+const struct router_services routerio_services = { ROUTERIO_SERVICES };
 
 /* --- [cluster] --- */
 
@@ -150,14 +148,7 @@ static int c_forward(void *ctx, const struct peer *to, const struct peer *from, 
 }
 
 const struct router_services routerio_cluster_services = {
-	.monotonic_ns = monotonic_ns,
-	.real_us = real_us,
-	.log = log_line,
-	.auth_required = required,
-	.verify_jwt = verify_jwt,
-	.await_keys = await_keys,
-	.cancel_wait = cancel_wait,
-	.create_room = create_room,
+	ROUTERIO_SERVICES,
 	.cluster_announce = c_announce,
 	.cluster_update = c_update,
 	.cluster_withdraw = c_withdraw,
