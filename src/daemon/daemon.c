@@ -175,6 +175,8 @@ static int start_cluster(struct daemon *d)
 		.instance_ttl_ms = d->cfg->cluster_instance_ttl * 1000,
 		/* a frame as its target gets it: the sender's, stamped */
 		.max_payload = d->cfg->max_message_bytes + 4096,
+		.max_outstanding = d->cfg->cluster_max_outstanding,
+		.max_buffered_events = d->cfg->cluster_max_buffered_events,
 	};
 	int r = cluster_new(&d->loop, &o, &routerio_cluster_ops, &d->routerio, &d->cluster);
 

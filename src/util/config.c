@@ -103,6 +103,8 @@ static const struct key_spec keys[] = {
 	KR("cluster", "key_prefix", KEY_STRING, cluster_key_prefix, "rtcsignald:", 0, 0),
 	KR("cluster", "instance_id", KEY_STRING, cluster_instance_id, "", 0, 0),
 	KR("cluster", "instance_ttl", KEY_UINT, cluster_instance_ttl, "10", 1, 3600),
+	KR("cluster", "max_outstanding", KEY_UINT, cluster_max_outstanding, "10000", 10, 1000000),
+	KR("cluster", "max_buffered_events", KEY_UINT, cluster_max_buffered_events, "10000", 10, 1000000),
 };
 
 #define FIELD(base, spec, type) ((type *)((char *)(base) + (spec)->offset))

@@ -93,6 +93,8 @@ struct config {
 	char *cluster_key_prefix;
 	char *cluster_instance_id; /* NULL: host name and a random suffix, at start */
 	unsigned cluster_instance_ttl;
+	unsigned cluster_max_outstanding;     /* messages to other instances in flight */
+	unsigned cluster_max_buffered_events; /* per room while its view loads */
 
 	/* [issuer NAME] */
 	GPtrArray *issuers; /* of struct config_issuer */
