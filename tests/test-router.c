@@ -1158,7 +1158,11 @@ static void test_watch(void)
 	g_assert_cmpint(metrics_get(watches), ==, watches + 1); /* w2 alone */
 	g_assert_cmpint(a->close_code, ==, 0);
 
-	/* the bounds */
+	/* the bounds: a watch keeps its filter, as large as metadata at most */
+	w->cfg->max_metadata_bytes = 64;
+	say(w, a, "{\"type\":\"discover_peers\",\"watch\":true,\"filters\":{\"properties\":{\"status\":\"a very long status the watch would keep\"}}}");
+	expect_error(a, "INVALID_FILTER");
+	w->cfg->max_metadata_bytes = 16384;
 	w->cfg->watches_per_session = 2;
 	g_autofree char *w3 = watch(w, a, "{}", 3);
 	say(w, a, "{\"type\":\"discover_peers\",\"watch\":true}");
@@ -1168,6 +1172,8 @@ static void test_watch(void)
 	say(w, e, "{\"type\":\"discover_peers\",\"watch\":true}");
 	expect_error(e, "RATE_LIMITED");
 	g_assert_cmpint(metrics_get(watches), ==, watches + 3);
+	say(w, e, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}"); /* presence counts too */
+	expect_error(e, "RATE_LIMITED");
 	/* a watcher that leaves takes its watches with it */
 	fake_gone(w, b);
 	expect_event(a, "peer_left", w3, "b", "disconnected");
