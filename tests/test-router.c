@@ -572,11 +572,20 @@ static void test_register_superseded(void)
 	struct world *w = world_new(false);
 	struct fake *alice = join(w, "r", "alice", NULL, true);
 	struct fake *first = join(w, "r", "w", NULL, true);
+	gint64 subscribed = metrics_get(presence_subscriptions);
+	say(w, first, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}");
+	json_object_put(next(first, "subscribed"));
 	struct fake *second = join(w, "r", "w", NULL, true);
 
-	expect_nothing(first);
+	expect_nothing(first); /* its subscription ended with its registration */
+	g_assert_cmpint(metrics_get(presence_subscriptions), ==, subscribed);
 	g_assert_true(first->c.superseded);
 	g_assert_cmpint(first->close_code, ==, 0);
+	/* and it starts none: it is sent nothing more */
+	say(w, first, "{\"type\":\"discover_peers\",\"watch\":true}");
+	expect_error(first, "NOT_IN_ROOM");
+	say(w, first, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}");
+	expect_error(first, "NOT_IN_ROOM");
 	say(w, first, "{\"type\":\"peer_message\",\"to_peer_id\":\"alice\",\"payload\":1}");
 	json_object *o = next(alice, "peer_message");
 	g_assert_cmpstr(str(o, "from_peer_id"), ==, "w");

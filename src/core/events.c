@@ -145,6 +145,12 @@ void events_left(struct router *r, struct peer *p, enum protocol_gone why)
  * told RATE_LIMITED about M. */
 static bool room_has_place(struct router *r, struct client *c, const struct msg *m)
 {
+	/* A socket a newer one took over is sent nothing more. */
+	if (c->superseded) {
+		router_error_to(r, c, m, ERR_NOT_IN_ROOM, NULL, NULL,
+				"This connection's peer id was registered again by another connection");
+		return false;
+	}
 	if (watch_room_count(c->peer->room) < r->cfg->watches_per_room)
 		return true;
 	metrics_inc(limit_hits[LIMIT_WATCHES_PER_ROOM]);
