@@ -174,10 +174,18 @@ static void test_anchors(void)
 	struct watch *presence = watch_add(room, NULL, watcher, NULL, NULL);
 	struct watch *dup = watch_add(room, NULL, watcher, "f",
 				      filter_of("{\"properties\":{\"status\":{\"$in\":[\"busy\",\"busy\"]}}}"));
+	/* filed under its fewest values: the one status this busy peer lacks,
+	 * not the models it has */
+	struct watch *fewest = watch_add(room, NULL, watcher, "g",
+					 filter_of("{\"properties\":{\"model\":{\"$in\":[\"a100\",\"h100\"]},"
+						   "\"status\":\"available\"}}"));
 	g_autoptr(GPtrArray) out = g_ptr_array_new();
 
+	peer_set_meta(p, meta_of("{\"tags\":[\"cpu\"],\"properties\":{\"status\":\"busy\",\"gb\":4,\"model\":\"a100\"}}"));
 	watch_candidates(p, NULL, p->meta, out);
 	g_assert_cmpuint(out->len, ==, 3);
+	g_assert_false(offered(p, NULL, p->meta, fewest));
+	watch_remove(fewest);
 	g_assert_true(offered(p, NULL, p->meta, any));
 	g_assert_true(offered(p, NULL, p->meta, presence));
 	g_assert_true(offered(p, NULL, p->meta, dup)); /* once, though filed twice over */
