@@ -343,19 +343,12 @@ bool filter_anchors(const struct filter *f, filter_anchor_fn fn, void *data)
 	return false;
 }
 
-bool filter_reads_prop(const struct filter *f, const char *key, size_t len)
+void filter_reads(const struct filter *f, filter_read_fn fn, void *data)
 {
-	for (guint i = 0; f->props && i < f->props->len; i++) {
-		const struct filter_prop *p = &g_array_index(f->props, struct filter_prop, i);
-		if (p->key.len == len && memcmp(p->key.ptr, key, len) == 0)
-			return true;
-	}
-	return false;
-}
-
-bool filter_reads_tags(const struct filter *f)
-{
-	return f->tags != NULL;
+	for (guint i = 0; f->props && i < f->props->len; i++)
+		fn(&g_array_index(f->props, struct filter_prop, i).key, data);
+	if (f->tags)
+		fn(NULL, data);
 }
 
 /* Counts UNITS; false once the budget is spent. */
