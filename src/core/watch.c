@@ -36,8 +36,9 @@ static void anchor_init(struct anchor *a, enum anchor_kind kind, const char *key
 			const char *value, size_t value_len)
 {
 	a->kind = kind;
-	a->key = (struct meta_str){ key, key_len };
-	a->value = (struct meta_str){ value ? value : "", value_len }; /* memcpy, memcmp */
+	/* "", not NULL, where there is none: memcpy and memcmp take no NULL */
+	a->key = (struct meta_str){ key ? key : "", key_len };
+	a->value = (struct meta_str){ value ? value : "", value_len };
 	/* the separator keeps ("ab","c") apart from ("a","bc") */
 	a->hash = fnv(fnv(fnv(2166136261u ^ kind, key, key_len), "\xff", 1), value, value_len);
 }
