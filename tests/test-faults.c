@@ -2,9 +2,10 @@
  * key set endpoint down or hanging past the fetch timeout (test-auth
  * covers garbage and 404), then back; the room store's disk full while
  * running (a small tmpfs in a user and mount namespace of the daemon's
- * own), read-only at start, and kill -9 after acknowledged writes; the
- * wall clock stepped (libfaketime); kill -9 under load with socket
- * activation. */
+ * own), read-only at start, read-only while running (an ext4 image on a
+ * loop device that an error turns read-only), and kill -9 after
+ * acknowledged writes; the wall clock stepped (libfaketime); kill -9
+ * under load with socket activation. */
 #include "httpsd.h"
 #include "jwtmint.h"
 #include "testd.h"
