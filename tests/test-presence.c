@@ -31,65 +31,28 @@ static char *keys_of(json_object *o)
 	return g_string_free(s, FALSE);
 }
 
-static void assert_keys(json_object *o, const char *want)
-{
-	g_autofree char *got = keys_of(o);
-	if (strcmp(got, want) != 0)
-		g_error("keys \"%s\", wanted \"%s\" in %s", got, want, json_object_to_json_string(o));
-}
-
-/* The next message, of TYPE, tagged with WATCH_ID (NULL: untagged, a
- * presence event), holding no private key of anyone's metadata. */
-static json_object *next_event(struct wsc *c, const char *type, const char *watch_id)
-{
-	json_object *o = wsc_expect(c, type);
-	const char *text = json_object_to_json_string(o);
-
-	if (strstr(text, "\"_"))
-		g_error("a private key in %s", text);
-	g_assert_cmpstr(testd_str(o, "watch_id"), ==, watch_id);
-	return o;
-}
-
-/* peer_joined or peer_updated about PEER_ID: the peer object is exactly
- * a peer_list entry.  Returns the message; *PEER its "peer". */
+/* peer_joined or peer_updated (checked by testd): the message; *PEER
+ * its "peer". */
 static json_object *expect_peer(struct wsc *c, const char *type, const char *watch_id,
 				const char *peer_id, json_object **peer)
 {
-	json_object *o = next_event(c, type, watch_id), *p;
-
-	assert_keys(o, watch_id ? "type watch_id peer" : "type peer");
-	p = json_object_object_get(o, "peer");
-	assert_keys(p, "peer_id role metadata connected_at");
-	g_assert_cmpstr(testd_str(p, "peer_id"), ==, peer_id);
-	g_assert_true(json_object_is_type(json_object_object_get(p, "role"), json_type_string));
-	g_assert_true(json_object_is_type(json_object_object_get(p, "metadata"), json_type_object));
-	json_object *at = json_object_object_get(p, "connected_at");
-	g_assert_true(json_object_is_type(at, json_type_double) || json_object_is_type(at, json_type_int));
-	g_assert_cmpfloat(json_object_get_double(at), >, 1.6e9);
+	json_object *o = testd_expect_peer_event(c, type, watch_id, peer_id);
 	if (peer)
-		*peer = p;
+		*peer = json_object_object_get(o, "peer");
 	return o;
 }
 
 static void expect_joined(struct wsc *c, const char *watch_id, const char *peer_id)
 {
-	json_object_put(expect_peer(c, "peer_joined", watch_id, peer_id, NULL));
+	json_object_put(testd_expect_peer_event(c, "peer_joined", watch_id, peer_id));
 }
 
 static void expect_updated(struct wsc *c, const char *watch_id, const char *peer_id)
 {
-	json_object_put(expect_peer(c, "peer_updated", watch_id, peer_id, NULL));
+	json_object_put(testd_expect_peer_event(c, "peer_updated", watch_id, peer_id));
 }
 
-static void expect_left(struct wsc *c, const char *watch_id, const char *peer_id, const char *reason)
-{
-	json_object *o = next_event(c, "peer_left", watch_id);
-	assert_keys(o, watch_id ? "type watch_id peer_id reason" : "type peer_id reason");
-	g_assert_cmpstr(testd_str(o, "peer_id"), ==, peer_id);
-	g_assert_cmpstr(testd_str(o, "reason"), ==, reason);
-	json_object_put(o);
-}
+#define expect_left testd_expect_peer_left
 
 /* metadata.properties.KEY of a peer event's peer, as an integer. */
 static int peer_prop(json_object *o, const char *key)

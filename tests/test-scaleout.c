@@ -1015,6 +1015,77 @@ static void test_partition(struct fx *fx, gconstpointer unused)
 	proxy_free(px);
 }
 
+/* Issue 15: a watcher and a presence subscriber on instance a see a
+ * peer of b, one of a and one of c join, change and leave, each event
+ * once and in order; kill -9 of c: its peer leaves them with reason
+ * timeout once instance_ttl (2 s) lapses. */
+static void watch_once(struct wsc *c, const char *watch_id, const char *peer, int mem)
+{
+	json_object *o = testd_expect_peer_event(c, "peer_joined", watch_id, peer);
+	json_object_put(o);
+	o = testd_expect_peer_event(c, "peer_updated", watch_id, peer);
+	json_object *md = json_object_object_get(json_object_object_get(o, "peer"), "metadata");
+	g_assert_cmpint(json_object_get_int(json_object_object_get(json_object_object_get(md, "properties"), "mem")),
+			==, mem);
+	json_object_put(o);
+	testd_expect_peer_left(c, watch_id, peer, "disconnected");
+}
+
+static void test_watch_events(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	struct wsc *w = testd_register(fx->d[0], "r15", "w", NULL);
+	struct wsc *s = testd_register(fx->d[0], "r15", "s", ",\"events\":[\"presence\"]");
+	const char *who[] = { "pb", "pa" };
+	struct testd *where[] = { fx->d[1], fx->d[0] };
+
+	wsc_send_text(w, "{\"type\":\"discover_peers\",\"watch\":true,\"filters\":{\"role\":\"worker\"}}");
+	json_object *o = wsc_expect(w, "peer_list");
+	g_autofree char *w1 = g_strdup(testd_str(o, "watch_id"));
+	g_assert_nonnull(w1);
+	json_object_put(o);
+	for (int i = 0; i < 2; i++) {
+		struct wsc *p = testd_register(where[i], "r15", who[i], ",\"role\":\"worker\"");
+		wsc_send_text(p, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"mem\":8}}}");
+		json_object_put(wsc_expect(p, "metadata_updated"));
+		wsc_free(p);
+		watch_once(w, w1, who[i], 8);
+		watch_once(s, NULL, who[i], 8);
+	}
+
+	struct wsc *pc = testd_register(fx->d[2], "r15", "pc", ",\"role\":\"worker\"");
+	json_object_put(testd_expect_peer_event(w, "peer_joined", w1, "pc"));
+	json_object_put(testd_expect_peer_event(s, "peer_joined", NULL, "pc"));
+	testd_signal(fx->d[2], SIGKILL);
+	gint64 t0 = g_get_monotonic_time();
+	g_assert_cmpint(testd_wait_exit(fx->d[2], WAIT_MS), !=, 0);
+	/* Reading answers the survivors' pings meanwhile; bounded. */
+	GBytes *b = NULL;
+	int r = -ETIMEDOUT;
+	for (int i = 0; i < 10 && r == -ETIMEDOUT; i++)
+		r = wsc_recv(w, 1000, &b, NULL);
+	g_assert_cmpint(r, ==, 0);
+	g_test_message("a dead instance's peer left the watch after %" G_GINT64_FORMAT " ms (ttl 2000 ms): %.*s",
+		       (g_get_monotonic_time() - t0) / 1000, (int)g_bytes_get_size(b),
+		       (const char *)g_bytes_get_data(b, NULL));
+	o = json_tokener_parse(g_bytes_get_data(b, NULL));
+	g_bytes_unref(b);
+	g_assert_cmpstr(testd_str(o, "type"), ==, "peer_left");
+	g_assert_cmpstr(testd_str(o, "watch_id"), ==, w1);
+	g_assert_cmpstr(testd_str(o, "peer_id"), ==, "pc");
+	g_assert_cmpstr(testd_str(o, "reason"), ==, "timeout");
+	json_object_put(o);
+	testd_expect_peer_left(s, NULL, "pc", "timeout");
+	testd_free(fx->d[2]);
+	fx->d[2] = NULL;
+	wsc_free(pc);
+	/* Once each: nothing more. */
+	wsc_expect_quiet(w);
+	wsc_expect_quiet(s);
+	wsc_free(w);
+	wsc_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -1037,6 +1108,7 @@ int main(int argc, char **argv)
 	T("/scaleout/outage", test_outage);
 	T("/scaleout/ready", test_ready);
 	T("/scaleout/partition", test_partition);
+	T("/scaleout/watch-events", test_watch_events);
 #undef T
 	return g_test_run();
 }
