@@ -75,6 +75,11 @@ static double await_metric_eq(struct testd *d, const char *name, double want)
 	return v;
 }
 
+static gint by_text(gconstpointer a, gconstpointer b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static void subscribe(struct wsc *c)
 {
 	wsc_send_text(c, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}");
@@ -308,31 +313,35 @@ static void test_presence_room_closed(void)
 
 	struct wsc *s = testd_register(d, room, "s", extra_sub);
 	struct wsc *w = testd_register(d, room, "w", extra);
-	g_autofree char *w1 = watch(w, NULL, 0, NULL);
+	g_autofree char *ids = NULL;
+	g_autofree char *w1 = watch(w, NULL, 0, &ids);
+	g_assert_cmpstr(ids, ==, "s");
 	struct wsc *p = testd_register(d, room, "p", extra);
+	expect_joined(s, NULL, "w");
 	expect_joined(s, NULL, "p");
 	expect_joined(w, w1, "p");
 	g_autofree char *path = g_strconcat("/api/rooms/", room, NULL);
 	json_object_put(testd_admin_api(d, ADMIN_TOKEN, "DELETE", path, NULL, 200));
 
-	/* Everything the subscriber and the watcher get until the server
-	 * closes them: peer_left (room_closed) about p, and room_closed. */
+	/* Everything the subscriber and the watcher (of the whole room) get
+	 * until the server closes them: peer_left with room_closed about
+	 * each other member, once, and room_closed. */
 	struct wsc *both[] = { s, w };
+	const char *want[] = { "p:room_closed w:room_closed", "p:room_closed s:room_closed" };
 	for (int i = 0; i < 2; i++) {
-		unsigned lefts = 0, closed = 0;
+		g_autoptr(GPtrArray) lefts = g_ptr_array_new_with_free_func(g_free);
+		unsigned closed = 0;
 		for (int n = 0; n < 10; n++) {
 			GBytes *b = NULL;
-			int r = wsc_recv(both[i], WSC_TIMEOUT_MS, &b, NULL);
-			if (r < 0)
+			if (wsc_recv(both[i], WSC_TIMEOUT_MS, &b, NULL) < 0)
 				break;
 			o = json_tokener_parse(g_bytes_get_data(b, NULL));
 			g_bytes_unref(b);
 			g_test_message("%s got %s", i ? "watcher" : "subscriber", json_object_to_json_string(o));
 			if (g_strcmp0(testd_str(o, "type"), "peer_left") == 0) {
-				g_assert_cmpstr(testd_str(o, "peer_id"), ==, "p");
-				g_assert_cmpstr(testd_str(o, "reason"), ==, "room_closed");
-				g_assert_cmpuint(closed, ==, 0); /* nothing after room_closed */
-				lefts++;
+				g_assert_cmpstr(testd_str(o, "watch_id"), ==, i ? w1 : NULL);
+				g_ptr_array_add(lefts, g_strdup_printf("%s:%s", testd_str(o, "peer_id"),
+								       testd_str(o, "reason")));
 			} else {
 				g_assert_cmpstr(testd_str(o, "type"), ==, "room_closed");
 				closed++;
@@ -340,8 +349,11 @@ static void test_presence_room_closed(void)
 			json_object_put(o);
 		}
 		g_assert_cmpint(both[i]->close_code, >, 0);
-		g_assert_cmpuint(lefts, ==, 1);
 		g_assert_cmpuint(closed, ==, 1);
+		g_ptr_array_sort(lefts, by_text);
+		g_ptr_array_add(lefts, NULL);
+		g_autofree char *got = g_strjoinv(" ", (char **)lefts->pdata);
+		g_assert_cmpstr(got, ==, want[i]);
 	}
 	wsc_free(p);
 	wsc_free(w);
