@@ -292,6 +292,8 @@ static void test_presence_errors(void)
 	struct wsc *old = register_v20(d, "perr", "old");
 	wsc_send_text(old, "{\"type\":\"subscribe\",\"events\":[\"foo\"]}");
 	json_object_put(wsc_expect_error(old, "INVALID_MESSAGE"));
+	wsc_send_text(old, "{\"type\":\"unwatch\",\"watch_id\":\"w9\"}");
+	json_object_put(wsc_expect_error(old, "WATCH_NOT_FOUND"));
 	wsc_expect_quiet(old);
 	wsc_free(old);
 	wsc_free(c);
