@@ -225,6 +225,34 @@ static void test_presence_events(void)
 	expect_left(s, NULL, "p", "left");
 	expect_left(r, NULL, "p", "left");
 
+	/* A subscriber replaced by a new subscribing connection: the new one
+	 * hears nothing about its own id, the old one only SESSION_REPLACED;
+	 * the others left(replaced) then joined. */
+	struct wsc *x1 = testd_register(d, "pres", "x", PRESENCE);
+	expect_joined(s, NULL, "x");
+	expect_joined(r, NULL, "x");
+	struct wsc *x2 = testd_register(d, "pres", "x", PRESENCE);
+	json_object_put(wsc_expect_error(x1, "SESSION_REPLACED"));
+	for (int i = 0; i < 2; i++) {
+		expect_left(both[i], NULL, "x", "replaced");
+		expect_joined(both[i], NULL, "x");
+	}
+	wsc_expect_quiet(x2);
+	wsc_free(x1);
+	/* Moving with events: the new room's events, none of the old one's. */
+	wsc_send_text(x2, "{\"type\":\"register\",\"peer_id\":\"x\",\"room_id\":\"pres-2\",\"protocol\":\"2.1\"" PRESENCE "}");
+	json_object_put(wsc_expect(x2, "registered_auth"));
+	expect_left(s, NULL, "x", "left");
+	expect_left(r, NULL, "x", "left");
+	struct wsc *y = testd_register(d, "pres-2", "y", NULL);
+	expect_joined(x2, NULL, "y");
+	update(s, "{\"properties\":{\"busy\":false}}");
+	expect_updated(r, NULL, "s");
+	wsc_expect_quiet(x2);
+	wsc_free(y);
+	expect_left(x2, NULL, "y", "disconnected");
+	wsc_free(x2);
+
 	/* Unsubscribed: a later join reaches s, and r got nothing before its
 	 * pong.  Unsubscribing again is the same answer. */
 	unsubscribe(r);
@@ -562,6 +590,11 @@ static void test_watch_errors(void)
 		wsc_send_text(c, bad[i].msg);
 		json_object_put(wsc_expect_error(c, bad[i].code));
 	}
+	/* "watch":false is a plain discovery. */
+	wsc_send_text(c, "{\"type\":\"discover_peers\",\"watch\":false}");
+	o = wsc_expect(c, "peer_list");
+	g_assert_false(json_object_object_get_ex(o, "watch_id", NULL));
+	json_object_put(o);
 	/* None of them closed the socket or made a watch. */
 	wsc_expect_quiet(c);
 	g_assert_cmpint(c->close_code, ==, -1);
@@ -756,6 +789,26 @@ static void test_watch_bounds(void)
 	g_assert_true(testd_wait_log(d, "event=peer_left room=wb peer=b", 5000));
 	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 2), ==, 2);
 	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_limit_hits_total{limit=\"watches_per_session\"}", 1), ==, 1);
+
+	/* Both bounds are reloadable; 0 is no watches at all. */
+	testd_write_conf(d, "[limits]\nwatches_per_session = 1\nwatches_per_room = 100\nmessages_per_second = 0\n");
+	testd_signal(d, SIGHUP);
+	g_assert_true(testd_wait_log(d, "configuration reloaded", 5000));
+	struct wsc *c = testd_register(d, "wb", "c", NULL);
+	g_autofree char *c1 = watch(c, NULL, 0, NULL);
+	wsc_send_text(c, "{\"type\":\"discover_peers\",\"watch\":true}");
+	o = wsc_expect_error(c, "RATE_LIMITED");
+	g_assert_cmpstr(testd_str(o, "message"), ==, "Too many watches on this connection (watches_per_session = 1)");
+	json_object_put(o);
+	testd_write_conf(d, "[limits]\nwatches_per_session = 16\nwatches_per_room = 0\nmessages_per_second = 0\n");
+	testd_signal(d, SIGHUP);
+	g_assert_true(testd_wait_log_count(d, "configuration reloaded", 2, 5000));
+	wsc_send_text(other, "{\"type\":\"discover_peers\",\"watch\":true}");
+	o = wsc_expect_error(other, "RATE_LIMITED");
+	g_assert_cmpstr(testd_str(o, "message"), ==, "Too many watches in this room (watches_per_room = 0)");
+	json_object_put(o);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_limit_hits_total{limit=\"watches_per_room\"}", 2), ==, 2);
+	wsc_free(c);
 	wsc_free(a);
 	wsc_free(other);
 	g_assert_cmpint(testd_stop(d), ==, 0);
