@@ -1086,6 +1086,81 @@ static void test_watch_events(struct fx *fx, gconstpointer unused)
 	wsc_free(s);
 }
 
+/* Issue 15: what happens to a peer of another instance reaches a watcher
+ * as it would on one: a burst of updates in order and then its leaving,
+ * no_longer_matches, moving to another room (left), and its id taken on
+ * a third instance (replaced, then joined). */
+static void test_watch_remote(struct fx *fx, gconstpointer unused)
+{
+	(void)unused;
+	enum { N = 50 };
+	struct wsc *w = testd_register(fx->d[0], "r15b", "w", NULL);
+	struct wsc *s = testd_register(fx->d[0], "r15b", "s", ",\"events\":[\"presence\"]");
+	struct wsc *both[] = { w, s };
+
+	wsc_send_text(w, "{\"type\":\"discover_peers\",\"watch\":true,\"filters\":{\"properties\":{\"n\":{\"$lt\":1000}}}}");
+	json_object *o = wsc_expect(w, "peer_list");
+	g_autofree char *w1 = g_strdup(testd_str(o, "watch_id"));
+	json_object_put(o);
+	const char *ids[] = { w1, NULL };
+
+	struct wsc *p = testd_register(fx->d[1], "r15b", "p", ",\"metadata\":{\"properties\":{\"n\":0}}");
+	for (int i = 1; i <= N; i++)
+		wsc_sendf(p, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"n\":%d}}}", i);
+	for (int i = 1; i <= N; i++)
+		json_object_put(wsc_expect(p, "metadata_updated"));
+	/* Out of the watch's set, then into it again, then another room. */
+	wsc_send_text(p, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"n\":5000}}}");
+	json_object_put(wsc_expect(p, "metadata_updated"));
+	wsc_send_text(p, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"n\":7}}}");
+	json_object_put(wsc_expect(p, "metadata_updated"));
+	wsc_send_text(p, "{\"type\":\"register\",\"peer_id\":\"p\",\"room_id\":\"r15b-other\",\"protocol\":\"2.1\"}");
+	json_object_put(wsc_expect(p, "registered_auth"));
+	for (int k = 0; k < 2; k++) {
+		json_object_put(testd_expect_peer_event(both[k], "peer_joined", ids[k], "p"));
+		for (int i = 1; i <= N; i++) {
+			o = wsc_recv_json(both[k]);
+			if (g_strcmp0(testd_str(o, "type"), "peer_updated") != 0)
+				g_error("update %d: %s", i, json_object_to_json_string(o));
+			json_object *md = json_object_object_get(json_object_object_get(o, "peer"), "metadata");
+			g_assert_cmpint(json_object_get_int(json_object_object_get(
+						json_object_object_get(md, "properties"), "n")), ==, i);
+			json_object_put(o);
+		}
+		if (k == 0) {
+			testd_expect_peer_left(w, w1, "p", "no_longer_matches");
+			json_object_put(testd_expect_peer_event(w, "peer_joined", w1, "p"));
+		} else {
+			json_object_put(testd_expect_peer_event(s, "peer_updated", NULL, "p"));
+			json_object_put(testd_expect_peer_event(s, "peer_updated", NULL, "p"));
+		}
+		testd_expect_peer_left(both[k], ids[k], "p", "left");
+	}
+
+	/* Its id on b, then taken on c: replaced, then joined. */
+	struct wsc *q1 = testd_register(fx->d[1], "r15b", "q", ",\"metadata\":{\"properties\":{\"n\":1}}");
+	for (int k = 0; k < 2; k++)
+		json_object_put(testd_expect_peer_event(both[k], "peer_joined", ids[k], "q"));
+	struct wsc *q2 = testd_register(fx->d[2], "r15b", "q", ",\"metadata\":{\"properties\":{\"n\":2}}");
+	for (int k = 0; k < 2; k++) {
+		testd_expect_peer_left(both[k], ids[k], "q", "replaced");
+		o = testd_expect_peer_event(both[k], "peer_joined", ids[k], "q");
+		json_object *md = json_object_object_get(json_object_object_get(o, "peer"), "metadata");
+		g_assert_cmpint(json_object_get_int(json_object_object_get(
+					json_object_object_get(md, "properties"), "n")), ==, 2);
+		json_object_put(o);
+	}
+	wsc_free(q1); /* the replaced socket closing says nothing more */
+	wsc_free(q2);
+	for (int k = 0; k < 2; k++) {
+		testd_expect_peer_left(both[k], ids[k], "q", "disconnected");
+		wsc_expect_quiet(both[k]);
+	}
+	wsc_free(p);
+	wsc_free(w);
+	wsc_free(s);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -1109,6 +1184,7 @@ int main(int argc, char **argv)
 	T("/scaleout/ready", test_ready);
 	T("/scaleout/partition", test_partition);
 	T("/scaleout/watch-events", test_watch_events);
+	T("/scaleout/watch-remote", test_watch_remote);
 #undef T
 	return g_test_run();
 }
