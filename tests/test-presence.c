@@ -198,6 +198,12 @@ static void test_presence_events(void)
 		g_assert_cmpstr(testd_str(json_object_object_get(peer, "metadata"), "note"), ==, "pub");
 		json_object_put(o);
 	}
+	/* A refused update is no event; subscribing twice is one
+	 * subscription (the next event comes once). */
+	wsc_send_text(p, "{\"type\":\"update_metadata\",\"metadata\":\"busy\"}");
+	json_object_put(wsc_expect_error(p, "INVALID_MESSAGE"));
+	subscribe(r);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_presence_subscriptions", 2), ==, 2);
 	update(s, "{\"properties\":{\"busy\":true}}");
 	expect_updated(r, NULL, "s");
 	wsc_expect_quiet(s); /* never about itself */
@@ -490,6 +496,9 @@ static void test_watch_events(void)
 	}
 	struct wsc *f = testd_register(d, "wr", "f", ",\"metadata\":{\"tags\":[\"cpu\"]}");
 	expect_joined(w, w2, "f");
+	/* Tags replaced: out of the set. */
+	update(f, "{\"tags\":[\"gpu\"]}");
+	expect_left(w, w2, "f", "no_longer_matches");
 	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 2), ==, 2);
 
 	/* unwatch: answered, then nothing more of that watch (the other
@@ -605,6 +614,10 @@ static void test_watch_errors(void)
 	unwatch(peer, theirs);
 	wsc_sendf(peer, "{\"type\":\"unwatch\",\"watch_id\":\"%s\"}", theirs);
 	json_object_put(wsc_expect_error(peer, "WATCH_NOT_FOUND"));
+	/* An id is not given out again on the connection. */
+	g_autofree char *again = watch(peer, NULL, 0, NULL);
+	g_assert_cmpstr(again, !=, theirs);
+	unwatch(peer, again);
 	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 0), ==, 0);
 	wsc_free(peer);
 	wsc_free(c);
