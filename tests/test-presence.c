@@ -5,7 +5,6 @@
  * connected; the two bounds; old clients see nothing new. */
 #include "testd.h"
 
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <string.h>
@@ -365,11 +364,8 @@ static void test_presence_room_closed(void)
 		g_autoptr(GPtrArray) lefts = g_ptr_array_new_with_free_func(g_free);
 		unsigned closed = 0;
 		for (int n = 0; n < 10; n++) {
-			GBytes *b = NULL;
-			if (wsc_recv(both[i], WSC_TIMEOUT_MS, &b, NULL) < 0)
+			if (!(o = testd_recv_json_within(both[i], WSC_TIMEOUT_MS)))
 				break;
-			o = json_tokener_parse(g_bytes_get_data(b, NULL));
-			g_bytes_unref(b);
 			g_test_message("%s got %s", i ? "watcher" : "subscriber", json_object_to_json_string(o));
 			if (g_strcmp0(testd_str(o, "type"), "peer_left") == 0) {
 				g_assert_cmpuint(closed, ==, 0);
@@ -402,21 +398,12 @@ static void test_presence_timeout(void)
 	struct testd *d = testd_start("[server]\nws_ping_interval = 1\nws_ping_timeout = 3\n" CONF, NULL);
 	struct wsc *s = testd_register(d, "pto", "s", PRESENCE);
 	struct wsc *deaf = testd_register(d, "pto", "deaf", NULL);
-	json_object *o = NULL;
 
 	expect_joined(s, NULL, "deaf");
 	deaf->auto_pong = false; /* and never reads again */
 	/* s answers the server's pings while it waits (reading does). */
 	gint64 t0 = g_get_monotonic_time();
-	for (int i = 0; i < 20 && !o; i++) {
-		GBytes *b = NULL;
-		int r = wsc_recv(s, 1000, &b, NULL);
-		g_assert_cmpint(r, !=, -EPIPE);
-		if (r == 0) {
-			o = json_tokener_parse(g_bytes_get_data(b, NULL));
-			g_bytes_unref(b);
-		}
-	}
+	json_object *o = testd_recv_json_within(s, 10000);
 	g_assert_nonnull(o);
 	g_test_message("peer_left after %" G_GINT64_FORMAT " ms (ws_ping_timeout 3 s): %s",
 		       (g_get_monotonic_time() - t0) / 1000, json_object_to_json_string(o));

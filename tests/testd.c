@@ -438,3 +438,19 @@ void testd_expect_peer_left(struct wsc *c, const char *watch_id, const char *pee
 	g_assert_cmpstr(testd_str(o, "reason"), ==, reason);
 	json_object_put(o);
 }
+
+json_object *testd_recv_json_within(struct wsc *c, int timeout_ms)
+{
+	GBytes *b = NULL;
+	gsize len;
+
+	if (wsc_recv(c, timeout_ms, &b, NULL) < 0)
+		return NULL;
+	const char *text = g_bytes_get_data(b, &len);
+	json_tokener *tok = json_tokener_new();
+	json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+	json_tokener_free(tok);
+	g_bytes_unref(b);
+	g_assert_nonnull(o);
+	return o;
+}

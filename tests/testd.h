@@ -115,3 +115,6 @@ json_object *testd_expect_peer_event(struct wsc *c, const char *type, const char
 				     const char *peer_id);
 /* The same for peer_left about PEER_ID with REASON. */
 void testd_expect_peer_left(struct wsc *c, const char *watch_id, const char *peer_id, const char *reason);
+/* The next message on C as JSON within TIMEOUT_MS (reading answers the
+ * server's pings meanwhile); NULL on timeout or close. */
+json_object *testd_recv_json_within(struct wsc *c, int timeout_ms);
