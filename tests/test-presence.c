@@ -94,7 +94,7 @@ static void unsubscribe(struct wsc *c)
 
 /* discover_peers with "watch":true and FILTERS (JSON, may be NULL) and
  * LIMIT (0: none): the peer_list's watch_id; its ids, space separated,
- * in *IDS unless NULL. */
+ * in *IDS (freed first) unless IDS is NULL. */
 static char *watch(struct wsc *c, const char *filters, int limit, char **ids)
 {
 	g_autofree char *lim = limit ? g_strdup_printf(",\"limit\":%d", limit) : g_strdup("");
@@ -112,6 +112,7 @@ static char *watch(struct wsc *c, const char *filters, int limit, char **ids)
 		for (size_t i = 0; i < json_object_array_length(peers); i++)
 			g_string_append_printf(s, "%s%s", i ? " " : "",
 					       testd_str(json_object_array_get_idx(peers, i), "peer_id"));
+		g_free(*ids); /* callers ask again with the same variable */
 		*ids = g_string_free(s, FALSE);
 	}
 	char *copy = g_strdup(id);
