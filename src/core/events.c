@@ -141,22 +141,42 @@ void events_left(struct router *r, struct peer *p, enum protocol_gone why)
 	p->shown = false;
 }
 
-void events_subscribe(struct router *r, struct client *c)
+/* Whether C's room takes one more watch or subscription; if not, C is
+ * told RATE_LIMITED about M. */
+static bool room_has_place(struct router *r, struct client *c, const struct msg *m)
 {
-	(void)r;
+	/* A socket a newer one took over is sent nothing more. */
+	if (c->superseded) {
+		router_error_to(r, c, m, ERR_NOT_IN_ROOM, NULL, NULL,
+				"This connection's peer id was registered again by another connection");
+		return false;
+	}
+	if (watch_room_count(c->peer->room) < r->cfg->watches_per_room)
+		return true;
+	metrics_inc(limit_hits[LIMIT_WATCHES_PER_ROOM]);
+	router_error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
+			"Too many watches in this room (watches_per_room = %u)", r->cfg->watches_per_room);
+	return false;
+}
+
+bool events_subscribe(struct router *r, struct client *c, const struct msg *m)
+{
 	if (c->presence)
-		return;
+		return true;
+	if (!room_has_place(r, c, m))
+		return false;
 	c->presence = watch_add(c->peer->room, c, c->peer, NULL, NULL);
 	metrics_inc(presence_subscriptions);
+	return true;
 }
 
 void events_handle_subscribe(struct router *r, struct client *c, const struct msg *m)
 {
 	bool on = m->type == MSG_SUBSCRIBE;
 
-	if (on)
-		events_subscribe(r, c);
-	else if (c->presence)
+	if (on && !events_subscribe(r, c, m))
+		return;
+	if (!on && c->presence)
 		drop(c, c->presence);
 	router_send_owned(r, c, protocol_subscribed(on));
 }
@@ -195,13 +215,15 @@ bool events_may_watch(struct router *r, struct client *c, const struct msg *m)
 				r->cfg->watches_per_session);
 		return false;
 	}
-	if (watch_room_count(c->peer->room) >= r->cfg->watches_per_room) {
-		metrics_inc(limit_hits[LIMIT_WATCHES_PER_ROOM]);
-		router_error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
-				"Too many watches in this room (watches_per_room = %u)", r->cfg->watches_per_room);
+	/* It is kept: its size is bounded as a peer's metadata is. */
+	if (r->len > r->cfg->max_metadata_bytes) {
+		metrics_inc(limit_hits[LIMIT_METADATA_BYTES]);
+		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
+				"A watched discover_peers may be at most max_metadata_bytes (%" G_GUINT64_FORMAT
+				") long", (guint64)r->cfg->max_metadata_bytes);
 		return false;
 	}
-	return true;
+	return room_has_place(r, c, m);
 }
 
 const char *events_watch(struct router *r, struct client *c, struct filter *f)

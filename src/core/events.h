@@ -22,9 +22,11 @@ void events_left(struct router *r, struct peer *p, enum protocol_gone why);
 /* subscribe, unsubscribe, unwatch from registered C. */
 void events_handle_subscribe(struct router *r, struct client *c, const struct msg *m);
 void events_handle_unwatch(struct router *r, struct client *c, const struct msg *m);
-/* C starts its presence subscription (register "events"). */
-void events_subscribe(struct router *r, struct client *c);
-/* Whether C may hold one more watch; if not it is told RATE_LIMITED. */
+/* C starts its presence subscription (register "events"): false, and C
+ * told RATE_LIMITED about M, when its room has watches_per_room. */
+bool events_subscribe(struct router *r, struct client *c, const struct msg *m);
+/* Whether C may hold one more watch asked for by M (its size, the
+ * bounds); if not it is told why. */
 bool events_may_watch(struct router *r, struct client *c, const struct msg *m);
 /* C's discover_peers with "watch":true was answered: a watch on F (taken)
  * starts; returns its id. */

@@ -16,7 +16,7 @@ struct watch_room {
 	struct room *room;
 	GHashTable *index;   /* struct anchor -> GPtrArray of struct watch */
 	GPtrArray *everyone; /* presence, and watches with no anchor */
-	unsigned n_filters;
+	unsigned n_watches;  /* presence subscriptions too */
 	guint mark;
 };
 
@@ -133,8 +133,7 @@ struct watch *watch_add(struct room *room, void *owner, const struct peer *self,
 	w->filter = filter;
 	w->wr = wr;
 	w->anchors = g_ptr_array_new();
-	if (filter)
-		wr->n_filters++;
+	wr->n_watches++;
 	if (!filter || !filter_anchors(filter, file_under, w))
 		g_ptr_array_add(wr->everyone, w);
 	return w;
@@ -153,8 +152,7 @@ void watch_remove(struct watch *w)
 		if (list->len == 0)
 			g_hash_table_remove(wr->index, a);
 	}
-	if (w->filter)
-		wr->n_filters--;
+	wr->n_watches--;
 	if (wr->everyone->len == 0 && g_hash_table_size(wr->index) == 0) {
 		wr->room->watches = NULL;
 		g_hash_table_unref(wr->index);
@@ -169,7 +167,7 @@ void watch_remove(struct watch *w)
 
 unsigned watch_room_count(const struct room *room)
 {
-	return room->watches ? room->watches->n_filters : 0;
+	return room->watches ? room->watches->n_watches : 0;
 }
 
 static void collect(struct watch_room *wr, GPtrArray *list, GPtrArray *out)

@@ -37,7 +37,8 @@ struct watch *watch_add(struct room *room, void *owner, const struct peer *self,
 			struct filter *filter);
 /* Unfiles and frees W; the room's index goes with its last watch. */
 void watch_remove(struct watch *w);
-/* Filter watches (not presence) in ROOM. */
+/* Watches in ROOM, presence subscriptions included: each change of a
+ * peer may cost one event per watch. */
 unsigned watch_room_count(const struct room *room);
 
 /* Appends to OUT the watches of P's room that may match P with metadata
