@@ -816,6 +816,108 @@ static void test_watch_bounds(void)
 	testd_free(d);
 }
 
+/* 5. Presence subscriptions count toward watches_per_room (a change of
+ * a peer may cost an event for each); a register carrying events in a
+ * full room is admitted, then told RATE_LIMITED, and not subscribed. */
+static void test_room_bound_presence(void)
+{
+	struct testd *d = testd_start("[limits]\nwatches_per_room = 2\nmessages_per_second = 0\n", NULL);
+	struct wsc *s = testd_register(d, "rp", "s", PRESENCE);
+	struct wsc *w = testd_register(d, "rp", "w", NULL);
+	g_autofree char *w1 = watch(w, NULL, 0, NULL);
+	struct wsc *b = testd_register(d, "rp", "b", NULL);
+	json_object *o;
+	const char *full = "Too many watches in this room (watches_per_room = 2)";
+
+	expect_joined(s, NULL, "w");
+	expect_joined(s, NULL, "b");
+	expect_joined(w, w1, "b");
+	wsc_send_text(b, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}");
+	o = wsc_expect_error(b, "RATE_LIMITED");
+	g_assert_cmpstr(testd_str(o, "message"), ==, full);
+	json_object_put(o);
+	struct wsc *c = testd_register(d, "rp", "c", PRESENCE);
+	o = wsc_expect_error(c, "RATE_LIMITED");
+	g_assert_cmpstr(testd_str(o, "message"), ==, full);
+	json_object_put(o);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_limit_hits_total{limit=\"watches_per_room\"}", 2), ==, 2);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_presence_subscriptions", 1), ==, 1);
+	expect_joined(s, NULL, "c");
+	expect_joined(w, w1, "c");
+	update(b, "{\"properties\":{\"x\":1}}");
+	expect_updated(s, NULL, "b");
+	expect_updated(w, w1, "b");
+	wsc_expect_quiet(c); /* not subscribed */
+	/* A place freed is a place taken. */
+	unsubscribe(s);
+	subscribe(b);
+	wsc_send_text(w, "{\"type\":\"discover_peers\",\"watch\":true}");
+	json_object_put(wsc_expect_error(w, "RATE_LIMITED"));
+	wsc_free(b);
+	wsc_free(c);
+	wsc_free(s);
+	wsc_free(w);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* 5. A watch keeps its filter: a watched discover_peers longer than
+ * max_metadata_bytes is INVALID_FILTER and counted; a plain one is not
+ * bounded by it. */
+static void test_watch_size(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_metadata_bytes = 256\nmessages_per_second = 0\n", NULL);
+	struct wsc *c = testd_register(d, "ws", "c", NULL);
+	GString *f = g_string_new("{\"properties\":{\"status\":{\"$in\":[");
+	for (int i = 0; i < 40; i++)
+		g_string_append_printf(f, "%s\"s%03d\"", i ? "," : "", i);
+	g_string_append(f, "]}}}");
+	g_assert_cmpuint(f->len, >, 256);
+
+	wsc_sendf(c, "{\"type\":\"discover_peers\",\"watch\":true,\"filters\":%s}", f->str);
+	json_object_put(wsc_expect_error(c, "INVALID_FILTER"));
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_limit_hits_total{limit=\"max_metadata_bytes\"}", 1), ==, 1);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 0), ==, 0);
+	wsc_sendf(c, "{\"type\":\"discover_peers\",\"filters\":%s}", f->str);
+	json_object_put(wsc_expect(c, "peer_list"));
+	g_free(watch(c, "{\"properties\":{\"status\":\"s001\"}}", 0, NULL));
+	g_string_free(f, TRUE);
+	wsc_free(c);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
+/* A watch whose filter would take one peer more than max_filter_work
+ * ends with watch_lost (filter_work, docs/monitoring.md): never a
+ * silently wrong set. */
+static void test_watch_filter_work(void)
+{
+	struct testd *d = testd_start("[limits]\nmax_filter_work = 1000\nmessages_per_second = 0\n", NULL);
+	struct wsc *w = testd_register(d, "fw", "w", NULL);
+	GString *f = g_string_new("{\"properties\":{\"k\":{\"$in\":[");
+	for (int i = 1; i <= 1500; i++)
+		g_string_append_printf(f, "%s%d", i > 1 ? "," : "", i);
+	g_string_append(f, "]}}}");
+	g_autofree char *ids = NULL;
+	g_autofree char *w1 = watch(w, f->str, 0, &ids);
+	g_string_free(f, TRUE);
+	g_assert_cmpstr(ids, ==, "");
+
+	struct wsc *p = testd_register(d, "fw", "p", ",\"metadata\":{\"properties\":{\"k\":1500}}");
+	json_object *o = wsc_expect(w, "watch_lost");
+	g_assert_cmpstr(testd_str(o, "watch_id"), ==, w1);
+	g_assert_cmpstr(testd_str(o, "reason"), ==, "filter_work");
+	json_object_put(o);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches_lost_total{reason=\"filter_work\"}", 1), ==, 1);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 0), ==, 0);
+	update(p, "{\"properties\":{\"k\":1499}}");
+	wsc_expect_quiet(w);
+	wsc_free(p);
+	wsc_free(w);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 /* 6. Clients that never asked see nothing of it: a v2.0 client and a
  * plain 2.1 client in the room of all this activity; registered_auth is
  * the same with and without events. */
@@ -917,6 +1019,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/presence/burst-order", test_burst_order);
 	g_test_add_func("/presence/slow-watcher", test_slow_watcher);
 	g_test_add_func("/presence/watch-bounds", test_watch_bounds);
+	g_test_add_func("/presence/room-bound-presence", test_room_bound_presence);
+	g_test_add_func("/presence/watch-size", test_watch_size);
+	g_test_add_func("/presence/watch-filter-work", test_watch_filter_work);
 	g_test_add_func("/presence/old-clients", test_old_clients);
 	return g_test_run();
 }
