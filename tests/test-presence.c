@@ -918,6 +918,38 @@ static void test_watch_filter_work(void)
 	testd_free(d);
 }
 
+/* A v2.0 socket whose peer id a newer one took over stays open (as
+ * today's workers expect) but its watch and subscription end: no more
+ * events, and it cannot start new ones (NOT_IN_ROOM). */
+static void test_superseded(void)
+{
+	struct testd *d = testd_start(CONF, NULL);
+	struct wsc *x1 = testd_connect(d);
+	wsc_send_text(x1, "{\"type\":\"register\",\"peer_id\":\"x\",\"room_id\":\"sup\"" PRESENCE "}");
+	json_object_put(wsc_expect(x1, "registered_auth"));
+	g_autofree char *w1 = watch(x1, NULL, 0, NULL);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 1), ==, 1);
+	struct wsc *x2 = testd_connect(d);
+	wsc_send_text(x2, "{\"type\":\"register\",\"peer_id\":\"x\",\"room_id\":\"sup\"}");
+	json_object_put(wsc_expect(x2, "registered_auth"));
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 0), ==, 0);
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_presence_subscriptions", 0), ==, 0);
+	struct wsc *a = testd_register(d, "sup", "a", NULL);
+	update(a, "{\"properties\":{\"z\":1}}");
+	wsc_expect_quiet(x1);
+	wsc_send_text(x1, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}");
+	json_object_put(wsc_expect_error(x1, "NOT_IN_ROOM"));
+	wsc_send_text(x1, "{\"type\":\"discover_peers\",\"watch\":true}");
+	json_object_put(wsc_expect_error(x1, "NOT_IN_ROOM"));
+	wsc_expect_quiet(x1);
+	g_assert_cmpint(x1->close_code, ==, -1);
+	wsc_free(a);
+	wsc_free(x2);
+	wsc_free(x1);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 /* 6. Clients that never asked see nothing of it: a v2.0 client and a
  * plain 2.1 client in the room of all this activity; registered_auth is
  * the same with and without events. */
@@ -1023,5 +1055,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/presence/watch-size", test_watch_size);
 	g_test_add_func("/presence/watch-filter-work", test_watch_filter_work);
 	g_test_add_func("/presence/old-clients", test_old_clients);
+	g_test_add_func("/presence/superseded", test_superseded);
 	return g_test_run();
 }
