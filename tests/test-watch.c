@@ -1,8 +1,9 @@
 /* Unit tests: the watch index (src/core/watch.c) with the filter language
  * (src/core/filter.c).  For every operator a peer enters a watch's set,
- * stays in it through a change the filter reads, and leaves it; the index
- * must offer the watch as a candidate whenever its filter can match, and
- * a random search checks that it never hides a match. */
+ * stays in it through a change the filter reads, and leaves it: the index
+ * must offer the watch for each (as a candidate when the peer joins, as a
+ * reader of its update), and a random search checks that it never hides a
+ * match from a join nor a change of the answer from an update. */
 #include "core/filter.h"
 #include "core/meta.h"
 #include "core/registry.h"
@@ -37,15 +38,30 @@ static struct filter *filter_of(const char *json)
 	return f;
 }
 
-static bool offered(const struct peer *p, const struct meta *old, const struct meta *new,
-		    const struct watch *w)
+static bool has(GPtrArray *list, const struct watch *w)
 {
-	g_autoptr(GPtrArray) out = g_ptr_array_new();
-	watch_candidates(p, old, new, out);
-	for (guint i = 0; i < out->len; i++)
-		if (g_ptr_array_index(out, i) == w)
+	for (guint i = 0; i < list->len; i++)
+		if (g_ptr_array_index(list, i) == w)
 			return true;
 	return false;
+}
+
+/* W is a candidate when P joins (with its metadata M). */
+static bool offered(struct peer *p, struct meta *m, const struct watch *w)
+{
+	g_autoptr(GPtrArray) out = g_ptr_array_new();
+	struct meta *was = peer_swap_meta(p, m);
+	watch_candidates(p, out);
+	peer_swap_meta(p, was);
+	return has(out, w);
+}
+
+/* W reads what P's update from OLD to NEW changed. */
+static bool reads(const struct peer *p, const struct meta *old, const struct meta *new, const struct watch *w)
+{
+	g_autoptr(GPtrArray) out = g_ptr_array_new();
+	watch_readers(p, old, new, out);
+	return has(out, w);
 }
 
 static bool in_set(struct watch *w, const struct peer *p, const struct meta *m)
@@ -58,52 +74,53 @@ static bool in_set(struct watch *w, const struct peer *p, const struct meta *m)
 
 struct op_case {
 	const char *filter, *out, *in, *in2;
+	bool in2_unread; /* IN2 differs from IN in nothing the filter reads */
 };
 
 /* OUT is outside the set, IN and IN2 inside, IN2 differing from IN in
- * something the filter reads. */
+ * something the filter reads unless IN2_UNREAD. */
 static const struct op_case op_cases[] = {
 	{ "{\"properties\":{\"s\":\"ok\"}}", "{\"properties\":{\"s\":\"no\"}}",
-	  "{\"properties\":{\"s\":\"ok\"}}", "{\"properties\":{\"s\":\"ok\",\"x\":1}}" },
+	  "{\"properties\":{\"s\":\"ok\"}}", "{\"properties\":{\"s\":\"ok\",\"x\":1}}", true },
 	{ "{\"properties\":{\"s\":{\"$eq\":true}}}", "{\"properties\":{\"s\":false}}",
-	  "{\"properties\":{\"s\":true}}", "{\"properties\":{\"s\":true,\"x\":1}}" },
+	  "{\"properties\":{\"s\":true}}", "{\"properties\":{\"s\":true,\"x\":1}}", true },
 	{ "{\"properties\":{\"n\":{\"$eq\":5}}}", "{\"properties\":{\"n\":6}}",
-	  "{\"properties\":{\"n\":5}}", "{\"properties\":{\"n\":5.0}}" },
+	  "{\"properties\":{\"n\":5}}", "{\"properties\":{\"n\":5.0}}", false },
 	{ "{\"properties\":{\"n\":{\"$eq\":null}}}", "{\"properties\":{\"n\":1}}", "{}",
-	  "{\"properties\":{\"n\":null}}" },
+	  "{\"properties\":{\"n\":null}}", false },
 	{ "{\"properties\":{\"s\":{\"$ne\":\"busy\"}}}", "{\"properties\":{\"s\":\"busy\"}}",
-	  "{\"properties\":{\"s\":\"idle\"}}", "{}" },
+	  "{\"properties\":{\"s\":\"idle\"}}", "{}", false },
 	{ "{\"properties\":{\"n\":{\"$gt\":8}}}", "{\"properties\":{\"n\":8}}",
-	  "{\"properties\":{\"n\":9}}", "{\"properties\":{\"n\":90}}" },
+	  "{\"properties\":{\"n\":9}}", "{\"properties\":{\"n\":90}}", false },
 	{ "{\"properties\":{\"n\":{\"$gte\":8}}}", "{\"properties\":{\"n\":7.5}}",
-	  "{\"properties\":{\"n\":8}}", "{\"properties\":{\"n\":16}}" },
+	  "{\"properties\":{\"n\":8}}", "{\"properties\":{\"n\":16}}", false },
 	{ "{\"properties\":{\"n\":{\"$lt\":8}}}", "{}", "{\"properties\":{\"n\":7}}",
-	  "{\"properties\":{\"n\":-1}}" },
+	  "{\"properties\":{\"n\":-1}}", false },
 	{ "{\"properties\":{\"n\":{\"$lte\":8}}}", "{\"properties\":{\"n\":\"8\"}}",
-	  "{\"properties\":{\"n\":8}}", "{\"properties\":{\"n\":0}}" },
+	  "{\"properties\":{\"n\":8}}", "{\"properties\":{\"n\":0}}", false },
 	{ "{\"properties\":{\"s\":{\"$in\":[\"a\",\"b\"]}}}", "{\"properties\":{\"s\":\"c\"}}",
-	  "{\"properties\":{\"s\":\"a\"}}", "{\"properties\":{\"s\":\"b\"}}" },
+	  "{\"properties\":{\"s\":\"a\"}}", "{\"properties\":{\"s\":\"b\"}}", false },
 	{ "{\"properties\":{\"n\":{\"$in\":[1,\"x\"]}}}", "{\"properties\":{\"n\":2}}",
-	  "{\"properties\":{\"n\":1}}", "{\"properties\":{\"n\":\"x\"}}" },
+	  "{\"properties\":{\"n\":1}}", "{\"properties\":{\"n\":\"x\"}}", false },
 	{ "{\"properties\":{\"n\":{\"$in\":[1,null]}}}", "{\"properties\":{\"n\":2}}", "{}",
-	  "{\"properties\":{\"n\":1}}" },
+	  "{\"properties\":{\"n\":1}}", false },
 	{ "{\"properties\":{\"s\":{\"$nin\":[\"a\",\"b\"]}}}", "{\"properties\":{\"s\":\"a\"}}",
-	  "{\"properties\":{\"s\":\"c\"}}", "{}" },
+	  "{\"properties\":{\"s\":\"c\"}}", "{}", false },
 	{ "{\"properties\":{\"k\":{\"$exists\":true}}}", "{}", "{\"properties\":{\"k\":1}}",
-	  "{\"properties\":{\"k\":\"v\"}}" },
+	  "{\"properties\":{\"k\":\"v\"}}", false },
 	{ "{\"properties\":{\"k\":{\"$exists\":false}}}", "{\"properties\":{\"k\":1}}", "{}",
-	  "{\"properties\":{\"j\":1}}" },
+	  "{\"properties\":{\"j\":1}}", true },
 	{ "{\"properties\":{\"v\":[1,2]}}", "{\"properties\":{\"v\":[2,1]}}",
-	  "{\"properties\":{\"v\":[1,2]}}", "{\"properties\":{\"v\":[1.0,2]}}" },
+	  "{\"properties\":{\"v\":[1,2]}}", "{\"properties\":{\"v\":[1.0,2]}}", true },
 	{ "{\"tags\":[\"gpu\",\"tpu\"]}", "{\"tags\":[\"cpu\"]}", "{\"tags\":[\"gpu\"]}",
-	  "{\"tags\":[\"tpu\"]}" },
+	  "{\"tags\":[\"tpu\"]}", false },
 	{ "{\"tags\":{\"$all\":[\"gpu\",\"big\"]}}", "{\"tags\":[\"gpu\"]}",
-	  "{\"tags\":[\"gpu\",\"big\"]}", "{\"tags\":[\"big\",\"gpu\",\"x\"]}" },
+	  "{\"tags\":[\"gpu\",\"big\"]}", "{\"tags\":[\"big\",\"gpu\",\"x\"]}", false },
 	{ "{\"tags\":{\"$any\":[\"gpu\"]}}", "{\"tags\":[]}", "{\"tags\":[\"gpu\"]}",
-	  "{\"tags\":[\"gpu\",\"x\"]}" },
+	  "{\"tags\":[\"gpu\",\"x\"]}", false },
 	{ "{\"role\":\"worker\",\"properties\":{\"n\":{\"$gte\":1}}}", "{\"properties\":{\"n\":0}}",
-	  "{\"properties\":{\"n\":1}}", "{\"properties\":{\"n\":2}}" },
-	{ "{}", NULL, "{}", "{\"properties\":{\"x\":1}}" },
+	  "{\"properties\":{\"n\":1}}", "{\"properties\":{\"n\":2}}", false },
+	{ "{}", NULL, "{}", "{\"properties\":{\"x\":1}}", true },
 };
 
 static void test_operators(void)
@@ -121,32 +138,35 @@ static void test_operators(void)
 					      NULL, 0);
 		g_test_message("%s", c->filter);
 
+		g_assert_true(offered(p, in, w)); /* joining with IN */
 		if (out) { /* enter */
 			g_assert_false(in_set(w, p, out));
-			g_assert_true(offered(p, out, in, w));
+			g_assert_true(reads(p, out, in, w));
 			g_assert_true(in_set(w, p, in));
-			g_assert_true(watch_reads_change(w, out, in));
 		}
-		/* stay, through a change it reads or not */
-		g_assert_true(offered(p, in, in2, w));
+		/* stay, through a change it reads (or not) */
+		g_assert_true(reads(p, in, in2, w) == !c->in2_unread);
 		g_assert_true(in_set(w, p, in2));
 		if (out) { /* leave */
-			g_assert_true(offered(p, in2, out, w));
+			g_assert_true(reads(p, in2, out, w));
 			g_assert_false(in_set(w, p, out));
-			g_assert_true(watch_reads_change(w, in2, out));
 		}
-		/* a change of something it does not read: as it was, unevaluated */
+		/* a change of something it does not read: not even looked at */
 		json_object *u = json_tokener_parse("{\"properties\":{\"unrelated\":1},\"name\":\"n\"}");
 		struct meta *other = NULL;
 		const char *why;
 		g_assert_cmpint(meta_merge(in, u, 1 << 20, &other, &why), ==, 0);
-		g_assert_false(watch_reads_change(w, in, other));
-		g_assert_true(in_set(w, p, other));
+		g_assert_false(reads(p, in, other, w));
 		json_object_put(u);
 		meta_free(other);
+		/* its set, filled from the room */
+		g_assert_cmpint(watch_fill(w), ==, 0);
+		g_assert_true(watch_holds(w, p) == (c->out == NULL));
+		g_assert_false(watch_holds(w, watcher));
 
+		watch_remove(w); /* lets go of its members */
+		g_assert_null(p->watches_in);
 		registry_remove(reg, p);
-		watch_remove(w);
 		g_assert_null(room->watches);
 		meta_free(in);
 		meta_free(in2);
@@ -174,17 +194,25 @@ static void test_anchors(void)
 	struct watch *presence = watch_add(room, NULL, watcher, NULL, NULL);
 	struct watch *dup = watch_add(room, NULL, watcher, "f",
 				      filter_of("{\"properties\":{\"status\":{\"$in\":[\"busy\",\"busy\"]}}}"));
+	/* filed under its fewest values: the one status this busy peer lacks,
+	 * not the models it has */
+	struct watch *fewest = watch_add(room, NULL, watcher, "g",
+					 filter_of("{\"properties\":{\"model\":{\"$in\":[\"a100\",\"h100\"]},"
+						   "\"status\":\"available\"}}"));
 	g_autoptr(GPtrArray) out = g_ptr_array_new();
 
-	watch_candidates(p, NULL, p->meta, out);
+	peer_set_meta(p, meta_of("{\"tags\":[\"cpu\"],\"properties\":{\"status\":\"busy\",\"gb\":4,\"model\":\"a100\"}}"));
+	watch_candidates(p, out);
 	g_assert_cmpuint(out->len, ==, 3);
-	g_assert_true(offered(p, NULL, p->meta, any));
-	g_assert_true(offered(p, NULL, p->meta, presence));
-	g_assert_true(offered(p, NULL, p->meta, dup)); /* once, though filed twice over */
-	g_assert_false(offered(p, NULL, p->meta, by_value));
-	g_assert_false(offered(p, NULL, p->meta, by_role));
-	g_assert_false(offered(p, NULL, p->meta, by_tag));
-	g_assert_false(offered(p, NULL, p->meta, by_key));
+	g_assert_false(has(out, fewest));
+	watch_remove(fewest);
+	g_assert_true(has(out, any));
+	g_assert_true(has(out, presence));
+	g_assert_true(has(out, dup)); /* once, though filed twice over */
+	g_assert_false(has(out, by_value));
+	g_assert_false(has(out, by_role));
+	g_assert_false(has(out, by_tag));
+	g_assert_false(has(out, by_key));
 	g_assert_cmpuint(watch_room_count(room), ==, 7); /* presence counts: it costs events too */
 
 	watch_remove(by_value);
@@ -271,28 +299,39 @@ static void test_never_hides(void)
 	struct registry *reg = registry_new();
 	struct room *room = registry_ensure_room(reg, "r");
 	struct peer *watcher = registry_add(reg, room, "watcher", "client", meta_of("{}"), NULL, NULL, 0);
-	unsigned matched = 0, skipped = 0, tried = 0;
+	unsigned matched = 0, skipped = 0, tried = 0, changed = 0, unread = 0;
 
 	for (int i = 0; i < 400; i++) {
 		g_autofree char *ftext = random_filter();
 		struct watch *w = watch_add(room, NULL, watcher, "w", filter_of(ftext));
 		for (int j = 0; j < 40; j++) {
-			g_autofree char *mtext = random_meta();
+			g_autofree char *mtext = random_meta(), *ntext = random_meta();
+			struct meta *next = meta_of(ntext);
 			struct peer *p = registry_add(reg, room, "p", PICK(roles), meta_of(mtext), NULL, NULL, 0);
-			bool match = in_set(w, p, p->meta), offer = offered(p, NULL, p->meta, w);
+			bool match = in_set(w, p, p->meta), offer = offered(p, p->meta, w);
 			if (match && !offer)
 				g_error("%s matches %s (%s) but the index hides it", ftext, mtext, p->role);
+			/* an update that changes the answer is read */
+			bool after = in_set(w, p, next), read = reads(p, p->meta, next, w);
+			if (match != after && !read)
+				g_error("%s: %s -> %s changes the answer unread", ftext, mtext, ntext);
 			matched += match;
 			skipped += !offer;
+			changed += match != after;
+			unread += !read;
 			tried++;
+			meta_free(next);
 			registry_remove(reg, p);
 		}
 		watch_remove(w);
 	}
-	g_test_message("%u of %u pairs matched; the index skipped %u", matched, tried, skipped);
-	/* the search means something only if both happen often */
+	g_test_message("%u of %u joins matched, the index skipped %u; %u updates changed the answer, "
+		       "%u were not read", matched, tried, skipped, changed, unread);
+	/* the search means something only if each happens often */
 	g_assert_cmpuint(matched, >, tried / 20);
 	g_assert_cmpuint(skipped, >, tried / 5);
+	g_assert_cmpuint(changed, >, tried / 20);
+	g_assert_cmpuint(unread, >, tried / 20);
 	registry_remove(reg, watcher);
 	registry_free(reg);
 }

@@ -28,10 +28,9 @@ bool events_subscribe(struct router *r, struct client *c, const struct msg *m);
 /* Whether C may hold one more watch asked for by M (its size, the
  * bounds); if not it is told why. */
 bool events_may_watch(struct router *r, struct client *c, const struct msg *m);
-/* C's discover_peers with "watch":true was answered: a watch on F (taken)
- * starts; returns its id. */
+/* C's discover_peers with "watch":true: a watch on F (taken) starts,
+ * its set the room's peers F matches; returns its id, or NULL (F freed)
+ * when finding them needed more than F's budget. */
 const char *events_watch(struct router *r, struct client *c, struct filter *f);
-/* C's watch ID ends untold (its first answer could not be made). */
-void events_forget(struct client *c, const char *id);
 /* C's watches and subscription end, untold (it leaves its room). */
 void events_end(struct client *c);
