@@ -538,7 +538,16 @@ static void test_watch_limit(void)
 	struct wsc *q = testd_register(d, "wl", "q", ",\"role\":\"worker\"");
 	expect_joined(w, w1, "q");
 	wsc_expect_quiet(w);
+	/* One change, a subscription and a watch on one socket: the presence
+	 * event first, then the watch's. */
+	subscribe(w);
+	update(q, "{\"properties\":{\"x\":2}}");
+	expect_updated(w, NULL, "q");
+	expect_updated(w, w1, "q");
 	wsc_free(q);
+	expect_left(w, NULL, "q", "disconnected");
+	expect_left(w, w1, "q", "disconnected");
+	wsc_expect_quiet(w);
 	wsc_free(p[0]);
 	wsc_free(p[1]);
 	wsc_free(w);
