@@ -908,8 +908,8 @@ static void test_watch_filter_work(void)
 		g_string_append_printf(f, "%s%d", i > 1 ? "," : "", i);
 	g_string_append(f, "]}}}");
 	g_autofree char *ids = NULL;
-	g_autofree char *w1 = watch(w, f->str, 0, &ids);
-	g_string_free(f, TRUE);
+	g_autofree char *filter = g_string_free(f, FALSE);
+	g_autofree char *w1 = watch(w, filter, 0, &ids);
 	g_assert_cmpstr(ids, ==, "");
 
 	struct wsc *p = testd_register(d, "fw", "p", ",\"metadata\":{\"properties\":{\"k\":1500}}");
@@ -921,6 +921,11 @@ static void test_watch_filter_work(void)
 	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 0), ==, 0);
 	update(p, "{\"properties\":{\"k\":1499}}");
 	wsc_expect_quiet(w);
+	/* Asking again: the first answer is bounded as a discovery is, and
+	 * no watch is made. */
+	wsc_sendf(w, "{\"type\":\"discover_peers\",\"watch\":true,\"filters\":%s}", filter);
+	json_object_put(wsc_expect_error(w, "INVALID_FILTER"));
+	g_assert_cmpfloat(await_metric_eq(d, "rtcsignald_watches", 0), ==, 0);
 	wsc_free(p);
 	wsc_free(w);
 	g_assert_cmpint(testd_stop(d), ==, 0);
