@@ -1270,14 +1270,10 @@ static void test_watch_outage(struct fx *fx, gconstpointer unused)
 	seen_await(w, &vw, workers, "pb={\"properties\":{\"m\":2}} pc={}");
 	seen_await(s, &vs, NULL, "pb={\"properties\":{\"m\":2}} pc={} w={}");
 	/* pb stayed connected throughout: a peer_left about it (then joined
-	 * again) tells the watcher a worker went away that never did.  Seen
-	 * in 8 runs of 13 (it looks as if the survivors' views reloaded from
-	 * the empty Redis before b announced again): reported to the lead, marked incomplete here
-	 * rather than failing the suite at random.  Make it an assertion once
-	 * fixed. */
-	if (vw.false_leaves || vs.false_leaves)
-		g_test_incomplete("peer_left about a peer that never left, after Redis came back empty "
-				  "(watch-bugs.md)");
+	 * again) would tell the watcher a worker went away that never did
+	 * (seen in 8 runs of 13 before 1a57470). */
+	g_assert_cmpuint(vw.false_leaves, ==, 0);
+	g_assert_cmpuint(vs.false_leaves, ==, 0);
 	g_hash_table_unref(vw.peers);
 	g_hash_table_unref(vs.peers);
 	wsc_free(pb);
