@@ -51,7 +51,7 @@ struct view {
 	uint64_t load_gen;  /* which load a reply answers */
 	GQueue buffer;      /* GBytes events that came while loading */
 	bool overflowed;    /* some were dropped: load again */
-	bool after_outage;  /* the next load is the first since Redis came back */
+	bool after_outage;  /* the next load is the first since we reconnected */
 	unsigned unconfirmed; /* peers with unconfirmed_until_ms set */
 };
 
@@ -78,6 +78,10 @@ struct cluster {
 	enum state st;
 	uint64_t gen;           /* bumped on every connection attempt and loss */
 	bool hb_ok, own_subscribed;
+	/* This connection's first heartbeat found our key gone: Redis came
+	 * back empty (or we were away past the ttl).  Room loads are sent
+	 * after that heartbeat on the same connection, so they know. */
+	bool redis_forgot;
 	unsigned outstanding;   /* commands in flight on cmd */
 	uint64_t busy_since_ms; /* a reply or the first command since idle */
 	uint64_t connect_started_ms, last_hb_ms, last_ping_ms;
@@ -409,10 +413,12 @@ static void view_loaded(struct cluster *c, struct view *v, redisReply *r)
 			g_ptr_array_add(gone, g_strdup(id));
 	for (guint i = 0; i < gone->len; i++) {
 		p = g_hash_table_lookup(v->peers, gone->pdata[i]);
-		/* After an outage the snapshot may predate the other instances'
-		 * announcing again: their peers are not told gone unless they
-		 * stay missing for an instance_ttl (view_expire). */
-		if (v->after_outage && is_remote(c, p)) {
+		/* After Redis forgot everything the snapshot may predate the
+		 * other instances' announcing again: their peers are not told
+		 * gone unless they stay missing for an instance_ttl
+		 * (view_expire).  After a mere blip Redis kept them, and what
+		 * is missing was removed. */
+		if (v->after_outage && c->redis_forgot && is_remote(c, p)) {
 			if (!p->unconfirmed_until_ms)
 				v->unconfirmed++;
 			p->unconfirmed_until_ms = now_ms() + c->ttl_ms;
@@ -719,6 +725,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	case R_HEARTBEAT:
 		if (c->st == ST_CONNECTING) {
 			c->hb_ok = true;
+			c->redis_forgot = rep->type == REDIS_REPLY_INTEGER && rep->integer == 0;
 			maybe_up(c);
 		} else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 &&
 			   g_hash_table_size(c->locals)) {
