@@ -1021,8 +1021,11 @@ static void watch_message(struct crowd *cr, struct member *m, const char *type, 
 	else if (strcmp(type, "peer_joined") == 0 || strcmp(type, "peer_updated") == 0 ||
 		 strcmp(type, "peer_left") == 0)
 		watch_event(w, m, text, len);
-	else if (strcmp(type, "watch_lost") == 0)
+	else if (strcmp(type, "watch_lost") == 0) {
+		/* Its events from then on are missing: the figures are wrong. */
 		w->lost++;
+		counts_add(w->b->counts, "client_errors", "watch_lost", 1);
+	}
 }
 
 static void watch_closed(struct crowd *cr, struct member *m, const char *why, int code)
