@@ -93,7 +93,7 @@ int main(int argc, char *argv[])
 			json_object_object_get_ex(o, "filters", &filters);
 			if (filter_compile(filters, UINT64_MAX, &flt, &why) < 0)
 				g_error("workload filter refused: %s", why);
-			struct msgbuf *m = protocol_peer_list(scratch, self, lim, match_filter, flt);
+			struct msgbuf *m = protocol_peer_list(scratch, self, lim, match_filter, flt, NULL);
 			/* the reply ends with "count":N} */
 			const char *colon = msgbuf_text(m) + m->len;
 			while (*--colon != ':')

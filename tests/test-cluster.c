@@ -38,6 +38,7 @@ struct node {
 	int ups, downs, ready;
 	GHashTable *remote;   /* "room\npeer" -> "instance\nmeta" */
 	GHashTable *removals; /* "room\npeer" -> count */
+	GHashTable *removal_why; /* "room\npeer" -> the last removal's why */
 	GPtrArray *delivered; /* "from_instance from_peer>to_peer epoch:bytes" */
 	GPtrArray *failed;    /* "from>to reason" */
 	GPtrArray *replaced;  /* "room peer epoch by" */
@@ -70,7 +71,8 @@ static void on_upsert(void *user, const struct cluster_peer *p)
 			    g_strdup_printf("%s\n%s\n%s", p->instance, p->role, p->meta));
 }
 
-static void on_remove(void *user, const char *room, const char *peer, const char *instance)
+static void on_remove(void *user, const char *room, const char *peer, const char *instance,
+		      const char *why)
 {
 	struct node *n = user;
 	g_autofree char *key = g_strdup_printf("%s\n%s", room, peer);
@@ -81,6 +83,13 @@ static void on_remove(void *user, const char *room, const char *peer, const char
 	g_hash_table_remove(n->remote, key);
 	guint k = GPOINTER_TO_UINT(g_hash_table_lookup(n->removals, key));
 	g_hash_table_insert(n->removals, g_strdup(key), GUINT_TO_POINTER(k + 1));
+	g_hash_table_insert(n->removal_why, g_strdup(key), g_strdup(why));
+}
+
+static const char *removal_why(struct node *n, const char *room, const char *peer)
+{
+	g_autofree char *key = g_strdup_printf("%s\n%s", room, peer);
+	return g_hash_table_lookup(n->removal_why, key);
 }
 
 static void on_replaced(void *user, const char *room, const char *peer, uint64_t epoch,
@@ -134,6 +143,7 @@ static void node_start(struct node *n, const char *id, struct testredis *r, bool
 	n->id = id;
 	n->remote = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	n->removals = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	n->removal_why = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	n->delivered = g_ptr_array_new_with_free_func(g_free);
 	n->failed = g_ptr_array_new_with_free_func(g_free);
 	n->replaced = g_ptr_array_new_with_free_func(g_free);
@@ -152,6 +162,7 @@ static void node_free(struct node *n)
 		node_stop(n);
 	g_hash_table_destroy(n->remote);
 	g_hash_table_destroy(n->removals);
+	g_hash_table_destroy(n->removal_why);
 	g_ptr_array_free(n->delivered, TRUE);
 	g_ptr_array_free(n->failed, TRUE);
 	g_ptr_array_free(n->replaced, TRUE);
@@ -259,10 +270,11 @@ static void test_views(void)
 	WAIT_UNTIL(a.ready == 1 && remote(&a, "room1", "q1"), 2000);
 	g_assert_null(remote(&b, "room1", "q1"));
 
-	g_assert_cmpint(cluster_withdraw(a.c, "room1", "p2", e2), ==, 0);
+	g_assert_cmpint(cluster_withdraw(a.c, "room1", "p2", e2, "left"), ==, 0);
 	WAIT_UNTIL(!remote(&b, "room1", "p2"), 2000);
 	g_assert_cmpuint(removals(&b, "room1", "p2"), ==, 1);
-	g_assert_cmpint(cluster_withdraw(a.c, "room1", "p2", e2), ==, -ENOENT);
+	g_assert_cmpstr(removal_why(&b, "room1", "p2"), ==, "left"); /* the withdrawer's word */
+	g_assert_cmpint(cluster_withdraw(a.c, "room1", "p2", e2, "left"), ==, -ENOENT);
 	g_assert_nonnull(remote(&b, "room1", "p1"));
 
 	/* unwatched: no more news of it; watched again: loaded afresh */
@@ -412,7 +424,7 @@ static void test_replace(void)
 	WAIT_UNTIL(remote(&a, "room", "dup"), 2000);
 	g_assert_cmpstr(remote(&a, "room", "dup"), ==, "B\nworker\n{\"on\":\"B\"}");
 	/* the evicted session closes: its withdraw is a no-op */
-	g_assert_cmpint(cluster_withdraw(a.c, "room", "dup", ea), ==, -ENOENT);
+	g_assert_cmpint(cluster_withdraw(a.c, "room", "dup", ea, "disconnected"), ==, -ENOENT);
 
 	/* the same race with the withdraw already on its way to Redis: the
 	 * script compares instance and epoch */
@@ -424,7 +436,7 @@ static void test_replace(void)
 		WAIT_UNTIL(remote(&b, "room", id), 2000);
 		announce(&b, "room", id, "{}", cluster_new_epoch(b.c));
 		uv_run(&loop, UV_RUN_NOWAIT); /* B's claim goes out first */
-		int w = cluster_withdraw(a.c, "room", id, e1);
+		int w = cluster_withdraw(a.c, "room", id, e1, "disconnected");
 		g_assert_true(w == 0 || w == -ENOENT);
 		by_script += w == 0;
 		WAIT_UNTIL(remote(&a, "room", id), 2000);
@@ -496,6 +508,7 @@ static void test_instance_death(void)
 	for (int i = 0; i < 3; i++) {
 		g_assert_cmpuint(removals(&b, "dead", peers[i]), ==, 1);
 		g_assert_cmpuint(removals(&c, "dead", peers[i]), ==, 1);
+		g_assert_cmpstr(removal_why(&b, "dead", peers[i]), ==, "timeout");
 	}
 	g_assert_nonnull(remote(&c, "dead", "alive"));
 	g_assert_cmpint(hlen(r, "dead"), ==, 1);
@@ -535,7 +548,7 @@ static void test_outage(void)
 	g_assert_cmpuint(metrics_get(cluster_forward_failures[CLUSTER_UNREACHABLE]) - unreachable, ==, 1);
 
 	/* meanwhile: pa leaves, pa2 comes, and "dup" registers on both */
-	g_assert_cmpint(cluster_withdraw(a.c, "o", "pa", epa), ==, 0);
+	g_assert_cmpint(cluster_withdraw(a.c, "o", "pa", epa, "disconnected"), ==, 0);
 	announce(&a, "o", "pa2", "{\"n\":2}", cluster_new_epoch(a.c));
 	uint64_t dup_a = cluster_new_epoch(a.c);
 	announce(&a, "o", "dup", "{}", dup_a);
@@ -586,7 +599,7 @@ static void test_prune_after_blip(void)
 	redisReply *rep = testredis_command(r, "CLIENT KILL TYPE pubsub");
 	freeReplyObject(rep);
 	WAIT_UNTIL(!a.up, 2000);
-	g_assert_cmpint(cluster_withdraw(a.c, "blip", "gone", e), ==, 0);
+	g_assert_cmpint(cluster_withdraw(a.c, "blip", "gone", e, "disconnected"), ==, 0);
 	WAIT_UNTIL(a.up && b.up, 3000);
 	WAIT_UNTIL(!remote(&b, "blip", "gone"), 2000);
 	g_assert_cmpint(hlen(r, "blip"), ==, 0);

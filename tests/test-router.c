@@ -89,7 +89,20 @@ static void fake_close(void *ctx, struct client *c, int code, const char *reason
 	f->close_reason = g_strdup(reason);
 }
 
-static const struct router_ops transport = { .send = fake_send, .close = fake_close };
+/* Events: refused over the bound, as the transport does, unless forced. */
+static int fake_event(void *ctx, struct client *c, struct msgbuf *m, bool force)
+{
+	struct fake *f = (struct fake *)c;
+	(void)ctx;
+	if (f->close_code)
+		return -EPIPE;
+	if (f->full && !force)
+		return -ENOBUFS;
+	g_queue_push_tail(&f->sent, g_strndup(msgbuf_text(m), m->len));
+	return 0;
+}
+
+static const struct router_ops transport = { .send = fake_send, .event = fake_event, .close = fake_close };
 
 /* --- the fake services --- */
 
@@ -199,8 +212,9 @@ static void fake_update(void *ctx, const struct peer *p)
 	((struct world *)ctx)->updated++;
 }
 
-static void fake_withdraw(void *ctx, const struct peer *p)
+static void fake_withdraw(void *ctx, const struct peer *p, enum protocol_gone why)
 {
+	(void)why;
 	g_ptr_array_add(((struct world *)ctx)->withdrawn, g_strdup(p->id));
 }
 
@@ -970,6 +984,255 @@ static void remote(struct world *w, const char *room, const char *peer, const ch
 
 /* The first register into a room waits for its view; registered_auth
  * and discovery then show the other instances' peers like its own. */
+/* --- presence and watches (core/events.c, core/watch.c) --- */
+
+/* The next message is event TYPE about PEER, of watch WATCH (NULL: a
+ * presence event, which has no watch_id); peer_left's reason is WHY. */
+static void expect_event(struct fake *f, const char *type, const char *watch, const char *peer,
+			 const char *why)
+{
+	json_object *o = next(f, type), *p;
+
+	g_assert_cmpstr(str(o, "watch_id"), ==, watch);
+	if (strcmp(type, "peer_left") == 0) {
+		g_assert_cmpstr(str(o, "peer_id"), ==, peer);
+		g_assert_cmpstr(str(o, "reason"), ==, why);
+	} else {
+		g_assert_true(json_object_object_get_ex(o, "peer", &p));
+		g_assert_cmpstr(str(p, "peer_id"), ==, peer);
+		g_assert_nonnull(str(p, "role"));
+		g_assert_nonnull(str(p, "connected_at"));
+		g_assert_true(json_object_object_get_ex(p, "metadata", NULL));
+		/* public metadata only */
+		g_assert_null(strstr(json_object_to_json_string(p), "_secret"));
+	}
+	json_object_put(o);
+}
+
+/* Starts a watch of F on FILTERS; returns its id (g_free). */
+static char *watch(struct world *w, struct fake *f, const char *filters, unsigned listed)
+{
+	sayf(w, f, "{\"type\":\"discover_peers\",\"watch\":true,\"filters\":%s}", filters);
+	json_object *o = next(f, "peer_list"), *count;
+	g_assert_true(json_object_object_get_ex(o, "count", &count));
+	g_assert_cmpint(json_object_get_int(count), ==, listed);
+	char *id = g_strdup(str(o, "watch_id"));
+	g_assert_nonnull(id);
+	json_object_put(o);
+	return id;
+}
+
+/* Presence: opt-in by subscribe or register "events"; every way a peer
+ * leaves has its reason; never about oneself; old clients see nothing. */
+static void test_presence(void)
+{
+	struct world *w = world_new(false);
+	struct fake *a = join(w, "r", "a", NULL, false);
+	struct fake *old = join(w, "r", "old", NULL, true); /* a v2.0 client */
+	struct fake *b = join(w, "r", "b", ",\"events\":[\"presence\"]", false);
+	json_object *o;
+
+	say(w, a, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}");
+	o = next(a, "subscribed");
+	json_object_put(o);
+	g_assert_cmpint(metrics_get(presence_subscriptions), ==, 2);
+	struct fake *c = join(w, "r", "c",
+			      ",\"role\":\"worker\",\"metadata\":{\"_secret\":1,\"properties\":{\"x\":1,\"_secret\":2}}",
+			      false);
+	expect_event(a, "peer_joined", NULL, "c", NULL);
+	expect_event(b, "peer_joined", NULL, "c", NULL);
+	say(w, c, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"x\":2}}}");
+	json_object_put(next(c, "metadata_updated"));
+	expect_event(a, "peer_updated", NULL, "c", NULL);
+	expect_event(b, "peer_updated", NULL, "c", NULL);
+	expect_nothing(c); /* never about itself */
+	c->c.timed_out = true;
+	fake_gone(w, c);
+	expect_event(a, "peer_left", NULL, "c", "timeout");
+	expect_event(b, "peer_left", NULL, "c", "timeout");
+
+	/* replaced: left, then the new session joins */
+	struct fake *d = join(w, "r", "d", NULL, false);
+	expect_event(a, "peer_joined", NULL, "d", NULL);
+	expect_event(b, "peer_joined", NULL, "d", NULL);
+	struct fake *d2 = join(w, "r", "d", NULL, false);
+	expect_error(d, "SESSION_REPLACED");
+	expect_event(a, "peer_left", NULL, "d", "replaced");
+	expect_event(a, "peer_joined", NULL, "d", NULL);
+	expect_event(b, "peer_left", NULL, "d", "replaced");
+	expect_event(b, "peer_joined", NULL, "d", NULL);
+	/* moved to another room: left; and its own subscription ended */
+	say(w, b, "{\"type\":\"register\",\"room_id\":\"other\",\"peer_id\":\"b\",\"protocol\":\"2.1\"}");
+	json_object_put(next(b, "registered_auth"));
+	expect_event(a, "peer_left", NULL, "b", "left");
+	g_assert_cmpint(metrics_get(presence_subscriptions), ==, 1);
+	fake_gone(w, d2);
+	expect_event(a, "peer_left", NULL, "d", "disconnected");
+	expect_nothing(b);
+	/* unsubscribed: nothing more */
+	say(w, a, "{\"type\":\"unsubscribe\",\"events\":[\"presence\"]}");
+	json_object_put(next(a, "unsubscribed"));
+	struct fake *e = join(w, "r", "e", NULL, false);
+	expect_nothing(a);
+	/* bad requests are told, even to a v2.0 session */
+	say(w, old, "{\"type\":\"subscribe\",\"events\":[\"weather\"]}");
+	expect_error(old, "INVALID_MESSAGE");
+	say(w, old, "{\"type\":\"subscribe\",\"events\":[]}");
+	expect_error(old, "INVALID_MESSAGE");
+	say(w, old, "{\"type\":\"subscribe\"}");
+	expect_error(old, "INVALID_MESSAGE");
+	expect_nothing(old); /* and it saw nothing of the others */
+	g_assert_cmpint(old->close_code, ==, 0);
+	fake_gone(w, e);
+	fake_gone(w, a);
+	fake_gone(w, b);
+	fake_gone(w, d);
+	fake_gone(w, old);
+	g_assert_cmpint(metrics_get(presence_subscriptions), ==, 0);
+	world_free(w);
+}
+
+/* A watched discover: the set's entries and exits, its members' changes. */
+static void test_watch(void)
+{
+	struct world *w = world_new(false);
+	struct fake *a = join(w, "r", "a", NULL, false);
+	struct fake *b = join(w, "r", "b", ",\"role\":\"worker\",\"metadata\":{\"properties\":{\"gb\":16,\"status\":\"available\"}}",
+			      false);
+	struct fake *c = join(w, "r", "c", ",\"role\":\"worker\",\"metadata\":{\"properties\":{\"gb\":24,\"status\":\"available\"}}",
+			      false);
+	const char *f = "{\"role\":\"worker\",\"properties\":{\"gb\":{\"$gte\":8},\"status\":\"available\"}}";
+	gint64 watches = metrics_get(watches);
+
+	/* limit bounds the first answer only */
+	sayf(w, a, "{\"type\":\"discover_peers\",\"watch\":true,\"limit\":1,\"filters\":%s}", f);
+	json_object *o = next(a, "peer_list");
+	g_assert_cmpstr(str(o, "count"), ==, "1");
+	g_autofree char *w1 = g_strdup(str(o, "watch_id"));
+	json_object_put(o);
+	g_assert_cmpint(metrics_get(watches), ==, watches + 1);
+	g_autofree char *w2 = watch(w, a, "{\"role\":\"client\"}", 0);
+	g_assert_cmpstr(w1, !=, w2);
+
+	struct fake *d = join(w, "r", "d", ",\"role\":\"worker\",\"metadata\":{\"properties\":{\"gb\":4,\"status\":\"available\"}}",
+			      false);
+	expect_nothing(a); /* does not match */
+	say(w, d, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"gb\":12}}}");
+	expect_event(a, "peer_joined", w1, "d", NULL); /* now matches */
+	say(w, d, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"jobs\":3}}}");
+	expect_event(a, "peer_updated", w1, "d", NULL); /* a member changed */
+	say(w, d, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"status\":\"busy\"}}}");
+	expect_event(a, "peer_left", w1, "d", "no_longer_matches");
+	say(w, d, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"jobs\":4}}}");
+	expect_nothing(a); /* outside the set */
+	say(w, c, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"gb\":32}}}");
+	expect_event(a, "peer_updated", w1, "c", NULL); /* not in the first answer, in the set */
+	fake_gone(w, c);
+	expect_event(a, "peer_left", w1, "c", "disconnected");
+	struct fake *e = join(w, "r", "e", ",\"role\":\"client\"", false);
+	expect_event(a, "peer_joined", w2, "e", NULL); /* the other watch's */
+	expect_nothing(a);
+
+	/* unwatch; unknown ids and bad requests are errors, never a close */
+	sayf(w, a, "{\"type\":\"unwatch\",\"watch_id\":\"%s\"}", w1);
+	o = next(a, "unwatched");
+	g_assert_cmpstr(str(o, "watch_id"), ==, w1);
+	json_object_put(o);
+	say(w, b, "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{\"gb\":64}}}");
+	json_object_put(next(b, "metadata_updated"));
+	expect_nothing(a);
+	sayf(w, a, "{\"type\":\"unwatch\",\"watch_id\":\"%s\"}", w1);
+	o = next(a, "error");
+	g_assert_cmpstr(str(o, "code"), ==, "WATCH_NOT_FOUND");
+	g_assert_cmpstr(str(o, "watch_id"), ==, w1);
+	seen[ERR_WATCH_NOT_FOUND] = true;
+	json_object_put(o);
+	say(w, a, "{\"type\":\"unwatch\"}");
+	expect_error(a, "INVALID_MESSAGE");
+	say(w, a, "{\"type\":\"unwatch\",\"watch_id\":7}");
+	expect_error(a, "INVALID_MESSAGE");
+	say(w, a, "{\"type\":\"discover_peers\",\"watch\":\"yes\"}");
+	expect_error(a, "INVALID_MESSAGE");
+	say(w, a, "{\"type\":\"discover_peers\",\"watch\":true,\"filters\":{\"properties\":{\"x\":{\"$near\":1}}}}");
+	expect_error(a, "INVALID_FILTER");
+	g_assert_cmpint(metrics_get(watches), ==, watches + 1); /* w2 alone */
+	g_assert_cmpint(a->close_code, ==, 0);
+
+	/* the bounds */
+	w->cfg->watches_per_session = 2;
+	g_autofree char *w3 = watch(w, a, "{}", 3);
+	say(w, a, "{\"type\":\"discover_peers\",\"watch\":true}");
+	expect_error(a, "RATE_LIMITED");
+	w->cfg->watches_per_room = 3;
+	g_autofree char *w4 = watch(w, b, "{}", 3);
+	say(w, e, "{\"type\":\"discover_peers\",\"watch\":true}");
+	expect_error(e, "RATE_LIMITED");
+	g_assert_cmpint(metrics_get(watches), ==, watches + 3);
+	/* a watcher that leaves takes its watches with it */
+	fake_gone(w, b);
+	expect_event(a, "peer_left", w3, "b", "disconnected");
+	g_assert_cmpint(metrics_get(watches), ==, watches + 2);
+	fake_gone(w, a);
+	fake_gone(w, d);
+	fake_gone(w, e);
+	g_assert_cmpint(metrics_get(watches), ==, watches);
+	world_free(w);
+}
+
+/* A watcher too slow for its events loses the watch, told why, and
+ * keeps its connection. */
+static void test_watch_slow(void)
+{
+	struct world *w = world_new(false);
+	struct fake *a = join(w, "r", "a", ",\"events\":[\"presence\"]", false);
+	g_autofree char *w1 = watch(w, a, "{}", 0);
+	guint64 lost = metrics_get(watches_lost);
+
+	a->full = true;
+	struct fake *b = join(w, "r", "b", NULL, false);
+	a->full = false;
+	json_object *o = next(a, "watch_lost");
+	g_assert_cmpstr(str(o, "reason"), ==, "queue_full");
+	g_assert_nonnull(strstr(json_object_to_json_string(o), "presence"));
+	json_object_put(o);
+	o = next(a, "watch_lost");
+	g_assert_cmpstr(str(o, "watch_id"), ==, w1);
+	json_object_put(o);
+	g_assert_cmpuint(metrics_get(watches_lost), ==, lost + 2);
+	g_assert_cmpint(a->close_code, ==, 0);
+	fake_gone(w, b);
+	expect_nothing(a); /* both ended */
+	say(w, a, "{\"type\":\"ping\"}");
+	json_object_put(next(a, "pong"));
+	fake_gone(w, a);
+	world_free(w);
+}
+
+/* Other instances' peers give the same events, their reasons included. */
+static void test_watch_cluster(void)
+{
+	struct world *w = world_new_clustered();
+	struct fake *a = join(w, "r", "a", ",\"events\":[\"presence\"]", false);
+	g_autofree char *w1 = watch(w, a, "{\"tags\":[\"gpu\"]}", 0);
+
+	remote(w, "r", "rb", "b", 7, "{\"tags\":[\"gpu\"]}");
+	expect_event(a, "peer_joined", NULL, "rb", NULL);
+	expect_event(a, "peer_joined", w1, "rb", NULL);
+	remote(w, "r", "rb", "b", 7, "{\"tags\":[\"cpu\"]}");
+	expect_event(a, "peer_updated", NULL, "rb", NULL);
+	expect_event(a, "peer_left", w1, "rb", "no_longer_matches");
+	remote(w, "r", "rb", "c", 9, "{\"tags\":[\"gpu\"]}"); /* taken over elsewhere */
+	expect_event(a, "peer_left", NULL, "rb", "replaced");
+	expect_event(a, "peer_joined", NULL, "rb", NULL);
+	expect_event(a, "peer_joined", w1, "rb", NULL);
+	router_cluster_peer_remove(w->r, "r", "rb", "c", PROTOCOL_GONE_TIMEOUT);
+	expect_event(a, "peer_left", NULL, "rb", "timeout");
+	expect_event(a, "peer_left", w1, "rb", "timeout");
+	expect_nothing(a);
+	fake_gone(w, a);
+	world_free(w);
+}
+
 static void test_cluster_view(void)
 {
 	struct world *w = world_new_clustered();
@@ -999,8 +1262,8 @@ static void test_cluster_view(void)
 	json_object_put(o);
 	/* a metadata change of a remote peer, and its leaving */
 	remote(w, "r", "rc", "c", 8, "{\"tags\":[\"gpu\"]}");
-	router_cluster_peer_remove(w->r, "r", "rb", "b");
-	router_cluster_peer_remove(w->r, "r", "rc", "elsewhere"); /* not its instance: kept */
+	router_cluster_peer_remove(w->r, "r", "rb", "b", PROTOCOL_GONE_DISCONNECTED);
+	router_cluster_peer_remove(w->r, "r", "rc", "elsewhere", PROTOCOL_GONE_DISCONNECTED); /* not its instance: kept */
 	say(w, a, "{\"type\":\"discover_peers\",\"filters\":{\"tags\":[\"gpu\"]}}");
 	o = next(a, "peer_list");
 	g_assert_cmpstr(str(o, "count"), ==, "1");
@@ -1209,6 +1472,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/router/edge/rate-limited", test_rate_limited);
 	g_test_add_func("/router/edge/shutting-down", test_shutting_down);
 	g_test_add_func("/router/edge/closing-and-disconnect", test_closing_and_disconnect);
+	g_test_add_func("/router/events/presence", test_presence);
+	g_test_add_func("/router/events/watch", test_watch);
+	g_test_add_func("/router/events/watch-slow", test_watch_slow);
+	g_test_add_func("/router/events/watch-cluster", test_watch_cluster);
 	g_test_add_func("/router/cluster/view", test_cluster_view);
 	g_test_add_func("/router/cluster/forward", test_cluster_forward);
 	g_test_add_func("/router/cluster/claim", test_cluster_claim);

@@ -244,15 +244,17 @@ static void tell_upsert(struct cluster *c, const char *room, const char *peer, c
 		c->ops.peer_upsert(c->user, &p);
 }
 
-static void tell_remove(struct cluster *c, const char *room, const char *peer, const char *instance)
+static void tell_remove(struct cluster *c, const char *room, const char *peer, const char *instance,
+			const char *why)
 {
 	if (c->ops.peer_remove && !c->freeing)
-		c->ops.peer_remove(c->user, room, peer, instance);
+		c->ops.peer_remove(c->user, room, peer, instance, why);
 }
 
-/* Replaces PEER's entry in V with NV (owned; NULL removes it) and tells
- * the daemon what changed among other instances' peers. */
-static void view_set(struct cluster *c, struct view *v, const char *peer, struct vpeer *nv)
+/* Replaces PEER's entry in V with NV (owned; NULL removes it, for WHY)
+ * and tells the daemon what changed among other instances' peers. */
+static void view_set(struct cluster *c, struct view *v, const char *peer, struct vpeer *nv,
+		     const char *why)
 {
 	struct vpeer *old = g_hash_table_lookup(v->peers, peer);
 	bool old_remote = old && is_remote(c, old);
@@ -262,7 +264,7 @@ static void view_set(struct cluster *c, struct view *v, const char *peer, struct
 		return;
 	}
 	if (old_remote && (!nv || strcmp(old->instance, nv->instance)))
-		tell_remove(c, v->room, peer, old->instance);
+		tell_remove(c, v->room, peer, old->instance, nv ? "replaced" : why);
 	if (nv) {
 		char *key = g_strdup(peer);
 		g_hash_table_replace(v->peers, key, nv);
@@ -309,11 +311,15 @@ static void view_apply(struct cluster *c, struct view *v, char type, const char 
 	if (type == 'U') {
 		struct vpeer *nv = vpeer_parse(rest, rlen);
 		if (nv)
-			view_set(c, v, id, nv);
+			view_set(c, v, id, nv, NULL);
 	} else {
+		/* "INSTANCE\nWHY" */
+		const char *nl = memchr(rest, '\n', rlen);
+		size_t ilen = nl ? (size_t)(nl - rest) : rlen;
+		g_autofree char *why = nl ? g_strndup(nl + 1, rlen - ilen - 1) : NULL;
 		struct vpeer *old = g_hash_table_lookup(v->peers, id);
-		if (old && strlen(old->instance) == rlen && !memcmp(old->instance, rest, rlen))
-			view_set(c, v, id, NULL);
+		if (old && strlen(old->instance) == ilen && !memcmp(old->instance, rest, ilen))
+			view_set(c, v, id, NULL, why ? why : "disconnected");
 	}
 }
 
@@ -380,7 +386,7 @@ static void view_loaded(struct cluster *c, struct view *v, redisReply *r)
 		char *id = g_strndup(h->element[i]->str, h->element[i]->len);
 		g_hash_table_add(seen, id);
 		if (nv)
-			view_set(c, v, id, nv);
+			view_set(c, v, id, nv, NULL);
 	}
 	/* what the snapshot no longer has */
 	GHashTableIter it;
@@ -392,7 +398,7 @@ static void view_loaded(struct cluster *c, struct view *v, redisReply *r)
 		if (!g_hash_table_contains(seen, id))
 			g_ptr_array_add(gone, g_strdup(id));
 	for (guint i = 0; i < gone->len; i++)
-		view_set(c, v, gone->pdata[i], NULL);
+		view_set(c, v, gone->pdata[i], NULL, "disconnected");
 	v->seq = (uint64_t)r->element[0]->integer;
 
 	/* then what came during the load, newer than the snapshot */
@@ -1127,7 +1133,8 @@ int cluster_update(struct cluster *c, const char *room, const char *peer, uint64
 	return 0;
 }
 
-int cluster_withdraw(struct cluster *c, const char *room, const char *peer, uint64_t epoch)
+int cluster_withdraw(struct cluster *c, const char *room, const char *peer, uint64_t epoch,
+		     const char *why)
 {
 	g_autofree char *key = g_strdup_printf("%s\n%s", room, peer);
 	struct local *l = g_hash_table_lookup(c->locals, key);
@@ -1144,7 +1151,7 @@ int cluster_withdraw(struct cluster *c, const char *room, const char *peer, uint
 	g_autofree char *ep = g_strdup_printf("%" PRIu64, epoch);
 	g_autofree char *ts = g_strdup_printf("%" PRId64, realtime_us());
 	g_autofree char *admin = room_key(c, room, "admin");
-	const char *args[] = { hash, seq, c->my_set, admin, room, peer, c->me, ep, ts, ch };
+	const char *args[] = { hash, seq, c->my_set, admin, room, peer, c->me, ep, ts, ch, why };
 	eval(c, req_new(c, R_PLAIN), S_WITHDRAW, G_N_ELEMENTS(args), args, NULL, 4);
 	return 0;
 }

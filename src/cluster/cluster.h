@@ -71,8 +71,10 @@ struct cluster_ops {
 	void (*view_ready)(void *user, const char *room, int status);
 	/* A peer of another instance joined a watched room or changed. */
 	void (*peer_upsert)(void *user, const struct cluster_peer *p);
-	/* A peer of another instance left a watched room. */
-	void (*peer_remove)(void *user, const char *room, const char *peer, const char *instance);
+	/* A peer of another instance left a watched room; WHY as its
+	 * instance said (cluster_withdraw), "timeout" when that died. */
+	void (*peer_remove)(void *user, const char *room, const char *peer, const char *instance,
+			    const char *why);
 	/* Our session (room, peer, epoch) lost its id to BY_INSTANCE: evict it.
 	 * It is no longer announced; do not withdraw it. */
 	void (*replaced)(void *user, const char *room, const char *peer, uint64_t epoch,
@@ -141,9 +143,11 @@ int cluster_announce(struct cluster *c, const struct cluster_peer *p);
  * is not ours (any more).  0, -EINVAL or -ENOENT. */
 int cluster_update(struct cluster *c, const char *room, const char *peer, uint64_t epoch,
 		   const char *meta);
-/* Removes our session; a newer session of the same id (here or on another
+/* Removes our session, for WHY (a word, told to other instances'
+ * peer_remove); a newer session of the same id (here or on another
  * instance) stays.  0 or -ENOENT. */
-int cluster_withdraw(struct cluster *c, const char *room, const char *peer, uint64_t epoch);
+int cluster_withdraw(struct cluster *c, const char *room, const char *peer, uint64_t epoch,
+		     const char *why);
 
 /* Keeps a view of ROOM: 1 if it is already loaded, 0 if loading
  * (view_ready follows), -ENOTCONN if Redis is not up (the view loads,

@@ -6,7 +6,8 @@
  * A peer's hash value is "INSTANCE\nEPOCH\nCONNECTED_AT\nROLE\nPRINCIPAL\nMETA"
  * (CONNECTED_AT in milliseconds; PRINCIPAL a tag of who registered it,
  * "" for anyone while authentication is off).
- * Room events: "U\nSEQ\nTS\nPEER\nVALUE" and "R\nSEQ\nTS\nPEER\nINSTANCE".
+ * Room events: "U\nSEQ\nTS\nPEER\nVALUE" and "R\nSEQ\nTS\nPEER\nINSTANCE\nWHY"
+ * (WHY: why it left, the reason of a peer_left: docs/protocol.md).
  * Key names are built from the prefix inside the scripts that walk
  * several rooms (sweep, prune): one Redis, not Redis Cluster. */
 #pragma once
@@ -79,7 +80,7 @@
 	"return 1\n"
 
 /* KEYS: room hash, room seq, my peer set, room admin.  ARGV: room, peer,
- * me, epoch, ts, channel.  -> 1 if removed; 0 if a newer session owns the
+ * me, epoch, ts, channel, why.  -> 1 if removed; 0 if a newer session owns the
  * id.  The admin seat it held goes with it. */
 #define CLUSTER_LUA_WITHDRAW \
 	"local cur = redis.call('HGET', KEYS[1], ARGV[2])\n" \
@@ -91,7 +92,7 @@
 	"redis.call('SREM', KEYS[3], ARGV[1] .. '\\n' .. ARGV[2])\n" \
 	"local seq = redis.call('INCR', KEYS[2])\n" \
 	"if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('PEXPIRE', KEYS[2], 86400000) end\n" \
-	"redis.call('PUBLISH', ARGV[6], 'R\\n' .. seq .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])\n" \
+	"redis.call('PUBLISH', ARGV[6], 'R\\n' .. seq .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[7])\n" \
 	"return 1\n"
 
 /* KEYS: room hash, room seq.  -> {seq, {peer, value, ...}}: one snapshot. */
@@ -101,7 +102,7 @@
 /* Removes one instance's entries that it still owns, publishing each.
  * Shared by sweep and prune through string concatenation below. */
 #define CLUSTER_LUA_REMOVE_FN \
-	"local function remove(P, id, m, ts)\n" \
+	"local function remove(P, id, m, ts, why)\n" \
 	"  local room, peer = string.match(m, '^([^\\n]*)\\n(.*)$')\n" \
 	"  if not room then return 0 end\n" \
 	"  local h = P .. '{' .. room .. '}:peers'\n" \
@@ -115,7 +116,7 @@
 	"  local seq = redis.call('INCR', s)\n" \
 	"  if redis.call('EXISTS', h) == 0 then redis.call('PEXPIRE', s, 86400000) end\n" \
 	"  redis.call('PUBLISH', P .. '{' .. room .. '}:events',\n" \
-	"             'R\\n' .. seq .. '\\n' .. ts .. '\\n' .. peer .. '\\n' .. id)\n" \
+	"             'R\\n' .. seq .. '\\n' .. ts .. '\\n' .. peer .. '\\n' .. id .. '\\n' .. why)\n" \
 	"  return 1\n" \
 	"end\n"
 
@@ -143,7 +144,7 @@
 	"  else\n" \
 	"    local n = 0\n" \
 	"    for _, m in ipairs(redis.call('SMEMBERS', P .. 'inst:{' .. id .. '}:peers')) do\n" \
-	"      n = n + remove(P, id, m, ARGV[2])\n" \
+	"      n = n + remove(P, id, m, ARGV[2], 'timeout')\n" \
 	"    end\n" \
 	"    redis.call('DEL', P .. 'inst:{' .. id .. '}:peers', P .. 'inst:{' .. id .. '}:new')\n" \
 	"    redis.call('SREM', P .. 'instances', id)\n" \
@@ -160,7 +161,7 @@
 	CLUSTER_LUA_REMOVE_FN \
 	"local n = 0\n" \
 	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n" \
-	"  if redis.call('SISMEMBER', KEYS[2], m) == 0 then n = n + remove(ARGV[1], ARGV[2], m, ARGV[3]) end\n" \
+	"  if redis.call('SISMEMBER', KEYS[2], m) == 0 then n = n + remove(ARGV[1], ARGV[2], m, ARGV[3], 'disconnected') end\n" \
 	"end\n" \
 	"if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[1])\n" \
 	"else redis.call('DEL', KEYS[1]) end\n" \

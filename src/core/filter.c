@@ -236,6 +236,119 @@ uint64_t filter_work(const struct filter *f)
 	return f->work;
 }
 
+void filter_rearm(struct filter *f)
+{
+	f->work = 0;
+	f->exhausted = false;
+}
+
+/* More anchors than this make an index entry per value not worth it. */
+#define ANCHORS_MAX 32
+
+static bool is_scalar_anchor(const struct meta_value *v)
+{
+	return v->type == META_STRING || v->type == META_BOOL;
+}
+
+/* What P's conditions require: VALUE anchors (an $eq or an $in of strings
+ * and booleans), the KEY (any other condition that fails on a missing
+ * property), or nothing.  Returns the kind and sets *COND. */
+static int prop_anchor(const struct filter_prop *p, const struct filter_cond **cond)
+{
+	int best = -1;
+
+	for (guint j = 0; j < p->conds->len; j++) {
+		const struct filter_cond *c = &g_array_index(p->conds, struct filter_cond, j);
+		bool all_scalar = c->n_list > 0 && c->n_list <= ANCHORS_MAX, any_null = false;
+		switch (c->op) {
+		case OP_EQ:
+			if (is_scalar_anchor(&c->value)) {
+				*cond = c;
+				return FILTER_ANCHOR_VALUE;
+			}
+			if (c->value.type != META_NULL)
+				best = FILTER_ANCHOR_KEY;
+			break;
+		case OP_IN:
+			for (size_t i = 0; i < c->n_list; i++) {
+				all_scalar &= is_scalar_anchor(&c->list[i]);
+				any_null |= c->list[i].type == META_NULL;
+			}
+			if (all_scalar) {
+				*cond = c;
+				return FILTER_ANCHOR_VALUE;
+			}
+			if (!any_null)
+				best = FILTER_ANCHOR_KEY; /* also []: matches nothing */
+			break;
+		case OP_GT:
+		case OP_GTE:
+		case OP_LT:
+		case OP_LTE:
+			best = FILTER_ANCHOR_KEY;
+			break;
+		case OP_EXISTS:
+			if (c->value.b)
+				best = FILTER_ANCHOR_KEY;
+			break;
+		default:
+			break;
+		}
+	}
+	return best;
+}
+
+bool filter_anchors(const struct filter *f, filter_anchor_fn fn, void *data)
+{
+	const struct filter_prop *key_prop = NULL;
+
+	for (guint i = 0; f->props && i < f->props->len; i++) {
+		const struct filter_prop *p = &g_array_index(f->props, struct filter_prop, i);
+		const struct filter_cond *c = NULL;
+		int kind = prop_anchor(p, &c);
+		if (kind == FILTER_ANCHOR_VALUE) {
+			if (c->op == OP_EQ)
+				fn(FILTER_ANCHOR_VALUE, &p->key, &c->value, data);
+			for (size_t j = 0; c->op == OP_IN && j < c->n_list; j++)
+				fn(FILTER_ANCHOR_VALUE, &p->key, &c->list[j], data);
+			return true;
+		}
+		if (kind == FILTER_ANCHOR_KEY && !key_prop)
+			key_prop = p;
+	}
+	if (f->roles && f->roles->len > 0 && f->roles->len <= ANCHORS_MAX) {
+		for (guint i = 0; i < f->roles->len; i++)
+			fn(FILTER_ANCHOR_ROLE, &g_array_index(f->roles, struct meta_str, i), NULL, data);
+		return true;
+	}
+	/* $all: any one of its tags will do; $any: each. */
+	if (f->tags && f->tags->len > 0 && (f->tags_all || f->tags->len <= ANCHORS_MAX)) {
+		for (guint i = 0; i < (f->tags_all ? 1 : f->tags->len); i++)
+			fn(FILTER_ANCHOR_TAG, &g_array_index(f->tags, struct meta_str, i), NULL, data);
+		return true;
+	}
+	if (key_prop) {
+		fn(FILTER_ANCHOR_KEY, &key_prop->key, NULL, data);
+		return true;
+	}
+	return false;
+}
+
+bool filter_reads_prop(const struct filter *f, const char *key, size_t len)
+{
+	for (guint i = 0; f->props && i < f->props->len; i++) {
+		const struct filter_prop *p = &g_array_index(f->props, struct filter_prop, i);
+		if (p->key.len == len && memcmp(p->key.ptr, key, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool filter_reads_tags(const struct filter *f)
+{
+	return f->tags != NULL;
+}
+
 /* Counts UNITS; false once the budget is spent. */
 static inline bool spend(struct filter *f, uint64_t units)
 {

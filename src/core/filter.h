@@ -25,4 +25,21 @@ bool filter_match(struct filter *f, const char *role, const struct meta *m);
 bool filter_exhausted(const struct filter *f);
 /* Units spent so far. */
 uint64_t filter_work(const struct filter *f);
+/* A fresh budget: a watch (core/watch.h) matches one peer at a time. */
+void filter_rearm(struct filter *f);
 void filter_free(struct filter *f);
+
+/* For indexing watches: something a peer must have for F to match it.
+ * ROLE: its role is KEY; TAG: it has tag KEY; KEY: it has public property
+ * KEY; VALUE: property KEY equals VALUE, a string or a boolean. */
+enum filter_anchor { FILTER_ANCHOR_ROLE, FILTER_ANCHOR_TAG, FILTER_ANCHOR_KEY, FILTER_ANCHOR_VALUE };
+typedef void (*filter_anchor_fn)(enum filter_anchor kind, const struct meta_str *key,
+				 const struct meta_value *value, void *data);
+/* Calls FN for each anchor of the most selective criterion of F that has
+ * them: F matches only peers that have at least one.  False, without a
+ * call, when no criterion does (an empty filter, or only $ne, $nin,
+ * $exists:false and null comparisons): F may match any peer. */
+bool filter_anchors(const struct filter *f, filter_anchor_fn fn, void *data);
+/* Whether F reads public property KEY (LEN bytes), or the tags. */
+bool filter_reads_prop(const struct filter *f, const char *key, size_t len);
+bool filter_reads_tags(const struct filter *f);

@@ -24,6 +24,9 @@ static const char *const type_names[MSG__COUNT] = {
 	[MSG_PING] = "ping",
 	[MSG_PONG] = "pong",
 	[MSG_CREATE_ROOM] = "create_room",
+	[MSG_SUBSCRIBE] = "subscribe",
+	[MSG_UNSUBSCRIBE] = "unsubscribe",
+	[MSG_UNWATCH] = "unwatch",
 	[MSG_ERROR] = "error",
 	[MSG_JOB_STATUS] = "job_status",
 	[MSG_JOB_PROGRESS] = "job_progress",
@@ -72,6 +75,7 @@ static const char *const code_names[ERR__COUNT] = {
 	[ERR_SESSION_REPLACED] = "SESSION_REPLACED",
 	[ERR_SERVER_SHUTTING_DOWN] = "SERVER_SHUTTING_DOWN",
 	[ERR_SERVICE_UNAVAILABLE] = "SERVICE_UNAVAILABLE",
+	[ERR_WATCH_NOT_FOUND] = "WATCH_NOT_FOUND",
 };
 
 const char *protocol_type_name(enum msg_type t)
@@ -216,6 +220,35 @@ static int get_opt_string(json_object *root, const char *key, const char **out,
 	return rc;
 }
 
+/* "events": a non-empty array of the names of events; only "presence"
+ * exists.  Absent leaves *PRESENCE false unless REQUIRED. */
+static int get_events(json_object *root, bool required, bool *presence, struct msg_error *err)
+{
+	json_object *v;
+	size_t n;
+
+	*presence = false;
+	if (!json_object_object_get_ex(root, "events", &v) || !v) {
+		if (required)
+			return fail(err, ERR_INVALID_MESSAGE, "Missing field: events");
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_array) || (n = json_object_array_length(v)) == 0)
+		return fail(err, ERR_INVALID_MESSAGE,
+			    "Invalid field: events must be a non-empty array of event names");
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(v, i);
+		const char *name = json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
+		if (!name)
+			return fail(err, ERR_INVALID_MESSAGE, "Invalid field: events must hold strings");
+		if (strcmp(name, "presence") != 0)
+			return fail(err, ERR_INVALID_MESSAGE, "Unknown event: %.*s",
+				    echo_len(name, strlen(name)), name);
+		*presence = true;
+	}
+	return 0;
+}
+
 static int decode_register(struct msg *m, struct msg_error *err)
 {
 	struct msg_register *r = &m->reg;
@@ -254,7 +287,7 @@ static int decode_register(struct msg *m, struct msg_error *err)
 	if (json_object_object_get_ex(m->root, "role", &v) && v && !get_string(v, &r->role))
 		return fail(err, ERR_INVALID_MESSAGE,
 			    "Invalid field: role must be a string of 1 to %d bytes", REGISTRY_ID_MAX);
-	return 0;
+	return get_events(m->root, false, &r->presence, err);
 }
 
 static int decode_discover(struct msg *m, struct msg_error *err)
@@ -274,6 +307,21 @@ static int decode_discover(struct msg *m, struct msg_error *err)
 				    "Invalid field: limit must be a positive integer");
 		d->limit = n < PROTOCOL_DISCOVER_LIMIT ? (unsigned)n : PROTOCOL_DISCOVER_LIMIT;
 	}
+	if ((rc = get_opt(m->root, "watch", json_type_boolean, &v, err)) < 0)
+		return rc;
+	d->watch = v && json_object_get_boolean(v);
+	return 0;
+}
+
+static int decode_unwatch(struct msg *m, struct msg_error *err)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(m->root, "watch_id", &v) || !v)
+		return fail(err, ERR_INVALID_MESSAGE, "Missing field: watch_id");
+	if (!get_string(v, &m->unwatch.watch_id))
+		return fail(err, ERR_INVALID_MESSAGE,
+			    "Invalid field: watch_id must be a string of 1 to %d bytes", REGISTRY_ID_MAX);
 	return 0;
 }
 
@@ -502,6 +550,11 @@ int protocol_decode(json_tokener *tok, const struct protocol_limits *lim, const 
 		return decode_signal(m, err);
 	case MSG_CREATE_ROOM:
 		return protocol_decode_create_room(m->root, &m->create, err);
+	case MSG_SUBSCRIBE:
+	case MSG_UNSUBSCRIBE:
+		return get_events(m->root, true, &m->subscribe.presence, err);
+	case MSG_UNWATCH:
+		return decode_unwatch(m, err);
 	default:
 		if (protocol_is_relay(m->type))
 			return decode_relay(m);
@@ -782,7 +835,7 @@ static void append_peer(GString *s, const struct peer *p, bool first)
 }
 
 struct msgbuf *protocol_peer_list(GString *s, const struct peer *self, unsigned limit,
-				  protocol_peer_pred match, void *data)
+				  protocol_peer_pred match, void *data, const char *watch_id)
 {
 	GPtrArray *order = self->room->order;
 	unsigned count = 0;
@@ -802,7 +855,108 @@ struct msgbuf *protocol_peer_list(GString *s, const struct peer *self, unsigned 
 			continue;
 		append_peer(s, p, count++ == 0);
 	}
-	g_string_append_printf(s, "],\"count\":%u}", count);
+	g_string_append_printf(s, "],\"count\":%u", count);
+	if (watch_id) {
+		g_string_append(s, ",\"watch_id\":");
+		json_append_string(s, watch_id, strlen(watch_id));
+	}
+	g_string_append_c(s, '}');
+	return finish(s);
+}
+
+static const char *const event_names[PROTOCOL_EVENT__COUNT] = {
+	[PROTOCOL_PEER_JOINED] = "peer_joined",
+	[PROTOCOL_PEER_UPDATED] = "peer_updated",
+	[PROTOCOL_PEER_LEFT] = "peer_left",
+};
+
+static const char *const gone_names[PROTOCOL_GONE__COUNT] = {
+	[PROTOCOL_GONE_LEFT] = "left",
+	[PROTOCOL_GONE_DISCONNECTED] = "disconnected",
+	[PROTOCOL_GONE_TIMEOUT] = "timeout",
+	[PROTOCOL_GONE_REPLACED] = "replaced",
+	[PROTOCOL_GONE_ROOM_CLOSED] = "room_closed",
+	[PROTOCOL_GONE_UNMATCHED] = "no_longer_matches",
+};
+
+const char *protocol_event_name(enum protocol_event e)
+{
+	return e < PROTOCOL_EVENT__COUNT ? event_names[e] : "unknown";
+}
+
+const char *protocol_gone_name(enum protocol_gone g)
+{
+	return g < PROTOCOL_GONE__COUNT ? gone_names[g] : "unknown";
+}
+
+enum protocol_gone protocol_gone_parse(const char *name)
+{
+	for (int g = 0; g < PROTOCOL_GONE__COUNT; g++)
+		if (strcmp(gone_names[g], name) == 0)
+			return (enum protocol_gone)g;
+	return PROTOCOL_GONE_DISCONNECTED;
+}
+
+/* {"type":T[,"watch_id":W] */
+static void event_head(GString *s, const char *type, const char *watch_id)
+{
+	g_string_assign(s, "{\"type\":\"");
+	g_string_append(s, type);
+	g_string_append_c(s, '"');
+	if (watch_id) {
+		g_string_append(s, ",\"watch_id\":");
+		json_append_string(s, watch_id, strlen(watch_id));
+	}
+}
+
+struct msgbuf *protocol_peer_event(GString *s, enum protocol_event e, const char *watch_id,
+				   const struct peer *p)
+{
+	event_head(s, protocol_event_name(e), watch_id);
+	g_string_append(s, ",\"peer\":");
+	append_peer(s, p, true);
+	g_string_append_c(s, '}');
+	return finish(s);
+}
+
+struct msgbuf *protocol_peer_left(GString *s, const char *watch_id, const struct peer *p,
+				  enum protocol_gone why)
+{
+	event_head(s, "peer_left", watch_id);
+	g_string_append(s, ",\"peer_id\":");
+	g_string_append_len(s, p->id_json, (gssize)p->id_json_len);
+	g_string_append(s, ",\"reason\":\"");
+	g_string_append(s, protocol_gone_name(why));
+	g_string_append(s, "\"}");
+	return finish(s);
+}
+
+struct msgbuf *protocol_watch_lost(const char *watch_id, const char *reason)
+{
+	g_autoptr(GString) s = g_string_new(NULL);
+
+	event_head(s, "watch_lost", watch_id);
+	if (!watch_id)
+		g_string_append(s, ",\"events\":[\"presence\"]");
+	g_string_append(s, ",\"reason\":");
+	json_append_string(s, reason, strlen(reason));
+	g_string_append_c(s, '}');
+	return finish(s);
+}
+
+struct msgbuf *protocol_subscribed(bool subscribed)
+{
+	static const char yes[] = "{\"type\":\"subscribed\",\"events\":[\"presence\"]}";
+	static const char no[] = "{\"type\":\"unsubscribed\",\"events\":[\"presence\"]}";
+	return subscribed ? msgbuf_new(yes, sizeof yes - 1) : msgbuf_new(no, sizeof no - 1);
+}
+
+struct msgbuf *protocol_unwatched(const char *watch_id)
+{
+	g_autoptr(GString) s = g_string_new(NULL);
+
+	event_head(s, "unwatched", watch_id);
+	g_string_append_c(s, '}');
 	return finish(s);
 }
 

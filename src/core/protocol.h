@@ -25,6 +25,10 @@ enum msg_type {
 	MSG_PING,
 	MSG_PONG,
 	MSG_CREATE_ROOM,
+	/* Presence and watches (docs/protocol.md "Presence and watches"). */
+	MSG_SUBSCRIBE,
+	MSG_UNSUBSCRIBE,
+	MSG_UNWATCH,
 	/* What today's sleap-rtc workers send for the server to pass on
 	 * (docs/protocol.md "Relayed types"): forwarded when they name a
 	 * peer of the room, otherwise counted; never answered with an error. */
@@ -71,6 +75,7 @@ enum err_code {
 	ERR_SESSION_REPLACED,
 	ERR_SERVER_SHUTTING_DOWN,
 	ERR_SERVICE_UNAVAILABLE, /* ext: the room store cannot take a write now */
+	ERR_WATCH_NOT_FOUND,     /* ext: unwatch names no watch of this connection */
 	ERR__COUNT
 };
 
@@ -94,12 +99,23 @@ struct msg_register {
 	json_object *metadata; /* NULL means {} */
 	bool is_admin;
 	enum protocol_version version;
+	bool presence; /* "events":["presence"] */
 };
 
 struct msg_discover {
 	const char *from;
 	json_object *filters; /* NULL: every peer */
 	unsigned limit;
+	bool watch; /* "watch":true: the answer starts a watch */
+};
+
+/* subscribe, unsubscribe: the events named (only presence exists). */
+struct msg_subscribe {
+	bool presence;
+};
+
+struct msg_unwatch {
+	const char *watch_id;
 };
 
 struct msg_update {
@@ -148,6 +164,8 @@ struct msg {
 		struct msg_signal signal;
 		struct msg_create_room create;
 		struct msg_relay relay;
+		struct msg_subscribe subscribe;
+		struct msg_unwatch unwatch;
 	};
 	char idbuf[2][PROTOCOL_ID_BUF];
 };
@@ -211,10 +229,42 @@ struct msgbuf *protocol_registered(GString *scratch, const struct peer *self, js
 				   const char *ice_servers_json, enum protocol_version version);
 struct msgbuf *protocol_admin_conflict(const struct room *room);
 
-/* peer_list: the peers of SELF's room accepted by MATCH, at most LIMIT. */
+/* peer_list: the peers of SELF's room accepted by MATCH, at most LIMIT;
+ * WATCH_ID (or NULL) names the watch the answer starts. */
 typedef bool (*protocol_peer_pred)(const struct peer *p, void *data);
 struct msgbuf *protocol_peer_list(GString *scratch, const struct peer *self, unsigned limit,
-				  protocol_peer_pred match, void *data);
+				  protocol_peer_pred match, void *data, const char *watch_id);
+
+/* Presence and watch events (WATCH_ID NULL: presence). */
+enum protocol_event { PROTOCOL_PEER_JOINED, PROTOCOL_PEER_UPDATED, PROTOCOL_PEER_LEFT,
+		      PROTOCOL_EVENT__COUNT };
+/* Why a peer left (a room, or a watch's set): the "reason" of peer_left. */
+enum protocol_gone {
+	PROTOCOL_GONE_LEFT,
+	PROTOCOL_GONE_DISCONNECTED,
+	PROTOCOL_GONE_TIMEOUT,
+	PROTOCOL_GONE_REPLACED,
+	PROTOCOL_GONE_ROOM_CLOSED,
+	PROTOCOL_GONE_UNMATCHED, /* watches only: no longer matches */
+	PROTOCOL_GONE__COUNT
+};
+const char *protocol_event_name(enum protocol_event e);
+const char *protocol_gone_name(enum protocol_gone g);
+/* The reason NAME names; disconnected for one it does not know. */
+enum protocol_gone protocol_gone_parse(const char *name);
+/* {"type":"peer_joined"|"peer_updated"[,"watch_id":W],"peer":{a peer_list entry}} */
+struct msgbuf *protocol_peer_event(GString *scratch, enum protocol_event e, const char *watch_id,
+				   const struct peer *p);
+/* {"type":"peer_left"[,"watch_id":W],"peer_id":ID,"reason":R} */
+struct msgbuf *protocol_peer_left(GString *scratch, const char *watch_id, const struct peer *p,
+				  enum protocol_gone why);
+/* {"type":"watch_lost","watch_id":W,"reason":R}, or for the presence
+ * subscription (WATCH_ID NULL) "events":["presence"] instead of watch_id. */
+struct msgbuf *protocol_watch_lost(const char *watch_id, const char *reason);
+/* {"type":"subscribed"|"unsubscribed","events":["presence"]} */
+struct msgbuf *protocol_subscribed(bool subscribed);
+/* {"type":"unwatched","watch_id":W} */
+struct msgbuf *protocol_unwatched(const char *watch_id);
 
 struct msgbuf *protocol_metadata_updated(GString *scratch, const struct peer *self);
 struct msgbuf *protocol_routed(GString *scratch, enum msg_type type, const struct peer *from,

@@ -2,6 +2,7 @@
 
 #include "auth/auth.h"
 #include "util/metrics.h"
+#include "core/events.h"
 #include "core/protocol.h"
 #include "auth/pubkeys.h"
 #include "core/router-internal.h"
@@ -311,7 +312,7 @@ static void supersede(struct router *r, struct peer *existing)
 	metrics_inc(sessions_superseded);
 	router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, old, existing->room->id, existing->id,
 			existing->role, NULL, "v2.0 session superseded by a new registration; its socket stays open");
-	router_leave(r, old, "superseded");
+	router_leave(r, old, "superseded", PROTOCOL_GONE_REPLACED);
 }
 
 /* The admin seat, as single instance decides it; HOLDER: another
@@ -361,6 +362,9 @@ static void registration_done(struct router *r, struct client *c, const struct m
 	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_REGISTERED, c, peer->room->id, peer->id, peer->role, NULL,
 			"peer registered");
 	g_free(ice);
+	if (reg->presence)
+		events_subscribe(r, c);
+	events_joined(r, peer);
 }
 
 /* [cluster] Redis answered C's claim (router_cluster_claimed): the
@@ -380,7 +384,8 @@ static void registration_claimed(struct router *r, struct client *c, const struc
 	/* Redis holds no entry of it: nothing to withdraw */
 	r->no_withdraw = true;
 	router_leave(r, c, full ? "refused: room full on another instance"
-				: "refused: id held by another principal on another instance");
+				: "refused: id held by another principal on another instance",
+		     PROTOCOL_GONE_LEFT);
 	r->no_withdraw = false;
 	if (full)
 		metrics_inc(limit_hits[LIMIT_PEERS_PER_ROOM]);
@@ -413,7 +418,7 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 		goto out;
 	c->proto = reg->version;
 	/* A registered socket moves: its old registration ends first. */
-	router_release(r, c, "moved to another registration");
+	router_release(r, c, "moved to another registration", PROTOCOL_GONE_LEFT);
 	registration_unpark(c); /* a newer register replaces one that waits */
 	if (admit_registration(r, c, m, &adm) != ADMITTED)
 		goto out;
@@ -460,6 +465,7 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 					"Peer id is already registered in this room");
 			goto out;
 		}
+		events_left(r, existing, PROTOCOL_GONE_REPLACED);
 		registry_remove(r->reg, existing);
 		existing = NULL;
 		room = registry_find_room(r->reg, adm.room_id);
@@ -482,7 +488,7 @@ void registration_handle(struct router *r, struct client *c, struct msg *m)
 			router_send_owned(r, old, protocol_error(ERR_SESSION_REPLACED,
 							  "Session replaced by a new registration", NULL, NULL));
 			metrics_inc(errors_sent[ERR_SESSION_REPLACED]);
-			router_leave(r, old, "replaced");
+			router_leave(r, old, "replaced", PROTOCOL_GONE_REPLACED);
 			old->closing = true;
 			r->ops->close(r->ctx, old, ROUTER_CLOSE_REPLACED, "session replaced");
 		}

@@ -15,6 +15,7 @@ struct registry {
 
 static void room_free(struct room *room)
 {
+	g_assert(!room->watches);
 	g_hash_table_unref(room->by_id);
 	g_ptr_array_unref(room->order);
 	g_free(room->id);
@@ -221,8 +222,14 @@ void registry_remove(struct registry *reg, struct peer *peer)
 
 void peer_set_meta(struct peer *peer, struct meta *meta)
 {
-	meta_free(peer->meta);
+	meta_free(peer_swap_meta(peer, meta));
+}
+
+struct meta *peer_swap_meta(struct peer *peer, struct meta *meta)
+{
+	struct meta *old = peer->meta;
 	peer->meta = meta;
+	return old;
 }
 
 bool registry_id_exists(struct registry *reg, const char *peer_id)

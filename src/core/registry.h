@@ -39,6 +39,7 @@ struct peer {
 	 * until Redis has answered its claim: CLAIMING (the register waits). */
 	char *principal_tag;
 	bool claiming;
+	bool shown; /* watchers were told it joined (core/events.h) */
 	char data[];
 };
 
@@ -52,6 +53,9 @@ struct room {
 	GHashTable *by_id; /* id -> struct peer; its size is the room's */
 	struct peer *admin;
 	unsigned n_local; /* peers of this instance; the rest are remote */
+	/* Its watches (core/watch.h), NULL when none: a watcher is a peer of
+	 * the room and ends its watches before it leaves. */
+	struct watch_room *watches;
 };
 
 static inline bool peer_is_remote(const struct peer *p)
@@ -101,6 +105,8 @@ struct peer *registry_find_epoch(struct registry *reg, uint64_t epoch);
 /* Removes the peer (and frees it); an empty room is freed too. */
 void registry_remove(struct registry *reg, struct peer *peer);
 void peer_set_meta(struct peer *peer, struct meta *meta);
+/* The same, handing back the old metadata instead of freeing it. */
+struct meta *peer_swap_meta(struct peer *peer, struct meta *meta);
 
 /* True when a peer with this id is registered in any room. */
 bool registry_id_exists(struct registry *reg, const char *peer_id);

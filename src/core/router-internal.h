@@ -72,9 +72,10 @@ void router_log_at(struct router *r, int prio, enum log_event ev, const struct l
 void router_log_peer(struct router *r, int prio, enum log_event ev, const struct client *c,
 		     const char *room, const char *peer, const char *role, const char *code,
 		     const char *what);
-/* C's registration ends (leave), or it lets go of one (release). */
-void router_leave(struct router *r, struct client *c, const char *why);
-void router_release(struct router *r, struct client *c, const char *why);
+/* C's registration ends (leave), or it lets go of one (release): WHY
+ * for the log, GONE for its room's watchers. */
+void router_leave(struct router *r, struct client *c, const char *why, enum protocol_gone gone);
+void router_release(struct router *r, struct client *c, const char *why, enum protocol_gone gone);
 /* True (and C told RATE_LIMITED) while a large answer to C is queued. */
 bool router_answer_busy(struct router *r, struct client *c, const struct msg *m);
 /* [cluster]: ROOM_ID's view is let go once no peer of ours and no

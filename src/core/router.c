@@ -1,5 +1,6 @@
 #include "core/router.h"
 
+#include "core/events.h"
 #include "core/filter.h"
 #include "util/metrics.h"
 #include "core/protocol.h"
@@ -159,10 +160,18 @@ static bool tells(const struct client *c, enum msg_type t, enum err_code code, b
 	return c->proto == PROTOCOL_V21 || !c->was_registered || v20_sent(t, code, decode, e);
 }
 
+/* A request of the presence and watch extension: only clients that use
+ * it send one, and they are told every error about it. */
+static bool extension_request(const struct msg *m)
+{
+	return m->type == MSG_SUBSCRIBE || m->type == MSG_UNSUBSCRIBE || m->type == MSG_UNWATCH ||
+	       (m->type == MSG_DISCOVER_PEERS && m->discover.watch);
+}
+
 static void send_error_as(struct router *r, struct client *c, const struct msg *m,
 			  const struct msg_error *e, bool decode)
 {
-	if (!tells(c, m->type, e->code, decode, e)) {
+	if (!extension_request(m) && !tells(c, m->type, e->code, decode, e)) {
 		untold(r, c, m->type, e);
 		return;
 	}
@@ -198,7 +207,7 @@ void router_log_peer(struct router *r, int prio, enum log_event ev, const struct
 }
 
 /* Ends C's registration. */
-void router_leave(struct router *r, struct client *c, const char *why)
+void router_leave(struct router *r, struct client *c, const char *why, enum protocol_gone gone)
 {
 	struct peer *p = c->peer;
 	struct room *room = p->room;
@@ -206,6 +215,8 @@ void router_leave(struct router *r, struct client *c, const char *why)
 	g_autofree char *room_id = router_clustered(r) ? g_strdup(room->id) : NULL;
 
 	router_log_peer(r, LOG_INFO, LOG_EVENT_PEER_LEFT, c, room->id, p->id, p->role, NULL, why);
+	events_end(c);
+	events_left(r, p, gone);
 	c->peer = NULL;
 	g_clear_pointer(&c->claim_text, g_free);
 	if (p->former) {
@@ -218,7 +229,7 @@ void router_leave(struct router *r, struct client *c, const char *why)
 		router_log(r, LOG_DEBUG, LOG_EVENT_NONE, NULL, "room %s freed", room->id);
 	/* Another instance that took the id has the entry now: left alone. */
 	if (room_id && !r->no_withdraw)
-		r->svc->cluster_withdraw(r->svc_ctx, p);
+		r->svc->cluster_withdraw(r->svc_ctx, p, gone);
 	registry_remove(r->reg, p);
 	metrics_set(peers, registry_n_peers(r->reg));
 	if (room_id)
@@ -229,14 +240,14 @@ void router_leave(struct router *r, struct client *c, const char *why)
 
 /* C no longer speaks as its peer: it leaves the registration it owns, or
  * lets go of one a newer connection took over from it. */
-void router_release(struct router *r, struct client *c, const char *why)
+void router_release(struct router *r, struct client *c, const char *why, enum protocol_gone gone)
 {
 	if (c->superseded) {
 		c->peer->former = NULL;
 		c->peer = NULL;
 		c->superseded = false;
 	} else if (c->peer) {
-		router_leave(r, c, why);
+		router_leave(r, c, why, gone);
 	}
 }
 
@@ -362,12 +373,15 @@ static void handle_create_room(struct router *r, struct client *c, struct msg *m
  * and closes it with CODE.  ERR: M is that error, which a v2.0 session is
  * not told (counted instead); ERR__COUNT: M is no error. */
 static unsigned dismiss(struct router *r, GPtrArray *clients, struct msgbuf *m, enum err_code err,
-			int code, const char *why)
+			int code, const char *why, enum protocol_gone gone)
 {
 	struct msg_error e = { .code = err };
 
 	if (err != ERR__COUNT)
 		snprintf(e.message, sizeof e.message, "%s", why);
+	/* Going together: they are not told of each other's leaving. */
+	for (guint i = 0; i < clients->len; i++)
+		((struct client *)g_ptr_array_index(clients, i))->closing = true;
 	for (guint i = 0; i < clients->len; i++) {
 		struct client *c = g_ptr_array_index(clients, i);
 		if (err == ERR__COUNT || tells(c, MSG_UNKNOWN, err, false, &e)) {
@@ -377,8 +391,7 @@ static unsigned dismiss(struct router *r, GPtrArray *clients, struct msgbuf *m, 
 		} else {
 			untold(r, c, MSG_UNKNOWN, &e);
 		}
-		router_release(r, c, why);
-		c->closing = true;
+		router_release(r, c, why, gone);
 		r->ops->close(r->ctx, c, code, why);
 	}
 	msgbuf_unref(m);
@@ -407,7 +420,7 @@ unsigned router_close_room(struct router *r, const char *room_id, const char *re
 			add_connections(clients, p);
 	}
 	return dismiss(r, clients, protocol_room_closed(room_id, reason), ERR__COUNT, 1000,
-		       "room closed");
+		       "room closed", PROTOCOL_GONE_ROOM_CLOSED);
 }
 
 struct by_principal {
@@ -433,7 +446,7 @@ unsigned router_close_principal(struct router *r, const char *principal, const c
 
 	registry_foreach_room(r->reg, collect_principal, &b);
 	return dismiss(r, clients, protocol_error(ERR_AUTH_FAILED, reason, NULL, NULL), ERR_AUTH_FAILED,
-		       1008, reason);
+		       1008, reason, PROTOCOL_GONE_DISCONNECTED);
 }
 
 /* The sender field, when given, must name the socket's own peer. */
@@ -457,22 +470,35 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 	struct filter *f = NULL;
 	g_autofree char *why = NULL;
 
-	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from) || router_answer_busy(r, c, m))
+	const char *watch_id = NULL;
+
+	if (!sender_ok(r, c, m, "from_peer_id", m->discover.from) || router_answer_busy(r, c, m) ||
+	    (m->discover.watch && !events_may_watch(r, c, m)))
 		return;
 	if (filter_compile(m->discover.filters, r->cfg->max_filter_work, &f, &why) < 0) {
 		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL, "%s", why);
 		return;
 	}
-	struct msgbuf *list = protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f);
+	/* A watch keeps the filter, and follows the whole set: no list of
+	 * it is kept, so nothing beyond the first answer is looked at. */
+	if (m->discover.watch)
+		watch_id = events_watch(r, c, f);
+	struct msgbuf *list = protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f,
+						 watch_id);
 	if (filter_exhausted(f)) { /* a partial list would look complete */
 		msgbuf_unref(list);
 		metrics_inc(limit_hits[LIMIT_FILTER_WORK]);
 		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
 				"Filter needs more work than max_filter_work allows");
+		if (watch_id) {
+			events_forget(c, watch_id);
+			f = NULL; /* gone with it */
+		}
 	} else {
 		router_answer_owned(r, c, list);
 	}
-	filter_free(f);
+	if (!watch_id)
+		filter_free(f);
 	metrics_observe(&metrics.discovery_duration, now_ns(r) - r->received_ns);
 }
 
@@ -491,10 +517,12 @@ static void handle_update(struct router *r, struct client *c, struct msg *m)
 		router_error_to(r, c, m, ERR_INVALID_MESSAGE, NULL, NULL, "%s", why);
 		return;
 	}
-	peer_set_meta(c->peer, meta);
+	struct meta *old = peer_swap_meta(c->peer, meta);
 	if (router_clustered(r))
 		r->svc->cluster_update(r->svc_ctx, c->peer);
 	router_send_owned(r, c, protocol_metadata_updated(r->scratch, c->peer));
+	events_updated(r, c->peer, old);
+	meta_free(old);
 }
 
 /* Why a forward to another instance failed at once, for the sender. */
@@ -668,6 +696,13 @@ void router_receive(struct router *r, struct client *c, const char *text, size_t
 	case MSG_CREATE_ROOM:
 		handle_create_room(r, c, &m);
 		break;
+	case MSG_SUBSCRIBE:
+	case MSG_UNSUBSCRIBE:
+		events_handle_subscribe(r, c, &m);
+		break;
+	case MSG_UNWATCH:
+		events_handle_unwatch(r, c, &m);
+		break;
 	case MSG_PING:
 		router_send_owned(r, c, protocol_simple("pong"));
 		break;
@@ -690,7 +725,8 @@ void router_disconnect(struct router *r, struct client *c)
 	if (c->superseded)
 		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_CLOSED, c, c->peer->room->id, c->peer->id,
 				c->peer->role, NULL, "superseded socket gone; its peer id stays registered");
-	router_release(r, c, "connection closed");
+	router_release(r, c, "connection closed",
+		       c->timed_out ? PROTOCOL_GONE_TIMEOUT : PROTOCOL_GONE_DISCONNECTED);
 }
 
 
@@ -792,7 +828,7 @@ void router_replaced_elsewhere(struct router *r, struct client *c)
 		router_log_peer(r, LOG_INFO, LOG_EVENT_SESSION_REPLACED, c, p->room->id, p->id, p->role, NULL,
 				"v2.0 session superseded by a registration on another instance; its socket stays open");
 		r->no_withdraw = true;
-		router_leave(r, c, "superseded");
+		router_leave(r, c, "superseded", PROTOCOL_GONE_REPLACED);
 		r->no_withdraw = false;
 		return;
 	}
@@ -802,7 +838,7 @@ void router_replaced_elsewhere(struct router *r, struct client *c)
 					       NULL, NULL));
 	metrics_inc(errors_sent[ERR_SESSION_REPLACED]);
 	r->no_withdraw = true;
-	router_leave(r, c, "replaced");
+	router_leave(r, c, "replaced", PROTOCOL_GONE_REPLACED);
 	r->no_withdraw = false;
 	c->closing = true;
 	r->ops->close(r->ctx, c, ROUTER_CLOSE_REPLACED, "session replaced");
@@ -841,25 +877,29 @@ void router_cluster_peer_upsert(struct router *r, const struct router_remote_pee
 		old = NULL;
 	} else if (old && old->epoch == rp->epoch && g_strcmp0(old->instance, rp->instance) == 0 &&
 		   strcmp(old->role, rp->role) == 0) {
-		peer_set_meta(old, remote_meta(r, rp->meta));
+		struct meta *was = peer_swap_meta(old, remote_meta(r, rp->meta));
+		events_updated(r, old, was);
+		meta_free(was);
 		return;
 	} else if (old) {
+		events_left(r, old, PROTOCOL_GONE_REPLACED);
 		registry_remove(r->reg, old);
 	}
 	room = registry_ensure_room(r->reg, rp->room);
-	registry_add_remote(r->reg, room, rp->peer, rp->role, remote_meta(r, rp->meta), rp->instance,
-			    rp->principal, rp->epoch, rp->connected_at * 1000);
+	events_joined(r, registry_add_remote(r->reg, room, rp->peer, rp->role, remote_meta(r, rp->meta),
+					     rp->instance, rp->principal, rp->epoch, rp->connected_at * 1000));
 	metrics_set(rooms, registry_n_rooms(r->reg));
 }
 
 void router_cluster_peer_remove(struct router *r, const char *room_id, const char *peer,
-				const char *instance)
+				const char *instance, enum protocol_gone why)
 {
 	struct room *room = registry_find_room(r->reg, room_id);
 	struct peer *p = room ? room_find_peer(room, peer) : NULL;
 
 	if (!p || !peer_is_remote(p) || strcmp(p->instance, instance) != 0)
 		return;
+	events_left(r, p, why);
 	registry_remove(r->reg, p);
 	metrics_set(rooms, registry_n_rooms(r->reg));
 }

@@ -47,6 +47,11 @@ struct client {
 	 * (PEER->claiming), replayed with the answer. */
 	char *claim_text;
 	size_t claim_len;
+	/* Presence and watches (core/events.h), this connection's. */
+	struct watch *presence; /* its presence subscription, if any */
+	GPtrArray *watches;     /* of struct watch; NULL until the first */
+	unsigned watch_seq;     /* the number in the last watch_id */
+	bool timed_out; /* the transport cut it for not answering its pings */
 };
 
 /* The client's address for log fields, or NULL. */
@@ -66,6 +71,11 @@ struct router_ops {
 	 * that bound, and C->answer_waiting is set until it has left the
 	 * queue.  NULL: send. */
 	int (*answer)(void *ctx, struct client *c, struct msgbuf *m);
+	/* An event (presence, watches) for C, within half of C's queue
+	 * bound, so relayed messages always find room: -ENOBUFS over it, and
+	 * C stays open.  FORCE: queued whatever (a watch_lost: one per watch
+	 * at most).  NULL: send. */
+	int (*event)(void *ctx, struct client *c, struct msgbuf *m, bool force);
 	/* Closes C with CODE once what is already queued has gone out. */
 	void (*close)(void *ctx, struct client *c, int code, const char *reason);
 };
@@ -117,7 +127,8 @@ struct router_services {
 	int (*cluster_announce)(void *ctx, const struct peer *p, unsigned max_peers, bool admin,
 				uint64_t *epoch);
 	void (*cluster_update)(void *ctx, const struct peer *p);
-	void (*cluster_withdraw)(void *ctx, const struct peer *p);
+	/* WHY: what other instances' watchers are told (peer_left). */
+	void (*cluster_withdraw)(void *ctx, const struct peer *p, enum protocol_gone why);
 	/* 1: ROOM's view is loaded; 0: loading, router_cluster_view_ready()
 	 * follows; -ENOTCONN: Redis is down (the view follows later). */
 	int (*cluster_watch)(void *ctx, const char *room);
@@ -162,8 +173,9 @@ struct router_remote_peer {
 /* ROOM's view loaded (again): registers waiting for it go on. */
 void router_cluster_view_ready(struct router *r, const char *room);
 void router_cluster_peer_upsert(struct router *r, const struct router_remote_peer *p);
+/* WHY: why it left (its instance's word, or timeout when it died). */
 void router_cluster_peer_remove(struct router *r, const char *room, const char *peer,
-				const char *instance);
+				const char *instance, enum protocol_gone why);
 /* The claim of our new session (ROOM, PEER, EPOCH) was answered: its
  * register ends, registered or refused; ADMIN names who holds the admin
  * seat it asked for, NULL if it got it. */

@@ -111,12 +111,12 @@ static void c_update(void *ctx, const struct peer *p)
 	cluster_update(io->cluster, p->room->id, p->id, p->epoch, p->meta->public_json);
 }
 
-static void c_withdraw(void *ctx, const struct peer *p)
+static void c_withdraw(void *ctx, const struct peer *p, enum protocol_gone why)
 {
 	struct routerio *io = ctx;
 	if (!io->cluster) /* stopped: the last sessions close */
 		return;
-	cluster_withdraw(io->cluster, p->room->id, p->id, p->epoch);
+	cluster_withdraw(io->cluster, p->room->id, p->id, p->epoch, protocol_gone_name(why));
 }
 
 static int c_watch(void *ctx, const char *room)
@@ -180,10 +180,11 @@ static void on_upsert(void *user, const struct cluster_peer *p)
 	router_cluster_peer_upsert(io->router, &rp);
 }
 
-static void on_remove(void *user, const char *room, const char *peer, const char *instance)
+static void on_remove(void *user, const char *room, const char *peer, const char *instance,
+		      const char *why)
 {
 	struct routerio *io = user;
-	router_cluster_peer_remove(io->router, room, peer, instance);
+	router_cluster_peer_remove(io->router, room, peer, instance, protocol_gone_parse(why));
 }
 
 static void on_replaced(void *user, const char *room, const char *peer, uint64_t epoch,

@@ -188,18 +188,31 @@ static void session_close(void *ctx, struct client *c, int code, const char *rea
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
 }
 
-/* ANSWER: M answers the client's own request (router_ops.answer). */
-static int queue_out(struct ws_server *ws, struct session *s, struct msgbuf *m, bool answer)
+/* What is queued, and which bound it meets (router_ops). */
+enum out_kind {
+	OUT_SEND,   /* from another peer: over max_queued_bytes closes */
+	OUT_ANSWER, /* to the client's own request: may go past it once */
+	OUT_EVENT,  /* presence and watches: refused past half of it */
+	OUT_FORCED, /* a watch_lost: queued whatever */
+};
+
+static int queue_out(struct ws_server *ws, struct session *s, struct msgbuf *m, enum out_kind kind)
 {
 	struct client *c = &s->client;
+	uint64_t max = ws->cfg->max_queued_bytes;
 
 	if (s->close_code)
 		return -EPIPE;
 	/* An answer lists at most a full room's metadata (max_peers_per_room
 	 * x max_metadata_bytes, kept in range by config validation): it may
 	 * exceed the queue bound, which is for what others send us. */
-	answer = answer && !s->answer && s->queued + m->len > ws->cfg->max_queued_bytes;
-	if (!answer && s->queued + m->len > ws->cfg->max_queued_bytes) {
+	bool answer = kind == OUT_ANSWER && !s->answer && s->queued + m->len > max;
+	/* Events leave half of the queue to relayed messages: a watcher too
+	 * slow for its events loses its watch (the router says so), never
+	 * its connection. */
+	if (kind == OUT_EVENT && s->queued + m->len > max / 2)
+		return -ENOBUFS;
+	if (kind != OUT_FORCED && !answer && s->queued + m->len > max) {
 		/* Memory first: what this peer has not read is dropped now. */
 		drop_outq(s);
 		metrics_inc(limit_hits[LIMIT_QUEUED_BYTES]);
@@ -241,17 +254,23 @@ static int queue_out(struct ws_server *ws, struct session *s, struct msgbuf *m, 
 
 static int session_send(void *ctx, struct client *c, struct msgbuf *m)
 {
-	return queue_out(ctx, session_of(c), m, false);
+	return queue_out(ctx, session_of(c), m, OUT_SEND);
 }
 
 static int session_answer(void *ctx, struct client *c, struct msgbuf *m)
 {
-	return queue_out(ctx, session_of(c), m, true);
+	return queue_out(ctx, session_of(c), m, OUT_ANSWER);
+}
+
+static int session_event(void *ctx, struct client *c, struct msgbuf *m, bool force)
+{
+	return queue_out(ctx, session_of(c), m, force ? OUT_FORCED : OUT_EVENT);
 }
 
 static const struct router_ops ws_router_ops = {
 	.send = session_send,
 	.answer = session_answer,
+	.event = session_event,
 	.close = session_close,
 };
 
@@ -950,6 +969,7 @@ static void keep_alive(struct ws_server *ws, struct session *s, uint64_t now, un
 	    now - s->pinged_ms >
 		    (uint64_t)(ws->cfg->ws_ping_timeout - MIN(ws->cfg->ws_ping_timeout, ws->cfg->ws_ping_interval)) * 1000) {
 		s->cut = true;
+		s->client.timed_out = true; /* its room's watchers: peer_left "timeout" */
 		unsigned skipped;
 		if (log_rate_due(&ws->cut_log, now, &skipped)) {
 			struct log_fields f = { .remote = client_remote(&s->client) };

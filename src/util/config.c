@@ -90,6 +90,8 @@ static const struct key_spec keys[] = {
 	K("limits", "failed_registrations_per_connection", KEY_UINT,
 	  failed_registrations_per_connection, "10", 0, 1000000),
 	K("limits", "max_filter_work", KEY_U64, max_filter_work, "1000000", 1000, 1000000000000),
+	K("limits", "watches_per_session", KEY_UINT, watches_per_session, "16", 0, 1024),
+	K("limits", "watches_per_room", KEY_UINT, watches_per_room, "1000", 0, 100000),
 	K("turn", "stun_uris", KEY_STRLIST, stun_uris, "", 0, 0),
 	K("turn", "turn_uris", KEY_STRLIST, turn_uris, "", 0, 0),
 	K("turn", "secret", KEY_STRING, turn_secret, "", 0, 0),

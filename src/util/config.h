@@ -115,6 +115,8 @@ struct config {
 	unsigned failed_registrations_per_address_per_minute;
 	unsigned failed_registrations_per_connection; /* then closed, 1008 */
 	uint64_t max_filter_work; /* comparison steps per discovery query */
+	unsigned watches_per_session; /* discover_peers "watch":true per connection */
+	unsigned watches_per_room;
 
 	/* [turn] */
 	char **stun_uris;

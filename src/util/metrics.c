@@ -47,6 +47,8 @@ static const char *const limit_names[LIMIT__COUNT] = {
 	[LIMIT_ROOMS_PER_CREATOR] = "max_rooms_per_creator",
 	[LIMIT_ROOMS_PER_ADDRESS] = "max_rooms_per_address",
 	[LIMIT_FILTER_WORK] = "max_filter_work",
+	[LIMIT_WATCHES_PER_SESSION] = "watches_per_session",
+	[LIMIT_WATCHES_PER_ROOM] = "watches_per_room",
 	[LIMIT_HANDSHAKE_TIMEOUT] = "handshake_timeout_ms",
 	[LIMIT_HTTP_BODY] = "http_body_bytes",
 	[LIMIT_PUBLIC_KEYS_PER_ACCOUNT] = "max_public_keys_per_account",
@@ -417,6 +419,24 @@ void metrics_render_prometheus(GString *o, const struct metrics_roles *roles)
 	gauge(o, "rtcsignald_tls_certificate_expiry_timestamp_seconds",
 	      "When the served certificate expires (notAfter); 0 without TLS.",
 	      (double)metrics_get(tls_certificate_expiry));
+
+	gauge(o, "rtcsignald_watches", "Watches (discover_peers with watch:true) active.",
+	      (double)nonneg(metrics_get(watches)));
+	gauge(o, "rtcsignald_presence_subscriptions", "Connections subscribed to presence events.",
+	      (double)nonneg(metrics_get(presence_subscriptions)));
+	family(o, "rtcsignald_watch_events_total", "counter",
+	       "Presence and watch events sent, by type.");
+	for (int e = 0; e < PROTOCOL_EVENT__COUNT; e++)
+		sample(o, "rtcsignald_watch_events_total", "type", protocol_event_name(e),
+		       (double)metrics_get(watch_events[e]));
+	family(o, "rtcsignald_watches_lost_total", "counter",
+	       "Watches and presence subscriptions ended with watch_lost, by reason.");
+	sample(o, "rtcsignald_watches_lost_total", "reason", "queue_full", (double)metrics_get(watches_lost));
+	sample(o, "rtcsignald_watches_lost_total", "reason", "filter_work",
+	       (double)metrics_get(watches_lost_work));
+	counter(o, "rtcsignald_watch_evaluations_total",
+		"Filters of watches evaluated against a changed peer.",
+		(double)metrics_get(watch_evaluations));
 
 	histogram(o, "rtcsignald_route_latency_seconds",
 		  "Time from receiving a message to queueing it for its target.",

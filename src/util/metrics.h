@@ -35,6 +35,8 @@ enum metrics_limit {
 	LIMIT_AUTHORIZED_KEYS_LISTED,     /* [auth] max_authorized_keys */
 	LIMIT_CLUSTER_OUTSTANDING,        /* cluster: forwards in flight to Redis */
 	LIMIT_CLUSTER_BUFFERED_EVENTS,    /* cluster: room events buffered while a view loads */
+	LIMIT_WATCHES_PER_SESSION,        /* [limits] watches_per_session */
+	LIMIT_WATCHES_PER_ROOM,           /* [limits] watches_per_room */
 	LIMIT__COUNT
 };
 
@@ -120,6 +122,12 @@ struct metrics {
 	atomic_uint_fast64_t admin_refused[ADMIN_REFUSED__COUNT];
 	atomic_uint_fast64_t log_lines_repeated_total; /* [log] repeat_interval */
 	atomic_int auth_mode; /* enum metrics_auth_mode, from the configuration */
+	/* presence and watches (core/watch.h) */
+	atomic_int_fast64_t watches, presence_subscriptions;
+	atomic_uint_fast64_t watch_events[PROTOCOL_EVENT__COUNT];
+	atomic_uint_fast64_t watches_lost; /* reason queue_full */
+	atomic_uint_fast64_t watches_lost_work; /* reason filter_work */
+	atomic_uint_fast64_t watch_evaluations;
 	struct metrics_histogram route_latency;
 	struct metrics_histogram discovery_duration;
 	/* cluster (src/cluster/cluster.c) */
@@ -142,6 +150,7 @@ extern struct metrics metrics;
 
 #define metrics_add(field, n) atomic_fetch_add_explicit(&metrics.field, (n), memory_order_relaxed)
 #define metrics_inc(field) metrics_add(field, 1)
+#define metrics_dec(field) metrics_add(field, -1)
 #define metrics_set(field, v) atomic_store_explicit(&metrics.field, (v), memory_order_relaxed)
 #define metrics_get(field) atomic_load_explicit(&metrics.field, memory_order_relaxed)
 
