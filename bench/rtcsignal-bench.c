@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 64
@@ -36,11 +38,13 @@ struct opts {
 	gint sessions, concurrency;
 	/* watch */
 	gint watchers, watches, updaters, updates, toggles;
+	char *admin;
 };
 
 struct bench {
 	struct opts o;
 	struct target target;
+	struct target admin; /* the daemon's admin port, when given */
 	int64_t deadline;
 	json_object *counts;
 	json_object *out;
@@ -836,6 +840,40 @@ static int run_churn(struct bench *b)
 
 /* ---- watch ---- */
 
+/* The value of the metric NAME (a whole series name) at the admin port,
+ * from a blocking GET /metrics; -1 when it cannot be read. */
+static double admin_metric(const struct target *admin, const char *name)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n";
+	struct timeval tv = { .tv_sec = 5 };
+	GString *body = g_string_new(NULL);
+	char *key = g_strdup_printf("\n%s ", name);
+	double v = -1;
+	char buf[16384];
+	ssize_t n;
+	int fd = socket(admin->dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		goto out;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if (connect(fd, (const struct sockaddr *)&admin->dst, admin->dst_len) < 0 ||
+	    send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1))
+		goto out;
+	/* HTTP/1.0: the answer ends with the connection; bounded anyway. */
+	while (body->len < 16 * 1024 * 1024 && (n = recv(fd, buf, sizeof buf, 0)) > 0)
+		g_string_append_len(body, buf, n);
+	const char *p = strstr(body->str, key);
+	if (p)
+		v = g_ascii_strtod(p + strlen(key), NULL);
+out:
+	if (fd >= 0)
+		close(fd);
+	g_free(key);
+	g_string_free(body, TRUE);
+	return v;
+}
+
 /* What the updaters send in a phase, update K of each (0, 1, ...). */
 enum upd_kind {
 	UPD_BUSY,   /* status "busy": setup, out of every watch's set */
@@ -1090,15 +1128,27 @@ static json_object *watch_measure(struct watchb *w, enum upd_kind kind, unsigned
 	json_object *o = json_object_new_object();
 	int64_t t0;
 
+	static const char evals[] = "rtcsignald_watch_evaluations_total";
+	double e0 = -1, e1 = -1;
+
 	if (!watch_phase(w, kind, warmup, false))
 		return o;
+	if (b->o.admin)
+		e0 = admin_metric(&b->admin, evals);
 	sample_server(b, before);
 	t0 = wsloop_now();
 	bool ok = watch_phase(w, kind, per, true);
 	*elapsed = wsloop_now() - t0;
 	sample_server(b, after);
+	if (b->o.admin)
+		e1 = admin_metric(&b->admin, evals);
 	if (!ok)
 		return o;
+	/* How many filters the daemon evaluated for each update (its
+	 * counter; the scrapes are outside the CPU samples). */
+	if (e0 >= 0 && e1 >= 0)
+		json_object_object_add(o, "evaluations_per_update",
+				       json_object_new_double((e1 - e0) / (double)updates));
 	json_object_object_add(o, "updates", json_object_new_int64((int64_t)updates));
 	json_object_object_add(o, "elapsed_s", json_object_new_double((double)*elapsed / NS));
 	json_object_object_add(o, "updates_per_s",
@@ -1161,6 +1211,8 @@ static int run_watch(struct bench *b)
 			       watch_measure(&w, UPD_READ, warm, per_other, &s0, &s1, &elapsed));
 	if (w.broken)
 		goto report;
+	/* Making the watches asks for "limit":1, so that no large answer's
+	 * memory, kept by malloc, counts as the watches'. */
 	rss0 = settled_rss(o->server_pid);
 	for (unsigned i = 0; i < w.watchers; i++) {
 		w.cr->members[i].seq = 0;
@@ -1205,9 +1257,12 @@ report:;
 	GString *line = g_string_new("watch: server CPU per update (run time)");
 	for (size_t i = 0; i < G_N_ELEMENTS(order); i++) {
 		json_object *ph = json_object_object_get(phases, order[i]);
+		json_object *ev = ph ? json_object_object_get(ph, "evaluations_per_update") : NULL;
 		if (ph)
 			g_string_append_printf(line, "%s %s %.1f us", i ? "," : ":", order[i],
 					       phase_cpu(ph, "run"));
+		if (ev)
+			g_string_append_printf(line, " (%.0f evaluations)", json_object_get_double(ev));
 	}
 	double r_other = phase_cpu(json_object_object_get(phases, "watched_other"), "run") /
 			 phase_cpu(json_object_object_get(phases, "none_other"), "run");
@@ -1358,6 +1413,7 @@ int main(int argc, char *argv[])
 		{ "updaters", 0, 0, G_OPTION_ARG_INT, &o->updaters, "watch: peers sending update_metadata, one in flight each (10)", "N" },
 		{ "updates", 0, 0, G_OPTION_ARG_INT, &o->updates, "watch: measured updates per phase that touches no watch (20000)", "N" },
 		{ "toggles", 0, 0, G_OPTION_ARG_INT, &o->toggles, "watch: measured updates that enter or leave watches (2000)", "N" },
+		{ "admin", 0, 0, G_OPTION_ARG_STRING, &o->admin, "watch: the daemon's admin port on loopback, to read rtcsignald_watch_evaluations_total around each phase", "ADDR:PORT" },
 		{ NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("relay|connections|discovery|churn|watch");
@@ -1379,6 +1435,10 @@ int main(int argc, char *argv[])
 	if (r < 0) {
 		fprintf(stderr, "rtcsignal-bench: --server %s: %s\n", o->server,
 			r == -EPERM ? "not a loopback address (127.0.0.0/8 or ::1 only)" : "not ADDR:PORT");
+		return EXIT_USAGE;
+	}
+	if (o->admin && target_parse(o->admin, 0, &b.admin) < 0) {
+		fprintf(stderr, "rtcsignal-bench: --admin %s: not ADDR:PORT on loopback\n", o->admin);
 		return EXIT_USAGE;
 	}
 	if (!o->run_id)
@@ -1404,6 +1464,7 @@ int main(int argc, char *argv[])
 	json_object_put(b.out);
 	json_object_put(b.counts);
 	g_free(o->server);
+	g_free(o->admin);
 	g_free(o->run_id);
 	return rc;
 }

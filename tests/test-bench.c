@@ -446,10 +446,11 @@ static void test_churn(void)
 static void test_watch(void)
 {
 	struct testd *d = testd_start(config, NULL);
+	g_autofree char *admin = g_strdup_printf("127.0.0.1:%d", d->admin_port);
 	struct bench_run r = bench(d, NULL, "watch",
 				   (const char *[]){ "--peers", "20", "--watchers", "4", "--watches", "3",
 						     "--updaters", "2", "--updates", "20", "--toggles", "8",
-						     "--warmup", "2", NULL });
+						     "--warmup", "2", "--admin", admin, NULL });
 	g_autofree char *m = metrics_after_barrier(d);
 	int64_t events = jint(r.out, "counts.received.peer_joined") +
 			 jint(r.out, "counts.received.peer_left") + jint(r.out, "counts.received.peer_updated");
@@ -477,6 +478,12 @@ static void test_watch(void)
 	g_assert_cmpint(jint(r.out, "counts.received.peer_updated"), ==, 0);
 	g_assert_cmpint(family_sum(m, "rtcsignald_watch_events_total"), ==, events);
 	g_assert_true(jint(r.out, "rss_kib_with_watches") > 0);
+	/* The daemon's evaluation counter, read around each phase: none
+	 * without watches, some for the updates that enter and leave them. */
+	g_assert_nonnull(json_object_object_get(json_object_object_get(
+		json_object_object_get(r.out, "phases"), "none_other"), "evaluations_per_update"));
+	g_assert_cmpint(jint(r.out, "phases.none_other.evaluations_per_update"), ==, 0);
+	g_assert_cmpint(jint(r.out, "phases.toggle.evaluations_per_update"), >, 0);
 	bench_run_clear(&r);
 	g_assert_cmpint(testd_stop(d), ==, 0);
 	testd_free(d);
