@@ -572,11 +572,20 @@ static void test_register_superseded(void)
 	struct world *w = world_new(false);
 	struct fake *alice = join(w, "r", "alice", NULL, true);
 	struct fake *first = join(w, "r", "w", NULL, true);
+	gint64 subscribed = metrics_get(presence_subscriptions);
+	say(w, first, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}");
+	json_object_put(next(first, "subscribed"));
 	struct fake *second = join(w, "r", "w", NULL, true);
 
-	expect_nothing(first);
+	expect_nothing(first); /* its subscription ended with its registration */
+	g_assert_cmpint(metrics_get(presence_subscriptions), ==, subscribed);
 	g_assert_true(first->c.superseded);
 	g_assert_cmpint(first->close_code, ==, 0);
+	/* and it starts none: it is sent nothing more */
+	say(w, first, "{\"type\":\"discover_peers\",\"watch\":true}");
+	expect_error(first, "NOT_IN_ROOM");
+	say(w, first, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}");
+	expect_error(first, "NOT_IN_ROOM");
 	say(w, first, "{\"type\":\"peer_message\",\"to_peer_id\":\"alice\",\"payload\":1}");
 	json_object *o = next(alice, "peer_message");
 	g_assert_cmpstr(str(o, "from_peer_id"), ==, "w");
@@ -1158,7 +1167,11 @@ static void test_watch(void)
 	g_assert_cmpint(metrics_get(watches), ==, watches + 1); /* w2 alone */
 	g_assert_cmpint(a->close_code, ==, 0);
 
-	/* the bounds */
+	/* the bounds: a watch keeps its filter, as large as metadata at most */
+	w->cfg->max_metadata_bytes = 64;
+	say(w, a, "{\"type\":\"discover_peers\",\"watch\":true,\"filters\":{\"properties\":{\"status\":\"a very long status the watch would keep\"}}}");
+	expect_error(a, "INVALID_FILTER");
+	w->cfg->max_metadata_bytes = 16384;
 	w->cfg->watches_per_session = 2;
 	g_autofree char *w3 = watch(w, a, "{}", 3);
 	say(w, a, "{\"type\":\"discover_peers\",\"watch\":true}");
@@ -1168,6 +1181,8 @@ static void test_watch(void)
 	say(w, e, "{\"type\":\"discover_peers\",\"watch\":true}");
 	expect_error(e, "RATE_LIMITED");
 	g_assert_cmpint(metrics_get(watches), ==, watches + 3);
+	say(w, e, "{\"type\":\"subscribe\",\"events\":[\"presence\"]}"); /* presence counts too */
+	expect_error(e, "RATE_LIMITED");
 	/* a watcher that leaves takes its watches with it */
 	fake_gone(w, b);
 	expect_event(a, "peer_left", w3, "b", "disconnected");

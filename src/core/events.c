@@ -41,122 +41,185 @@ static void lose(struct router *r, struct client *c, struct watch *w, const char
 	msgbuf_unref(m);
 }
 
-enum change { JOINED, UPDATED, LEFT };
-
-/* What change CH of P (from OLD metadata, for UPDATED) is to W: an event
- * type, or -1 for none.  *WHY is set for a peer_left. */
-static int event_for(struct watch *w, const struct peer *p, const struct meta *old, enum change ch,
-		     enum protocol_gone *why, bool *lost)
+/* Sends event EV about P to W's watcher (WHY for a peer_left); a
+ * watcher too slow for it loses W.  Presence events are built once per
+ * change: SHARED keeps them. */
+static void tell(struct router *r, struct watch *w, const struct peer *p, enum protocol_event ev,
+		 enum protocol_gone why, struct msgbuf **shared)
 {
-	bool was, now, lost_old = false;
+	struct client *c = w->owner;
+	struct msgbuf *m;
 
-	*lost = false;
-	if (!w->filter)
-		return ch == JOINED ? PROTOCOL_PEER_JOINED : ch == UPDATED ? PROTOCOL_PEER_UPDATED : PROTOCOL_PEER_LEFT;
-	metrics_inc(watch_evaluations);
-	now = watch_matches(w, p->role, p->meta, lost);
-	if (ch == JOINED)
-		return now ? PROTOCOL_PEER_JOINED : -1;
-	if (ch == LEFT)
-		return now ? PROTOCOL_PEER_LEFT : -1;
-	/* a change of nothing it reads leaves P in or out as it was */
-	was = now;
-	if (watch_reads_change(w, old, p->meta)) {
-		metrics_inc(watch_evaluations);
-		was = watch_matches(w, p->role, old, &lost_old);
-		*lost |= lost_old;
+	if (!w->filter && shared[ev]) {
+		m = msgbuf_ref(shared[ev]);
+	} else {
+		m = ev == PROTOCOL_PEER_LEFT ? protocol_peer_left(r->scratch, w->id, p, why)
+					     : protocol_peer_event(r->scratch, ev, w->id, p);
+		if (!w->filter)
+			shared[ev] = msgbuf_ref(m);
 	}
-	if (was && now)
-		return PROTOCOL_PEER_UPDATED;
-	if (now)
-		return PROTOCOL_PEER_JOINED;
-	if (was) {
-		*why = PROTOCOL_GONE_UNMATCHED;
-		return PROTOCOL_PEER_LEFT;
-	}
-	return -1;
+	int rc = send_event(r, c, m, false);
+	msgbuf_unref(m);
+	if (rc == -ENOBUFS)
+		lose(r, c, w, "queue_full");
+	else if (rc == 0)
+		metrics_inc(watch_events[ev]);
 }
 
-/* Tells every watch of P's room what change CH of P means to it. */
-static void notify(struct router *r, struct peer *p, const struct meta *old, enum change ch,
-		   enum protocol_gone gone)
+static void drop_shared(struct msgbuf **shared)
 {
-	struct msgbuf *shared[PROTOCOL_EVENT__COUNT] = { 0 }; /* presence's, built once */
-
-	if (!p->room->watches)
-		return;
-	g_autoptr(GPtrArray) cands = g_ptr_array_new();
-	watch_candidates(p, old, p->meta, cands);
-	for (guint i = 0; i < cands->len; i++) {
-		struct watch *w = g_ptr_array_index(cands, i);
-		struct client *c = w->owner;
-		enum protocol_gone why = gone;
-		bool lost;
-		if (w->self == p || c->closing)
-			continue;
-		int ev = event_for(w, p, old, ch, &why, &lost);
-		if (lost) {
-			lose(r, c, w, "filter_work");
-			continue;
-		}
-		if (ev < 0)
-			continue;
-		struct msgbuf *m;
-		if (!w->filter && shared[ev]) {
-			m = msgbuf_ref(shared[ev]);
-		} else {
-			m = ev == PROTOCOL_PEER_LEFT ? protocol_peer_left(r->scratch, w->id, p, why)
-						     : protocol_peer_event(r->scratch, ev, w->id, p);
-			if (!w->filter)
-				shared[ev] = msgbuf_ref(m);
-		}
-		int rc = send_event(r, c, m, false);
-		msgbuf_unref(m);
-		if (rc == -ENOBUFS)
-			lose(r, c, w, "queue_full");
-		else if (rc == 0)
-			metrics_inc(watch_events[ev]);
-	}
 	for (int e = 0; e < PROTOCOL_EVENT__COUNT; e++)
 		if (shared[e])
 			msgbuf_unref(shared[e]);
 }
 
+/* Whether W is to hear of P: not its own watcher, not a closing one. */
+static bool concerns(const struct watch *w, const struct peer *p)
+{
+	return w->self != p && !((struct client *)w->owner)->closing;
+}
+
+/* Whether W's filter matches P with metadata M; a filter over its
+ * budget for one peer loses its watch (*GONE). */
+static bool matches(struct router *r, struct watch *w, const struct peer *p, const struct meta *m,
+		    bool *gone)
+{
+	bool lost, match;
+
+	metrics_inc(watch_evaluations);
+	match = watch_matches(w, p->role, m, &lost);
+	*gone = lost;
+	if (lost)
+		lose(r, w->owner, w, "filter_work");
+	return match;
+}
+
 void events_joined(struct router *r, struct peer *p)
 {
+	struct msgbuf *shared[PROTOCOL_EVENT__COUNT] = { 0 };
+	bool gone;
+
 	p->shown = true;
-	notify(r, p, NULL, JOINED, PROTOCOL_GONE_LEFT);
+	if (!p->room->watches)
+		return;
+	g_autoptr(GPtrArray) cands = g_ptr_array_new();
+	watch_candidates(p, cands);
+	for (guint i = 0; i < cands->len; i++) {
+		struct watch *w = g_ptr_array_index(cands, i);
+		if (!concerns(w, p))
+			continue;
+		if (!w->filter) {
+			tell(r, w, p, PROTOCOL_PEER_JOINED, 0, shared);
+		} else if (matches(r, w, p, p->meta, &gone)) {
+			watch_hold(w, p);
+			tell(r, w, p, PROTOCOL_PEER_JOINED, 0, shared);
+		}
+	}
+	drop_shared(shared);
 }
 
 void events_updated(struct router *r, struct peer *p, const struct meta *old)
 {
-	if (p->shown)
-		notify(r, p, old, UPDATED, PROTOCOL_GONE_LEFT);
+	struct msgbuf *shared[PROTOCOL_EVENT__COUNT] = { 0 };
+	bool gone;
+
+	if (!p->shown || !p->room->watches)
+		return;
+	/* Presence first, as for every change.  The watches that read what
+	 * changed may see P enter or leave; the rest keep their answer, and
+	 * only those whose set holds P hear that it changed. */
+	g_autoptr(GPtrArray) presence = g_ptr_array_new();
+	watch_presence(p, presence);
+	for (guint i = 0; i < presence->len; i++)
+		if (concerns(g_ptr_array_index(presence, i), p))
+			tell(r, g_ptr_array_index(presence, i), p, PROTOCOL_PEER_UPDATED, 0, shared);
+	g_autoptr(GPtrArray) readers = g_ptr_array_new();
+	watch_readers(p, old, p->meta, readers);
+	watch_mark_members(p);
+	for (guint i = 0; i < readers->len; i++) {
+		struct watch *w = g_ptr_array_index(readers, i);
+		bool was = watch_marked(w);
+		w->member = 0; /* told here */
+		if (!concerns(w, p))
+			continue;
+		bool now = matches(r, w, p, p->meta, &gone);
+		if (gone)
+			continue;
+		if (was && !now)
+			watch_release(w, p);
+		else if (!was && now)
+			watch_hold(w, p);
+		if (was || now)
+			tell(r, w, p, !was ? PROTOCOL_PEER_JOINED : now ? PROTOCOL_PEER_UPDATED : PROTOCOL_PEER_LEFT,
+			     PROTOCOL_GONE_UNMATCHED, shared);
+	}
+	g_autoptr(GPtrArray) members = g_ptr_array_new();
+	if (p->watches_in)
+		g_ptr_array_extend(members, p->watches_in, NULL, NULL);
+	for (guint i = 0; i < members->len; i++) {
+		struct watch *w = g_ptr_array_index(members, i);
+		if (watch_marked(w) && concerns(w, p))
+			tell(r, w, p, PROTOCOL_PEER_UPDATED, 0, shared);
+	}
+	drop_shared(shared);
 }
 
 void events_left(struct router *r, struct peer *p, enum protocol_gone why)
 {
+	struct msgbuf *shared[PROTOCOL_EVENT__COUNT] = { 0 };
+	g_autoptr(GPtrArray) told = g_ptr_array_new();
+
 	if (p->shown)
-		notify(r, p, NULL, LEFT, why);
+		watch_presence(p, told);
+	if (p->watches_in) {
+		g_ptr_array_extend(told, p->watches_in, NULL, NULL);
+		g_clear_pointer(&p->watches_in, g_ptr_array_unref);
+	}
 	p->shown = false;
+	for (guint i = 0; i < told->len; i++) {
+		struct watch *w = g_ptr_array_index(told, i);
+		if (concerns(w, p))
+			tell(r, w, p, PROTOCOL_PEER_LEFT, why, shared);
+	}
+	drop_shared(shared);
 }
 
-void events_subscribe(struct router *r, struct client *c)
+/* Whether C's room takes one more watch or subscription; if not, C is
+ * told RATE_LIMITED about M. */
+static bool room_has_place(struct router *r, struct client *c, const struct msg *m)
 {
-	(void)r;
+	/* A socket a newer one took over is sent nothing more. */
+	if (c->superseded) {
+		router_error_to(r, c, m, ERR_NOT_IN_ROOM, NULL, NULL,
+				"This connection's peer id was registered again by another connection");
+		return false;
+	}
+	if (watch_room_count(c->peer->room) < r->cfg->watches_per_room)
+		return true;
+	metrics_inc(limit_hits[LIMIT_WATCHES_PER_ROOM]);
+	router_error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
+			"Too many watches in this room (watches_per_room = %u)", r->cfg->watches_per_room);
+	return false;
+}
+
+bool events_subscribe(struct router *r, struct client *c, const struct msg *m)
+{
 	if (c->presence)
-		return;
+		return true;
+	if (!room_has_place(r, c, m))
+		return false;
 	c->presence = watch_add(c->peer->room, c, c->peer, NULL, NULL);
 	metrics_inc(presence_subscriptions);
+	return true;
 }
 
 void events_handle_subscribe(struct router *r, struct client *c, const struct msg *m)
 {
 	bool on = m->type == MSG_SUBSCRIBE;
 
-	if (on)
-		events_subscribe(r, c);
-	else if (c->presence)
+	if (on && !events_subscribe(r, c, m))
+		return;
+	if (!on && c->presence)
 		drop(c, c->presence);
 	router_send_owned(r, c, protocol_subscribed(on));
 }
@@ -195,13 +258,15 @@ bool events_may_watch(struct router *r, struct client *c, const struct msg *m)
 				r->cfg->watches_per_session);
 		return false;
 	}
-	if (watch_room_count(c->peer->room) >= r->cfg->watches_per_room) {
-		metrics_inc(limit_hits[LIMIT_WATCHES_PER_ROOM]);
-		router_error_to(r, c, m, ERR_RATE_LIMITED, NULL, NULL,
-				"Too many watches in this room (watches_per_room = %u)", r->cfg->watches_per_room);
+	/* It is kept: its size is bounded as a peer's metadata is. */
+	if (r->len > r->cfg->max_metadata_bytes) {
+		metrics_inc(limit_hits[LIMIT_METADATA_BYTES]);
+		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
+				"A watched discover_peers may be at most max_metadata_bytes (%" G_GUINT64_FORMAT
+				") long", (guint64)r->cfg->max_metadata_bytes);
 		return false;
 	}
-	return true;
+	return room_has_place(r, c, m);
 }
 
 const char *events_watch(struct router *r, struct client *c, struct filter *f)
@@ -210,20 +275,16 @@ const char *events_watch(struct router *r, struct client *c, struct filter *f)
 
 	(void)r;
 	snprintf(id, sizeof id, "w%u", ++c->watch_seq);
+	struct watch *w = watch_add(c->peer->room, c, c->peer, id, f);
+	if (watch_fill(w) < 0) {
+		watch_remove(w);
+		return NULL;
+	}
 	if (!c->watches)
 		c->watches = g_ptr_array_new();
-	struct watch *w = watch_add(c->peer->room, c, c->peer, id, f);
 	g_ptr_array_add(c->watches, w);
 	metrics_inc(watches);
 	return w->id;
-}
-
-void events_forget(struct client *c, const char *id)
-{
-	struct watch *w = find_watch(c, id);
-
-	if (w)
-		drop(c, w);
 }
 
 void events_end(struct client *c)

@@ -22,14 +22,15 @@ void events_left(struct router *r, struct peer *p, enum protocol_gone why);
 /* subscribe, unsubscribe, unwatch from registered C. */
 void events_handle_subscribe(struct router *r, struct client *c, const struct msg *m);
 void events_handle_unwatch(struct router *r, struct client *c, const struct msg *m);
-/* C starts its presence subscription (register "events"). */
-void events_subscribe(struct router *r, struct client *c);
-/* Whether C may hold one more watch; if not it is told RATE_LIMITED. */
+/* C starts its presence subscription (register "events"): false, and C
+ * told RATE_LIMITED about M, when its room has watches_per_room. */
+bool events_subscribe(struct router *r, struct client *c, const struct msg *m);
+/* Whether C may hold one more watch asked for by M (its size, the
+ * bounds); if not it is told why. */
 bool events_may_watch(struct router *r, struct client *c, const struct msg *m);
-/* C's discover_peers with "watch":true was answered: a watch on F (taken)
- * starts; returns its id. */
+/* C's discover_peers with "watch":true: a watch on F (taken) starts,
+ * its set the room's peers F matches; returns its id, or NULL (F freed)
+ * when finding them needed more than F's budget. */
 const char *events_watch(struct router *r, struct client *c, struct filter *f);
-/* C's watch ID ends untold (its first answer could not be made). */
-void events_forget(struct client *c, const char *id);
 /* C's watches and subscription end, untold (it leaves its room). */
 void events_end(struct client *c);

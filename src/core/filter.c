@@ -300,21 +300,30 @@ static int prop_anchor(const struct filter_prop *p, const struct filter_cond **c
 
 bool filter_anchors(const struct filter *f, filter_anchor_fn fn, void *data)
 {
-	const struct filter_prop *key_prop = NULL;
+	const struct filter_prop *key_prop = NULL, *value_prop = NULL;
+	const struct filter_cond *value_cond = NULL;
 
+	/* Of the values, the fewest: "status":"available" files a watch
+	 * under one entry that a busy peer lacks, where an $in of models
+	 * beside it would file it under entries every peer has. */
 	for (guint i = 0; f->props && i < f->props->len; i++) {
 		const struct filter_prop *p = &g_array_index(f->props, struct filter_prop, i);
 		const struct filter_cond *c = NULL;
 		int kind = prop_anchor(p, &c);
-		if (kind == FILTER_ANCHOR_VALUE) {
-			if (c->op == OP_EQ)
-				fn(FILTER_ANCHOR_VALUE, &p->key, &c->value, data);
-			for (size_t j = 0; c->op == OP_IN && j < c->n_list; j++)
-				fn(FILTER_ANCHOR_VALUE, &p->key, &c->list[j], data);
-			return true;
+		if (kind == FILTER_ANCHOR_VALUE &&
+		    (!value_cond || (c->op == OP_EQ ? 1 : c->n_list) < (value_cond->op == OP_EQ ? 1 : value_cond->n_list))) {
+			value_prop = p;
+			value_cond = c;
 		}
 		if (kind == FILTER_ANCHOR_KEY && !key_prop)
 			key_prop = p;
+	}
+	if (value_cond) {
+		if (value_cond->op == OP_EQ)
+			fn(FILTER_ANCHOR_VALUE, &value_prop->key, &value_cond->value, data);
+		for (size_t j = 0; value_cond->op == OP_IN && j < value_cond->n_list; j++)
+			fn(FILTER_ANCHOR_VALUE, &value_prop->key, &value_cond->list[j], data);
+		return true;
 	}
 	if (f->roles && f->roles->len > 0 && f->roles->len <= ANCHORS_MAX) {
 		for (guint i = 0; i < f->roles->len; i++)
@@ -334,19 +343,12 @@ bool filter_anchors(const struct filter *f, filter_anchor_fn fn, void *data)
 	return false;
 }
 
-bool filter_reads_prop(const struct filter *f, const char *key, size_t len)
+void filter_reads(const struct filter *f, filter_read_fn fn, void *data)
 {
-	for (guint i = 0; f->props && i < f->props->len; i++) {
-		const struct filter_prop *p = &g_array_index(f->props, struct filter_prop, i);
-		if (p->key.len == len && memcmp(p->key.ptr, key, len) == 0)
-			return true;
-	}
-	return false;
-}
-
-bool filter_reads_tags(const struct filter *f)
-{
-	return f->tags != NULL;
+	for (guint i = 0; f->props && i < f->props->len; i++)
+		fn(&g_array_index(f->props, struct filter_prop, i).key, data);
+	if (f->tags)
+		fn(NULL, data);
 }
 
 /* Counts UNITS; false once the budget is spent. */

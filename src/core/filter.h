@@ -40,6 +40,7 @@ typedef void (*filter_anchor_fn)(enum filter_anchor kind, const struct meta_str 
  * call, when no criterion does (an empty filter, or only $ne, $nin,
  * $exists:false and null comparisons): F may match any peer. */
 bool filter_anchors(const struct filter *f, filter_anchor_fn fn, void *data);
-/* Whether F reads public property KEY (LEN bytes), or the tags. */
-bool filter_reads_prop(const struct filter *f, const char *key, size_t len);
-bool filter_reads_tags(const struct filter *f);
+/* What F reads of a peer's metadata, beyond its role: FN for each
+ * property it names, and once with a NULL key if it reads the tags. */
+typedef void (*filter_read_fn)(const struct meta_str *key, void *data);
+void filter_reads(const struct filter *f, filter_read_fn fn, void *data);

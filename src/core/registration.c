@@ -363,7 +363,7 @@ static void registration_done(struct router *r, struct client *c, const struct m
 			"peer registered");
 	g_free(ice);
 	if (reg->presence)
-		events_subscribe(r, c);
+		events_subscribe(r, c, m);
 	events_joined(r, peer);
 }
 

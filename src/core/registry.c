@@ -34,6 +34,7 @@ struct registry *registry_new(void)
 
 static void peer_free(struct peer *peer)
 {
+	g_assert(!peer->watches_in); /* its watchers were told it left */
 	meta_free(peer->meta);
 	g_free(peer->principal);
 	g_free(peer->principal_tag);

@@ -40,6 +40,7 @@ struct peer {
 	char *principal_tag;
 	bool claiming;
 	bool shown; /* watchers were told it joined (core/events.h) */
+	GPtrArray *watches_in; /* the watches whose set holds it (core/watch.h) */
 	char data[];
 };
 

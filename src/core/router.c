@@ -479,24 +479,31 @@ static void handle_discover(struct router *r, struct client *c, struct msg *m)
 		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL, "%s", why);
 		return;
 	}
-	/* A watch keeps the filter, and follows the whole set: no list of
-	 * it is kept, so nothing beyond the first answer is looked at. */
-	if (m->discover.watch)
+	/* A watch keeps the filter and follows the whole set (limit bounds
+	 * this answer only): finding it is a discovery of the whole room. */
+	if (m->discover.watch) {
 		watch_id = events_watch(r, c, f);
+		if (!watch_id) {
+			f = NULL; /* gone with it */
+			goto over_budget;
+		}
+		filter_rearm(f);
+	}
 	struct msgbuf *list = protocol_peer_list(r->scratch, c->peer, m->discover.limit, match_filter, f,
 						 watch_id);
 	if (filter_exhausted(f)) { /* a partial list would look complete */
+		/* never with a watch: its set took every peer within budget */
+		g_assert(!watch_id);
 		msgbuf_unref(list);
-		metrics_inc(limit_hits[LIMIT_FILTER_WORK]);
-		router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
-				"Filter needs more work than max_filter_work allows");
-		if (watch_id) {
-			events_forget(c, watch_id);
-			f = NULL; /* gone with it */
-		}
-	} else {
-		router_answer_owned(r, c, list);
+		goto over_budget;
 	}
+	router_answer_owned(r, c, list);
+	goto out;
+over_budget:
+	metrics_inc(limit_hits[LIMIT_FILTER_WORK]);
+	router_error_to(r, c, m, ERR_INVALID_FILTER, NULL, NULL,
+			"Filter needs more work than max_filter_work allows");
+out:
 	if (!watch_id)
 		filter_free(f);
 	metrics_observe(&metrics.discovery_duration, now_ns(r) - r->received_ns);

@@ -1,10 +1,14 @@
 #include "core/watch.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* An index entry: something a peer has (filter.h's anchors).  Stored
  * entries own their bytes; lookups point into a peer's metadata. */
-enum anchor_kind { A_ROLE, A_TAG, A_KEY, A_STRING, A_BOOL };
+enum anchor_kind {
+	A_ROLE, A_TAG, A_KEY, A_STRING, A_BOOL, /* anchors: what a peer must have */
+	R_PROP, R_TAGS,                         /* what a filter reads */
+};
 
 struct anchor {
 	guint hash;
@@ -15,9 +19,10 @@ struct anchor {
 struct watch_room {
 	struct room *room;
 	GHashTable *index;   /* struct anchor -> GPtrArray of struct watch */
-	GPtrArray *everyone; /* presence, and watches with no anchor */
-	unsigned n_filters;
-	guint mark;
+	GPtrArray *presence; /* presence subscriptions */
+	GPtrArray *anywhere; /* filter watches with no anchor */
+	unsigned n_watches;  /* presence subscriptions too */
+	guint seen, members; /* the current marks (watch.mark, watch.member) */
 };
 
 static guint fnv(guint h, const char *p, size_t len)
@@ -31,8 +36,9 @@ static void anchor_init(struct anchor *a, enum anchor_kind kind, const char *key
 			const char *value, size_t value_len)
 {
 	a->kind = kind;
-	a->key = (struct meta_str){ key, key_len };
-	a->value = (struct meta_str){ value, value_len };
+	/* "", not NULL, where there is none: memcpy and memcmp take no NULL */
+	a->key = (struct meta_str){ key ? key : "", key_len };
+	a->value = (struct meta_str){ value ? value : "", value_len };
 	/* the separator keeps ("ab","c") apart from ("a","bc") */
 	a->hash = fnv(fnv(fnv(2166136261u ^ kind, key, key_len), "\xff", 1), value, value_len);
 }
@@ -70,11 +76,29 @@ static void bool_text(bool b, const char **text, size_t *len)
 	*len = 1;
 }
 
+/* Files W under A. */
+static void file(struct watch *w, const struct anchor *a)
+{
+	GHashTable *index = w->wr->index;
+	struct anchor *stored;
+	GPtrArray *list;
+
+	if (!g_hash_table_lookup_extended(index, a, (gpointer *)&stored, (gpointer *)&list)) {
+		stored = anchor_dup(a);
+		list = g_ptr_array_new();
+		g_hash_table_insert(index, stored, list);
+	}
+	/* $in ["a","a"] names one entry twice: filed once */
+	for (guint i = 0; i < list->len; i++)
+		if (g_ptr_array_index(list, i) == w)
+			return;
+	g_ptr_array_add(list, w);
+	g_ptr_array_add(w->filed, stored);
+}
+
 static void file_under(enum filter_anchor kind, const struct meta_str *key, const struct meta_value *v,
 		       void *data)
 {
-	struct watch *w = data;
-	GHashTable *index = w->wr->index;
 	struct anchor a;
 
 	switch (kind) {
@@ -98,19 +122,18 @@ static void file_under(enum filter_anchor kind, const struct meta_str *key, cons
 		}
 		break;
 	}
-	struct anchor *stored;
-	GPtrArray *list;
-	if (!g_hash_table_lookup_extended(index, &a, (gpointer *)&stored, (gpointer *)&list)) {
-		stored = anchor_dup(&a);
-		list = g_ptr_array_new();
-		g_hash_table_insert(index, stored, list);
-	}
-	/* $in ["a","a"] names one entry twice: filed once */
-	for (guint i = 0; i < list->len; i++)
-		if (g_ptr_array_index(list, i) == w)
-			return;
-	g_ptr_array_add(list, w);
-	g_ptr_array_add(w->anchors, stored);
+	file(data, &a);
+}
+
+static void file_reader(const struct meta_str *key, void *data)
+{
+	struct anchor a;
+
+	if (key)
+		anchor_init(&a, R_PROP, key->ptr, key->len, NULL, 0);
+	else
+		anchor_init(&a, R_TAGS, NULL, 0, NULL, 0);
+	file(data, &a);
 }
 
 struct watch *watch_add(struct room *room, void *owner, const struct peer *self, const char *id,
@@ -124,7 +147,8 @@ struct watch *watch_add(struct room *room, void *owner, const struct peer *self,
 		wr->room = room;
 		wr->index = g_hash_table_new_full(anchor_hash, anchor_equal, g_free,
 						  (GDestroyNotify)g_ptr_array_unref);
-		wr->everyone = g_ptr_array_new();
+		wr->presence = g_ptr_array_new();
+		wr->anywhere = g_ptr_array_new();
 		room->watches = wr;
 	}
 	w->id = g_strdup(id);
@@ -132,36 +156,65 @@ struct watch *watch_add(struct room *room, void *owner, const struct peer *self,
 	w->self = self;
 	w->filter = filter;
 	w->wr = wr;
-	w->anchors = g_ptr_array_new();
-	if (filter)
-		wr->n_filters++;
-	if (!filter || !filter_anchors(filter, file_under, w))
-		g_ptr_array_add(wr->everyone, w);
+	w->filed = g_ptr_array_new();
+	wr->n_watches++;
+	if (!filter) {
+		g_ptr_array_add(wr->presence, w);
+		return w;
+	}
+	w->anchored = filter_anchors(filter, file_under, w);
+	if (!w->anchored)
+		g_ptr_array_add(wr->anywhere, w);
+	filter_reads(filter, file_reader, w);
 	return w;
+}
+
+int watch_fill(struct watch *w)
+{
+	struct room *room = w->wr->room;
+	struct peer *p, *q;
+
+	filter_rearm(w->filter); /* one budget for the room, as a discover's */
+	ROOM_FOREACH_PEER(room, p) {
+		if (p != w->self && filter_match(w->filter, p->role, p->meta))
+			watch_hold(w, p);
+		if (filter_exhausted(w->filter)) {
+			ROOM_FOREACH_PEER(room, q)
+				watch_release(w, q);
+			return -E2BIG;
+		}
+	}
+	return 0;
 }
 
 void watch_remove(struct watch *w)
 {
 	struct watch_room *wr = w->wr;
+	struct peer *p;
 
-	if (w->anchors->len == 0)
-		g_ptr_array_remove_fast(wr->everyone, w);
-	for (guint i = 0; i < w->anchors->len; i++) {
-		struct anchor *a = g_ptr_array_index(w->anchors, i);
+	if (w->filter) {
+		ROOM_FOREACH_PEER(wr->room, p)
+			watch_release(w, p);
+	}
+	if (!w->filter)
+		g_ptr_array_remove_fast(wr->presence, w);
+	else if (!w->anchored)
+		g_ptr_array_remove_fast(wr->anywhere, w);
+	for (guint i = 0; i < w->filed->len; i++) {
+		struct anchor *a = g_ptr_array_index(w->filed, i);
 		GPtrArray *list = g_hash_table_lookup(wr->index, a);
 		g_ptr_array_remove_fast(list, w);
 		if (list->len == 0)
 			g_hash_table_remove(wr->index, a);
 	}
-	if (w->filter)
-		wr->n_filters--;
-	if (wr->everyone->len == 0 && g_hash_table_size(wr->index) == 0) {
+	if (--wr->n_watches == 0) {
 		wr->room->watches = NULL;
 		g_hash_table_unref(wr->index);
-		g_ptr_array_unref(wr->everyone);
+		g_ptr_array_unref(wr->presence);
+		g_ptr_array_unref(wr->anywhere);
 		g_free(wr);
 	}
-	g_ptr_array_unref(w->anchors);
+	g_ptr_array_unref(w->filed);
 	filter_free(w->filter);
 	g_free(w->id);
 	g_free(w);
@@ -169,15 +222,15 @@ void watch_remove(struct watch *w)
 
 unsigned watch_room_count(const struct room *room)
 {
-	return room->watches ? room->watches->n_filters : 0;
+	return room->watches ? room->watches->n_watches : 0;
 }
 
 static void collect(struct watch_room *wr, GPtrArray *list, GPtrArray *out)
 {
 	for (guint i = 0; list && i < list->len; i++) {
 		struct watch *w = g_ptr_array_index(list, i);
-		if (w->mark != wr->mark) {
-			w->mark = wr->mark;
+		if (w->mark != wr->seen) {
+			w->mark = wr->seen;
 			g_ptr_array_add(out, w);
 		}
 	}
@@ -192,54 +245,31 @@ static void lookup(struct watch_room *wr, enum anchor_kind kind, const char *key
 	collect(wr, g_hash_table_lookup(wr->index, &a), out);
 }
 
-/* The watches filed under something M (and the role) has. */
-static void collect_meta(struct watch_room *wr, const struct meta *m, GPtrArray *out)
-{
-	for (size_t i = 0; i < m->n_tags; i++)
-		lookup(wr, A_TAG, m->tags[i].ptr, m->tags[i].len, NULL, 0, out);
-	for (size_t i = 0; i < m->n_props; i++) {
-		const struct meta_prop *p = &m->props[i];
-		lookup(wr, A_KEY, p->key.ptr, p->key.len, NULL, 0, out);
-		if (p->value.type == META_STRING) {
-			lookup(wr, A_STRING, p->key.ptr, p->key.len, p->value.s.ptr, p->value.s.len, out);
-		} else if (p->value.type == META_BOOL) {
-			const char *t;
-			size_t n;
-			bool_text(p->value.b, &t, &n);
-			lookup(wr, A_BOOL, p->key.ptr, p->key.len, t, n, out);
-		}
-	}
-}
-
-void watch_candidates(const struct peer *p, const struct meta *old, const struct meta *new,
-		      GPtrArray *out)
+void watch_candidates(const struct peer *p, GPtrArray *out)
 {
 	struct watch_room *wr = p->room->watches;
+	const struct meta *m = p->meta;
 
 	if (!wr)
 		return;
-	wr->mark++;
-	collect(wr, wr->everyone, out);
-	if (g_hash_table_size(wr->index) == 0)
-		return;
+	wr->seen++;
+	collect(wr, wr->presence, out);
+	collect(wr, wr->anywhere, out);
 	lookup(wr, A_ROLE, p->role, strlen(p->role), NULL, 0, out);
-	if (old)
-		collect_meta(wr, old, out);
-	if (new && new != old)
-		collect_meta(wr, new, out);
-}
-
-bool watch_matches(struct watch *w, const char *role, const struct meta *m, bool *lost)
-{
-	bool match;
-
-	*lost = false;
-	if (!w->filter)
-		return true;
-	filter_rearm(w->filter);
-	match = filter_match(w->filter, role, m);
-	*lost = filter_exhausted(w->filter);
-	return match && !*lost;
+	for (size_t i = 0; i < m->n_tags; i++)
+		lookup(wr, A_TAG, m->tags[i].ptr, m->tags[i].len, NULL, 0, out);
+	for (size_t i = 0; i < m->n_props; i++) {
+		const struct meta_prop *mp = &m->props[i];
+		lookup(wr, A_KEY, mp->key.ptr, mp->key.len, NULL, 0, out);
+		if (mp->value.type == META_STRING) {
+			lookup(wr, A_STRING, mp->key.ptr, mp->key.len, mp->value.s.ptr, mp->value.s.len, out);
+		} else if (mp->value.type == META_BOOL) {
+			const char *t;
+			size_t n;
+			bool_text(mp->value.b, &t, &n);
+			lookup(wr, A_BOOL, mp->key.ptr, mp->key.len, t, n, out);
+		}
+	}
 }
 
 static bool tags_equal(const struct meta *a, const struct meta *b)
@@ -260,15 +290,17 @@ static int key_cmp(const struct meta_str *a, const struct meta_str *b)
 	return memcmp(a->ptr, b->ptr, a->len);
 }
 
-bool watch_reads_change(const struct watch *w, const struct meta *old, const struct meta *new)
+void watch_readers(const struct peer *p, const struct meta *old, const struct meta *new,
+		   GPtrArray *out)
 {
-	const struct filter *f = w->filter;
+	struct watch_room *wr = p->room->watches;
 	size_t i = 0, j = 0;
 
-	if (!f)
-		return true;
-	if (filter_reads_tags(f) && !tags_equal(old, new))
-		return true;
+	if (!wr)
+		return;
+	wr->seen++;
+	if (!tags_equal(old, new))
+		lookup(wr, R_TAGS, NULL, 0, NULL, 0, out);
 	/* both ordered: one walk finds the keys added, removed or changed */
 	while (i < old->n_props || j < new->n_props) {
 		const struct meta_prop *a = i < old->n_props ? &old->props[i] : NULL;
@@ -287,8 +319,65 @@ bool watch_reads_change(const struct watch *w, const struct meta *old, const str
 			i++;
 			j++;
 		}
-		if (changed && filter_reads_prop(f, changed->key.ptr, changed->key.len))
-			return true;
+		if (changed)
+			lookup(wr, R_PROP, changed->key.ptr, changed->key.len, NULL, 0, out);
 	}
+}
+
+void watch_presence(const struct peer *p, GPtrArray *out)
+{
+	struct watch_room *wr = p->room->watches;
+
+	if (wr)
+		g_ptr_array_extend(out, wr->presence, NULL, NULL);
+}
+
+bool watch_matches(struct watch *w, const char *role, const struct meta *m, bool *lost)
+{
+	bool match;
+
+	*lost = false;
+	if (!w->filter)
+		return true;
+	filter_rearm(w->filter);
+	match = filter_match(w->filter, role, m);
+	*lost = filter_exhausted(w->filter);
+	return match && !*lost;
+}
+
+bool watch_holds(const struct watch *w, const struct peer *p)
+{
+	for (guint i = 0; p->watches_in && i < p->watches_in->len; i++)
+		if (g_ptr_array_index(p->watches_in, i) == w)
+			return true;
 	return false;
+}
+
+void watch_hold(struct watch *w, struct peer *p)
+{
+	if (!p->watches_in)
+		p->watches_in = g_ptr_array_new();
+	g_ptr_array_add(p->watches_in, w);
+}
+
+void watch_release(struct watch *w, struct peer *p)
+{
+	if (p->watches_in && g_ptr_array_remove_fast(p->watches_in, w) && p->watches_in->len == 0)
+		g_clear_pointer(&p->watches_in, g_ptr_array_unref);
+}
+
+void watch_mark_members(struct peer *p)
+{
+	struct watch_room *wr = p->room->watches;
+
+	if (!wr)
+		return;
+	wr->members++;
+	for (guint i = 0; p->watches_in && i < p->watches_in->len; i++)
+		((struct watch *)g_ptr_array_index(p->watches_in, i))->member = wr->members;
+}
+
+bool watch_marked(const struct watch *w)
+{
+	return w->member == w->wr->members;
 }

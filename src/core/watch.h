@@ -3,15 +3,18 @@
  * watches it can concern.
  *
  * A watch is a discovery filter kept alive, or (no filter) a presence
- * subscription.  Each filter watch is filed under its anchors (filter.h:
- * a role, a tag, a property, a property's value that every peer it
- * matches must have); a change of peer P looks up P's own role, tags,
- * properties and values, so a watch P cannot match is never evaluated.
- * Watches with no anchor, and presence, are tried on every change.
- * Membership is not stored: whether P is in a watch's set is the filter
- * applied to P's metadata, before and after a change, so a watch costs
- * its filter and its index entries, whatever the room's size.  Pure data:
- * what is sent, and to whom, is the router's. */
+ * subscription.  Two indexes per room find the watches a change can
+ * concern without trying the others:
+ * - by anchor (filter.h: a role, a tag, a property, a property's value
+ *   that every peer the filter matches must have): a peer that joins is
+ *   tried only against the watches filed under something it has (and
+ *   those with no anchor);
+ * - by what a filter reads (its properties, the tags): an update is
+ *   tried only against the watches that read something it changed.
+ * Each peer lists the watches whose set holds it, so an update that
+ * changes nothing a watch reads tells that watch's members "updated" and
+ * costs the others nothing, and leaving costs no evaluation at all.
+ * Pure data: what is sent, and to whom, is the router's (core/events.h). */
 #pragma once
 
 #include "core/filter.h"
@@ -25,31 +28,49 @@ struct watch_room;
 struct watch {
 	char *id;              /* the watch_id; NULL for presence */
 	void *owner;           /* the watcher's connection */
-	const struct peer *self; /* the watcher: never told about itself */
+	const struct peer *self; /* the watcher: never in its own set */
 	struct filter *filter; /* NULL: presence, every peer */
 	struct watch_room *wr;
-	GPtrArray *anchors;    /* the index entries it is filed under */
-	guint mark;            /* watch_candidates' de-duplication */
+	GPtrArray *filed;      /* the index entries it is filed under */
+	bool anchored;         /* filed under anchors, not with everyone */
+	guint mark;            /* de-duplication of candidates */
+	guint member;          /* watch_mark_members() */
 };
 
-/* A new watch in ROOM (taking FILTER; NULL: presence).  ID is copied. */
+/* A new watch in ROOM (taking FILTER; NULL: presence), its set empty
+ * (watch_fill).  ID is copied. */
 struct watch *watch_add(struct room *room, void *owner, const struct peer *self, const char *id,
 			struct filter *filter);
-/* Unfiles and frees W; the room's index goes with its last watch. */
+/* Puts in W's set every peer of its room its filter matches: 0, or
+ * -E2BIG when that needed more than the filter's budget (W stays empty). */
+int watch_fill(struct watch *w);
+/* Takes W out of its members' lists and the indexes and frees it; the
+ * room's index goes with its last watch. */
 void watch_remove(struct watch *w);
-/* Filter watches (not presence) in ROOM. */
+/* Watches in ROOM, presence subscriptions included: each change of a
+ * peer may cost one event per watch. */
 unsigned watch_room_count(const struct room *room);
 
-/* Appends to OUT the watches of P's room that may match P with metadata
- * OLD or NEW (either NULL): every presence subscription, every watch
- * with no anchor, and those filed under something P has, each once.
- * P's own watches among them are the caller's to skip (watch.self). */
-void watch_candidates(const struct peer *p, const struct meta *old, const struct meta *new,
-		      GPtrArray *out);
+/* The watches a peer P joining its room may concern: every presence
+ * subscription, and the filter watches filed under something P has or
+ * under nothing.  Each once; P's own are the caller's to skip. */
+void watch_candidates(const struct peer *p, GPtrArray *out);
+/* The filter watches of P's room that read something that differs
+ * between OLD and NEW metadata (P's update).  Each once. */
+void watch_readers(const struct peer *p, const struct meta *old, const struct meta *new,
+		   GPtrArray *out);
+/* The presence subscriptions of P's room. */
+void watch_presence(const struct peer *p, GPtrArray *out);
 
-/* Whether W's set holds a peer of ROLE with metadata M.  *LOST: the
+/* Whether W's filter matches a peer of ROLE with metadata M.  *LOST: the
  * filter needed more than its budget (the watch cannot be kept). */
 bool watch_matches(struct watch *w, const char *role, const struct meta *m, bool *lost);
-/* Whether going from OLD to NEW can change W's answer: a property or the
- * tags it reads differ. */
-bool watch_reads_change(const struct watch *w, const struct meta *old, const struct meta *new);
+
+/* P's membership of W's set. */
+bool watch_holds(const struct watch *w, const struct peer *p);
+void watch_hold(struct watch *w, struct peer *p);
+void watch_release(struct watch *w, struct peer *p);
+/* Marks the watches P is in, so that watch_marked() answers
+ * watch_holds() for them in O(1) until the next mark of the room. */
+void watch_mark_members(struct peer *p);
+bool watch_marked(const struct watch *w);

@@ -9,7 +9,9 @@
  * (fuzz_check_output: finding 7), with known error codes, others' private
  * metadata never shown, peer_list without its asker, a registration
  * answered with exactly the room and peer id asked for (finding 13);
- * nothing is sent to a session after its disconnect; each registered peer
+ * events (presence, watches) are never about their receiver and show
+ * only public metadata, and a slow watcher loses its watch, never its
+ * connection; nothing is sent to a session after its disconnect; each registered peer
  * is owned by a live session whose peer it is, and each session's peer is
  * in the registry; one message costs at most ROUTER_BUDGET_US of CPU; at
  * the end, with every session gone, the registry is empty.
@@ -154,6 +156,17 @@ static void check_message(const struct session *s, const char *text, size_t len)
 			json_object_object_foreach(peers, id, md)
 				check_public(id, md);
 		}
+	} else if (g_str_has_prefix(type, "peer_") && strcmp(type, "peer_list") != 0 &&
+		   strcmp(type, "peer_message") != 0) {
+		json_object *p = o, *id, *md;
+		if (strcmp(type, "peer_left") != 0 && !json_object_object_get_ex(o, "peer", &p))
+			fuzz_fail("%s without peer", type);
+		if (!json_object_object_get_ex(p, "peer_id", &id))
+			fuzz_fail("%s without peer_id", type);
+		if (self && strcmp(json_object_get_string(id), self) == 0)
+			fuzz_fail("%s about its receiver %s", type, self);
+		if (json_object_object_get_ex(p, "metadata", &md))
+			check_public(type, md);
 	} else if (strcmp(type, "peer_list") == 0) {
 		if (!json_object_object_get_ex(o, "peers", &peers) ||
 		    !json_object_is_type(peers, json_type_array))
@@ -208,7 +221,27 @@ static void fake_close(void *ctx, struct client *c, int code, const char *reason
 	s->close_code = code;
 }
 
-static const struct router_ops ops = { .send = fake_send, .close = fake_close };
+/* As ws.c: events within half the bound, refused past it (the session
+ * stays open), a forced one (watch_lost) queued whatever. */
+static int fake_event(void *ctx, struct client *c, struct msgbuf *m, bool force)
+{
+	struct world *w = ctx;
+	struct session *s = session_of(w, c, "event");
+
+	if (!force && !s->close_code && s->queued + m->len > w->cfg->max_queued_bytes / 2)
+		return -ENOBUFS;
+	if (!force)
+		return fake_send(ctx, c, m);
+	fuzz_check_output("router event", msgbuf_text(m), m->len);
+	check_message(s, msgbuf_text(m), m->len);
+	if (s->close_code)
+		return -EPIPE;
+	s->queued += m->len;
+	s->sent++;
+	return 0;
+}
+
+static const struct router_ops ops = { .send = fake_send, .event = fake_event, .close = fake_close };
 
 static struct session *session_new(unsigned i)
 {
