@@ -920,6 +920,9 @@ struct watchb {
 	uint64_t events, lost;
 	/* watch creation: watchers with all their watches */
 	unsigned made;
+	/* at the end, each filter's set size: a plain query per filter */
+	unsigned sizing; /* filters asked so far (0: not sizing) */
+	int64_t set_size[G_N_ELEMENTS(watch_filters)];
 	long *watch_no;     /* [watcher * per + j]: the N of its j-th "wN", 0 none */
 	uint32_t *ev_count; /* [(watcher * per + j) * updaters + u]: events about u */
 	int64_t *t_sent;    /* [u * cap + k]: when update k of u left (toggle) */
@@ -997,6 +1000,32 @@ static void watch_made(struct watchb *w, struct member *m, const char *type, con
 		w->made++;
 }
 
+/* Watcher 0 asks filter w->sizing - 1 as a plain query, no limit. */
+static void watch_size_next(struct watchb *w)
+{
+	g_string_printf(w->msg, "{\"type\":\"discover_peers\",\"filters\":%s}",
+			watch_filters[w->sizing++]);
+	crowd_send(w->cr, &w->cr->members[0], "discover_peers", w->msg->str, w->msg->len);
+}
+
+static void watch_sized(struct watchb *w, struct member *m, const char *text, size_t len)
+{
+	static const char key[] = "\"count\":";
+	const char *p = memmem(text, len, key, sizeof key - 1);
+
+	w->set_size[w->sizing - 1] = p ? g_ascii_strtoll(p + sizeof key - 1, NULL, 10) : -1;
+	if (w->sizing < G_N_ELEMENTS(watch_filters))
+		watch_size_next(w);
+	else
+		w->sizing = G_N_ELEMENTS(watch_filters) + 1; /* done */
+}
+
+static bool watch_sized_all(void *data)
+{
+	struct watchb *w = data;
+	return w->broken || w->sizing > G_N_ELEMENTS(watch_filters);
+}
+
 /* peer_joined / peer_updated / peer_left of one of M's watches: which
  * watch, about which updater, and (toggle, measured) how long after the
  * update it answers.  A watch hears of updater u's updates in order, one
@@ -1052,7 +1081,9 @@ static void watch_message(struct crowd *cr, struct member *m, const char *type, 
 			watch_barrier(w);
 		return;
 	}
-	if (strcmp(type, "peer_list") == 0 || strcmp(type, "error") == 0)
+	if (w->sizing && m->idx == 0 && (strcmp(type, "peer_list") == 0 || strcmp(type, "error") == 0))
+		watch_sized(w, m, text, len);
+	else if (strcmp(type, "peer_list") == 0 || strcmp(type, "error") == 0)
 		watch_made(w, m, type, text, len);
 	else if (strcmp(type, "pong") == 0)
 		w->pongs++;
@@ -1187,6 +1218,7 @@ static int run_watch(struct bench *b)
 	struct proc_sample s0, s1;
 	int64_t elapsed = 0, toggle_elapsed = 0;
 	long rss0 = -1, rss1 = -1;
+	double members_per_watch = -1;
 	json_object *phases = json_object_new_object();
 	struct stage st;
 
@@ -1230,6 +1262,17 @@ static int run_watch(struct bench *b)
 	json_object_object_add(phases, "toggle",
 			       watch_measure(&w, UPD_TOGGLE, warm, per_toggle, &b->before, &b->after,
 					     &toggle_elapsed));
+	/* A watch keeps its set: how many peers the watches hold (the
+	 * updaters are busy again), from one plain query per filter. */
+	if (!w.broken) {
+		watch_size_next(&w);
+		if (wsloop_run(st.loop, watch_sized_all, NULL, &w, 100, b->deadline) == 0 && !w.broken) {
+			double held = 0;
+			for (size_t i = 0; i < (size_t)w.watchers * w.per; i++)
+				held += (double)w.set_size[i % G_N_ELEMENTS(watch_filters)];
+			members_per_watch = held / ((double)w.watchers * w.per);
+		}
+	}
 report:;
 	static const char *const names[] = { "peers", "watchers", "watches", "updaters", "updates",
 					     "toggles", "warmup" };
@@ -1249,8 +1292,13 @@ report:;
 		json_object_object_add(b->out, "rss_kib_without_watches", json_object_new_int64(rss0));
 		json_object_object_add(b->out, "rss_kib_with_watches", json_object_new_int64(rss1));
 		json_object_object_add(b->out, "rss_bytes_per_watch", json_object_new_double(per_watch));
-		fprintf(stderr, "watch: daemon RSS %ld KiB without watches, %ld KiB with %u: %.0f bytes per watch\n",
+		fprintf(stderr, "watch: daemon RSS %ld KiB without watches, %ld KiB with %u: %.0f bytes per watch",
 			rss0, rss1, w.watchers * w.per, per_watch);
+		if (members_per_watch >= 0) {
+			json_object_object_add(b->out, "members_per_watch", json_object_new_double(members_per_watch));
+			fprintf(stderr, ", %.0f peers in its set on average", members_per_watch);
+		}
+		fprintf(stderr, "\n");
 	}
 	static const char *const order[] = { "none_other", "watched_other", "none_read", "watched_read",
 					      "toggle" };

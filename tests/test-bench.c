@@ -428,7 +428,10 @@ static void test_churn(void)
 	assert_clean(&r);
 	assert_daemon_agrees(m, r.out);
 	g_assert_cmpint(jint(r.out, "counts.registrations"), ==, 12 + 4);
-	g_assert_cmpint(jint(r.out, "counts.sent.discover_peers"), ==, 12);
+	/* The 12 watches, then one plain query per filter (the sets' sizes). */
+	g_assert_cmpint(jint(r.out, "counts.sent.discover_peers"), ==, 12 + 10);
+	g_assert_cmpint(jint(r.out, "counts.discoveries"), ==, 12 + 10);
+	g_assert_true(jint(r.out, "members_per_watch") > 0);
 	g_assert_cmpint(jint(r.out, "counts.discoveries"), ==, 12);
 	g_assert_cmpint(jint(r.out, "counts.sent.close"), ==, 12);
 	g_assert_cmpint(jint(r.out, "ops"), ==, 12);
@@ -460,7 +463,10 @@ static void test_watch(void)
 	g_assert_cmpint(jint(r.out, "counts.registrations"), ==, 20 + 4 + 2);
 	g_assert_cmpint(jint(r.out, "watches_made"), ==, 12);
 	g_assert_cmpint(jint(r.out, "watches_lost"), ==, 0);
-	g_assert_cmpint(jint(r.out, "counts.sent.discover_peers"), ==, 12);
+	/* The 12 watches, then one plain query per filter (the sets' sizes). */
+	g_assert_cmpint(jint(r.out, "counts.sent.discover_peers"), ==, 12 + 10);
+	g_assert_cmpint(jint(r.out, "counts.discoveries"), ==, 12 + 10);
+	g_assert_true(jint(r.out, "members_per_watch") > 0);
 	/* Per updater: one to busy, 2 warmup and 10 measured updates in each
 	 * of the four phases that match nothing, 2 warmup and 4 toggles. */
 	g_assert_cmpint(jint(r.out, "counts.sent.update_metadata"), ==, 2 * (1 + 4 * (2 + 10) + 2 + 4));
