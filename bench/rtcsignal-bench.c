@@ -1320,6 +1320,16 @@ report:;
 		json_object_object_add(b->out, "watched_over_none_other", json_object_new_double(r_other));
 		json_object_object_add(b->out, "watched_over_none_read", json_object_new_double(r_read));
 		g_string_append_printf(line, "; with/without watches %.2f (other), %.2f (read)", r_other, r_read);
+		/* What one evaluation adds: the read phases differ by them only. */
+		json_object *ev = json_object_object_get(json_object_object_get(phases, "watched_read"),
+							 "evaluations_per_update");
+		double n_ev = ev ? json_object_get_double(ev) : 0;
+		if (n_ev > 0) {
+			double ns = (phase_cpu(json_object_object_get(phases, "watched_read"), "run") -
+				     phase_cpu(json_object_object_get(phases, "none_read"), "run")) * 1000 / n_ev;
+			json_object_object_add(b->out, "ns_per_evaluation", json_object_new_double(ns));
+			g_string_append_printf(line, "; %.0f ns per evaluation", ns);
+		}
 	}
 	fprintf(stderr, "%s\n", line->str);
 	g_string_free(line, TRUE);
