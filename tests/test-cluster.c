@@ -522,8 +522,9 @@ static void test_instance_death(void)
 }
 
 /* Redis killed: degraded, forwards fail at once; local changes go on.
- * Restarted empty: both announce again, the views converge, and an id
- * claimed on both during the outage ends with one owner. */
+ * Restarted empty: both announce again, the views converge without
+ * telling a peer that stayed gone, and an id claimed on both during the
+ * outage ends with one owner. */
 static void test_outage(void)
 {
 	struct testredis *r = testredis_start();
@@ -566,6 +567,12 @@ static void test_outage(void)
 	g_autofree char *od = owner(r, "o", "dup");
 	g_assert_cmpstr(od, ==, "B");
 	g_assert_nonnull(remote(&a, "o", "pb"));
+	/* pb stayed throughout: never told gone, though A's first snapshot
+	 * may have come before B announced again; pa, withdrawn unheard,
+	 * went once it stayed missing */
+	g_assert_cmpuint(removals(&a, "o", "pb"), ==, 0);
+	g_assert_cmpuint(removals(&b, "o", "pa"), ==, 1);
+	g_assert_cmpstr(removal_why(&b, "o", "pa"), ==, "timeout");
 	g_assert_true(cluster_view_ready(a.c, "o") && cluster_view_ready(b.c, "o"));
 	g_assert_cmpint(a.downs, ==, 1);
 	g_assert_cmpint(a.ups, ==, 2);

@@ -36,6 +36,10 @@ struct vpeer {
 	char *fields; /* "INSTANCE\0EPOCH\0CONNECTED_AT\0ROLE\0PRINCIPAL\0META" */
 	const char *instance, *epoch, *role, *principal, *meta;
 	int64_t connected_at;
+	/* Missing from the first snapshot after an outage (a Redis that came
+	 * back empty): kept until then, unless its instance announces it
+	 * again; 0 once it is confirmed. */
+	uint64_t unconfirmed_until_ms;
 };
 
 struct view {
@@ -47,6 +51,8 @@ struct view {
 	uint64_t load_gen;  /* which load a reply answers */
 	GQueue buffer;      /* GBytes events that came while loading */
 	bool overflowed;    /* some were dropped: load again */
+	bool after_outage;  /* the next load is the first since Redis came back */
+	unsigned unconfirmed; /* peers with unconfirmed_until_ms set */
 };
 
 struct local {
@@ -259,8 +265,12 @@ static void view_set(struct cluster *c, struct view *v, const char *peer, struct
 	struct vpeer *old = g_hash_table_lookup(v->peers, peer);
 	bool old_remote = old && is_remote(c, old);
 
+	if (old && old->unconfirmed_until_ms) {
+		old->unconfirmed_until_ms = 0;
+		v->unconfirmed--;
+	}
 	if (old && nv && !strcmp(old->value, nv->value)) {
-		vpeer_free(nv);
+		vpeer_free(nv); /* nothing happened to it: nothing to tell */
 		return;
 	}
 	if (old_remote && (!nv || strcmp(old->instance, nv->instance)))
@@ -397,8 +407,20 @@ static void view_loaded(struct cluster *c, struct view *v, redisReply *r)
 	while (g_hash_table_iter_next(&it, (void **)&id, (void **)&p))
 		if (!g_hash_table_contains(seen, id))
 			g_ptr_array_add(gone, g_strdup(id));
-	for (guint i = 0; i < gone->len; i++)
+	for (guint i = 0; i < gone->len; i++) {
+		p = g_hash_table_lookup(v->peers, gone->pdata[i]);
+		/* After an outage the snapshot may predate the other instances'
+		 * announcing again: their peers are not told gone unless they
+		 * stay missing for an instance_ttl (view_expire). */
+		if (v->after_outage && is_remote(c, p)) {
+			if (!p->unconfirmed_until_ms)
+				v->unconfirmed++;
+			p->unconfirmed_until_ms = now_ms() + c->ttl_ms;
+			continue;
+		}
 		view_set(c, v, gone->pdata[i], NULL, "disconnected");
+	}
+	v->after_outage = false;
 	v->seq = (uint64_t)r->element[0]->integer;
 
 	/* then what came during the load, newer than the snapshot */
@@ -916,6 +938,7 @@ static void conn_lost(struct cluster *c, const char *why)
 	while (g_hash_table_iter_next(&it, NULL, (void **)&v)) {
 		view_clear_buffer(v);
 		v->st = V_DOWN;
+		v->after_outage = true;
 	}
 	if (cmd)
 		redisAsyncFree(cmd);
@@ -935,10 +958,34 @@ static void conn_lost(struct cluster *c, const char *why)
 	uv_timer_start(&c->retry, on_retry, c->backoff_ms, 0);
 }
 
+/* The peers a snapshot after an outage lacked, and nobody announced
+ * since: gone (their instance died meanwhile, or withdrew them unheard). */
+static void view_expire(struct cluster *c, struct view *v, uint64_t now)
+{
+	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
+	GHashTableIter it;
+	char *id;
+	struct vpeer *p;
+
+	g_hash_table_iter_init(&it, v->peers);
+	while (g_hash_table_iter_next(&it, (void **)&id, (void **)&p))
+		if (p->unconfirmed_until_ms && p->unconfirmed_until_ms <= now)
+			g_ptr_array_add(gone, g_strdup(id));
+	for (guint i = 0; i < gone->len; i++)
+		view_set(c, v, gone->pdata[i], NULL, "timeout");
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct cluster *c = t->data;
 	uint64_t now = now_ms();
+	GHashTableIter it;
+	struct view *v;
+
+	g_hash_table_iter_init(&it, c->views);
+	while (g_hash_table_iter_next(&it, NULL, (void **)&v))
+		if (v->unconfirmed && v->st == V_READY)
+			view_expire(c, v, now);
 
 	if (c->st == ST_CONNECTING && now - c->connect_started_ms > c->ttl_ms) {
 		conn_lost(c, "connect timed out");
