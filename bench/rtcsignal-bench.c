@@ -920,6 +920,9 @@ struct watchb {
 	uint64_t events, lost;
 	/* watch creation: watchers with all their watches */
 	unsigned made;
+	/* at the end, the watches ended: watchers done unwatching */
+	bool unwatching;
+	unsigned unwatched;
 	/* at the end, each filter's set size: a plain query per filter */
 	unsigned sizing; /* filters asked so far (0: not sizing) */
 	int64_t set_size[G_N_ELEMENTS(watch_filters)];
@@ -998,6 +1001,21 @@ static void watch_made(struct watchb *w, struct member *m, const char *type, con
 		watch_request(w, m);
 	else
 		w->made++;
+}
+
+/* Watcher M ends its watch number M->seq (of those it made). */
+static void watch_unwatch_next(struct watchb *w, struct member *m)
+{
+	g_string_printf(w->msg, "{\"type\":\"unwatch\",\"watch_id\":\"w%ld\"}",
+			w->watch_no[m->idx * w->per + m->seq]);
+	m->seq++;
+	crowd_send(w->cr, m, "unwatch", w->msg->str, w->msg->len);
+}
+
+static bool watch_unwatched_all(void *data)
+{
+	struct watchb *w = data;
+	return w->broken || w->unwatched >= w->watchers;
 }
 
 /* Watcher 0 asks filter w->sizing - 1 as a plain query, no limit. */
@@ -1081,7 +1099,12 @@ static void watch_message(struct crowd *cr, struct member *m, const char *type, 
 			watch_barrier(w);
 		return;
 	}
-	if (w->sizing && m->idx == 0 && (strcmp(type, "peer_list") == 0 || strcmp(type, "error") == 0))
+	if (w->unwatching && (strcmp(type, "unwatched") == 0 || strcmp(type, "error") == 0)) {
+		if (m->seq < w->per)
+			watch_unwatch_next(w, m);
+		else
+			w->unwatched++;
+	} else if (w->sizing && m->idx == 0 && (strcmp(type, "peer_list") == 0 || strcmp(type, "error") == 0))
 		watch_sized(w, m, text, len);
 	else if (strcmp(type, "peer_list") == 0 || strcmp(type, "error") == 0)
 		watch_made(w, m, type, text, len);
@@ -1273,6 +1296,27 @@ static int run_watch(struct bench *b)
 			members_per_watch = held / ((double)w.watchers * w.per);
 		}
 	}
+	/* The watches ended, the first phase again: the phases without
+	 * watches ran first, right after the room filled; this one runs
+	 * after everything else, as the watched phases did. */
+	if (!w.broken) {
+		w.unwatching = true;
+		for (unsigned i = 0; i < w.watchers; i++) {
+			w.cr->members[i].seq = 0;
+			watch_unwatch_next(&w, &w.cr->members[i]);
+		}
+		if (wsloop_run(st.loop, watch_unwatched_all, NULL, &w, 100, b->deadline) < 0 || w.broken)
+			b->completed = false;
+		w.unwatching = false;
+		if (!w.broken) {
+			json_object_object_add(phases, "none_other_after",
+					       watch_measure(&w, UPD_OTHER, warm, per_other, &s0, &s1,
+							     &elapsed));
+			json_object_object_add(phases, "none_read_after",
+					       watch_measure(&w, UPD_READ, warm, per_other, &s0, &s1,
+							     &elapsed));
+		}
+	}
 report:;
 	static const char *const names[] = { "peers", "watchers", "watches", "updaters", "updates",
 					     "toggles", "warmup" };
@@ -1301,7 +1345,7 @@ report:;
 		fprintf(stderr, "\n");
 	}
 	static const char *const order[] = { "none_other", "watched_other", "none_read", "watched_read",
-					      "toggle" };
+					      "toggle", "none_other_after", "none_read_after" };
 	GString *line = g_string_new("watch: server CPU per update (run time)");
 	for (size_t i = 0; i < G_N_ELEMENTS(order); i++) {
 		json_object *ph = json_object_object_get(phases, order[i]);
@@ -1312,10 +1356,14 @@ report:;
 		if (ev)
 			g_string_append_printf(line, " (%.0f evaluations)", json_object_get_double(ev));
 	}
+	/* Against the phases without watches run last (closest in the run
+	 * to the watched ones; the first ones follow the room's filling). */
+	json_object *no_other = json_object_object_get(phases, "none_other_after");
+	json_object *no_read = json_object_object_get(phases, "none_read_after");
 	double r_other = phase_cpu(json_object_object_get(phases, "watched_other"), "run") /
-			 phase_cpu(json_object_object_get(phases, "none_other"), "run");
+			 phase_cpu(no_other ? no_other : json_object_object_get(phases, "none_other"), "run");
 	double r_read = phase_cpu(json_object_object_get(phases, "watched_read"), "run") /
-			phase_cpu(json_object_object_get(phases, "none_read"), "run");
+			phase_cpu(no_read ? no_read : json_object_object_get(phases, "none_read"), "run");
 	if (json_object_object_get(phases, "watched_read")) {
 		json_object_object_add(b->out, "watched_over_none_other", json_object_new_double(r_other));
 		json_object_object_add(b->out, "watched_over_none_read", json_object_new_double(r_read));
@@ -1326,7 +1374,8 @@ report:;
 		double n_ev = ev ? json_object_get_double(ev) : 0;
 		if (n_ev > 0) {
 			double ns = (phase_cpu(json_object_object_get(phases, "watched_read"), "run") -
-				     phase_cpu(json_object_object_get(phases, "none_read"), "run")) * 1000 / n_ev;
+				     phase_cpu(no_read ? no_read : json_object_object_get(phases, "none_read"),
+					       "run")) * 1000 / n_ev;
 			json_object_object_add(b->out, "ns_per_evaluation", json_object_new_double(ns));
 			g_string_append_printf(line, "; %.0f ns per evaluation", ns);
 		}

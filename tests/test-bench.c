@@ -468,8 +468,13 @@ static void test_watch(void)
 	g_assert_cmpint(jint(r.out, "counts.discoveries"), ==, 12 + 10);
 	g_assert_true(jint(r.out, "members_per_watch") > 0);
 	/* Per updater: one to busy, 2 warmup and 10 measured updates in each
-	 * of the four phases that match nothing, 2 warmup and 4 toggles. */
-	g_assert_cmpint(jint(r.out, "counts.sent.update_metadata"), ==, 2 * (1 + 4 * (2 + 10) + 2 + 4));
+	 * of the six phases that match nothing, 2 warmup and 4 toggles. */
+	g_assert_cmpint(jint(r.out, "counts.sent.update_metadata"), ==, 2 * (1 + 6 * (2 + 10) + 2 + 4));
+	/* Every watch ended before the last two. */
+	g_assert_cmpint(jint(r.out, "counts.sent.unwatch"), ==, 12);
+	g_assert_cmpint(jint(r.out, "counts.received.unwatched"), ==, 12);
+	g_assert_cmpint(jint(r.out, "phases.none_other_after.events"), ==, 0);
+	g_assert_cmpint(jint(r.out, "phases.none_read_after.evaluations_per_update"), ==, 0);
 	g_assert_cmpint(jint(r.out, "counts.received.metadata_updated"), ==,
 			jint(r.out, "counts.sent.update_metadata"));
 	g_assert_cmpint(jint(r.out, "phases.none_other.events"), ==, 0);
