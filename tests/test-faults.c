@@ -2,9 +2,10 @@
  * key set endpoint down or hanging past the fetch timeout (test-auth
  * covers garbage and 404), then back; the room store's disk full while
  * running (a small tmpfs in a user and mount namespace of the daemon's
- * own), read-only at start, and kill -9 after acknowledged writes; the
- * wall clock stepped (libfaketime); kill -9 under load with socket
- * activation. */
+ * own), read-only at start, read-only while running (an ext4 image on a
+ * loop device that an error turns read-only), and kill -9 after
+ * acknowledged writes; the wall clock stepped (libfaketime); kill -9
+ * under load with socket activation. */
 #include "httpsd.h"
 #include "jwtmint.h"
 #include "testd.h"
@@ -510,6 +511,148 @@ static void test_store_readonly_at_start(void)
 	(void)!system(rm);
 }
 
+/* Runs the shell command CMD; its exit status (-1 when it did not run). */
+static int sh(const char *cmd)
+{
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	int status = -1;
+	g_autofree char *out = NULL;
+
+	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out, NULL,
+			  &status, NULL))
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The device mounted on DIR in PID's mount namespace ("loop3"), or NULL. */
+static char *mounted_device(GPid pid, const char *dir)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/mountinfo", (int)pid), *text = NULL;
+	char *dev = NULL;
+
+	g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+	g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+	for (char **l = lines; *l && !dev; l++) {
+		g_auto(GStrv) f = g_strsplit(*l, " ", -1);
+		const char *sep = strstr(*l, " - ");
+		if (g_strv_length(f) > 4 && strcmp(f[4], dir) == 0 && sep) {
+			g_auto(GStrv) tail = g_strsplit(sep + 3, " ", 3);
+			if (g_strv_length(tail) > 1 && g_str_has_prefix(tail[1], "/dev/"))
+				dev = g_strdup(tail[1] + 5);
+		}
+	}
+	return dev;
+}
+
+#define EXT4_MOUNT "mount -o loop,errors=remount-ro '%s' '%s'"
+
+/* The state directory's file system (ext4 on a loop device, mounted
+ * errors=remount-ro in the daemon's own mount namespace) turns read-only
+ * under it, as on an I/O error: the kernel fails every write, through the
+ * descriptors the database already has too (a bind mount made read-only
+ * would not: those keep writing).  Room creation fails with 503, a
+ * journal line (event=backend_lost), rtcsignald_store_errors_total and
+ * /ready say why, and rooms already there keep taking registrations.  The
+ * daemon lets go of the database, so the operator can unmount, repair
+ * and mount it again without stopping the daemon; the next write then
+ * succeeds, /ready is 200 again, and PRAGMA integrity_check finds the
+ * database sound with every room acknowledged. */
+static void test_store_readonly_running(void)
+{
+	if (geteuid() != 0 || sh("command -v mkfs.ext4 && command -v e2fsck && command -v nsenter") != 0) {
+		g_test_skip("needs root, mkfs.ext4, e2fsck and nsenter (Debian: e2fsprogs, util-linux)");
+		return;
+	}
+	g_autofree char *tmp = g_dir_make_tmp("rtcsignald-rorun-XXXXXX", NULL);
+	g_autofree char *img = g_build_filename(tmp, "fs.img", NULL);
+	g_autofree char *dir = g_build_filename(tmp, "state", NULL);
+	g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+	g_autofree char *mkfs = g_strdup_printf("truncate -s 16M '%s' && mkfs.ext4 -q -F '%s'", img, img);
+	g_assert_cmpint(sh(mkfs), ==, 0);
+	g_autofree char *probe = g_strdup_printf("unshare -m sh -c \"" EXT4_MOUNT "\"", img, dir);
+	if (sh(probe) != 0) {
+		g_test_skip("cannot mount an ext4 image on a loop device here (no /dev/loop*?)");
+		g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
+		(void)!system(rm);
+		return;
+	}
+	g_autofree char *mount_cmd = g_strdup_printf(EXT4_MOUNT " && exec \"$@\"", img, dir);
+	/* Killed with the test, should it fail: a daemon left over would
+	 * keep the loop device. */
+	const char *prefix[] = { "setpriv", "--pdeathsig", "KILL", "unshare", "-m", "sh", "-c", mount_cmd, "sh", NULL };
+	const char *args[] = { "--state-dir", dir, NULL };
+	struct testd_opts o = { .conf = STORE_CONF, .prefix = prefix, .args = args };
+	struct testd *d = testd_start_opts(&o);
+	g_autoptr(GPtrArray) acked = g_ptr_array_new_with_free_func(g_free);
+	g_autofree char *room = NULL, *room_token = NULL;
+
+	new_room(d, &room, &room_token);
+	g_ptr_array_add(acked, g_strdup(room));
+	for (int i = 0; i < 5; i++)
+		g_ptr_array_add(acked, create_room(d, 201));
+	g_autofree char *dev = mounted_device(d->pid, dir);
+	g_assert_nonnull(dev);
+	/* Written back first: synchronous=NORMAL leaves commits to the page
+	 * cache, which a file system that fails loses, as a power cut would. */
+	g_autofree char *sync = g_strdup_printf("sync -f /proc/%d/root%s/rooms.db", (int)d->pid, dir);
+	g_assert_cmpint(sh(sync), ==, 0);
+
+	g_autofree char *trigger = g_strdup_printf("/sys/fs/ext4/%s/trigger_fs_error", dev);
+	/* Not g_file_set_contents: it writes a new file and renames it. */
+	FILE *f = fopen(trigger, "w");
+	if (!f || fputs("test-faults: read-only while running", f) < 0 || fclose(f) != 0) {
+		g_test_skip("this kernel has no /sys/fs/ext4/DEV/trigger_fs_error");
+		testd_stop(d);
+		testd_free(d);
+		g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
+		(void)!system(rm);
+		return;
+	}
+
+	/* Read-only: a clear error, counted, logged, and on /ready. */
+	struct httpc_reply r;
+	for (int i = 0; i < 2; i++) {
+		g_assert_cmpint(testd_http(d->admin_port, "POST", "/api/rooms",
+					   "Authorization: Bearer " ADMIN "\r\n", "{}", &r), ==, 0);
+		g_assert_cmpint(r.status, ==, 503);
+		g_assert_nonnull(strstr(r.body->str, "room store is unavailable"));
+		httpc_reply_clear(&r);
+	}
+	g_assert_cmpfloat(testd_metric(d, "rtcsignald_store_errors_total{backend=\"sqlite\"}"), >=, 2);
+	g_assert_true(testd_wait_log(d, "event=backend_lost code=store", 5000));
+	g_assert_true(testd_wait_log(d, "Read-only file system", 1000));
+	testd_expect_ready(d, 503, "room store unavailable");
+	/* Rooms in memory keep serving. */
+	g_autofree char *extra = g_strdup_printf(",\"token\":\"%s\"", room_token);
+	wsc_free(testd_register(d, room, "during", extra));
+
+	/* The operator repairs the file system with the daemon running: it
+	 * holds nothing open there (else umount says "target is busy"). */
+	g_autofree char *repair = g_strdup_printf(
+		"nsenter -t %d -m sh -c \"umount '%s' && { e2fsck -fy '%s' >/dev/null; [ \\$? -le 1 ]; } && " EXT4_MOUNT "\"",
+		(int)d->pid, dir, img, img, dir);
+	g_assert_cmpint(sh(repair), ==, 0);
+
+	/* Writable again: the next write succeeds, without a restart. */
+	g_ptr_array_add(acked, create_room(d, 201));
+	testd_expect_ready(d, 200, NULL);
+	expect_rooms(d, acked);
+	wsc_free(testd_register(d, room, "after", extra));
+	g_autofree char *db = g_strdup_printf("/proc/%d/root%s/rooms.db", (int)d->pid, dir);
+	g_autofree char *check = integrity_of_copy(db);
+	g_assert_cmpstr(check, ==, "ok");
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+
+	/* And from the file system alone, in a daemon of its own. */
+	d = testd_start_opts(&o);
+	expect_rooms(d, acked);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+	g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
+	(void)!system(rm);
+}
+
 /* Every room whose creation was acknowledged survives kill -9 right
  * after, in a database PRAGMA integrity_check finds sound. */
 static void test_store_kill9(void)
@@ -739,6 +882,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/faults/jwks-slow", test_jwks_slow);
 	g_test_add_func("/faults/store-full", test_store_full);
 	g_test_add_func("/faults/store-readonly-at-start", test_store_readonly_at_start);
+	g_test_add_func("/faults/store-readonly-running", test_store_readonly_running);
 	g_test_add_func("/faults/store-kill9", test_store_kill9);
 	g_test_add_func("/faults/clock-steps", test_clock_steps);
 	g_test_add_func("/faults/kill9-socket-activation", test_kill9_socket_activation);

@@ -389,3 +389,68 @@ void testd_expect_ready(struct testd *d, int status, const char *reason_part)
 		g_assert_nonnull(strstr(r.body->str, reason_part));
 	httpc_reply_clear(&r);
 }
+
+static void assert_keys(json_object *o, const char *want)
+{
+	GString *got = g_string_new(NULL);
+	json_object_object_foreach(o, k, v) {
+		(void)v;
+		g_string_append_printf(got, "%s%s", got->len ? " " : "", k);
+	}
+	if (strcmp(got->str, want) != 0)
+		g_error("keys \"%s\", wanted \"%s\" in %s", got->str, want, json_object_to_json_string(o));
+	g_string_free(got, TRUE);
+}
+
+static json_object *next_event(struct wsc *c, const char *type, const char *watch_id)
+{
+	json_object *o = wsc_expect(c, type);
+
+	if (strstr(json_object_to_json_string(o), "\"_"))
+		g_error("a private key in %s", json_object_to_json_string(o));
+	g_assert_cmpstr(testd_str(o, "watch_id"), ==, watch_id);
+	return o;
+}
+
+json_object *testd_expect_peer_event(struct wsc *c, const char *type, const char *watch_id,
+				     const char *peer_id)
+{
+	json_object *o = next_event(c, type, watch_id), *p, *at;
+
+	assert_keys(o, watch_id ? "type watch_id peer" : "type peer");
+	p = json_object_object_get(o, "peer");
+	assert_keys(p, "peer_id role metadata connected_at");
+	g_assert_cmpstr(testd_str(p, "peer_id"), ==, peer_id);
+	g_assert_true(json_object_is_type(json_object_object_get(p, "role"), json_type_string));
+	g_assert_true(json_object_is_type(json_object_object_get(p, "metadata"), json_type_object));
+	at = json_object_object_get(p, "connected_at");
+	g_assert_true(json_object_is_type(at, json_type_double) || json_object_is_type(at, json_type_int));
+	g_assert_cmpfloat(json_object_get_double(at), >, 1.6e9);
+	return o;
+}
+
+void testd_expect_peer_left(struct wsc *c, const char *watch_id, const char *peer_id, const char *reason)
+{
+	json_object *o = next_event(c, "peer_left", watch_id);
+
+	assert_keys(o, watch_id ? "type watch_id peer_id reason" : "type peer_id reason");
+	g_assert_cmpstr(testd_str(o, "peer_id"), ==, peer_id);
+	g_assert_cmpstr(testd_str(o, "reason"), ==, reason);
+	json_object_put(o);
+}
+
+json_object *testd_recv_json_within(struct wsc *c, int timeout_ms)
+{
+	GBytes *b = NULL;
+	gsize len;
+
+	if (wsc_recv(c, timeout_ms, &b, NULL) < 0)
+		return NULL;
+	const char *text = g_bytes_get_data(b, &len);
+	json_tokener *tok = json_tokener_new();
+	json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+	json_tokener_free(tok);
+	g_bytes_unref(b);
+	g_assert_nonnull(o);
+	return o;
+}

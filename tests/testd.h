@@ -105,3 +105,16 @@ void testd_expect_ready(struct testd *d, int status, const char *reason_part);
  * be NULL): the answer's JSON.  Fails the test unless the status is WANT. */
 json_object *testd_admin_api(struct testd *d, const char *token, const char *method,
 			     const char *path, const char *body, int want);
+
+/* Issue 15: the next message on C is a presence event (WATCH_ID NULL) or
+ * a watch event of TYPE (peer_joined, peer_updated) about PEER_ID, its
+ * keys exactly type[, watch_id], peer and its peer exactly a peer_list
+ * entry, with no private ("_") key anywhere; fails the test otherwise.
+ * Returns the message. */
+json_object *testd_expect_peer_event(struct wsc *c, const char *type, const char *watch_id,
+				     const char *peer_id);
+/* The same for peer_left about PEER_ID with REASON. */
+void testd_expect_peer_left(struct wsc *c, const char *watch_id, const char *peer_id, const char *reason);
+/* The next message on C as JSON within TIMEOUT_MS (reading answers the
+ * server's pings meanwhile); NULL on timeout or close. */
+json_object *testd_recv_json_within(struct wsc *c, int timeout_ms);

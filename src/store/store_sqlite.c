@@ -4,8 +4,17 @@
  * crash of the daemon loses nothing (a power cut may lose the last
  * commits, which the daemon's memory had anyway).  Each write is one
  * IMMEDIATE transaction over prepared statements.  Credentials are stored
- * as 32-byte SHA-256 blobs only. */
+ * as 32-byte SHA-256 blobs only.
+ *
+ * A write that fails in the file system (an I/O error, the file system
+ * turned read-only under us) lets go of the database: a handle on a file
+ * system that failed never works again, and while it is open the operator
+ * cannot unmount, repair and mount it again.  The next write opens the
+ * file again by its path (never creating it: an empty database in its
+ * place would lose every room). */
 #include "store/store.h"
+
+#include "util/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -140,8 +149,10 @@ static const char *const stmt_sql[ST__COUNT] = {
 };
 
 struct sq {
-	sqlite3 *db;
+	sqlite3 *db; /* NULL once let go of, until opened again */
 	char *path;
+	char *state_dir;
+	bool lost;   /* the last failure calls for letting go of db */
 	sqlite3_stmt *stmt[ST__COUNT];
 };
 
@@ -191,6 +202,12 @@ static int fail(struct sq *s, int rc, const char *what, GError **err)
 	int sys = s->db ? sqlite3_system_errno(s->db) : 0;
 	const char *msg = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
 
+	/* The file system failed (not: full, busy, a constraint, a file
+	 * replaced under us, which opening it again would not mend). */
+	if (((rc & 0xff) == SQLITE_IOERR && rc != SQLITE_IOERR_NOMEM && sys != ENOSPC) ||
+	    (rc & 0xff) == SQLITE_CANTOPEN || ((rc & 0xff) == SQLITE_READONLY && rc != SQLITE_READONLY_DBMOVED))
+		s->lost = true;
+
 	if (sys > 0 && ((rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_CANTOPEN ||
 			(rc & 0xff) == SQLITE_FULL))
 		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-r), "%s: %s: %s (%s)",
@@ -224,16 +241,25 @@ static int step_done(sqlite3_stmt *stmt)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+static void db_close(struct sq *s)
+{
+	for (int i = 0; i < ST__COUNT; i++) {
+		sqlite3_finalize(s->stmt[i]);
+		s->stmt[i] = NULL;
+	}
+	sqlite3_close(s->db);
+	s->db = NULL;
+}
+
 static void sq_close(void *be)
 {
 	struct sq *s = be;
 
 	if (!s)
 		return;
-	for (int i = 0; i < ST__COUNT; i++)
-		sqlite3_finalize(s->stmt[i]);
-	sqlite3_close(s->db);
+	db_close(s);
 	g_free(s->path);
+	g_free(s->state_dir);
 	g_free(s);
 }
 
@@ -308,20 +334,15 @@ rollback:
 	return r;
 }
 
-static int sq_open(const struct store_params *p, void **out, GError **err)
+/* Opens s->path (creating it when CREATE) and readies it for use; on
+ * failure s->db stays NULL. */
+static int db_open(struct sq *s, bool create, GError **err)
 {
-	const char *state_dir = p->state_dir;
-	struct sq *s = g_new0(struct sq, 1);
+	const char *state_dir = s->state_dir;
 	g_autofree char *mode = NULL, *check = NULL;
 	int rc, r;
 
-	s->path = g_build_filename(state_dir, DB_NAME, NULL);
-	if (g_mkdir_with_parents(state_dir, 0700) < 0) {
-		r = -errno;
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-			    "%s: cannot create the state directory: %s", state_dir, g_strerror(errno));
-		goto fail;
-	}
+	s->lost = false;
 	/* Checked here: sqlite would fall back to opening read-only, or say
 	 * "unable to open database file" with the errno of its last try. */
 	if (faccessat(AT_FDCWD, state_dir, W_OK | X_OK, AT_EACCESS) < 0) {
@@ -332,7 +353,7 @@ static int sq_open(const struct store_params *p, void **out, GError **err)
 	}
 	/* NOMUTEX: the store serialises every use of the handle itself. */
 	rc = sqlite3_open_v2(s->path, &s->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+			     SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		r = fail(s, rc, "cannot open", err);
 		goto fail;
@@ -340,7 +361,12 @@ static int sq_open(const struct store_params *p, void **out, GError **err)
 	/* sqlite falls back to read-only when the file is: writes would
 	 * all fail later, so say it now. */
 	if (sqlite3_db_readonly(s->db, "main") == 1) {
-		r = fail_with(s, -EROFS, err, "the database file is read-only");
+		/* And why, which sqlite does not keep. */
+		int fd = open(s->path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		r = fail_with(s, -EROFS, err, "the database file is read-only%s%s", fd < 0 ? ": " : "",
+			      fd < 0 ? g_strerror(errno) : "");
 		goto fail;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
@@ -373,10 +399,72 @@ static int sq_open(const struct store_params *p, void **out, GError **err)
 			r = fail(s, rc, "cannot prepare a statement", err);
 			goto fail;
 		}
+	return 0;
+fail:
+	db_close(s);
+	return r;
+}
+
+static int sq_open(const struct store_params *p, void **out, GError **err)
+{
+	struct sq *s = g_new0(struct sq, 1);
+	int r;
+
+	s->state_dir = g_strdup(p->state_dir);
+	s->path = g_build_filename(s->state_dir, DB_NAME, NULL);
+	if (g_mkdir_with_parents(s->state_dir, 0700) < 0) {
+		r = -errno;
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
+			    "%s: cannot create the state directory: %s", s->state_dir, g_strerror(errno));
+		goto fail;
+	}
+	if ((r = db_open(s, true, err)) < 0)
+		goto fail;
 	*out = s;
 	return 0;
 fail:
 	sq_close(s);
+	return r;
+}
+
+/* Opens the database again if it was let go of. */
+static int reopen(struct sq *s, GError **err)
+{
+	int r;
+
+	if (s->db)
+		return 0;
+	if ((r = db_open(s, false, err)) == 0)
+		log_notice("room store: %s: opened again", s->path);
+	return r;
+}
+
+/* At the end of an operation that failed with R: lets go of the database
+ * when the failure calls for it, and tries to open it again at once,
+ * which says why when the failure did not (sqlite often loses the
+ * errno of a failed write). */
+static int settle(struct sq *s, int r, GError **err)
+{
+	g_autoptr(GError) again = NULL;
+
+	if (!s->db || !s->lost)
+		return r;
+	db_close(s);
+	if (db_open(s, false, &again) < 0) {
+		log_warning("room store: let go of the database after a failure, until it can be "
+			    "opened again: %s", again->message);
+		if (err && *err) {
+			/* Named once: the path starts both. */
+			const char *why = again->message;
+			if (g_str_has_prefix(why, s->path) && g_str_has_prefix(why + strlen(s->path), ": "))
+				why += strlen(s->path) + 2;
+			char *msg = g_strdup_printf("%s; let go of it: %s", (*err)->message, why);
+			g_free((*err)->message);
+			(*err)->message = msg;
+		}
+	} else {
+		log_notice("room store: %s: opened again after a failure", s->path);
+	}
 	return r;
 }
 
@@ -478,13 +566,15 @@ static int sq_load(void *be, GPtrArray *rooms, GPtrArray *keys, GError **err)
 	struct sq *s = be;
 	int rc, r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
 	/* One read transaction: rooms and keys from the same snapshot. */
 	if ((rc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
-		return fail(s, rc, "cannot read", err);
+		return settle(s, fail(s, rc, "cannot read", err), err);
 	if ((r = load_all(s, ST_LOAD_ROOMS, room_row, rooms, "room", err)) == 0)
 		r = load_all(s, ST_LOAD_KEYS, key_row, keys, "API key", err);
 	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-	return r;
+	return r < 0 ? settle(s, r, err) : r;
 }
 
 /* Runs the bound statement ST in a transaction of its own; returns the
@@ -521,7 +611,7 @@ rollback:
 out:
 	sqlite3_reset(stmt);
 	sqlite3_clear_bindings(stmt);
-	return r;
+	return r < 0 ? settle(s, r, err) : r;
 }
 
 static void bind_text(sqlite3_stmt *stmt, int i, const char *text)
@@ -535,9 +625,12 @@ static void bind_text(sqlite3_stmt *stmt, int i, const char *text)
 static int sq_put_room(void *be, const struct store_room *room, GError **err)
 {
 	struct sq *s = be;
-	sqlite3_stmt *stmt = s->stmt[ST_PUT_ROOM];
+	sqlite3_stmt *stmt;
 	int r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
+	stmt = s->stmt[ST_PUT_ROOM];
 	bind_text(stmt, 1, room->id);
 	bind_text(stmt, 2, room->name);
 	sqlite3_bind_blob(stmt, 3, room->token_hash, SECRET_HASH_LEN, SQLITE_STATIC);
@@ -555,6 +648,8 @@ static int sq_delete_room(void *be, const char *room_id, GError **err)
 	struct sq *s = be;
 	int r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
 	bind_text(s->stmt[ST_DELETE_ROOM], 1, room_id);
 	r = write_one(s, ST_DELETE_ROOM, "cannot delete a room", err);
 	if (r == 0)
@@ -565,9 +660,12 @@ static int sq_delete_room(void *be, const char *room_id, GError **err)
 static int sq_put_key(void *be, const struct store_key *key, GError **err)
 {
 	struct sq *s = be;
-	sqlite3_stmt *stmt = s->stmt[ST_PUT_KEY];
+	sqlite3_stmt *stmt;
 	int r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
+	stmt = s->stmt[ST_PUT_KEY];
 	bind_text(stmt, 1, key->key_id);
 	sqlite3_bind_blob(stmt, 2, key->key_hash, SECRET_HASH_LEN, SQLITE_STATIC);
 	bind_text(stmt, 3, key->room_id);
@@ -587,15 +685,24 @@ static int sq_put_key(void *be, const struct store_key *key, GError **err)
 
 static int sq_load_members(void *be, GPtrArray *members, GError **err)
 {
-	return load_all(be, ST_LOAD_MEMBERS, member_row, members, "room membership of room", err);
+	struct sq *s = be;
+	int r;
+
+	if ((r = reopen(s, err)) < 0)
+		return r;
+	r = load_all(s, ST_LOAD_MEMBERS, member_row, members, "room membership of room", err);
+	return r < 0 ? settle(s, r, err) : r;
 }
 
 static int sq_put_member(void *be, const struct store_member *m, GError **err)
 {
 	struct sq *s = be;
-	sqlite3_stmt *stmt = s->stmt[ST_PUT_MEMBER];
+	sqlite3_stmt *stmt;
 	int r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
+	stmt = s->stmt[ST_PUT_MEMBER];
 	bind_text(stmt, 1, m->room_id);
 	bind_text(stmt, 2, m->account);
 	sqlite3_bind_int64(stmt, 3, m->added_at);
@@ -613,6 +720,8 @@ static int sq_delete_member(void *be, const char *room_id, const char *account, 
 	struct sq *s = be;
 	int r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
 	bind_text(s->stmt[ST_DELETE_MEMBER], 1, room_id);
 	bind_text(s->stmt[ST_DELETE_MEMBER], 2, account);
 	r = write_one(s, ST_DELETE_MEMBER, "cannot remove a room member", err);
@@ -624,9 +733,12 @@ static int sq_delete_member(void *be, const char *room_id, const char *account, 
 static int sq_revoke_key(void *be, const char *key_id, int64_t when, GError **err)
 {
 	struct sq *s = be;
-	sqlite3_stmt *stmt = s->stmt[ST_REVOKE_KEY];
+	sqlite3_stmt *stmt;
 	int r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
+	stmt = s->stmt[ST_REVOKE_KEY];
 	bind_text(stmt, 1, key_id);
 	sqlite3_bind_int64(stmt, 2, when);
 	r = write_one(s, ST_REVOKE_KEY, "cannot revoke an API key", err);
@@ -637,27 +749,40 @@ static int sq_revoke_key(void *be, const char *key_id, int64_t when, GError **er
 
 static int sq_load_pubkeys(void *be, GPtrArray *out, GError **err)
 {
-	return load_all(be, ST_LOAD_PUBKEYS, pubkey_row, out, "public key of", err);
+	struct sq *s = be;
+	int r;
+
+	if ((r = reopen(s, err)) < 0)
+		return r;
+	r = load_all(s, ST_LOAD_PUBKEYS, pubkey_row, out, "public key of", err);
+	return r < 0 ? settle(s, r, err) : r;
 }
 
 static int sq_put_pubkey(void *be, const struct store_pubkey *k, GError **err)
 {
 	struct sq *s = be;
-	sqlite3_stmt *stmt = s->stmt[ST_PUT_PUBKEY];
+	sqlite3_stmt *stmt;
+	int r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
+	stmt = s->stmt[ST_PUT_PUBKEY];
 	bind_text(stmt, 1, k->account);
 	bind_text(stmt, 2, k->public_key);
 	bind_text(stmt, 3, k->device_name);
 	bind_text(stmt, 4, k->username);
 	sqlite3_bind_int64(stmt, 5, k->created_at);
-	int r = write_one(s, ST_PUT_PUBKEY, "cannot store a public key", err);
+	r = write_one(s, ST_PUT_PUBKEY, "cannot store a public key", err);
 	return r < 0 ? r : 0;
 }
 
 static int sq_purge_expired(void *be, int64_t now, GError **err)
 {
 	struct sq *s = be;
+	int r;
 
+	if ((r = reopen(s, err)) < 0)
+		return r;
 	sqlite3_bind_int64(s->stmt[ST_PURGE], 1, now);
 	return write_one(s, ST_PURGE, "cannot purge expired rooms", err);
 }
