@@ -56,7 +56,8 @@ void counts_merge(json_object *into, json_object *from)
 
 static const char *const known_types[] = {
 	"peer_message", "registered_auth", "peer_list", "error", "ping", "pong",
-	"metadata_updated", "admin_conflict",
+	"metadata_updated", "admin_conflict", "peer_joined", "peer_updated", "peer_left",
+	"watch_lost", "unwatched",
 };
 
 static const char *known(const char *type, size_t len)

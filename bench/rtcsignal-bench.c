@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 64
@@ -34,11 +36,15 @@ struct opts {
 	gint peers, clients, queries, limit;
 	/* churn */
 	gint sessions, concurrency;
+	/* watch */
+	gint watchers, watches, updaters, updates, toggles;
+	char *admin;
 };
 
 struct bench {
 	struct opts o;
 	struct target target;
+	struct target admin; /* the daemon's admin port, when given */
 	int64_t deadline;
 	json_object *counts;
 	json_object *out;
@@ -832,6 +838,560 @@ static int run_churn(struct bench *b)
 	return 0;
 }
 
+/* ---- watch ---- */
+
+/* The value of the metric NAME (a whole series name) at the admin port,
+ * from a blocking GET /metrics; -1 when it cannot be read. */
+static double admin_metric(const struct target *admin, const char *name)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n";
+	struct timeval tv = { .tv_sec = 5 };
+	GString *body = g_string_new(NULL);
+	char *key = g_strdup_printf("\n%s ", name);
+	double v = -1;
+	char buf[16384];
+	ssize_t n;
+	int fd = socket(admin->dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		goto out;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if (connect(fd, (const struct sockaddr *)&admin->dst, admin->dst_len) < 0 ||
+	    send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1))
+		goto out;
+	/* HTTP/1.0: the answer ends with the connection; bounded anyway. */
+	while (body->len < 16 * 1024 * 1024 && (n = recv(fd, buf, sizeof buf, 0)) > 0)
+		g_string_append_len(body, buf, n);
+	const char *p = strstr(body->str, key);
+	if (p)
+		v = g_ascii_strtod(p + strlen(key), NULL);
+out:
+	if (fd >= 0)
+		close(fd);
+	g_free(key);
+	g_string_free(body, TRUE);
+	return v;
+}
+
+/* What the updaters send in a phase, update K of each (0, 1, ...). */
+enum upd_kind {
+	UPD_BUSY,   /* status "busy": setup, out of every watch's set */
+	UPD_OTHER,  /* "load": K, a property no watch names */
+	UPD_READ,   /* gpu_memory_mb, which watches read, while busy: it
+		     * matches no watch before or after */
+	UPD_TOGGLE, /* status "available" (K even) or "busy": enters, then
+		     * leaves, every watch that matches it when available */
+};
+
+/* Typical filters of clients waiting for a worker, the watches take them
+ * in turn.  Each wants status "available", so a busy updater is in no
+ * watch's set; available, the updaters' metadata (META_WORKER) matches 7
+ * of the 10 (not those needing 40960 or 81920 MB, or 2 jobs). */
+static const char *const watch_filters[] = {
+	"{\"role\":\"worker\",\"properties\":{\"gpu_memory_mb\":{\"$gte\":8192},\"status\":\"available\"}}",
+	"{\"role\":\"worker\",\"properties\":{\"gpu_memory_mb\":{\"$gte\":16384},\"status\":{\"$eq\":\"available\"}}}",
+	"{\"role\":\"worker\",\"properties\":{\"gpu_memory_mb\":{\"$gte\":40960},\"status\":\"available\"}}",
+	"{\"role\":\"worker\",\"tags\":[\"training\"],\"properties\":{\"status\":\"available\"}}",
+	"{\"role\":\"worker\",\"tags\":{\"$all\":[\"gpu\",\"inference\"]},\"properties\":"
+	"{\"gpu_memory_mb\":{\"$gte\":12288},\"status\":\"available\"}}",
+	"{\"role\":[\"worker\",\"gpu-worker\"],\"properties\":{\"gpu_model\":{\"$in\":"
+	"[\"NVIDIA RTX A5000\",\"NVIDIA A100 80GB\"]},\"status\":\"available\"}}",
+	"{\"role\":\"worker\",\"properties\":{\"gpu_memory_mb\":{\"$gte\":81920},\"status\":\"available\"}}",
+	"{\"role\":\"worker\",\"tags\":[\"gpu\"],\"properties\":{\"cuda_version\":{\"$in\":[\"12.1\",\"12.2\"]},"
+	"\"status\":\"available\"}}",
+	"{\"role\":\"worker\",\"properties\":{\"status\":\"available\",\"max_concurrent_jobs\":{\"$gte\":2}}}",
+	"{\"role\":\"worker\",\"tags\":{\"$any\":[\"training\",\"inference\"]},\"properties\":"
+	"{\"gpu_memory_mb\":{\"$gte\":24576},\"status\":\"available\"}}",
+};
+
+/* Members [0, watchers) of the crowd watch, the next `updaters` update. */
+struct watchb {
+	struct bench *b;
+	struct crowd *cr;
+	unsigned watchers, per, updaters;
+	const char *id_prefix;
+	size_t id_prefix_len;
+	bool broken; /* a connection closed: the phases cannot complete */
+	/* the phase */
+	enum upd_kind kind;
+	unsigned per_updater, updaters_done, pongs;
+	bool measuring;
+	uint64_t events, lost;
+	/* watch creation: watchers with all their watches */
+	unsigned made;
+	/* at the end, the watches ended: watchers done unwatching */
+	bool unwatching;
+	unsigned unwatched;
+	/* at the end, each filter's set size: a plain query per filter */
+	unsigned sizing; /* filters asked so far (0: not sizing) */
+	int64_t set_size[G_N_ELEMENTS(watch_filters)];
+	long *watch_no;     /* [watcher * per + j]: the N of its j-th "wN", 0 none */
+	uint32_t *ev_count; /* [(watcher * per + j) * updaters + u]: events about u */
+	int64_t *t_sent;    /* [u * cap + k]: when update k of u left (toggle) */
+	unsigned cap;
+	struct samples lat; /* update sent to event received */
+	GString *msg;
+};
+
+static unsigned watch_nwatchers;
+
+static enum meta_kind watch_kind(unsigned idx)
+{
+	return idx < watch_nwatchers ? META_CLIENT : META_WORKER;
+}
+
+static void watch_update(struct watchb *w, struct member *m)
+{
+	uint64_t k = m->seq;
+	const char *head = "{\"type\":\"update_metadata\",\"metadata\":{\"properties\":{";
+
+	switch (w->kind) {
+	case UPD_BUSY:
+		g_string_printf(w->msg, "%s\"status\":\"busy\"}}}", head);
+		break;
+	case UPD_OTHER:
+		g_string_printf(w->msg, "%s\"load\":%" G_GUINT64_FORMAT "}}}", head, k);
+		break;
+	case UPD_READ:
+		g_string_printf(w->msg, "%s\"gpu_memory_mb\":%u}}}", head, k % 2 ? 24576 : 49152);
+		break;
+	case UPD_TOGGLE:
+		g_string_printf(w->msg, "%s\"status\":\"%s\"}}}", head, k % 2 ? "busy" : "available");
+		if (w->measuring)
+			w->t_sent[(m->idx - w->watchers) * w->cap + k] = wsloop_now();
+		break;
+	}
+	m->seq++;
+	m->inflight = 1;
+	crowd_send(w->cr, m, "update_metadata", w->msg->str, w->msg->len);
+}
+
+/* Every updater is done: a ping from each watcher, whose pong comes after
+ * every event the updates queued for it. */
+static void watch_barrier(struct watchb *w)
+{
+	static const char ping[] = "{\"type\":\"ping\"}";
+	for (unsigned i = 0; i < w->watchers; i++)
+		crowd_send(w->cr, &w->cr->members[i], "ping", ping, sizeof ping - 1);
+}
+
+static void watch_request(struct watchb *w, struct member *m)
+{
+	g_string_printf(w->msg, "{\"type\":\"discover_peers\",\"filters\":%s,\"watch\":true,\"limit\":1}",
+			watch_filters[(m->idx * w->per + m->seq) % G_N_ELEMENTS(watch_filters)]);
+	m->seq++;
+	crowd_send(w->cr, m, "discover_peers", w->msg->str, w->msg->len);
+}
+
+/* A watch's answer (or its refusal, counted under "errors"). */
+static void watch_made(struct watchb *w, struct member *m, const char *type, const char *text,
+		       size_t len)
+{
+	static const char key[] = "\"watch_id\":\"w";
+	const char *p = memmem(text, len, key, sizeof key - 1);
+
+	/* A server without watches answers a plain peer_list. */
+	if (!p && strcmp(type, "peer_list") == 0)
+		counts_add(w->b->counts, "client_errors", "no_watch_id", 1);
+
+	if (p && m->seq >= 1 && m->seq <= w->per)
+		w->watch_no[m->idx * w->per + m->seq - 1] = (long)g_ascii_strtoll(p + sizeof key - 1, NULL, 10);
+	if (m->seq < w->per)
+		watch_request(w, m);
+	else
+		w->made++;
+}
+
+/* Watcher M ends its watch number M->seq (of those it made). */
+static void watch_unwatch_next(struct watchb *w, struct member *m)
+{
+	g_string_printf(w->msg, "{\"type\":\"unwatch\",\"watch_id\":\"w%ld\"}",
+			w->watch_no[m->idx * w->per + m->seq]);
+	m->seq++;
+	crowd_send(w->cr, m, "unwatch", w->msg->str, w->msg->len);
+}
+
+static bool watch_unwatched_all(void *data)
+{
+	struct watchb *w = data;
+	return w->broken || w->unwatched >= w->watchers;
+}
+
+/* Watcher 0 asks filter w->sizing - 1 as a plain query, no limit. */
+static void watch_size_next(struct watchb *w)
+{
+	g_string_printf(w->msg, "{\"type\":\"discover_peers\",\"filters\":%s}",
+			watch_filters[w->sizing++]);
+	crowd_send(w->cr, &w->cr->members[0], "discover_peers", w->msg->str, w->msg->len);
+}
+
+static void watch_sized(struct watchb *w, struct member *m, const char *text, size_t len)
+{
+	static const char key[] = "\"count\":";
+	const char *p = memmem(text, len, key, sizeof key - 1);
+
+	w->set_size[w->sizing - 1] = p ? g_ascii_strtoll(p + sizeof key - 1, NULL, 10) : -1;
+	if (w->sizing < G_N_ELEMENTS(watch_filters))
+		watch_size_next(w);
+	else
+		w->sizing = G_N_ELEMENTS(watch_filters) + 1; /* done */
+}
+
+static bool watch_sized_all(void *data)
+{
+	struct watchb *w = data;
+	return w->broken || w->sizing > G_N_ELEMENTS(watch_filters);
+}
+
+/* peer_joined / peer_updated / peer_left of one of M's watches: which
+ * watch, about which updater, and (toggle, measured) how long after the
+ * update it answers.  A watch hears of updater u's updates in order, one
+ * event each, so its n-th event answers update n. */
+static void watch_event(struct watchb *w, struct member *m, const char *text, size_t len)
+{
+	static const char wkey[] = "\"watch_id\":\"w", pkey[] = "\"peer_id\":\"";
+	const char *p = memmem(text, len, wkey, sizeof wkey - 1);
+	const char *q = memmem(text, len, pkey, sizeof pkey - 1);
+	int64_t now = wsloop_now();
+	unsigned j;
+
+	w->events++;
+	if (!p || !q)
+		goto other;
+	long no = (long)g_ascii_strtoll(p + sizeof wkey - 1, NULL, 10);
+	q += sizeof pkey - 1;
+	if ((size_t)(text + len - q) <= w->id_prefix_len || memcmp(q, w->id_prefix, w->id_prefix_len) != 0)
+		goto other;
+	uint64_t idx = g_ascii_strtoull(q + w->id_prefix_len, NULL, 10);
+	if (idx < w->watchers || idx >= (uint64_t)w->watchers + w->updaters)
+		goto other;
+	for (j = 0; j < w->per && w->watch_no[m->idx * w->per + j] != no; j++)
+		;
+	if (j == w->per)
+		goto other;
+	unsigned u = (unsigned)idx - w->watchers;
+	uint32_t *n = &w->ev_count[((size_t)m->idx * w->per + j) * w->updaters + u];
+	if (w->measuring && w->kind == UPD_TOGGLE && *n < w->per_updater)
+		samples_add(&w->lat, now - w->t_sent[u * w->cap + *n]);
+	(*n)++;
+	return;
+other:
+	counts_add(w->b->counts, "client_errors", "unexpected_event", 1);
+}
+
+static void watch_message(struct crowd *cr, struct member *m, const char *type, const char *text,
+			  size_t len)
+{
+	struct watchb *w = cr->user;
+
+	if (m->idx >= w->watchers) { /* an updater */
+		if (strcmp(type, "metadata_updated") != 0 && strcmp(type, "error") != 0)
+			return;
+		if (!m->inflight) {
+			counts_add(w->b->counts, "client_errors", "bad_message", 1);
+			return;
+		}
+		m->inflight = 0;
+		if (m->seq < w->per_updater)
+			watch_update(w, m);
+		else if (++w->updaters_done == w->updaters)
+			watch_barrier(w);
+		return;
+	}
+	if (w->unwatching && (strcmp(type, "unwatched") == 0 || strcmp(type, "error") == 0)) {
+		if (m->seq < w->per)
+			watch_unwatch_next(w, m);
+		else
+			w->unwatched++;
+	} else if (w->sizing && m->idx == 0 && (strcmp(type, "peer_list") == 0 || strcmp(type, "error") == 0))
+		watch_sized(w, m, text, len);
+	else if (strcmp(type, "peer_list") == 0 || strcmp(type, "error") == 0)
+		watch_made(w, m, type, text, len);
+	else if (strcmp(type, "pong") == 0)
+		w->pongs++;
+	else if (strcmp(type, "peer_joined") == 0 || strcmp(type, "peer_updated") == 0 ||
+		 strcmp(type, "peer_left") == 0)
+		watch_event(w, m, text, len);
+	else if (strcmp(type, "watch_lost") == 0) {
+		/* Its events from then on are missing: the figures are wrong. */
+		w->lost++;
+		counts_add(w->b->counts, "client_errors", "watch_lost", 1);
+	}
+}
+
+static void watch_closed(struct crowd *cr, struct member *m, const char *why, int code)
+{
+	struct watchb *w = cr->user;
+	w->broken = true;
+	w->b->completed = false;
+}
+
+static const struct crowd_ops watch_ops = {
+	.message = watch_message,
+	.closed = watch_closed,
+};
+
+static bool watch_made_all(void *data)
+{
+	struct watchb *w = data;
+	return w->broken || w->made >= w->watchers;
+}
+
+static bool watch_phase_done(void *data)
+{
+	struct watchb *w = data;
+	return w->broken || (w->updaters_done >= w->updaters && w->pongs >= w->watchers);
+}
+
+/* PER updates of KIND by every updater, each sent when the previous one
+ * is answered, then the barrier; false if it did not complete. */
+static bool watch_phase(struct watchb *w, enum upd_kind kind, unsigned per, bool measuring)
+{
+	w->kind = kind;
+	w->per_updater = per;
+	w->measuring = measuring;
+	w->updaters_done = w->pongs = 0;
+	w->events = 0;
+	memset(w->ev_count, 0, sizeof *w->ev_count * (size_t)w->watchers * w->per * w->updaters);
+	for (unsigned u = 0; u < w->updaters; u++) {
+		struct member *m = &w->cr->members[w->watchers + u];
+		m->seq = 0;
+		m->inflight = 0;
+		if (per)
+			watch_update(w, m);
+		else
+			w->updaters_done++;
+	}
+	if (w->updaters_done == w->updaters)
+		watch_barrier(w);
+	if (wsloop_run(w->cr->loop, watch_phase_done, NULL, w, 100, w->b->deadline) < 0 || w->broken) {
+		w->b->completed = false;
+		return false;
+	}
+	return true;
+}
+
+/* WARMUP then PER updates of KIND by every updater, the second measured:
+ * the phase's figures, and its samples of the server in BEFORE, AFTER. */
+static json_object *watch_measure(struct watchb *w, enum upd_kind kind, unsigned warmup, unsigned per,
+				  struct proc_sample *before, struct proc_sample *after, int64_t *elapsed)
+{
+	struct bench *b = w->b;
+	uint64_t updates = (uint64_t)per * w->updaters;
+	json_object *o = json_object_new_object();
+	int64_t t0;
+
+	static const char evals[] = "rtcsignald_watch_evaluations_total";
+	double e0 = -1, e1 = -1;
+
+	if (!watch_phase(w, kind, warmup, false))
+		return o;
+	if (b->o.admin)
+		e0 = admin_metric(&b->admin, evals);
+	sample_server(b, before);
+	t0 = wsloop_now();
+	bool ok = watch_phase(w, kind, per, true);
+	*elapsed = wsloop_now() - t0;
+	sample_server(b, after);
+	if (b->o.admin)
+		e1 = admin_metric(&b->admin, evals);
+	if (!ok)
+		return o;
+	/* How many filters the daemon evaluated for each update (its
+	 * counter; the scrapes are outside the CPU samples). */
+	if (e0 >= 0 && e1 >= 0)
+		json_object_object_add(o, "evaluations_per_update",
+				       json_object_new_double((e1 - e0) / (double)updates));
+	json_object_object_add(o, "updates", json_object_new_int64((int64_t)updates));
+	json_object_object_add(o, "elapsed_s", json_object_new_double((double)*elapsed / NS));
+	json_object_object_add(o, "updates_per_s",
+			       json_object_new_double((double)updates * NS / (double)MAX(*elapsed, 1)));
+	json_object_object_add(o, "events", json_object_new_int64((int64_t)w->events));
+	json_object_object_add(o, "server_proc", proc_report(b->o.server_pid, before, after, updates));
+	return o;
+}
+
+/* cpu_us_per_op.FIELD of phase O, or -1. */
+static double phase_cpu(json_object *o, const char *field)
+{
+	json_object *srv, *po, *v;
+	if (!json_object_object_get_ex(o, "server_proc", &srv) || !srv ||
+	    !json_object_object_get_ex(srv, "cpu_us_per_op", &po) || !po ||
+	    !json_object_object_get_ex(po, field, &v))
+		return -1;
+	return json_object_get_double(v);
+}
+
+static int run_watch(struct bench *b)
+{
+	struct opts *o = &b->o;
+	g_autofree char *room = g_strdup_printf("%s-watch", o->run_id);
+	g_autofree char *ids = prefix(b, "member"), *wids = prefix(b, "wb");
+	struct watchb w = { .b = b, .watchers = (unsigned)o->watchers, .per = (unsigned)o->watches,
+			    .updaters = (unsigned)o->updaters, .id_prefix = wids,
+			    .id_prefix_len = strlen(wids), .msg = g_string_new(NULL) };
+	struct crowd_spec members = peers_spec(b, (unsigned)o->peers, META_VARIED, ids, room, 0, true);
+	struct crowd_spec spec = peers_spec(b, w.watchers + w.updaters, META_CLIENT, wids, room, 0, true);
+	/* Per updater, even: the toggles and the gpu_memory_mb changes end
+	 * where they started. */
+	unsigned warm = ((unsigned)o->warmup + 1) & ~1u;
+	unsigned per_other = (((unsigned)o->updates + w.updaters - 1) / w.updaters + 1) & ~1u;
+	unsigned per_toggle = (((unsigned)o->toggles + w.updaters - 1) / w.updaters + 1) & ~1u;
+	struct proc_sample s0, s1;
+	int64_t elapsed = 0, toggle_elapsed = 0;
+	long rss0 = -1, rss1 = -1;
+	double members_per_watch = -1;
+	json_object *phases = json_object_new_object();
+	struct stage st;
+
+	watch_nwatchers = w.watchers;
+	spec.kind_of = watch_kind;
+	w.cap = MAX(warm, per_toggle);
+	w.watch_no = g_new0(long, (size_t)w.watchers * w.per);
+	w.ev_count = g_new0(uint32_t, (size_t)w.watchers * w.per * w.updaters);
+	w.t_sent = g_new0(int64_t, (size_t)w.updaters * w.cap);
+	samples_init(&w.lat, (size_t)w.watchers * w.per * per_toggle * w.updaters);
+	b->completed = stage_setup(&st, b, &members, &spec, &watch_ops, &w, true);
+	w.cr = st.cr;
+	if (!b->completed)
+		goto report;
+	/* The updaters leave every set; then the same updates without and
+	 * with the watches. */
+	if (!watch_phase(&w, UPD_BUSY, 1, false))
+		goto report;
+	json_object_object_add(phases, "none_other",
+			       watch_measure(&w, UPD_OTHER, warm, per_other, &s0, &s1, &elapsed));
+	json_object_object_add(phases, "none_read",
+			       watch_measure(&w, UPD_READ, warm, per_other, &s0, &s1, &elapsed));
+	if (w.broken)
+		goto report;
+	/* Making the watches asks for "limit":1, so that no large answer's
+	 * memory, kept by malloc, counts as the watches'. */
+	rss0 = settled_rss(o->server_pid);
+	for (unsigned i = 0; i < w.watchers; i++) {
+		w.cr->members[i].seq = 0;
+		watch_request(&w, &w.cr->members[i]);
+	}
+	if (wsloop_run(st.loop, watch_made_all, NULL, &w, 100, b->deadline) < 0 || w.broken) {
+		b->completed = false;
+		goto report;
+	}
+	rss1 = settled_rss(o->server_pid);
+	json_object_object_add(phases, "watched_other",
+			       watch_measure(&w, UPD_OTHER, warm, per_other, &s0, &s1, &elapsed));
+	json_object_object_add(phases, "watched_read",
+			       watch_measure(&w, UPD_READ, warm, per_other, &s0, &s1, &elapsed));
+	json_object_object_add(phases, "toggle",
+			       watch_measure(&w, UPD_TOGGLE, warm, per_toggle, &b->before, &b->after,
+					     &toggle_elapsed));
+	/* A watch keeps its set: how many peers the watches hold (the
+	 * updaters are busy again), from one plain query per filter. */
+	if (!w.broken) {
+		watch_size_next(&w);
+		if (wsloop_run(st.loop, watch_sized_all, NULL, &w, 100, b->deadline) == 0 && !w.broken) {
+			double held = 0;
+			for (size_t i = 0; i < (size_t)w.watchers * w.per; i++)
+				held += (double)w.set_size[i % G_N_ELEMENTS(watch_filters)];
+			members_per_watch = held / ((double)w.watchers * w.per);
+		}
+	}
+	/* The watches ended, the first phase again: the phases without
+	 * watches ran first, right after the room filled; this one runs
+	 * after everything else, as the watched phases did. */
+	if (!w.broken) {
+		w.unwatching = true;
+		for (unsigned i = 0; i < w.watchers; i++) {
+			w.cr->members[i].seq = 0;
+			watch_unwatch_next(&w, &w.cr->members[i]);
+		}
+		if (wsloop_run(st.loop, watch_unwatched_all, NULL, &w, 100, b->deadline) < 0 || w.broken)
+			b->completed = false;
+		w.unwatching = false;
+		if (!w.broken) {
+			json_object_object_add(phases, "none_other_after",
+					       watch_measure(&w, UPD_OTHER, warm, per_other, &s0, &s1,
+							     &elapsed));
+			json_object_object_add(phases, "none_read_after",
+					       watch_measure(&w, UPD_READ, warm, per_other, &s0, &s1,
+							     &elapsed));
+		}
+	}
+report:;
+	static const char *const names[] = { "peers", "watchers", "watches", "updaters", "updates",
+					     "toggles", "warmup" };
+	const gint values[] = { o->peers, o->watchers, o->watches, o->updaters,
+				(gint)(per_other * w.updaters), (gint)(per_toggle * w.updaters), (gint)warm };
+	/* The headline: the updates that enter and leave the watches. */
+	stage_report(&st, names, values, G_N_ELEMENTS(names), "update_metadata", "update",
+		     b->after.ok ? (uint64_t)per_toggle * w.updaters : 0, toggle_elapsed, &w.lat);
+	json_object_object_add(b->out, "phases", phases);
+	int64_t made = 0;
+	for (size_t i = 0; i < (size_t)w.watchers * w.per; i++)
+		made += w.watch_no[i] != 0;
+	json_object_object_add(b->out, "watches_made", json_object_new_int64(made));
+	json_object_object_add(b->out, "watches_lost", json_object_new_int64((int64_t)w.lost));
+	if (rss0 >= 0 && rss1 >= 0) {
+		double per_watch = (double)(rss1 - rss0) * 1024.0 / ((double)w.watchers * w.per);
+		json_object_object_add(b->out, "rss_kib_without_watches", json_object_new_int64(rss0));
+		json_object_object_add(b->out, "rss_kib_with_watches", json_object_new_int64(rss1));
+		json_object_object_add(b->out, "rss_bytes_per_watch", json_object_new_double(per_watch));
+		fprintf(stderr, "watch: daemon RSS %ld KiB without watches, %ld KiB with %u: %.0f bytes per watch",
+			rss0, rss1, w.watchers * w.per, per_watch);
+		if (members_per_watch >= 0) {
+			json_object_object_add(b->out, "members_per_watch", json_object_new_double(members_per_watch));
+			fprintf(stderr, ", %.0f peers in its set on average", members_per_watch);
+		}
+		fprintf(stderr, "\n");
+	}
+	static const char *const order[] = { "none_other", "watched_other", "none_read", "watched_read",
+					      "toggle", "none_other_after", "none_read_after" };
+	GString *line = g_string_new("watch: server CPU per update (run time)");
+	for (size_t i = 0; i < G_N_ELEMENTS(order); i++) {
+		json_object *ph = json_object_object_get(phases, order[i]);
+		json_object *ev = ph ? json_object_object_get(ph, "evaluations_per_update") : NULL;
+		if (ph)
+			g_string_append_printf(line, "%s %s %.1f us", i ? "," : ":", order[i],
+					       phase_cpu(ph, "run"));
+		if (ev)
+			g_string_append_printf(line, " (%.0f evaluations)", json_object_get_double(ev));
+	}
+	/* Against the phases without watches run last (closest in the run
+	 * to the watched ones; the first ones follow the room's filling). */
+	json_object *no_other = json_object_object_get(phases, "none_other_after");
+	json_object *no_read = json_object_object_get(phases, "none_read_after");
+	double r_other = phase_cpu(json_object_object_get(phases, "watched_other"), "run") /
+			 phase_cpu(no_other ? no_other : json_object_object_get(phases, "none_other"), "run");
+	double r_read = phase_cpu(json_object_object_get(phases, "watched_read"), "run") /
+			phase_cpu(no_read ? no_read : json_object_object_get(phases, "none_read"), "run");
+	if (json_object_object_get(phases, "watched_read")) {
+		json_object_object_add(b->out, "watched_over_none_other", json_object_new_double(r_other));
+		json_object_object_add(b->out, "watched_over_none_read", json_object_new_double(r_read));
+		g_string_append_printf(line, "; with/without watches %.2f (other), %.2f (read)", r_other, r_read);
+		/* What one evaluation adds: the read phases differ by them only. */
+		json_object *ev = json_object_object_get(json_object_object_get(phases, "watched_read"),
+							 "evaluations_per_update");
+		double n_ev = ev ? json_object_get_double(ev) : 0;
+		if (n_ev > 0) {
+			double ns = (phase_cpu(json_object_object_get(phases, "watched_read"), "run") -
+				     phase_cpu(no_read ? no_read : json_object_object_get(phases, "none_read"),
+					       "run")) * 1000 / n_ev;
+			json_object_object_add(b->out, "ns_per_evaluation", json_object_new_double(ns));
+			g_string_append_printf(line, "; %.0f ns per evaluation", ns);
+		}
+	}
+	fprintf(stderr, "%s\n", line->str);
+	g_string_free(line, TRUE);
+
+	stage_free(&st);
+	samples_free(&w.lat);
+	g_free(w.watch_no);
+	g_free(w.ev_count);
+	g_free(w.t_sent);
+	g_string_free(w.msg, TRUE);
+	return 0;
+}
+
 /* ---- options ---- */
 
 struct bound {
@@ -858,6 +1418,7 @@ static int check_options(struct opts *o)
 {
 	bool relay = strcmp(o->scenario, "relay") == 0, disc = strcmp(o->scenario, "discovery") == 0;
 	bool conns = strcmp(o->scenario, "connections") == 0, churn = strcmp(o->scenario, "churn") == 0;
+	bool watch = strcmp(o->scenario, "watch") == 0;
 	struct bound common[] = {
 		{ "deadline", &o->deadline, 120, 1, 3600 },
 		{ "sources", &o->sources, 4, 0, WORKLOAD_MAX_SOURCES },
@@ -869,7 +1430,7 @@ static int check_options(struct opts *o)
 		{ "window", &o->window, 8, 1, 1024 },
 		{ "messages", &o->messages, 2000, 1, 10000000 },
 		{ "idle", &o->idle, relay ? 2000 : 20, 0, 200000 },
-		{ "peers", &o->peers, disc ? 1000 : 5000, 1, 200000 },
+		{ "peers", &o->peers, disc ? 1000 : watch ? 10000 : 5000, 1, 200000 },
 		{ "clients", &o->clients, 4, 1, 1000 },
 		{ "queries", &o->queries, 2000, 1, 10000000 },
 		{ "limit", &o->limit, 0, 0, 1000 },
@@ -877,10 +1438,15 @@ static int check_options(struct opts *o)
 		{ "concurrency", &o->concurrency, 16, 1, 4096 },
 		{ "warmup", &o->warmup, relay ? 100 : 10, 0, 1000000 },
 		{ "rate", &o->rate, 0, 0, 1000000 },
+		{ "watchers", &o->watchers, 100, 1, 10000 },
+		{ "watches", &o->watches, 10, 1, 1024 },
+		{ "updaters", &o->updaters, 10, 1, 1000 },
+		{ "updates", &o->updates, 20000, 1, 10000000 },
+		{ "toggles", &o->toggles, 2000, 1, 1000000 },
 	};
 
-	if (!relay && !disc && !conns && !churn) {
-		fprintf(stderr, "rtcsignal-bench: unknown scenario '%s' (relay, connections, discovery, churn)\n",
+	if (!relay && !disc && !conns && !churn && !watch) {
+		fprintf(stderr, "rtcsignal-bench: unknown scenario '%s' (relay, connections, discovery, churn, watch)\n",
 			o->scenario);
 		return -1;
 	}
@@ -890,6 +1456,11 @@ static int check_options(struct opts *o)
 	}
 	if (apply_bounds(common, G_N_ELEMENTS(common)) < 0)
 		return -1;
+	/* The watch scenario keeps a latency sample per event. */
+	if (watch && (uint64_t)o->watchers * (uint64_t)o->watches * (uint64_t)o->toggles > 50000000) {
+		fprintf(stderr, "rtcsignal-bench: --watchers x --watches x --toggles must stay within 50,000,000\n");
+		return -1;
+	}
 	if (relay && (uint64_t)o->pairs * (uint64_t)o->messages > 50000000) {
 		fprintf(stderr, "rtcsignal-bench: --pairs x --messages must stay within 50,000,000\n");
 		return -1;
@@ -919,7 +1490,8 @@ int main(int argc, char *argv[])
 	*o = (struct opts){ .server_pid = 0, .deadline = -1, .sources = -1, .max_pending = -1,
 			    .procs = -1, .room_size = -1, .pairs = -1, .payload = -1, .window = -1,
 			    .messages = -1, .warmup = -1, .idle = -1, .rate = -1, .peers = -1, .clients = -1,
-			    .queries = -1, .limit = -1, .sessions = -1, .concurrency = -1 };
+			    .queries = -1, .limit = -1, .sessions = -1, .concurrency = -1,
+			    .watchers = -1, .watches = -1, .updaters = -1, .updates = -1, .toggles = -1 };
 	const GOptionEntry entries[] = {
 		{ "server", 's', 0, G_OPTION_ARG_STRING, &o->server, "Server to load, ADDR:PORT on loopback (required)", "ADDR:PORT" },
 		{ "server-pid", 'p', 0, G_OPTION_ARG_INT, &o->server_pid, "Its pid, for CPU time and RSS from /proc", "PID" },
@@ -933,19 +1505,25 @@ int main(int argc, char *argv[])
 		{ "payload", 0, 0, G_OPTION_ARG_INT, &o->payload, "relay: payload bytes (1024)", "BYTES" },
 		{ "window", 0, 0, G_OPTION_ARG_INT, &o->window, "relay: messages in flight per pair (8)", "W" },
 		{ "messages", 0, 0, G_OPTION_ARG_INT, &o->messages, "relay: measured round trips per pair (2000)", "M" },
-		{ "warmup", 0, 0, G_OPTION_ARG_INT, &o->warmup, "relay, discovery: unmeasured round trips per pair/client first (100, 10)", "N" },
+		{ "warmup", 0, 0, G_OPTION_ARG_INT, &o->warmup, "relay, discovery, watch: unmeasured round trips per pair/client, updates per updater first (100, 10, 10)", "N" },
 		{ "idle", 0, 0, G_OPTION_ARG_INT, &o->idle, "relay, churn: idle registered peers (2000, 20)", "K" },
 		{ "rate", 0, 0, G_OPTION_ARG_INT, &o->rate, "relay: open loop, N round trips started per second over all pairs, on a schedule (0: closed loop, each reply sends the next)", "N" },
 		{ "echo", 0, 0, G_OPTION_ARG_NONE, &o->echo, "relay: the server is bench/echo-floor (one hop, no registration)", NULL },
-		{ "peers", 0, 0, G_OPTION_ARG_INT, &o->peers, "connections: peers (5000); discovery: peers in the room (1000)", "N" },
+		{ "peers", 0, 0, G_OPTION_ARG_INT, &o->peers, "connections: peers (5000); discovery, watch: peers in the room (1000, 10000)", "N" },
 		{ "clients", 0, 0, G_OPTION_ARG_INT, &o->clients, "discovery: clients querying, one query each in flight (4)", "N" },
 		{ "queries", 0, 0, G_OPTION_ARG_INT, &o->queries, "discovery: measured queries in all (2000)", "N" },
 		{ "limit", 0, 0, G_OPTION_ARG_INT, &o->limit, "discovery: \"limit\" sent with each query (0: none)", "N" },
 		{ "sessions", 0, 0, G_OPTION_ARG_INT, &o->sessions, "churn: sessions (2000)", "N" },
 		{ "concurrency", 0, 0, G_OPTION_ARG_INT, &o->concurrency, "churn: sessions at once (16)", "N" },
+		{ "watchers", 0, 0, G_OPTION_ARG_INT, &o->watchers, "watch: watching connections (100)", "N" },
+		{ "watches", 0, 0, G_OPTION_ARG_INT, &o->watches, "watch: watches per watching connection (10)", "N" },
+		{ "updaters", 0, 0, G_OPTION_ARG_INT, &o->updaters, "watch: peers sending update_metadata, one in flight each (10)", "N" },
+		{ "updates", 0, 0, G_OPTION_ARG_INT, &o->updates, "watch: measured updates per phase that touches no watch (20000)", "N" },
+		{ "toggles", 0, 0, G_OPTION_ARG_INT, &o->toggles, "watch: measured updates that enter or leave watches (2000)", "N" },
+		{ "admin", 0, 0, G_OPTION_ARG_STRING, &o->admin, "watch: the daemon's admin port on loopback, to read rtcsignald_watch_evaluations_total around each phase", "ADDR:PORT" },
 		{ NULL },
 	};
-	g_autoptr(GOptionContext) ctx = g_option_context_new("relay|connections|discovery|churn");
+	g_autoptr(GOptionContext) ctx = g_option_context_new("relay|connections|discovery|churn|watch");
 
 	g_option_context_set_summary(ctx, "Load generator for rtcsignald: one scenario, one JSON object on stdout.");
 	g_option_context_add_main_entries(ctx, entries, NULL);
@@ -954,7 +1532,7 @@ int main(int argc, char *argv[])
 		return EXIT_USAGE;
 	}
 	if (argc != 2 || !o->server) {
-		fprintf(stderr, "usage: rtcsignal-bench relay|connections|discovery|churn --server ADDR:PORT [OPTION...]\n");
+		fprintf(stderr, "usage: rtcsignal-bench relay|connections|discovery|churn|watch --server ADDR:PORT [OPTION...]\n");
 		return EXIT_USAGE;
 	}
 	o->scenario = argv[1];
@@ -964,6 +1542,10 @@ int main(int argc, char *argv[])
 	if (r < 0) {
 		fprintf(stderr, "rtcsignal-bench: --server %s: %s\n", o->server,
 			r == -EPERM ? "not a loopback address (127.0.0.0/8 or ::1 only)" : "not ADDR:PORT");
+		return EXIT_USAGE;
+	}
+	if (o->admin && target_parse(o->admin, 0, &b.admin) < 0) {
+		fprintf(stderr, "rtcsignal-bench: --admin %s: not ADDR:PORT on loopback\n", o->admin);
 		return EXIT_USAGE;
 	}
 	if (!o->run_id)
@@ -979,6 +1561,8 @@ int main(int argc, char *argv[])
 		rc = run_connections(&b);
 	else if (strcmp(o->scenario, "discovery") == 0)
 		rc = run_discovery(&b);
+	else if (strcmp(o->scenario, "watch") == 0)
+		rc = run_watch(&b);
 	else
 		rc = run_churn(&b);
 	report_print(b.out);
@@ -987,6 +1571,7 @@ int main(int argc, char *argv[])
 	json_object_put(b.out);
 	json_object_put(b.counts);
 	g_free(o->server);
+	g_free(o->admin);
 	g_free(o->run_id);
 	return rc;
 }

@@ -170,8 +170,8 @@ check "listening on *:8080 and 127.0.0.1:8001" \
 	eval 'ss -Hltn | grep -q "\*:8080 " && ss -Hltn | grep -q "127.0.0.1:8001 "'
 check "the service is not started before a connection" eval '! is_state rtcsignald.service active'
 
-# The documented Python example, from the installed protocol reference.
-sed -n '/^```python$/,/^```$/{/^```/d;p}' /usr/share/doc/rtcsignald/protocol.md >/tmp/example.py
+# The first documented Python example, from the installed protocol reference.
+awk '/^```python$/ { k++; on = k == 1; next } /^```$/ { on = 0 } on' /usr/share/doc/rtcsignald/protocol.md >/tmp/example.py
 check "a connection to 8080 starts the service; two peers register, discover each other and exchange a message" \
 	eval 'timeout 30 "$py" /tmp/example.py "$url" lab | tee /dev/stderr |
 		grep -q "^worker-1 got {.app_message_type.: .job_request., .job_id.: .42.} from client-1$" &&

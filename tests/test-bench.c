@@ -439,6 +439,64 @@ static void test_churn(void)
 	testd_free(d);
 }
 
+/* 4 watchers with 3 watches each take the scenario's filters 0-9, then 0
+ * and 1; available, the updaters match 7 of the 10 (0, 1, 3, 4, 5, 7, 9),
+ * so 9 of the 12 watches hear of each toggle, and none of the other
+ * updates (the updaters are busy then). */
+static void test_watch(void)
+{
+	struct testd *d = testd_start(config, NULL);
+	g_autofree char *admin = g_strdup_printf("127.0.0.1:%d", d->admin_port);
+	struct bench_run r = bench(d, NULL, "watch",
+				   (const char *[]){ "--peers", "20", "--watchers", "4", "--watches", "3",
+						     "--updaters", "2", "--updates", "20", "--toggles", "8",
+						     "--warmup", "2", "--admin", admin, NULL });
+	g_autofree char *m = metrics_after_barrier(d);
+	int64_t events = jint(r.out, "counts.received.peer_joined") +
+			 jint(r.out, "counts.received.peer_left") + jint(r.out, "counts.received.peer_updated");
+
+	assert_clean(&r);
+	assert_daemon_agrees(m, r.out);
+	g_assert_cmpint(jint(r.out, "counts.registrations"), ==, 20 + 4 + 2);
+	g_assert_cmpint(jint(r.out, "watches_made"), ==, 12);
+	g_assert_cmpint(jint(r.out, "watches_lost"), ==, 0);
+	/* The 12 watches, then one plain query per filter (the sets' sizes). */
+	g_assert_cmpint(jint(r.out, "counts.sent.discover_peers"), ==, 12 + 10);
+	g_assert_cmpint(jint(r.out, "counts.discoveries"), ==, 12 + 10);
+	g_assert_true(jint(r.out, "members_per_watch") > 0);
+	/* Per updater: one to busy, 2 warmup and 10 measured updates in each
+	 * of the six phases that match nothing, 2 warmup and 4 toggles. */
+	g_assert_cmpint(jint(r.out, "counts.sent.update_metadata"), ==, 2 * (1 + 6 * (2 + 10) + 2 + 4));
+	/* Every watch ended before the last two. */
+	g_assert_cmpint(jint(r.out, "counts.sent.unwatch"), ==, 12);
+	g_assert_cmpint(jint(r.out, "counts.received.unwatched"), ==, 12);
+	g_assert_cmpint(jint(r.out, "phases.none_other_after.events"), ==, 0);
+	g_assert_cmpint(jint(r.out, "phases.none_read_after.evaluations_per_update"), ==, 0);
+	g_assert_cmpint(jint(r.out, "counts.received.metadata_updated"), ==,
+			jint(r.out, "counts.sent.update_metadata"));
+	g_assert_cmpint(jint(r.out, "phases.none_other.events"), ==, 0);
+	g_assert_cmpint(jint(r.out, "phases.watched_other.events"), ==, 0);
+	g_assert_cmpint(jint(r.out, "phases.watched_read.events"), ==, 0);
+	g_assert_cmpint(jint(r.out, "phases.toggle.updates"), ==, 8);
+	g_assert_cmpint(jint(r.out, "phases.toggle.events"), ==, 9 * 8);
+	g_assert_cmpint(jint(r.out, "latency_us.samples"), ==, 9 * 8);
+	g_assert_cmpint(jint(r.out, "ops"), ==, 8);
+	/* Every event the daemon sent arrived: the warmup's too. */
+	g_assert_cmpint(events, ==, 9 * 2 * (2 + 4));
+	g_assert_cmpint(jint(r.out, "counts.received.peer_updated"), ==, 0);
+	g_assert_cmpint(family_sum(m, "rtcsignald_watch_events_total"), ==, events);
+	g_assert_true(jint(r.out, "rss_kib_with_watches") > 0);
+	/* The daemon's evaluation counter, read around each phase: none
+	 * without watches, some for the updates that enter and leave them. */
+	g_assert_nonnull(json_object_object_get(json_object_object_get(
+		json_object_object_get(r.out, "phases"), "none_other"), "evaluations_per_update"));
+	g_assert_cmpint(jint(r.out, "phases.none_other.evaluations_per_update"), ==, 0);
+	g_assert_cmpint(jint(r.out, "phases.toggle.evaluations_per_update"), >, 0);
+	bench_run_clear(&r);
+	g_assert_cmpint(testd_stop(d), ==, 0);
+	testd_free(d);
+}
+
 /* ---- relay --echo against bench/echo-floor ---- */
 
 static void test_relay_echo(void)
@@ -497,6 +555,7 @@ int main(int argc, char *argv[])
 	g_test_add_func("/bench/connections", test_connections);
 	g_test_add_func("/bench/discovery", test_discovery);
 	g_test_add_func("/bench/churn", test_churn);
+	g_test_add_func("/bench/watch", test_watch);
 	g_test_add_func("/bench/relay-echo", test_relay_echo);
 	return g_test_run();
 }
