@@ -56,20 +56,28 @@ static bool offered(struct peer *p, struct meta *m, const struct watch *w)
 	return has(out, w);
 }
 
-/* W reads what P's update from OLD to NEW changed. */
-static bool reads(const struct peer *p, const struct meta *old, const struct meta *new, const struct watch *w)
-{
-	g_autoptr(GPtrArray) out = g_ptr_array_new();
-	watch_readers(p, old, new, out);
-	return has(out, w);
-}
-
 static bool in_set(struct watch *w, const struct peer *p, const struct meta *m)
 {
 	bool lost;
 	bool r = watch_matches(w, p->role, m, &lost);
 	g_assert_false(lost);
 	return r;
+}
+
+/* W is offered P's update from OLD to NEW: it reads what changed, and
+ * holds P (as it would when P matched OLD) or may take it in. */
+static bool reads(struct peer *p, const struct meta *old, const struct meta *new, struct watch *w)
+{
+	g_autoptr(GPtrArray) out = g_ptr_array_new();
+	bool held = in_set(w, p, old);
+
+	if (held)
+		watch_hold(w, p);
+	watch_mark_members(p);
+	watch_readers(p, old, new, out);
+	if (held)
+		watch_release(w, p);
+	return has(out, w);
 }
 
 struct op_case {

@@ -134,8 +134,8 @@ void events_updated(struct router *r, struct peer *p, const struct meta *old)
 		if (concerns(g_ptr_array_index(presence, i), p))
 			tell(r, g_ptr_array_index(presence, i), p, PROTOCOL_PEER_UPDATED, 0, shared);
 	g_autoptr(GPtrArray) readers = g_ptr_array_new();
-	watch_readers(p, old, p->meta, readers);
 	watch_mark_members(p);
+	watch_readers(p, old, p->meta, readers);
 	for (guint i = 0; i < readers->len; i++) {
 		struct watch *w = g_ptr_array_index(readers, i);
 		bool was = watch_marked(w);

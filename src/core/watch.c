@@ -225,13 +225,16 @@ unsigned watch_room_count(const struct room *room)
 	return room->watches ? room->watches->n_watches : 0;
 }
 
+/* Marks the watches of LIST seen, adding those not seen yet to OUT
+ * (NULL: marks only). */
 static void collect(struct watch_room *wr, GPtrArray *list, GPtrArray *out)
 {
 	for (guint i = 0; list && i < list->len; i++) {
 		struct watch *w = g_ptr_array_index(list, i);
 		if (w->mark != wr->seen) {
 			w->mark = wr->seen;
-			g_ptr_array_add(out, w);
+			if (out)
+				g_ptr_array_add(out, w);
 		}
 	}
 }
@@ -245,17 +248,13 @@ static void lookup(struct watch_room *wr, enum anchor_kind kind, const char *key
 	collect(wr, g_hash_table_lookup(wr->index, &a), out);
 }
 
-void watch_candidates(const struct peer *p, GPtrArray *out)
+/* The filter watches filed under something a peer of ROLE with
+ * metadata M has, or under nothing. */
+static void collect_anchored(struct watch_room *wr, const char *role, const struct meta *m,
+			     GPtrArray *out)
 {
-	struct watch_room *wr = p->room->watches;
-	const struct meta *m = p->meta;
-
-	if (!wr)
-		return;
-	wr->seen++;
-	collect(wr, wr->presence, out);
 	collect(wr, wr->anywhere, out);
-	lookup(wr, A_ROLE, p->role, strlen(p->role), NULL, 0, out);
+	lookup(wr, A_ROLE, role, strlen(role), NULL, 0, out);
 	for (size_t i = 0; i < m->n_tags; i++)
 		lookup(wr, A_TAG, m->tags[i].ptr, m->tags[i].len, NULL, 0, out);
 	for (size_t i = 0; i < m->n_props; i++) {
@@ -270,6 +269,17 @@ void watch_candidates(const struct peer *p, GPtrArray *out)
 			lookup(wr, A_BOOL, mp->key.ptr, mp->key.len, t, n, out);
 		}
 	}
+}
+
+void watch_candidates(const struct peer *p, GPtrArray *out)
+{
+	struct watch_room *wr = p->room->watches;
+
+	if (!wr)
+		return;
+	wr->seen++;
+	collect(wr, wr->presence, out);
+	collect_anchored(wr, p->role, p->meta, out);
 }
 
 static bool tags_equal(const struct meta *a, const struct meta *b)
@@ -294,13 +304,14 @@ void watch_readers(const struct peer *p, const struct meta *old, const struct me
 		   GPtrArray *out)
 {
 	struct watch_room *wr = p->room->watches;
+	g_autoptr(GPtrArray) read = g_ptr_array_new();
 	size_t i = 0, j = 0;
 
 	if (!wr)
 		return;
 	wr->seen++;
 	if (!tags_equal(old, new))
-		lookup(wr, R_TAGS, NULL, 0, NULL, 0, out);
+		lookup(wr, R_TAGS, NULL, 0, NULL, 0, read);
 	/* both ordered: one walk finds the keys added, removed or changed */
 	while (i < old->n_props || j < new->n_props) {
 		const struct meta_prop *a = i < old->n_props ? &old->props[i] : NULL;
@@ -320,7 +331,18 @@ void watch_readers(const struct peer *p, const struct meta *old, const struct me
 			j++;
 		}
 		if (changed)
-			lookup(wr, R_PROP, changed->key.ptr, changed->key.len, NULL, 0, out);
+			lookup(wr, R_PROP, changed->key.ptr, changed->key.len, NULL, 0, read);
+	}
+	if (!read->len)
+		return;
+	/* Of those, the ones whose set holds P, and those P can enter: a
+	 * watch that needs "status":"available" cannot, while P stays busy. */
+	wr->seen++;
+	collect_anchored(wr, p->role, new, NULL);
+	for (guint k = 0; k < read->len; k++) {
+		struct watch *w = g_ptr_array_index(read, k);
+		if (w->mark == wr->seen || watch_marked(w))
+			g_ptr_array_add(out, w);
 	}
 }
 
