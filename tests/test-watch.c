@@ -223,6 +223,21 @@ static void test_anchors(void)
 	g_assert_false(has(out, by_key));
 	g_assert_cmpuint(watch_room_count(room), ==, 7); /* presence counts: it costs events too */
 
+	/* 9 roles x 8 properties read: filed for updates by what it reads
+	 * alone, and still offered every change of its answer */
+	struct watch *wide = watch_add(room, NULL, watcher, "h",
+				       filter_of("{\"role\":[\"r1\",\"r2\",\"r3\",\"r4\",\"r5\",\"r6\",\"r7\",\"r8\",\"client\"],"
+						 "\"properties\":{\"k1\":{\"$ne\":1},\"k2\":{\"$ne\":1},\"k3\":{\"$ne\":1},"
+						 "\"k4\":{\"$ne\":1},\"k5\":{\"$ne\":1},\"k6\":{\"$ne\":1},\"k7\":{\"$ne\":1},"
+						 "\"k8\":{\"$ne\":1}}}"));
+	struct meta *k8 = meta_of("{\"properties\":{\"k8\":1}}");
+	g_assert_true(in_set(wide, p, p->meta));
+	g_assert_false(in_set(wide, p, k8));
+	g_assert_true(reads(p, p->meta, k8, wide));
+	g_assert_true(reads(p, k8, p->meta, wide));
+	g_assert_cmpuint(wide->filed->len, ==, 9 + 8); /* not 9 x 8 */
+	meta_free(k8);
+	watch_remove(wide);
 	watch_remove(by_value);
 	watch_remove(by_role);
 	watch_remove(by_tag);

@@ -3,18 +3,24 @@
 #include <errno.h>
 #include <string.h>
 
-/* An index entry: something a peer has (filter.h's anchors).  Stored
- * entries own their bytes; lookups point into a peer's metadata. */
-enum anchor_kind {
-	A_ROLE, A_TAG, A_KEY, A_STRING, A_BOOL, /* anchors: what a peer must have */
-	R_PROP, R_TAGS,                         /* what a filter reads */
-};
+/* An index entry.  Plain: something a peer has (filter.h's anchors),
+ * for joins.  Reading: a property (or the tags) a filter reads together
+ * with one of its anchors (A_ANY: it has none), for updates: a change of
+ * READ to a peer that has the anchor.  Stored entries own their bytes;
+ * lookups point into a peer's metadata. */
+enum anchor_kind { A_ROLE, A_TAG, A_KEY, A_STRING, A_BOOL, A_ANY };
+enum read_kind { READ_NONE, READ_PROP, READ_TAGS };
 
 struct anchor {
 	guint hash;
 	enum anchor_kind kind;
-	struct meta_str key, value;
+	enum read_kind reads;
+	struct meta_str key, value, read;
 };
+
+/* A filter reading more than this times its anchors is filed, for
+ * updates, under its reads alone (A_ANY): its entries stay few. */
+#define READING_ENTRIES_MAX 64
 
 struct watch_room {
 	struct room *room;
@@ -36,11 +42,23 @@ static void anchor_init(struct anchor *a, enum anchor_kind kind, const char *key
 			const char *value, size_t value_len)
 {
 	a->kind = kind;
+	a->reads = READ_NONE;
 	/* "", not NULL, where there is none: memcpy and memcmp take no NULL */
 	a->key = (struct meta_str){ key ? key : "", key_len };
 	a->value = (struct meta_str){ value ? value : "", value_len };
+	a->read = (struct meta_str){ "", 0 };
 	/* the separator keeps ("ab","c") apart from ("a","bc") */
-	a->hash = fnv(fnv(fnv(2166136261u ^ kind, key, key_len), "\xff", 1), value, value_len);
+	a->hash = fnv(fnv(fnv(2166136261u ^ kind, a->key.ptr, key_len), "\xff", 1), a->value.ptr, value_len);
+}
+
+/* A becomes the entry of a change of READ (a property; NULL: the tags)
+ * to a peer that has A. */
+static void anchor_reading(struct anchor *a, const struct meta_str *read)
+{
+	a->reads = read ? READ_PROP : READ_TAGS;
+	if (read)
+		a->read = *read;
+	a->hash = fnv(fnv(a->hash ^ ((guint)a->reads << 8), "\xfe", 1), a->read.ptr, a->read.len);
 }
 
 static guint anchor_hash(gconstpointer p)
@@ -51,22 +69,26 @@ static guint anchor_hash(gconstpointer p)
 static gboolean anchor_equal(gconstpointer pa, gconstpointer pb)
 {
 	const struct anchor *a = pa, *b = pb;
-	return a->kind == b->kind && a->key.len == b->key.len && a->value.len == b->value.len &&
+	return a->kind == b->kind && a->reads == b->reads && a->key.len == b->key.len &&
+	       a->value.len == b->value.len && a->read.len == b->read.len &&
 	       memcmp(a->key.ptr, b->key.ptr, a->key.len) == 0 &&
-	       memcmp(a->value.ptr, b->value.ptr, a->value.len) == 0;
+	       memcmp(a->value.ptr, b->value.ptr, a->value.len) == 0 &&
+	       memcmp(a->read.ptr, b->read.ptr, a->read.len) == 0;
 }
 
 /* A stored copy of A, in one allocation. */
 static struct anchor *anchor_dup(const struct anchor *a)
 {
-	struct anchor *d = g_malloc(sizeof *d + a->key.len + a->value.len + 1);
+	struct anchor *d = g_malloc(sizeof *d + a->key.len + a->value.len + a->read.len + 1);
 	char *text = (char *)(d + 1);
 
 	*d = *a;
 	memcpy(text, a->key.ptr, a->key.len);
 	memcpy(text + a->key.len, a->value.ptr, a->value.len);
+	memcpy(text + a->key.len + a->value.len, a->read.ptr, a->read.len);
 	d->key.ptr = text;
 	d->value.ptr = text + a->key.len;
+	d->read.ptr = text + a->key.len + a->value.len;
 	return d;
 }
 
@@ -96,8 +118,10 @@ static void file(struct watch *w, const struct anchor *a)
 	g_ptr_array_add(w->filed, stored);
 }
 
-static void file_under(enum filter_anchor kind, const struct meta_str *key, const struct meta_value *v,
-		       void *data)
+/* Gathers the anchors of a filter into DATA, a GArray of struct anchor
+ * pointing into the filter's own strings. */
+static void gather_anchor(enum filter_anchor kind, const struct meta_str *key, const struct meta_value *v,
+			  void *data)
 {
 	struct anchor a;
 
@@ -122,18 +146,44 @@ static void file_under(enum filter_anchor kind, const struct meta_str *key, cons
 		}
 		break;
 	}
-	file(data, &a);
+	GArray *anchors = data;
+	g_array_append_val(anchors, a);
 }
 
-static void file_reader(const struct meta_str *key, void *data)
+/* Gathers what a filter reads into DATA, a GArray of struct meta_str
+ * (an empty ptr: the tags). */
+static void gather_read(const struct meta_str *key, void *data)
 {
-	struct anchor a;
+	struct meta_str read = key ? *key : (struct meta_str){ NULL, 0 };
+	GArray *reads = data;
+	g_array_append_val(reads, read);
+}
 
-	if (key)
-		anchor_init(&a, R_PROP, key->ptr, key->len, NULL, 0);
-	else
-		anchor_init(&a, R_TAGS, NULL, 0, NULL, 0);
-	file(data, &a);
+/* Files filter watch W for joins under its anchors, and for updates
+ * under each thing it reads with each anchor. */
+static void file_filter(struct watch *w)
+{
+	g_autoptr(GArray) anchors = g_array_new(FALSE, FALSE, sizeof(struct anchor));
+	g_autoptr(GArray) reads = g_array_new(FALSE, FALSE, sizeof(struct meta_str));
+	struct anchor any;
+
+	w->anchored = filter_anchors(w->filter, gather_anchor, anchors);
+	for (guint i = 0; i < anchors->len; i++)
+		file(w, &g_array_index(anchors, struct anchor, i));
+	filter_reads(w->filter, gather_read, reads);
+	if (!w->anchored || reads->len * anchors->len > READING_ENTRIES_MAX) {
+		anchor_init(&any, A_ANY, NULL, 0, NULL, 0);
+		g_array_set_size(anchors, 0);
+		g_array_append_val(anchors, any);
+	}
+	for (guint r = 0; r < reads->len; r++) {
+		const struct meta_str *read = &g_array_index(reads, struct meta_str, r);
+		for (guint i = 0; i < anchors->len; i++) {
+			struct anchor a = g_array_index(anchors, struct anchor, i);
+			anchor_reading(&a, read->ptr ? read : NULL);
+			file(w, &a);
+		}
+	}
 }
 
 struct watch *watch_add(struct room *room, void *owner, const struct peer *self, const char *id,
@@ -162,10 +212,9 @@ struct watch *watch_add(struct room *room, void *owner, const struct peer *self,
 		g_ptr_array_add(wr->presence, w);
 		return w;
 	}
-	w->anchored = filter_anchors(filter, file_under, w);
+	file_filter(w);
 	if (!w->anchored)
 		g_ptr_array_add(wr->anywhere, w);
-	filter_reads(filter, file_reader, w);
 	return w;
 }
 
@@ -239,34 +288,43 @@ static void collect(struct watch_room *wr, GPtrArray *list, GPtrArray *out)
 	}
 }
 
-static void lookup(struct watch_room *wr, enum anchor_kind kind, const char *key, size_t key_len,
-		   const char *value, size_t value_len, GPtrArray *out)
+/* The watches filed under (KIND, KEY, VALUE), or with READ set under
+ * the change of READ (a property; empty ptr: the tags) to a peer that
+ * has it. */
+static void lookup(struct watch_room *wr, const struct meta_str *read, enum anchor_kind kind,
+		   const char *key, size_t key_len, const char *value, size_t value_len, GPtrArray *out)
 {
 	struct anchor a;
 
 	anchor_init(&a, kind, key, key_len, value, value_len);
+	if (read)
+		anchor_reading(&a, read->ptr ? read : NULL);
 	collect(wr, g_hash_table_lookup(wr->index, &a), out);
 }
 
 /* The filter watches filed under something a peer of ROLE with
- * metadata M has, or under nothing. */
-static void collect_anchored(struct watch_room *wr, const char *role, const struct meta *m,
-			     GPtrArray *out)
+ * metadata M has, or under nothing; with READ, those of them that read
+ * READ (see lookup). */
+static void collect_anchored(struct watch_room *wr, const struct meta_str *read, const char *role,
+			     const struct meta *m, GPtrArray *out)
 {
-	collect(wr, wr->anywhere, out);
-	lookup(wr, A_ROLE, role, strlen(role), NULL, 0, out);
+	if (read)
+		lookup(wr, read, A_ANY, NULL, 0, NULL, 0, out);
+	else
+		collect(wr, wr->anywhere, out);
+	lookup(wr, read, A_ROLE, role, strlen(role), NULL, 0, out);
 	for (size_t i = 0; i < m->n_tags; i++)
-		lookup(wr, A_TAG, m->tags[i].ptr, m->tags[i].len, NULL, 0, out);
+		lookup(wr, read, A_TAG, m->tags[i].ptr, m->tags[i].len, NULL, 0, out);
 	for (size_t i = 0; i < m->n_props; i++) {
 		const struct meta_prop *mp = &m->props[i];
-		lookup(wr, A_KEY, mp->key.ptr, mp->key.len, NULL, 0, out);
+		lookup(wr, read, A_KEY, mp->key.ptr, mp->key.len, NULL, 0, out);
 		if (mp->value.type == META_STRING) {
-			lookup(wr, A_STRING, mp->key.ptr, mp->key.len, mp->value.s.ptr, mp->value.s.len, out);
+			lookup(wr, read, A_STRING, mp->key.ptr, mp->key.len, mp->value.s.ptr, mp->value.s.len, out);
 		} else if (mp->value.type == META_BOOL) {
 			const char *t;
 			size_t n;
 			bool_text(mp->value.b, &t, &n);
-			lookup(wr, A_BOOL, mp->key.ptr, mp->key.len, t, n, out);
+			lookup(wr, read, A_BOOL, mp->key.ptr, mp->key.len, t, n, out);
 		}
 	}
 }
@@ -279,7 +337,7 @@ void watch_candidates(const struct peer *p, GPtrArray *out)
 		return;
 	wr->seen++;
 	collect(wr, wr->presence, out);
-	collect_anchored(wr, p->role, p->meta, out);
+	collect_anchored(wr, NULL, p->role, p->meta, out);
 }
 
 static bool tags_equal(const struct meta *a, const struct meta *b)
@@ -300,50 +358,79 @@ static int key_cmp(const struct meta_str *a, const struct meta_str *b)
 	return memcmp(a->ptr, b->ptr, a->len);
 }
 
-void watch_readers(const struct peer *p, const struct meta *old, const struct meta *new,
-		   GPtrArray *out)
+/* What differs between OLD and NEW: the properties added, removed or
+ * changed (into CHANGED, of struct meta_str), and whether the tags do. */
+static bool meta_diff(const struct meta *old, const struct meta *new, GArray *changed)
 {
-	struct watch_room *wr = p->room->watches;
-	g_autoptr(GPtrArray) read = g_ptr_array_new();
 	size_t i = 0, j = 0;
 
-	if (!wr)
-		return;
-	wr->seen++;
-	if (!tags_equal(old, new))
-		lookup(wr, R_TAGS, NULL, 0, NULL, 0, read);
-	/* both ordered: one walk finds the keys added, removed or changed */
+	/* both ordered: one walk */
 	while (i < old->n_props || j < new->n_props) {
 		const struct meta_prop *a = i < old->n_props ? &old->props[i] : NULL;
 		const struct meta_prop *b = j < new->n_props ? &new->props[j] : NULL;
 		int cmp = !a ? 1 : !b ? -1 : key_cmp(&a->key, &b->key);
-		const struct meta_prop *changed = NULL;
 		if (cmp < 0) {
-			changed = a;
+			g_array_append_val(changed, a->key);
 			i++;
 		} else if (cmp > 0) {
-			changed = b;
+			g_array_append_val(changed, b->key);
 			j++;
 		} else {
 			if (a->value.type != b->value.type || !meta_value_equal(&a->value, &b->value))
-				changed = a;
+				g_array_append_val(changed, a->key);
 			i++;
 			j++;
 		}
-		if (changed)
-			lookup(wr, R_PROP, changed->key.ptr, changed->key.len, NULL, 0, read);
 	}
-	if (!read->len)
+	return !tags_equal(old, new);
+}
+
+/* Whether W reads one of CHANGED, or the tags when TAGS. */
+static bool reads_any(const struct watch *w, const GArray *changed, bool tags)
+{
+	for (guint i = 0; i < w->filed->len; i++) {
+		const struct anchor *a = g_ptr_array_index(w->filed, i);
+		if (a->reads == READ_TAGS && tags)
+			return true;
+		for (guint k = 0; a->reads == READ_PROP && k < changed->len; k++) {
+			const struct meta_str *c = &g_array_index(changed, struct meta_str, k);
+			if (c->len == a->read.len && memcmp(c->ptr, a->read.ptr, c->len) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+void watch_readers(const struct peer *p, const struct meta *old, const struct meta *new,
+		   GPtrArray *out)
+{
+	struct watch_room *wr = p->room->watches;
+	g_autoptr(GArray) changed = g_array_new(FALSE, FALSE, sizeof(struct meta_str));
+	const struct meta_str tags = { NULL, 0 };
+
+	if (!wr)
 		return;
-	/* Of those, the ones whose set holds P, and those P can enter: a
-	 * watch that needs "status":"available" cannot, while P stays busy. */
+	bool tags_changed = meta_diff(old, new, changed);
+	if (!changed->len && !tags_changed)
+		return;
 	wr->seen++;
-	collect_anchored(wr, p->role, new, NULL);
-	for (guint k = 0; k < read->len; k++) {
-		struct watch *w = g_ptr_array_index(read, k);
-		if (w->mark == wr->seen || watch_marked(w))
+	/* the watches whose set holds P and read what changed */
+	for (guint i = 0; p->watches_in && i < p->watches_in->len; i++) {
+		struct watch *w = g_ptr_array_index(p->watches_in, i);
+		if (w->mark != wr->seen && reads_any(w, changed, tags_changed)) {
+			w->mark = wr->seen;
 			g_ptr_array_add(out, w);
+		}
 	}
+	/* and those that read it and P may enter: filed under the change
+	 * with something P has.  A watch that needs "status":"available"
+	 * is not among them while P stays busy. */
+	if (g_hash_table_size(wr->index) == 0)
+		return;
+	for (guint k = 0; k < changed->len; k++)
+		collect_anchored(wr, &g_array_index(changed, struct meta_str, k), p->role, new, out);
+	if (tags_changed)
+		collect_anchored(wr, &tags, p->role, new, out);
 }
 
 void watch_presence(const struct peer *p, GPtrArray *out)

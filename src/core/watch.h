@@ -9,9 +9,11 @@
  *   that every peer the filter matches must have): a peer that joins is
  *   tried only against the watches filed under something it has (and
  *   those with no anchor);
- * - by what a filter reads (its properties, the tags): an update is
- *   tried only against the watches that read something it changed, and
- *   of those only the ones that hold the peer or whose anchors it has.
+ * - by what a filter reads (its properties, the tags), each with each of
+ *   its anchors: an update is tried only against the watches that read
+ *   something it changed and hold the peer or have an anchor it has, in
+ *   lookups of what changed times what the peer has, whatever the number
+ *   of watches.
  * Each peer lists the watches whose set holds it, so an update that
  * changes nothing a watch reads tells that watch's members "updated" and
  * costs the others nothing, and leaving costs no evaluation at all.
@@ -58,8 +60,8 @@ unsigned watch_room_count(const struct room *room);
 void watch_candidates(const struct peer *p, GPtrArray *out);
 /* The filter watches of P's room that read something that differs
  * between OLD and NEW metadata (P's update), and that hold P or may take
- * it in (filed under something it has now, or under nothing).  Each
- * once.  P's memberships must be marked first (watch_mark_members). */
+ * it in (filed under the change with something it has now, or with
+ * nothing).  Each once. */
 void watch_readers(const struct peer *p, const struct meta *old, const struct meta *new,
 		   GPtrArray *out);
 /* The presence subscriptions of P's room. */
