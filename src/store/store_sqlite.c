@@ -683,15 +683,22 @@ static int sq_put_key(void *be, const struct store_key *key, GError **err)
 	return r < 0 ? r : 0;
 }
 
-static int sq_load_members(void *be, GPtrArray *members, GError **err)
+/* load_all of one table on its own, the database opened again first if
+ * it was let go of. */
+static int load_table(struct sq *s, enum stmt st, row_fn row, GPtrArray *out, const char *what,
+		      GError **err)
 {
-	struct sq *s = be;
 	int r;
 
 	if ((r = reopen(s, err)) < 0)
 		return r;
-	r = load_all(s, ST_LOAD_MEMBERS, member_row, members, "room membership of room", err);
+	r = load_all(s, st, row, out, what, err);
 	return r < 0 ? settle(s, r, err) : r;
+}
+
+static int sq_load_members(void *be, GPtrArray *members, GError **err)
+{
+	return load_table(be, ST_LOAD_MEMBERS, member_row, members, "room membership of room", err);
 }
 
 static int sq_put_member(void *be, const struct store_member *m, GError **err)
@@ -749,13 +756,7 @@ static int sq_revoke_key(void *be, const char *key_id, int64_t when, GError **er
 
 static int sq_load_pubkeys(void *be, GPtrArray *out, GError **err)
 {
-	struct sq *s = be;
-	int r;
-
-	if ((r = reopen(s, err)) < 0)
-		return r;
-	r = load_all(s, ST_LOAD_PUBKEYS, pubkey_row, out, "public key of", err);
-	return r < 0 ? settle(s, r, err) : r;
+	return load_table(be, ST_LOAD_PUBKEYS, pubkey_row, out, "public key of", err);
 }
 
 static int sq_put_pubkey(void *be, const struct store_pubkey *k, GError **err)
