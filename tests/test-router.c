@@ -1402,8 +1402,16 @@ static void test_cluster_claim(void)
 	json_object_put(next(b, "registered_auth"));
 
 	say(w, c, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"c\",\"protocol\":\"2.1\"}");
+	/* the winner's news may come before our claim's answer: the
+	 * answer decides (not SESSION_REPLACED), then the news applies */
+	remote(w, "r", "c", "far", 5000, "{\"tags\":[\"won\"]}");
+	expect_nothing(c);
 	router_cluster_claimed(w->r, "r", "c", 1003, ROUTER_CLAIM_TAKEN, NULL);
 	expect_error(c, "PEER_ID_TAKEN");
+	say(w, a, "{\"type\":\"discover_peers\",\"filters\":{\"tags\":[\"won\"]}}");
+	o = next(a, "peer_list");
+	g_assert_nonnull(strstr(json_object_to_json_string(o), "\"c\""));
+	json_object_put(o);
 	say(w, d, "{\"type\":\"register\",\"room_id\":\"r\",\"peer_id\":\"d\",\"protocol\":\"2.1\"}");
 	router_cluster_claimed(w->r, "r", "d", 1004, ROUTER_CLAIM_FULL, NULL);
 	expect_error(d, "ROOM_FULL");

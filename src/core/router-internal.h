@@ -28,6 +28,10 @@ struct router {
 	/* [cluster] */
 	GHashTable *view_waits;   /* room id -> GPtrArray of router_parked */
 	GHashTable *watched;      /* room ids asked for (cluster_watch) */
+	/* "room\npeer" -> struct router_remote_peer (a copy): another
+	 * instance's session of an id our register is still claiming,
+	 * applied once that register ends without the id. */
+	GHashTable *held_upserts;
 	bool view_waited;         /* the register being replayed waited for its view */
 	const char *holding_room; /* a register is under way here: keep its view */
 	bool no_withdraw;         /* router_leave of a session another instance took */

@@ -12,6 +12,36 @@
 #include <stdio.h>
 #include <string.h>
 
+static void remote_peer_free(void *data)
+{
+	struct router_remote_peer *p = data;
+	g_free((char *)p->room);
+	g_free((char *)p->peer);
+	g_free((char *)p->instance);
+	g_free((char *)p->role);
+	g_free((char *)p->meta);
+	g_free((char *)p->principal);
+	g_free(p);
+}
+
+static struct router_remote_peer *remote_peer_dup(const struct router_remote_peer *rp)
+{
+	struct router_remote_peer *p = g_new(struct router_remote_peer, 1);
+	*p = *rp;
+	p->room = g_strdup(rp->room);
+	p->peer = g_strdup(rp->peer);
+	p->instance = g_strdup(rp->instance);
+	p->role = g_strdup(rp->role);
+	p->meta = g_strdup(rp->meta);
+	p->principal = g_strdup(rp->principal);
+	return p;
+}
+
+static char *held_key(const char *room, const char *peer)
+{
+	return g_strdup_printf("%s\n%s", room, peer);
+}
+
 struct router *router_new(const struct config *cfg, struct registry *reg,
 			  const struct router_env *env, const struct router_services *svc,
 			  void *svc_ctx)
@@ -25,6 +55,7 @@ struct router *router_new(const struct config *cfg, struct registry *reg,
 	r->view_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 					      (GDestroyNotify)g_ptr_array_unref);
 	r->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	r->held_upserts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, remote_peer_free);
 	router_set_config(r, cfg);
 	return r;
 }
@@ -80,6 +111,7 @@ void router_free(struct router *r)
 	g_string_free(r->scratch, TRUE);
 	g_hash_table_unref(r->view_waits);
 	g_hash_table_unref(r->watched);
+	g_hash_table_unref(r->held_upserts);
 	g_free(r);
 }
 
@@ -230,8 +262,16 @@ void router_leave(struct router *r, struct client *c, const char *why, enum prot
 	/* Another instance that took the id has the entry now: left alone. */
 	if (room_id && !r->no_withdraw)
 		r->svc->cluster_withdraw(r->svc_ctx, p, gone);
+	g_autofree char *key = room_id ? held_key(room_id, p->id) : NULL;
 	registry_remove(r->reg, p);
 	metrics_set(peers, registry_n_peers(r->reg));
+	/* another instance's session of the id, held while we claimed it */
+	gpointer held_k, held;
+	if (key && g_hash_table_steal_extended(r->held_upserts, key, &held_k, &held)) {
+		router_cluster_peer_upsert(r, held);
+		g_free(held_k);
+		remote_peer_free(held);
+	}
 	if (room_id)
 		router_maybe_unwatch(r, room_id);
 	if (last || room_id)
@@ -872,6 +912,13 @@ void router_cluster_peer_upsert(struct router *r, const struct router_remote_pee
 
 	if (!view_needed(r, rp->room))
 		return; /* a view let go of: its last events */
+	if (old && !peer_is_remote(old) && old->claiming) {
+		/* Our register of the id waits for its claim, whose answer
+		 * may come after this news (another connection): that answer
+		 * decides; this applies if the register ends without the id. */
+		g_hash_table_replace(r->held_upserts, held_key(rp->room, rp->peer), remote_peer_dup(rp));
+		return;
+	}
 	if (old && !peer_is_remote(old)) {
 		/* Ours: a newer session elsewhere takes the id (as "replaced"
 		 * says too, whichever comes first); an older one is stale. */
@@ -904,6 +951,10 @@ void router_cluster_peer_remove(struct router *r, const char *room_id, const cha
 	struct room *room = registry_find_room(r->reg, room_id);
 	struct peer *p = room ? room_find_peer(room, peer) : NULL;
 
+	g_autofree char *key = held_key(room_id, peer);
+	struct router_remote_peer *held = g_hash_table_lookup(r->held_upserts, key);
+	if (held && strcmp(held->instance, instance) == 0)
+		g_hash_table_remove(r->held_upserts, key);
 	if (!p || !peer_is_remote(p) || strcmp(p->instance, instance) != 0)
 		return;
 	events_left(r, p, why);
@@ -928,6 +979,10 @@ void router_cluster_claimed(struct router *r, const char *room, const char *peer
 	router_receive(r, c, text, c->claim_len, false);
 	r->replaying = false;
 	r->claim = NULL;
+	if (res == ROUTER_CLAIMED) { /* ours now: what another held is over */
+		g_autofree char *key = held_key(room, peer);
+		g_hash_table_remove(r->held_upserts, key);
+	}
 }
 
 void router_cluster_replaced(struct router *r, const char *room, const char *peer, uint64_t epoch)
