@@ -540,11 +540,13 @@ static void maybe_up(struct cluster *c)
 	c->backoff_ms = 0;
 	c->last_ping_ms = c->last_hb_ms = now_ms();
 	metrics_set(cluster_up, true);
-	log_event(LOG_NOTICE, LOG_EVENT_BACKEND_RESTORED, NULL, "cluster: Redis reachable, instance %s",
-		  c->me);
 	reannounce_all(c);
 	if (c->ops.state && !c->freeing)
 		c->ops.state(c->user, true);
+	/* last: whoever waits for this line (an operator, a test) finds the
+	 * daemon up already, /ready included (the admin port's own thread) */
+	log_event(LOG_NOTICE, LOG_EVENT_BACKEND_RESTORED, NULL, "cluster: Redis reachable, instance %s",
+		  c->me);
 }
 
 static void on_sub(redisAsyncContext *ac, void *r, void *privdata)
